@@ -1,0 +1,459 @@
+//! The abstract syntax tree. Every node carries the [`Span`] of the text it came from; the parser
+//! guarantees that a child's span lies inside its parent's.
+
+use crate::span::Span;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// A dotted name such as `crm.read_customer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DottedName {
+    pub segments: Vec<Ident>,
+    pub span: Span,
+}
+
+impl DottedName {
+    pub fn text(&self) -> String {
+        let parts: Vec<&str> = self.segments.iter().map(|s| s.name.as_str()).collect();
+        parts.join(".")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IntLit {
+    pub value: i64,
+    pub span: Span,
+}
+
+/// A duration such as `15m` or `1h30m`, in seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DurationLit {
+    pub seconds: u64,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct File {
+    pub items: Vec<Item>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Item {
+    Environments(Environments),
+    Domain(Domain),
+    Tool(Tool),
+    Agent(Agent),
+    Rule(Rule),
+    Limit(Limit),
+    Delegate(Delegate),
+    OnDeny(OnDeny),
+    Assert(Assert),
+    Test(Test),
+}
+
+impl Item {
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Environments(x) => x.span,
+            Item::Domain(x) => x.span,
+            Item::Tool(x) => x.span,
+            Item::Agent(x) => x.span,
+            Item::Rule(x) => x.span,
+            Item::Limit(x) => x.span,
+            Item::Delegate(x) => x.span,
+            Item::OnDeny(x) => x.span,
+            Item::Assert(x) => x.span,
+            Item::Test(x) => x.span,
+        }
+    }
+}
+
+/// `environments prod, staging, sandbox;`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Environments {
+    pub names: Vec<Ident>,
+    pub span: Span,
+}
+
+/// `domain customer_pii { private }`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Domain {
+    pub name: Ident,
+    pub labels: Vec<Ident>,
+    pub span: Span,
+}
+
+/// `tool payments.refund { domain finance effect write cost 1 args { ... } }`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tool {
+    pub name: DottedName,
+    pub props: Vec<ToolProp>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ToolPropKind {
+    Domain(Ident),
+    Effect(Ident),
+    Env(Ident),
+    Cost(IntLit),
+    Args(Vec<ArgDecl>),
+    Attrs(Vec<AttrDecl>),
+    Creates(Ident),
+    Grants(Ident),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ToolProp {
+    pub kind: ToolPropKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArgDecl {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum TypeExprKind {
+    /// `int`, `bool`, `string`, or a misspelling the checker reports.
+    Named(Ident),
+    /// `int[0..1000]`
+    Bounded { base: Ident, min: IntLit, max: IntLit },
+    /// `enum[usd, eur]`
+    Enum { base: Ident, variants: Vec<Ident> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypeExpr {
+    pub kind: TypeExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AttrDecl {
+    pub name: Ident,
+    pub value: Literal,
+    pub span: Span,
+}
+
+/// `agent support_bot { roles [support] credential_ttl 15m budget 500 per 1d }`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Agent {
+    pub name: Ident,
+    pub props: Vec<AgentProp>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum AgentPropKind {
+    Roles(Vec<Ident>),
+    Attrs(Vec<AttrDecl>),
+    CredentialTtl(DurationLit),
+    Budget { amount: IntLit, window: DurationLit },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentProp {
+    pub kind: AgentPropKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RuleEffect {
+    Permit,
+    Forbid,
+}
+
+/// `[label:] permit|forbid PRINCIPAL to call TOOLS [when CONDITION];`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    pub label: Option<Ident>,
+    pub effect: RuleEffect,
+    pub principal: Principal,
+    pub tools: ToolPattern,
+    pub condition: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum PrincipalKind {
+    Any,
+    Agent(Ident),
+    Role(Ident),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ToolPatternKind {
+    Any,
+    Exact(DottedName),
+    /// `payments.*`: the dotted prefix without the `.*`.
+    Prefix(DottedName),
+    Domain(Ident),
+    Effect(Ident),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ToolPattern {
+    pub kind: ToolPatternKind,
+    pub span: Span,
+}
+
+/// `[label:] limit PRINCIPAL [on TOOLS] KIND;`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Limit {
+    pub label: Option<Ident>,
+    pub principal: Principal,
+    pub tools: Option<ToolPattern>,
+    pub kind: LimitKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum LimitKind {
+    /// `rate N per WINDOW`
+    Rate { count: IntLit, window: DurationLit },
+    /// `budget N per WINDOW`
+    Budget { amount: IntLit, window: DurationLit },
+    /// `depth N`: longest delegation chain
+    Depth { max: IntLit },
+    /// `repeat N within WINDOW`: identical calls
+    Repeat { count: IntLit, window: DurationLit },
+}
+
+/// `delegate A -> B [widening];`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delegate {
+    pub from: Ident,
+    pub to: Ident,
+    pub widening: Option<Span>,
+    pub span: Span,
+}
+
+/// `on [PRINCIPAL] deny N within WINDOW revoke;`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OnDeny {
+    pub principal: Option<Principal>,
+    pub count: IntLit,
+    pub window: DurationLit,
+    pub span: Span,
+}
+
+/// `[label:] assert ...;`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Assert {
+    pub label: Option<Ident>,
+    pub kind: AssertKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum AssertKind {
+    /// `never P calls T [when C]`: no such request is allowed.
+    Never {
+        principal: Principal,
+        tools: ToolPattern,
+        condition: Option<Expr>,
+    },
+    /// `always P calls T [when C]`: every such request is permitted by the rules.
+    Always {
+        principal: Principal,
+        tools: ToolPattern,
+        condition: Option<Expr>,
+    },
+    /// `no trifecta [for P]`
+    NoTrifecta { principal: Option<Principal> },
+}
+
+/// `test "name" { STEP; ... }`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Test {
+    pub name: StringLit,
+    pub steps: Vec<TestStep>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StringLit {
+    pub value: String,
+    pub span: Span,
+}
+
+/// `AGENT [via [A, B]] calls TOOL [{ ARGS }] [in ENV] [at TIME] expect OUTCOME;`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TestStep {
+    pub agent: Ident,
+    pub via: Vec<Ident>,
+    pub tool: DottedName,
+    pub args: Vec<AttrDecl>,
+    pub env: Option<Ident>,
+    pub at: Option<DurationLit>,
+    pub expect: Expectation,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ExpectationKind {
+    Allow,
+    /// `deny [REASON] [by RULE]`
+    Deny {
+        reason: Option<Ident>,
+        rule: Option<Ident>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    pub kind: ExpectationKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Literal {
+    Int(IntLit),
+    Str(StringLit),
+    Bool(bool, Span),
+    /// A bare identifier: an enum variant, environment or agent name.
+    Name(Ident),
+}
+
+impl Literal {
+    pub fn span(&self) -> Span {
+        match self {
+            Literal::Int(x) => x.span,
+            Literal::Str(x) => x.span,
+            Literal::Bool(_, span) => *span,
+            Literal::Name(x) => x.span,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum FieldRoot {
+    Args,
+    Context,
+    Agent,
+    Tool,
+}
+
+impl FieldRoot {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            FieldRoot::Args => "args",
+            FieldRoot::Context => "context",
+            FieldRoot::Agent => "agent",
+            FieldRoot::Tool => "tool",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Operand {
+    /// `args.amount`, `context.env`, `agent.tier`, `tool.cost`
+    Field {
+        root: FieldRoot,
+        name: Ident,
+        span: Span,
+    },
+    Literal(Literal),
+}
+
+impl Operand {
+    pub fn span(&self) -> Span {
+        match self {
+            Operand::Field { span, .. } => *span,
+            Operand::Literal(literal) => literal.span(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CompareOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CompareOp::Eq => "==",
+            CompareOp::Ne => "!=",
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum StringOp {
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+impl StringOp {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            StringOp::StartsWith => "starts_with",
+            StringOp::EndsWith => "ends_with",
+            StringOp::Contains => "contains",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ExprKind {
+    Or(Box<Expr>, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+    Compare {
+        op: CompareOp,
+        lhs: Operand,
+        rhs: Operand,
+    },
+    In {
+        lhs: Operand,
+        set: Vec<Literal>,
+    },
+    Str {
+        op: StringOp,
+        lhs: Operand,
+        rhs: Operand,
+    },
+    /// A bare operand used as a condition, e.g. `args.urgent` or `true`.
+    Operand(Operand),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+/// A comment in the source; kept beside the tree so the formatter can put it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    /// The text after `//`, without the line ending.
+    pub text: String,
+    pub span: Span,
+}
