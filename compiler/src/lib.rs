@@ -1,0 +1,52 @@
+//! The Tollgate compiler: from policy text to a checked model, and everything that works on it.
+//!
+//! Pipeline, one module per stage:
+//!
+//! ```text
+//! source ─(tollgate-grammar)→ AST ─check→ model::Policy ─┬─ eval     (reference semantics)
+//!                                                         └─ testing  (runs `test` blocks)
+//! ```
+//!
+//! The library does no IO: it takes a [`source::SourceSet`] and returns values. The `cli` module
+//! is the only place that touches files, the clock, stdin and stdout.
+
+pub mod check;
+pub mod cli;
+pub mod diagnostic;
+pub mod eval;
+pub mod model;
+pub mod request;
+pub mod source;
+pub mod testing;
+
+use diagnostic::Diagnostic;
+use model::Policy;
+use source::SourceSet;
+use tollgate_grammar::Parsed;
+
+/// Parses every file of a set.
+pub fn parse_all(sources: &SourceSet) -> Vec<Parsed> {
+    sources
+        .ids()
+        .filter_map(|id| sources.file(id).map(|file| tollgate_grammar::parse(&file.text, id)))
+        .collect()
+}
+
+/// Parses and checks a policy set. Syntax errors stop before checking, so that a half-parsed file
+/// does not cause a cascade of unknown-name errors.
+pub fn load(sources: &SourceSet) -> Result<Policy, Vec<Diagnostic>> {
+    let parsed = parse_all(sources);
+    let syntax: Vec<Diagnostic> = parsed
+        .iter()
+        .flat_map(|p| p.errors.iter().map(diagnostic::syntax))
+        .collect();
+    if !syntax.is_empty() {
+        return Err(syntax);
+    }
+    let files: Vec<&tollgate_grammar::ast::File> = parsed.iter().map(|p| &p.file).collect();
+    let (policy, diagnostics) = check::check(&files);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(diagnostics);
+    }
+    Ok(policy)
+}

@@ -308,7 +308,8 @@ pub struct TestStep {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ExpectationKind {
-    Allow,
+    /// `allow [by RULE]`
+    Allow { rule: Option<Ident> },
     /// `deny [REASON] [by RULE]`
     Deny {
         reason: Option<Ident>,

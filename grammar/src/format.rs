@@ -257,7 +257,12 @@ fn test_step(step: &TestStep) -> String {
     }
     text.push_str(" expect ");
     match &step.expect.kind {
-        ExpectationKind::Allow => text.push_str("allow"),
+        ExpectationKind::Allow { rule } => {
+            text.push_str("allow");
+            if let Some(rule) = rule {
+                let _ = write!(text, " by {}", rule.name);
+            }
+        }
         ExpectationKind::Deny { reason, rule } => {
             text.push_str("deny");
             if let Some(reason) = reason {

@@ -1,0 +1,1329 @@
+//! `check`: syntax trees to a resolved, typed [`Policy`].
+//!
+//! Resolves every name (with "did you mean" suggestions), type-checks every condition against the
+//! argument schemas of all the tools a rule can match and the attributes of all the agents it can
+//! match, rejects duplicates and meaningless quantities, and returns every problem at once.
+//!
+//! Static typing is what makes evaluation total: once a policy checks, no condition can meet a
+//! missing argument or attribute at run time.
+
+use crate::diagnostic::{self, Diagnostic, NameKind};
+use crate::model::*;
+use std::collections::{BTreeMap, BTreeSet};
+use tollgate_grammar::ast;
+use tollgate_grammar::Span;
+
+/// Checks the files of one policy set (in order) and returns the model with every diagnostic.
+/// The model is only meaningful when no diagnostic is an error.
+pub fn check(files: &[&ast::File]) -> (Policy, Vec<Diagnostic>) {
+    let mut checker = Checker::default();
+    let items: Vec<&ast::Item> = files.iter().flat_map(|file| file.items.iter()).collect();
+    checker.declare(&items);
+    checker.define(&items);
+    checker.rules_and_the_rest(&items);
+    (checker.policy, checker.diagnostics)
+}
+
+#[derive(Default)]
+struct Checker {
+    policy: Policy,
+    diagnostics: Vec<Diagnostic>,
+    environment_spans: BTreeMap<String, Span>,
+    domain_ids: BTreeMap<String, DomainId>,
+    tool_ids: BTreeMap<String, ToolId>,
+    agent_ids: BTreeMap<String, AgentId>,
+    roles: BTreeSet<String>,
+    labels: BTreeMap<String, Span>,
+}
+
+/// The type of a field or value in a condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ty {
+    Int,
+    Bool,
+    Str,
+    /// An enum; the variants valid for every tool the rule matches.
+    Enum(Vec<String>),
+    Env,
+    Agent,
+}
+
+impl Ty {
+    fn describe(&self) -> &'static str {
+        match self {
+            Ty::Int => "an integer",
+            Ty::Bool => "a boolean",
+            Ty::Str => "a string",
+            Ty::Enum(_) => "an enum",
+            Ty::Env => "an environment",
+            Ty::Agent => "an agent",
+        }
+    }
+
+    fn same_kind(&self, other: &Ty) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    fn example(&self) -> String {
+        match self {
+            Ty::Int => "an integer such as `100`".to_owned(),
+            Ty::Bool => "`true` or `false`".to_owned(),
+            Ty::Str => "a quoted string such as `\"text\"`".to_owned(),
+            Ty::Enum(variants) => match variants.first() {
+                Some(first) => format!("a variant without quotes, such as `{first}`"),
+                None => "a variant without quotes".to_owned(),
+            },
+            Ty::Env => "an environment name without quotes".to_owned(),
+            Ty::Agent => "an agent name without quotes".to_owned(),
+        }
+    }
+}
+
+fn value_ty(value: &Value) -> Ty {
+    match value {
+        Value::Int(_) => Ty::Int,
+        Value::Bool(_) => Ty::Bool,
+        Value::Str(_) => Ty::Str,
+        Value::Sym(_) => Ty::Enum(Vec::new()),
+    }
+}
+
+fn arg_ty(ty: &ArgType) -> Ty {
+    match ty {
+        ArgType::Int { .. } => Ty::Int,
+        ArgType::Bool => Ty::Bool,
+        ArgType::Str => Ty::Str,
+        ArgType::Enum(variants) => Ty::Enum(variants.clone()),
+    }
+}
+
+/// The agents and tools a condition may be evaluated for.
+struct Scope {
+    agents: Vec<AgentId>,
+    tools: Vec<ToolId>,
+}
+
+/// A checked operand: its term, its type (`None` when unknown after an error, or when it is a
+/// bare name whose meaning depends on the other side), and how it reads in source.
+struct Typed {
+    term: Term,
+    ty: Option<Ty>,
+    bare_name: Option<String>,
+    text: String,
+    span: Span,
+}
+
+fn operand_text(operand: &ast::Operand) -> String {
+    match operand {
+        ast::Operand::Field { root, name, .. } => format!("{}.{}", root.keyword(), name.name),
+        ast::Operand::Literal(literal) => tollgate_grammar::format::literal(literal),
+    }
+}
+
+impl Checker {
+    fn error(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    // -- pass 1: names ----------------------------------------------------------------------
+
+    fn declare(&mut self, items: &[&ast::Item]) {
+        for item in items {
+            match item {
+                ast::Item::Environments(environments) => {
+                    for name in &environments.names {
+                        if let Some(first) = self.environment_spans.get(&name.name) {
+                            let d = diagnostic::duplicate("environment", &name.name, name.span, *first);
+                            self.error(d);
+                        } else {
+                            self.environment_spans.insert(name.name.clone(), name.span);
+                            self.policy.environments.push(name.name.clone());
+                        }
+                    }
+                }
+                ast::Item::Domain(domain) => {
+                    if let Some(&first) = self.domain_ids.get(&domain.name.name) {
+                        let first = self.policy.domains[first].span;
+                        let d = diagnostic::duplicate("domain", &domain.name.name, domain.name.span, first);
+                        self.error(d);
+                        continue;
+                    }
+                    let mut labels = Vec::new();
+                    for label in &domain.labels {
+                        match DomainLabel::ALL.iter().find(|(name, _)| *name == label.name) {
+                            Some((_, value)) => {
+                                if !labels.contains(value) {
+                                    labels.push(*value);
+                                }
+                            }
+                            None => {
+                                let names = DomainLabel::ALL.iter().map(|(name, _)| *name);
+                                let d = diagnostic::unknown_name(NameKind::Label, &label.name, label.span, names);
+                                self.error(d);
+                            }
+                        }
+                    }
+                    labels.sort();
+                    self.domain_ids.insert(domain.name.name.clone(), self.policy.domains.len());
+                    self.policy.domains.push(Domain {
+                        name: domain.name.name.clone(),
+                        labels,
+                        span: domain.name.span,
+                    });
+                }
+                ast::Item::Agent(agent) => {
+                    if let Some(&first) = self.agent_ids.get(&agent.name.name) {
+                        let first = self.policy.agents[first].span;
+                        let d = diagnostic::duplicate("agent", &agent.name.name, agent.name.span, first);
+                        self.error(d);
+                        continue;
+                    }
+                    self.agent_ids.insert(agent.name.name.clone(), self.policy.agents.len());
+                    self.policy.agents.push(Agent {
+                        name: agent.name.name.clone(),
+                        roles: Vec::new(),
+                        attrs: BTreeMap::new(),
+                        credential_ttl: None,
+                        span: agent.name.span,
+                    });
+                }
+                _ => {}
+            }
+        }
+        // Tools last: their `domain` and `creates` refer to domains and agents.
+        for item in items {
+            if let ast::Item::Tool(tool) = item {
+                let name = tool.name.text();
+                if let Some(&first) = self.tool_ids.get(&name) {
+                    let first = self.policy.tools[first].span;
+                    let d = diagnostic::duplicate("tool", &name, tool.name.span, first);
+                    self.error(d);
+                    continue;
+                }
+                self.tool_ids.insert(name.clone(), self.policy.tools.len());
+                self.policy.tools.push(Tool {
+                    name,
+                    domain: 0,
+                    effect: Effect::Read,
+                    env: None,
+                    cost: 0,
+                    args: Vec::new(),
+                    attrs: BTreeMap::new(),
+                    creates: None,
+                    grants: None,
+                    span: tool.name.span,
+                });
+            }
+        }
+    }
+
+    // -- pass 2: declarations' bodies -------------------------------------------------------
+
+    fn define(&mut self, items: &[&ast::Item]) {
+        for item in items {
+            match item {
+                ast::Item::Tool(tool) => self.define_tool(tool),
+                ast::Item::Agent(agent) => self.define_agent(agent),
+                _ => {}
+            }
+        }
+        for agent in &self.policy.agents {
+            self.roles.extend(agent.roles.iter().cloned());
+        }
+        for tool in &self.policy.tools {
+            self.roles.extend(tool.grants.iter().cloned());
+        }
+    }
+
+    fn resolve_agent(&mut self, name: &ast::Ident) -> Option<AgentId> {
+        let found = self.agent_ids.get(&name.name).copied();
+        if found.is_none() {
+            let names: Vec<&str> = self.agent_ids.keys().map(String::as_str).collect();
+            let d = diagnostic::unknown_name(NameKind::Agent, &name.name, name.span, names);
+            self.diagnostics.push(d);
+        }
+        found
+    }
+
+    fn resolve_environment(&mut self, name: &ast::Ident) -> Option<String> {
+        if self.environment_spans.contains_key(&name.name) {
+            return Some(name.name.clone());
+        }
+        let names: Vec<&str> = self.environment_spans.keys().map(String::as_str).collect();
+        let d = diagnostic::unknown_name(NameKind::Environment, &name.name, name.span, names);
+        self.diagnostics.push(d);
+        None
+    }
+
+    fn attributes(&mut self, list: &[ast::AttrDecl]) -> BTreeMap<String, (Value, Span)> {
+        let mut attrs: BTreeMap<String, (Value, Span)> = BTreeMap::new();
+        for attr in list {
+            if let Some((_, first)) = attrs.get(&attr.name.name) {
+                let d = diagnostic::duplicate("attribute", &attr.name.name, attr.name.span, *first);
+                self.error(d);
+                continue;
+            }
+            let value = match &attr.value {
+                ast::Literal::Int(int) => Value::Int(int.value),
+                ast::Literal::Str(text) => Value::Str(text.value.clone()),
+                ast::Literal::Bool(value, _) => Value::Bool(*value),
+                ast::Literal::Name(name) => {
+                    self.error(diagnostic::bare_name(&name.name, name.span));
+                    continue;
+                }
+            };
+            attrs.insert(attr.name.name.clone(), (value, attr.name.span));
+        }
+        attrs
+    }
+
+    fn define_tool(&mut self, tool: &ast::Tool) {
+        let name = tool.name.text();
+        let Some(&id) = self.tool_ids.get(&name) else {
+            return;
+        };
+        if self.policy.tools[id].span != tool.name.span {
+            return; // a duplicate, already reported
+        }
+        let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
+        let mut domain = None;
+        let mut effect = None;
+        let mut creates = None;
+        let mut grants = None;
+        for prop in &tool.props {
+            let key = match &prop.kind {
+                ast::ToolPropKind::Domain(_) => "domain",
+                ast::ToolPropKind::Effect(_) => "effect",
+                ast::ToolPropKind::Env(_) => "env",
+                ast::ToolPropKind::Cost(_) => "cost",
+                ast::ToolPropKind::Args(_) => "args",
+                ast::ToolPropKind::Attrs(_) => "attrs",
+                ast::ToolPropKind::Creates(_) => "creates",
+                ast::ToolPropKind::Grants(_) => "grants",
+            };
+            if let Some(first) = seen.get(key) {
+                let d = diagnostic::duplicate_property(key, prop.span, *first);
+                self.error(d);
+                continue;
+            }
+            seen.insert(key, prop.span);
+            match &prop.kind {
+                ast::ToolPropKind::Domain(name) => match self.domain_ids.get(&name.name) {
+                    Some(&found) => domain = Some(found),
+                    None => {
+                        let names: Vec<&str> = self.domain_ids.keys().map(String::as_str).collect();
+                        let d = diagnostic::unknown_name(NameKind::Domain, &name.name, name.span, names);
+                        self.error(d);
+                        domain = Some(usize::MAX);
+                    }
+                },
+                ast::ToolPropKind::Effect(name) => match Effect::ALL.iter().find(|(n, _)| *n == name.name) {
+                    Some((_, found)) => effect = Some((*found, prop.span)),
+                    None => {
+                        let names = Effect::ALL.iter().map(|(n, _)| *n);
+                        let d = diagnostic::unknown_name(NameKind::Effect, &name.name, name.span, names);
+                        self.error(d);
+                    }
+                },
+                ast::ToolPropKind::Env(name) => {
+                    let env = self.resolve_environment(name);
+                    self.policy.tools[id].env = env;
+                }
+                ast::ToolPropKind::Cost(cost) => {
+                    if cost.value < 0 {
+                        self.error(diagnostic::negative_quantity("cost", cost.span));
+                    }
+                    self.policy.tools[id].cost = cost.value;
+                }
+                ast::ToolPropKind::Args(args) => {
+                    let mut schema: Vec<ArgSchema> = Vec::new();
+                    for arg in args {
+                        if let Some(first) = schema.iter().find(|a| a.name == arg.name.name) {
+                            let d = diagnostic::duplicate("argument", &arg.name.name, arg.name.span, first.span);
+                            self.error(d);
+                            continue;
+                        }
+                        if let Some(ty) = self.arg_type(&arg.ty) {
+                            schema.push(ArgSchema {
+                                name: arg.name.name.clone(),
+                                ty,
+                                span: arg.name.span,
+                            });
+                        }
+                    }
+                    self.policy.tools[id].args = schema;
+                }
+                ast::ToolPropKind::Attrs(list) => {
+                    let attrs = self.attributes(list);
+                    self.policy.tools[id].attrs = attrs;
+                }
+                ast::ToolPropKind::Creates(agent) => creates = Some((agent, prop.span)),
+                ast::ToolPropKind::Grants(role) => grants = Some((role, prop.span)),
+            }
+        }
+        match domain {
+            Some(found) if found != usize::MAX => self.policy.tools[id].domain = found,
+            Some(_) => {}
+            None => {
+                let d = diagnostic::missing_property("tool", &name, "domain", tool.name.span, "domain NAME");
+                self.error(d);
+            }
+        }
+        let effect = match effect {
+            Some((found, _)) => {
+                self.policy.tools[id].effect = found;
+                Some(found)
+            }
+            None => {
+                if !seen.contains_key("effect") {
+                    let d = diagnostic::missing_property("tool", &name, "effect", tool.name.span, "effect read");
+                    self.error(d);
+                }
+                None
+            }
+        };
+        match (creates, effect) {
+            (Some((agent, _)), Some(Effect::Spawn)) => {
+                self.policy.tools[id].creates = self.resolve_agent(agent);
+            }
+            (Some((_, span)), Some(_)) => {
+                let d = diagnostic::misplaced_property("creates", span, "only a tool with `effect spawn` creates an agent");
+                self.error(d);
+            }
+            (None, Some(Effect::Spawn)) => {
+                let d = diagnostic::missing_property("spawn tool", &name, "creates", tool.name.span, "creates AGENT");
+                self.error(d);
+            }
+            _ => {}
+        }
+        match (grants, effect) {
+            (Some((role, _)), Some(Effect::Grant)) => self.policy.tools[id].grants = Some(role.name.clone()),
+            (Some((_, span)), Some(_)) => {
+                let d = diagnostic::misplaced_property("grants", span, "only a tool with `effect grant` grants a role");
+                self.error(d);
+            }
+            (None, Some(Effect::Grant)) => {
+                let d = diagnostic::missing_property("grant tool", &name, "grants", tool.name.span, "grants ROLE");
+                self.error(d);
+            }
+            _ => {}
+        }
+    }
+
+    fn arg_type(&mut self, ty: &ast::TypeExpr) -> Option<ArgType> {
+        const TYPES: [&str; 4] = ["int", "bool", "string", "enum"];
+        match &ty.kind {
+            ast::TypeExprKind::Named(name) => match name.name.as_str() {
+                "int" => Some(ArgType::Int {
+                    min: i64::MIN,
+                    max: i64::MAX,
+                }),
+                "bool" => Some(ArgType::Bool),
+                "string" => Some(ArgType::Str),
+                "enum" => {
+                    let d = diagnostic::invalid_type(
+                        "`enum` needs its variants".to_owned(),
+                        ty.span,
+                        "write `enum[A, B, ...]`",
+                    );
+                    self.error(d);
+                    None
+                }
+                other => {
+                    let d = diagnostic::unknown_name(NameKind::Type, other, name.span, TYPES);
+                    self.error(d);
+                    None
+                }
+            },
+            ast::TypeExprKind::Bounded { base, min, max } => {
+                if base.name != "int" {
+                    let d = diagnostic::invalid_type(
+                        format!("`{}` cannot have bounds", base.name),
+                        ty.span,
+                        "only `int` takes bounds, as in `int[0..1000]`",
+                    );
+                    self.error(d);
+                    return None;
+                }
+                if min.value > max.value {
+                    let d = diagnostic::invalid_type(
+                        format!("empty range `{}..{}`", min.value, max.value),
+                        ty.span,
+                        "the lower bound must not exceed the upper bound",
+                    );
+                    self.error(d);
+                    return None;
+                }
+                Some(ArgType::Int {
+                    min: min.value,
+                    max: max.value,
+                })
+            }
+            ast::TypeExprKind::Enum { base, variants } => {
+                if base.name != "enum" {
+                    let d = diagnostic::invalid_type(
+                        format!("`{}` cannot list variants", base.name),
+                        ty.span,
+                        "write `enum[A, B, ...]` for a set of names",
+                    );
+                    self.error(d);
+                    return None;
+                }
+                let mut names: Vec<String> = Vec::new();
+                let mut spans: BTreeMap<&str, Span> = BTreeMap::new();
+                for variant in variants {
+                    if let Some(first) = spans.get(variant.name.as_str()) {
+                        let d = diagnostic::duplicate("enum variant", &variant.name, variant.span, *first);
+                        self.diagnostics.push(d);
+                        continue;
+                    }
+                    spans.insert(&variant.name, variant.span);
+                    names.push(variant.name.clone());
+                }
+                if names.is_empty() {
+                    let d = diagnostic::invalid_type("`enum[]` has no variants".to_owned(), ty.span, "list at least one variant");
+                    self.error(d);
+                    return None;
+                }
+                Some(ArgType::Enum(names))
+            }
+        }
+    }
+
+    fn define_agent(&mut self, agent: &ast::Agent) {
+        let Some(&id) = self.agent_ids.get(&agent.name.name) else {
+            return;
+        };
+        if self.policy.agents[id].span != agent.name.span {
+            return;
+        }
+        let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
+        for prop in &agent.props {
+            let key = match &prop.kind {
+                ast::AgentPropKind::Roles(_) => "roles",
+                ast::AgentPropKind::Attrs(_) => "attrs",
+                ast::AgentPropKind::CredentialTtl(_) => "credential_ttl",
+                ast::AgentPropKind::Budget { .. } => "budget",
+            };
+            if let Some(first) = seen.get(key) {
+                let d = diagnostic::duplicate_property(key, prop.span, *first);
+                self.error(d);
+                continue;
+            }
+            seen.insert(key, prop.span);
+            match &prop.kind {
+                ast::AgentPropKind::Roles(roles) => {
+                    let mut list: Vec<String> = Vec::new();
+                    for role in roles {
+                        if !list.contains(&role.name) {
+                            list.push(role.name.clone());
+                        }
+                    }
+                    self.policy.agents[id].roles = list;
+                }
+                ast::AgentPropKind::Attrs(list) => {
+                    let attrs = self.attributes(list);
+                    self.policy.agents[id].attrs = attrs;
+                }
+                ast::AgentPropKind::CredentialTtl(ttl) => {
+                    if ttl.seconds == 0 {
+                        self.error(diagnostic::zero_quantity("credential lifetime", ttl.span));
+                    }
+                    self.policy.agents[id].credential_ttl = Some(ttl.seconds);
+                }
+                ast::AgentPropKind::Budget { amount, window } => {
+                    if amount.value < 0 {
+                        self.error(diagnostic::negative_quantity("budget", amount.span));
+                    }
+                    if window.seconds == 0 {
+                        self.error(diagnostic::zero_quantity("window", window.span));
+                    }
+                    self.policy.limits.push(Limit {
+                        label: None,
+                        principal: PrincipalPattern::Agent(id),
+                        tools: ToolPattern::Any,
+                        kind: LimitKind::Budget {
+                            amount: amount.value,
+                            window: window.seconds,
+                        },
+                        span: prop.span,
+                    });
+                }
+            }
+        }
+    }
+
+    // -- pass 3: rules, limits, delegation, responses, assertions, tests --------------------
+
+    fn rules_and_the_rest(&mut self, items: &[&ast::Item]) {
+        let mut tests = Vec::new();
+        for item in items {
+            match item {
+                ast::Item::Rule(rule) => self.rule(rule),
+                ast::Item::Limit(limit) => self.limit(limit),
+                ast::Item::Delegate(delegate) => self.delegate(delegate),
+                ast::Item::OnDeny(on_deny) => self.on_deny(on_deny),
+                ast::Item::Assert(assert) => self.assertion(assert),
+                ast::Item::Test(test) => tests.push(test),
+                _ => {}
+            }
+        }
+        // Tests may name rule labels declared after them.
+        for test in tests {
+            self.test(test);
+        }
+    }
+
+    fn label(&mut self, label: &Option<ast::Ident>) -> Option<String> {
+        let label = label.as_ref()?;
+        if let Some(first) = self.labels.get(&label.name) {
+            let d = diagnostic::duplicate("label", &label.name, label.span, *first);
+            self.error(d);
+        } else {
+            self.labels.insert(label.name.clone(), label.span);
+        }
+        Some(label.name.clone())
+    }
+
+    fn principal(&mut self, principal: &ast::Principal) -> Option<PrincipalPattern> {
+        match &principal.kind {
+            ast::PrincipalKind::Any => Some(PrincipalPattern::Any),
+            ast::PrincipalKind::Agent(name) => self.resolve_agent(name).map(PrincipalPattern::Agent),
+            ast::PrincipalKind::Role(role) => {
+                if self.roles.contains(&role.name) {
+                    Some(PrincipalPattern::Role(role.name.clone()))
+                } else {
+                    let names: Vec<&str> = self.roles.iter().map(String::as_str).collect();
+                    let d = diagnostic::unknown_name(NameKind::Role, &role.name, role.span, names);
+                    self.error(d);
+                    None
+                }
+            }
+        }
+    }
+
+    fn tool_pattern(&mut self, pattern: &ast::ToolPattern) -> Option<ToolPattern> {
+        match &pattern.kind {
+            ast::ToolPatternKind::Any => Some(ToolPattern::Any),
+            ast::ToolPatternKind::Exact(name) => {
+                let text = name.text();
+                match self.tool_ids.get(&text) {
+                    Some(&id) => Some(ToolPattern::Exact(id)),
+                    None => {
+                        let names: Vec<&str> = self.tool_ids.keys().map(String::as_str).collect();
+                        let d = diagnostic::unknown_name(NameKind::Tool, &text, name.span, names);
+                        self.error(d);
+                        None
+                    }
+                }
+            }
+            ast::ToolPatternKind::Prefix(name) => {
+                let resolved = ToolPattern::Prefix(name.text());
+                if self.policy.tools_matching(&resolved).is_empty() {
+                    let d = diagnostic::empty_pattern(&format!("{}.*", name.text()), pattern.span);
+                    self.error(d);
+                    return None;
+                }
+                Some(resolved)
+            }
+            ast::ToolPatternKind::Domain(name) => match self.domain_ids.get(&name.name) {
+                Some(&id) => Some(ToolPattern::Domain(id)),
+                None => {
+                    let names: Vec<&str> = self.domain_ids.keys().map(String::as_str).collect();
+                    let d = diagnostic::unknown_name(NameKind::Domain, &name.name, name.span, names);
+                    self.error(d);
+                    None
+                }
+            },
+            ast::ToolPatternKind::Effect(name) => match Effect::ALL.iter().find(|(n, _)| *n == name.name) {
+                Some((_, effect)) => Some(ToolPattern::Effect(*effect)),
+                None => {
+                    let names = Effect::ALL.iter().map(|(n, _)| *n);
+                    let d = diagnostic::unknown_name(NameKind::Effect, &name.name, name.span, names);
+                    self.error(d);
+                    None
+                }
+            },
+        }
+    }
+
+    fn rule(&mut self, rule: &ast::Rule) {
+        let label = self.label(&rule.label);
+        let principal = self.principal(&rule.principal);
+        let tools = self.tool_pattern(&rule.tools);
+        let (Some(principal), Some(tools)) = (principal, tools) else {
+            return;
+        };
+        let condition = self.optional_condition(rule.condition.as_ref(), &principal, &tools);
+        let Ok(condition) = condition else {
+            return;
+        };
+        self.policy.rules.push(Rule {
+            label,
+            effect: match rule.effect {
+                ast::RuleEffect::Permit => RuleEffect::Permit,
+                ast::RuleEffect::Forbid => RuleEffect::Forbid,
+            },
+            principal,
+            tools,
+            condition,
+            span: rule.span,
+        });
+    }
+
+    /// `Err` when the condition had errors (already reported).
+    fn optional_condition(
+        &mut self,
+        condition: Option<&ast::Expr>,
+        principal: &PrincipalPattern,
+        tools: &ToolPattern,
+    ) -> Result<Option<Condition>, ()> {
+        let Some(condition) = condition else {
+            return Ok(None);
+        };
+        let scope = Scope {
+            agents: self.policy.agents_matching(principal),
+            tools: self.policy.tools_matching(tools),
+        };
+        let before = self.diagnostics.len();
+        let checked = self.condition(condition, &scope);
+        if self.diagnostics.len() > before {
+            return Err(());
+        }
+        checked.map(Some).ok_or(())
+    }
+
+    fn limit(&mut self, limit: &ast::Limit) {
+        let label = self.label(&limit.label);
+        let principal = self.principal(&limit.principal);
+        let tools = match &limit.tools {
+            Some(pattern) => self.tool_pattern(pattern),
+            None => Some(ToolPattern::Any),
+        };
+        let kind = match &limit.kind {
+            ast::LimitKind::Rate { count, window } => {
+                let count = self.positive_count(count);
+                let window = self.window(window);
+                count.zip(window).map(|(count, window)| LimitKind::Rate { count, window })
+            }
+            ast::LimitKind::Budget { amount, window } => {
+                if amount.value < 0 {
+                    self.error(diagnostic::negative_quantity("budget", amount.span));
+                }
+                self.window(window).map(|window| LimitKind::Budget {
+                    amount: amount.value,
+                    window,
+                })
+            }
+            ast::LimitKind::Depth { max } => match u64::try_from(max.value) {
+                Ok(max) => Some(LimitKind::Depth { max }),
+                Err(_) => {
+                    self.error(diagnostic::negative_quantity("delegation depth", max.span));
+                    None
+                }
+            },
+            ast::LimitKind::Repeat { count, window } => {
+                let count = self.positive_count(count);
+                let window = self.window(window);
+                count.zip(window).map(|(count, window)| LimitKind::Repeat { count, window })
+            }
+        };
+        if let (Some(principal), Some(tools), Some(kind)) = (principal, tools, kind) {
+            self.policy.limits.push(Limit {
+                label,
+                principal,
+                tools,
+                kind,
+                span: limit.span,
+            });
+        }
+    }
+
+    fn positive_count(&mut self, count: &ast::IntLit) -> Option<u64> {
+        match u64::try_from(count.value) {
+            Ok(0) => {
+                self.error(diagnostic::zero_quantity("count", count.span));
+                None
+            }
+            Ok(value) => Some(value),
+            Err(_) => {
+                self.error(diagnostic::negative_quantity("count", count.span));
+                None
+            }
+        }
+    }
+
+    fn window(&mut self, window: &ast::DurationLit) -> Option<u64> {
+        if window.seconds == 0 {
+            self.error(diagnostic::zero_quantity("window", window.span));
+            return None;
+        }
+        Some(window.seconds)
+    }
+
+    fn delegate(&mut self, delegate: &ast::Delegate) {
+        let from = self.resolve_agent(&delegate.from);
+        let to = self.resolve_agent(&delegate.to);
+        let (Some(from), Some(to)) = (from, to) else {
+            return;
+        };
+        if from == to {
+            self.error(diagnostic::self_delegation(&delegate.from.name, delegate.span));
+            return;
+        }
+        if let Some(first) = self.policy.delegations.iter().find(|d| d.from == from && d.to == to) {
+            let name = format!("{} -> {}", delegate.from.name, delegate.to.name);
+            let d = diagnostic::duplicate("delegation", &name, delegate.span, first.span);
+            self.error(d);
+            return;
+        }
+        self.policy.delegations.push(Delegation {
+            from,
+            to,
+            widening: delegate.widening.is_some(),
+            span: delegate.span,
+        });
+    }
+
+    fn on_deny(&mut self, on_deny: &ast::OnDeny) {
+        let principal = match &on_deny.principal {
+            Some(principal) => self.principal(principal),
+            None => Some(PrincipalPattern::Any),
+        };
+        let count = self.positive_count(&on_deny.count);
+        let window = self.window(&on_deny.window);
+        if let (Some(principal), Some(count), Some(window)) = (principal, count, window) {
+            self.policy.responses.push(FailureResponse {
+                principal,
+                count,
+                window,
+                span: on_deny.span,
+            });
+        }
+    }
+
+    fn assertion(&mut self, assert: &ast::Assert) {
+        let label = self.label(&assert.label);
+        let kind = match &assert.kind {
+            ast::AssertKind::Never {
+                principal,
+                tools,
+                condition,
+            }
+            | ast::AssertKind::Always {
+                principal,
+                tools,
+                condition,
+            } => {
+                let principal = self.principal(principal);
+                let tools = self.tool_pattern(tools);
+                let (Some(principal), Some(tools)) = (principal, tools) else {
+                    return;
+                };
+                let Ok(condition) = self.optional_condition(condition.as_ref(), &principal, &tools) else {
+                    return;
+                };
+                if matches!(assert.kind, ast::AssertKind::Never { .. }) {
+                    AssertionKind::Never {
+                        principal,
+                        tools,
+                        condition,
+                    }
+                } else {
+                    AssertionKind::Always {
+                        principal,
+                        tools,
+                        condition,
+                    }
+                }
+            }
+            ast::AssertKind::NoTrifecta { principal } => {
+                let principal = match principal {
+                    Some(principal) => self.principal(principal),
+                    None => Some(PrincipalPattern::Any),
+                };
+                let Some(principal) = principal else {
+                    return;
+                };
+                AssertionKind::NoTrifecta { principal }
+            }
+        };
+        self.policy.assertions.push(Assertion {
+            label,
+            kind,
+            span: assert.span,
+        });
+    }
+
+    // -- conditions -------------------------------------------------------------------------
+
+    fn condition(&mut self, expr: &ast::Expr, scope: &Scope) -> Option<Condition> {
+        let kind = match &expr.kind {
+            ast::ExprKind::Or(a, b) => {
+                let a = self.condition(a, scope);
+                let b = self.condition(b, scope);
+                ConditionKind::Or(Box::new(a?), Box::new(b?))
+            }
+            ast::ExprKind::And(a, b) => {
+                let a = self.condition(a, scope);
+                let b = self.condition(b, scope);
+                ConditionKind::And(Box::new(a?), Box::new(b?))
+            }
+            ast::ExprKind::Not(inner) => ConditionKind::Not(Box::new(self.condition(inner, scope)?)),
+            ast::ExprKind::Operand(operand) => {
+                let typed = self.operand(operand, scope)?;
+                match (&typed.ty, &typed.bare_name) {
+                    (Some(Ty::Bool), _) => ConditionKind::Bool(typed.term),
+                    (Some(ty), _) => {
+                        let d = diagnostic::not_boolean(&typed.text, ty.describe(), typed.span);
+                        self.error(d);
+                        return None;
+                    }
+                    (None, Some(name)) => {
+                        let d = diagnostic::not_boolean(name, "a bare name", typed.span);
+                        self.error(d);
+                        return None;
+                    }
+                    (None, None) => return None,
+                }
+            }
+            ast::ExprKind::Compare { op, lhs, rhs } => {
+                let lhs = self.operand(lhs, scope);
+                let rhs = self.operand(rhs, scope);
+                let (lhs, rhs) = self.unify(lhs?, rhs?)?;
+                let ordering = !matches!(op, tollgate_grammar::ast::CompareOp::Eq | tollgate_grammar::ast::CompareOp::Ne);
+                if ordering {
+                    for side in [&lhs, &rhs] {
+                        if let Some(ty) = side.ty.as_ref().filter(|ty| **ty != Ty::Int) {
+                            let d = diagnostic::unsupported_operator(
+                                op.symbol(),
+                                &side.text,
+                                ty.describe(),
+                                side.span,
+                                "only integers are ordered; use `==`, `!=` or `in [...]`",
+                            );
+                            self.error(d);
+                            return None;
+                        }
+                    }
+                }
+                ConditionKind::Compare {
+                    op: *op,
+                    lhs: lhs.term,
+                    rhs: rhs.term,
+                }
+            }
+            ast::ExprKind::Str { op, lhs, rhs } => {
+                let lhs = self.operand(lhs, scope);
+                let rhs = self.operand(rhs, scope);
+                let (lhs, rhs) = self.unify(lhs?, rhs?)?;
+                for side in [&lhs, &rhs] {
+                    if let Some(ty) = side.ty.as_ref().filter(|ty| **ty != Ty::Str) {
+                        let d = diagnostic::unsupported_operator(
+                            op.keyword(),
+                            &side.text,
+                            ty.describe(),
+                            side.span,
+                            "`starts_with`, `ends_with` and `contains` compare strings",
+                        );
+                        self.error(d);
+                        return None;
+                    }
+                }
+                ConditionKind::Str {
+                    op: *op,
+                    lhs: lhs.term,
+                    rhs: rhs.term,
+                }
+            }
+            ast::ExprKind::In { lhs, set } => {
+                let lhs = self.operand(lhs, scope)?;
+                let mut values = Vec::new();
+                let mut failed = false;
+                for literal in set {
+                    let element = self.literal(literal);
+                    match self.unify(
+                        Typed {
+                            term: lhs.term.clone(),
+                            ty: lhs.ty.clone(),
+                            bare_name: lhs.bare_name.clone(),
+                            text: lhs.text.clone(),
+                            span: lhs.span,
+                        },
+                        element,
+                    ) {
+                        Some((_, Typed { term: Term::Const(value), .. })) => values.push(value),
+                        _ => failed = true,
+                    }
+                }
+                if failed {
+                    return None;
+                }
+                values.sort();
+                values.dedup();
+                ConditionKind::In { lhs: lhs.term, set: values }
+            }
+        };
+        Some(Condition { kind, span: expr.span })
+    }
+
+    fn literal(&mut self, literal: &ast::Literal) -> Typed {
+        let text = tollgate_grammar::format::literal(literal);
+        let span = literal.span();
+        let (term, ty, bare_name) = match literal {
+            ast::Literal::Int(int) => (Term::Const(Value::Int(int.value)), Some(Ty::Int), None),
+            ast::Literal::Str(s) => (Term::Const(Value::Str(s.value.clone())), Some(Ty::Str), None),
+            ast::Literal::Bool(b, _) => (Term::Const(Value::Bool(*b)), Some(Ty::Bool), None),
+            ast::Literal::Name(name) => (Term::Const(Value::Sym(name.name.clone())), None, Some(name.name.clone())),
+        };
+        Typed {
+            term,
+            ty,
+            bare_name,
+            text,
+            span,
+        }
+    }
+
+    /// Gives both sides one type: a bare name takes its meaning from the other side.
+    fn unify(&mut self, lhs: Typed, rhs: Typed) -> Option<(Typed, Typed)> {
+        match (&lhs.ty, &rhs.ty) {
+            (Some(_), None) if rhs.bare_name.is_some() => {
+                let rhs = self.resolve_bare(&lhs, rhs)?;
+                Some((lhs, rhs))
+            }
+            (None, Some(_)) if lhs.bare_name.is_some() => {
+                let lhs = self.resolve_bare(&rhs, lhs)?;
+                Some((lhs, rhs))
+            }
+            (None, None) if lhs.bare_name.is_some() && rhs.bare_name.is_some() => {
+                let name = rhs.bare_name.as_deref().unwrap_or("");
+                self.error(diagnostic::bare_name(name, rhs.span));
+                None
+            }
+            (Some(a), Some(b)) if !a.same_kind(b) => {
+                let help = format!("compare `{}` with {}", lhs.text, a.example());
+                let d = diagnostic::type_mismatch(
+                    (&lhs.text, a.describe(), lhs.span),
+                    (&rhs.text, b.describe(), rhs.span),
+                    help,
+                );
+                self.error(d);
+                None
+            }
+            _ => Some((lhs, rhs)),
+        }
+    }
+
+    fn resolve_bare(&mut self, typed: &Typed, bare: Typed) -> Option<Typed> {
+        let name = bare.bare_name.clone().unwrap_or_default();
+        let ty = typed.ty.clone()?;
+        let known: Vec<String> = match &ty {
+            Ty::Enum(variants) => variants.clone(),
+            Ty::Env => self.policy.environments.clone(),
+            Ty::Agent => self.policy.agents.iter().map(|a| a.name.clone()).collect(),
+            other => {
+                let help = format!("compare `{}` with {}", typed.text, other.example());
+                let d = diagnostic::type_mismatch(
+                    (&typed.text, other.describe(), typed.span),
+                    (&name, "a bare name", bare.span),
+                    help,
+                );
+                self.error(d);
+                return None;
+            }
+        };
+        if !known.contains(&name) {
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
+            let d = match ty {
+                Ty::Env => diagnostic::unknown_name(NameKind::Environment, &name, bare.span, names),
+                Ty::Agent => diagnostic::unknown_name(NameKind::Agent, &name, bare.span, names),
+                _ => diagnostic::unknown_value(&name, bare.span, &format!("`{}`", typed.text), &names),
+            };
+            self.error(d);
+            return None;
+        }
+        Some(Typed {
+            ty: Some(ty),
+            bare_name: None,
+            ..bare
+        })
+    }
+
+    fn operand(&mut self, operand: &ast::Operand, scope: &Scope) -> Option<Typed> {
+        let ast::Operand::Field { root, name, span } = operand else {
+            let ast::Operand::Literal(literal) = operand else {
+                return None;
+            };
+            return Some(self.literal(literal));
+        };
+        let text = operand_text(operand);
+        let field = name.name.as_str();
+        let (term, ty) = match root {
+            ast::FieldRoot::Args => (Term::Arg(field.to_owned()), self.arg_field(field, *span, scope)?),
+            ast::FieldRoot::Context => match field {
+                "env" => (Term::Context(ContextField::Env), Ty::Env),
+                "hour" => (Term::Context(ContextField::Hour), Ty::Int),
+                "depth" => (Term::Context(ContextField::Depth), Ty::Int),
+                "origin" => (Term::Context(ContextField::Origin), Ty::Agent),
+                _ => {
+                    let d = diagnostic::unknown_field("context", field, *span, &["env", "hour", "depth", "origin"]);
+                    self.error(d);
+                    return None;
+                }
+            },
+            ast::FieldRoot::Agent => (Term::AgentAttr(field.to_owned()), self.agent_field(field, *span, scope)?),
+            ast::FieldRoot::Tool => match field {
+                "cost" => (Term::ToolCost, Ty::Int),
+                "env" => {
+                    self.tools_declare(*span, scope, "env", |tool| tool.env.is_some())?;
+                    (Term::ToolEnv, Ty::Env)
+                }
+                _ => (Term::ToolAttr(field.to_owned()), self.tool_field(field, *span, scope)?),
+            },
+        };
+        Some(Typed {
+            term,
+            ty: Some(ty),
+            bare_name: None,
+            text,
+            span: *span,
+        })
+    }
+
+    /// Checks that every tool in scope has a property; reports the first that lacks it.
+    fn tools_declare(&mut self, span: Span, scope: &Scope, field: &str, has: impl Fn(&Tool) -> bool) -> Option<()> {
+        for &id in &scope.tools {
+            let tool = &self.policy.tools[id];
+            if !has(tool) {
+                let known: Vec<&str> = tool.attrs.keys().map(String::as_str).collect();
+                let d = diagnostic::unknown_attribute("tool", field, span, &tool.name, tool.span, &known);
+                self.error(d);
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    fn arg_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
+        let mut found: Option<(Ty, &str, Span)> = None;
+        let mut problem = None;
+        for &id in &scope.tools {
+            let tool = &self.policy.tools[id];
+            let Some(arg) = tool.arg(field) else {
+                let known: Vec<&str> = tool.args.iter().map(|a| a.name.as_str()).collect();
+                problem = Some(diagnostic::unknown_argument(field, span, &tool.name, tool.span, &known));
+                break;
+            };
+            let ty = arg_ty(&arg.ty);
+            found = match found.take() {
+                None => Some((ty, &tool.name, arg.span)),
+                Some((previous, first_tool, first_span)) => {
+                    if !previous.same_kind(&ty) {
+                        problem = Some(diagnostic::inconsistent_field(
+                            &format!("args.{field}"),
+                            span,
+                            (first_tool, previous.describe(), first_span),
+                            (&tool.name, ty.describe(), arg.span),
+                        ));
+                        break;
+                    }
+                    let merged = match (previous, ty) {
+                        (Ty::Enum(a), Ty::Enum(b)) => Ty::Enum(a.into_iter().filter(|v| b.contains(v)).collect()),
+                        (previous, _) => previous,
+                    };
+                    Some((merged, first_tool, first_span))
+                }
+            };
+        }
+        if let Some(problem) = problem {
+            self.error(problem);
+            return None;
+        }
+        found.map(|(ty, _, _)| ty)
+    }
+
+    fn attribute_type<'p>(
+        &self,
+        owners: impl Iterator<Item = (&'p str, Span, &'p BTreeMap<String, (Value, Span)>)>,
+        owner_kind: &str,
+        field: &str,
+        span: Span,
+    ) -> Result<Option<Ty>, Diagnostic> {
+        let mut found: Option<(Ty, &str, Span)> = None;
+        for (name, owner_span, attrs) in owners {
+            let Some((value, attr_span)) = attrs.get(field) else {
+                let known: Vec<&str> = attrs.keys().map(String::as_str).collect();
+                return Err(diagnostic::unknown_attribute(owner_kind, field, span, name, owner_span, &known));
+            };
+            let ty = value_ty(value);
+            match &found {
+                None => found = Some((ty, name, *attr_span)),
+                Some((previous, first, first_span)) if !previous.same_kind(&ty) => {
+                    return Err(diagnostic::inconsistent_field(
+                        &format!("{owner_kind}.{field}"),
+                        span,
+                        (first, previous.describe(), *first_span),
+                        (name, ty.describe(), *attr_span),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(found.map(|(ty, _, _)| ty))
+    }
+
+    fn agent_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
+        let owners = scope.agents.iter().filter_map(|&id| self.policy.agents.get(id)).map(|a| (a.name.as_str(), a.span, &a.attrs));
+        match self.attribute_type(owners, "agent", field, span) {
+            Ok(ty) => ty,
+            Err(d) => {
+                self.error(d);
+                None
+            }
+        }
+    }
+
+    fn tool_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
+        let owners = scope.tools.iter().filter_map(|&id| self.policy.tools.get(id)).map(|t| (t.name.as_str(), t.span, &t.attrs));
+        match self.attribute_type(owners, "tool", field, span) {
+            Ok(ty) => ty,
+            Err(d) => {
+                self.error(d);
+                None
+            }
+        }
+    }
+
+    // -- tests ------------------------------------------------------------------------------
+
+    fn test(&mut self, test: &ast::Test) {
+        let mut steps = Vec::new();
+        let mut env: Option<String> = None;
+        let mut time = 0;
+        for step in &test.steps {
+            let expect = self.expectation(&step.expect);
+            let expects = |reason: Reason| matches!(&expect, Some(Expectation::Deny { reason: Some(r), .. }) if *r == reason);
+            if !self.agent_ids.contains_key(&step.agent.name) && !expects(Reason::UnknownAgent) {
+                self.resolve_agent(&step.agent);
+            }
+            let tool = step.tool.text();
+            if !self.tool_ids.contains_key(&tool) && !expects(Reason::UnknownTool) {
+                let names: Vec<&str> = self.tool_ids.keys().map(String::as_str).collect();
+                let d = diagnostic::unknown_name(NameKind::Tool, &tool, step.tool.span, names);
+                self.error(d);
+            }
+            let tolerates_bad_context = expects(Reason::InvalidRequest);
+            for hop in &step.via {
+                if !self.agent_ids.contains_key(&hop.name) && !tolerates_bad_context {
+                    self.resolve_agent(hop);
+                }
+            }
+            if let Some(name) = &step.env {
+                if !self.environment_spans.contains_key(&name.name) && !tolerates_bad_context {
+                    self.resolve_environment(name);
+                }
+                env = Some(name.name.clone());
+            } else if env.is_none() && !self.policy.environments.is_empty() && !tolerates_bad_context {
+                let names: Vec<&str> = self.policy.environments.iter().map(String::as_str).collect();
+                self.error(diagnostic::missing_environment(step.span, &names));
+            }
+            if let Some(at) = &step.at {
+                time = at.seconds;
+            }
+            let mut args = BTreeMap::new();
+            for arg in &step.args {
+                let value = match &arg.value {
+                    ast::Literal::Int(int) => Value::Int(int.value),
+                    ast::Literal::Str(s) => Value::Str(s.value.clone()),
+                    ast::Literal::Bool(b, _) => Value::Bool(*b),
+                    ast::Literal::Name(name) => Value::Sym(name.name.clone()),
+                };
+                if args.insert(arg.name.name.clone(), value).is_some() {
+                    let first = step.args.iter().find(|a| a.name.name == arg.name.name).map_or(arg.span, |a| a.span);
+                    self.error(diagnostic::duplicate("argument", &arg.name.name, arg.name.span, first));
+                }
+            }
+            let Some(expect) = expect else {
+                continue;
+            };
+            steps.push(TestStep {
+                request: Request {
+                    agent: step.agent.name.clone(),
+                    tool,
+                    args,
+                    via: step.via.iter().map(|v| v.name.clone()).collect(),
+                    env: env.clone(),
+                    time,
+                },
+                expect,
+                span: step.span,
+            });
+        }
+        self.policy.tests.push(TestCase {
+            name: test.name.value.clone(),
+            steps,
+            span: test.span,
+        });
+    }
+
+    fn expectation(&mut self, expect: &ast::Expectation) -> Option<Expectation> {
+        match &expect.kind {
+            ast::ExpectationKind::Allow { rule: None } => Some(Expectation::Allow { rule: None }),
+            ast::ExpectationKind::Allow { rule: Some(label) } => match self.policy.rule_by_label(&label.name) {
+                Some(id) => Some(Expectation::Allow { rule: Some(id) }),
+                // The label exists but its rule had errors, already reported.
+                None if self.labels.contains_key(&label.name) => None,
+                None => {
+                    let names: Vec<&str> = self.policy.rules.iter().filter_map(|r| r.label.as_deref()).collect();
+                    let d = diagnostic::unknown_name(NameKind::Rule, &label.name, label.span, names);
+                    self.error(d);
+                    None
+                }
+            },
+            ast::ExpectationKind::Deny { reason, rule } => {
+                let reason_value = match reason {
+                    None => None,
+                    Some(name) => match Reason::from_name(&name.name) {
+                        Some(found) => Some(found),
+                        None => {
+                            let names = Reason::ALL.iter().map(|r| r.as_str());
+                            let d = diagnostic::unknown_name(NameKind::Reason, &name.name, name.span, names);
+                            self.error(d);
+                            return None;
+                        }
+                    },
+                };
+                let rule_value = match rule {
+                    None => None,
+                    Some(label) => {
+                        if let (Some(found), Some(name)) = (reason_value, reason) {
+                            if found != Reason::Forbidden {
+                                self.error(diagnostic::reason_with_rule(&name.name, expect.span));
+                                return None;
+                            }
+                        }
+                        match self.policy.rule_by_label(&label.name) {
+                            Some(id) => Some(id),
+                            None if self.labels.contains_key(&label.name) => return None,
+                            None => {
+                                let names: Vec<&str> = self.policy.rules.iter().filter_map(|r| r.label.as_deref()).collect();
+                                let d = diagnostic::unknown_name(NameKind::Rule, &label.name, label.span, names);
+                                self.error(d);
+                                return None;
+                            }
+                        }
+                    }
+                };
+                let reason_value = match (reason_value, rule_value) {
+                    (None, Some(_)) => Some(Reason::Forbidden),
+                    (reason, _) => reason,
+                };
+                Some(Expectation::Deny {
+                    reason: reason_value,
+                    rule: rule_value,
+                })
+            }
+        }
+    }
+}

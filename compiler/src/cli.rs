@@ -1,0 +1,498 @@
+//! The `tollgate` command line. This is the only module that does IO: it reads policy files and
+//! requests, asks the clock, and writes to the streams it is given — which lets tests run every
+//! command in-process.
+
+use crate::diagnostic::{self, Diagnostic};
+use crate::eval::{self, Decision, State};
+use crate::model::{Policy, RuleEffect};
+use crate::request;
+use crate::source::SourceSet;
+use crate::testing;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Exit codes, stable for scripts and CI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Clean check, all tests passed, files formatted, request allowed.
+    Success = 0,
+    /// Policy errors, failing tests, or files that need formatting.
+    Failure = 1,
+    /// Bad command line, unreadable file or malformed request.
+    Usage = 2,
+    /// `eval`: the request was denied.
+    Denied = 3,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "tollgate", version, about = "Guardrails for AI agents: check, test and evaluate Tollgate policies")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and check a policy set (a .toll file or a directory of them)
+    Check {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Decide requests given as JSON (one object, or an array decided in order with shared state)
+    Eval {
+        path: PathBuf,
+        /// File with the request(s), or `-` for standard input
+        #[arg(long)]
+        request: String,
+        /// Time (seconds since the Unix epoch) for requests that give none; default: now
+        #[arg(long)]
+        time: Option<u64>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Run the policy's `test` blocks
+    Test {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Format policy files canonically, in place
+    Fmt {
+        path: PathBuf,
+        /// Change nothing; fail if a file is not formatted
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Runs the real process.
+pub fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    let exit = run(&args, &mut stdin, &mut stdout, &mut stderr);
+    std::process::ExitCode::from(exit as u8)
+}
+
+/// Runs one command line against the given streams.
+pub fn run(args: &[String], stdin: &mut dyn Read, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let is_help = matches!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            let text = error.render().to_string();
+            if is_help {
+                let _ = write!(stdout, "{text}");
+                return Exit::Success;
+            }
+            let _ = write!(stderr, "{text}");
+            return Exit::Usage;
+        }
+    };
+    let mut io = Io { stdin, stdout, stderr };
+    match cli.command {
+        Command::Check { path, format } => check(&mut io, &path, format),
+        Command::Eval {
+            path,
+            request,
+            time,
+            format,
+        } => evaluate(&mut io, &path, &request, time, format),
+        Command::Test { path, format } => test(&mut io, &path, format),
+        Command::Fmt { path, check } => fmt(&mut io, &path, check),
+    }
+}
+
+struct Io<'a> {
+    stdin: &'a mut dyn Read,
+    stdout: &'a mut dyn Write,
+    stderr: &'a mut dyn Write,
+}
+
+impl Io<'_> {
+    fn out(&mut self, text: &str) {
+        let _ = self.stdout.write_all(text.as_bytes());
+    }
+
+    fn err(&mut self, text: &str) {
+        let _ = self.stderr.write_all(text.as_bytes());
+    }
+
+    fn usage(&mut self, message: &str) -> Exit {
+        self.err(&format!("error: {message}\n"));
+        Exit::Usage
+    }
+}
+
+/// The `.toll` files at a path: the file itself, or every `.toll` file below a directory, sorted.
+fn policy_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if metadata.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&directory).map_err(|e| format!("cannot read `{}`: {e}", directory.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read `{}`: {e}", directory.display()))?;
+            let entry_path = entry.path();
+            if entry_path.is_dir() {
+                pending.push(entry_path);
+            } else if entry_path.extension().is_some_and(|ext| ext == "toll") {
+                found.push(entry_path);
+            }
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        return Err(format!("no `.toll` files under `{}`", path.display()));
+    }
+    Ok(found)
+}
+
+fn read_sources(path: &Path) -> Result<SourceSet, String> {
+    let mut sources = SourceSet::new();
+    for file in policy_files(path)? {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+        sources.add(&file.display().to_string(), &text);
+    }
+    Ok(sources)
+}
+
+fn report(io: &mut Io<'_>, diagnostics: &[Diagnostic], sources: &SourceSet, format: Format) {
+    match format {
+        Format::Human => io.err(&diagnostic::render_human(diagnostics, sources)),
+        Format::Json => {
+            let json = diagnostic::render_json(diagnostics, sources);
+            io.out(&format!("{json:#}\n"));
+        }
+    }
+}
+
+/// Loads and checks; on errors, reports them and returns the exit code to use.
+fn load(io: &mut Io<'_>, path: &Path, format: Format) -> Result<(Policy, SourceSet), Exit> {
+    let sources = read_sources(path).map_err(|message| io.usage(&message))?;
+    match crate::load(&sources) {
+        Ok(policy) => Ok((policy, sources)),
+        Err(diagnostics) => {
+            report(io, &diagnostics, &sources, format);
+            if format == Format::Human {
+                let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+                io.err(&format!("error: {} has {errors} error{}\n", path.display(), plural(errors)));
+            }
+            Err(Exit::Failure)
+        }
+    }
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn check(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {
+    let (policy, sources) = match load(io, path, format) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    match format {
+        Format::Json => report(io, &[], &sources, format),
+        Format::Human => io.out(&format!(
+            "ok: {} file{}, {} agents, {} tools, {} rules, {} limits, {} assertions, {} tests\n",
+            sources.files.len(),
+            plural(sources.files.len()),
+            policy.agents.len(),
+            policy.tools.len(),
+            policy.rules.len(),
+            policy.limits.len(),
+            policy.assertions.len(),
+            policy.tests.len(),
+        )),
+    }
+    Exit::Success
+}
+
+fn location(sources: &SourceSet, span: tollgate_grammar::Span) -> String {
+    let (line, column) = sources.line_column(span);
+    let path = sources.file(span.file).map_or("<unknown>", |f| f.path.as_str());
+    format!("{path}:{line}:{column}")
+}
+
+fn evaluate(io: &mut Io<'_>, path: &Path, request_path: &str, time: Option<u64>, format: Format) -> Exit {
+    let (policy, sources) = match load(io, path, format) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let mut text = String::new();
+    let read = if request_path == "-" {
+        io.stdin.read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(request_path).map(|t| text = t)
+    };
+    if let Err(error) = read {
+        return io.usage(&format!("cannot read `{request_path}`: {error}"));
+    }
+    let json: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(json) => json,
+        Err(error) => return io.usage(&format!("`{request_path}` is not JSON: {error}")),
+    };
+    let now = time.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let list = match json {
+        serde_json::Value::Array(items) => items,
+        single => vec![single],
+    };
+    let mut requests = Vec::new();
+    for (index, item) in list.into_iter().enumerate() {
+        match request::from_json(item, now) {
+            Ok(request) => requests.push(request),
+            Err(error) => return io.usage(&format!("request {} in `{request_path}`: {error}", index + 1)),
+        }
+    }
+    let mut state = State::new();
+    let mut all_allowed = true;
+    let mut json_out = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        let decision = eval::decide(&policy, request, &mut state);
+        all_allowed &= decision.is_allow();
+        match format {
+            Format::Human => {
+                if requests.len() > 1 {
+                    io.out(&format!("request {}: ", index + 1));
+                }
+                io.out(&explain(&policy, &sources, request, &decision));
+            }
+            Format::Json => json_out.push(decision_json(&policy, &sources, request, &decision)),
+        }
+    }
+    if format == Format::Json {
+        let value = if json_out.len() == 1 {
+            json_out.remove(0)
+        } else {
+            serde_json::Value::Array(json_out)
+        };
+        io.out(&format!("{value:#}\n"));
+    }
+    if all_allowed {
+        Exit::Success
+    } else {
+        Exit::Denied
+    }
+}
+
+/// A decision as a person reads it: the verdict, then why.
+fn explain(policy: &Policy, sources: &SourceSet, request: &crate::model::Request, decision: &Decision) -> String {
+    let mut out = format!("{}\n", testing::describe_decision(policy, decision));
+    let chain = if request.via.is_empty() {
+        String::new()
+    } else {
+        format!(" via [{}]", request.via.join(", "))
+    };
+    out.push_str(&format!("  request: {}{chain} calls {}\n", request.agent, request.tool));
+    if let Some(agent) = &decision.denied_agent {
+        if *agent != request.agent {
+            out.push_str(&format!("  denied for: {agent} (a delegator on the chain)\n"));
+        }
+    }
+    if let Some(detail) = &decision.detail {
+        out.push_str(&format!("  because: {detail}\n"));
+    }
+    if let Some(limit) = decision.limit.and_then(|id| policy.limits.get(id)) {
+        out.push_str(&format!("  limit: {} at {}\n", sources.snippet(limit.span), location(sources, limit.span)));
+    }
+    if decision.revoked_agent {
+        out.push_str(&format!("  revoked: this denial revoked `{}`\n", request.agent));
+    }
+    if !decision.trace.is_empty() {
+        out.push_str("  rules:\n");
+    }
+    for entry in &decision.trace {
+        let Some(rule) = policy.rules.get(entry.rule) else {
+            continue;
+        };
+        let effect = match rule.effect {
+            RuleEffect::Permit => "permit",
+            RuleEffect::Forbid => "forbid",
+        };
+        let status = if entry.applies {
+            "applies".to_owned()
+        } else {
+            match entry.failed {
+                Some(span) => format!("does not apply: `{}` is false", sources.snippet(span)),
+                None => "does not apply".to_owned(),
+            }
+        };
+        out.push_str(&format!(
+            "    {effect} {} ({}) for {}: {status}\n",
+            policy.rule_name(entry.rule),
+            location(sources, rule.span),
+            entry.agent
+        ));
+    }
+    if decision.trace.is_empty() && decision.reason == Some(crate::model::Reason::NotPermitted) {
+        out.push_str("  rules: none matches this agent and tool\n");
+    }
+    out
+}
+
+fn decision_json(
+    policy: &Policy,
+    sources: &SourceSet,
+    request: &crate::model::Request,
+    decision: &Decision,
+) -> serde_json::Value {
+    let trace: Vec<serde_json::Value> = decision
+        .trace
+        .iter()
+        .map(|entry| {
+            serde_json::json!({
+                "agent": entry.agent,
+                "rule": policy.rule_name(entry.rule),
+                "applies": entry.applies,
+                "failed": entry.failed.map(|span| sources.snippet(span).to_owned()),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "request": request::to_json(request),
+        "verdict": decision.verdict.as_str(),
+        "reason": decision.reason.map(|r| r.as_str()),
+        "rule": decision.rule.map(|r| policy.rule_name(r)),
+        "denied_agent": decision.denied_agent,
+        "detail": decision.detail,
+        "revoked_agent": decision.revoked_agent,
+        "trace": trace,
+    })
+}
+
+fn test(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {
+    let (policy, sources) = match load(io, path, format) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let outcomes = testing::run_all(&policy);
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    match format {
+        Format::Human => {
+            for outcome in &outcomes {
+                let status = if outcome.passed() { "ok" } else { "FAILED" };
+                io.out(&format!("test {:?} ... {status}\n", outcome.name));
+                for step in outcome.steps.iter().filter(|s| !s.passed) {
+                    let request = &policy.tests.iter().find(|t| t.span == outcome.span).and_then(|t| t.steps.get(step.index));
+                    let what = request.map_or(String::new(), |s| format!(": {} calls {}", s.request.agent, s.request.tool));
+                    io.out(&format!(
+                        "  step {} at {}{what}\n    expected: {}\n    actual:   {}\n",
+                        step.index + 1,
+                        location(&sources, step.span),
+                        testing::describe_expectation(&policy, &step.expected),
+                        testing::describe_decision(&policy, &step.actual),
+                    ));
+                    if let Some(detail) = &step.actual.detail {
+                        io.out(&format!("    because:  {detail}\n"));
+                    }
+                }
+            }
+            io.out(&format!(
+                "\n{} tests: {} passed; {failed} failed\n",
+                outcomes.len(),
+                outcomes.len() - failed
+            ));
+        }
+        Format::Json => {
+            let tests: Vec<serde_json::Value> = outcomes
+                .iter()
+                .map(|outcome| {
+                    let failures: Vec<serde_json::Value> = outcome
+                        .steps
+                        .iter()
+                        .filter(|s| !s.passed)
+                        .map(|s| {
+                            serde_json::json!({
+                                "step": s.index + 1,
+                                "location": location(&sources, s.span),
+                                "expected": testing::describe_expectation(&policy, &s.expected),
+                                "actual": testing::describe_decision(&policy, &s.actual),
+                                "detail": s.actual.detail,
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "name": outcome.name,
+                        "passed": outcome.passed(),
+                        "steps": outcome.steps.len(),
+                        "failures": failures,
+                    })
+                })
+                .collect();
+            let json = serde_json::json!({
+                "tests": tests,
+                "passed": outcomes.len() - failed,
+                "failed": failed,
+            });
+            io.out(&format!("{json:#}\n"));
+        }
+    }
+    if failed == 0 {
+        Exit::Success
+    } else {
+        Exit::Failure
+    }
+}
+
+fn fmt(io: &mut Io<'_>, path: &Path, check_only: bool) -> Exit {
+    let files = match policy_files(path) {
+        Ok(files) => files,
+        Err(message) => return io.usage(&message),
+    };
+    let mut exit = Exit::Success;
+    for file in files {
+        let shown = file.display().to_string();
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) => return io.usage(&format!("cannot read `{shown}`: {error}")),
+        };
+        let sources = SourceSet::single(&shown, &text);
+        let parsed = tollgate_grammar::parse(&text, tollgate_grammar::FileId(0));
+        if !parsed.errors.is_empty() {
+            let diagnostics: Vec<Diagnostic> = parsed.errors.iter().map(diagnostic::syntax).collect();
+            io.err(&diagnostic::render_human(&diagnostics, &sources));
+            io.err(&format!("error: cannot format `{shown}`: it does not parse\n"));
+            exit = Exit::Failure;
+            continue;
+        }
+        let formatted = tollgate_grammar::format::format(&parsed.file, &parsed.comments, &text);
+        if formatted == text {
+            continue;
+        }
+        if check_only {
+            io.out(&format!("would reformat: {shown}\n"));
+            exit = Exit::Failure;
+        } else if let Err(error) = std::fs::write(&file, formatted) {
+            return io.usage(&format!("cannot write `{shown}`: {error}"));
+        } else {
+            io.out(&format!("formatted: {shown}\n"));
+        }
+    }
+    exit
+}

@@ -1,0 +1,130 @@
+//! The JSON form of a request, as `tollgate eval` reads it and witnesses are printed:
+//!
+//! ```json
+//! {"agent": "support_bot", "tool": "payments.refund",
+//!  "args": {"amount": 50, "currency": "usd"},
+//!  "via": ["triage_bot"],
+//!  "context": {"env": "prod", "time": 1767225600}}
+//! ```
+//!
+//! `via` (the agents that delegated, origin first) and `context` are optional, as is each field of
+//! `context`; a missing `time` is filled in by the caller. Unknown fields are rejected: a request
+//! either means exactly one thing or is refused.
+
+use crate::model::{Request, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRequest {
+    agent: String,
+    tool: String,
+    #[serde(default)]
+    args: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    via: Vec<String>,
+    #[serde(default)]
+    context: JsonContext,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<u64>,
+}
+
+/// Reads one request; `default_time` stands in for a missing `context.time`.
+pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request, String> {
+    let parsed: JsonRequest = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let mut args = BTreeMap::new();
+    for (name, value) in parsed.args {
+        let value = match value {
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::String(s) => Value::Str(s),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => return Err(format!("argument `{name}` is `{n}`, but numbers must be 64-bit integers")),
+            },
+            other => {
+                return Err(format!(
+                    "argument `{name}` is `{other}`, but arguments are integers, strings or booleans"
+                ))
+            }
+        };
+        args.insert(name, value);
+    }
+    Ok(Request {
+        agent: parsed.agent,
+        tool: parsed.tool,
+        args,
+        via: parsed.via,
+        env: parsed.context.env,
+        time: parsed.context.time.unwrap_or(default_time),
+    })
+}
+
+/// The JSON form of a request; `from_json(to_json(r)) == r` up to enum values, which are
+/// written as strings.
+pub fn to_json(request: &Request) -> serde_json::Value {
+    let args: serde_json::Map<String, serde_json::Value> = request
+        .args
+        .iter()
+        .map(|(name, value)| {
+            let json = match value {
+                Value::Int(i) => serde_json::Value::from(*i),
+                Value::Bool(b) => serde_json::Value::from(*b),
+                Value::Str(s) | Value::Sym(s) => serde_json::Value::from(s.clone()),
+            };
+            (name.clone(), json)
+        })
+        .collect();
+    let json = JsonRequest {
+        agent: request.agent.clone(),
+        tool: request.tool.clone(),
+        args,
+        via: request.via.clone(),
+        context: JsonContext {
+            env: request.env.clone(),
+            time: Some(request.time),
+        },
+    };
+    serde_json::to_value(json).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_full_request_reads() {
+        let request = from_json(
+            json!({"agent": "a", "tool": "t.x", "args": {"n": 5, "s": "x", "b": true},
+                   "via": ["o"], "context": {"env": "prod", "time": 7}}),
+            0,
+        )
+        .unwrap();
+        assert_eq!(request.args["n"], Value::Int(5));
+        assert_eq!(request.via, vec!["o".to_owned()]);
+        assert_eq!(request.env.as_deref(), Some("prod"));
+        assert_eq!(request.time, 7);
+        assert_eq!(from_json(to_json(&request), 0).unwrap(), request);
+    }
+
+    #[test]
+    fn missing_time_takes_the_default() {
+        let request = from_json(json!({"agent": "a", "tool": "t"}), 42).unwrap();
+        assert_eq!(request.time, 42);
+    }
+
+    #[test]
+    fn unknown_fields_and_fractions_are_refused() {
+        assert!(from_json(json!({"agent": "a", "tool": "t", "role": "admin"}), 0).is_err());
+        assert!(from_json(json!({"agent": "a", "tool": "t", "args": {"n": 1.5}}), 0).is_err());
+        assert!(from_json(json!({"agent": "a", "tool": "t", "args": {"n": null}}), 0).is_err());
+    }
+}
