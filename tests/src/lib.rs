@@ -1,0 +1,56 @@
+//! Helpers shared by the cross-crate tests in `tests/tests/`.
+
+use std::path::{Path, PathBuf};
+use tollgate_compiler::source::SourceSet;
+
+/// The repository root (this crate lives in `tests/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Every `.toll` file directly in a folder under the repository root, sorted.
+pub fn toll_files(folder: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(folder))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toll"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The example policy sets: one folder each under `examples/`.
+pub fn example_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// A path relative to the repository root, with `/` separators, for stable snapshots.
+pub fn relative(path: &Path) -> String {
+    path.strip_prefix(root()).unwrap_or(path).display().to_string().replace('\\', "/")
+}
+
+/// Reads a file into a one-file source set named by its relative path.
+pub fn source_set(path: &Path) -> SourceSet {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    SourceSet::single(&relative(path), &text)
+}
+
+/// Runs the `tollgate` command line in-process from the repository root; returns
+/// (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], stdin: &str) -> (u8, String, String) {
+    let mut argv = vec!["tollgate".to_owned()];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut input = stdin.as_bytes();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let exit = tollgate_compiler::cli::run(&argv, &mut input, &mut out, &mut err);
+    (exit as u8, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+}

@@ -1,0 +1,86 @@
+//! Every diagnostic code has a fixture in `tests/fixtures/invalid/` named after it, and a snapshot
+//! of how it renders. Valid fixtures and every example check clean.
+
+use tollgate_compiler::diagnostic::{render_human, Code};
+use tollgate_tests::{relative, source_set, toll_files};
+
+#[test]
+fn every_invalid_fixture_reports_its_code() {
+    let files = toll_files("tests/fixtures/invalid");
+    assert!(files.len() >= Code::ALL.len(), "fixtures are missing");
+    for path in files {
+        let sources = source_set(&path);
+        let diagnostics = tollgate_compiler::load(&sources).expect_err("fixture should not check");
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        if let Some(code) = name.split('_').next().filter(|c| c.starts_with("TG")) {
+            assert!(
+                diagnostics.iter().any(|d| d.code.as_str() == code),
+                "{}: expected {code}, got {:?}",
+                relative(&path),
+                diagnostics.iter().map(|d| d.code.as_str()).collect::<Vec<_>>()
+            );
+        }
+        let rendered = render_human(&diagnostics, &sources);
+        insta::with_settings!({ snapshot_path => "snapshots/diagnostics", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(name, format!("{}\n---\n{rendered}", sources.files[0].text));
+        });
+    }
+}
+
+#[test]
+fn every_code_has_a_fixture() {
+    let names: Vec<String> = toll_files("tests/fixtures/invalid")
+        .iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect();
+    for code in Code::ALL {
+        assert!(
+            names.iter().any(|n| n.starts_with(code.as_str())),
+            "no fixture for {code} ({})",
+            code.summary()
+        );
+    }
+}
+
+#[test]
+fn one_run_reports_every_error() {
+    let path = tollgate_tests::root().join("tests/fixtures/invalid/many_errors.toll");
+    let diagnostics = tollgate_compiler::load(&source_set(&path)).expect_err("has errors");
+    let codes: Vec<&str> = diagnostics.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(codes, ["TG0101", "TG0102", "TG0301"]);
+}
+
+#[test]
+fn diagnostics_point_at_the_offending_text() {
+    let path = tollgate_tests::root().join("tests/fixtures/invalid/many_errors.toll");
+    let sources = source_set(&path);
+    let diagnostics = tollgate_compiler::load(&sources).expect_err("has errors");
+    let snippets: Vec<&str> = diagnostics.iter().map(|d| sources.snippet(d.span)).collect();
+    assert_eq!(snippets, ["ghost", "t.reed", "5"]);
+    let related: Vec<&str> = diagnostics[2].related.iter().map(|r| sources.snippet(r.span)).collect();
+    assert_eq!(related, ["args.s"]);
+}
+
+#[test]
+fn valid_fixtures_and_examples_check_clean() {
+    let mut paths = toll_files("tests/fixtures/valid");
+    for dir in tollgate_tests::example_dirs() {
+        paths.extend(toll_files(&relative(&dir)));
+    }
+    assert!(paths.len() >= 7);
+    for path in paths {
+        let sources = source_set(&path);
+        if let Err(diagnostics) = tollgate_compiler::load(&sources) {
+            panic!("{}:\n{}", relative(&path), render_human(&diagnostics, &sources));
+        }
+    }
+}
+
+#[test]
+fn json_diagnostics_carry_code_location_and_help() {
+    let path = tollgate_tests::root().join("tests/fixtures/invalid/TG0101_unknown_agent.toll");
+    let sources = source_set(&path);
+    let diagnostics = tollgate_compiler::load(&sources).expect_err("has errors");
+    let json = tollgate_compiler::diagnostic::render_json(&diagnostics, &sources);
+    insta::assert_json_snapshot!(json);
+}
