@@ -528,3 +528,408 @@ fn failing_part(context: &Context<'_>, agent: AgentId, condition: &Condition) ->
         _ => condition.span,
     }
 }
+
+/// One test per judgement rule of the book's semantics chapter; each names its rule.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceSet;
+    use crate::testing::describe_decision;
+
+    const BASE: &str = "
+        environments prod, sandbox;
+        domain d { private }
+        domain w { untrusted }
+        tool t.read { domain d effect read args { n: int[0..100], s: string, c: enum[x, y] } }
+        tool t.write { domain d effect write cost 3 }
+        tool w.get { domain w effect read env sandbox }
+        agent a { roles [r] attrs { level: 2 } }
+        agent b { roles [q] attrs { level: 1 } }
+        agent c { roles [q] attrs { level: 3 } }
+    ";
+
+    fn policy(rules: &str) -> Policy {
+        let text = format!("{BASE}\n{rules}");
+        match crate::load(&SourceSet::single("test.toll", &text)) {
+            Ok(policy) => policy,
+            Err(errors) => panic!("{}", crate::diagnostic::render_human(&errors, &SourceSet::single("test.toll", &text))),
+        }
+    }
+
+    fn call(agent: &str, tool: &str) -> Request {
+        let mut args = BTreeMap::new();
+        if tool == "t.read" {
+            args.insert("n".to_owned(), Value::Int(1));
+            args.insert("s".to_owned(), Value::Str("text".to_owned()));
+            args.insert("c".to_owned(), Value::Str("x".to_owned()));
+        }
+        Request {
+            agent: agent.to_owned(),
+            tool: tool.to_owned(),
+            args,
+            via: Vec::new(),
+            env: Some("prod".to_owned()),
+            time: 0,
+        }
+    }
+
+    fn with(mut request: Request, name: &str, value: Value) -> Request {
+        request.args.insert(name.to_owned(), value);
+        request
+    }
+
+    fn via(mut request: Request, chain: &[&str]) -> Request {
+        request.via = chain.iter().map(|s| (*s).to_owned()).collect();
+        request
+    }
+
+    fn at(mut request: Request, time: u64) -> Request {
+        request.time = time;
+        request
+    }
+
+    /// Decides the requests in order with one state; returns how each decision reads.
+    fn check(rules: &str, requests: &[Request], expected: &[&str]) {
+        let policy = policy(rules);
+        let mut state = State::new();
+        let actual: Vec<String> = requests
+            .iter()
+            .map(|request| describe_decision(&policy, &decide(&policy, request, &mut state)))
+            .collect();
+        assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn v_agent_unknown_agents_are_denied() {
+        check("permit any to call any;", &[call("zed", "t.write")], &["deny unknown_agent"]);
+    }
+
+    #[test]
+    fn v_tool_unknown_tools_are_denied() {
+        check("permit any to call any;", &[call("a", "t.nope")], &["deny unknown_tool"]);
+    }
+
+    #[test]
+    fn v_context_unknown_chain_agents_and_environments_are_invalid() {
+        let mut no_env = call("a", "t.write");
+        no_env.env = None;
+        let mut bad_env = call("a", "t.write");
+        bad_env.env = Some("mars".to_owned());
+        check(
+            "permit any to call any;",
+            &[via(call("a", "t.write"), &["ghost"]), no_env, bad_env],
+            &["deny invalid_request", "deny invalid_request", "deny invalid_request"],
+        );
+    }
+
+    #[test]
+    fn v_args_arguments_must_match_the_schema() {
+        let mut missing = call("a", "t.read");
+        missing.args.remove("s");
+        check(
+            "permit any to call any;",
+            &[
+                missing,
+                with(call("a", "t.read"), "extra", Value::Int(1)),
+                with(call("a", "t.read"), "n", Value::Str("1".to_owned())),
+                with(call("a", "t.read"), "n", Value::Int(101)),
+                with(call("a", "t.read"), "n", Value::Int(-1)),
+                with(call("a", "t.read"), "c", Value::Str("z".to_owned())),
+                with(call("a", "t.read"), "n", Value::Int(100)),
+            ],
+            &[
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "allow by rule #1",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_default_no_permit_means_deny() {
+        check("", &[call("a", "t.write")], &["deny not_permitted"]);
+    }
+
+    #[test]
+    fn m_principal_patterns_match_agent_role_and_any() {
+        check(
+            "permit agent a to call t.write; permit role q to call w.get; permit any to call t.read;",
+            &[
+                call("a", "t.write"),
+                call("b", "t.write"),
+                call("b", "w.get"),
+                call("a", "w.get"),
+                call("c", "t.read"),
+            ],
+            &["allow by rule #1", "deny not_permitted", "allow by rule #2", "deny not_permitted", "allow by rule #3"],
+        );
+    }
+
+    #[test]
+    fn m_tool_patterns_match_exact_prefix_domain_and_effect() {
+        check(
+            "permit agent a to call t.*; permit agent b to call domain w; permit agent c to call effect write;",
+            &[
+                call("a", "t.read"),
+                call("a", "w.get"),
+                call("b", "w.get"),
+                call("b", "t.read"),
+                call("c", "t.write"),
+                call("c", "t.read"),
+            ],
+            &[
+                "allow by rule #1",
+                "deny not_permitted",
+                "allow by rule #2",
+                "deny not_permitted",
+                "allow by rule #3",
+                "deny not_permitted",
+            ],
+        );
+    }
+
+    #[test]
+    fn m_prefix_matches_whole_segments_only() {
+        let policy = policy("permit any to call t.*;");
+        assert!(policy.tool_matches(&ToolPattern::Prefix("t".to_owned()), 0));
+        assert!(!policy.tool_matches(&ToolPattern::Prefix("t.re".to_owned()), 0));
+    }
+
+    #[test]
+    fn a_forbid_overrides_permit_and_the_first_forbid_is_reported() {
+        check(
+            "permit any to call t.write; forbid agent a to call t.write; forbid role r to call any;",
+            &[call("a", "t.write"), call("b", "t.write")],
+            &["deny forbidden by rule #2", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn c_compare_integers_as_i64() {
+        check(
+            "permit any to call t.read when args.n >= 10 and args.n < 20 and args.n != 15;",
+            &[
+                with(call("a", "t.read"), "n", Value::Int(9)),
+                with(call("a", "t.read"), "n", Value::Int(10)),
+                with(call("a", "t.read"), "n", Value::Int(15)),
+                with(call("a", "t.read"), "n", Value::Int(19)),
+                with(call("a", "t.read"), "n", Value::Int(20)),
+            ],
+            &["deny not_permitted", "allow by rule #1", "deny not_permitted", "allow by rule #1", "deny not_permitted"],
+        );
+    }
+
+    #[test]
+    fn c_strings_compare_bytewise() {
+        check(
+            r#"permit any to call t.read when args.s starts_with "ab" or args.s ends_with "yz" or args.s contains "mm" or args.s == "";"#,
+            &[
+                with(call("a", "t.read"), "s", Value::Str("abc".to_owned())),
+                with(call("a", "t.read"), "s", Value::Str("xyz".to_owned())),
+                with(call("a", "t.read"), "s", Value::Str("hammer".to_owned())),
+                with(call("a", "t.read"), "s", Value::Str(String::new())),
+                with(call("a", "t.read"), "s", Value::Str("Abc".to_owned())),
+                with(call("a", "t.read"), "s", Value::Str("é".to_owned())),
+            ],
+            &["allow by rule #1", "allow by rule #1", "allow by rule #1", "allow by rule #1", "deny not_permitted", "deny not_permitted"],
+        );
+    }
+
+    #[test]
+    fn c_membership_and_enum_equality() {
+        check(
+            "permit any to call t.read when args.c in [y] or args.n in [7, 8];",
+            &[
+                call("a", "t.read"),
+                with(call("a", "t.read"), "c", Value::Str("y".to_owned())),
+                with(call("a", "t.read"), "n", Value::Int(8)),
+            ],
+            &["deny not_permitted", "allow by rule #1", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn c_boolean_connectives() {
+        check(
+            "permit any to call t.read when not (args.n == 1) and (args.c == x or args.c == y);",
+            &[call("a", "t.read"), with(call("a", "t.read"), "n", Value::Int(2))],
+            &["deny not_permitted", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn c_context_hour_depth_origin_and_env() {
+        check(
+            "delegate b -> a;
+             permit any to call t.write when context.hour >= 9 and context.hour < 17 and context.env == prod;
+             permit agent a to call w.get when context.depth == 1 and context.origin == b;
+             permit agent b to call w.get;",
+            &[
+                at(call("a", "t.write"), 8 * 3_600 + 3_599),
+                at(call("a", "t.write"), 9 * 3_600),
+                at(call("a", "t.write"), 86_400 + 10 * 3_600),
+                call("a", "w.get"),
+                via(call("a", "w.get"), &["b"]),
+            ],
+            &["deny not_permitted", "allow by rule #1", "allow by rule #1", "deny not_permitted", "allow by rule #2"],
+        );
+    }
+
+    #[test]
+    fn c_attributes_are_those_of_the_agent_and_tool_evaluated() {
+        check(
+            "permit role q to call t.write when agent.level >= 2 and tool.cost == 3;",
+            &[call("b", "t.write"), call("c", "t.write")],
+            &["deny not_permitted", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn d_edge_every_hop_must_be_declared() {
+        check(
+            "delegate a -> b; permit any to call t.write;",
+            &[via(call("b", "t.write"), &["a"]), via(call("a", "t.write"), &["b"]), via(call("c", "t.write"), &["a", "b"])],
+            &["allow by rule #1", "deny delegation_not_allowed", "deny delegation_not_allowed"],
+        );
+    }
+
+    #[test]
+    fn d_intersect_every_delegator_must_be_allowed_too() {
+        check(
+            "delegate a -> b; delegate b -> c; permit agent c to call t.write; permit agent b to call t.write;",
+            &[
+                via(call("c", "t.write"), &["b"]),
+                via(call("c", "t.write"), &["a", "b"]),
+                call("c", "t.write"),
+            ],
+            &["allow by rule #1", "deny not_permitted", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn d_intersect_a_delegator_forbid_denies() {
+        check(
+            "delegate a -> b; permit any to call t.write; forbid agent a to call t.write;",
+            &[via(call("b", "t.write"), &["a"])],
+            &["deny forbidden by rule #2"],
+        );
+    }
+
+    #[test]
+    fn d_widen_a_widening_hop_drops_the_delegator() {
+        check(
+            "delegate a -> b widening; permit agent b to call t.write;",
+            &[via(call("b", "t.write"), &["a"])],
+            &["allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn d_depth_limits_bound_the_chain() {
+        check(
+            "delegate a -> b; delegate b -> c; permit any to call t.write; limit any depth 1;",
+            &[via(call("b", "t.write"), &["a"]), via(call("c", "t.write"), &["a", "b"])],
+            &["allow by rule #1", "deny delegation_depth"],
+        );
+    }
+
+    #[test]
+    fn l_rate_counts_allowed_calls_in_fixed_windows() {
+        check(
+            "permit any to call t.write; limit agent a on t.write rate 2 per 1m;",
+            &[
+                at(call("a", "t.write"), 0),
+                at(call("a", "t.write"), 10),
+                at(call("a", "t.write"), 59),
+                at(call("b", "t.write"), 59),
+                at(call("a", "t.write"), 60),
+            ],
+            &["allow by rule #1", "allow by rule #1", "deny rate_limited", "allow by rule #1", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn l_charge_only_allowed_calls_count() {
+        check(
+            "permit any to call t.read when args.n < 50; limit any on t.read rate 1 per 1h;",
+            &[
+                with(call("a", "t.read"), "n", Value::Int(99)),
+                call("a", "t.read"),
+                call("a", "t.read"),
+            ],
+            &["deny not_permitted", "allow by rule #1", "deny rate_limited"],
+        );
+    }
+
+    #[test]
+    fn l_repeat_guards_identical_calls() {
+        check(
+            "permit any to call t.read; limit any on t.read repeat 1 within 1m;",
+            &[
+                call("a", "t.read"),
+                with(call("a", "t.read"), "n", Value::Int(2)),
+                call("a", "t.read"),
+                call("b", "t.read"),
+                at(call("a", "t.read"), 60),
+            ],
+            &["allow by rule #1", "allow by rule #1", "deny loop_guard", "allow by rule #1", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn l_budget_sums_tool_costs() {
+        check(
+            "agent d { budget 7 per 1h } permit any to call any;",
+            &[call("d", "t.write"), call("d", "t.write"), call("d", "w.get"), call("d", "t.write"), at(call("d", "t.write"), 3_600)],
+            &["allow by rule #1", "allow by rule #1", "allow by rule #1", "deny budget_exhausted", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn l_order_the_first_exceeded_limit_denies_and_nothing_is_charged() {
+        let policy = policy("permit any to call any; limit any on t.write rate 1 per 1h; limit any on t.write budget 3 per 1h;");
+        let mut state = State::new();
+        assert!(decide(&policy, &call("a", "t.write"), &mut state).is_allow());
+        let second = decide(&policy, &call("a", "t.write"), &mut state);
+        assert_eq!(second.reason, Some(Reason::RateLimited));
+        assert_eq!(second.limit, Some(0));
+    }
+
+    #[test]
+    fn f_revoke_after_n_denials_in_a_window() {
+        check(
+            "permit agent a to call t.read; on deny 2 within 1m revoke;",
+            &[
+                call("a", "t.write"),
+                at(call("a", "t.write"), 60),
+                at(call("a", "t.write"), 61),
+                at(call("a", "t.read"), 62),
+                at(call("b", "t.read"), 62),
+            ],
+            &["deny not_permitted", "deny not_permitted", "deny not_permitted", "deny revoked", "deny not_permitted"],
+        );
+    }
+
+    #[test]
+    fn f_revoke_is_reported_on_the_denial_that_causes_it() {
+        let policy = policy("on agent a deny 1 within 1m revoke;");
+        let mut state = State::new();
+        assert!(decide(&policy, &call("a", "t.write"), &mut state).revoked_agent);
+        assert!(state.revoked.contains("a"));
+        assert!(!decide(&policy, &call("b", "t.write"), &mut state).revoked_agent);
+    }
+
+    #[test]
+    fn trace_names_the_failing_part_of_a_condition() {
+        let text = format!("{BASE}\npermit any to call t.read when args.c == x and args.n > 5;");
+        let sources = SourceSet::single("t.toll", &text);
+        let policy = crate::load(&sources).unwrap();
+        let decision = decide(&policy, &call("a", "t.read"), &mut State::new());
+        let failed = decision.trace[0].failed.unwrap();
+        assert_eq!(sources.snippet(failed), "args.n > 5");
+    }
+}
