@@ -133,7 +133,8 @@ impl Checker {
                 ast::Item::Environments(environments) => {
                     for name in &environments.names {
                         if let Some(first) = self.environment_spans.get(&name.name) {
-                            let d = diagnostic::duplicate("environment", &name.name, name.span, *first);
+                            let d =
+                                diagnostic::duplicate("environment", &name.name, name.span, *first);
                             self.error(d);
                         } else {
                             self.environment_spans.insert(name.name.clone(), name.span);
@@ -144,13 +145,21 @@ impl Checker {
                 ast::Item::Domain(domain) => {
                     if let Some(&first) = self.domain_ids.get(&domain.name.name) {
                         let first = self.policy.domains[first].span;
-                        let d = diagnostic::duplicate("domain", &domain.name.name, domain.name.span, first);
+                        let d = diagnostic::duplicate(
+                            "domain",
+                            &domain.name.name,
+                            domain.name.span,
+                            first,
+                        );
                         self.error(d);
                         continue;
                     }
                     let mut labels = Vec::new();
                     for label in &domain.labels {
-                        match DomainLabel::ALL.iter().find(|(name, _)| *name == label.name) {
+                        match DomainLabel::ALL
+                            .iter()
+                            .find(|(name, _)| *name == label.name)
+                        {
                             Some((_, value)) => {
                                 if !labels.contains(value) {
                                     labels.push(*value);
@@ -158,13 +167,19 @@ impl Checker {
                             }
                             None => {
                                 let names = DomainLabel::ALL.iter().map(|(name, _)| *name);
-                                let d = diagnostic::unknown_name(NameKind::Label, &label.name, label.span, names);
+                                let d = diagnostic::unknown_name(
+                                    NameKind::Label,
+                                    &label.name,
+                                    label.span,
+                                    names,
+                                );
                                 self.error(d);
                             }
                         }
                     }
                     labels.sort();
-                    self.domain_ids.insert(domain.name.name.clone(), self.policy.domains.len());
+                    self.domain_ids
+                        .insert(domain.name.name.clone(), self.policy.domains.len());
                     self.policy.domains.push(Domain {
                         name: domain.name.name.clone(),
                         labels,
@@ -174,11 +189,17 @@ impl Checker {
                 ast::Item::Agent(agent) => {
                     if let Some(&first) = self.agent_ids.get(&agent.name.name) {
                         let first = self.policy.agents[first].span;
-                        let d = diagnostic::duplicate("agent", &agent.name.name, agent.name.span, first);
+                        let d = diagnostic::duplicate(
+                            "agent",
+                            &agent.name.name,
+                            agent.name.span,
+                            first,
+                        );
                         self.error(d);
                         continue;
                     }
-                    self.agent_ids.insert(agent.name.name.clone(), self.policy.agents.len());
+                    self.agent_ids
+                        .insert(agent.name.name.clone(), self.policy.agents.len());
                     self.policy.agents.push(Agent {
                         name: agent.name.name.clone(),
                         roles: Vec::new(),
@@ -312,19 +333,31 @@ impl Checker {
                     Some(&found) => domain = Some(found),
                     None => {
                         let names: Vec<&str> = self.domain_ids.keys().map(String::as_str).collect();
-                        let d = diagnostic::unknown_name(NameKind::Domain, &name.name, name.span, names);
+                        let d = diagnostic::unknown_name(
+                            NameKind::Domain,
+                            &name.name,
+                            name.span,
+                            names,
+                        );
                         self.error(d);
                         domain = Some(usize::MAX);
                     }
                 },
-                ast::ToolPropKind::Effect(name) => match Effect::ALL.iter().find(|(n, _)| *n == name.name) {
-                    Some((_, found)) => effect = Some((*found, prop.span)),
-                    None => {
-                        let names = Effect::ALL.iter().map(|(n, _)| *n);
-                        let d = diagnostic::unknown_name(NameKind::Effect, &name.name, name.span, names);
-                        self.error(d);
+                ast::ToolPropKind::Effect(name) => {
+                    match Effect::ALL.iter().find(|(n, _)| *n == name.name) {
+                        Some((_, found)) => effect = Some((*found, prop.span)),
+                        None => {
+                            let names = Effect::ALL.iter().map(|(n, _)| *n);
+                            let d = diagnostic::unknown_name(
+                                NameKind::Effect,
+                                &name.name,
+                                name.span,
+                                names,
+                            );
+                            self.error(d);
+                        }
                     }
-                },
+                }
                 ast::ToolPropKind::Env(name) => {
                     let env = self.resolve_environment(name);
                     self.policy.tools[id].env = env;
@@ -339,7 +372,12 @@ impl Checker {
                     let mut schema: Vec<ArgSchema> = Vec::new();
                     for arg in args {
                         if let Some(first) = schema.iter().find(|a| a.name == arg.name.name) {
-                            let d = diagnostic::duplicate("argument", &arg.name.name, arg.name.span, first.span);
+                            let d = diagnostic::duplicate(
+                                "argument",
+                                &arg.name.name,
+                                arg.name.span,
+                                first.span,
+                            );
                             self.error(d);
                             continue;
                         }
@@ -365,7 +403,13 @@ impl Checker {
             Some(found) if found != usize::MAX => self.policy.tools[id].domain = found,
             Some(_) => {}
             None => {
-                let d = diagnostic::missing_property("tool", &name, "domain", tool.name.span, "domain NAME");
+                let d = diagnostic::missing_property(
+                    "tool",
+                    &name,
+                    "domain",
+                    tool.name.span,
+                    "domain NAME",
+                );
                 self.error(d);
             }
         }
@@ -376,7 +420,13 @@ impl Checker {
             }
             None => {
                 if !seen.contains_key("effect") {
-                    let d = diagnostic::missing_property("tool", &name, "effect", tool.name.span, "effect read");
+                    let d = diagnostic::missing_property(
+                        "tool",
+                        &name,
+                        "effect",
+                        tool.name.span,
+                        "effect read",
+                    );
                     self.error(d);
                 }
                 None
@@ -387,23 +437,45 @@ impl Checker {
                 self.policy.tools[id].creates = self.resolve_agent(agent);
             }
             (Some((_, span)), Some(_)) => {
-                let d = diagnostic::misplaced_property("creates", span, "only a tool with `effect spawn` creates an agent");
+                let d = diagnostic::misplaced_property(
+                    "creates",
+                    span,
+                    "only a tool with `effect spawn` creates an agent",
+                );
                 self.error(d);
             }
             (None, Some(Effect::Spawn)) => {
-                let d = diagnostic::missing_property("spawn tool", &name, "creates", tool.name.span, "creates AGENT");
+                let d = diagnostic::missing_property(
+                    "spawn tool",
+                    &name,
+                    "creates",
+                    tool.name.span,
+                    "creates AGENT",
+                );
                 self.error(d);
             }
             _ => {}
         }
         match (grants, effect) {
-            (Some((role, _)), Some(Effect::Grant)) => self.policy.tools[id].grants = Some(role.name.clone()),
+            (Some((role, _)), Some(Effect::Grant)) => {
+                self.policy.tools[id].grants = Some(role.name.clone())
+            }
             (Some((_, span)), Some(_)) => {
-                let d = diagnostic::misplaced_property("grants", span, "only a tool with `effect grant` grants a role");
+                let d = diagnostic::misplaced_property(
+                    "grants",
+                    span,
+                    "only a tool with `effect grant` grants a role",
+                );
                 self.error(d);
             }
             (None, Some(Effect::Grant)) => {
-                let d = diagnostic::missing_property("grant tool", &name, "grants", tool.name.span, "grants ROLE");
+                let d = diagnostic::missing_property(
+                    "grant tool",
+                    &name,
+                    "grants",
+                    tool.name.span,
+                    "grants ROLE",
+                );
                 self.error(d);
             }
             _ => {}
@@ -473,7 +545,12 @@ impl Checker {
                 let mut spans: BTreeMap<&str, Span> = BTreeMap::new();
                 for variant in variants {
                     if let Some(first) = spans.get(variant.name.as_str()) {
-                        let d = diagnostic::duplicate("enum variant", &variant.name, variant.span, *first);
+                        let d = diagnostic::duplicate(
+                            "enum variant",
+                            &variant.name,
+                            variant.span,
+                            *first,
+                        );
                         self.diagnostics.push(d);
                         continue;
                     }
@@ -481,7 +558,11 @@ impl Checker {
                     names.push(variant.name.clone());
                 }
                 if names.is_empty() {
-                    let d = diagnostic::invalid_type("`enum[]` has no variants".to_owned(), ty.span, "list at least one variant");
+                    let d = diagnostic::invalid_type(
+                        "`enum[]` has no variants".to_owned(),
+                        ty.span,
+                        "list at least one variant",
+                    );
                     self.error(d);
                     return None;
                 }
@@ -588,7 +669,9 @@ impl Checker {
     fn principal(&mut self, principal: &ast::Principal) -> Option<PrincipalPattern> {
         match &principal.kind {
             ast::PrincipalKind::Any => Some(PrincipalPattern::Any),
-            ast::PrincipalKind::Agent(name) => self.resolve_agent(name).map(PrincipalPattern::Agent),
+            ast::PrincipalKind::Agent(name) => {
+                self.resolve_agent(name).map(PrincipalPattern::Agent)
+            }
             ast::PrincipalKind::Role(role) => {
                 if self.roles.contains(&role.name) {
                     Some(PrincipalPattern::Role(role.name.clone()))
@@ -630,16 +713,21 @@ impl Checker {
                 Some(&id) => Some(ToolPattern::Domain(id)),
                 None => {
                     let names: Vec<&str> = self.domain_ids.keys().map(String::as_str).collect();
-                    let d = diagnostic::unknown_name(NameKind::Domain, &name.name, name.span, names);
+                    let d =
+                        diagnostic::unknown_name(NameKind::Domain, &name.name, name.span, names);
                     self.error(d);
                     None
                 }
             },
-            ast::ToolPatternKind::Effect(name) => match Effect::ALL.iter().find(|(n, _)| *n == name.name) {
+            ast::ToolPatternKind::Effect(name) => match Effect::ALL
+                .iter()
+                .find(|(n, _)| *n == name.name)
+            {
                 Some((_, effect)) => Some(ToolPattern::Effect(*effect)),
                 None => {
                     let names = Effect::ALL.iter().map(|(n, _)| *n);
-                    let d = diagnostic::unknown_name(NameKind::Effect, &name.name, name.span, names);
+                    let d =
+                        diagnostic::unknown_name(NameKind::Effect, &name.name, name.span, names);
                     self.error(d);
                     None
                 }
@@ -704,7 +792,9 @@ impl Checker {
             ast::LimitKind::Rate { count, window } => {
                 let count = self.positive_count(count);
                 let window = self.window(window);
-                count.zip(window).map(|(count, window)| LimitKind::Rate { count, window })
+                count
+                    .zip(window)
+                    .map(|(count, window)| LimitKind::Rate { count, window })
             }
             ast::LimitKind::Budget { amount, window } => {
                 if amount.value < 0 {
@@ -725,7 +815,9 @@ impl Checker {
             ast::LimitKind::Repeat { count, window } => {
                 let count = self.positive_count(count);
                 let window = self.window(window);
-                count.zip(window).map(|(count, window)| LimitKind::Repeat { count, window })
+                count
+                    .zip(window)
+                    .map(|(count, window)| LimitKind::Repeat { count, window })
             }
         };
         if let (Some(principal), Some(tools), Some(kind)) = (principal, tools, kind) {
@@ -768,10 +860,18 @@ impl Checker {
             return;
         };
         if from == to {
-            self.error(diagnostic::self_delegation(&delegate.from.name, delegate.span));
+            self.error(diagnostic::self_delegation(
+                &delegate.from.name,
+                delegate.span,
+            ));
             return;
         }
-        if let Some(first) = self.policy.delegations.iter().find(|d| d.from == from && d.to == to) {
+        if let Some(first) = self
+            .policy
+            .delegations
+            .iter()
+            .find(|d| d.from == from && d.to == to)
+        {
             let name = format!("{} -> {}", delegate.from.name, delegate.to.name);
             let d = diagnostic::duplicate("delegation", &name, delegate.span, first.span);
             self.error(d);
@@ -820,7 +920,8 @@ impl Checker {
                 let (Some(principal), Some(tools)) = (principal, tools) else {
                     return;
                 };
-                let Ok(condition) = self.optional_condition(condition.as_ref(), &principal, &tools) else {
+                let Ok(condition) = self.optional_condition(condition.as_ref(), &principal, &tools)
+                else {
                     return;
                 };
                 if matches!(assert.kind, ast::AssertKind::Never { .. }) {
@@ -869,7 +970,9 @@ impl Checker {
                 let b = self.condition(b, scope);
                 ConditionKind::And(Box::new(a?), Box::new(b?))
             }
-            ast::ExprKind::Not(inner) => ConditionKind::Not(Box::new(self.condition(inner, scope)?)),
+            ast::ExprKind::Not(inner) => {
+                ConditionKind::Not(Box::new(self.condition(inner, scope)?))
+            }
             ast::ExprKind::Operand(operand) => {
                 let typed = self.operand(operand, scope)?;
                 match (&typed.ty, &typed.bare_name) {
@@ -891,7 +994,10 @@ impl Checker {
                 let lhs = self.operand(lhs, scope);
                 let rhs = self.operand(rhs, scope);
                 let (lhs, rhs) = self.unify(lhs?, rhs?)?;
-                let ordering = !matches!(op, tollgate_grammar::ast::CompareOp::Eq | tollgate_grammar::ast::CompareOp::Ne);
+                let ordering = !matches!(
+                    op,
+                    tollgate_grammar::ast::CompareOp::Eq | tollgate_grammar::ast::CompareOp::Ne
+                );
                 if ordering {
                     for side in [&lhs, &rhs] {
                         if let Some(ty) = side.ty.as_ref().filter(|ty| **ty != Ty::Int) {
@@ -952,7 +1058,13 @@ impl Checker {
                         },
                         element,
                     ) {
-                        Some((_, Typed { term: Term::Const(value), .. })) => values.push(value),
+                        Some((
+                            _,
+                            Typed {
+                                term: Term::Const(value),
+                                ..
+                            },
+                        )) => values.push(value),
                         _ => failed = true,
                     }
                 }
@@ -961,10 +1073,16 @@ impl Checker {
                 }
                 values.sort();
                 values.dedup();
-                ConditionKind::In { lhs: lhs.term, set: values }
+                ConditionKind::In {
+                    lhs: lhs.term,
+                    set: values,
+                }
             }
         };
-        Some(Condition { kind, span: expr.span })
+        Some(Condition {
+            kind,
+            span: expr.span,
+        })
     }
 
     fn literal(&mut self, literal: &ast::Literal) -> Typed {
@@ -972,9 +1090,17 @@ impl Checker {
         let span = literal.span();
         let (term, ty, bare_name) = match literal {
             ast::Literal::Int(int) => (Term::Const(Value::Int(int.value)), Some(Ty::Int), None),
-            ast::Literal::Str(s) => (Term::Const(Value::Str(s.value.clone())), Some(Ty::Str), None),
+            ast::Literal::Str(s) => (
+                Term::Const(Value::Str(s.value.clone())),
+                Some(Ty::Str),
+                None,
+            ),
             ast::Literal::Bool(b, _) => (Term::Const(Value::Bool(*b)), Some(Ty::Bool), None),
-            ast::Literal::Name(name) => (Term::Const(Value::Sym(name.name.clone())), None, Some(name.name.clone())),
+            ast::Literal::Name(name) => (
+                Term::Const(Value::Sym(name.name.clone())),
+                None,
+                Some(name.name.clone()),
+            ),
         };
         Typed {
             term,
@@ -1038,7 +1164,12 @@ impl Checker {
             let d = match ty {
                 Ty::Env => diagnostic::unknown_name(NameKind::Environment, &name, bare.span, names),
                 Ty::Agent => diagnostic::unknown_name(NameKind::Agent, &name, bare.span, names),
-                _ => diagnostic::unknown_value(&name, bare.span, &format!("`{}`", typed.text), &names),
+                _ => diagnostic::unknown_value(
+                    &name,
+                    bare.span,
+                    &format!("`{}`", typed.text),
+                    &names,
+                ),
             };
             self.error(d);
             return None;
@@ -1060,26 +1191,40 @@ impl Checker {
         let text = operand_text(operand);
         let field = name.name.as_str();
         let (term, ty) = match root {
-            ast::FieldRoot::Args => (Term::Arg(field.to_owned()), self.arg_field(field, *span, scope)?),
+            ast::FieldRoot::Args => (
+                Term::Arg(field.to_owned()),
+                self.arg_field(field, *span, scope)?,
+            ),
             ast::FieldRoot::Context => match field {
                 "env" => (Term::Context(ContextField::Env), Ty::Env),
                 "hour" => (Term::Context(ContextField::Hour), Ty::Int),
                 "depth" => (Term::Context(ContextField::Depth), Ty::Int),
                 "origin" => (Term::Context(ContextField::Origin), Ty::Agent),
                 _ => {
-                    let d = diagnostic::unknown_field("context", field, *span, &["env", "hour", "depth", "origin"]);
+                    let d = diagnostic::unknown_field(
+                        "context",
+                        field,
+                        *span,
+                        &["env", "hour", "depth", "origin"],
+                    );
                     self.error(d);
                     return None;
                 }
             },
-            ast::FieldRoot::Agent => (Term::AgentAttr(field.to_owned()), self.agent_field(field, *span, scope)?),
+            ast::FieldRoot::Agent => (
+                Term::AgentAttr(field.to_owned()),
+                self.agent_field(field, *span, scope)?,
+            ),
             ast::FieldRoot::Tool => match field {
                 "cost" => (Term::ToolCost, Ty::Int),
                 "env" => {
                     self.tools_declare(*span, scope, "env", |tool| tool.env.is_some())?;
                     (Term::ToolEnv, Ty::Env)
                 }
-                _ => (Term::ToolAttr(field.to_owned()), self.tool_field(field, *span, scope)?),
+                _ => (
+                    Term::ToolAttr(field.to_owned()),
+                    self.tool_field(field, *span, scope)?,
+                ),
             },
         };
         Some(Typed {
@@ -1092,12 +1237,20 @@ impl Checker {
     }
 
     /// Checks that every tool in scope has a property; reports the first that lacks it.
-    fn tools_declare(&mut self, span: Span, scope: &Scope, field: &str, has: impl Fn(&Tool) -> bool) -> Option<()> {
+    fn tools_declare(
+        &mut self,
+        span: Span,
+        scope: &Scope,
+        field: &str,
+        has: impl Fn(&Tool) -> bool,
+    ) -> Option<()> {
         for &id in &scope.tools {
             let tool = &self.policy.tools[id];
             if !has(tool) {
                 let known: Vec<&str> = tool.attrs.keys().map(String::as_str).collect();
-                let d = diagnostic::unknown_attribute("tool", field, span, &tool.name, tool.span, &known);
+                let d = diagnostic::unknown_attribute(
+                    "tool", field, span, &tool.name, tool.span, &known,
+                );
                 self.error(d);
                 return None;
             }
@@ -1112,7 +1265,9 @@ impl Checker {
             let tool = &self.policy.tools[id];
             let Some(arg) = tool.arg(field) else {
                 let known: Vec<&str> = tool.args.iter().map(|a| a.name.as_str()).collect();
-                problem = Some(diagnostic::unknown_argument(field, span, &tool.name, tool.span, &known));
+                problem = Some(diagnostic::unknown_argument(
+                    field, span, &tool.name, tool.span, &known,
+                ));
                 break;
             };
             let ty = arg_ty(&arg.ty);
@@ -1129,7 +1284,9 @@ impl Checker {
                         break;
                     }
                     let merged = match (previous, ty) {
-                        (Ty::Enum(a), Ty::Enum(b)) => Ty::Enum(a.into_iter().filter(|v| b.contains(v)).collect()),
+                        (Ty::Enum(a), Ty::Enum(b)) => {
+                            Ty::Enum(a.into_iter().filter(|v| b.contains(v)).collect())
+                        }
                         (previous, _) => previous,
                     };
                     Some((merged, first_tool, first_span))
@@ -1154,7 +1311,9 @@ impl Checker {
         for (name, owner_span, attrs) in owners {
             let Some((value, attr_span)) = attrs.get(field) else {
                 let known: Vec<&str> = attrs.keys().map(String::as_str).collect();
-                return Err(diagnostic::unknown_attribute(owner_kind, field, span, name, owner_span, &known));
+                return Err(diagnostic::unknown_attribute(
+                    owner_kind, field, span, name, owner_span, &known,
+                ));
             };
             let ty = value_ty(value);
             match &found {
@@ -1174,7 +1333,11 @@ impl Checker {
     }
 
     fn agent_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
-        let owners = scope.agents.iter().filter_map(|&id| self.policy.agents.get(id)).map(|a| (a.name.as_str(), a.span, &a.attrs));
+        let owners = scope
+            .agents
+            .iter()
+            .filter_map(|&id| self.policy.agents.get(id))
+            .map(|a| (a.name.as_str(), a.span, &a.attrs));
         match self.attribute_type(owners, "agent", field, span) {
             Ok(ty) => ty,
             Err(d) => {
@@ -1185,7 +1348,11 @@ impl Checker {
     }
 
     fn tool_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
-        let owners = scope.tools.iter().filter_map(|&id| self.policy.tools.get(id)).map(|t| (t.name.as_str(), t.span, &t.attrs));
+        let owners = scope
+            .tools
+            .iter()
+            .filter_map(|&id| self.policy.tools.get(id))
+            .map(|t| (t.name.as_str(), t.span, &t.attrs));
         match self.attribute_type(owners, "tool", field, span) {
             Ok(ty) => ty,
             Err(d) => {
@@ -1224,8 +1391,16 @@ impl Checker {
                     self.resolve_environment(name);
                 }
                 env = Some(name.name.clone());
-            } else if env.is_none() && !self.policy.environments.is_empty() && !tolerates_bad_context {
-                let names: Vec<&str> = self.policy.environments.iter().map(String::as_str).collect();
+            } else if env.is_none()
+                && !self.policy.environments.is_empty()
+                && !tolerates_bad_context
+            {
+                let names: Vec<&str> = self
+                    .policy
+                    .environments
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
                 self.error(diagnostic::missing_environment(step.span, &names));
             }
             if let Some(at) = &step.at {
@@ -1240,8 +1415,17 @@ impl Checker {
                     ast::Literal::Name(name) => Value::Sym(name.name.clone()),
                 };
                 if args.insert(arg.name.name.clone(), value).is_some() {
-                    let first = step.args.iter().find(|a| a.name.name == arg.name.name).map_or(arg.span, |a| a.span);
-                    self.error(diagnostic::duplicate("argument", &arg.name.name, arg.name.span, first));
+                    let first = step
+                        .args
+                        .iter()
+                        .find(|a| a.name.name == arg.name.name)
+                        .map_or(arg.span, |a| a.span);
+                    self.error(diagnostic::duplicate(
+                        "argument",
+                        &arg.name.name,
+                        arg.name.span,
+                        first,
+                    ));
                 }
             }
             let Some(expect) = expect else {
@@ -1270,13 +1454,22 @@ impl Checker {
     fn expectation(&mut self, expect: &ast::Expectation) -> Option<Expectation> {
         match &expect.kind {
             ast::ExpectationKind::Allow { rule: None } => Some(Expectation::Allow { rule: None }),
-            ast::ExpectationKind::Allow { rule: Some(label) } => match self.policy.rule_by_label(&label.name) {
+            ast::ExpectationKind::Allow { rule: Some(label) } => match self
+                .policy
+                .rule_by_label(&label.name)
+            {
                 Some(id) => Some(Expectation::Allow { rule: Some(id) }),
                 // The label exists but its rule had errors, already reported.
                 None if self.labels.contains_key(&label.name) => None,
                 None => {
-                    let names: Vec<&str> = self.policy.rules.iter().filter_map(|r| r.label.as_deref()).collect();
-                    let d = diagnostic::unknown_name(NameKind::Rule, &label.name, label.span, names);
+                    let names: Vec<&str> = self
+                        .policy
+                        .rules
+                        .iter()
+                        .filter_map(|r| r.label.as_deref())
+                        .collect();
+                    let d =
+                        diagnostic::unknown_name(NameKind::Rule, &label.name, label.span, names);
                     self.error(d);
                     None
                 }
@@ -1288,7 +1481,12 @@ impl Checker {
                         Some(found) => Some(found),
                         None => {
                             let names = Reason::ALL.iter().map(|r| r.as_str());
-                            let d = diagnostic::unknown_name(NameKind::Reason, &name.name, name.span, names);
+                            let d = diagnostic::unknown_name(
+                                NameKind::Reason,
+                                &name.name,
+                                name.span,
+                                names,
+                            );
                             self.error(d);
                             return None;
                         }
@@ -1307,8 +1505,18 @@ impl Checker {
                             Some(id) => Some(id),
                             None if self.labels.contains_key(&label.name) => return None,
                             None => {
-                                let names: Vec<&str> = self.policy.rules.iter().filter_map(|r| r.label.as_deref()).collect();
-                                let d = diagnostic::unknown_name(NameKind::Rule, &label.name, label.span, names);
+                                let names: Vec<&str> = self
+                                    .policy
+                                    .rules
+                                    .iter()
+                                    .filter_map(|r| r.label.as_deref())
+                                    .collect();
+                                let d = diagnostic::unknown_name(
+                                    NameKind::Rule,
+                                    &label.name,
+                                    label.span,
+                                    names,
+                                );
                                 self.error(d);
                                 return None;
                             }

@@ -27,7 +27,11 @@ pub enum Exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "tollgate", version, about = "Guardrails for AI agents: check, test and evaluate Tollgate policies")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Guardrails for AI agents: check, test and evaluate Tollgate policies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,7 +89,12 @@ pub fn main() -> std::process::ExitCode {
 }
 
 /// Runs one command line against the given streams.
-pub fn run(args: &[String], stdin: &mut dyn Read, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit {
+pub fn run(
+    args: &[String],
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Exit {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
@@ -102,7 +111,11 @@ pub fn run(args: &[String], stdin: &mut dyn Read, stdout: &mut dyn Write, stderr
             return Exit::Usage;
         }
     };
-    let mut io = Io { stdin, stdout, stderr };
+    let mut io = Io {
+        stdin,
+        stdout,
+        stderr,
+    };
     match cli.command {
         Command::Check { path, format } => check(&mut io, &path, format),
         Command::Eval {
@@ -139,15 +152,16 @@ impl Io<'_> {
 
 /// The `.toll` files at a path: the file itself, or every `.toll` file below a directory, sorted.
 fn policy_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let metadata =
+        std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     if metadata.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut found = Vec::new();
     let mut pending = vec![path.to_path_buf()];
     while let Some(directory) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&directory).map_err(|e| format!("cannot read `{}`: {e}", directory.display()))?;
+        let entries = std::fs::read_dir(&directory)
+            .map_err(|e| format!("cannot read `{}`: {e}", directory.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot read `{}`: {e}", directory.display()))?;
             let entry_path = entry.path();
@@ -168,7 +182,8 @@ fn policy_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 fn read_sources(path: &Path) -> Result<SourceSet, String> {
     let mut sources = SourceSet::new();
     for file in policy_files(path)? {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
         sources.add(&file.display().to_string(), &text);
     }
     Ok(sources)
@@ -193,7 +208,11 @@ fn load(io: &mut Io<'_>, path: &Path, format: Format) -> Result<(Policy, SourceS
             report(io, &diagnostics, &sources, format);
             if format == Format::Human {
                 let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-                io.err(&format!("error: {} has {errors} error{}\n", path.display(), plural(errors)));
+                io.err(&format!(
+                    "error: {} has {errors} error{}\n",
+                    path.display(),
+                    plural(errors)
+                ));
             }
             Err(Exit::Failure)
         }
@@ -232,11 +251,19 @@ fn check(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {
 
 fn location(sources: &SourceSet, span: tollgate_grammar::Span) -> String {
     let (line, column) = sources.line_column(span);
-    let path = sources.file(span.file).map_or("<unknown>", |f| f.path.as_str());
+    let path = sources
+        .file(span.file)
+        .map_or("<unknown>", |f| f.path.as_str());
     format!("{path}:{line}:{column}")
 }
 
-fn evaluate(io: &mut Io<'_>, path: &Path, request_path: &str, time: Option<u64>, format: Format) -> Exit {
+fn evaluate(
+    io: &mut Io<'_>,
+    path: &Path,
+    request_path: &str,
+    time: Option<u64>,
+    format: Format,
+) -> Exit {
     let (policy, sources) = match load(io, path, format) {
         Ok(loaded) => loaded,
         Err(exit) => return exit,
@@ -267,7 +294,12 @@ fn evaluate(io: &mut Io<'_>, path: &Path, request_path: &str, time: Option<u64>,
     for (index, item) in list.into_iter().enumerate() {
         match request::from_json(item, now) {
             Ok(request) => requests.push(request),
-            Err(error) => return io.usage(&format!("request {} in `{request_path}`: {error}", index + 1)),
+            Err(error) => {
+                return io.usage(&format!(
+                    "request {} in `{request_path}`: {error}",
+                    index + 1
+                ))
+            }
         }
     }
     let mut state = State::new();
@@ -302,27 +334,44 @@ fn evaluate(io: &mut Io<'_>, path: &Path, request_path: &str, time: Option<u64>,
 }
 
 /// A decision as a person reads it: the verdict, then why.
-fn explain(policy: &Policy, sources: &SourceSet, request: &crate::model::Request, decision: &Decision) -> String {
+fn explain(
+    policy: &Policy,
+    sources: &SourceSet,
+    request: &crate::model::Request,
+    decision: &Decision,
+) -> String {
     let mut out = format!("{}\n", testing::describe_decision(policy, decision));
     let chain = if request.via.is_empty() {
         String::new()
     } else {
         format!(" via [{}]", request.via.join(", "))
     };
-    out.push_str(&format!("  request: {}{chain} calls {}\n", request.agent, request.tool));
+    out.push_str(&format!(
+        "  request: {}{chain} calls {}\n",
+        request.agent, request.tool
+    ));
     if let Some(agent) = &decision.denied_agent {
         if *agent != request.agent {
-            out.push_str(&format!("  denied for: {agent} (a delegator on the chain)\n"));
+            out.push_str(&format!(
+                "  denied for: {agent} (a delegator on the chain)\n"
+            ));
         }
     }
     if let Some(detail) = &decision.detail {
         out.push_str(&format!("  because: {detail}\n"));
     }
     if let Some(limit) = decision.limit.and_then(|id| policy.limits.get(id)) {
-        out.push_str(&format!("  limit: {} at {}\n", sources.snippet(limit.span), location(sources, limit.span)));
+        out.push_str(&format!(
+            "  limit: {} at {}\n",
+            sources.snippet(limit.span),
+            location(sources, limit.span)
+        ));
     }
     if decision.revoked_agent {
-        out.push_str(&format!("  revoked: this denial revoked `{}`\n", request.agent));
+        out.push_str(&format!(
+            "  revoked: this denial revoked `{}`\n",
+            request.agent
+        ));
     }
     if !decision.trace.is_empty() {
         out.push_str("  rules:\n");
@@ -399,8 +448,14 @@ fn test(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {
                 let status = if outcome.passed() { "ok" } else { "FAILED" };
                 io.out(&format!("test {:?} ... {status}\n", outcome.name));
                 for step in outcome.steps.iter().filter(|s| !s.passed) {
-                    let request = &policy.tests.iter().find(|t| t.span == outcome.span).and_then(|t| t.steps.get(step.index));
-                    let what = request.map_or(String::new(), |s| format!(": {} calls {}", s.request.agent, s.request.tool));
+                    let request = &policy
+                        .tests
+                        .iter()
+                        .find(|t| t.span == outcome.span)
+                        .and_then(|t| t.steps.get(step.index));
+                    let what = request.map_or(String::new(), |s| {
+                        format!(": {} calls {}", s.request.agent, s.request.tool)
+                    });
                     io.out(&format!(
                         "  step {} at {}{what}\n    expected: {}\n    actual:   {}\n",
                         step.index + 1,
@@ -475,9 +530,12 @@ fn fmt(io: &mut Io<'_>, path: &Path, check_only: bool) -> Exit {
         let sources = SourceSet::single(&shown, &text);
         let parsed = tollgate_grammar::parse(&text, tollgate_grammar::FileId(0));
         if !parsed.errors.is_empty() {
-            let diagnostics: Vec<Diagnostic> = parsed.errors.iter().map(diagnostic::syntax).collect();
+            let diagnostics: Vec<Diagnostic> =
+                parsed.errors.iter().map(diagnostic::syntax).collect();
             io.err(&diagnostic::render_human(&diagnostics, &sources));
-            io.err(&format!("error: cannot format `{shown}`: it does not parse\n"));
+            io.err(&format!(
+                "error: cannot format `{shown}`: it does not parse\n"
+            ));
             exit = Exit::Failure;
             continue;
         }

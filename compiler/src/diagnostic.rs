@@ -256,11 +256,17 @@ impl NameKind {
             NameKind::Agent => "declare it with `agent NAME { ... }`",
             NameKind::Tool => "declare it with `tool NAME { domain ... effect ... }`",
             NameKind::Domain => "declare it with `domain NAME { private }`",
-            NameKind::Role => "give the role to an agent with `roles [...]`, or grant it with a `grants` tool",
+            NameKind::Role => {
+                "give the role to an agent with `roles [...]`, or grant it with a `grants` tool"
+            }
             NameKind::Environment => "list it in `environments ...;`",
-            NameKind::Effect => "effects are `read`, `write`, `external`, `exec`, `spawn` and `grant`",
+            NameKind::Effect => {
+                "effects are `read`, `write`, `external`, `exec`, `spawn` and `grant`"
+            }
             NameKind::Label => "labels are `private`, `untrusted` and `public`",
-            NameKind::Type => "types are `int`, `int[MIN..MAX]`, `bool`, `string` and `enum[A, B, ...]`",
+            NameKind::Type => {
+                "types are `int`, `int[MIN..MAX]`, `bool`, `string` and `enum[A, B, ...]`"
+            }
             NameKind::Reason => "see `tollgate` reason codes in the language reference",
             NameKind::Rule => "give a rule a label with `LABEL: permit ...` or `LABEL: forbid ...`",
         }
@@ -297,7 +303,13 @@ pub fn unknown_name<'a>(
     }
 }
 
-pub fn unknown_argument(field: &str, span: Span, tool: &str, tool_span: Span, known: &[&str]) -> Diagnostic {
+pub fn unknown_argument(
+    field: &str,
+    span: Span,
+    tool: &str,
+    tool_span: Span,
+    known: &[&str],
+) -> Diagnostic {
     let diagnostic = Diagnostic::error(
         Code::UnknownArgument,
         format!("unknown argument `{field}` of tool `{tool}`"),
@@ -393,7 +405,13 @@ pub fn duplicate_property(property: &str, span: Span, first: Span) -> Diagnostic
     .help(format!("keep one `{property}`"))
 }
 
-pub fn missing_property(declaration: &str, name: &str, property: &str, span: Span, example: &str) -> Diagnostic {
+pub fn missing_property(
+    declaration: &str,
+    name: &str,
+    property: &str,
+    span: Span,
+    example: &str,
+) -> Diagnostic {
     Diagnostic::error(
         Code::MissingProperty,
         format!("{declaration} `{name}` has no `{property}`"),
@@ -424,12 +442,18 @@ pub fn self_delegation(agent: &str, span: Span) -> Diagnostic {
 }
 
 /// A short name for a type, used in messages.
-pub fn type_mismatch(left: (&str, &str, Span), right: (&str, &str, Span), help: String) -> Diagnostic {
+pub fn type_mismatch(
+    left: (&str, &str, Span),
+    right: (&str, &str, Span),
+    help: String,
+) -> Diagnostic {
     let (left_text, left_type, left_span) = left;
     let (right_text, right_type, right_span) = right;
     Diagnostic::error(
         Code::TypeMismatch,
-        format!("mismatched types: `{left_text}` is {left_type} but `{right_text}` is {right_type}"),
+        format!(
+            "mismatched types: `{left_text}` is {left_type} but `{right_text}` is {right_type}"
+        ),
         right_span,
         format!("this is {right_type}"),
     )
@@ -437,7 +461,13 @@ pub fn type_mismatch(left: (&str, &str, Span), right: (&str, &str, Span), help: 
     .help(help)
 }
 
-pub fn unsupported_operator(operator: &str, operand: &str, operand_type: &str, span: Span, help: &str) -> Diagnostic {
+pub fn unsupported_operator(
+    operator: &str,
+    operand: &str,
+    operand_type: &str,
+    span: Span,
+    help: &str,
+) -> Diagnostic {
     Diagnostic::error(
         Code::UnsupportedOperator,
         format!("`{operator}` does not apply to {operand_type}"),
@@ -447,7 +477,12 @@ pub fn unsupported_operator(operator: &str, operand: &str, operand_type: &str, s
     .help(help.to_owned())
 }
 
-pub fn inconsistent_field(field: &str, span: Span, first: (&str, &str, Span), second: (&str, &str, Span)) -> Diagnostic {
+pub fn inconsistent_field(
+    field: &str,
+    span: Span,
+    first: (&str, &str, Span),
+    second: (&str, &str, Span),
+) -> Diagnostic {
     Diagnostic::error(
         Code::InconsistentField,
         format!(
@@ -533,7 +568,11 @@ fn backticked(names: &[&str]) -> String {
     if names.is_empty() {
         return "nothing".to_owned();
     }
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,7 +607,9 @@ impl miette::Diagnostic for MietteView {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -586,7 +627,8 @@ fn source_span(span: Span) -> SourceSpan {
 
 /// Renders diagnostics as miette draws them, without colour (stable for snapshots and logs).
 pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceSet) -> String {
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
+    let handler =
+        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
     let mut out = String::new();
     for diagnostic in diagnostics {
         let file = sources.file(diagnostic.span.file);
@@ -604,7 +646,9 @@ pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceSet) -> String {
                 ));
             } else {
                 let (line, column) = sources.line_column(related.span);
-                let other = sources.file(related.span.file).map_or("<unknown>", |f| f.path.as_str());
+                let other = sources
+                    .file(related.span.file)
+                    .map_or("<unknown>", |f| f.path.as_str());
                 notes.push(format!("{}: {other}:{line}:{column}", related.message));
             }
         }
@@ -660,7 +704,9 @@ struct JsonDiagnostic<'a> {
 fn location(span: Span, sources: &SourceSet) -> JsonLocation<'_> {
     let (line, column) = sources.line_column(span);
     JsonLocation {
-        file: sources.file(span.file).map_or("<unknown>", |f| f.path.as_str()),
+        file: sources
+            .file(span.file)
+            .map_or("<unknown>", |f| f.path.as_str()),
         line,
         column,
         start: span.start,
@@ -708,7 +754,10 @@ mod tests {
 
     #[test]
     fn suggestions_find_close_names() {
-        assert_eq!(suggest("suport_bot", ["support_bot", "coder"]), Some("support_bot"));
+        assert_eq!(
+            suggest("suport_bot", ["support_bot", "coder"]),
+            Some("support_bot")
+        );
         assert_eq!(suggest("zzz", ["support_bot", "coder"]), None);
     }
 }

@@ -111,7 +111,10 @@ impl State {
 /// deny.
 pub fn decide(policy: &Policy, request: &Request, state: &mut State) -> Decision {
     let Some(agent) = policy.agent_id(&request.agent) else {
-        return Decision::deny(Reason::UnknownAgent, format!("no agent is called `{}`", request.agent));
+        return Decision::deny(
+            Reason::UnknownAgent,
+            format!("no agent is called `{}`", request.agent),
+        );
     };
     let mut decision = decide_known_agent(policy, request, agent, state);
     if !decision.is_allow() && decision.reason != Some(Reason::Revoked) {
@@ -120,20 +123,41 @@ pub fn decide(policy: &Policy, request: &Request, state: &mut State) -> Decision
     decision
 }
 
-fn decide_known_agent(policy: &Policy, request: &Request, agent: AgentId, state: &mut State) -> Decision {
+fn decide_known_agent(
+    policy: &Policy,
+    request: &Request,
+    agent: AgentId,
+    state: &mut State,
+) -> Decision {
     // (1) The request must be well formed.
     let Some(tool) = policy.tool_id(&request.tool) else {
-        return Decision::deny(Reason::UnknownTool, format!("no tool is called `{}`", request.tool));
+        return Decision::deny(
+            Reason::UnknownTool,
+            format!("no tool is called `{}`", request.tool),
+        );
     };
-    if let Some(hop) = request.via.iter().find(|hop| policy.agent_id(hop).is_none()) {
-        return Decision::deny(Reason::InvalidRequest, format!("the chain names unknown agent `{hop}`"));
+    if let Some(hop) = request
+        .via
+        .iter()
+        .find(|hop| policy.agent_id(hop).is_none())
+    {
+        return Decision::deny(
+            Reason::InvalidRequest,
+            format!("the chain names unknown agent `{hop}`"),
+        );
     }
     match &request.env {
         Some(env) if !policy.environments.contains(env) => {
-            return Decision::deny(Reason::InvalidRequest, format!("unknown environment `{env}`"));
+            return Decision::deny(
+                Reason::InvalidRequest,
+                format!("unknown environment `{env}`"),
+            );
         }
         None if !policy.environments.is_empty() => {
-            return Decision::deny(Reason::InvalidRequest, "the request has no environment".to_owned());
+            return Decision::deny(
+                Reason::InvalidRequest,
+                "the request has no environment".to_owned(),
+            );
         }
         _ => {}
     }
@@ -144,7 +168,10 @@ fn decide_known_agent(policy: &Policy, request: &Request, agent: AgentId, state:
 
     // (2) A revoked agent is denied everything.
     if state.revoked.contains(&request.agent) {
-        return Decision::deny(Reason::Revoked, format!("`{}` has been revoked", request.agent));
+        return Decision::deny(
+            Reason::Revoked,
+            format!("`{}` has been revoked", request.agent),
+        );
     }
 
     // (3) Every hop of the chain must be a declared delegation, within the depth limits.
@@ -157,7 +184,11 @@ fn decide_known_agent(policy: &Policy, request: &Request, agent: AgentId, state:
     let mut widening_from = BTreeSet::new();
     for (position, pair) in chain.windows(2).enumerate() {
         let (from, to) = (pair[0], pair[1]);
-        match policy.delegations.iter().find(|d| d.from == from && d.to == to) {
+        match policy
+            .delegations
+            .iter()
+            .find(|d| d.from == from && d.to == to)
+        {
             Some(delegation) => {
                 if delegation.widening {
                     widening_from.insert(position);
@@ -243,7 +274,10 @@ fn decide_known_agent(policy: &Policy, request: &Request, agent: AgentId, state:
             LimitKind::Rate { count, window } => {
                 let used = state.read(&CounterKey::Limit(id, agent), request.time / window);
                 (used + 1 > i128::from(count)).then(|| {
-                    (Reason::RateLimited, format!("{used} calls already in this window, the limit is {count}"))
+                    (
+                        Reason::RateLimited,
+                        format!("{used} calls already in this window, the limit is {count}"),
+                    )
                 })
             }
             LimitKind::Repeat { count, window } => {
@@ -275,12 +309,16 @@ fn decide_known_agent(policy: &Policy, request: &Request, agent: AgentId, state:
     // (6) Allow, and charge every limit that applies.
     for &(id, limit) in &charged {
         match limit.kind {
-            LimitKind::Rate { window, .. } => state.add(CounterKey::Limit(id, agent), request.time / window, 1),
+            LimitKind::Rate { window, .. } => {
+                state.add(CounterKey::Limit(id, agent), request.time / window, 1)
+            }
             LimitKind::Repeat { window, .. } => {
                 let key = CounterKey::Repeat(id, agent, tool, args.clone());
                 state.add(key, request.time / window, 1);
             }
-            LimitKind::Budget { window, .. } => state.add(CounterKey::Limit(id, agent), request.time / window, cost),
+            LimitKind::Budget { window, .. } => {
+                state.add(CounterKey::Limit(id, agent), request.time / window, cost)
+            }
             LimitKind::Depth { .. } => {}
         }
     }
@@ -311,7 +349,9 @@ fn count_denial(policy: &Policy, request: &Request, agent: AgentId, state: &mut 
         let window = request.time / response.window;
         let key = CounterKey::Denials(id, agent);
         state.add(key.clone(), window, 1);
-        if state.read(&key, window) >= i128::from(response.count) && state.revoked.insert(request.agent.clone()) {
+        if state.read(&key, window) >= i128::from(response.count)
+            && state.revoked.insert(request.agent.clone())
+        {
             revoked = true;
         }
     }
@@ -319,7 +359,10 @@ fn count_denial(policy: &Policy, request: &Request, agent: AgentId, state: &mut 
 }
 
 /// Checks the arguments against the tool's schema; enum values become symbols.
-pub fn validate_args(tool: &Tool, given: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Value>, String> {
+pub fn validate_args(
+    tool: &Tool,
+    given: &BTreeMap<String, Value>,
+) -> Result<BTreeMap<String, Value>, String> {
     if let Some(extra) = given.keys().find(|name| tool.arg(name).is_none()) {
         return Err(format!("`{}` takes no argument `{extra}`", tool.name));
     }
@@ -331,7 +374,10 @@ pub fn validate_args(tool: &Tool, given: &BTreeMap<String, Value>) -> Result<BTr
         let normalized = match (&schema.ty, value) {
             (ArgType::Int { min, max }, Value::Int(v)) => {
                 if v < min || v > max {
-                    return Err(format!("argument `{}` is {v}, outside {min}..{max}", schema.name));
+                    return Err(format!(
+                        "argument `{}` is {v}, outside {min}..{max}",
+                        schema.name
+                    ));
                 }
                 Value::Int(*v)
             }
@@ -339,7 +385,11 @@ pub fn validate_args(tool: &Tool, given: &BTreeMap<String, Value>) -> Result<BTr
             (ArgType::Str, Value::Str(v)) => Value::Str(v.clone()),
             (ArgType::Enum(variants), Value::Str(v) | Value::Sym(v)) => {
                 if !variants.contains(v) {
-                    return Err(format!("argument `{}` is `{v}`, not one of {}", schema.name, variants.join(", ")));
+                    return Err(format!(
+                        "argument `{}` is `{v}`, not one of {}",
+                        schema.name,
+                        variants.join(", ")
+                    ));
                 }
                 Value::Sym(v.clone())
             }
@@ -350,7 +400,10 @@ pub fn validate_args(tool: &Tool, given: &BTreeMap<String, Value>) -> Result<BTr
                     ArgType::Str => "a string",
                     ArgType::Enum(_) => "an enum value",
                 };
-                return Err(format!("argument `{}` should be {expected}, found `{value}`", schema.name));
+                return Err(format!(
+                    "argument `{}` should be {expected}, found `{value}`",
+                    schema.name
+                ));
             }
         };
         args.insert(schema.name.clone(), normalized);
@@ -370,12 +423,18 @@ struct Context<'a> {
 
 /// The forbid and permit rules that apply to `agent`, by rule id; records a trace entry for
 /// every rule whose patterns match.
-fn rules_for(context: &Context<'_>, agent: AgentId, trace: &mut Vec<RuleTrace>) -> (Vec<RuleId>, Vec<RuleId>) {
+fn rules_for(
+    context: &Context<'_>,
+    agent: AgentId,
+    trace: &mut Vec<RuleTrace>,
+) -> (Vec<RuleId>, Vec<RuleId>) {
     let policy = context.policy;
     let mut forbids = Vec::new();
     let mut permits = Vec::new();
     for (id, rule) in policy.rules.iter().enumerate() {
-        if !policy.principal_matches(&rule.principal, agent) || !policy.tool_matches(&rule.tools, context.tool) {
+        if !policy.principal_matches(&rule.principal, agent)
+            || !policy.tool_matches(&rule.tools, context.tool)
+        {
             continue;
         }
         let holds = match &rule.condition {
@@ -418,7 +477,10 @@ fn term(context: &Context<'_>, agent: AgentId, term: &Term) -> Option<Value> {
         Term::Context(ContextField::Hour) => Some(Value::Int(context.hour)),
         Term::Context(ContextField::Depth) => Some(Value::Int(context.depth)),
         Term::Context(ContextField::Origin) => Some(Value::Sym(context.origin.to_owned())),
-        Term::AgentAttr(name) => policy.agents[agent].attrs.get(name).map(|(value, _)| value.clone()),
+        Term::AgentAttr(name) => policy.agents[agent]
+            .attrs
+            .get(name)
+            .map(|(value, _)| value.clone()),
         Term::ToolAttr(name) => tool.attrs.get(name).map(|(value, _)| value.clone()),
         Term::ToolCost => Some(Value::Int(tool.cost)),
         Term::ToolEnv => tool.env.clone().map(Value::Sym),
@@ -482,14 +544,18 @@ fn evaluate(context: &Context<'_>, agent: AgentId, condition: &Condition) -> Opt
             Some(set.contains(&lhs))
         }
         ConditionKind::Str { op, lhs, rhs } => {
-            let (Value::Str(lhs), Value::Str(rhs)) = (term(context, agent, lhs)?, term(context, agent, rhs)?) else {
+            let (Value::Str(lhs), Value::Str(rhs)) =
+                (term(context, agent, lhs)?, term(context, agent, rhs)?)
+            else {
                 return None;
             };
             let (lhs, rhs) = (lhs.as_bytes(), rhs.as_bytes());
             Some(match op {
                 StringOp::StartsWith => lhs.starts_with(rhs),
                 StringOp::EndsWith => lhs.ends_with(rhs),
-                StringOp::Contains => rhs.is_empty() || lhs.windows(rhs.len()).any(|window| window == rhs),
+                StringOp::Contains => {
+                    rhs.is_empty() || lhs.windows(rhs.len()).any(|window| window == rhs)
+                }
             })
         }
     }
@@ -552,7 +618,10 @@ mod tests {
         let text = format!("{BASE}\n{rules}");
         match crate::load(&SourceSet::single("test.toll", &text)) {
             Ok(policy) => policy,
-            Err(errors) => panic!("{}", crate::diagnostic::render_human(&errors, &SourceSet::single("test.toll", &text))),
+            Err(errors) => panic!(
+                "{}",
+                crate::diagnostic::render_human(&errors, &SourceSet::single("test.toll", &text))
+            ),
         }
     }
 
@@ -601,12 +670,20 @@ mod tests {
 
     #[test]
     fn v_agent_unknown_agents_are_denied() {
-        check("permit any to call any;", &[call("zed", "t.write")], &["deny unknown_agent"]);
+        check(
+            "permit any to call any;",
+            &[call("zed", "t.write")],
+            &["deny unknown_agent"],
+        );
     }
 
     #[test]
     fn v_tool_unknown_tools_are_denied() {
-        check("permit any to call any;", &[call("a", "t.nope")], &["deny unknown_tool"]);
+        check(
+            "permit any to call any;",
+            &[call("a", "t.nope")],
+            &["deny unknown_tool"],
+        );
     }
 
     #[test]
@@ -618,7 +695,11 @@ mod tests {
         check(
             "permit any to call any;",
             &[via(call("a", "t.write"), &["ghost"]), no_env, bad_env],
-            &["deny invalid_request", "deny invalid_request", "deny invalid_request"],
+            &[
+                "deny invalid_request",
+                "deny invalid_request",
+                "deny invalid_request",
+            ],
         );
     }
 
@@ -719,7 +800,13 @@ mod tests {
                 with(call("a", "t.read"), "n", Value::Int(19)),
                 with(call("a", "t.read"), "n", Value::Int(20)),
             ],
-            &["deny not_permitted", "allow by rule #1", "deny not_permitted", "allow by rule #1", "deny not_permitted"],
+            &[
+                "deny not_permitted",
+                "allow by rule #1",
+                "deny not_permitted",
+                "allow by rule #1",
+                "deny not_permitted",
+            ],
         );
     }
 
@@ -735,7 +822,14 @@ mod tests {
                 with(call("a", "t.read"), "s", Value::Str("Abc".to_owned())),
                 with(call("a", "t.read"), "s", Value::Str("é".to_owned())),
             ],
-            &["allow by rule #1", "allow by rule #1", "allow by rule #1", "allow by rule #1", "deny not_permitted", "deny not_permitted"],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny not_permitted",
+                "deny not_permitted",
+            ],
         );
     }
 
@@ -756,7 +850,10 @@ mod tests {
     fn c_boolean_connectives() {
         check(
             "permit any to call t.read when not (args.n == 1) and (args.c == x or args.c == y);",
-            &[call("a", "t.read"), with(call("a", "t.read"), "n", Value::Int(2))],
+            &[
+                call("a", "t.read"),
+                with(call("a", "t.read"), "n", Value::Int(2)),
+            ],
             &["deny not_permitted", "allow by rule #1"],
         );
     }
@@ -792,8 +889,16 @@ mod tests {
     fn d_edge_every_hop_must_be_declared() {
         check(
             "delegate a -> b; permit any to call t.write;",
-            &[via(call("b", "t.write"), &["a"]), via(call("a", "t.write"), &["b"]), via(call("c", "t.write"), &["a", "b"])],
-            &["allow by rule #1", "deny delegation_not_allowed", "deny delegation_not_allowed"],
+            &[
+                via(call("b", "t.write"), &["a"]),
+                via(call("a", "t.write"), &["b"]),
+                via(call("c", "t.write"), &["a", "b"]),
+            ],
+            &[
+                "allow by rule #1",
+                "deny delegation_not_allowed",
+                "deny delegation_not_allowed",
+            ],
         );
     }
 
@@ -832,7 +937,10 @@ mod tests {
     fn d_depth_limits_bound_the_chain() {
         check(
             "delegate a -> b; delegate b -> c; permit any to call t.write; limit any depth 1;",
-            &[via(call("b", "t.write"), &["a"]), via(call("c", "t.write"), &["a", "b"])],
+            &[
+                via(call("b", "t.write"), &["a"]),
+                via(call("c", "t.write"), &["a", "b"]),
+            ],
             &["allow by rule #1", "deny delegation_depth"],
         );
     }
@@ -848,7 +956,13 @@ mod tests {
                 at(call("b", "t.write"), 59),
                 at(call("a", "t.write"), 60),
             ],
-            &["allow by rule #1", "allow by rule #1", "deny rate_limited", "allow by rule #1", "allow by rule #1"],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny rate_limited",
+                "allow by rule #1",
+                "allow by rule #1",
+            ],
         );
     }
 
@@ -861,7 +975,11 @@ mod tests {
                 call("a", "t.read"),
                 call("a", "t.read"),
             ],
-            &["deny not_permitted", "allow by rule #1", "deny rate_limited"],
+            &[
+                "deny not_permitted",
+                "allow by rule #1",
+                "deny rate_limited",
+            ],
         );
     }
 
@@ -876,7 +994,13 @@ mod tests {
                 call("b", "t.read"),
                 at(call("a", "t.read"), 60),
             ],
-            &["allow by rule #1", "allow by rule #1", "deny loop_guard", "allow by rule #1", "allow by rule #1"],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny loop_guard",
+                "allow by rule #1",
+                "allow by rule #1",
+            ],
         );
     }
 
@@ -884,8 +1008,20 @@ mod tests {
     fn l_budget_sums_tool_costs() {
         check(
             "agent d { budget 7 per 1h } permit any to call any;",
-            &[call("d", "t.write"), call("d", "t.write"), call("d", "w.get"), call("d", "t.write"), at(call("d", "t.write"), 3_600)],
-            &["allow by rule #1", "allow by rule #1", "allow by rule #1", "deny budget_exhausted", "allow by rule #1"],
+            &[
+                call("d", "t.write"),
+                call("d", "t.write"),
+                call("d", "w.get"),
+                call("d", "t.write"),
+                at(call("d", "t.write"), 3_600),
+            ],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny budget_exhausted",
+                "allow by rule #1",
+            ],
         );
     }
 
@@ -910,7 +1046,13 @@ mod tests {
                 at(call("a", "t.read"), 62),
                 at(call("b", "t.read"), 62),
             ],
-            &["deny not_permitted", "deny not_permitted", "deny not_permitted", "deny revoked", "deny not_permitted"],
+            &[
+                "deny not_permitted",
+                "deny not_permitted",
+                "deny not_permitted",
+                "deny revoked",
+                "deny not_permitted",
+            ],
         );
     }
 

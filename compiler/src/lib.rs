@@ -28,7 +28,11 @@ use tollgate_grammar::Parsed;
 pub fn parse_all(sources: &SourceSet) -> Vec<Parsed> {
     sources
         .ids()
-        .filter_map(|id| sources.file(id).map(|file| tollgate_grammar::parse(&file.text, id)))
+        .filter_map(|id| {
+            sources
+                .file(id)
+                .map(|file| tollgate_grammar::parse(&file.text, id))
+        })
         .collect()
 }
 

@@ -38,7 +38,9 @@ impl Policy {
     }
 
     pub fn rule_by_label(&self, label: &str) -> Option<RuleId> {
-        self.rules.iter().position(|rule| rule.label.as_deref() == Some(label))
+        self.rules
+            .iter()
+            .position(|rule| rule.label.as_deref() == Some(label))
     }
 
     /// How a rule is named in messages: its label, or `rule #N` (one-based, in source order).
@@ -83,7 +85,9 @@ impl Policy {
     }
 
     pub fn tools_matching(&self, pattern: &ToolPattern) -> Vec<ToolId> {
-        (0..self.tools.len()).filter(|&tool| self.tool_matches(pattern, tool)).collect()
+        (0..self.tools.len())
+            .filter(|&tool| self.tool_matches(pattern, tool))
+            .collect()
     }
 }
 
@@ -270,9 +274,20 @@ pub enum ConditionKind {
     Or(Box<Condition>, Box<Condition>),
     And(Box<Condition>, Box<Condition>),
     Not(Box<Condition>),
-    Compare { op: CompareOp, lhs: Term, rhs: Term },
-    In { lhs: Term, set: Vec<Value> },
-    Str { op: StringOp, lhs: Term, rhs: Term },
+    Compare {
+        op: CompareOp,
+        lhs: Term,
+        rhs: Term,
+    },
+    In {
+        lhs: Term,
+        set: Vec<Value>,
+    },
+    Str {
+        op: StringOp,
+        lhs: Term,
+        rhs: Term,
+    },
     /// A boolean term used as a condition.
     Bool(Term),
 }
@@ -364,7 +379,10 @@ pub struct Request {
 pub enum Expectation {
     /// Allowed; when a rule is named, it must be the permit the decision reports.
     Allow { rule: Option<RuleId> },
-    Deny { reason: Option<Reason>, rule: Option<RuleId> },
+    Deny {
+        reason: Option<Reason>,
+        rule: Option<RuleId>,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -47,13 +47,15 @@ pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request,
             serde_json::Value::String(s) => Value::Str(s),
             serde_json::Value::Number(n) => match n.as_i64() {
                 Some(i) => Value::Int(i),
-                None => return Err(format!("argument `{name}` is `{n}`, but numbers must be 64-bit integers")),
+                None => {
+                    return Err(format!(
+                        "argument `{name}` is `{n}`, but numbers must be 64-bit integers"
+                    ))
+                }
             },
-            other => {
-                return Err(format!(
-                    "argument `{name}` is `{other}`, but arguments are integers, strings or booleans"
-                ))
-            }
+            other => return Err(format!(
+                "argument `{name}` is `{other}`, but arguments are integers, strings or booleans"
+            )),
         };
         args.insert(name, value);
     }

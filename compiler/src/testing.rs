@@ -67,7 +67,11 @@ pub fn run_test(policy: &Policy, test: &TestCase) -> TestOutcome {
 }
 
 pub fn run_all(policy: &Policy) -> Vec<TestOutcome> {
-    policy.tests.iter().map(|test| run_test(policy, test)).collect()
+    policy
+        .tests
+        .iter()
+        .map(|test| run_test(policy, test))
+        .collect()
 }
 
 /// `allow`, `deny`, `deny rate_limited`, `deny forbidden by no_big_refunds`.

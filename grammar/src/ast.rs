@@ -127,7 +127,11 @@ pub enum TypeExprKind {
     /// `int`, `bool`, `string`, or a misspelling the checker reports.
     Named(Ident),
     /// `int[0..1000]`
-    Bounded { base: Ident, min: IntLit, max: IntLit },
+    Bounded {
+        base: Ident,
+        min: IntLit,
+        max: IntLit,
+    },
     /// `enum[usd, eur]`
     Enum { base: Ident, variants: Vec<Ident> },
 }

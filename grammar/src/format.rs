@@ -149,28 +149,54 @@ impl Printer<'_> {
                 self.line(span.start, span.end, "", &text);
             }
             Item::Limit(limit) => {
-                let mut text = format!("{}limit {}", label(&limit.label), principal(&limit.principal));
+                let mut text = format!(
+                    "{}limit {}",
+                    label(&limit.label),
+                    principal(&limit.principal)
+                );
                 if let Some(tools) = &limit.tools {
                     let _ = write!(text, " on {}", tool_pattern(tools));
                 }
                 let _ = match &limit.kind {
                     LimitKind::Rate { count, window } => {
-                        write!(text, " rate {} per {}", count.value, duration(window.seconds))
+                        write!(
+                            text,
+                            " rate {} per {}",
+                            count.value,
+                            duration(window.seconds)
+                        )
                     }
                     LimitKind::Budget { amount, window } => {
-                        write!(text, " budget {} per {}", amount.value, duration(window.seconds))
+                        write!(
+                            text,
+                            " budget {} per {}",
+                            amount.value,
+                            duration(window.seconds)
+                        )
                     }
                     LimitKind::Depth { max } => write!(text, " depth {}", max.value),
                     LimitKind::Repeat { count, window } => {
-                        write!(text, " repeat {} within {}", count.value, duration(window.seconds))
+                        write!(
+                            text,
+                            " repeat {} within {}",
+                            count.value,
+                            duration(window.seconds)
+                        )
                     }
                 };
                 text.push(';');
                 self.line(span.start, span.end, "", &text);
             }
             Item::Delegate(delegate) => {
-                let widening = if delegate.widening.is_some() { " widening" } else { "" };
-                let text = format!("delegate {} -> {}{widening};", delegate.from.name, delegate.to.name);
+                let widening = if delegate.widening.is_some() {
+                    " widening"
+                } else {
+                    ""
+                };
+                let text = format!(
+                    "delegate {} -> {}{widening};",
+                    delegate.from.name, delegate.to.name
+                );
                 self.line(span.start, span.end, "", &text);
             }
             Item::OnDeny(on_deny) => {
@@ -235,7 +261,9 @@ fn assertion(kind: &AssertKind) -> String {
             condition.as_ref(),
         ),
         AssertKind::NoTrifecta { principal: None } => "no trifecta;".to_owned(),
-        AssertKind::NoTrifecta { principal: Some(p) } => format!("no trifecta for {};", principal(p)),
+        AssertKind::NoTrifecta { principal: Some(p) } => {
+            format!("no trifecta for {};", principal(p))
+        }
     }
 }
 
@@ -306,7 +334,9 @@ fn tool_prop(kind: &ToolPropKind) -> String {
 fn type_expr(ty: &TypeExpr) -> String {
     match &ty.kind {
         TypeExprKind::Named(name) => name.name.clone(),
-        TypeExprKind::Bounded { base, min, max } => format!("{}[{}..{}]", base.name, min.value, max.value),
+        TypeExprKind::Bounded { base, min, max } => {
+            format!("{}[{}..{}]", base.name, min.value, max.value)
+        }
         TypeExprKind::Enum { base, variants } => {
             let variants: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
             format!("{}[{}]", base.name, variants.join(", "))
@@ -435,7 +465,9 @@ fn expr_at(node: &Expr, context: u8) -> String {
             let set: Vec<String> = set.iter().map(literal).collect();
             format!("{} in [{}]", operand(lhs), set.join(", "))
         }
-        ExprKind::Str { op, lhs, rhs } => format!("{} {} {}", operand(lhs), op.keyword(), operand(rhs)),
+        ExprKind::Str { op, lhs, rhs } => {
+            format!("{} {} {}", operand(lhs), op.keyword(), operand(rhs))
+        }
         ExprKind::Operand(value) => operand(value),
     };
     if precedence(node) < context {
@@ -456,7 +488,11 @@ mod tests {
         let once = format(&parsed.file, &parsed.comments, input);
         assert_eq!(once, expected);
         let again = parse(&once, FileId(0));
-        assert_eq!(format(&again.file, &again.comments, &once), once, "not idempotent");
+        assert_eq!(
+            format(&again.file, &again.comments, &once),
+            once,
+            "not idempotent"
+        );
     }
 
     #[test]

@@ -359,7 +359,11 @@ mod tests {
     use super::*;
 
     fn kinds(source: &str) -> Vec<Tok> {
-        lex(source, FileId(0)).tokens.into_iter().map(|(_, t, _)| t).collect()
+        lex(source, FileId(0))
+            .tokens
+            .into_iter()
+            .map(|(_, t, _)| t)
+            .collect()
     }
 
     #[test]
@@ -372,12 +376,15 @@ mod tests {
 
     #[test]
     fn durations_are_seconds() {
-        assert_eq!(kinds("30s 15m 1h30m 1d"), vec![
-            Tok::Duration(30),
-            Tok::Duration(900),
-            Tok::Duration(5_400),
-            Tok::Duration(86_400)
-        ]);
+        assert_eq!(
+            kinds("30s 15m 1h30m 1d"),
+            vec![
+                Tok::Duration(30),
+                Tok::Duration(900),
+                Tok::Duration(5_400),
+                Tok::Duration(86_400)
+            ]
+        );
     }
 
     #[test]
@@ -387,7 +394,10 @@ mod tests {
 
     #[test]
     fn escapes_decode() {
-        assert_eq!(kinds(r#""a\"b\\c\n\u{41}""#), vec![Tok::Str("a\"b\\c\nA".into())]);
+        assert_eq!(
+            kinds(r#""a\"b\\c\n\u{41}""#),
+            vec![Tok::Str("a\"b\\c\nA".into())]
+        );
     }
 
     #[test]
@@ -409,7 +419,10 @@ mod tests {
     fn invalid_characters_are_skipped_and_reported() {
         let lexed = lex("permit $ forbid", FileId(0));
         assert_eq!(lexed.tokens.len(), 2);
-        assert_eq!(lexed.errors[0].kind, SyntaxErrorKind::InvalidCharacter { character: '$' });
+        assert_eq!(
+            lexed.errors[0].kind,
+            SyntaxErrorKind::InvalidCharacter { character: '$' }
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@ use tollgate_compiler::source::SourceSet;
 
 /// The repository root (this crate lives in `tests/`).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Every `.toll` file directly in a folder under the repository root, sorted.
@@ -26,7 +29,13 @@ pub fn toll_files(folder: &str) -> Vec<PathBuf> {
 /// The example policy sets: one folder each under `examples/`.
 pub fn example_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     dirs
@@ -34,7 +43,11 @@ pub fn example_dirs() -> Vec<PathBuf> {
 
 /// A path relative to the repository root, with `/` separators, for stable snapshots.
 pub fn relative(path: &Path) -> String {
-    path.strip_prefix(root()).unwrap_or(path).display().to_string().replace('\\', "/")
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+        .replace('\\', "/")
 }
 
 /// Reads a file into a one-file source set named by its relative path.
@@ -52,5 +65,9 @@ pub fn run_cli(args: &[&str], stdin: &str) -> (u8, String, String) {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let exit = tollgate_compiler::cli::run(&argv, &mut input, &mut out, &mut err);
-    (exit as u8, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+    (
+        exit as u8,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
 }

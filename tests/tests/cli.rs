@@ -1,5 +1,12 @@
 //! Snapshots of what the `tollgate` command prints, run in-process from the repository root.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
 use tollgate_tests::{root, run_cli};
 
 fn cli(args: &[&str]) -> String {
@@ -24,7 +31,12 @@ fn check_reports_errors_human() {
 
 #[test]
 fn check_reports_errors_json() {
-    insta::assert_snapshot!(cli(&["check", "tests/fixtures/invalid/many_errors.toll", "--format", "json"]));
+    insta::assert_snapshot!(cli(&[
+        "check",
+        "tests/fixtures/invalid/many_errors.toll",
+        "--format",
+        "json"
+    ]));
 }
 
 #[test]
@@ -34,12 +46,22 @@ fn check_missing_path_is_a_usage_error() {
 
 #[test]
 fn eval_allow() {
-    insta::assert_snapshot!(cli(&["eval", "examples/support-desk", "--request", "tests/fixtures/cli/refund_small.json"]));
+    insta::assert_snapshot!(cli(&[
+        "eval",
+        "examples/support-desk",
+        "--request",
+        "tests/fixtures/cli/refund_small.json"
+    ]));
 }
 
 #[test]
 fn eval_deny_explains_rules() {
-    insta::assert_snapshot!(cli(&["eval", "examples/support-desk", "--request", "tests/fixtures/cli/refund_big.json"]));
+    insta::assert_snapshot!(cli(&[
+        "eval",
+        "examples/support-desk",
+        "--request",
+        "tests/fixtures/cli/refund_big.json"
+    ]));
 }
 
 #[test]
@@ -56,19 +78,37 @@ fn eval_json() {
 
 #[test]
 fn eval_sequence_with_delegation() {
-    insta::assert_snapshot!(cli(&["eval", "examples/finance-ops", "--request", "tests/fixtures/cli/delegated_payment.json"]));
+    insta::assert_snapshot!(cli(&[
+        "eval",
+        "examples/finance-ops",
+        "--request",
+        "tests/fixtures/cli/delegated_payment.json"
+    ]));
 }
 
 #[test]
 fn eval_reads_stdin_and_uses_the_given_time() {
     let request = r#"{"agent": "coder", "tool": "shell.run", "args": {"command": "ls", "timeout_s": 5}, "context": {"env": "sandbox"}}"#;
-    insta::assert_snapshot!(cli_with_stdin(&["eval", "examples/coding-agent", "--request", "-", "--time", "3600"], request));
+    insta::assert_snapshot!(cli_with_stdin(
+        &[
+            "eval",
+            "examples/coding-agent",
+            "--request",
+            "-",
+            "--time",
+            "3600"
+        ],
+        request
+    ));
 }
 
 #[test]
 fn eval_rejects_malformed_requests() {
     let request = r#"{"agent": "coder", "tool": "shell.run", "args": {"timeout_s": 1.5}}"#;
-    insta::assert_snapshot!(cli_with_stdin(&["eval", "examples/coding-agent", "--request", "-"], request));
+    insta::assert_snapshot!(cli_with_stdin(
+        &["eval", "examples/coding-agent", "--request", "-"],
+        request
+    ));
 }
 
 #[test]
@@ -83,12 +123,21 @@ fn test_failures_show_expected_and_actual() {
 
 #[test]
 fn test_json() {
-    insta::assert_snapshot!(cli(&["test", "tests/fixtures/cli/failing_test.toll", "--format", "json"]));
+    insta::assert_snapshot!(cli(&[
+        "test",
+        "tests/fixtures/cli/failing_test.toll",
+        "--format",
+        "json"
+    ]));
 }
 
 #[test]
 fn fmt_check_lists_unformatted_files() {
-    insta::assert_snapshot!(cli(&["fmt", "--check", "tests/fixtures/cli/unformatted.toll"]));
+    insta::assert_snapshot!(cli(&[
+        "fmt",
+        "--check",
+        "tests/fixtures/cli/unformatted.toll"
+    ]));
 }
 
 #[test]

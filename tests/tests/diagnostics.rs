@@ -1,6 +1,13 @@
 //! Every diagnostic code has a fixture in `tests/fixtures/invalid/` named after it, and a snapshot
 //! of how it renders. Valid fixtures and every example check clean.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
 use tollgate_compiler::diagnostic::{render_human, Code};
 use tollgate_tests::{relative, source_set, toll_files};
 
@@ -11,13 +18,20 @@ fn every_invalid_fixture_reports_its_code() {
     for path in files {
         let sources = source_set(&path);
         let diagnostics = tollgate_compiler::load(&sources).expect_err("fixture should not check");
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if let Some(code) = name.split('_').next().filter(|c| c.starts_with("TG")) {
             assert!(
                 diagnostics.iter().any(|d| d.code.as_str() == code),
                 "{}: expected {code}, got {:?}",
                 relative(&path),
-                diagnostics.iter().map(|d| d.code.as_str()).collect::<Vec<_>>()
+                diagnostics
+                    .iter()
+                    .map(|d| d.code.as_str())
+                    .collect::<Vec<_>>()
             );
         }
         let rendered = render_human(&diagnostics, &sources);
@@ -55,9 +69,16 @@ fn diagnostics_point_at_the_offending_text() {
     let path = tollgate_tests::root().join("tests/fixtures/invalid/many_errors.toll");
     let sources = source_set(&path);
     let diagnostics = tollgate_compiler::load(&sources).expect_err("has errors");
-    let snippets: Vec<&str> = diagnostics.iter().map(|d| sources.snippet(d.span)).collect();
+    let snippets: Vec<&str> = diagnostics
+        .iter()
+        .map(|d| sources.snippet(d.span))
+        .collect();
     assert_eq!(snippets, ["ghost", "t.reed", "5"]);
-    let related: Vec<&str> = diagnostics[2].related.iter().map(|r| sources.snippet(r.span)).collect();
+    let related: Vec<&str> = diagnostics[2]
+        .related
+        .iter()
+        .map(|r| sources.snippet(r.span))
+        .collect();
     assert_eq!(related, ["args.s"]);
 }
 
@@ -71,7 +92,11 @@ fn valid_fixtures_and_examples_check_clean() {
     for path in paths {
         let sources = source_set(&path);
         if let Err(diagnostics) = tollgate_compiler::load(&sources) {
-            panic!("{}:\n{}", relative(&path), render_human(&diagnostics, &sources));
+            panic!(
+                "{}:\n{}",
+                relative(&path),
+                render_human(&diagnostics, &sources)
+            );
         }
     }
 }

@@ -1,5 +1,12 @@
 //! `parse(format(tree)) == tree` for generated trees covering every construct of the grammar.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 use serde_json::Value;
@@ -14,27 +21,45 @@ fn span() -> Span {
 }
 
 fn ident() -> impl Strategy<Value = Ident> {
-    proptest::sample::select(NAMES).prop_map(|name| Ident { name: name.to_owned(), span: span() })
+    proptest::sample::select(NAMES).prop_map(|name| Ident {
+        name: name.to_owned(),
+        span: span(),
+    })
 }
 
 fn field_name() -> impl Strategy<Value = Ident> {
-    proptest::sample::select(FIELD_NAMES).prop_map(|name| Ident { name: name.to_owned(), span: span() })
+    proptest::sample::select(FIELD_NAMES).prop_map(|name| Ident {
+        name: name.to_owned(),
+        span: span(),
+    })
 }
 
 fn dotted() -> impl Strategy<Value = DottedName> {
-    proptest::collection::vec(ident(), 1..4).prop_map(|segments| DottedName { segments, span: span() })
+    proptest::collection::vec(ident(), 1..4).prop_map(|segments| DottedName {
+        segments,
+        span: span(),
+    })
 }
 
 fn int() -> impl Strategy<Value = IntLit> {
-    prop_oneof![any::<i64>(), -5i64..5].prop_map(|value| IntLit { value, span: span() })
+    prop_oneof![any::<i64>(), -5i64..5].prop_map(|value| IntLit {
+        value,
+        span: span(),
+    })
 }
 
 fn duration() -> impl Strategy<Value = DurationLit> {
-    prop_oneof![0u64..200_000, any::<u64>()].prop_map(|seconds| DurationLit { seconds, span: span() })
+    prop_oneof![0u64..200_000, any::<u64>()].prop_map(|seconds| DurationLit {
+        seconds,
+        span: span(),
+    })
 }
 
 fn string() -> impl Strategy<Value = StringLit> {
-    "\\PC{0,12}|[\"\\\\\n\t\r\u{0}\u{7}a]{0,6}".prop_map(|value| StringLit { value, span: span() })
+    "\\PC{0,12}|[\"\\\\\n\t\r\u{0}\u{7}a]{0,6}".prop_map(|value| StringLit {
+        value,
+        span: span(),
+    })
 }
 
 fn literal() -> impl Strategy<Value = Literal> {
@@ -47,9 +72,18 @@ fn literal() -> impl Strategy<Value = Literal> {
 }
 
 fn operand() -> impl Strategy<Value = Operand> {
-    let root = proptest::sample::select(vec![FieldRoot::Args, FieldRoot::Context, FieldRoot::Agent, FieldRoot::Tool]);
+    let root = proptest::sample::select(vec![
+        FieldRoot::Args,
+        FieldRoot::Context,
+        FieldRoot::Agent,
+        FieldRoot::Tool,
+    ]);
     prop_oneof![
-        (root, field_name()).prop_map(|(root, name)| Operand::Field { root, name, span: span() }),
+        (root, field_name()).prop_map(|(root, name)| Operand::Field {
+            root,
+            name,
+            span: span()
+        }),
         literal().prop_map(Operand::Literal),
     ]
 }
@@ -63,18 +97,29 @@ fn expr() -> BoxedStrategy<Expr> {
         CompareOp::Gt,
         CompareOp::Ge,
     ]);
-    let string_op = proptest::sample::select(vec![StringOp::StartsWith, StringOp::EndsWith, StringOp::Contains]);
+    let string_op = proptest::sample::select(vec![
+        StringOp::StartsWith,
+        StringOp::EndsWith,
+        StringOp::Contains,
+    ]);
     let leaf = prop_oneof![
-        (compare, operand(), operand()).prop_map(|(op, lhs, rhs)| ExprKind::Compare { op, lhs, rhs }),
-        (operand(), proptest::collection::vec(literal(), 0..3)).prop_map(|(lhs, set)| ExprKind::In { lhs, set }),
+        (compare, operand(), operand()).prop_map(|(op, lhs, rhs)| ExprKind::Compare {
+            op,
+            lhs,
+            rhs
+        }),
+        (operand(), proptest::collection::vec(literal(), 0..3))
+            .prop_map(|(lhs, set)| ExprKind::In { lhs, set }),
         (string_op, operand(), operand()).prop_map(|(op, lhs, rhs)| ExprKind::Str { op, lhs, rhs }),
         operand().prop_map(ExprKind::Operand),
     ]
     .prop_map(|kind| Expr { kind, span: span() });
     leaf.prop_recursive(4, 24, 2, |inner| {
         prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| ExprKind::Or(Box::new(a), Box::new(b))),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| ExprKind::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone())
+                .prop_map(|(a, b)| ExprKind::Or(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone())
+                .prop_map(|(a, b)| ExprKind::And(Box::new(a), Box::new(b))),
             inner.prop_map(|e| ExprKind::Not(Box::new(e))),
         ]
         .prop_map(|kind| Expr { kind, span: span() })
@@ -104,7 +149,11 @@ fn tool_pattern() -> impl Strategy<Value = ToolPattern> {
 
 fn attrs() -> impl Strategy<Value = Vec<AttrDecl>> {
     proptest::collection::vec(
-        (field_name(), literal()).prop_map(|(name, value)| AttrDecl { name, value, span: span() }),
+        (field_name(), literal()).prop_map(|(name, value)| AttrDecl {
+            name,
+            value,
+            span: span(),
+        }),
         0..3,
     )
 }
@@ -112,8 +161,13 @@ fn attrs() -> impl Strategy<Value = Vec<AttrDecl>> {
 fn type_expr() -> impl Strategy<Value = TypeExpr> {
     prop_oneof![
         ident().prop_map(TypeExprKind::Named),
-        (ident(), int(), int()).prop_map(|(base, min, max)| TypeExprKind::Bounded { base, min, max }),
-        (ident(), proptest::collection::vec(ident(), 0..3)).prop_map(|(base, variants)| TypeExprKind::Enum { base, variants }),
+        (ident(), int(), int()).prop_map(|(base, min, max)| TypeExprKind::Bounded {
+            base,
+            min,
+            max
+        }),
+        (ident(), proptest::collection::vec(ident(), 0..3))
+            .prop_map(|(base, variants)| TypeExprKind::Enum { base, variants }),
     ]
     .prop_map(|kind| TypeExpr { kind, span: span() })
 }
@@ -125,7 +179,11 @@ fn tool_prop() -> impl Strategy<Value = ToolProp> {
         ident().prop_map(ToolPropKind::Env),
         int().prop_map(ToolPropKind::Cost),
         proptest::collection::vec(
-            (field_name(), type_expr()).prop_map(|(name, ty)| ArgDecl { name, ty, span: span() }),
+            (field_name(), type_expr()).prop_map(|(name, ty)| ArgDecl {
+                name,
+                ty,
+                span: span()
+            }),
             0..3
         )
         .prop_map(ToolPropKind::Args),
@@ -174,54 +232,146 @@ fn test_step() -> impl Strategy<Value = TestStep> {
         proptest::option::of(duration()),
         expectation(),
     )
-        .prop_map(|(agent, via, tool, args, env, at, expect)| TestStep { agent, via, tool, args, env, at, expect, span: span() })
+        .prop_map(|(agent, via, tool, args, env, at, expect)| TestStep {
+            agent,
+            via,
+            tool,
+            args,
+            env,
+            at,
+            expect,
+            span: span(),
+        })
 }
 
 fn item() -> impl Strategy<Value = Item> {
     let effect = prop_oneof![Just(RuleEffect::Permit), Just(RuleEffect::Forbid)];
     let assert_kind = prop_oneof![
-        (principal(), tool_pattern(), proptest::option::of(expr()))
-            .prop_map(|(principal, tools, condition)| AssertKind::Never { principal, tools, condition }),
-        (principal(), tool_pattern(), proptest::option::of(expr()))
-            .prop_map(|(principal, tools, condition)| AssertKind::Always { principal, tools, condition }),
-        proptest::option::of(principal()).prop_map(|principal| AssertKind::NoTrifecta { principal }),
+        (principal(), tool_pattern(), proptest::option::of(expr())).prop_map(
+            |(principal, tools, condition)| AssertKind::Never {
+                principal,
+                tools,
+                condition
+            }
+        ),
+        (principal(), tool_pattern(), proptest::option::of(expr())).prop_map(
+            |(principal, tools, condition)| AssertKind::Always {
+                principal,
+                tools,
+                condition
+            }
+        ),
+        proptest::option::of(principal())
+            .prop_map(|principal| AssertKind::NoTrifecta { principal }),
     ];
     prop_oneof![
-        proptest::collection::vec(ident(), 0..3).prop_map(|names| Item::Environments(Environments { names, span: span() })),
-        (ident(), proptest::collection::vec(ident(), 0..3))
-            .prop_map(|(name, labels)| Item::Domain(Domain { name, labels, span: span() })),
-        (dotted(), proptest::collection::vec(tool_prop(), 0..4))
-            .prop_map(|(name, props)| Item::Tool(Tool { name, props, span: span() })),
-        (ident(), proptest::collection::vec(agent_prop(), 0..4))
-            .prop_map(|(name, props)| Item::Agent(Agent { name, props, span: span() })),
-        (proptest::option::of(ident()), effect, principal(), tool_pattern(), proptest::option::of(expr())).prop_map(
-            |(label, effect, principal, tools, condition)| Item::Rule(Rule { label, effect, principal, tools, condition, span: span() })
+        proptest::collection::vec(ident(), 0..3).prop_map(|names| Item::Environments(
+            Environments {
+                names,
+                span: span()
+            }
+        )),
+        (ident(), proptest::collection::vec(ident(), 0..3)).prop_map(
+            |(name, labels)| Item::Domain(Domain {
+                name,
+                labels,
+                span: span()
+            })
         ),
-        (proptest::option::of(ident()), principal(), proptest::option::of(tool_pattern()), limit_kind())
-            .prop_map(|(label, principal, tools, kind)| Item::Limit(Limit { label, principal, tools, kind, span: span() })),
-        (ident(), ident(), any::<bool>()).prop_map(|(from, to, widening)| Item::Delegate(Delegate {
-            from,
-            to,
-            widening: widening.then(span),
-            span: span()
-        })),
-        (proptest::option::of(principal()), int(), duration())
-            .prop_map(|(principal, count, window)| Item::OnDeny(OnDeny { principal, count, window, span: span() })),
-        (proptest::option::of(ident()), assert_kind).prop_map(|(label, kind)| Item::Assert(Assert { label, kind, span: span() })),
-        (string(), proptest::collection::vec(test_step(), 0..3))
-            .prop_map(|(name, steps)| Item::Test(Test { name, steps, span: span() })),
+        (dotted(), proptest::collection::vec(tool_prop(), 0..4)).prop_map(|(name, props)| {
+            Item::Tool(Tool {
+                name,
+                props,
+                span: span(),
+            })
+        }),
+        (ident(), proptest::collection::vec(agent_prop(), 0..4)).prop_map(|(name, props)| {
+            Item::Agent(Agent {
+                name,
+                props,
+                span: span(),
+            })
+        }),
+        (
+            proptest::option::of(ident()),
+            effect,
+            principal(),
+            tool_pattern(),
+            proptest::option::of(expr())
+        )
+            .prop_map(
+                |(label, effect, principal, tools, condition)| Item::Rule(Rule {
+                    label,
+                    effect,
+                    principal,
+                    tools,
+                    condition,
+                    span: span()
+                })
+            ),
+        (
+            proptest::option::of(ident()),
+            principal(),
+            proptest::option::of(tool_pattern()),
+            limit_kind()
+        )
+            .prop_map(|(label, principal, tools, kind)| Item::Limit(Limit {
+                label,
+                principal,
+                tools,
+                kind,
+                span: span()
+            })),
+        (ident(), ident(), any::<bool>()).prop_map(|(from, to, widening)| Item::Delegate(
+            Delegate {
+                from,
+                to,
+                widening: widening.then(span),
+                span: span()
+            }
+        )),
+        (proptest::option::of(principal()), int(), duration()).prop_map(
+            |(principal, count, window)| Item::OnDeny(OnDeny {
+                principal,
+                count,
+                window,
+                span: span()
+            })
+        ),
+        (proptest::option::of(ident()), assert_kind).prop_map(|(label, kind)| Item::Assert(
+            Assert {
+                label,
+                kind,
+                span: span()
+            }
+        )),
+        (string(), proptest::collection::vec(test_step(), 0..3)).prop_map(|(name, steps)| {
+            Item::Test(Test {
+                name,
+                steps,
+                span: span(),
+            })
+        }),
     ]
 }
 
 /// The tree without spans.
 fn shape(value: &Value) -> Value {
     match value {
-        Value::Object(map) if map.len() == 3 && ["file", "start", "end"].iter().all(|k| map.contains_key(*k)) => {
+        Value::Object(map)
+            if map.len() == 3
+                && ["file", "start", "end"]
+                    .iter()
+                    .all(|k| map.contains_key(*k)) =>
+        {
             Value::Null
         }
-        Value::Object(map) => {
-            Value::Object(map.iter().filter(|(k, _)| *k != "span").map(|(k, v)| (k.clone(), shape(v))).collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| *k != "span")
+                .map(|(k, v)| (k.clone(), shape(v)))
+                .collect(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
         other => other.clone(),
     }

@@ -1,6 +1,13 @@
 //! Parser properties: valid files parse without errors and every child span nests in its
 //! parent's; formatting is idempotent and preserves the tree; arbitrary text never panics.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
 use proptest::prelude::*;
 use serde_json::Value;
 use tollgate_grammar::{format::format, parse, FileId};
@@ -10,9 +17,9 @@ use tollgate_tests::{example_dirs, relative, toll_files};
 fn check_nesting(value: &Value, parent: Option<(u64, u64)>, path: &str) {
     match value {
         Value::Object(map) => {
-            let own = map.get("span").and_then(|span| {
-                Some((span.get("start")?.as_u64()?, span.get("end")?.as_u64()?))
-            });
+            let own = map
+                .get("span")
+                .and_then(|span| Some((span.get("start")?.as_u64()?, span.get("end")?.as_u64()?)));
             if let (Some((start, end)), Some((outer_start, outer_end))) = (own, parent) {
                 assert!(
                     outer_start <= start && end <= outer_end && start <= end,
@@ -46,11 +53,19 @@ fn all_valid_files() -> Vec<std::path::PathBuf> {
 /// The tree without spans, for comparing trees parsed from different text.
 pub fn shape(value: &Value) -> Value {
     match value {
-        Value::Object(map) if map.len() == 3 && ["file", "start", "end"].iter().all(|k| map.contains_key(*k)) => {
+        Value::Object(map)
+            if map.len() == 3
+                && ["file", "start", "end"]
+                    .iter()
+                    .all(|k| map.contains_key(*k)) =>
+        {
             Value::Null
         }
         Value::Object(map) => Value::Object(
-            map.iter().filter(|(k, _)| *k != "span").map(|(k, v)| (k.clone(), shape(v))).collect(),
+            map.iter()
+                .filter(|(k, _)| *k != "span")
+                .map(|(k, v)| (k.clone(), shape(v)))
+                .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
         other => other.clone(),
@@ -62,7 +77,12 @@ fn valid_files_parse_and_spans_nest() {
     for path in all_valid_files() {
         let text = std::fs::read_to_string(&path).unwrap();
         let parsed = parse(&text, FileId(0));
-        assert!(parsed.errors.is_empty(), "{}: {:?}", relative(&path), parsed.errors);
+        assert!(
+            parsed.errors.is_empty(),
+            "{}: {:?}",
+            relative(&path),
+            parsed.errors
+        );
         let json = serde_json::to_value(&parsed.file).unwrap();
         check_nesting(&json, None, &relative(&path));
     }
@@ -76,7 +96,11 @@ fn invalid_files_report_at_least_one_error_and_still_nest() {
         let json = serde_json::to_value(&parsed.file).unwrap();
         check_nesting(&json, None, &relative(&path));
         for error in &parsed.errors {
-            assert!(error.span.end as usize <= text.len(), "{}: error span past the end", relative(&path));
+            assert!(
+                error.span.end as usize <= text.len(),
+                "{}: error span past the end",
+                relative(&path)
+            );
         }
     }
 }
@@ -88,11 +112,21 @@ fn formatting_is_idempotent_and_keeps_the_tree() {
         let parsed = parse(&text, FileId(0));
         let once = format(&parsed.file, &parsed.comments, &text);
         let reparsed = parse(&once, FileId(0));
-        assert!(reparsed.errors.is_empty(), "{}: formatted text does not parse", relative(&path));
-        let twice = format(&reparsed.file, &reparsed.comments, &once);
-        assert_eq!(once, twice, "{}: formatting is not idempotent", relative(&path));
         assert!(
-            shape(&serde_json::to_value(&parsed.file).unwrap()) == shape(&serde_json::to_value(&reparsed.file).unwrap()),
+            reparsed.errors.is_empty(),
+            "{}: formatted text does not parse",
+            relative(&path)
+        );
+        let twice = format(&reparsed.file, &reparsed.comments, &once);
+        assert_eq!(
+            once,
+            twice,
+            "{}: formatting is not idempotent",
+            relative(&path)
+        );
+        assert!(
+            shape(&serde_json::to_value(&parsed.file).unwrap())
+                == shape(&serde_json::to_value(&reparsed.file).unwrap()),
             "{}: formatting changed the tree",
             relative(&path)
         );
@@ -108,7 +142,12 @@ fn examples_are_formatted() {
         for path in toll_files(&relative(&dir)) {
             let text = std::fs::read_to_string(&path).unwrap();
             let parsed = parse(&text, FileId(0));
-            assert_eq!(format(&parsed.file, &parsed.comments, &text), text, "{} is not formatted", relative(&path));
+            assert_eq!(
+                format(&parsed.file, &parsed.comments, &text),
+                text,
+                "{} is not formatted",
+                relative(&path)
+            );
         }
     }
 }
