@@ -53,9 +53,11 @@ pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request,
                     ))
                 }
             },
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "argument `{name}` is `{other}`, but arguments are integers, strings or booleans"
-            )),
+            ))
+            }
         };
         args.insert(name, value);
     }
