@@ -219,6 +219,10 @@ fn load(io: &mut Io<'_>, path: &Path, format: Format) -> Result<(Policy, SourceS
     }
 }
 
+fn count(number: usize, noun: &str) -> String {
+    format!("{number} {noun}{}", plural(number))
+}
+
 fn plural(count: usize) -> &'static str {
     if count == 1 {
         ""
@@ -234,17 +238,18 @@ fn check(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {
     };
     match format {
         Format::Json => report(io, &[], &sources, format),
-        Format::Human => io.out(&format!(
-            "ok: {} file{}, {} agents, {} tools, {} rules, {} limits, {} assertions, {} tests\n",
-            sources.files.len(),
-            plural(sources.files.len()),
-            policy.agents.len(),
-            policy.tools.len(),
-            policy.rules.len(),
-            policy.limits.len(),
-            policy.assertions.len(),
-            policy.tests.len(),
-        )),
+        Format::Human => {
+            let counts = [
+                count(sources.files.len(), "file"),
+                count(policy.agents.len(), "agent"),
+                count(policy.tools.len(), "tool"),
+                count(policy.rules.len(), "rule"),
+                count(policy.limits.len(), "limit"),
+                count(policy.assertions.len(), "assertion"),
+                count(policy.tests.len(), "test"),
+            ];
+            io.out(&format!("ok: {}\n", counts.join(", ")));
+        }
     }
     Exit::Success
 }
@@ -469,8 +474,9 @@ fn test(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {
                 }
             }
             io.out(&format!(
-                "\n{} tests: {} passed; {failed} failed\n",
+                "\n{} test{}: {} passed; {failed} failed\n",
                 outcomes.len(),
+                plural(outcomes.len()),
                 outcomes.len() - failed
             ));
         }

@@ -109,3 +109,11 @@ fn json_diagnostics_carry_code_location_and_help() {
     let json = tollgate_compiler::diagnostic::render_json(&diagnostics, &sources);
     insta::assert_json_snapshot!(json);
 }
+
+#[test]
+fn the_book_lists_every_code() {
+    let chapter = std::fs::read_to_string(tollgate_tests::root().join("book/src/diagnostics.md")).unwrap();
+    for code in Code::ALL {
+        assert!(chapter.contains(&format!("| {code} |")), "book/src/diagnostics.md lacks {code}");
+    }
+}
