@@ -112,8 +112,12 @@ fn json_diagnostics_carry_code_location_and_help() {
 
 #[test]
 fn the_book_lists_every_code() {
-    let chapter = std::fs::read_to_string(tollgate_tests::root().join("book/src/diagnostics.md")).unwrap();
+    let chapter =
+        std::fs::read_to_string(tollgate_tests::root().join("book/src/diagnostics.md")).unwrap();
     for code in Code::ALL {
-        assert!(chapter.contains(&format!("| {code} |")), "book/src/diagnostics.md lacks {code}");
+        assert!(
+            chapter.contains(&format!("| {code} |")),
+            "book/src/diagnostics.md lacks {code}"
+        );
     }
 }

@@ -47,7 +47,11 @@ fn examples_pass_their_tests() {
                 }
             }
         }
-        assert!(allowed > 0 && denied > 0, "{}: needs allowed and denied flows", relative(&dir));
+        assert!(
+            allowed > 0 && denied > 0,
+            "{}: needs allowed and denied flows",
+            relative(&dir)
+        );
     }
     println!("example test steps run: {steps}");
 }
