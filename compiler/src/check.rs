@@ -646,6 +646,7 @@ impl Checker {
                 ast::Item::OnDeny(on_deny) => self.on_deny(on_deny),
                 ast::Item::Assert(assert) => self.assertion(assert),
                 ast::Item::Test(test) => tests.push(test),
+                ast::Item::Acknowledge(acknowledge) => self.acknowledge(acknowledge),
                 _ => {}
             }
         }
@@ -954,6 +955,39 @@ impl Checker {
             kind,
             span: assert.span,
         });
+    }
+
+    fn acknowledge(&mut self, acknowledge: &ast::Acknowledge) {
+        let resolve_tool = |checker: &mut Self, name: &ast::DottedName| {
+            let text = name.text();
+            let found = checker.tool_ids.get(&text).copied();
+            if found.is_none() {
+                let names: Vec<&str> = checker.tool_ids.keys().map(String::as_str).collect();
+                let d = diagnostic::unknown_name(NameKind::Tool, &text, name.span, names);
+                checker.error(d);
+            }
+            found
+        };
+        let kind = match &acknowledge.kind {
+            ast::AcknowledgeKind::Trifecta { agent } => self.resolve_agent(agent).map(AcknowledgementKind::Trifecta),
+            ast::AcknowledgeKind::Escalation { agent, tool } => {
+                let agent = self.resolve_agent(agent);
+                let tool = resolve_tool(self, tool);
+                agent.zip(tool).map(|(a, t)| AcknowledgementKind::Escalation(a, t))
+            }
+            ast::AcknowledgeKind::Widening { agent, tool } => {
+                let agent = self.resolve_agent(agent);
+                let tool = resolve_tool(self, tool);
+                agent.zip(tool).map(|(a, t)| AcknowledgementKind::Widening(a, t))
+            }
+        };
+        if let Some(kind) = kind {
+            self.policy.acknowledgements.push(Acknowledgement {
+                kind,
+                reason: acknowledge.reason.as_ref().map(|r| r.value.clone()),
+                span: acknowledge.span,
+            });
+        }
     }
 
     // -- conditions -------------------------------------------------------------------------

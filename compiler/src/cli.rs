@@ -43,8 +43,38 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum ReportFormat {
+    Human,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum GraphFormat {
+    Dot,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Prove properties of a policy with Z3: conflicts, dead and redundant rules, assertions,
+    /// escalation paths and the lethal trifecta, each finding with a witness request
+    Verify {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: ReportFormat,
+        /// Milliseconds per solver call; a call that runs out is reported as inconclusive
+        #[arg(long, default_value_t = 10_000)]
+        timeout: u32,
+    },
+    /// Print the escalation graph (agents, tools, roles; escalation paths in red)
+    Graph {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+        #[arg(long, default_value_t = 10_000)]
+        timeout: u32,
+    },
     /// Parse and check a policy set (a .toll file or a directory of them)
     Check {
         path: PathBuf,
@@ -125,6 +155,8 @@ pub fn run(
             format,
         } => evaluate(&mut io, &path, &request, time, format),
         Command::Test { path, format } => test(&mut io, &path, format),
+        Command::Verify { path, format, timeout } => verify(&mut io, &path, format, timeout),
+        Command::Graph { path, timeout, .. } => graph(&mut io, &path, timeout),
         Command::Fmt { path, check } => fmt(&mut io, &path, check),
     }
 }
@@ -438,6 +470,133 @@ fn decision_json(
         "revoked_agent": decision.revoked_agent,
         "trace": trace,
     })
+}
+
+fn verify_options(timeout: u32) -> crate::verify::Options {
+    crate::verify::Options {
+        timeout_ms: timeout,
+        ..crate::verify::Options::default()
+    }
+}
+
+fn witness_json(witness: &crate::verify::Witness) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "label": witness.label,
+        "request": request::to_json(&witness.request),
+    });
+    if let (Some(role), Some(object)) = (&witness.granted_role, value.as_object_mut()) {
+        object.insert("after_granting_role".to_owned(), serde_json::json!(role));
+    }
+    value
+}
+
+/// Findings as a person reads them: each diagnostic, then its witnesses as replayable JSON.
+fn render_findings(findings: &[crate::verify::Finding], sources: &SourceSet) -> String {
+    let mut out = String::new();
+    for finding in findings {
+        let rendered = diagnostic::render_human(std::slice::from_ref(&finding.diagnostic), sources);
+        out.push_str(rendered.trim_end());
+        out.push('\n');
+        for witness in &finding.witnesses {
+            let role = witness
+                .granted_role
+                .as_ref()
+                .map_or(String::new(), |r| format!(", after granting role `{r}`"));
+            out.push_str(&format!("  witness ({}{role}):\n    {}\n", witness.label, request::to_json(&witness.request)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn verify(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> Exit {
+    let plain = if format == ReportFormat::Human { Format::Human } else { Format::Json };
+    let (policy, sources) = match load(io, path, plain) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let started = std::time::Instant::now();
+    let report = crate::verify::verify(&policy, &verify_options(timeout));
+    let elapsed = started.elapsed();
+    let count = |severity: diagnostic::Severity| report.findings.iter().filter(|f| f.diagnostic.severity == severity).count();
+    let (errors, warnings, notes) = (
+        count(diagnostic::Severity::Error),
+        count(diagnostic::Severity::Warning),
+        count(diagnostic::Severity::Note),
+    );
+    match format {
+        ReportFormat::Human => {
+            io.out(&render_findings(&report.findings, &sources));
+            for name in &report.proved {
+                io.out(&format!("proved: {name}\n"));
+            }
+            io.out(&format!(
+                "verify: {} error{}, {} warning{}, {} note{}; {} assertion{} proved; {} buckets, {} solver queries, {} unknown\n",
+                errors,
+                plural(errors),
+                warnings,
+                plural(warnings),
+                notes,
+                plural(notes),
+                report.proved.len(),
+                plural(report.proved.len()),
+                report.stats.buckets,
+                report.stats.queries,
+                report.stats.unknown,
+            ));
+            io.err(&format!("verified in {:.2?}\n", elapsed));
+        }
+        ReportFormat::Json => {
+            let diagnostics: Vec<Diagnostic> = report.findings.iter().map(|f| f.diagnostic.clone()).collect();
+            let mut json = diagnostic::render_json(&diagnostics, &sources);
+            if let Some(list) = json.get_mut("diagnostics").and_then(|d| d.as_array_mut()) {
+                for (entry, finding) in list.iter_mut().zip(&report.findings) {
+                    if let Some(object) = entry.as_object_mut() {
+                        let witnesses: Vec<serde_json::Value> = finding.witnesses.iter().map(witness_json).collect();
+                        object.insert("witnesses".to_owned(), serde_json::json!(witnesses));
+                    }
+                }
+            }
+            if let Some(object) = json.as_object_mut() {
+                object.insert("proved".to_owned(), serde_json::json!(report.proved));
+                object.insert(
+                    "summary".to_owned(),
+                    serde_json::json!({
+                        "errors": errors, "warnings": warnings, "notes": notes,
+                        "buckets": report.stats.buckets, "queries": report.stats.queries,
+                        "unknown": report.stats.unknown,
+                    }),
+                );
+            }
+            io.out(&format!("{json:#}\n"));
+        }
+        ReportFormat::Sarif => {
+            let entries: Vec<(Diagnostic, serde_json::Value)> = report
+                .findings
+                .iter()
+                .map(|f| {
+                    let witnesses: Vec<serde_json::Value> = f.witnesses.iter().map(witness_json).collect();
+                    (f.diagnostic.clone(), serde_json::json!({ "witnesses": witnesses }))
+                })
+                .collect();
+            io.out(&format!("{:#}\n", crate::sarif::render(&entries, &sources)));
+        }
+    }
+    if errors == 0 {
+        Exit::Success
+    } else {
+        Exit::Failure
+    }
+}
+
+fn graph(io: &mut Io<'_>, path: &Path, timeout: u32) -> Exit {
+    let (policy, _) = match load(io, path, Format::Human) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let (_, graph) = crate::verify::verify_with_graph(&policy, &verify_options(timeout));
+    io.out(&graph.to_dot(&policy));
+    Exit::Success
 }
 
 fn test(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {

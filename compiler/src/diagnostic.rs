@@ -70,6 +70,17 @@ codes! {
     NegativeQuantity = "TG0402", "negative cost, budget or bound";
     MissingEnvironment = "TG0501", "test step has no environment";
     ReasonWithRule = "TG0502", "`by RULE` needs the reason `forbidden`";
+    NeverApplies = "TG1001", "rule can never apply";
+    DeadPermit = "TG1002", "permit is always overridden by forbids";
+    VacuousForbid = "TG1003", "forbid never overrides a permit";
+    Overlap = "TG1004", "permit and forbid overlap";
+    Redundant = "TG1005", "rule is redundant";
+    AssertionViolated = "TG1006", "assertion does not hold";
+    Escalation = "TG1007", "agent reaches a tool it is not permitted directly";
+    Trifecta = "TG1008", "agent has the lethal trifecta";
+    Inconclusive = "TG1009", "analysis inconclusive";
+    Widened = "TG1101", "new version allows more";
+    Narrowed = "TG1102", "new version allows less";
 }
 
 impl fmt::Display for Code {
@@ -83,6 +94,7 @@ impl fmt::Display for Code {
 pub enum Severity {
     Error,
     Warning,
+    Note,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +125,11 @@ impl Diagnostic {
             related: Vec::new(),
             help: None,
         }
+    }
+
+    fn with_severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
     }
 
     fn help(mut self, help: impl Into<String>) -> Self {
@@ -564,6 +581,167 @@ pub fn reason_with_rule(reason: &str, span: Span) -> Diagnostic {
     .help("write `expect deny forbidden by RULE`, or drop `by RULE`")
 }
 
+// -- verifier findings ----------------------------------------------------------------------
+
+pub fn never_applies(rule: &str, span: Span, why: &str) -> Diagnostic {
+    Diagnostic::error(Code::NeverApplies, format!("{rule} can never apply"), span, why.to_owned())
+        .with_severity(Severity::Warning)
+        .help("fix or remove the condition; as written the rule changes no decision")
+}
+
+pub fn dead_permit(rule: &str, span: Span, forbids: &[(String, Span)]) -> Diagnostic {
+    let names: Vec<&str> = forbids.iter().map(|(n, _)| n.as_str()).collect();
+    let mut d = Diagnostic::error(
+        Code::DeadPermit,
+        format!("{rule} never allows anything"),
+        span,
+        "every request this permits is forbidden",
+    )
+    .help(format!(
+        "{} override{} it everywhere; narrow the forbid or remove the permit",
+        backticked(&names),
+        if names.len() == 1 { "s" } else { "" }
+    ));
+    for (name, forbid_span) in forbids {
+        d = d.related(*forbid_span, format!("`{name}` covers it"));
+    }
+    d
+}
+
+pub fn vacuous_forbid(rule: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::VacuousForbid,
+        format!("{rule} never overrides a permit"),
+        span,
+        "no request it forbids is permitted anyway",
+    )
+    .with_severity(Severity::Note)
+    .help("harmless as defence in depth; remove it if it was meant to restrict something")
+}
+
+pub fn overlap(permit: &str, permit_span: Span, forbid: &str, forbid_span: Span, class: &str) -> Diagnostic {
+    Diagnostic::error(
+        Code::Overlap,
+        format!("{forbid} overrides {permit} for some requests ({class})"),
+        forbid_span,
+        "this forbid",
+    )
+    .related(permit_span, "overrides part of this permit")
+    .with_severity(Severity::Note)
+    .help("expected when a forbid guards a permit; the witness shows a request in the overlap")
+}
+
+pub fn redundant(rule: &str, span: Span, covering: &[(String, Span)]) -> Diagnostic {
+    let names: Vec<&str> = covering.iter().map(|(n, _)| n.as_str()).collect();
+    let mut d = Diagnostic::error(
+        Code::Redundant,
+        format!("{rule} is redundant"),
+        span,
+        "removing it changes no decision",
+    )
+    .with_severity(Severity::Warning)
+    .help(if names.is_empty() {
+        "remove it, or make it say what the other rules do not".to_owned()
+    } else {
+        format!("{} already decide{} everything it decides; remove it", backticked(&names), if names.len() == 1 { "s" } else { "" })
+    });
+    for (name, other) in covering {
+        d = d.related(*other, format!("`{name}` covers it"));
+    }
+    d
+}
+
+pub fn assertion_violated(assertion: &str, span: Span, detail: &str, rule: Option<(String, Span)>) -> Diagnostic {
+    let mut d = Diagnostic::error(
+        Code::AssertionViolated,
+        format!("{assertion} does not hold"),
+        span,
+        detail.to_owned(),
+    )
+    .help("the witness is a counterexample; replay it with `tollgate eval`");
+    if let Some((name, rule_span)) = rule {
+        d = d.related(rule_span, format!("`{name}` allows it"));
+    }
+    d
+}
+
+pub fn escalation(agent: &str, tool: &str, span: Span, path: &str, acknowledged: bool, steps: &[(String, Span)]) -> Diagnostic {
+    let mut d = Diagnostic::error(
+        Code::Escalation,
+        format!("`{agent}` can reach `{tool}`, which it may not call directly"),
+        span,
+        format!("through {path}"),
+    )
+    .help(format!("if intended, say so with `acknowledge escalation {agent} -> {tool};`"));
+    if acknowledged {
+        d = d.with_severity(Severity::Note).help("acknowledged in the policy");
+    }
+    for (message, step_span) in steps {
+        d = d.related(*step_span, message.clone());
+    }
+    d
+}
+
+pub fn trifecta(agent: &str, span: Span, tools: [&str; 3], acknowledged: bool, rules: &[(String, Span)]) -> Diagnostic {
+    let mut d = Diagnostic::error(
+        Code::Trifecta,
+        format!(
+            "`{agent}` can read private data (`{}`), is exposed to untrusted input (`{}`) and can act externally (`{}`)",
+            tools[0], tools[1], tools[2]
+        ),
+        span,
+        "this agent has the lethal trifecta",
+    )
+    .help(format!(
+        "split the external effect off to another agent, or accept it with `acknowledge trifecta {agent};`"
+    ));
+    if acknowledged {
+        d = d.with_severity(Severity::Note).help("acknowledged in the policy");
+    }
+    for (message, rule_span) in rules {
+        d = d.related(*rule_span, message.clone());
+    }
+    d
+}
+
+pub fn inconclusive(what: &str, span: Span, why: &str) -> Diagnostic {
+    Diagnostic::error(Code::Inconclusive, format!("inconclusive: {what}"), span, why.to_owned())
+        .with_severity(Severity::Warning)
+        .help("raise `--timeout`, or simplify the conditions involved; this is not a proof of safety")
+}
+
+pub fn widened(agent: &str, tool: &str, span: Span, acknowledged: bool) -> Diagnostic {
+    let d = Diagnostic::error(
+        Code::Widened,
+        format!("`{agent}` may now do more with `{tool}`"),
+        span,
+        "the new version allows requests the old one denied",
+    )
+    .help(format!("if intended, acknowledge it in the new version: `acknowledge widening {agent} -> {tool};`"));
+    if acknowledged {
+        d.with_severity(Severity::Note).help("acknowledged in the new version")
+    } else {
+        d.with_severity(Severity::Warning)
+    }
+}
+
+pub fn narrowed(agent: &str, tool: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::Narrowed,
+        format!("`{agent}` may now do less with `{tool}`"),
+        span,
+        "the new version denies requests the old one allowed",
+    )
+    .with_severity(Severity::Note)
+    .help("check that no legitimate flow depends on what was removed")
+}
+
+/// A diagnostic that must be raised to an error (CI gates such as `--fail-on widen`).
+pub fn as_error(mut diagnostic: Diagnostic) -> Diagnostic {
+    diagnostic.severity = Severity::Error;
+    diagnostic
+}
+
 fn backticked(names: &[&str]) -> String {
     if names.is_empty() {
         return "nothing".to_owned();
@@ -664,6 +842,7 @@ pub fn render_human(diagnostics: &[Diagnostic], sources: &SourceSet) -> String {
             severity: match diagnostic.severity {
                 Severity::Error => miette::Severity::Error,
                 Severity::Warning => miette::Severity::Warning,
+                Severity::Note => miette::Severity::Advice,
             },
             help,
             labels,

@@ -13,9 +13,11 @@
 pub mod check;
 pub mod cli;
 pub mod diagnostic;
+pub mod verify;
 pub mod eval;
 pub mod model;
 pub mod request;
+pub mod sarif;
 pub mod source;
 pub mod testing;
 

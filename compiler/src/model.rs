@@ -25,6 +25,7 @@ pub struct Policy {
     pub delegations: Vec<Delegation>,
     pub responses: Vec<FailureResponse>,
     pub assertions: Vec<Assertion>,
+    pub acknowledgements: Vec<Acknowledgement>,
     pub tests: Vec<TestCase>,
 }
 
@@ -358,6 +359,21 @@ pub enum AssertionKind {
 pub struct Assertion {
     pub label: Option<String>,
     pub kind: AssertionKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcknowledgementKind {
+    Trifecta(AgentId),
+    Escalation(AgentId, ToolId),
+    Widening(AgentId, ToolId),
+}
+
+/// A verifier finding the author has reviewed and accepts; it is reported, but does not fail.
+#[derive(Clone, Debug)]
+pub struct Acknowledgement {
+    pub kind: AcknowledgementKind,
+    pub reason: Option<String>,
     pub span: Span,
 }
 

@@ -55,6 +55,7 @@ pub enum Item {
     OnDeny(OnDeny),
     Assert(Assert),
     Test(Test),
+    Acknowledge(Acknowledge),
 }
 
 impl Item {
@@ -70,6 +71,7 @@ impl Item {
             Item::OnDeny(x) => x.span,
             Item::Assert(x) => x.span,
             Item::Test(x) => x.span,
+            Item::Acknowledge(x) => x.span,
         }
     }
 }
@@ -281,6 +283,24 @@ pub enum AssertKind {
     },
     /// `no trifecta [for P]`
     NoTrifecta { principal: Option<Principal> },
+}
+
+/// `acknowledge KIND ["reason"];`: a finding the author has reviewed and accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Acknowledge {
+    pub kind: AcknowledgeKind,
+    pub reason: Option<StringLit>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum AcknowledgeKind {
+    /// `trifecta AGENT`: the agent may reach private data, untrusted input and an external effect.
+    Trifecta { agent: Ident },
+    /// `escalation AGENT -> TOOL`: the agent may reach the tool indirectly.
+    Escalation { agent: Ident, tool: DottedName },
+    /// `widening AGENT -> TOOL`: a new version may allow the agent more on the tool.
+    Widening { agent: Ident, tool: DottedName },
 }
 
 /// `test "name" { STEP; ... }`

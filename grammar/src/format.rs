@@ -215,6 +215,23 @@ impl Printer<'_> {
                 let text = format!("{}assert {}", label(&assert.label), assertion(&assert.kind));
                 self.line(span.start, span.end, "", &text);
             }
+            Item::Acknowledge(acknowledge) => {
+                let mut text = match &acknowledge.kind {
+                    AcknowledgeKind::Trifecta { agent } => format!("acknowledge trifecta {}", agent.name),
+                    AcknowledgeKind::Escalation { agent, tool } => {
+                        format!("acknowledge escalation {} -> {}", agent.name, tool.text())
+                    }
+                    AcknowledgeKind::Widening { agent, tool } => {
+                        format!("acknowledge widening {} -> {}", agent.name, tool.text())
+                    }
+                };
+                if let Some(reason) = &acknowledge.reason {
+                    text.push(' ');
+                    text.push_str(&string(&reason.value));
+                }
+                text.push(';');
+                self.line(span.start, span.end, "", &text);
+            }
             Item::Test(test) => {
                 self.open_block(span.start, &format!("test {}", string(&test.name.value)));
                 for step in &test.steps {

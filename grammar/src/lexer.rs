@@ -112,6 +112,7 @@ macro_rules! tokens {
 }
 
 tokens! {
+    "acknowledge" => Acknowledge,
     "agent" => Agent,
     "allow" => Allow,
     "always" => Always,
@@ -137,6 +138,7 @@ tokens! {
     "effect" => Effect,
     "ends_with" => EndsWith,
     "env" => Env,
+    "escalation" => Escalation,
     "environments" => Environments,
     "expect" => Expect,
     "false" => False,

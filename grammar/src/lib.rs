@@ -127,6 +127,7 @@ fn starts_or_ends_an_item(token: &lexer::Tok) -> bool {
             | Tok::On
             | Tok::Assert
             | Tok::Test
+            | Tok::Acknowledge
             | Tok::Semi
             | Tok::RBrace
     )

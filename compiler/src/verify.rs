@@ -1,0 +1,897 @@
+//! `verify`: what a policy means, proved with Z3 before anything runs.
+//!
+//! For every (agent, tool) bucket the request space is encoded once ([`encode`]) and queried
+//! with push/pop on one solver. Analyses: rules that can never apply, permits every forbid
+//! overrides (with the covering forbids from an unsat core), forbids that never override a
+//! permit, permit/forbid overlaps, redundant rules, author assertions, the lethal trifecta and
+//! escalation paths (delegation, spawn, grant; graph in [`graph`]).
+//!
+//! Every finding that exists because some request exists carries that request as a witness, and
+//! every witness is replayed through the reference evaluator before it is reported: a witness
+//! that does not replay turns the finding into an inconclusive one, never into a silent pass.
+//! Every solver call has a timeout; `unknown` is reported as inconclusive, never as safe.
+
+pub mod diff;
+pub mod encode;
+pub mod graph;
+
+use crate::diagnostic::{self, Diagnostic, Severity};
+use crate::eval::{self, State, Verdict};
+use crate::model::*;
+use encode::{chains_to, decode_z3_string, Chain, Encoder, Space, Symbols, Zv};
+use std::collections::{BTreeMap, BTreeSet};
+use z3::ast::{Bool, Int};
+use z3::{Model, Params, SatResult, Solver};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Per solver call.
+    pub timeout_ms: u32,
+    /// Delegation chains considered per bucket before the analysis is declared incomplete.
+    pub max_chains: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout_ms: 10_000,
+            max_chains: 256,
+        }
+    }
+}
+
+/// Something a witness request is claimed to show, checked by replaying it through `eval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The rule applies (or not) to this agent of the chain.
+    Applies { agent: String, rule: RuleId, applies: bool },
+    /// The decision, from a fresh state.
+    Verdict(Verdict),
+    /// Denied by the rules themselves (`forbidden` or `not_permitted`).
+    DeniedByRules,
+}
+
+#[derive(Clone, Debug)]
+pub struct Witness {
+    /// What this request shows, for people.
+    pub label: String,
+    pub request: Request,
+    pub claims: Vec<Claim>,
+    /// Replay with this role added to the acting agent (the second step of a grant path).
+    pub granted_role: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub diagnostic: Diagnostic,
+    pub witnesses: Vec<Witness>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub buckets: usize,
+    pub queries: usize,
+    pub unknown: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// Assertions proved, by name.
+    pub proved: Vec<String>,
+    pub stats: Stats,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.findings.iter().filter(|f| f.diagnostic.severity == Severity::Error).count()
+    }
+}
+
+/// Replays a witness through the reference evaluator from a fresh state; true when every claim
+/// holds.
+pub fn replay(policy: &Policy, witness: &Witness) -> bool {
+    let granted;
+    let policy = match &witness.granted_role {
+        None => policy,
+        Some(role) => {
+            let mut changed = policy.clone();
+            if let Some(id) = changed.agent_id(&witness.request.agent) {
+                changed.agents[id].roles.push(role.clone());
+            }
+            granted = changed;
+            &granted
+        }
+    };
+    let decision = eval::decide(policy, &witness.request, &mut State::new());
+    witness.claims.iter().all(|claim| match claim {
+        Claim::Verdict(verdict) => decision.verdict == *verdict,
+        Claim::DeniedByRules => matches!(decision.reason, Some(Reason::Forbidden | Reason::NotPermitted)),
+        Claim::Applies { agent, rule, applies } => {
+            let found = decision.trace.iter().find(|t| t.agent == *agent && t.rule == *rule);
+            match found {
+                Some(entry) => entry.applies == *applies,
+                None => !*applies && decision.trace.iter().any(|t| t.agent == *agent),
+            }
+        }
+    })
+}
+
+enum Answer {
+    Sat(Model),
+    Unsat(Vec<Bool>),
+    Unknown(String),
+}
+
+/// One solver over one bucket's request space.
+struct Bucket<'p> {
+    policy: &'p Policy,
+    agent: AgentId,
+    tool: ToolId,
+    space: Space,
+    solver: Solver,
+}
+
+impl<'p> Bucket<'p> {
+    fn new(policy: &'p Policy, symbols: &Symbols, agent: AgentId, tool: ToolId, options: &Options) -> Bucket<'p> {
+        let (chains, truncated) = chains_to(policy, agent, options.max_chains);
+        let space = Space::new(symbols.clone(), &policy.tools[tool].args, &policy.environments, chains, truncated);
+        let solver = Solver::new();
+        let mut params = Params::new();
+        params.set_u32("timeout", options.timeout_ms);
+        solver.set_params(&params);
+        solver.assert(&space.domain);
+        Bucket {
+            policy,
+            agent,
+            tool,
+            space,
+            solver,
+        }
+    }
+
+    fn encoder(&self) -> Encoder<'_> {
+        Encoder {
+            policy: self.policy,
+            space: &self.space,
+            tool: self.tool,
+        }
+    }
+
+    /// Rule `rule` applies to the acting agent, on whichever chain the request comes through.
+    fn applies(&self, rule: RuleId) -> Bool {
+        let encoder = self.encoder();
+        let options: Vec<Bool> = self
+            .space
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(index, chain)| Bool::and(&[self.space.is_chain(index), encoder.applies(rule, self.agent, chain)]))
+            .collect();
+        Bool::or(&options)
+    }
+
+    fn any(&self, rules: &[RuleId]) -> Bool {
+        let parts: Vec<Bool> = rules.iter().map(|&r| self.applies(r)).collect();
+        Bool::or(&parts)
+    }
+
+    fn ask(&self, stats: &mut Stats, formulas: &[Bool]) -> Answer {
+        self.ask_tracked(stats, formulas, &[])
+    }
+
+    /// Checks the formulas under tracked assumptions; an unsat answer carries the core.
+    fn ask_tracked(&self, stats: &mut Stats, formulas: &[Bool], tracked: &[Bool]) -> Answer {
+        stats.queries += 1;
+        self.solver.push();
+        for formula in formulas {
+            self.solver.assert(formula);
+        }
+        let result = self.solver.check_assumptions(tracked);
+        let answer = match result {
+            SatResult::Sat => match self.solver.get_model() {
+                Some(model) => Answer::Sat(model),
+                None => Answer::Unknown("the solver gave no model".to_owned()),
+            },
+            SatResult::Unsat => Answer::Unsat(self.solver.get_unsat_core()),
+            SatResult::Unknown => {
+                stats.unknown += 1;
+                Answer::Unknown(self.solver.get_reason_unknown().unwrap_or_else(|| "unknown".to_owned()))
+            }
+        };
+        self.solver.pop(1);
+        answer
+    }
+
+    /// The request a model describes.
+    fn request(&self, model: &Model) -> Request {
+        let tool = &self.policy.tools[self.tool];
+        let mut args = BTreeMap::new();
+        for arg in &tool.args {
+            let Some(var) = self.space.args.get(&arg.name) else {
+                continue;
+            };
+            let value = match var {
+                Zv::Int(v) => model.eval(v, true).and_then(|v| v.as_i64()).map(Value::Int),
+                Zv::Bool(v) => model.eval(v, true).and_then(|v| v.as_bool()).map(Value::Bool),
+                Zv::Str(v) => model
+                    .eval(v, true)
+                    .and_then(|v| v.as_string())
+                    .and_then(|text| decode_z3_string(&text))
+                    .map(Value::Str),
+                Zv::Sym(v) => model
+                    .eval(v, true)
+                    .and_then(|v| v.as_i64())
+                    .and_then(|i| self.space.symbols.name(i))
+                    .map(|name| Value::Str(name.to_owned())),
+            };
+            if let Some(value) = value {
+                args.insert(arg.name.clone(), value);
+            }
+        }
+        let chain = eval_index(model, &self.space.chain);
+        let via = self.space.chains.get(chain).map(|c| c.via.clone()).unwrap_or_default();
+        let env = if self.policy.environments.is_empty() {
+            None
+        } else {
+            let index = model.eval(&self.space.env, true).and_then(|v| v.as_i64()).unwrap_or(0);
+            self.space.symbols.name(index).map(str::to_owned)
+        };
+        let hour = model.eval(&self.space.hour, true).and_then(|v| v.as_u64()).unwrap_or(0);
+        Request {
+            agent: self.policy.agents[self.agent].name.clone(),
+            tool: tool.name.clone(),
+            args,
+            via,
+            env,
+            time: hour * 3_600,
+        }
+    }
+
+    fn agent_name(&self) -> &str {
+        &self.policy.agents[self.agent].name
+    }
+}
+
+fn eval_index(model: &Model, var: &Int) -> usize {
+    model.eval(var, true).and_then(|v| v.as_u64()).and_then(|v| usize::try_from(v).ok()).unwrap_or(0)
+}
+
+/// Runs every analysis.
+pub fn verify(policy: &Policy, options: &Options) -> Report {
+    verify_with_graph(policy, options).0
+}
+
+/// Runs every analysis and returns the escalation graph too.
+pub fn verify_with_graph(policy: &Policy, options: &Options) -> (Report, graph::Graph) {
+    let mut config = z3::Config::new();
+    config.set_timeout_msec(u64::from(options.timeout_ms));
+    z3::with_z3_config(&config, || Verifier::new(policy, *options).run())
+}
+
+struct Verifier<'p> {
+    policy: &'p Policy,
+    options: Options,
+    symbols: Symbols,
+    buckets: BTreeMap<(AgentId, ToolId), Bucket<'p>>,
+    report: Report,
+    graph: Option<graph::Graph>,
+}
+
+/// The outcome of asking one question of several buckets.
+enum Search {
+    Found(Request),
+    NotFound,
+    Unknown(String),
+}
+
+impl<'p> Verifier<'p> {
+    fn new(policy: &'p Policy, options: Options) -> Self {
+        let symbols = Symbols::of(&[policy]);
+        let mut buckets = BTreeMap::new();
+        for agent in 0..policy.agents.len() {
+            for tool in 0..policy.tools.len() {
+                buckets.insert((agent, tool), Bucket::new(policy, &symbols, agent, tool, &options));
+            }
+        }
+        Verifier {
+            policy,
+            options,
+            symbols,
+            report: Report {
+                stats: Stats {
+                    buckets: buckets.len(),
+                    ..Stats::default()
+                },
+                ..Report::default()
+            },
+            buckets,
+            graph: None,
+        }
+    }
+
+    fn run(mut self) -> (Report, graph::Graph) {
+        self.rules();
+        self.assertions_and_reach();
+        (self.report, self.graph.unwrap_or_default())
+    }
+
+    fn push(&mut self, diagnostic: Diagnostic, witnesses: Vec<Witness>) {
+        // A witness that does not replay means the encoding and the evaluator disagree: say so.
+        if let Some(bad) = witnesses.iter().find(|w| !replay(self.policy, w)) {
+            let what = diagnostic.message.clone();
+            let d = diagnostic::inconclusive(&what, diagnostic.span, &format!("its witness ({}) did not replay", bad.label));
+            self.report.findings.push(Finding {
+                diagnostic: d,
+                witnesses,
+            });
+            return;
+        }
+        self.report.findings.push(Finding { diagnostic, witnesses });
+    }
+
+    fn inconclusive(&mut self, what: &str, span: tollgate_grammar::Span, why: &str) {
+        let d = diagnostic::inconclusive(what, span, why);
+        self.report.findings.push(Finding {
+            diagnostic: d,
+            witnesses: Vec::new(),
+        });
+    }
+
+    /// The buckets a rule's patterns match.
+    fn buckets_of(&self, principal: &PrincipalPattern, tools: &ToolPattern) -> Vec<(AgentId, ToolId)> {
+        let mut out = Vec::new();
+        for agent in self.policy.agents_matching(principal) {
+            for tool in self.policy.tools_matching(tools) {
+                out.push((agent, tool));
+            }
+        }
+        out
+    }
+
+    /// Looks for a request in any of the buckets satisfying `formulas(bucket)`.
+    fn search(&mut self, keys: &[(AgentId, ToolId)], formulas: impl Fn(&Bucket<'p>) -> Vec<Bool>) -> Search {
+        let mut unknown = None;
+        for key in keys {
+            let Some(bucket) = self.buckets.get(key) else {
+                continue;
+            };
+            let query = formulas(bucket);
+            match bucket.ask(&mut self.report.stats, &query) {
+                Answer::Sat(model) => return Search::Found(bucket.request(&model)),
+                Answer::Unsat(_) => {
+                    if bucket.space.truncated {
+                        unknown = Some("too many delegation chains to consider them all".to_owned());
+                    }
+                }
+                Answer::Unknown(reason) => unknown = Some(reason),
+            }
+        }
+        match unknown {
+            Some(reason) => Search::Unknown(reason),
+            None => Search::NotFound,
+        }
+    }
+
+    fn rule_ref(&self, rule: RuleId) -> (String, tollgate_grammar::Span) {
+        (self.policy.rule_name(rule), self.policy.rules[rule].span)
+    }
+
+    fn rules(&mut self) {
+        let policy = self.policy;
+        let mut live_permits = Vec::new();
+        let mut effective_forbids = Vec::new();
+        for (id, rule) in policy.rules.iter().enumerate() {
+            let name = policy.rule_name(id);
+            let keys = self.buckets_of(&rule.principal, &rule.tools);
+            if keys.is_empty() {
+                let d = diagnostic::never_applies(&name, rule.span, "no declared agent and tool match its patterns");
+                self.push(d, Vec::new());
+                continue;
+            }
+            let applies = match self.search(&keys, |b| vec![b.applies(id)]) {
+                Search::Found(request) => request,
+                Search::NotFound => {
+                    let d = diagnostic::never_applies(&name, rule.span, "its condition can never hold");
+                    self.push(d, Vec::new());
+                    continue;
+                }
+                Search::Unknown(why) => {
+                    self.inconclusive(&format!("whether {name} can apply"), rule.span, &why);
+                    continue;
+                }
+            };
+            let agent_of = |request: &Request| request.agent.clone();
+            match rule.effect {
+                RuleEffect::Permit => {
+                    // Dead: wherever it applies, some forbid applies too.
+                    let alive = self.search(&keys, |b| {
+                        let forbids = b.encoder().candidates(b.agent, RuleEffect::Forbid);
+                        vec![b.applies(id), b.any(&forbids).not()]
+                    });
+                    match alive {
+                        Search::Found(_) => live_permits.push(id),
+                        Search::Unknown(why) => {
+                            self.inconclusive(&format!("whether {name} is overridden everywhere"), rule.span, &why);
+                            continue;
+                        }
+                        Search::NotFound => {
+                            let covering = self.covering(&keys, id, RuleEffect::Forbid);
+                            let covering: Vec<(String, tollgate_grammar::Span)> = covering.into_iter().map(|r| self.rule_ref(r)).collect();
+                            let witness = Witness {
+                                label: format!("{name} applies and is overridden"),
+                                claims: vec![
+                                    Claim::Applies {
+                                        agent: agent_of(&applies),
+                                        rule: id,
+                                        applies: true,
+                                    },
+                                    Claim::Verdict(Verdict::Deny),
+                                ],
+                                request: applies,
+                                granted_role: None,
+                            };
+                            let d = diagnostic::dead_permit(&name, rule.span, &covering);
+                            self.push(d, vec![witness]);
+                        }
+                    }
+                }
+                RuleEffect::Forbid => {
+                    let effective = self.search(&keys, |b| {
+                        let permits = b.encoder().candidates(b.agent, RuleEffect::Permit);
+                        vec![b.applies(id), b.any(&permits)]
+                    });
+                    match effective {
+                        Search::Found(_) => effective_forbids.push(id),
+                        Search::Unknown(why) => {
+                            self.inconclusive(&format!("whether {name} overrides a permit"), rule.span, &why);
+                            continue;
+                        }
+                        Search::NotFound => {
+                            let witness = Witness {
+                                label: format!("{name} applies where nothing is permitted"),
+                                claims: vec![
+                                    Claim::Applies {
+                                        agent: agent_of(&applies),
+                                        rule: id,
+                                        applies: true,
+                                    },
+                                    Claim::Verdict(Verdict::Deny),
+                                ],
+                                request: applies,
+                                granted_role: None,
+                            };
+                            let d = diagnostic::vacuous_forbid(&name, rule.span);
+                            self.push(d, vec![witness]);
+                        }
+                    }
+                }
+            }
+        }
+        self.redundancy(&live_permits, &effective_forbids);
+        self.overlaps(&live_permits, &effective_forbids);
+    }
+
+    /// The rules of `effect` (other than `rule`) that together cover `rule` in every bucket,
+    /// from unsat cores.
+    fn covering(&mut self, keys: &[(AgentId, ToolId)], rule: RuleId, effect: RuleEffect) -> Vec<RuleId> {
+        let mut found = BTreeSet::new();
+        for key in keys {
+            let Some(bucket) = self.buckets.get(key) else {
+                continue;
+            };
+            let others: Vec<RuleId> = bucket.encoder().candidates(bucket.agent, effect).into_iter().filter(|&r| r != rule).collect();
+            let literals: Vec<Bool> = others.iter().map(|r| Bool::new_const(format!("track_{r}"))).collect();
+            let mut formulas = vec![bucket.applies(rule)];
+            for (literal, other) in literals.iter().zip(&others) {
+                formulas.push(literal.implies(bucket.applies(*other).not()));
+            }
+            if let Answer::Unsat(core) = bucket.ask_tracked(&mut self.report.stats, &formulas, &literals) {
+                for (literal, other) in literals.iter().zip(&others) {
+                    if core.iter().any(|c| c == literal) {
+                        found.insert(*other);
+                    }
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    fn redundancy(&mut self, permits: &[RuleId], forbids: &[RuleId]) {
+        let policy = self.policy;
+        for &id in permits {
+            let rule = &policy.rules[id];
+            let keys = self.buckets_of(&rule.principal, &rule.tools);
+            // Removing the permit changes a decision iff somewhere it is the only permit and no
+            // forbid applies.
+            let needed = self.search(&keys, |b| {
+                let encoder = b.encoder();
+                let others: Vec<RuleId> = encoder.candidates(b.agent, RuleEffect::Permit).into_iter().filter(|&r| r != id).collect();
+                let forbids = encoder.candidates(b.agent, RuleEffect::Forbid);
+                vec![b.applies(id), b.any(&others).not(), b.any(&forbids).not()]
+            });
+            match needed {
+                Search::Found(_) => {}
+                Search::Unknown(why) => self.inconclusive(&format!("whether {} is redundant", policy.rule_name(id)), rule.span, &why),
+                Search::NotFound => {
+                    let witness_request = self.search(&keys, |b| {
+                        let forbids = b.encoder().candidates(b.agent, RuleEffect::Forbid);
+                        vec![b.applies(id), b.any(&forbids).not()]
+                    });
+                    let covering: Vec<(String, tollgate_grammar::Span)> =
+                        self.covering_allowed(&keys, id).into_iter().map(|r| self.rule_ref(r)).collect();
+                    let witnesses = match witness_request {
+                        Search::Found(request) => vec![Witness {
+                            label: format!("{} applies, and so does another permit", policy.rule_name(id)),
+                            claims: vec![
+                                Claim::Applies {
+                                    agent: request.agent.clone(),
+                                    rule: id,
+                                    applies: true,
+                                },
+                                Claim::Verdict(Verdict::Allow),
+                            ],
+                            request,
+                            granted_role: None,
+                        }],
+                        _ => Vec::new(),
+                    };
+                    let d = diagnostic::redundant(&policy.rule_name(id), rule.span, &covering);
+                    self.push(d, witnesses);
+                }
+            }
+        }
+        for &id in forbids {
+            let rule = &policy.rules[id];
+            let keys = self.buckets_of(&rule.principal, &rule.tools);
+            let needed = self.search(&keys, |b| {
+                let encoder = b.encoder();
+                let others: Vec<RuleId> = encoder.candidates(b.agent, RuleEffect::Forbid).into_iter().filter(|&r| r != id).collect();
+                let permits = encoder.candidates(b.agent, RuleEffect::Permit);
+                vec![b.applies(id), b.any(&permits), b.any(&others).not()]
+            });
+            match needed {
+                Search::Found(_) => {}
+                Search::Unknown(why) => self.inconclusive(&format!("whether {} is redundant", policy.rule_name(id)), rule.span, &why),
+                Search::NotFound => {
+                    let covering: Vec<(String, tollgate_grammar::Span)> =
+                        self.covering(&keys, id, RuleEffect::Forbid).into_iter().map(|r| self.rule_ref(r)).collect();
+                    let witness_request = self.search(&keys, |b| {
+                        let permits = b.encoder().candidates(b.agent, RuleEffect::Permit);
+                        vec![b.applies(id), b.any(&permits)]
+                    });
+                    let witnesses = match witness_request {
+                        Search::Found(request) => vec![Witness {
+                            label: format!("{} applies, and so does another forbid", policy.rule_name(id)),
+                            claims: vec![
+                                Claim::Applies {
+                                    agent: request.agent.clone(),
+                                    rule: id,
+                                    applies: true,
+                                },
+                                Claim::Verdict(Verdict::Deny),
+                            ],
+                            request,
+                            granted_role: None,
+                        }],
+                        _ => Vec::new(),
+                    };
+                    let d = diagnostic::redundant(&policy.rule_name(id), rule.span, &covering);
+                    self.push(d, witnesses);
+                }
+            }
+        }
+    }
+
+    /// For a redundant permit: the other permits that decide in its place (unsat cores of
+    /// "it applies, no forbid, none of the others").
+    fn covering_allowed(&mut self, keys: &[(AgentId, ToolId)], rule: RuleId) -> Vec<RuleId> {
+        let mut found = BTreeSet::new();
+        for key in keys {
+            let Some(bucket) = self.buckets.get(key) else {
+                continue;
+            };
+            let encoder = bucket.encoder();
+            let others: Vec<RuleId> = encoder.candidates(bucket.agent, RuleEffect::Permit).into_iter().filter(|&r| r != rule).collect();
+            let forbids = encoder.candidates(bucket.agent, RuleEffect::Forbid);
+            let literals: Vec<Bool> = others.iter().map(|r| Bool::new_const(format!("track_{r}"))).collect();
+            let mut formulas = vec![bucket.applies(rule), bucket.any(&forbids).not()];
+            for (literal, other) in literals.iter().zip(&others) {
+                formulas.push(literal.implies(bucket.applies(*other).not()));
+            }
+            if let Answer::Unsat(core) = bucket.ask_tracked(&mut self.report.stats, &formulas, &literals) {
+                for (literal, other) in literals.iter().zip(&others) {
+                    if core.iter().any(|c| c == literal) {
+                        found.insert(*other);
+                    }
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    fn overlaps(&mut self, permits: &[RuleId], forbids: &[RuleId]) {
+        let policy = self.policy;
+        for &permit in permits {
+            for &forbid in forbids {
+                let (p, f) = (&policy.rules[permit], &policy.rules[forbid]);
+                let keys: Vec<(AgentId, ToolId)> = self
+                    .buckets_of(&p.principal, &p.tools)
+                    .into_iter()
+                    .filter(|&(a, t)| policy.principal_matches(&f.principal, a) && policy.tool_matches(&f.tools, t))
+                    .collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                let Search::Found(request) = self.search(&keys, |b| vec![b.applies(permit), b.applies(forbid)]) else {
+                    continue;
+                };
+                let forbid_outside = matches!(self.search(&keys, |b| vec![b.applies(forbid), b.applies(permit).not()]), Search::Found(_));
+                let class = if forbid_outside { "partial overlap" } else { "the permit covers the forbid" };
+                let witness = Witness {
+                    label: "both apply".to_owned(),
+                    claims: vec![
+                        Claim::Applies {
+                            agent: request.agent.clone(),
+                            rule: permit,
+                            applies: true,
+                        },
+                        Claim::Applies {
+                            agent: request.agent.clone(),
+                            rule: forbid,
+                            applies: true,
+                        },
+                        Claim::Verdict(Verdict::Deny),
+                    ],
+                    request,
+                    granted_role: None,
+                };
+                let d = diagnostic::overlap(&policy.rule_name(permit), p.span, &policy.rule_name(forbid), f.span, class);
+                self.push(d, vec![witness]);
+            }
+        }
+    }
+
+    fn assertion_name(&self, index: usize) -> String {
+        match self.policy.assertions.get(index).and_then(|a| a.label.clone()) {
+            Some(label) => label,
+            None => format!("assertion #{}", index + 1),
+        }
+    }
+
+    fn assertions_and_reach(&mut self) {
+        let policy = self.policy;
+        let reach = self.reach();
+        for (index, assertion) in policy.assertions.iter().enumerate() {
+            let name = self.assertion_name(index);
+            match &assertion.kind {
+                AssertionKind::Never { principal, tools, condition } => {
+                    let keys = self.buckets_of(principal, tools);
+                    let condition = condition.clone();
+                    let found = self.search(&keys, |b| {
+                        let encoder = b.encoder();
+                        let mut query = vec![encoder.allowed(b.agent)];
+                        if let Some(condition) = &condition {
+                            query.push(condition_on_chains(b, condition));
+                        }
+                        query
+                    });
+                    match found {
+                        Search::NotFound => self.report.proved.push(name),
+                        Search::Unknown(why) => self.inconclusive(&format!("whether {name} holds"), assertion.span, &why),
+                        Search::Found(request) => {
+                            let decision = eval::decide(policy, &request, &mut State::new());
+                            let rule = decision.rule.map(|r| self.rule_ref(r));
+                            let detail = format!("`{}` may call `{}`", request.agent, request.tool);
+                            let witness = Witness {
+                                label: "allowed, though the assertion says never".to_owned(),
+                                claims: vec![Claim::Verdict(Verdict::Allow)],
+                                request,
+                                granted_role: None,
+                            };
+                            let d = diagnostic::assertion_violated(&name, assertion.span, &detail, rule);
+                            self.push(d, vec![witness]);
+                        }
+                    }
+                }
+                AssertionKind::Always { principal, tools, condition } => {
+                    let keys = self.buckets_of(principal, tools);
+                    let condition = condition.clone();
+                    let found = self.search(&keys, |b| {
+                        let encoder = b.encoder();
+                        let direct = &b.space.chains[0];
+                        let mut query = vec![b.space.is_chain(0), encoder.authorized(b.agent, direct).not()];
+                        if let Some(condition) = &condition {
+                            query.push(encoder.condition(b.agent, direct, condition).unwrap_or_else(|| Bool::from_bool(false)));
+                        }
+                        query
+                    });
+                    match found {
+                        Search::NotFound => self.report.proved.push(name),
+                        Search::Unknown(why) => self.inconclusive(&format!("whether {name} holds"), assertion.span, &why),
+                        Search::Found(request) => {
+                            let detail = format!("`{}` is denied `{}` here", request.agent, request.tool);
+                            let witness = Witness {
+                                label: "denied by the rules, though the assertion says always".to_owned(),
+                                claims: vec![Claim::Verdict(Verdict::Deny), Claim::DeniedByRules],
+                                request,
+                                granted_role: None,
+                            };
+                            let d = diagnostic::assertion_violated(&name, assertion.span, &detail, None);
+                            self.push(d, vec![witness]);
+                        }
+                    }
+                }
+                AssertionKind::NoTrifecta { principal } => {
+                    let mut violated = false;
+                    for agent in policy.agents_matching(principal) {
+                        if let Some(tools) = trifecta_of(policy, &reach, agent) {
+                            violated = true;
+                            let witnesses: Vec<Witness> = tools
+                                .iter()
+                                .map(|(_, w)| Witness {
+                                    label: w.label.clone(),
+                                    request: w.request.clone(),
+                                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                                    granted_role: None,
+                                })
+                                .collect();
+                            let detail = format!("`{}` reaches private, untrusted and external tools", policy.agents[agent].name);
+                            let d = diagnostic::assertion_violated(&name, assertion.span, &detail, None);
+                            self.push(d, witnesses);
+                        }
+                    }
+                    if !violated {
+                        self.report.proved.push(name);
+                    }
+                }
+            }
+        }
+        self.trifectas(&reach);
+        let escalations = graph::escalations(self, &reach);
+        for finding in escalations {
+            self.push(finding.diagnostic, finding.witnesses);
+        }
+    }
+
+    /// For every agent: the tools it can get called — directly, or by delegates acting for it
+    /// (chains it starts) — each with a witness request.
+    fn reach(&mut self) -> Reach {
+        let policy = self.policy;
+        let mut reach = Reach::default();
+        for agent in 0..policy.agents.len() {
+            for tool in 0..policy.tools.len() {
+                let Some(bucket) = self.buckets.get(&(agent, tool)) else {
+                    continue;
+                };
+                let encoder = bucket.encoder();
+                for (index, chain) in bucket.space.chains.iter().enumerate() {
+                    let origin = chain.via.first().and_then(|name| policy.agent_id(name)).unwrap_or(agent);
+                    if index > 0 && reach.entries.contains_key(&(origin, tool)) {
+                        continue;
+                    }
+                    let query = vec![bucket.space.is_chain(index), encoder.allowed_on(agent, index)];
+                    match bucket.ask(&mut self.report.stats, &query) {
+                        Answer::Sat(model) => {
+                            let request = bucket.request(&model);
+                            let witness = Reached {
+                                label: format!("{} may call {}{}", bucket.agent_name(), policy.tools[tool].name, via_text(chain)),
+                                request,
+                            };
+                            if index == 0 {
+                                reach.direct.insert((agent, tool), witness.clone());
+                            }
+                            reach.entries.entry((origin, tool)).or_insert(witness);
+                        }
+                        Answer::Unsat(_) => {}
+                        Answer::Unknown(why) => {
+                            reach.unknown.push(((origin, tool), why));
+                        }
+                    }
+                }
+            }
+        }
+        reach
+    }
+
+    fn trifectas(&mut self, reach: &Reach) {
+        let policy = self.policy;
+        for agent in 0..policy.agents.len() {
+            let Some(tools) = trifecta_of(policy, reach, agent) else {
+                continue;
+            };
+            let acknowledged = policy
+                .acknowledgements
+                .iter()
+                .any(|a| a.kind == AcknowledgementKind::Trifecta(agent));
+            let names: Vec<&str> = tools.iter().map(|(t, _)| policy.tools[*t].name.as_str()).collect();
+            let mut rules = Vec::new();
+            let mut witnesses = Vec::new();
+            for (tool, reached) in &tools {
+                let decision = eval::decide(policy, &reached.request, &mut State::new());
+                if let Some(rule) = decision.rule {
+                    rules.push((
+                        format!("`{}` allows `{}`", policy.rule_name(rule), policy.tools[*tool].name),
+                        policy.rules[rule].span,
+                    ));
+                }
+                witnesses.push(Witness {
+                    label: reached.label.clone(),
+                    request: reached.request.clone(),
+                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                    granted_role: None,
+                });
+            }
+            let d = diagnostic::trifecta(&policy.agents[agent].name, policy.agents[agent].span, [names[0], names[1], names[2]], acknowledged, &rules);
+            self.push(d, witnesses);
+        }
+        for ((agent, tool), why) in reach.unknown.clone() {
+            let what = format!("whether `{}` can reach `{}`", policy.agents[agent].name, policy.tools[tool].name);
+            self.inconclusive(&what, policy.agents[agent].span, &why);
+        }
+    }
+}
+
+fn via_text(chain: &Chain) -> String {
+    if chain.via.is_empty() {
+        String::new()
+    } else {
+        format!(" via [{}]", chain.via.join(", "))
+    }
+}
+
+/// A condition of an assertion, for the acting agent on whichever chain the request takes.
+fn condition_on_chains(bucket: &Bucket<'_>, condition: &Condition) -> Bool {
+    let encoder = bucket.encoder();
+    let options: Vec<Bool> = bucket
+        .space
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(index, chain)| {
+            Bool::and(&[
+                bucket.space.is_chain(index),
+                encoder.condition(bucket.agent, chain, condition).unwrap_or_else(|| Bool::from_bool(false)),
+            ])
+        })
+        .collect();
+    Bool::or(&options)
+}
+
+#[derive(Clone, Debug)]
+pub struct Reached {
+    pub label: String,
+    pub request: Request,
+}
+
+/// What each agent can get done, from a fresh state.
+#[derive(Clone, Debug, Default)]
+pub struct Reach {
+    /// (agent, tool): the agent may call the tool itself, directly.
+    pub direct: BTreeMap<(AgentId, ToolId), Reached>,
+    /// (origin, tool): the tool is called directly or by a delegate in a chain the agent starts.
+    pub entries: BTreeMap<(AgentId, ToolId), Reached>,
+    pub unknown: Vec<((AgentId, ToolId), String)>,
+}
+
+/// The private, untrusted and external tools an agent reaches, if it reaches all three kinds.
+fn trifecta_of(policy: &Policy, reach: &Reach, agent: AgentId) -> Option<Vec<(ToolId, Reached)>> {
+    let has_label = |tool: ToolId, label: DomainLabel| {
+        policy
+            .tools
+            .get(tool)
+            .and_then(|t| policy.domains.get(t.domain))
+            .is_some_and(|d| d.labels.contains(&label))
+    };
+    let find = |wanted: &dyn Fn(ToolId) -> bool| {
+        reach
+            .entries
+            .iter()
+            .find(|((origin, tool), _)| *origin == agent && wanted(*tool))
+            .map(|((_, tool), reached)| (*tool, reached.clone()))
+    };
+    let private = find(&|t| has_label(t, DomainLabel::Private))?;
+    let untrusted = find(&|t| has_label(t, DomainLabel::Untrusted))?;
+    let external = find(&|t| policy.tools.get(t).is_some_and(|t| t.effect == Effect::External))?;
+    Some(vec![private, untrusted, external])
+}

@@ -1,0 +1,252 @@
+//! Escalation paths, and the graph they live in.
+//!
+//! The graph (petgraph) has agents, tools and roles as nodes; its edges are "may call" (proved
+//! feasible with Z3), "delegates to", "spawns" and "grants". An agent escalates when it reaches
+//! a tool it may not call itself: through a chain it starts (a `widening` hop, or a delegate whose
+//! rules look at depth or origin), through a `spawn` tool that creates a more privileged agent,
+//! or through a `grant` tool whose role unlocks more. Every edge of a reported path comes with a
+//! witness request; a delegation path is one request, so its conditions hold together.
+
+use super::*;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use std::fmt::Write;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Agent(AgentId),
+    Tool(ToolId),
+    Role(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edge {
+    Calls,
+    Delegates { widening: bool },
+    Spawns,
+    Grants,
+    /// Part of a reported escalation path.
+    Escalates,
+}
+
+/// The escalation graph of a verified policy.
+#[derive(Debug, Default)]
+pub struct Graph {
+    pub graph: DiGraph<Node, Edge>,
+}
+
+impl Graph {
+    fn node(&mut self, node: Node) -> NodeIndex {
+        match self.graph.node_indices().find(|&i| self.graph[i] == node) {
+            Some(index) => index,
+            None => self.graph.add_node(node),
+        }
+    }
+
+    /// Graphviz text; escalation paths in red.
+    pub fn to_dot(&self, policy: &Policy) -> String {
+        let mut out = String::from("digraph tollgate {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
+        for index in self.graph.node_indices() {
+            let (label, shape, colour) = match &self.graph[index] {
+                Node::Agent(a) => (policy.agents[*a].name.clone(), "box", "black"),
+                Node::Tool(t) => {
+                    let tool = &policy.tools[*t];
+                    let labels = policy.domains.get(tool.domain).map(|d| d.labels.clone()).unwrap_or_default();
+                    let colour = if tool.effect == Effect::External {
+                        "orange"
+                    } else if labels.contains(&DomainLabel::Private) {
+                        "blue"
+                    } else if labels.contains(&DomainLabel::Untrusted) {
+                        "purple"
+                    } else {
+                        "black"
+                    };
+                    (tool.name.clone(), "ellipse", colour)
+                }
+                Node::Role(r) => (format!("role {r}"), "diamond", "gray"),
+            };
+            let _ = writeln!(out, "  n{} [label=\"{}\", shape={shape}, color={colour}];", index.index(), label.replace('"', "\\\""));
+        }
+        for edge in self.graph.edge_references() {
+            let style = match edge.weight() {
+                Edge::Calls => "label=\"calls\"",
+                Edge::Delegates { widening: false } => "label=\"delegates\", style=dashed",
+                Edge::Delegates { widening: true } => "label=\"delegates (widening)\", style=dashed, color=red",
+                Edge::Spawns => "label=\"spawns\", style=dotted",
+                Edge::Grants => "label=\"grants\", style=dotted",
+                Edge::Escalates => "label=\"escalates\", color=red, penwidth=2",
+            };
+            let _ = writeln!(out, "  n{} -> n{} [{style}];", edge.source().index(), edge.target().index());
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// Builds the graph from proved reach and finds escalation paths, as findings.
+pub(super) fn escalations(verifier: &mut Verifier<'_>, reach: &Reach) -> Vec<Finding> {
+    let (graph, findings) = build(verifier, reach);
+    verifier.graph = Some(graph);
+    findings
+}
+
+fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
+    let policy = verifier.policy;
+    let mut graph = Graph::default();
+    for &(agent, tool) in reach.direct.keys() {
+        let (a, t) = (graph.node(Node::Agent(agent)), graph.node(Node::Tool(tool)));
+        graph.graph.add_edge(a, t, Edge::Calls);
+    }
+    for delegation in &policy.delegations {
+        let (from, to) = (graph.node(Node::Agent(delegation.from)), graph.node(Node::Agent(delegation.to)));
+        graph.graph.add_edge(from, to, Edge::Delegates { widening: delegation.widening });
+    }
+    for (id, tool) in policy.tools.iter().enumerate() {
+        if let Some(created) = tool.creates {
+            let (t, a) = (graph.node(Node::Tool(id)), graph.node(Node::Agent(created)));
+            graph.graph.add_edge(t, a, Edge::Spawns);
+        }
+        if let Some(role) = &tool.grants {
+            let (t, r) = (graph.node(Node::Tool(id)), graph.node(Node::Role(role.clone())));
+            graph.graph.add_edge(t, r, Edge::Grants);
+        }
+    }
+
+    let mut findings = Vec::new();
+    let mut reported = BTreeSet::new();
+    let acknowledged = |agent: AgentId, tool: ToolId| {
+        policy.acknowledgements.iter().any(|a| a.kind == AcknowledgementKind::Escalation(agent, tool))
+    };
+    let rule_step = |request: &Request, verb: &str| -> Option<(String, tollgate_grammar::Span)> {
+        let decision = eval::decide(policy, request, &mut State::new());
+        decision.rule.map(|r| (format!("{verb} by `{}`", policy.rule_name(r)), policy.rules[r].span))
+    };
+
+    // Through delegation chains the agent starts.
+    for (&(origin, tool), reached) in &reach.entries {
+        if reach.direct.contains_key(&(origin, tool)) || reached.request.via.is_empty() {
+            continue;
+        }
+        reported.insert((origin, tool));
+        let mut steps = Vec::new();
+        let mut names = reached.request.via.clone();
+        names.push(reached.request.agent.clone());
+        for pair in names.windows(2) {
+            let (Some(from), Some(to)) = (policy.agent_id(&pair[0]), policy.agent_id(&pair[1])) else {
+                continue;
+            };
+            if let Some(delegation) = policy.delegations.iter().find(|d| d.from == from && d.to == to) {
+                let kind = if delegation.widening { "widening delegation" } else { "delegation" };
+                steps.push((format!("{kind} `{}` -> `{}`", pair[0], pair[1]), delegation.span));
+            }
+        }
+        steps.extend(rule_step(&reached.request, &format!("`{}` calls `{}`", reached.request.agent, policy.tools[tool].name)));
+        let path = format!("delegation {}", names.join(" -> "));
+        let d = diagnostic::escalation(&policy.agents[origin].name, &policy.tools[tool].name, policy.agents[origin].span, &path, acknowledged(origin, tool), &steps);
+        let witness = Witness {
+            label: format!("{} calls {} on behalf of {}", reached.request.agent, policy.tools[tool].name, policy.agents[origin].name),
+            request: reached.request.clone(),
+            claims: vec![Claim::Verdict(Verdict::Allow)],
+            granted_role: None,
+        };
+        mark(&mut graph, origin, tool);
+        findings.push(Finding {
+            diagnostic: d,
+            witnesses: vec![witness],
+        });
+    }
+
+    // Through spawn tools: the created agent's own authority.
+    for (&(agent, spawn_tool), spawn_reached) in &reach.direct {
+        let Some(created) = policy.tools[spawn_tool].creates else {
+            continue;
+        };
+        for (&(other, tool), reached) in &reach.direct {
+            if other != created || reach.entries.contains_key(&(agent, tool)) || !reported.insert((agent, tool)) {
+                continue;
+            }
+            let mut steps = Vec::new();
+            steps.extend(rule_step(&spawn_reached.request, &format!("`{}` calls `{}`", policy.agents[agent].name, policy.tools[spawn_tool].name)));
+            steps.push((format!("`{}` creates `{}`", policy.tools[spawn_tool].name, policy.agents[created].name), policy.tools[spawn_tool].span));
+            steps.extend(rule_step(&reached.request, &format!("`{}` calls `{}`", policy.agents[created].name, policy.tools[tool].name)));
+            let path = format!("spawn tool `{}` creating `{}`", policy.tools[spawn_tool].name, policy.agents[created].name);
+            let d = diagnostic::escalation(&policy.agents[agent].name, &policy.tools[tool].name, policy.agents[agent].span, &path, acknowledged(agent, tool), &steps);
+            let witnesses = vec![
+                Witness {
+                    label: spawn_reached.label.clone(),
+                    request: spawn_reached.request.clone(),
+                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                    granted_role: None,
+                },
+                Witness {
+                    label: reached.label.clone(),
+                    request: reached.request.clone(),
+                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                    granted_role: None,
+                },
+            ];
+            mark(&mut graph, agent, tool);
+            findings.push(Finding { diagnostic: d, witnesses });
+        }
+    }
+
+    // Through grant tools: the agent with the granted role.
+    let grants: Vec<(AgentId, ToolId, String, Reached)> = reach
+        .direct
+        .iter()
+        .filter_map(|(&(agent, tool), reached)| {
+            let role = policy.tools[tool].grants.clone()?;
+            (!policy.agents[agent].roles.contains(&role)).then(|| (agent, tool, role, reached.clone()))
+        })
+        .collect();
+    for (agent, grant_tool, role, grant_reached) in grants {
+        let mut granted = policy.clone();
+        granted.agents[agent].roles.push(role.clone());
+        let gained = granted_reach(&granted, &verifier.symbols, agent, &verifier.options, &mut verifier.report.stats);
+        for (tool, request) in gained {
+            if reach.entries.contains_key(&(agent, tool)) || !reported.insert((agent, tool)) {
+                continue;
+            }
+            let mut steps = Vec::new();
+            steps.extend(rule_step(&grant_reached.request, &format!("`{}` calls `{}`", policy.agents[agent].name, policy.tools[grant_tool].name)));
+            steps.push((format!("`{}` grants role `{role}`", policy.tools[grant_tool].name), policy.tools[grant_tool].span));
+            let path = format!("grant tool `{}` giving role `{role}`", policy.tools[grant_tool].name);
+            let d = diagnostic::escalation(&policy.agents[agent].name, &policy.tools[tool].name, policy.agents[agent].span, &path, acknowledged(agent, tool), &steps);
+            let witnesses = vec![
+                Witness {
+                    label: grant_reached.label.clone(),
+                    request: grant_reached.request.clone(),
+                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                    granted_role: None,
+                },
+                Witness {
+                    label: format!("with role {role}, {} may call {}", policy.agents[agent].name, policy.tools[tool].name),
+                    request,
+                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                    granted_role: Some(role.clone()),
+                },
+            ];
+            mark(&mut graph, agent, tool);
+            findings.push(Finding { diagnostic: d, witnesses });
+        }
+    }
+    (graph, findings)
+}
+
+fn mark(graph: &mut Graph, agent: AgentId, tool: ToolId) {
+    let (a, t) = (graph.node(Node::Agent(agent)), graph.node(Node::Tool(tool)));
+    graph.graph.add_edge(a, t, Edge::Escalates);
+}
+
+/// The tools `agent` may call directly in a policy where it holds a granted role.
+fn granted_reach(policy: &Policy, symbols: &Symbols, agent: AgentId, options: &Options, stats: &mut Stats) -> Vec<(ToolId, Request)> {
+    let mut out = Vec::new();
+    for tool in 0..policy.tools.len() {
+        let bucket = Bucket::new(policy, symbols, agent, tool, options);
+        let query = vec![bucket.space.is_chain(0), bucket.encoder().allowed_on(agent, 0)];
+        if let Answer::Sat(model) = bucket.ask(stats, &query) {
+            out.push((tool, bucket.request(&model)));
+        }
+    }
+    out
+}
