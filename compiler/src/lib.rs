@@ -38,10 +38,22 @@ pub fn parse_all(sources: &SourceSet) -> Vec<Parsed> {
         .collect()
 }
 
+/// Parses and checks some of the files of a set (one version, when a set holds two).
+pub fn load_subset(sources: &SourceSet, ids: &[tollgate_grammar::FileId]) -> Result<Policy, Vec<Diagnostic>> {
+    let parsed: Vec<Parsed> = ids
+        .iter()
+        .filter_map(|&id| sources.file(id).map(|file| tollgate_grammar::parse(&file.text, id)))
+        .collect();
+    finish(parsed)
+}
+
 /// Parses and checks a policy set. Syntax errors stop before checking, so that a half-parsed file
 /// does not cause a cascade of unknown-name errors.
 pub fn load(sources: &SourceSet) -> Result<Policy, Vec<Diagnostic>> {
-    let parsed = parse_all(sources);
+    finish(parse_all(sources))
+}
+
+fn finish(parsed: Vec<Parsed>) -> Result<Policy, Vec<Diagnostic>> {
     let syntax: Vec<Diagnostic> = parsed
         .iter()
         .flat_map(|p| p.errors.iter().map(diagnostic::syntax))

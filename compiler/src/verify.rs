@@ -205,51 +205,56 @@ impl<'p> Bucket<'p> {
 
     /// The request a model describes.
     fn request(&self, model: &Model) -> Request {
-        let tool = &self.policy.tools[self.tool];
-        let mut args = BTreeMap::new();
-        for arg in &tool.args {
-            let Some(var) = self.space.args.get(&arg.name) else {
-                continue;
-            };
-            let value = match var {
-                Zv::Int(v) => model.eval(v, true).and_then(|v| v.as_i64()).map(Value::Int),
-                Zv::Bool(v) => model.eval(v, true).and_then(|v| v.as_bool()).map(Value::Bool),
-                Zv::Str(v) => model
-                    .eval(v, true)
-                    .and_then(|v| v.as_string())
-                    .and_then(|text| decode_z3_string(&text))
-                    .map(Value::Str),
-                Zv::Sym(v) => model
-                    .eval(v, true)
-                    .and_then(|v| v.as_i64())
-                    .and_then(|i| self.space.symbols.name(i))
-                    .map(|name| Value::Str(name.to_owned())),
-            };
-            if let Some(value) = value {
-                args.insert(arg.name.clone(), value);
-            }
-        }
-        let chain = eval_index(model, &self.space.chain);
-        let via = self.space.chains.get(chain).map(|c| c.via.clone()).unwrap_or_default();
-        let env = if self.policy.environments.is_empty() {
-            None
-        } else {
-            let index = model.eval(&self.space.env, true).and_then(|v| v.as_i64()).unwrap_or(0);
-            self.space.symbols.name(index).map(str::to_owned)
-        };
-        let hour = model.eval(&self.space.hour, true).and_then(|v| v.as_u64()).unwrap_or(0);
-        Request {
-            agent: self.policy.agents[self.agent].name.clone(),
-            tool: tool.name.clone(),
-            args,
-            via,
-            env,
-            time: hour * 3_600,
-        }
+        request_from_model(self.policy, self.agent, self.tool, &self.space, model)
     }
 
     fn agent_name(&self) -> &str {
         &self.policy.agents[self.agent].name
+    }
+}
+
+/// The request a model of `space` describes, for `agent` calling `tool` of `policy`.
+fn request_from_model(policy: &Policy, agent: AgentId, tool: ToolId, space: &Space, model: &Model) -> Request {
+    let tool = &policy.tools[tool];
+    let mut args = BTreeMap::new();
+    for arg in &tool.args {
+        let Some(var) = space.args.get(&arg.name) else {
+            continue;
+        };
+        let value = match var {
+            Zv::Int(v) => model.eval(v, true).and_then(|v| v.as_i64()).map(Value::Int),
+            Zv::Bool(v) => model.eval(v, true).and_then(|v| v.as_bool()).map(Value::Bool),
+            Zv::Str(v) => model
+                .eval(v, true)
+                .and_then(|v| v.as_string())
+                .and_then(|text| decode_z3_string(&text))
+                .map(Value::Str),
+            Zv::Sym(v) => model
+                .eval(v, true)
+                .and_then(|v| v.as_i64())
+                .and_then(|i| space.symbols.name(i))
+                .map(|name| Value::Str(name.to_owned())),
+        };
+        if let Some(value) = value {
+            args.insert(arg.name.clone(), value);
+        }
+    }
+    let chain = eval_index(model, &space.chain);
+    let via = space.chains.get(chain).map(|c| c.via.clone()).unwrap_or_default();
+    let env = if policy.environments.is_empty() {
+        None
+    } else {
+        let index = model.eval(&space.env, true).and_then(|v| v.as_i64()).unwrap_or(0);
+        space.symbols.name(index).map(str::to_owned)
+    };
+    let hour = model.eval(&space.hour, true).and_then(|v| v.as_u64()).unwrap_or(0);
+    Request {
+        agent: policy.agents[agent].name.clone(),
+        tool: tool.name.clone(),
+        args,
+        via,
+        env,
+        time: hour * 3_600,
     }
 }
 
@@ -384,6 +389,12 @@ impl<'p> Verifier<'p> {
         for (id, rule) in policy.rules.iter().enumerate() {
             let name = policy.rule_name(id);
             let keys = self.buckets_of(&rule.principal, &rule.tools);
+            let granted_only = matches!(&rule.principal, PrincipalPattern::Role(role)
+                if policy.tools.iter().any(|t| t.grants.as_ref() == Some(role)));
+            if keys.is_empty() && granted_only {
+                // It applies once a `grant` tool gives the role: the escalation analysis covers it.
+                continue;
+            }
             if keys.is_empty() {
                 let d = diagnostic::never_applies(&name, rule.span, "no declared agent and tool match its patterns");
                 self.push(d, Vec::new());

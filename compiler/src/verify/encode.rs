@@ -123,9 +123,6 @@ pub struct Space {
     pub truncated: bool,
 }
 
-fn i64_range(value: &Int) -> Bool {
-    Bool::and(&[value.ge(Int::from_i64(i64::MIN)), value.le(Int::from_i64(i64::MAX))])
-}
 
 impl Space {
     /// The space of requests from `agent` (by name) to a tool with this argument schema.
