@@ -969,16 +969,22 @@ impl Checker {
             found
         };
         let kind = match &acknowledge.kind {
-            ast::AcknowledgeKind::Trifecta { agent } => self.resolve_agent(agent).map(AcknowledgementKind::Trifecta),
+            ast::AcknowledgeKind::Trifecta { agent } => {
+                self.resolve_agent(agent).map(AcknowledgementKind::Trifecta)
+            }
             ast::AcknowledgeKind::Escalation { agent, tool } => {
                 let agent = self.resolve_agent(agent);
                 let tool = resolve_tool(self, tool);
-                agent.zip(tool).map(|(a, t)| AcknowledgementKind::Escalation(a, t))
+                agent
+                    .zip(tool)
+                    .map(|(a, t)| AcknowledgementKind::Escalation(a, t))
             }
             ast::AcknowledgeKind::Widening { agent, tool } => {
                 let agent = self.resolve_agent(agent);
                 let tool = resolve_tool(self, tool);
-                agent.zip(tool).map(|(a, t)| AcknowledgementKind::Widening(a, t))
+                agent
+                    .zip(tool)
+                    .map(|(a, t)| AcknowledgementKind::Widening(a, t))
             }
         };
         if let Some(kind) = kind {

@@ -173,7 +173,11 @@ pub fn run(
             format,
         } => evaluate(&mut io, &path, &request, time, format),
         Command::Test { path, format } => test(&mut io, &path, format),
-        Command::Verify { path, format, timeout } => verify(&mut io, &path, format, timeout),
+        Command::Verify {
+            path,
+            format,
+            timeout,
+        } => verify(&mut io, &path, format, timeout),
         Command::Graph { path, timeout, .. } => graph(&mut io, &path, timeout),
         Command::Diff {
             old,
@@ -527,7 +531,11 @@ fn render_findings(findings: &[crate::verify::Finding], sources: &SourceSet) -> 
                 .granted_role
                 .as_ref()
                 .map_or(String::new(), |r| format!(", after granting role `{r}`"));
-            out.push_str(&format!("  witness ({}{role}):\n    {}\n", witness.label, request::to_json(&witness.request)));
+            out.push_str(&format!(
+                "  witness ({}{role}):\n    {}\n",
+                witness.label,
+                request::to_json(&witness.request)
+            ));
         }
         out.push('\n');
     }
@@ -535,7 +543,11 @@ fn render_findings(findings: &[crate::verify::Finding], sources: &SourceSet) -> 
 }
 
 fn verify(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> Exit {
-    let plain = if format == ReportFormat::Human { Format::Human } else { Format::Json };
+    let plain = if format == ReportFormat::Human {
+        Format::Human
+    } else {
+        Format::Json
+    };
     let (policy, sources) = match load(io, path, plain) {
         Ok(loaded) => loaded,
         Err(exit) => return exit,
@@ -543,7 +555,13 @@ fn verify(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> E
     let started = std::time::Instant::now();
     let report = crate::verify::verify(&policy, &verify_options(timeout));
     let elapsed = started.elapsed();
-    let count = |severity: diagnostic::Severity| report.findings.iter().filter(|f| f.diagnostic.severity == severity).count();
+    let count = |severity: diagnostic::Severity| {
+        report
+            .findings
+            .iter()
+            .filter(|f| f.diagnostic.severity == severity)
+            .count()
+    };
     let (errors, warnings, notes) = (
         count(diagnostic::Severity::Error),
         count(diagnostic::Severity::Warning),
@@ -572,12 +590,17 @@ fn verify(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> E
             io.err(&format!("verified in {:.2?}\n", elapsed));
         }
         ReportFormat::Json => {
-            let diagnostics: Vec<Diagnostic> = report.findings.iter().map(|f| f.diagnostic.clone()).collect();
+            let diagnostics: Vec<Diagnostic> = report
+                .findings
+                .iter()
+                .map(|f| f.diagnostic.clone())
+                .collect();
             let mut json = diagnostic::render_json(&diagnostics, &sources);
             if let Some(list) = json.get_mut("diagnostics").and_then(|d| d.as_array_mut()) {
                 for (entry, finding) in list.iter_mut().zip(&report.findings) {
                     if let Some(object) = entry.as_object_mut() {
-                        let witnesses: Vec<serde_json::Value> = finding.witnesses.iter().map(witness_json).collect();
+                        let witnesses: Vec<serde_json::Value> =
+                            finding.witnesses.iter().map(witness_json).collect();
                         object.insert("witnesses".to_owned(), serde_json::json!(witnesses));
                     }
                 }
@@ -600,8 +623,12 @@ fn verify(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> E
                 .findings
                 .iter()
                 .map(|f| {
-                    let witnesses: Vec<serde_json::Value> = f.witnesses.iter().map(witness_json).collect();
-                    (f.diagnostic.clone(), serde_json::json!({ "witnesses": witnesses }))
+                    let witnesses: Vec<serde_json::Value> =
+                        f.witnesses.iter().map(witness_json).collect();
+                    (
+                        f.diagnostic.clone(),
+                        serde_json::json!({ "witnesses": witnesses }),
+                    )
                 })
                 .collect();
             io.out(&format!("{:#}\n", crate::sarif::render(&entries, &sources)));
@@ -617,11 +644,14 @@ fn verify(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> E
 /// Adds one side of a diff to the set: a path, or `REV:PATH` read with git.
 fn add_side(sources: &mut SourceSet, side: &str) -> Result<Vec<tollgate_grammar::FileId>, String> {
     let mut ids = Vec::new();
-    let from_git = side.split_once(':').filter(|(rev, _)| !rev.is_empty() && !Path::new(side).exists());
+    let from_git = side
+        .split_once(':')
+        .filter(|(rev, _)| !rev.is_empty() && !Path::new(side).exists());
     match from_git {
         None => {
             for file in policy_files(Path::new(side))? {
-                let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
                 ids.push(sources.add(&file.display().to_string(), &text));
             }
         }
@@ -632,7 +662,11 @@ fn add_side(sources: &mut SourceSet, side: &str) -> Result<Vec<tollgate_grammar:
                     .output()
                     .map_err(|e| format!("cannot run git: {e}"))?;
                 if !output.status.success() {
-                    return Err(format!("git {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()));
+                    return Err(format!(
+                        "git {}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    ));
                 }
                 Ok(String::from_utf8_lossy(&output.stdout).into_owned())
             };
@@ -651,7 +685,14 @@ fn add_side(sources: &mut SourceSet, side: &str) -> Result<Vec<tollgate_grammar:
     Ok(ids)
 }
 
-fn diff(io: &mut Io<'_>, old: &str, new: &str, format: ReportFormat, fail_on: Option<FailOn>, timeout: u32) -> Exit {
+fn diff(
+    io: &mut Io<'_>,
+    old: &str,
+    new: &str,
+    format: ReportFormat,
+    fail_on: Option<FailOn>,
+    timeout: u32,
+) -> Exit {
     let mut sources = SourceSet::new();
     let old_ids = match add_side(&mut sources, old) {
         Ok(ids) => ids,
@@ -666,7 +707,16 @@ fn diff(io: &mut Io<'_>, old: &str, new: &str, format: ReportFormat, fail_on: Op
         match crate::load_subset(&sources, ids) {
             Ok(policy) => policies.push(policy),
             Err(diagnostics) => {
-                report(io, &diagnostics, &sources, if format == ReportFormat::Human { Format::Human } else { Format::Json });
+                report(
+                    io,
+                    &diagnostics,
+                    &sources,
+                    if format == ReportFormat::Human {
+                        Format::Human
+                    } else {
+                        Format::Json
+                    },
+                );
                 return Exit::Failure;
             }
         }
@@ -676,24 +726,36 @@ fn diff(io: &mut Io<'_>, old: &str, new: &str, format: ReportFormat, fail_on: Op
     let gate = fail_on == Some(FailOn::Widen);
     if gate {
         for finding in &mut result.findings {
-            if finding.diagnostic.code == diagnostic::Code::Widened && finding.diagnostic.severity == diagnostic::Severity::Warning {
+            if finding.diagnostic.code == diagnostic::Code::Widened
+                && finding.diagnostic.severity == diagnostic::Severity::Warning
+            {
                 finding.diagnostic = diagnostic::as_error(finding.diagnostic.clone());
             }
         }
     }
-    let summary = |change: crate::verify::diff::Change| result.pairs.iter().filter(|p| p.change == change).count();
+    let summary = |change: crate::verify::diff::Change| {
+        result.pairs.iter().filter(|p| p.change == change).count()
+    };
     use crate::verify::diff::Change;
     match format {
         ReportFormat::Human => {
             io.out(&render_findings(&result.findings, &sources));
-            for pair in result.pairs.iter().filter(|p| p.change != Change::Unchanged) {
+            for pair in result
+                .pairs
+                .iter()
+                .filter(|p| p.change != Change::Unchanged)
+            {
                 let word = match pair.change {
                     Change::Widened => "widened",
                     Change::Narrowed => "narrowed",
                     Change::Changed => "widened and narrowed",
                     Change::Unchanged => "unchanged",
                 };
-                let note = if pair.acknowledged { " (acknowledged)" } else { "" };
+                let note = if pair.acknowledged {
+                    " (acknowledged)"
+                } else {
+                    ""
+                };
                 io.out(&format!("{word}: {} -> {}{note}\n", pair.agent, pair.tool));
             }
             io.out(&format!(
@@ -711,8 +773,12 @@ fn diff(io: &mut Io<'_>, old: &str, new: &str, format: ReportFormat, fail_on: Op
                 .findings
                 .iter()
                 .map(|f| {
-                    let witnesses: Vec<serde_json::Value> = f.witnesses.iter().map(witness_json).collect();
-                    (f.diagnostic.clone(), serde_json::json!({ "witnesses": witnesses }))
+                    let witnesses: Vec<serde_json::Value> =
+                        f.witnesses.iter().map(witness_json).collect();
+                    (
+                        f.diagnostic.clone(),
+                        serde_json::json!({ "witnesses": witnesses }),
+                    )
                 })
                 .collect();
             if format == ReportFormat::Sarif {
@@ -733,7 +799,9 @@ fn diff(io: &mut Io<'_>, old: &str, new: &str, format: ReportFormat, fail_on: Op
                 let mut json = diagnostic::render_json(&diagnostics, &sources);
                 if let Some(list) = json.get_mut("diagnostics").and_then(|d| d.as_array_mut()) {
                     for (entry, (_, extra)) in list.iter_mut().zip(&entries) {
-                        if let (Some(object), Some(w)) = (entry.as_object_mut(), extra.get("witnesses")) {
+                        if let (Some(object), Some(w)) =
+                            (entry.as_object_mut(), extra.get("witnesses"))
+                        {
                             object.insert("witnesses".to_owned(), w.clone());
                         }
                     }
@@ -745,7 +813,10 @@ fn diff(io: &mut Io<'_>, old: &str, new: &str, format: ReportFormat, fail_on: Op
             }
         }
     }
-    let inconclusive = result.findings.iter().any(|f| f.diagnostic.code == diagnostic::Code::Inconclusive);
+    let inconclusive = result
+        .findings
+        .iter()
+        .any(|f| f.diagnostic.code == diagnostic::Code::Inconclusive);
     if gate && (result.widened_unacknowledged() > 0 || inconclusive) {
         Exit::Failure
     } else {

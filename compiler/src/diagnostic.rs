@@ -584,9 +584,14 @@ pub fn reason_with_rule(reason: &str, span: Span) -> Diagnostic {
 // -- verifier findings ----------------------------------------------------------------------
 
 pub fn never_applies(rule: &str, span: Span, why: &str) -> Diagnostic {
-    Diagnostic::error(Code::NeverApplies, format!("{rule} can never apply"), span, why.to_owned())
-        .with_severity(Severity::Warning)
-        .help("fix or remove the condition; as written the rule changes no decision")
+    Diagnostic::error(
+        Code::NeverApplies,
+        format!("{rule} can never apply"),
+        span,
+        why.to_owned(),
+    )
+    .with_severity(Severity::Warning)
+    .help("fix or remove the condition; as written the rule changes no decision")
 }
 
 pub fn dead_permit(rule: &str, span: Span, forbids: &[(String, Span)]) -> Diagnostic {
@@ -619,7 +624,13 @@ pub fn vacuous_forbid(rule: &str, span: Span) -> Diagnostic {
     .help("harmless as defence in depth; remove it if it was meant to restrict something")
 }
 
-pub fn overlap(permit: &str, permit_span: Span, forbid: &str, forbid_span: Span, class: &str) -> Diagnostic {
+pub fn overlap(
+    permit: &str,
+    permit_span: Span,
+    forbid: &str,
+    forbid_span: Span,
+    class: &str,
+) -> Diagnostic {
     Diagnostic::error(
         Code::Overlap,
         format!("{forbid} overrides {permit} for some requests ({class})"),
@@ -643,7 +654,11 @@ pub fn redundant(rule: &str, span: Span, covering: &[(String, Span)]) -> Diagnos
     .help(if names.is_empty() {
         "remove it, or make it say what the other rules do not".to_owned()
     } else {
-        format!("{} already decide{} everything it decides; remove it", backticked(&names), if names.len() == 1 { "s" } else { "" })
+        format!(
+            "{} already decide{} everything it decides; remove it",
+            backticked(&names),
+            if names.len() == 1 { "s" } else { "" }
+        )
     });
     for (name, other) in covering {
         d = d.related(*other, format!("`{name}` covers it"));
@@ -651,7 +666,12 @@ pub fn redundant(rule: &str, span: Span, covering: &[(String, Span)]) -> Diagnos
     d
 }
 
-pub fn assertion_violated(assertion: &str, span: Span, detail: &str, rule: Option<(String, Span)>) -> Diagnostic {
+pub fn assertion_violated(
+    assertion: &str,
+    span: Span,
+    detail: &str,
+    rule: Option<(String, Span)>,
+) -> Diagnostic {
     let mut d = Diagnostic::error(
         Code::AssertionViolated,
         format!("{assertion} does not hold"),
@@ -665,16 +685,27 @@ pub fn assertion_violated(assertion: &str, span: Span, detail: &str, rule: Optio
     d
 }
 
-pub fn escalation(agent: &str, tool: &str, span: Span, path: &str, acknowledged: bool, steps: &[(String, Span)]) -> Diagnostic {
+pub fn escalation(
+    agent: &str,
+    tool: &str,
+    span: Span,
+    path: &str,
+    acknowledged: bool,
+    steps: &[(String, Span)],
+) -> Diagnostic {
     let mut d = Diagnostic::error(
         Code::Escalation,
         format!("`{agent}` can reach `{tool}`, which it may not call directly"),
         span,
         format!("through {path}"),
     )
-    .help(format!("if intended, say so with `acknowledge escalation {agent} -> {tool};`"));
+    .help(format!(
+        "if intended, say so with `acknowledge escalation {agent} -> {tool};`"
+    ));
     if acknowledged {
-        d = d.with_severity(Severity::Note).help("acknowledged in the policy");
+        d = d
+            .with_severity(Severity::Note)
+            .help("acknowledged in the policy");
     }
     for (message, step_span) in steps {
         d = d.related(*step_span, message.clone());
@@ -682,7 +713,13 @@ pub fn escalation(agent: &str, tool: &str, span: Span, path: &str, acknowledged:
     d
 }
 
-pub fn trifecta(agent: &str, span: Span, tools: [&str; 3], acknowledged: bool, rules: &[(String, Span)]) -> Diagnostic {
+pub fn trifecta(
+    agent: &str,
+    span: Span,
+    tools: [&str; 3],
+    acknowledged: bool,
+    rules: &[(String, Span)],
+) -> Diagnostic {
     let mut d = Diagnostic::error(
         Code::Trifecta,
         format!(
@@ -696,7 +733,9 @@ pub fn trifecta(agent: &str, span: Span, tools: [&str; 3], acknowledged: bool, r
         "split the external effect off to another agent, or accept it with `acknowledge trifecta {agent};`"
     ));
     if acknowledged {
-        d = d.with_severity(Severity::Note).help("acknowledged in the policy");
+        d = d
+            .with_severity(Severity::Note)
+            .help("acknowledged in the policy");
     }
     for (message, rule_span) in rules {
         d = d.related(*rule_span, message.clone());
@@ -705,9 +744,14 @@ pub fn trifecta(agent: &str, span: Span, tools: [&str; 3], acknowledged: bool, r
 }
 
 pub fn inconclusive(what: &str, span: Span, why: &str) -> Diagnostic {
-    Diagnostic::error(Code::Inconclusive, format!("inconclusive: {what}"), span, why.to_owned())
-        .with_severity(Severity::Warning)
-        .help("raise `--timeout`, or simplify the conditions involved; this is not a proof of safety")
+    Diagnostic::error(
+        Code::Inconclusive,
+        format!("inconclusive: {what}"),
+        span,
+        why.to_owned(),
+    )
+    .with_severity(Severity::Warning)
+    .help("raise `--timeout`, or simplify the conditions involved; this is not a proof of safety")
 }
 
 pub fn widened(agent: &str, tool: &str, span: Span, acknowledged: bool) -> Diagnostic {
@@ -717,9 +761,12 @@ pub fn widened(agent: &str, tool: &str, span: Span, acknowledged: bool) -> Diagn
         span,
         "the new version allows requests the old one denied",
     )
-    .help(format!("if intended, acknowledge it in the new version: `acknowledge widening {agent} -> {tool};`"));
+    .help(format!(
+        "if intended, acknowledge it in the new version: `acknowledge widening {agent} -> {tool};`"
+    ));
     if acknowledged {
-        d.with_severity(Severity::Note).help("acknowledged in the new version")
+        d.with_severity(Severity::Note)
+            .help("acknowledged in the new version")
     } else {
         d.with_severity(Severity::Warning)
     }

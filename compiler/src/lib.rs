@@ -13,13 +13,13 @@
 pub mod check;
 pub mod cli;
 pub mod diagnostic;
-pub mod verify;
 pub mod eval;
 pub mod model;
 pub mod request;
 pub mod sarif;
 pub mod source;
 pub mod testing;
+pub mod verify;
 
 use diagnostic::Diagnostic;
 use model::Policy;
@@ -39,10 +39,17 @@ pub fn parse_all(sources: &SourceSet) -> Vec<Parsed> {
 }
 
 /// Parses and checks some of the files of a set (one version, when a set holds two).
-pub fn load_subset(sources: &SourceSet, ids: &[tollgate_grammar::FileId]) -> Result<Policy, Vec<Diagnostic>> {
+pub fn load_subset(
+    sources: &SourceSet,
+    ids: &[tollgate_grammar::FileId],
+) -> Result<Policy, Vec<Diagnostic>> {
     let parsed: Vec<Parsed> = ids
         .iter()
-        .filter_map(|&id| sources.file(id).map(|file| tollgate_grammar::parse(&file.text, id)))
+        .filter_map(|&id| {
+            sources
+                .file(id)
+                .map(|file| tollgate_grammar::parse(&file.text, id))
+        })
         .collect();
     finish(parsed)
 }

@@ -21,7 +21,9 @@ fn region(sources: &SourceSet, span: Span) -> Value {
 }
 
 fn location(sources: &SourceSet, span: Span, message: Option<&str>) -> Value {
-    let uri = sources.file(span.file).map_or("unknown", |f| f.path.as_str());
+    let uri = sources
+        .file(span.file)
+        .map_or("unknown", |f| f.path.as_str());
     let mut value = json!({
         "physicalLocation": {
             "artifactLocation": { "uri": uri },

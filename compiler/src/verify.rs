@@ -44,7 +44,11 @@ impl Default for Options {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
     /// The rule applies (or not) to this agent of the chain.
-    Applies { agent: String, rule: RuleId, applies: bool },
+    Applies {
+        agent: String,
+        rule: RuleId,
+        applies: bool,
+    },
     /// The decision, from a fresh state.
     Verdict(Verdict),
     /// Denied by the rules themselves (`forbidden` or `not_permitted`).
@@ -61,10 +65,24 @@ pub struct Witness {
     pub granted_role: Option<String>,
 }
 
+/// What a finding is about, for tools and tests that need more than the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Subject {
+    #[default]
+    None,
+    Rule(RuleId),
+    /// A permit and a forbid.
+    Pair(RuleId, RuleId),
+    Assertion(usize),
+    Agent(AgentId),
+    AgentTool(AgentId, ToolId),
+}
+
 #[derive(Clone, Debug)]
 pub struct Finding {
     pub diagnostic: Diagnostic,
     pub witnesses: Vec<Witness>,
+    pub subject: Subject,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -84,7 +102,10 @@ pub struct Report {
 
 impl Report {
     pub fn errors(&self) -> usize {
-        self.findings.iter().filter(|f| f.diagnostic.severity == Severity::Error).count()
+        self.findings
+            .iter()
+            .filter(|f| f.diagnostic.severity == Severity::Error)
+            .count()
     }
 }
 
@@ -106,9 +127,19 @@ pub fn replay(policy: &Policy, witness: &Witness) -> bool {
     let decision = eval::decide(policy, &witness.request, &mut State::new());
     witness.claims.iter().all(|claim| match claim {
         Claim::Verdict(verdict) => decision.verdict == *verdict,
-        Claim::DeniedByRules => matches!(decision.reason, Some(Reason::Forbidden | Reason::NotPermitted)),
-        Claim::Applies { agent, rule, applies } => {
-            let found = decision.trace.iter().find(|t| t.agent == *agent && t.rule == *rule);
+        Claim::DeniedByRules => matches!(
+            decision.reason,
+            Some(Reason::Forbidden | Reason::NotPermitted)
+        ),
+        Claim::Applies {
+            agent,
+            rule,
+            applies,
+        } => {
+            let found = decision
+                .trace
+                .iter()
+                .find(|t| t.agent == *agent && t.rule == *rule);
             match found {
                 Some(entry) => entry.applies == *applies,
                 None => !*applies && decision.trace.iter().any(|t| t.agent == *agent),
@@ -133,9 +164,26 @@ struct Bucket<'p> {
 }
 
 impl<'p> Bucket<'p> {
-    fn new(policy: &'p Policy, symbols: &Symbols, agent: AgentId, tool: ToolId, options: &Options) -> Bucket<'p> {
+    fn new(
+        policy: &'p Policy,
+        symbols: &Symbols,
+        agent: AgentId,
+        tool: ToolId,
+        options: &Options,
+    ) -> Bucket<'p> {
         let (chains, truncated) = chains_to(policy, agent, options.max_chains);
-        let space = Space::new(symbols.clone(), &policy.tools[tool].args, &policy.environments, chains, truncated);
+        // Chains a depth limit refuses never reach the rules (D-Depth).
+        let chains = chains
+            .into_iter()
+            .filter(|chain| encode::required_agents(policy, agent, tool, chain).is_some())
+            .collect();
+        let space = Space::new(
+            symbols.clone(),
+            &policy.tools[tool].args,
+            &policy.environments,
+            chains,
+            truncated,
+        );
         let solver = Solver::new();
         let mut params = Params::new();
         params.set_u32("timeout", options.timeout_ms);
@@ -166,7 +214,12 @@ impl<'p> Bucket<'p> {
             .chains
             .iter()
             .enumerate()
-            .map(|(index, chain)| Bool::and(&[self.space.is_chain(index), encoder.applies(rule, self.agent, chain)]))
+            .map(|(index, chain)| {
+                Bool::and(&[
+                    self.space.is_chain(index),
+                    encoder.applies(rule, self.agent, chain),
+                ])
+            })
             .collect();
         Bool::or(&options)
     }
@@ -196,7 +249,11 @@ impl<'p> Bucket<'p> {
             SatResult::Unsat => Answer::Unsat(self.solver.get_unsat_core()),
             SatResult::Unknown => {
                 stats.unknown += 1;
-                Answer::Unknown(self.solver.get_reason_unknown().unwrap_or_else(|| "unknown".to_owned()))
+                Answer::Unknown(
+                    self.solver
+                        .get_reason_unknown()
+                        .unwrap_or_else(|| "unknown".to_owned()),
+                )
             }
         };
         self.solver.pop(1);
@@ -214,7 +271,13 @@ impl<'p> Bucket<'p> {
 }
 
 /// The request a model of `space` describes, for `agent` calling `tool` of `policy`.
-fn request_from_model(policy: &Policy, agent: AgentId, tool: ToolId, space: &Space, model: &Model) -> Request {
+fn request_from_model(
+    policy: &Policy,
+    agent: AgentId,
+    tool: ToolId,
+    space: &Space,
+    model: &Model,
+) -> Request {
     let tool = &policy.tools[tool];
     let mut args = BTreeMap::new();
     for arg in &tool.args {
@@ -223,7 +286,10 @@ fn request_from_model(policy: &Policy, agent: AgentId, tool: ToolId, space: &Spa
         };
         let value = match var {
             Zv::Int(v) => model.eval(v, true).and_then(|v| v.as_i64()).map(Value::Int),
-            Zv::Bool(v) => model.eval(v, true).and_then(|v| v.as_bool()).map(Value::Bool),
+            Zv::Bool(v) => model
+                .eval(v, true)
+                .and_then(|v| v.as_bool())
+                .map(Value::Bool),
             Zv::Str(v) => model
                 .eval(v, true)
                 .and_then(|v| v.as_string())
@@ -240,14 +306,24 @@ fn request_from_model(policy: &Policy, agent: AgentId, tool: ToolId, space: &Spa
         }
     }
     let chain = eval_index(model, &space.chain);
-    let via = space.chains.get(chain).map(|c| c.via.clone()).unwrap_or_default();
+    let via = space
+        .chains
+        .get(chain)
+        .map(|c| c.via.clone())
+        .unwrap_or_default();
     let env = if policy.environments.is_empty() {
         None
     } else {
-        let index = model.eval(&space.env, true).and_then(|v| v.as_i64()).unwrap_or(0);
+        let index = model
+            .eval(&space.env, true)
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
         space.symbols.name(index).map(str::to_owned)
     };
-    let hour = model.eval(&space.hour, true).and_then(|v| v.as_u64()).unwrap_or(0);
+    let hour = model
+        .eval(&space.hour, true)
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     Request {
         agent: policy.agents[agent].name.clone(),
         tool: tool.name.clone(),
@@ -259,7 +335,11 @@ fn request_from_model(policy: &Policy, agent: AgentId, tool: ToolId, space: &Spa
 }
 
 fn eval_index(model: &Model, var: &Int) -> usize {
-    model.eval(var, true).and_then(|v| v.as_u64()).and_then(|v| usize::try_from(v).ok()).unwrap_or(0)
+    model
+        .eval(var, true)
+        .and_then(|v| v.as_u64())
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 /// Runs every analysis.
@@ -296,7 +376,10 @@ impl<'p> Verifier<'p> {
         let mut buckets = BTreeMap::new();
         for agent in 0..policy.agents.len() {
             for tool in 0..policy.tools.len() {
-                buckets.insert((agent, tool), Bucket::new(policy, &symbols, agent, tool, &options));
+                buckets.insert(
+                    (agent, tool),
+                    Bucket::new(policy, &symbols, agent, tool, &options),
+                );
             }
         }
         Verifier {
@@ -321,18 +404,27 @@ impl<'p> Verifier<'p> {
         (self.report, self.graph.unwrap_or_default())
     }
 
-    fn push(&mut self, diagnostic: Diagnostic, witnesses: Vec<Witness>) {
+    fn push_about(&mut self, subject: Subject, diagnostic: Diagnostic, witnesses: Vec<Witness>) {
         // A witness that does not replay means the encoding and the evaluator disagree: say so.
         if let Some(bad) = witnesses.iter().find(|w| !replay(self.policy, w)) {
             let what = diagnostic.message.clone();
-            let d = diagnostic::inconclusive(&what, diagnostic.span, &format!("its witness ({}) did not replay", bad.label));
+            let d = diagnostic::inconclusive(
+                &what,
+                diagnostic.span,
+                &format!("its witness ({}) did not replay", bad.label),
+            );
             self.report.findings.push(Finding {
                 diagnostic: d,
                 witnesses,
+                subject,
             });
             return;
         }
-        self.report.findings.push(Finding { diagnostic, witnesses });
+        self.report.findings.push(Finding {
+            diagnostic,
+            witnesses,
+            subject,
+        });
     }
 
     fn inconclusive(&mut self, what: &str, span: tollgate_grammar::Span, why: &str) {
@@ -340,11 +432,16 @@ impl<'p> Verifier<'p> {
         self.report.findings.push(Finding {
             diagnostic: d,
             witnesses: Vec::new(),
+            subject: Subject::None,
         });
     }
 
     /// The buckets a rule's patterns match.
-    fn buckets_of(&self, principal: &PrincipalPattern, tools: &ToolPattern) -> Vec<(AgentId, ToolId)> {
+    fn buckets_of(
+        &self,
+        principal: &PrincipalPattern,
+        tools: &ToolPattern,
+    ) -> Vec<(AgentId, ToolId)> {
         let mut out = Vec::new();
         for agent in self.policy.agents_matching(principal) {
             for tool in self.policy.tools_matching(tools) {
@@ -355,7 +452,11 @@ impl<'p> Verifier<'p> {
     }
 
     /// Looks for a request in any of the buckets satisfying `formulas(bucket)`.
-    fn search(&mut self, keys: &[(AgentId, ToolId)], formulas: impl Fn(&Bucket<'p>) -> Vec<Bool>) -> Search {
+    fn search(
+        &mut self,
+        keys: &[(AgentId, ToolId)],
+        formulas: impl Fn(&Bucket<'p>) -> Vec<Bool>,
+    ) -> Search {
         let mut unknown = None;
         for key in keys {
             let Some(bucket) = self.buckets.get(key) else {
@@ -366,7 +467,8 @@ impl<'p> Verifier<'p> {
                 Answer::Sat(model) => return Search::Found(bucket.request(&model)),
                 Answer::Unsat(_) => {
                     if bucket.space.truncated {
-                        unknown = Some("too many delegation chains to consider them all".to_owned());
+                        unknown =
+                            Some("too many delegation chains to consider them all".to_owned());
                     }
                 }
                 Answer::Unknown(reason) => unknown = Some(reason),
@@ -396,15 +498,20 @@ impl<'p> Verifier<'p> {
                 continue;
             }
             if keys.is_empty() {
-                let d = diagnostic::never_applies(&name, rule.span, "no declared agent and tool match its patterns");
-                self.push(d, Vec::new());
+                let d = diagnostic::never_applies(
+                    &name,
+                    rule.span,
+                    "no declared agent and tool match its patterns",
+                );
+                self.push_about(Subject::Rule(id), d, Vec::new());
                 continue;
             }
             let applies = match self.search(&keys, |b| vec![b.applies(id)]) {
                 Search::Found(request) => request,
                 Search::NotFound => {
-                    let d = diagnostic::never_applies(&name, rule.span, "its condition can never hold");
-                    self.push(d, Vec::new());
+                    let d =
+                        diagnostic::never_applies(&name, rule.span, "its condition can never hold");
+                    self.push_about(Subject::Rule(id), d, Vec::new());
                     continue;
                 }
                 Search::Unknown(why) => {
@@ -423,12 +530,17 @@ impl<'p> Verifier<'p> {
                     match alive {
                         Search::Found(_) => live_permits.push(id),
                         Search::Unknown(why) => {
-                            self.inconclusive(&format!("whether {name} is overridden everywhere"), rule.span, &why);
+                            self.inconclusive(
+                                &format!("whether {name} is overridden everywhere"),
+                                rule.span,
+                                &why,
+                            );
                             continue;
                         }
                         Search::NotFound => {
                             let covering = self.covering(&keys, id, RuleEffect::Forbid);
-                            let covering: Vec<(String, tollgate_grammar::Span)> = covering.into_iter().map(|r| self.rule_ref(r)).collect();
+                            let covering: Vec<(String, tollgate_grammar::Span)> =
+                                covering.into_iter().map(|r| self.rule_ref(r)).collect();
                             let witness = Witness {
                                 label: format!("{name} applies and is overridden"),
                                 claims: vec![
@@ -443,7 +555,7 @@ impl<'p> Verifier<'p> {
                                 granted_role: None,
                             };
                             let d = diagnostic::dead_permit(&name, rule.span, &covering);
-                            self.push(d, vec![witness]);
+                            self.push_about(Subject::Rule(id), d, vec![witness]);
                         }
                     }
                 }
@@ -455,7 +567,11 @@ impl<'p> Verifier<'p> {
                     match effective {
                         Search::Found(_) => effective_forbids.push(id),
                         Search::Unknown(why) => {
-                            self.inconclusive(&format!("whether {name} overrides a permit"), rule.span, &why);
+                            self.inconclusive(
+                                &format!("whether {name} overrides a permit"),
+                                rule.span,
+                                &why,
+                            );
                             continue;
                         }
                         Search::NotFound => {
@@ -473,7 +589,7 @@ impl<'p> Verifier<'p> {
                                 granted_role: None,
                             };
                             let d = diagnostic::vacuous_forbid(&name, rule.span);
-                            self.push(d, vec![witness]);
+                            self.push_about(Subject::Rule(id), d, vec![witness]);
                         }
                     }
                 }
@@ -485,19 +601,34 @@ impl<'p> Verifier<'p> {
 
     /// The rules of `effect` (other than `rule`) that together cover `rule` in every bucket,
     /// from unsat cores.
-    fn covering(&mut self, keys: &[(AgentId, ToolId)], rule: RuleId, effect: RuleEffect) -> Vec<RuleId> {
+    fn covering(
+        &mut self,
+        keys: &[(AgentId, ToolId)],
+        rule: RuleId,
+        effect: RuleEffect,
+    ) -> Vec<RuleId> {
         let mut found = BTreeSet::new();
         for key in keys {
             let Some(bucket) = self.buckets.get(key) else {
                 continue;
             };
-            let others: Vec<RuleId> = bucket.encoder().candidates(bucket.agent, effect).into_iter().filter(|&r| r != rule).collect();
-            let literals: Vec<Bool> = others.iter().map(|r| Bool::new_const(format!("track_{r}"))).collect();
+            let others: Vec<RuleId> = bucket
+                .encoder()
+                .candidates(bucket.agent, effect)
+                .into_iter()
+                .filter(|&r| r != rule)
+                .collect();
+            let literals: Vec<Bool> = others
+                .iter()
+                .map(|r| Bool::new_const(format!("track_{r}")))
+                .collect();
             let mut formulas = vec![bucket.applies(rule)];
             for (literal, other) in literals.iter().zip(&others) {
                 formulas.push(literal.implies(bucket.applies(*other).not()));
             }
-            if let Answer::Unsat(core) = bucket.ask_tracked(&mut self.report.stats, &formulas, &literals) {
+            if let Answer::Unsat(core) =
+                bucket.ask_tracked(&mut self.report.stats, &formulas, &literals)
+            {
                 for (literal, other) in literals.iter().zip(&others) {
                     if core.iter().any(|c| c == literal) {
                         found.insert(*other);
@@ -517,23 +648,37 @@ impl<'p> Verifier<'p> {
             // forbid applies.
             let needed = self.search(&keys, |b| {
                 let encoder = b.encoder();
-                let others: Vec<RuleId> = encoder.candidates(b.agent, RuleEffect::Permit).into_iter().filter(|&r| r != id).collect();
+                let others: Vec<RuleId> = encoder
+                    .candidates(b.agent, RuleEffect::Permit)
+                    .into_iter()
+                    .filter(|&r| r != id)
+                    .collect();
                 let forbids = encoder.candidates(b.agent, RuleEffect::Forbid);
                 vec![b.applies(id), b.any(&others).not(), b.any(&forbids).not()]
             });
             match needed {
                 Search::Found(_) => {}
-                Search::Unknown(why) => self.inconclusive(&format!("whether {} is redundant", policy.rule_name(id)), rule.span, &why),
+                Search::Unknown(why) => self.inconclusive(
+                    &format!("whether {} is redundant", policy.rule_name(id)),
+                    rule.span,
+                    &why,
+                ),
                 Search::NotFound => {
                     let witness_request = self.search(&keys, |b| {
                         let forbids = b.encoder().candidates(b.agent, RuleEffect::Forbid);
                         vec![b.applies(id), b.any(&forbids).not()]
                     });
-                    let covering: Vec<(String, tollgate_grammar::Span)> =
-                        self.covering_allowed(&keys, id).into_iter().map(|r| self.rule_ref(r)).collect();
+                    let covering: Vec<(String, tollgate_grammar::Span)> = self
+                        .covering_allowed(&keys, id)
+                        .into_iter()
+                        .map(|r| self.rule_ref(r))
+                        .collect();
                     let witnesses = match witness_request {
                         Search::Found(request) => vec![Witness {
-                            label: format!("{} applies, and so does another permit", policy.rule_name(id)),
+                            label: format!(
+                                "{} applies, and so does another permit",
+                                policy.rule_name(id)
+                            ),
                             claims: vec![
                                 Claim::Applies {
                                     agent: request.agent.clone(),
@@ -548,7 +693,7 @@ impl<'p> Verifier<'p> {
                         _ => Vec::new(),
                     };
                     let d = diagnostic::redundant(&policy.rule_name(id), rule.span, &covering);
-                    self.push(d, witnesses);
+                    self.push_about(Subject::Rule(id), d, witnesses);
                 }
             }
         }
@@ -557,23 +702,37 @@ impl<'p> Verifier<'p> {
             let keys = self.buckets_of(&rule.principal, &rule.tools);
             let needed = self.search(&keys, |b| {
                 let encoder = b.encoder();
-                let others: Vec<RuleId> = encoder.candidates(b.agent, RuleEffect::Forbid).into_iter().filter(|&r| r != id).collect();
+                let others: Vec<RuleId> = encoder
+                    .candidates(b.agent, RuleEffect::Forbid)
+                    .into_iter()
+                    .filter(|&r| r != id)
+                    .collect();
                 let permits = encoder.candidates(b.agent, RuleEffect::Permit);
                 vec![b.applies(id), b.any(&permits), b.any(&others).not()]
             });
             match needed {
                 Search::Found(_) => {}
-                Search::Unknown(why) => self.inconclusive(&format!("whether {} is redundant", policy.rule_name(id)), rule.span, &why),
+                Search::Unknown(why) => self.inconclusive(
+                    &format!("whether {} is redundant", policy.rule_name(id)),
+                    rule.span,
+                    &why,
+                ),
                 Search::NotFound => {
-                    let covering: Vec<(String, tollgate_grammar::Span)> =
-                        self.covering(&keys, id, RuleEffect::Forbid).into_iter().map(|r| self.rule_ref(r)).collect();
+                    let covering: Vec<(String, tollgate_grammar::Span)> = self
+                        .covering(&keys, id, RuleEffect::Forbid)
+                        .into_iter()
+                        .map(|r| self.rule_ref(r))
+                        .collect();
                     let witness_request = self.search(&keys, |b| {
                         let permits = b.encoder().candidates(b.agent, RuleEffect::Permit);
                         vec![b.applies(id), b.any(&permits)]
                     });
                     let witnesses = match witness_request {
                         Search::Found(request) => vec![Witness {
-                            label: format!("{} applies, and so does another forbid", policy.rule_name(id)),
+                            label: format!(
+                                "{} applies, and so does another forbid",
+                                policy.rule_name(id)
+                            ),
                             claims: vec![
                                 Claim::Applies {
                                     agent: request.agent.clone(),
@@ -588,7 +747,7 @@ impl<'p> Verifier<'p> {
                         _ => Vec::new(),
                     };
                     let d = diagnostic::redundant(&policy.rule_name(id), rule.span, &covering);
-                    self.push(d, witnesses);
+                    self.push_about(Subject::Rule(id), d, witnesses);
                 }
             }
         }
@@ -603,14 +762,23 @@ impl<'p> Verifier<'p> {
                 continue;
             };
             let encoder = bucket.encoder();
-            let others: Vec<RuleId> = encoder.candidates(bucket.agent, RuleEffect::Permit).into_iter().filter(|&r| r != rule).collect();
+            let others: Vec<RuleId> = encoder
+                .candidates(bucket.agent, RuleEffect::Permit)
+                .into_iter()
+                .filter(|&r| r != rule)
+                .collect();
             let forbids = encoder.candidates(bucket.agent, RuleEffect::Forbid);
-            let literals: Vec<Bool> = others.iter().map(|r| Bool::new_const(format!("track_{r}"))).collect();
+            let literals: Vec<Bool> = others
+                .iter()
+                .map(|r| Bool::new_const(format!("track_{r}")))
+                .collect();
             let mut formulas = vec![bucket.applies(rule), bucket.any(&forbids).not()];
             for (literal, other) in literals.iter().zip(&others) {
                 formulas.push(literal.implies(bucket.applies(*other).not()));
             }
-            if let Answer::Unsat(core) = bucket.ask_tracked(&mut self.report.stats, &formulas, &literals) {
+            if let Answer::Unsat(core) =
+                bucket.ask_tracked(&mut self.report.stats, &formulas, &literals)
+            {
                 for (literal, other) in literals.iter().zip(&others) {
                     if core.iter().any(|c| c == literal) {
                         found.insert(*other);
@@ -629,16 +797,28 @@ impl<'p> Verifier<'p> {
                 let keys: Vec<(AgentId, ToolId)> = self
                     .buckets_of(&p.principal, &p.tools)
                     .into_iter()
-                    .filter(|&(a, t)| policy.principal_matches(&f.principal, a) && policy.tool_matches(&f.tools, t))
+                    .filter(|&(a, t)| {
+                        policy.principal_matches(&f.principal, a)
+                            && policy.tool_matches(&f.tools, t)
+                    })
                     .collect();
                 if keys.is_empty() {
                     continue;
                 }
-                let Search::Found(request) = self.search(&keys, |b| vec![b.applies(permit), b.applies(forbid)]) else {
+                let Search::Found(request) =
+                    self.search(&keys, |b| vec![b.applies(permit), b.applies(forbid)])
+                else {
                     continue;
                 };
-                let forbid_outside = matches!(self.search(&keys, |b| vec![b.applies(forbid), b.applies(permit).not()]), Search::Found(_));
-                let class = if forbid_outside { "partial overlap" } else { "the permit covers the forbid" };
+                let forbid_outside = matches!(
+                    self.search(&keys, |b| vec![b.applies(forbid), b.applies(permit).not()]),
+                    Search::Found(_)
+                );
+                let class = if forbid_outside {
+                    "partial overlap"
+                } else {
+                    "the permit covers the forbid"
+                };
                 let witness = Witness {
                     label: "both apply".to_owned(),
                     claims: vec![
@@ -657,14 +837,25 @@ impl<'p> Verifier<'p> {
                     request,
                     granted_role: None,
                 };
-                let d = diagnostic::overlap(&policy.rule_name(permit), p.span, &policy.rule_name(forbid), f.span, class);
-                self.push(d, vec![witness]);
+                let d = diagnostic::overlap(
+                    &policy.rule_name(permit),
+                    p.span,
+                    &policy.rule_name(forbid),
+                    f.span,
+                    class,
+                );
+                self.push_about(Subject::Pair(permit, forbid), d, vec![witness]);
             }
         }
     }
 
     fn assertion_name(&self, index: usize) -> String {
-        match self.policy.assertions.get(index).and_then(|a| a.label.clone()) {
+        match self
+            .policy
+            .assertions
+            .get(index)
+            .and_then(|a| a.label.clone())
+        {
             Some(label) => label,
             None => format!("assertion #{}", index + 1),
         }
@@ -676,7 +867,11 @@ impl<'p> Verifier<'p> {
         for (index, assertion) in policy.assertions.iter().enumerate() {
             let name = self.assertion_name(index);
             match &assertion.kind {
-                AssertionKind::Never { principal, tools, condition } => {
+                AssertionKind::Never {
+                    principal,
+                    tools,
+                    condition,
+                } => {
                     let keys = self.buckets_of(principal, tools);
                     let condition = condition.clone();
                     let found = self.search(&keys, |b| {
@@ -689,7 +884,11 @@ impl<'p> Verifier<'p> {
                     });
                     match found {
                         Search::NotFound => self.report.proved.push(name),
-                        Search::Unknown(why) => self.inconclusive(&format!("whether {name} holds"), assertion.span, &why),
+                        Search::Unknown(why) => self.inconclusive(
+                            &format!("whether {name} holds"),
+                            assertion.span,
+                            &why,
+                        ),
                         Search::Found(request) => {
                             let decision = eval::decide(policy, &request, &mut State::new());
                             let rule = decision.rule.map(|r| self.rule_ref(r));
@@ -700,36 +899,63 @@ impl<'p> Verifier<'p> {
                                 request,
                                 granted_role: None,
                             };
-                            let d = diagnostic::assertion_violated(&name, assertion.span, &detail, rule);
-                            self.push(d, vec![witness]);
+                            let d = diagnostic::assertion_violated(
+                                &name,
+                                assertion.span,
+                                &detail,
+                                rule,
+                            );
+                            self.push_about(Subject::Assertion(index), d, vec![witness]);
                         }
                     }
                 }
-                AssertionKind::Always { principal, tools, condition } => {
+                AssertionKind::Always {
+                    principal,
+                    tools,
+                    condition,
+                } => {
                     let keys = self.buckets_of(principal, tools);
                     let condition = condition.clone();
                     let found = self.search(&keys, |b| {
                         let encoder = b.encoder();
                         let direct = &b.space.chains[0];
-                        let mut query = vec![b.space.is_chain(0), encoder.authorized(b.agent, direct).not()];
+                        let mut query = vec![
+                            b.space.is_chain(0),
+                            encoder.authorized(b.agent, direct).not(),
+                        ];
                         if let Some(condition) = &condition {
-                            query.push(encoder.condition(b.agent, direct, condition).unwrap_or_else(|| Bool::from_bool(false)));
+                            query.push(
+                                encoder
+                                    .condition(b.agent, direct, condition)
+                                    .unwrap_or_else(|| Bool::from_bool(false)),
+                            );
                         }
                         query
                     });
                     match found {
                         Search::NotFound => self.report.proved.push(name),
-                        Search::Unknown(why) => self.inconclusive(&format!("whether {name} holds"), assertion.span, &why),
+                        Search::Unknown(why) => self.inconclusive(
+                            &format!("whether {name} holds"),
+                            assertion.span,
+                            &why,
+                        ),
                         Search::Found(request) => {
-                            let detail = format!("`{}` is denied `{}` here", request.agent, request.tool);
+                            let detail =
+                                format!("`{}` is denied `{}` here", request.agent, request.tool);
                             let witness = Witness {
-                                label: "denied by the rules, though the assertion says always".to_owned(),
+                                label: "denied by the rules, though the assertion says always"
+                                    .to_owned(),
                                 claims: vec![Claim::Verdict(Verdict::Deny), Claim::DeniedByRules],
                                 request,
                                 granted_role: None,
                             };
-                            let d = diagnostic::assertion_violated(&name, assertion.span, &detail, None);
-                            self.push(d, vec![witness]);
+                            let d = diagnostic::assertion_violated(
+                                &name,
+                                assertion.span,
+                                &detail,
+                                None,
+                            );
+                            self.push_about(Subject::Assertion(index), d, vec![witness]);
                         }
                     }
                 }
@@ -747,9 +973,17 @@ impl<'p> Verifier<'p> {
                                     granted_role: None,
                                 })
                                 .collect();
-                            let detail = format!("`{}` reaches private, untrusted and external tools", policy.agents[agent].name);
-                            let d = diagnostic::assertion_violated(&name, assertion.span, &detail, None);
-                            self.push(d, witnesses);
+                            let detail = format!(
+                                "`{}` reaches private, untrusted and external tools",
+                                policy.agents[agent].name
+                            );
+                            let d = diagnostic::assertion_violated(
+                                &name,
+                                assertion.span,
+                                &detail,
+                                None,
+                            );
+                            self.push_about(Subject::Assertion(index), d, witnesses);
                         }
                     }
                     if !violated {
@@ -761,7 +995,7 @@ impl<'p> Verifier<'p> {
         self.trifectas(&reach);
         let escalations = graph::escalations(self, &reach);
         for finding in escalations {
-            self.push(finding.diagnostic, finding.witnesses);
+            self.push_about(finding.subject, finding.diagnostic, finding.witnesses);
         }
     }
 
@@ -777,16 +1011,28 @@ impl<'p> Verifier<'p> {
                 };
                 let encoder = bucket.encoder();
                 for (index, chain) in bucket.space.chains.iter().enumerate() {
-                    let origin = chain.via.first().and_then(|name| policy.agent_id(name)).unwrap_or(agent);
+                    let origin = chain
+                        .via
+                        .first()
+                        .and_then(|name| policy.agent_id(name))
+                        .unwrap_or(agent);
                     if index > 0 && reach.entries.contains_key(&(origin, tool)) {
                         continue;
                     }
-                    let query = vec![bucket.space.is_chain(index), encoder.allowed_on(agent, index)];
+                    let query = vec![
+                        bucket.space.is_chain(index),
+                        encoder.allowed_on(agent, index),
+                    ];
                     match bucket.ask(&mut self.report.stats, &query) {
                         Answer::Sat(model) => {
                             let request = bucket.request(&model);
                             let witness = Reached {
-                                label: format!("{} may call {}{}", bucket.agent_name(), policy.tools[tool].name, via_text(chain)),
+                                label: format!(
+                                    "{} may call {}{}",
+                                    bucket.agent_name(),
+                                    policy.tools[tool].name,
+                                    via_text(chain)
+                                ),
                                 request,
                             };
                             if index == 0 {
@@ -815,14 +1061,21 @@ impl<'p> Verifier<'p> {
                 .acknowledgements
                 .iter()
                 .any(|a| a.kind == AcknowledgementKind::Trifecta(agent));
-            let names: Vec<&str> = tools.iter().map(|(t, _)| policy.tools[*t].name.as_str()).collect();
+            let names: Vec<&str> = tools
+                .iter()
+                .map(|(t, _)| policy.tools[*t].name.as_str())
+                .collect();
             let mut rules = Vec::new();
             let mut witnesses = Vec::new();
             for (tool, reached) in &tools {
                 let decision = eval::decide(policy, &reached.request, &mut State::new());
                 if let Some(rule) = decision.rule {
                     rules.push((
-                        format!("`{}` allows `{}`", policy.rule_name(rule), policy.tools[*tool].name),
+                        format!(
+                            "`{}` allows `{}`",
+                            policy.rule_name(rule),
+                            policy.tools[*tool].name
+                        ),
                         policy.rules[rule].span,
                     ));
                 }
@@ -833,11 +1086,20 @@ impl<'p> Verifier<'p> {
                     granted_role: None,
                 });
             }
-            let d = diagnostic::trifecta(&policy.agents[agent].name, policy.agents[agent].span, [names[0], names[1], names[2]], acknowledged, &rules);
-            self.push(d, witnesses);
+            let d = diagnostic::trifecta(
+                &policy.agents[agent].name,
+                policy.agents[agent].span,
+                [names[0], names[1], names[2]],
+                acknowledged,
+                &rules,
+            );
+            self.push_about(Subject::Agent(agent), d, witnesses);
         }
         for ((agent, tool), why) in reach.unknown.clone() {
-            let what = format!("whether `{}` can reach `{}`", policy.agents[agent].name, policy.tools[tool].name);
+            let what = format!(
+                "whether `{}` can reach `{}`",
+                policy.agents[agent].name, policy.tools[tool].name
+            );
             self.inconclusive(&what, policy.agents[agent].span, &why);
         }
     }
@@ -862,7 +1124,9 @@ fn condition_on_chains(bucket: &Bucket<'_>, condition: &Condition) -> Bool {
         .map(|(index, chain)| {
             Bool::and(&[
                 bucket.space.is_chain(index),
-                encoder.condition(bucket.agent, chain, condition).unwrap_or_else(|| Bool::from_bool(false)),
+                encoder
+                    .condition(bucket.agent, chain, condition)
+                    .unwrap_or_else(|| Bool::from_bool(false)),
             ])
         })
         .collect();
@@ -903,6 +1167,11 @@ fn trifecta_of(policy: &Policy, reach: &Reach, agent: AgentId) -> Option<Vec<(To
     };
     let private = find(&|t| has_label(t, DomainLabel::Private))?;
     let untrusted = find(&|t| has_label(t, DomainLabel::Untrusted))?;
-    let external = find(&|t| policy.tools.get(t).is_some_and(|t| t.effect == Effect::External))?;
+    let external = find(&|t| {
+        policy
+            .tools
+            .get(t)
+            .is_some_and(|t| t.effect == Effect::External)
+    })?;
     Some(vec![private, untrusted, external])
 }

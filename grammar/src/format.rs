@@ -217,7 +217,9 @@ impl Printer<'_> {
             }
             Item::Acknowledge(acknowledge) => {
                 let mut text = match &acknowledge.kind {
-                    AcknowledgeKind::Trifecta { agent } => format!("acknowledge trifecta {}", agent.name),
+                    AcknowledgeKind::Trifecta { agent } => {
+                        format!("acknowledge trifecta {}", agent.name)
+                    }
                     AcknowledgeKind::Escalation { agent, tool } => {
                         format!("acknowledge escalation {} -> {}", agent.name, tool.text())
                     }

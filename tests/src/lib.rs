@@ -1,5 +1,7 @@
 //! Helpers shared by the cross-crate tests in `tests/tests/`.
 
+#![allow(clippy::panic, reason = "test helpers fail loudly")]
+
 use std::path::{Path, PathBuf};
 use tollgate_compiler::source::SourceSet;
 
@@ -26,14 +28,64 @@ pub fn toll_files(folder: &str) -> Vec<PathBuf> {
     files
 }
 
-/// The example policy sets: one folder each under `examples/`.
+/// Every folder under `examples/` (at any depth) that holds `.toll` files: the examples, the
+/// flawed examples and the versions used for diffs.
+pub fn all_policy_dirs() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root().join("examples")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut has_policy = false;
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|x| x == "toll") {
+                has_policy = true;
+            }
+        }
+        if has_policy {
+            found.push(dir);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Loads a policy folder (or file) into a source set and a checked policy.
+pub fn load_dir(dir: &Path) -> (SourceSet, tollgate_compiler::model::Policy) {
+    let mut sources = SourceSet::new();
+    let files = if dir.is_file() {
+        vec![dir.to_path_buf()]
+    } else {
+        toll_files(&relative(dir))
+    };
+    for file in files {
+        sources.add(
+            &relative(&file),
+            &std::fs::read_to_string(&file).unwrap_or_default(),
+        );
+    }
+    match tollgate_compiler::load(&sources) {
+        Ok(policy) => (sources, policy),
+        Err(d) => panic!(
+            "{}:\n{}",
+            relative(dir),
+            tollgate_compiler::diagnostic::render_human(&d, &sources)
+        ),
+    }
+}
+
+/// The example policy sets: one folder each directly under `examples/`.
 pub fn example_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.is_dir())
+                .filter(|p| p.is_dir() && !toll_files(&relative(p)).is_empty())
                 .collect()
         })
         .unwrap_or_default();

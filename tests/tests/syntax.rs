@@ -11,7 +11,7 @@
 use proptest::prelude::*;
 use serde_json::Value;
 use tollgate_grammar::{format::format, parse, FileId};
-use tollgate_tests::{example_dirs, relative, toll_files};
+use tollgate_tests::{relative, toll_files};
 
 /// Walks the JSON form of a tree and checks that each object's `span` covers every span below it.
 fn check_nesting(value: &Value, parent: Option<(u64, u64)>, path: &str) {
@@ -44,7 +44,7 @@ fn check_nesting(value: &Value, parent: Option<(u64, u64)>, path: &str) {
 
 fn all_valid_files() -> Vec<std::path::PathBuf> {
     let mut files = toll_files("tests/fixtures/valid");
-    for dir in example_dirs() {
+    for dir in tollgate_tests::all_policy_dirs() {
         files.extend(toll_files(&relative(&dir)));
     }
     files
@@ -138,7 +138,7 @@ fn formatting_is_idempotent_and_keeps_the_tree() {
 
 #[test]
 fn examples_are_formatted() {
-    for dir in example_dirs() {
+    for dir in tollgate_tests::all_policy_dirs() {
         for path in toll_files(&relative(&dir)) {
             let text = std::fs::read_to_string(&path).unwrap();
             let parsed = parse(&text, FileId(0));

@@ -3,7 +3,7 @@
 //! spaces, not by comparing text.
 
 use super::encode::{chains_to, Chain, Encoder, Space, Symbols};
-use super::{request_from_model, Claim, Finding, Options, Witness};
+use super::{request_from_model, Claim, Finding, Options, Subject, Witness};
 use crate::diagnostic;
 use crate::eval::{self, State, Verdict};
 use crate::model::*;
@@ -66,7 +66,10 @@ fn kind(ty: &ArgType) -> u8 {
 /// valid in both.
 fn compatible(old: &Tool, new: &Tool) -> bool {
     old.args.len() == new.args.len()
-        && old.args.iter().all(|a| new.arg(&a.name).is_some_and(|b| kind(&a.ty) == kind(&b.ty)))
+        && old
+            .args
+            .iter()
+            .all(|a| new.arg(&a.name).is_some_and(|b| kind(&a.ty) == kind(&b.ty)))
 }
 
 /// A schema that admits every value either version admits.
@@ -105,7 +108,10 @@ fn validity(space: &Space, policy: &Policy, tool: &Tool) -> Bool {
                 parts.push(v.le(Int::from_i64(*max)));
             }
             (ArgType::Enum(variants), Some(super::encode::Zv::Sym(v))) => {
-                let options: Vec<Bool> = variants.iter().map(|x| v.eq(Int::from_i64(space.symbols.index(x)))).collect();
+                let options: Vec<Bool> = variants
+                    .iter()
+                    .map(|x| v.eq(Int::from_i64(space.symbols.index(x))))
+                    .collect();
                 parts.push(Bool::or(&options));
             }
             _ => {}
@@ -135,7 +141,10 @@ impl Side<'_> {
             space,
             tool: self.tool,
         };
-        Bool::and(&[validity(space, self.policy, &self.policy.tools[self.tool]), encoder.allowed(self.agent)])
+        Bool::and(&[
+            validity(space, self.policy, &self.policy.tools[self.tool]),
+            encoder.allowed(self.agent),
+        ])
     }
 }
 
@@ -153,13 +162,25 @@ enum Outcome {
     Unknown,
 }
 
-fn find(report: &mut DiffReport, solver: &Solver, space: &Space, formula: &Bool, side: &Side<'_>) -> Outcome {
+fn find(
+    report: &mut DiffReport,
+    solver: &Solver,
+    space: &Space,
+    formula: &Bool,
+    side: &Side<'_>,
+) -> Outcome {
     report.queries += 1;
     solver.push();
     solver.assert(formula);
     let outcome = match solver.check() {
         SatResult::Sat => match solver.get_model() {
-            Some(model) => Outcome::Found(request_from_model(side.policy, side.agent, side.tool, space, &model)),
+            Some(model) => Outcome::Found(request_from_model(
+                side.policy,
+                side.agent,
+                side.tool,
+                space,
+                &model,
+            )),
             None => Outcome::Unknown,
         },
         SatResult::Unsat => Outcome::None,
@@ -173,26 +194,64 @@ fn find(report: &mut DiffReport, solver: &Solver, space: &Space, formula: &Bool,
 }
 
 /// A space for one side alone (an agent or tool that exists in only one version).
-fn lone_space(policy: &Policy, symbols: &Symbols, agent: AgentId, tool: ToolId, options: &Options) -> Space {
+fn lone_space(
+    policy: &Policy,
+    symbols: &Symbols,
+    agent: AgentId,
+    tool: ToolId,
+    options: &Options,
+) -> Space {
     let (chains, truncated) = chains_to(policy, agent, options.max_chains);
-    Space::new(symbols.clone(), &policy.tools[tool].args, &policy.environments, chains, truncated)
+    Space::new(
+        symbols.clone(),
+        &policy.tools[tool].args,
+        &policy.environments,
+        chains,
+        truncated,
+    )
 }
 
 fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
     let symbols = Symbols::of(&[old, new]);
     let mut report = DiffReport::default();
     let mut agents: Vec<String> = old.agents.iter().map(|a| a.name.clone()).collect();
-    agents.extend(new.agents.iter().map(|a| a.name.clone()).filter(|n| old.agent_id(n).is_none()));
+    agents.extend(
+        new.agents
+            .iter()
+            .map(|a| a.name.clone())
+            .filter(|n| old.agent_id(n).is_none()),
+    );
     let mut tools: Vec<String> = old.tools.iter().map(|t| t.name.clone()).collect();
-    tools.extend(new.tools.iter().map(|t| t.name.clone()).filter(|n| old.tool_id(n).is_none()));
+    tools.extend(
+        new.tools
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|n| old.tool_id(n).is_none()),
+    );
     let environments_agree = old.environments.is_empty() == new.environments.is_empty();
     for agent in &agents {
         for tool in &tools {
-            let old_side = old.agent_id(agent).zip(old.tool_id(tool)).map(|(a, t)| Side { policy: old, agent: a, tool: t });
-            let new_side = new.agent_id(agent).zip(new.tool_id(tool)).map(|(a, t)| Side { policy: new, agent: a, tool: t });
+            let old_side = old
+                .agent_id(agent)
+                .zip(old.tool_id(tool))
+                .map(|(a, t)| Side {
+                    policy: old,
+                    agent: a,
+                    tool: t,
+                });
+            let new_side = new
+                .agent_id(agent)
+                .zip(new.tool_id(tool))
+                .map(|(a, t)| Side {
+                    policy: new,
+                    agent: a,
+                    tool: t,
+                });
             let solver = solver(options);
             let (widened, narrowed) = match (&old_side, &new_side) {
-                (Some(o), Some(n)) if environments_agree && compatible(&old.tools[o.tool], &new.tools[n.tool]) => {
+                (Some(o), Some(n))
+                    if environments_agree && compatible(&old.tools[o.tool], &new.tools[n.tool]) =>
+                {
                     let schema = merged_schema(&old.tools[o.tool], &new.tools[n.tool]);
                     let mut chains: Vec<Chain> = chains_to(old, o.agent, options.max_chains).0;
                     for chain in chains_to(new, n.agent, options.max_chains).0 {
@@ -201,12 +260,29 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                         }
                     }
                     let mut environments = old.environments.clone();
-                    environments.extend(new.environments.iter().filter(|e| !old.environments.contains(e)).cloned());
+                    environments.extend(
+                        new.environments
+                            .iter()
+                            .filter(|e| !old.environments.contains(e))
+                            .cloned(),
+                    );
                     let space = Space::new(symbols.clone(), &schema, &environments, chains, false);
                     solver.assert(&space.domain);
                     let (old_allowed, new_allowed) = (o.allowed(&space), n.allowed(&space));
-                    let widened = find(&mut report, &solver, &space, &Bool::and(&[new_allowed.clone(), old_allowed.clone().not()]), n);
-                    let narrowed = find(&mut report, &solver, &space, &Bool::and(&[old_allowed, new_allowed.not()]), o);
+                    let widened = find(
+                        &mut report,
+                        &solver,
+                        &space,
+                        &Bool::and(&[new_allowed.clone(), old_allowed.clone().not()]),
+                        n,
+                    );
+                    let narrowed = find(
+                        &mut report,
+                        &solver,
+                        &space,
+                        &Bool::and(&[old_allowed, new_allowed.not()]),
+                        o,
+                    );
                     (widened, narrowed)
                 }
                 _ => {
@@ -214,10 +290,12 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                     let one = |side: &Option<Side<'_>>, report: &mut DiffReport| match side {
                         None => Outcome::None,
                         Some(side) => {
-                            let space = lone_space(side.policy, &symbols, side.agent, side.tool, options);
+                            let space =
+                                lone_space(side.policy, &symbols, side.agent, side.tool, options);
                             solver.push();
                             solver.assert(&space.domain);
-                            let outcome = find(report, &solver, &space, &side.allowed(&space), side);
+                            let outcome =
+                                find(report, &solver, &space, &side.allowed(&space), side);
                             solver.pop(1);
                             outcome
                         }
@@ -228,7 +306,9 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 }
             };
             let acknowledged = new_side.as_ref().is_some_and(|n| {
-                new.acknowledgements.iter().any(|a| a.kind == AcknowledgementKind::Widening(n.agent, n.tool))
+                new.acknowledgements
+                    .iter()
+                    .any(|a| a.kind == AcknowledgementKind::Widening(n.agent, n.tool))
             });
             let change = match (&widened, &narrowed) {
                 (Outcome::Found(_), Outcome::Found(_)) => Change::Changed,
@@ -238,19 +318,29 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
             };
             for (outcome, direction) in [(&widened, "widening"), (&narrowed, "narrowing")] {
                 if let Outcome::Unknown = outcome {
-                    let span = new_side.as_ref().map(|n| new.agents[n.agent].span).or(old_side.as_ref().map(|o| old.agents[o.agent].span));
+                    let span = new_side
+                        .as_ref()
+                        .map(|n| new.agents[n.agent].span)
+                        .or(old_side.as_ref().map(|o| old.agents[o.agent].span));
                     if let Some(span) = span {
-                        let d = diagnostic::inconclusive(&format!("{direction} of `{agent}` on `{tool}`"), span, "the solver gave up");
+                        let d = diagnostic::inconclusive(
+                            &format!("{direction} of `{agent}` on `{tool}`"),
+                            span,
+                            "the solver gave up",
+                        );
                         report.findings.push(Finding {
                             diagnostic: d,
                             witnesses: Vec::new(),
+                            subject: Subject::None,
                         });
                     }
                 }
             }
             if let (Outcome::Found(request), Some(n)) = (&widened, &new_side) {
                 let decision = eval::decide(new, request, &mut State::new());
-                let span = decision.rule.map_or(new.agents[n.agent].span, |r| new.rules[r].span);
+                let span = decision
+                    .rule
+                    .map_or(new.agents[n.agent].span, |r| new.rules[r].span);
                 let d = diagnostic::widened(agent, tool, span, acknowledged);
                 report.findings.push(Finding {
                     diagnostic: d,
@@ -260,11 +350,14 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                         claims: vec![Claim::Verdict(Verdict::Allow)],
                         granted_role: None,
                     }],
+                    subject: Subject::None,
                 });
             }
             if let (Outcome::Found(request), Some(o)) = (&narrowed, &old_side) {
                 let decision = eval::decide(old, request, &mut State::new());
-                let span = decision.rule.map_or(old.agents[o.agent].span, |r| old.rules[r].span);
+                let span = decision
+                    .rule
+                    .map_or(old.agents[o.agent].span, |r| old.rules[r].span);
                 let d = diagnostic::narrowed(agent, tool, span);
                 report.old_witnesses.push((report.findings.len(), 0));
                 report.findings.push(Finding {
@@ -275,6 +368,7 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                         claims: vec![Claim::Verdict(Verdict::Allow)],
                         granted_role: None,
                     }],
+                    subject: Subject::None,
                 });
             }
             report.pairs.push(PairChange {

@@ -66,7 +66,10 @@ impl Symbols {
     }
 
     pub fn name(&self, index: i64) -> Option<&str> {
-        usize::try_from(index).ok().and_then(|i| self.names.get(i)).map(String::as_str)
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.names.get(i))
+            .map(String::as_str)
     }
 }
 
@@ -123,11 +126,16 @@ pub struct Space {
     pub truncated: bool,
 }
 
-
 impl Space {
     /// The space of requests from `agent` (by name) to a tool with this argument schema.
     /// `chains` is the list of chains to consider (the first is the direct call).
-    pub fn new(symbols: Symbols, schema: &[ArgSchema], environments: &[String], chains: Vec<Chain>, truncated: bool) -> Space {
+    pub fn new(
+        symbols: Symbols,
+        schema: &[ArgSchema],
+        environments: &[String],
+        chains: Vec<Chain>,
+        truncated: bool,
+    ) -> Space {
         let mut args = BTreeMap::new();
         let mut domain = vec![];
         for arg in schema {
@@ -143,7 +151,10 @@ impl Space {
                 ArgType::Str => Zv::Str(ZString::new_const(name)),
                 ArgType::Enum(variants) => {
                     let v = Int::new_const(name);
-                    let options: Vec<Bool> = variants.iter().map(|x| v.eq(Int::from_i64(symbols.index(x)))).collect();
+                    let options: Vec<Bool> = variants
+                        .iter()
+                        .map(|x| v.eq(Int::from_i64(symbols.index(x))))
+                        .collect();
                     domain.push(Bool::or(&options));
                     Zv::Sym(v)
                 }
@@ -152,7 +163,10 @@ impl Space {
         }
         let env = Int::new_const("context.env");
         if !environments.is_empty() {
-            let options: Vec<Bool> = environments.iter().map(|e| env.eq(Int::from_i64(symbols.index(e)))).collect();
+            let options: Vec<Bool> = environments
+                .iter()
+                .map(|e| env.eq(Int::from_i64(symbols.index(e))))
+                .collect();
             domain.push(Bool::or(&options));
         }
         let hour = Int::new_const("context.hour");
@@ -206,13 +220,18 @@ impl Encoder<'_> {
             Term::Context(ContextField::Hour) => Zv::Int(self.space.hour.clone()),
             Term::Context(ContextField::Depth) => Zv::Int(Int::from_i64(chain.via.len() as i64)),
             Term::Context(ContextField::Origin) => {
-                let origin = chain.via.first().map_or(policy.agents.get(agent)?.name.as_str(), String::as_str);
+                let origin = chain
+                    .via
+                    .first()
+                    .map_or(policy.agents.get(agent)?.name.as_str(), String::as_str);
                 Zv::Sym(Int::from_i64(self.space.symbols.index(origin)))
             }
             Term::AgentAttr(name) => self.constant(&policy.agents.get(agent)?.attrs.get(name)?.0),
             Term::ToolAttr(name) => self.constant(&tool.attrs.get(name)?.0),
             Term::ToolCost => Zv::Int(Int::from_i64(tool.cost)),
-            Term::ToolEnv => Zv::Sym(Int::from_i64(self.space.symbols.index(tool.env.as_deref()?))),
+            Term::ToolEnv => Zv::Sym(Int::from_i64(
+                self.space.symbols.index(tool.env.as_deref()?),
+            )),
             Term::Const(value) => self.constant(value),
         })
     }
@@ -220,8 +239,14 @@ impl Encoder<'_> {
     /// ⟦C⟧ for `agent` on `chain`; `None` only for ill-typed conditions, which checking excludes.
     pub fn condition(&self, agent: AgentId, chain: &Chain, condition: &Condition) -> Option<Bool> {
         Some(match &condition.kind {
-            ConditionKind::Or(a, b) => Bool::or(&[self.condition(agent, chain, a)?, self.condition(agent, chain, b)?]),
-            ConditionKind::And(a, b) => Bool::and(&[self.condition(agent, chain, a)?, self.condition(agent, chain, b)?]),
+            ConditionKind::Or(a, b) => Bool::or(&[
+                self.condition(agent, chain, a)?,
+                self.condition(agent, chain, b)?,
+            ]),
+            ConditionKind::And(a, b) => Bool::and(&[
+                self.condition(agent, chain, a)?,
+                self.condition(agent, chain, b)?,
+            ]),
             ConditionKind::Not(inner) => self.condition(agent, chain, inner)?.not(),
             ConditionKind::Bool(term) => match self.term(agent, chain, term)? {
                 Zv::Bool(b) => b,
@@ -230,7 +255,8 @@ impl Encoder<'_> {
             ConditionKind::Compare { op, lhs, rhs } => {
                 let (lhs, rhs) = (self.term(agent, chain, lhs)?, self.term(agent, chain, rhs)?);
                 match (lhs, rhs, op) {
-                    (Zv::Int(a), Zv::Int(b), op) | (Zv::Sym(a), Zv::Sym(b), op @ (CompareOp::Eq | CompareOp::Ne)) => match op {
+                    (Zv::Int(a), Zv::Int(b), op)
+                    | (Zv::Sym(a), Zv::Sym(b), op @ (CompareOp::Eq | CompareOp::Ne)) => match op {
                         CompareOp::Eq => a.eq(&b),
                         CompareOp::Ne => a.eq(&b).not(),
                         CompareOp::Lt => a.lt(&b),
@@ -259,7 +285,9 @@ impl Encoder<'_> {
                 Bool::or(&options)
             }
             ConditionKind::Str { op, lhs, rhs } => {
-                let (Zv::Str(a), Zv::Str(b)) = (self.term(agent, chain, lhs)?, self.term(agent, chain, rhs)?) else {
+                let (Zv::Str(a), Zv::Str(b)) =
+                    (self.term(agent, chain, lhs)?, self.term(agent, chain, rhs)?)
+                else {
                     return None;
                 };
                 match op {
@@ -277,7 +305,9 @@ impl Encoder<'_> {
         let Some(rule_def) = self.policy.rules.get(rule) else {
             return Bool::from_bool(false);
         };
-        if !self.policy.principal_matches(&rule_def.principal, agent) || !self.policy.tool_matches(&rule_def.tools, self.tool) {
+        if !self.policy.principal_matches(&rule_def.principal, agent)
+            || !self.policy.tool_matches(&rule_def.tools, self.tool)
+        {
             return Bool::from_bool(false);
         }
         match &rule_def.condition {
@@ -293,15 +323,25 @@ impl Encoder<'_> {
         (0..self.policy.rules.len())
             .filter(|&r| {
                 let rule = &self.policy.rules[r];
-                rule.effect == effect && self.policy.principal_matches(&rule.principal, agent) && self.policy.tool_matches(&rule.tools, self.tool)
+                rule.effect == effect
+                    && self.policy.principal_matches(&rule.principal, agent)
+                    && self.policy.tool_matches(&rule.tools, self.tool)
             })
             .collect()
     }
 
     /// (A-Permit) for one agent on one chain: some permit applies and no forbid does.
     pub fn authorized(&self, agent: AgentId, chain: &Chain) -> Bool {
-        let permits: Vec<Bool> = self.candidates(agent, RuleEffect::Permit).into_iter().map(|r| self.applies(r, agent, chain)).collect();
-        let forbids: Vec<Bool> = self.candidates(agent, RuleEffect::Forbid).into_iter().map(|r| self.applies(r, agent, chain)).collect();
+        let permits: Vec<Bool> = self
+            .candidates(agent, RuleEffect::Permit)
+            .into_iter()
+            .map(|r| self.applies(r, agent, chain))
+            .collect();
+        let forbids: Vec<Bool> = self
+            .candidates(agent, RuleEffect::Forbid)
+            .into_iter()
+            .map(|r| self.applies(r, agent, chain))
+            .collect();
         Bool::and(&[Bool::or(&permits), Bool::or(&forbids).not()])
     }
 
@@ -319,7 +359,10 @@ impl Encoder<'_> {
         if budget_blocked(self.policy, agent, self.tool) {
             return Bool::from_bool(false);
         }
-        let parts: Vec<Bool> = required.into_iter().map(|member| self.authorized(member, chain)).collect();
+        let parts: Vec<Bool> = required
+            .into_iter()
+            .map(|member| self.authorized(member, chain))
+            .collect();
         Bool::and(&parts)
     }
 
@@ -334,7 +377,12 @@ impl Encoder<'_> {
 
 /// The agents whose authority a request needs (D-Intersect, D-Widen), acting agent first; `None`
 /// when the chain is not valid in this policy (V-Context, D-Edge, D-Depth).
-pub fn required_agents(policy: &Policy, agent: AgentId, tool: ToolId, chain: &Chain) -> Option<Vec<AgentId>> {
+pub fn required_agents(
+    policy: &Policy,
+    agent: AgentId,
+    tool: ToolId,
+    chain: &Chain,
+) -> Option<Vec<AgentId>> {
     let mut ids = Vec::new();
     for name in &chain.via {
         ids.push(policy.agent_id(name)?);
@@ -342,7 +390,10 @@ pub fn required_agents(policy: &Policy, agent: AgentId, tool: ToolId, chain: &Ch
     ids.push(agent);
     let mut required = vec![agent];
     for (position, pair) in ids.windows(2).enumerate() {
-        let delegation = policy.delegations.iter().find(|d| d.from == pair[0] && d.to == pair[1])?;
+        let delegation = policy
+            .delegations
+            .iter()
+            .find(|d| d.from == pair[0] && d.to == pair[1])?;
         if !delegation.widening {
             required.push(ids[position]);
         }
@@ -350,7 +401,10 @@ pub fn required_agents(policy: &Policy, agent: AgentId, tool: ToolId, chain: &Ch
     let depth = chain.via.len() as u64;
     for limit in &policy.limits {
         if let LimitKind::Depth { max } = limit.kind {
-            if policy.principal_matches(&limit.principal, agent) && policy.tool_matches(&limit.tools, tool) && depth > max {
+            if policy.principal_matches(&limit.principal, agent)
+                && policy.tool_matches(&limit.tools, tool)
+                && depth > max
+            {
                 return None;
             }
         }
@@ -428,7 +482,10 @@ pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bo
                     truncated = true;
                     break;
                 }
-                let via = longer[..longer.len() - 1].iter().map(|&id| policy.agents[id].name.clone()).collect();
+                let via = longer[..longer.len() - 1]
+                    .iter()
+                    .map(|&id| policy.agents[id].name.clone())
+                    .collect();
                 out.push(Chain { via });
                 next.push(longer);
             }
@@ -447,7 +504,15 @@ mod tests {
 
     #[test]
     fn strings_survive_the_round_trip_through_z3() {
-        for text in ["plain", "é and ü", "back\\slash", "quote\"", "tab\tnew\nline", "", "\u{1F600}"] {
+        for text in [
+            "plain",
+            "é and ü",
+            "back\\slash",
+            "quote\"",
+            "tab\tnew\nline",
+            "",
+            "\u{1F600}",
+        ] {
             let value = z3_string(text);
             let shown = value.as_string().unwrap();
             assert_eq!(decode_z3_string(&shown).as_deref(), Some(text), "{shown}");

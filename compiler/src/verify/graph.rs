@@ -22,7 +22,9 @@ pub enum Node {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Edge {
     Calls,
-    Delegates { widening: bool },
+    Delegates {
+        widening: bool,
+    },
     Spawns,
     Grants,
     /// Part of a reported escalation path.
@@ -45,13 +47,18 @@ impl Graph {
 
     /// Graphviz text; escalation paths in red.
     pub fn to_dot(&self, policy: &Policy) -> String {
-        let mut out = String::from("digraph tollgate {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
+        let mut out =
+            String::from("digraph tollgate {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
         for index in self.graph.node_indices() {
             let (label, shape, colour) = match &self.graph[index] {
                 Node::Agent(a) => (policy.agents[*a].name.clone(), "box", "black"),
                 Node::Tool(t) => {
                     let tool = &policy.tools[*t];
-                    let labels = policy.domains.get(tool.domain).map(|d| d.labels.clone()).unwrap_or_default();
+                    let labels = policy
+                        .domains
+                        .get(tool.domain)
+                        .map(|d| d.labels.clone())
+                        .unwrap_or_default();
                     let colour = if tool.effect == Effect::External {
                         "orange"
                     } else if labels.contains(&DomainLabel::Private) {
@@ -65,18 +72,30 @@ impl Graph {
                 }
                 Node::Role(r) => (format!("role {r}"), "diamond", "gray"),
             };
-            let _ = writeln!(out, "  n{} [label=\"{}\", shape={shape}, color={colour}];", index.index(), label.replace('"', "\\\""));
+            let _ = writeln!(
+                out,
+                "  n{} [label=\"{}\", shape={shape}, color={colour}];",
+                index.index(),
+                label.replace('"', "\\\"")
+            );
         }
         for edge in self.graph.edge_references() {
             let style = match edge.weight() {
                 Edge::Calls => "label=\"calls\"",
                 Edge::Delegates { widening: false } => "label=\"delegates\", style=dashed",
-                Edge::Delegates { widening: true } => "label=\"delegates (widening)\", style=dashed, color=red",
+                Edge::Delegates { widening: true } => {
+                    "label=\"delegates (widening)\", style=dashed, color=red"
+                }
                 Edge::Spawns => "label=\"spawns\", style=dotted",
                 Edge::Grants => "label=\"grants\", style=dotted",
                 Edge::Escalates => "label=\"escalates\", color=red, penwidth=2",
             };
-            let _ = writeln!(out, "  n{} -> n{} [{style}];", edge.source().index(), edge.target().index());
+            let _ = writeln!(
+                out,
+                "  n{} -> n{} [{style}];",
+                edge.source().index(),
+                edge.target().index()
+            );
         }
         out.push_str("}\n");
         out
@@ -98,8 +117,17 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
         graph.graph.add_edge(a, t, Edge::Calls);
     }
     for delegation in &policy.delegations {
-        let (from, to) = (graph.node(Node::Agent(delegation.from)), graph.node(Node::Agent(delegation.to)));
-        graph.graph.add_edge(from, to, Edge::Delegates { widening: delegation.widening });
+        let (from, to) = (
+            graph.node(Node::Agent(delegation.from)),
+            graph.node(Node::Agent(delegation.to)),
+        );
+        graph.graph.add_edge(
+            from,
+            to,
+            Edge::Delegates {
+                widening: delegation.widening,
+            },
+        );
     }
     for (id, tool) in policy.tools.iter().enumerate() {
         if let Some(created) = tool.creates {
@@ -107,7 +135,10 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             graph.graph.add_edge(t, a, Edge::Spawns);
         }
         if let Some(role) = &tool.grants {
-            let (t, r) = (graph.node(Node::Tool(id)), graph.node(Node::Role(role.clone())));
+            let (t, r) = (
+                graph.node(Node::Tool(id)),
+                graph.node(Node::Role(role.clone())),
+            );
             graph.graph.add_edge(t, r, Edge::Grants);
         }
     }
@@ -115,11 +146,19 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
     let mut findings = Vec::new();
     let mut reported = BTreeSet::new();
     let acknowledged = |agent: AgentId, tool: ToolId| {
-        policy.acknowledgements.iter().any(|a| a.kind == AcknowledgementKind::Escalation(agent, tool))
+        policy
+            .acknowledgements
+            .iter()
+            .any(|a| a.kind == AcknowledgementKind::Escalation(agent, tool))
     };
     let rule_step = |request: &Request, verb: &str| -> Option<(String, tollgate_grammar::Span)> {
         let decision = eval::decide(policy, request, &mut State::new());
-        decision.rule.map(|r| (format!("{verb} by `{}`", policy.rule_name(r)), policy.rules[r].span))
+        decision.rule.map(|r| {
+            (
+                format!("{verb} by `{}`", policy.rule_name(r)),
+                policy.rules[r].span,
+            )
+        })
     };
 
     // Through delegation chains the agent starts.
@@ -132,19 +171,47 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
         let mut names = reached.request.via.clone();
         names.push(reached.request.agent.clone());
         for pair in names.windows(2) {
-            let (Some(from), Some(to)) = (policy.agent_id(&pair[0]), policy.agent_id(&pair[1])) else {
+            let (Some(from), Some(to)) = (policy.agent_id(&pair[0]), policy.agent_id(&pair[1]))
+            else {
                 continue;
             };
-            if let Some(delegation) = policy.delegations.iter().find(|d| d.from == from && d.to == to) {
-                let kind = if delegation.widening { "widening delegation" } else { "delegation" };
-                steps.push((format!("{kind} `{}` -> `{}`", pair[0], pair[1]), delegation.span));
+            if let Some(delegation) = policy
+                .delegations
+                .iter()
+                .find(|d| d.from == from && d.to == to)
+            {
+                let kind = if delegation.widening {
+                    "widening delegation"
+                } else {
+                    "delegation"
+                };
+                steps.push((
+                    format!("{kind} `{}` -> `{}`", pair[0], pair[1]),
+                    delegation.span,
+                ));
             }
         }
-        steps.extend(rule_step(&reached.request, &format!("`{}` calls `{}`", reached.request.agent, policy.tools[tool].name)));
+        steps.extend(rule_step(
+            &reached.request,
+            &format!(
+                "`{}` calls `{}`",
+                reached.request.agent, policy.tools[tool].name
+            ),
+        ));
         let path = format!("delegation {}", names.join(" -> "));
-        let d = diagnostic::escalation(&policy.agents[origin].name, &policy.tools[tool].name, policy.agents[origin].span, &path, acknowledged(origin, tool), &steps);
+        let d = diagnostic::escalation(
+            &policy.agents[origin].name,
+            &policy.tools[tool].name,
+            policy.agents[origin].span,
+            &path,
+            acknowledged(origin, tool),
+            &steps,
+        );
         let witness = Witness {
-            label: format!("{} calls {} on behalf of {}", reached.request.agent, policy.tools[tool].name, policy.agents[origin].name),
+            label: format!(
+                "{} calls {} on behalf of {}",
+                reached.request.agent, policy.tools[tool].name, policy.agents[origin].name
+            ),
             request: reached.request.clone(),
             claims: vec![Claim::Verdict(Verdict::Allow)],
             granted_role: None,
@@ -153,6 +220,7 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
         findings.push(Finding {
             diagnostic: d,
             witnesses: vec![witness],
+            subject: Subject::AgentTool(origin, tool),
         });
     }
 
@@ -162,15 +230,46 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             continue;
         };
         for (&(other, tool), reached) in &reach.direct {
-            if other != created || reach.entries.contains_key(&(agent, tool)) || !reported.insert((agent, tool)) {
+            if other != created
+                || reach.entries.contains_key(&(agent, tool))
+                || !reported.insert((agent, tool))
+            {
                 continue;
             }
             let mut steps = Vec::new();
-            steps.extend(rule_step(&spawn_reached.request, &format!("`{}` calls `{}`", policy.agents[agent].name, policy.tools[spawn_tool].name)));
-            steps.push((format!("`{}` creates `{}`", policy.tools[spawn_tool].name, policy.agents[created].name), policy.tools[spawn_tool].span));
-            steps.extend(rule_step(&reached.request, &format!("`{}` calls `{}`", policy.agents[created].name, policy.tools[tool].name)));
-            let path = format!("spawn tool `{}` creating `{}`", policy.tools[spawn_tool].name, policy.agents[created].name);
-            let d = diagnostic::escalation(&policy.agents[agent].name, &policy.tools[tool].name, policy.agents[agent].span, &path, acknowledged(agent, tool), &steps);
+            steps.extend(rule_step(
+                &spawn_reached.request,
+                &format!(
+                    "`{}` calls `{}`",
+                    policy.agents[agent].name, policy.tools[spawn_tool].name
+                ),
+            ));
+            steps.push((
+                format!(
+                    "`{}` creates `{}`",
+                    policy.tools[spawn_tool].name, policy.agents[created].name
+                ),
+                policy.tools[spawn_tool].span,
+            ));
+            steps.extend(rule_step(
+                &reached.request,
+                &format!(
+                    "`{}` calls `{}`",
+                    policy.agents[created].name, policy.tools[tool].name
+                ),
+            ));
+            let path = format!(
+                "spawn tool `{}` creating `{}`",
+                policy.tools[spawn_tool].name, policy.agents[created].name
+            );
+            let d = diagnostic::escalation(
+                &policy.agents[agent].name,
+                &policy.tools[tool].name,
+                policy.agents[agent].span,
+                &path,
+                acknowledged(agent, tool),
+                &steps,
+            );
             let witnesses = vec![
                 Witness {
                     label: spawn_reached.label.clone(),
@@ -186,7 +285,11 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
                 },
             ];
             mark(&mut graph, agent, tool);
-            findings.push(Finding { diagnostic: d, witnesses });
+            findings.push(Finding {
+                diagnostic: d,
+                witnesses,
+                subject: Subject::AgentTool(agent, tool),
+            });
         }
     }
 
@@ -196,22 +299,48 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
         .iter()
         .filter_map(|(&(agent, tool), reached)| {
             let role = policy.tools[tool].grants.clone()?;
-            (!policy.agents[agent].roles.contains(&role)).then(|| (agent, tool, role, reached.clone()))
+            (!policy.agents[agent].roles.contains(&role))
+                .then(|| (agent, tool, role, reached.clone()))
         })
         .collect();
     for (agent, grant_tool, role, grant_reached) in grants {
         let mut granted = policy.clone();
         granted.agents[agent].roles.push(role.clone());
-        let gained = granted_reach(&granted, &verifier.symbols, agent, &verifier.options, &mut verifier.report.stats);
+        let gained = granted_reach(
+            &granted,
+            &verifier.symbols,
+            agent,
+            &verifier.options,
+            &mut verifier.report.stats,
+        );
         for (tool, request) in gained {
             if reach.entries.contains_key(&(agent, tool)) || !reported.insert((agent, tool)) {
                 continue;
             }
             let mut steps = Vec::new();
-            steps.extend(rule_step(&grant_reached.request, &format!("`{}` calls `{}`", policy.agents[agent].name, policy.tools[grant_tool].name)));
-            steps.push((format!("`{}` grants role `{role}`", policy.tools[grant_tool].name), policy.tools[grant_tool].span));
-            let path = format!("grant tool `{}` giving role `{role}`", policy.tools[grant_tool].name);
-            let d = diagnostic::escalation(&policy.agents[agent].name, &policy.tools[tool].name, policy.agents[agent].span, &path, acknowledged(agent, tool), &steps);
+            steps.extend(rule_step(
+                &grant_reached.request,
+                &format!(
+                    "`{}` calls `{}`",
+                    policy.agents[agent].name, policy.tools[grant_tool].name
+                ),
+            ));
+            steps.push((
+                format!("`{}` grants role `{role}`", policy.tools[grant_tool].name),
+                policy.tools[grant_tool].span,
+            ));
+            let path = format!(
+                "grant tool `{}` giving role `{role}`",
+                policy.tools[grant_tool].name
+            );
+            let d = diagnostic::escalation(
+                &policy.agents[agent].name,
+                &policy.tools[tool].name,
+                policy.agents[agent].span,
+                &path,
+                acknowledged(agent, tool),
+                &steps,
+            );
             let witnesses = vec![
                 Witness {
                     label: grant_reached.label.clone(),
@@ -220,14 +349,21 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
                     granted_role: None,
                 },
                 Witness {
-                    label: format!("with role {role}, {} may call {}", policy.agents[agent].name, policy.tools[tool].name),
+                    label: format!(
+                        "with role {role}, {} may call {}",
+                        policy.agents[agent].name, policy.tools[tool].name
+                    ),
                     request,
                     claims: vec![Claim::Verdict(Verdict::Allow)],
                     granted_role: Some(role.clone()),
                 },
             ];
             mark(&mut graph, agent, tool);
-            findings.push(Finding { diagnostic: d, witnesses });
+            findings.push(Finding {
+                diagnostic: d,
+                witnesses,
+                subject: Subject::AgentTool(agent, tool),
+            });
         }
     }
     (graph, findings)
@@ -239,11 +375,20 @@ fn mark(graph: &mut Graph, agent: AgentId, tool: ToolId) {
 }
 
 /// The tools `agent` may call directly in a policy where it holds a granted role.
-fn granted_reach(policy: &Policy, symbols: &Symbols, agent: AgentId, options: &Options, stats: &mut Stats) -> Vec<(ToolId, Request)> {
+fn granted_reach(
+    policy: &Policy,
+    symbols: &Symbols,
+    agent: AgentId,
+    options: &Options,
+    stats: &mut Stats,
+) -> Vec<(ToolId, Request)> {
     let mut out = Vec::new();
     for tool in 0..policy.tools.len() {
         let bucket = Bucket::new(policy, symbols, agent, tool, options);
-        let query = vec![bucket.space.is_chain(0), bucket.encoder().allowed_on(agent, 0)];
+        let query = vec![
+            bucket.space.is_chain(0),
+            bucket.encoder().allowed_on(agent, 0),
+        ];
         if let Answer::Sat(model) = bucket.ask(stats, &query) {
             out.push((tool, bucket.request(&model)));
         }

@@ -1,0 +1,222 @@
+//! The verifier on the shipped examples: clean examples stay clean, every flawed example reports
+//! exactly its planted defects, and every witness any analysis produces replays through the
+//! reference evaluator with the decisions the finding claims.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
+use tollgate_compiler::diagnostic::{Code, Severity};
+use tollgate_compiler::verify::{self, diff, replay, Options};
+use tollgate_tests::{all_policy_dirs, example_dirs, load_dir, relative, root, run_cli};
+
+fn codes(report: &verify::Report) -> Vec<&'static str> {
+    let mut codes: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.diagnostic.severity != Severity::Note)
+        .map(|f| f.diagnostic.code.as_str())
+        .collect();
+    codes.sort_unstable();
+    codes
+}
+
+#[test]
+fn every_witness_replays() {
+    let mut witnesses = 0;
+    for dir in all_policy_dirs() {
+        let (_, policy) = load_dir(&dir);
+        let report = verify::verify(&policy, &Options::default());
+        for finding in &report.findings {
+            assert_ne!(
+                finding.diagnostic.code,
+                Code::Inconclusive,
+                "{}: {}",
+                relative(&dir),
+                finding.diagnostic.message
+            );
+            for witness in &finding.witnesses {
+                witnesses += 1;
+                assert!(
+                    replay(&policy, witness),
+                    "{}: witness {:?} of {:?} does not replay",
+                    relative(&dir),
+                    witness.label,
+                    finding.diagnostic.message
+                );
+            }
+        }
+    }
+    assert!(witnesses >= 20, "only {witnesses} witnesses");
+    println!("witnesses replayed: {witnesses}");
+}
+
+#[test]
+fn clean_examples_have_no_errors_or_warnings() {
+    for dir in example_dirs() {
+        let (_, policy) = load_dir(&dir);
+        let report = verify::verify(&policy, &Options::default());
+        assert_eq!(codes(&report), Vec::<&str>::new(), "{}", relative(&dir));
+        assert_eq!(
+            report.proved.len(),
+            policy.assertions.len(),
+            "{}: unproved assertions",
+            relative(&dir)
+        );
+    }
+}
+
+#[test]
+fn flawed_examples_report_exactly_their_planted_defects() {
+    let expected: &[(&str, &[&str])] = &[
+        ("assertion", &["TG1006"]),
+        ("dead-permit", &["TG1002"]),
+        ("escalation", &["TG1007", "TG1007", "TG1007"]),
+        ("redundant", &["TG1005"]),
+        ("trifecta", &["TG1008"]),
+        ("unsat-condition", &["TG1001"]),
+    ];
+    for (name, wanted) in expected {
+        let (_, policy) = load_dir(&root().join("examples/flawed").join(name));
+        let report = verify::verify(&policy, &Options::default());
+        assert_eq!(codes(&report), *wanted, "examples/flawed/{name}");
+    }
+}
+
+#[test]
+fn dead_permits_name_their_covering_forbids() {
+    let (sources, policy) = load_dir(&root().join("examples/flawed/dead-permit"));
+    let report = verify::verify(&policy, &Options::default());
+    let dead = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::DeadPermit)
+        .unwrap();
+    let related: Vec<&str> = dead
+        .diagnostic
+        .related
+        .iter()
+        .map(|r| sources.snippet(r.span))
+        .collect();
+    assert_eq!(related.len(), 1);
+    assert!(related[0].starts_with("no_small_refunds:"), "{related:?}");
+}
+
+#[test]
+fn diff_witnesses_replay_against_both_versions() {
+    let (_, old) = load_dir(&root().join("examples/support-desk"));
+    let (_, new) = load_dir(&root().join("examples/versions/support-desk-v2"));
+    let report = diff::diff(&old, &new, &Options::default());
+    assert!(!report.findings.is_empty());
+    for index in 0..report.findings.len() {
+        assert!(
+            diff::replay_diff(&old, &new, &report, index),
+            "{}",
+            report.findings[index].diagnostic.message
+        );
+    }
+    let widened: Vec<String> = report
+        .pairs
+        .iter()
+        .filter(|p| p.change == diff::Change::Widened)
+        .map(|p| {
+            format!(
+                "{} -> {}{}",
+                p.agent,
+                p.tool,
+                if p.acknowledged { " (ack)" } else { "" }
+            )
+        })
+        .collect();
+    assert_eq!(
+        widened,
+        [
+            "support_bot -> payments.refund (ack)",
+            "support_bot -> email.send",
+            "supervisor_bot -> email.send"
+        ]
+    );
+    assert_eq!(report.widened_unacknowledged(), 2);
+}
+
+#[test]
+fn a_policy_diffed_with_itself_is_unchanged() {
+    for dir in example_dirs() {
+        let (_, policy) = load_dir(&dir);
+        let report = diff::diff(&policy, &policy, &Options::default());
+        assert!(report.findings.is_empty(), "{}", relative(&dir));
+    }
+}
+
+fn cli(args: &[&str]) -> String {
+    std::env::set_current_dir(root()).unwrap();
+    let (code, out, err) = run_cli(args, "");
+    // Timing lines vary from run to run.
+    let err: String = err
+        .lines()
+        .filter(|l| !l.starts_with("verified in"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!("exit: {code}\n--- stdout\n{out}--- stderr\n{err}")
+}
+
+#[test]
+fn verify_snapshots_of_every_example() {
+    for dir in all_policy_dirs() {
+        let path = relative(&dir);
+        if path.contains("versions") {
+            continue;
+        }
+        let name = path.replace('/', "_");
+        insta::with_settings!({ snapshot_path => "snapshots/verify", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(name, cli(&["verify", &path]));
+        });
+    }
+}
+
+#[test]
+fn verify_json_and_sarif() {
+    insta::assert_snapshot!(
+        "verify_json",
+        cli(&["verify", "examples/flawed/escalation", "--format", "json"])
+    );
+    insta::assert_snapshot!(
+        "verify_sarif",
+        cli(&["verify", "examples/flawed/dead-permit", "--format", "sarif"])
+    );
+}
+
+#[test]
+fn diff_fails_on_unacknowledged_widening() {
+    insta::assert_snapshot!(
+        "diff_fail_on_widen",
+        cli(&[
+            "diff",
+            "examples/support-desk",
+            "examples/versions/support-desk-v2",
+            "--fail-on",
+            "widen"
+        ])
+    );
+    insta::assert_snapshot!(
+        "diff_json",
+        cli(&[
+            "diff",
+            "examples/support-desk",
+            "examples/versions/support-desk-v2",
+            "--format",
+            "json"
+        ])
+    );
+}
+
+#[test]
+fn graph_is_dot() {
+    insta::assert_snapshot!(
+        "graph_escalation",
+        cli(&["graph", "examples/flawed/escalation"])
+    );
+}
