@@ -18,10 +18,20 @@ pub mod graph;
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::eval::{self, State, Verdict};
 use crate::model::*;
-use encode::{chains_to, decode_z3_string, Chain, Encoder, Space, Symbols, Zv};
+use encode::{chains_to, decode_z3_string, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use z3::ast::{Bool, Int};
 use z3::{Model, Params, SatResult, Solver};
+
+/// A solver with the per-call timeout set.
+fn new_solver(options: &Options) -> Rc<Solver> {
+    let solver = Solver::new();
+    let mut params = Params::new();
+    params.set_u32("timeout", options.timeout_ms);
+    solver.set_params(&params);
+    Rc::new(solver)
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -53,6 +63,8 @@ pub enum Claim {
     Verdict(Verdict),
     /// Denied by the rules themselves (`forbidden` or `not_permitted`).
     DeniedByRules,
+    /// For this agent of the chain, no forbid applies and a permit other than `rule` does.
+    OtherPermitDecides { agent: String, rule: RuleId },
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +143,21 @@ pub fn replay(policy: &Policy, witness: &Witness) -> bool {
             decision.reason,
             Some(Reason::Forbidden | Reason::NotPermitted)
         ),
+        Claim::OtherPermitDecides { agent, rule } => {
+            let mut other_permit = false;
+            for entry in decision
+                .trace
+                .iter()
+                .filter(|t| t.agent == *agent && t.applies)
+            {
+                match policy.rules.get(entry.rule).map(|r| r.effect) {
+                    Some(RuleEffect::Forbid) => return false,
+                    Some(RuleEffect::Permit) if entry.rule != *rule => other_permit = true,
+                    _ => {}
+                }
+            }
+            other_permit
+        }
         Claim::Applies {
             agent,
             rule,
@@ -154,22 +181,26 @@ enum Answer {
     Unknown(String),
 }
 
-/// One solver over one bucket's request space.
+/// One bucket's request space, queried on the solver all buckets share (creating a Z3 solver
+/// costs more than most queries, so each query works in its own push/pop scope instead).
 struct Bucket<'p> {
     policy: &'p Policy,
+    index: &'p RuleIndex,
     agent: AgentId,
     tool: ToolId,
     space: Space,
-    solver: Solver,
+    solver: Rc<Solver>,
 }
 
 impl<'p> Bucket<'p> {
     fn new(
         policy: &'p Policy,
+        index: &'p RuleIndex,
         symbols: &Symbols,
         agent: AgentId,
         tool: ToolId,
         options: &Options,
+        solver: &Rc<Solver>,
     ) -> Bucket<'p> {
         let (chains, truncated) = chains_to(policy, agent, options.max_chains);
         // Chains a depth limit refuses never reach the rules (D-Depth).
@@ -184,23 +215,20 @@ impl<'p> Bucket<'p> {
             chains,
             truncated,
         );
-        let solver = Solver::new();
-        let mut params = Params::new();
-        params.set_u32("timeout", options.timeout_ms);
-        solver.set_params(&params);
-        solver.assert(&space.domain);
         Bucket {
             policy,
+            index,
             agent,
             tool,
             space,
-            solver,
+            solver: Rc::clone(solver),
         }
     }
 
     fn encoder(&self) -> Encoder<'_> {
         Encoder {
             policy: self.policy,
+            index: self.index,
             space: &self.space,
             tool: self.tool,
         }
@@ -237,6 +265,7 @@ impl<'p> Bucket<'p> {
     fn ask_tracked(&self, stats: &mut Stats, formulas: &[Bool], tracked: &[Bool]) -> Answer {
         stats.queries += 1;
         self.solver.push();
+        self.solver.assert(&self.space.domain);
         for formula in formulas {
             self.solver.assert(formula);
         }
@@ -351,7 +380,10 @@ pub fn verify(policy: &Policy, options: &Options) -> Report {
 pub fn verify_with_graph(policy: &Policy, options: &Options) -> (Report, graph::Graph) {
     let mut config = z3::Config::new();
     config.set_timeout_msec(u64::from(options.timeout_ms));
-    z3::with_z3_config(&config, || Verifier::new(policy, *options).run())
+    z3::with_z3_config(&config, || {
+        let index = RuleIndex::new(policy);
+        Verifier::new(policy, &index, *options).run()
+    })
 }
 
 struct Verifier<'p> {
@@ -371,14 +403,15 @@ enum Search {
 }
 
 impl<'p> Verifier<'p> {
-    fn new(policy: &'p Policy, options: Options) -> Self {
+    fn new(policy: &'p Policy, index: &'p RuleIndex, options: Options) -> Self {
         let symbols = Symbols::of(&[policy]);
         let mut buckets = BTreeMap::new();
+        let solver = new_solver(&options);
         for agent in 0..policy.agents.len() {
             for tool in 0..policy.tools.len() {
                 buckets.insert(
                     (agent, tool),
-                    Bucket::new(policy, &symbols, agent, tool, &options),
+                    Bucket::new(policy, index, &symbols, agent, tool, &options, &solver),
                 );
             }
         }
@@ -685,7 +718,10 @@ impl<'p> Verifier<'p> {
                                     rule: id,
                                     applies: true,
                                 },
-                                Claim::Verdict(Verdict::Allow),
+                                Claim::OtherPermitDecides {
+                                    agent: request.agent.clone(),
+                                    rule: id,
+                                },
                             ],
                             request,
                             granted_role: None,

@@ -2,7 +2,7 @@
 //! denies, each with a witness request — decided by Z3 over the union of both versions' request
 //! spaces, not by comparing text.
 
-use super::encode::{chains_to, Chain, Encoder, Space, Symbols};
+use super::encode::{chains_to, Chain, Encoder, RuleIndex, Space, Symbols};
 use super::{request_from_model, Claim, Finding, Options, Subject, Witness};
 use crate::diagnostic;
 use crate::eval::{self, State, Verdict};
@@ -130,6 +130,7 @@ fn validity(space: &Space, policy: &Policy, tool: &Tool) -> Bool {
 
 struct Side<'a> {
     policy: &'a Policy,
+    index: &'a RuleIndex,
     agent: AgentId,
     tool: ToolId,
 }
@@ -138,6 +139,7 @@ impl Side<'_> {
     fn allowed(&self, space: &Space) -> Bool {
         let encoder = Encoder {
             policy: self.policy,
+            index: self.index,
             space,
             tool: self.tool,
         };
@@ -228,6 +230,8 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
             .map(|t| t.name.clone())
             .filter(|n| old.tool_id(n).is_none()),
     );
+    let (old_index, new_index) = (RuleIndex::new(old), RuleIndex::new(new));
+    let solver = solver(options);
     let environments_agree = old.environments.is_empty() == new.environments.is_empty();
     for agent in &agents {
         for tool in &tools {
@@ -236,6 +240,7 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 .zip(old.tool_id(tool))
                 .map(|(a, t)| Side {
                     policy: old,
+                    index: &old_index,
                     agent: a,
                     tool: t,
                 });
@@ -244,10 +249,12 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 .zip(new.tool_id(tool))
                 .map(|(a, t)| Side {
                     policy: new,
+                    index: &new_index,
                     agent: a,
                     tool: t,
                 });
-            let solver = solver(options);
+            // One solver for the whole diff; each pair works inside its own scope.
+            solver.push();
             let (widened, narrowed) = match (&old_side, &new_side) {
                 (Some(o), Some(n))
                     if environments_agree && compatible(&old.tools[o.tool], &new.tools[n.tool]) =>
@@ -371,6 +378,7 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                     subject: Subject::None,
                 });
             }
+            solver.pop(1);
             report.pairs.push(PairChange {
                 agent: agent.clone(),
                 tool: tool.clone(),

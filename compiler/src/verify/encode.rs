@@ -192,11 +192,32 @@ impl Space {
     }
 }
 
+/// For each agent, the rules whose principal pattern matches it, in rule order: computed once per
+/// policy so that finding a bucket's rules does not scan every rule.
+#[derive(Debug, Default)]
+pub struct RuleIndex {
+    by_agent: Vec<Vec<RuleId>>,
+}
+
+impl RuleIndex {
+    pub fn new(policy: &Policy) -> RuleIndex {
+        let by_agent = (0..policy.agents.len())
+            .map(|agent| {
+                (0..policy.rules.len())
+                    .filter(|&rule| policy.principal_matches(&policy.rules[rule].principal, agent))
+                    .collect()
+            })
+            .collect();
+        RuleIndex { by_agent }
+    }
+}
+
 /// Evaluates conditions of one policy for one agent and tool over a space, with the chain's
 /// depth and origin given for a fixed chain.
 #[derive(Debug)]
 pub struct Encoder<'a> {
     pub policy: &'a Policy,
+    pub index: &'a RuleIndex,
     pub space: &'a Space,
     pub tool: ToolId,
 }
@@ -320,12 +341,15 @@ impl Encoder<'_> {
 
     /// The rules whose patterns match `agent` and this tool, by effect.
     pub fn candidates(&self, agent: AgentId, effect: RuleEffect) -> Vec<RuleId> {
-        (0..self.policy.rules.len())
+        let Some(rules) = self.index.by_agent.get(agent) else {
+            return Vec::new();
+        };
+        rules
+            .iter()
+            .copied()
             .filter(|&r| {
                 let rule = &self.policy.rules[r];
-                rule.effect == effect
-                    && self.policy.principal_matches(&rule.principal, agent)
-                    && self.policy.tool_matches(&rule.tools, self.tool)
+                rule.effect == effect && self.policy.tool_matches(&rule.tools, self.tool)
             })
             .collect()
     }

@@ -383,8 +383,10 @@ fn granted_reach(
     stats: &mut Stats,
 ) -> Vec<(ToolId, Request)> {
     let mut out = Vec::new();
+    let index = RuleIndex::new(policy);
+    let solver = new_solver(options);
     for tool in 0..policy.tools.len() {
-        let bucket = Bucket::new(policy, symbols, agent, tool, options);
+        let bucket = Bucket::new(policy, &index, symbols, agent, tool, options, &solver);
         let query = vec![
             bucket.space.is_chain(0),
             bucket.encoder().allowed_on(agent, 0),
