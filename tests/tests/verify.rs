@@ -178,14 +178,22 @@ fn verify_snapshots_of_every_example() {
 }
 
 #[test]
-fn verify_json_and_sarif() {
+fn every_finding_kind_as_json_and_sarif() {
+    for dir in all_policy_dirs() {
+        let path = relative(&dir);
+        if !path.contains("flawed") {
+            continue;
+        }
+        let name = path.replace('/', "_");
+        insta::with_settings!({ snapshot_path => "snapshots/verify", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(format!("{name}.json"), cli(&["verify", &path, "--format", "json"]));
+            insta::assert_snapshot!(format!("{name}.sarif"), cli(&["verify", &path, "--format", "sarif"]));
+        });
+    }
+    // Notes (overlaps, forbids that never override) live in a clean example.
     insta::assert_snapshot!(
-        "verify_json",
-        cli(&["verify", "examples/flawed/escalation", "--format", "json"])
-    );
-    insta::assert_snapshot!(
-        "verify_sarif",
-        cli(&["verify", "examples/flawed/dead-permit", "--format", "sarif"])
+        "verify_notes_json",
+        cli(&["verify", "examples/support-desk", "--format", "json"])
     );
 }
 
