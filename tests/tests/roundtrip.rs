@@ -352,6 +352,21 @@ fn item() -> impl Strategy<Value = Item> {
                 span: span(),
             })
         }),
+        (
+            prop_oneof![
+                ident().prop_map(|agent| AcknowledgeKind::Trifecta { agent }),
+                (ident(), dotted())
+                    .prop_map(|(agent, tool)| AcknowledgeKind::Escalation { agent, tool }),
+                (ident(), dotted())
+                    .prop_map(|(agent, tool)| AcknowledgeKind::Widening { agent, tool }),
+            ],
+            proptest::option::of(string()),
+        )
+            .prop_map(|(kind, reason)| Item::Acknowledge(Acknowledge {
+                kind,
+                reason,
+                span: span()
+            })),
     ]
 }
 
