@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod codegen;
 pub mod diagnostic;
 pub mod eval;
 pub mod model;

@@ -1,18 +1,21 @@
 //! The Tollgate runtime: what runs inside every agent, on every tool call.
 //!
-//! `#![no_std]`, no `alloc`, no panics. This crate defines the vocabulary that the compiler and the
-//! gate share — today the deny [`Reason`] codes — so that the format the compiler writes and the
-//! gate reads is defined once, here.
+//! `#![no_std]`, no `alloc`, no panics. [`format`] defines the decision table the compiler writes;
+//! [`table::Table::load`] checks its signature and every offset once; [`gate::decide`] decides
+//! calls against it with state (limit counters, revocations) in memory the caller provides.
+//! The deny [`Reason`] codes are shared with the compiler's reference evaluator.
 
 #![no_std]
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
+    clippy::indexing_slicing
 )]
 
+pub mod format;
+pub mod gate;
 pub mod reason;
+pub mod table;
 
 pub use reason::Reason;

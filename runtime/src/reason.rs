@@ -29,11 +29,16 @@ pub enum Reason {
     BudgetExhausted = 11,
     /// The same call (tool and arguments) was repeated more often than a `repeat` limit allows.
     LoopGuard = 12,
+    /// The gate could not evaluate the table (it never happens with a table the compiler wrote
+    /// and the loader accepted); the gate fails closed.
+    Malformed = 13,
+    /// The caller-provided state is full, so a limit could not be counted; the gate fails closed.
+    StateFull = 14,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::UnknownAgent,
         Reason::UnknownTool,
         Reason::InvalidArgument,
@@ -46,6 +51,8 @@ impl Reason {
         Reason::RateLimited,
         Reason::BudgetExhausted,
         Reason::LoopGuard,
+        Reason::Malformed,
+        Reason::StateFull,
     ];
 
     pub const fn code(self) -> u8 {
@@ -66,6 +73,8 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::BudgetExhausted => "budget_exhausted",
             Reason::LoopGuard => "loop_guard",
+            Reason::Malformed => "malformed",
+            Reason::StateFull => "state_full",
         }
     }
 

@@ -1,0 +1,559 @@
+//! `codegen`: a checked policy to a signed decision table in the format `tollgate-runtime`
+//! defines (`tollgate_runtime::format`). Deterministic: names are sorted, programs are
+//! deduplicated by content, and Ed25519 signatures are deterministic, so the same policy and key
+//! give the same bytes.
+
+use crate::model::*;
+use ed25519_dalek::{Signer, SigningKey};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use tollgate_grammar::ast::{CompareOp, StringOp};
+use tollgate_runtime::format::{self, op, section};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodegenError {
+    /// The policy is larger than the format's 16-bit indexes allow.
+    TooLarge(&'static str),
+    /// A condition needs a deeper value stack than the gate has.
+    TooDeep { rule: RuleId },
+    /// A tool declares more arguments than the gate supports.
+    TooManyArgs { tool: ToolId },
+}
+
+/// Sizes of a compiled table, for reports and the book's size budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub bytes: usize,
+    pub buckets: usize,
+    pub entries: usize,
+    pub programs_bytes: usize,
+}
+
+struct Strings {
+    bytes: Vec<u8>,
+    index: BTreeMap<Vec<u8>, u32>,
+}
+
+impl Strings {
+    fn add(&mut self, value: &[u8]) -> (u32, u32) {
+        if let Some(&offset) = self.index.get(value) {
+            return (offset, value.len() as u32);
+        }
+        let offset = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        self.index.insert(value.to_vec(), offset);
+        (offset, value.len() as u32)
+    }
+
+    fn reference(&mut self, out: &mut Vec<u8>, value: &str) {
+        let (offset, len) = self.add(value.as_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// The compiled table, and how the policy's names map into it.
+pub struct Compiled {
+    pub bytes: Vec<u8>,
+    pub policy_hash: [u8; 32],
+    pub stats: TableStats,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("bytes", &self.bytes.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+struct Generator<'p> {
+    policy: &'p Policy,
+    strings: Strings,
+    symbols: BTreeMap<String, u16>,
+    /// Model tool id → its arguments' names in slot order.
+    slots: Vec<Vec<String>>,
+    programs: Vec<u8>,
+    program_index: BTreeMap<Vec<u8>, u32>,
+}
+
+/// Compiles a policy and signs the table.
+pub fn compile(policy: &Policy, key: &SigningKey) -> Result<Compiled, CodegenError> {
+    let mut body_sections: Vec<(usize, Vec<u8>, usize)> = Vec::new(); // (section id, bytes, count)
+    let mut generator = Generator {
+        policy,
+        strings: Strings {
+            bytes: Vec::new(),
+            index: BTreeMap::new(),
+        },
+        symbols: BTreeMap::new(),
+        slots: Vec::new(),
+        programs: Vec::new(),
+        program_index: BTreeMap::new(),
+    };
+
+    // Symbols: environments, enum variants and agents, sorted by bytes.
+    let mut names: Vec<String> = policy.environments.clone();
+    names.extend(policy.agents.iter().map(|a| a.name.clone()));
+    for tool in &policy.tools {
+        for arg in &tool.args {
+            if let ArgType::Enum(variants) = &arg.ty {
+                names.extend(variants.iter().cloned());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    if names.len() > usize::from(u16::MAX) {
+        return Err(CodegenError::TooLarge("symbols"));
+    }
+    for (id, name) in names.iter().enumerate() {
+        generator.symbols.insert(name.clone(), id as u16);
+    }
+
+    // Agents and tools in name order.
+    let mut agent_order: Vec<AgentId> = (0..policy.agents.len()).collect();
+    agent_order.sort_by(|a, b| {
+        policy.agents[*a]
+            .name
+            .as_bytes()
+            .cmp(policy.agents[*b].name.as_bytes())
+    });
+    let mut tool_order: Vec<ToolId> = (0..policy.tools.len()).collect();
+    tool_order.sort_by(|a, b| {
+        policy.tools[*a]
+            .name
+            .as_bytes()
+            .cmp(policy.tools[*b].name.as_bytes())
+    });
+    if agent_order.len() > usize::from(u16::MAX) || tool_order.len() > usize::from(u16::MAX) {
+        return Err(CodegenError::TooLarge("agents or tools"));
+    }
+    let mut agent_index = vec![0u16; policy.agents.len()];
+    for (position, &agent) in agent_order.iter().enumerate() {
+        agent_index[agent] = position as u16;
+    }
+    for tool in &policy.tools {
+        let mut slot_names: Vec<String> = tool.args.iter().map(|a| a.name.clone()).collect();
+        slot_names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        generator.slots.push(slot_names);
+    }
+    if let Some(tool) = policy
+        .tools
+        .iter()
+        .position(|t| t.args.len() > format::MAX_ARGS)
+    {
+        return Err(CodegenError::TooManyArgs { tool });
+    }
+
+    let mut symbols_section = Vec::new();
+    for name in &names {
+        generator.strings.reference(&mut symbols_section, name);
+    }
+    let mut envs = Vec::new();
+    for env in &policy.environments {
+        envs.extend_from_slice(&generator.symbol(env).to_le_bytes());
+    }
+
+    // Failure responses and each agent's list of them.
+    let mut responses = Vec::new();
+    for response in &policy.responses {
+        responses
+            .extend_from_slice(&(response.count.min(u64::from(u32::MAX)) as u32).to_le_bytes());
+        responses.extend_from_slice(&0u32.to_le_bytes());
+        responses.extend_from_slice(&response.window.to_le_bytes());
+    }
+    let mut response_refs = Vec::new();
+    let mut response_ref_count = 0usize;
+    let mut agents = Vec::new();
+    for &agent in &agent_order {
+        generator
+            .strings
+            .reference(&mut agents, &policy.agents[agent].name);
+        agents.extend_from_slice(&generator.symbol(&policy.agents[agent].name).to_le_bytes());
+        let start = response_ref_count as u16;
+        let mut count = 0u16;
+        for (id, response) in policy.responses.iter().enumerate() {
+            if policy.principal_matches(&response.principal, agent) {
+                response_refs.extend_from_slice(&(id as u16).to_le_bytes());
+                response_ref_count += 1;
+                count += 1;
+            }
+        }
+        agents.extend_from_slice(&start.to_le_bytes());
+        agents.extend_from_slice(&count.to_le_bytes());
+        agents.extend_from_slice(&0u16.to_le_bytes());
+    }
+
+    // Tools and their argument schemas (slot order).
+    let mut tools = Vec::new();
+    let mut args = Vec::new();
+    let mut arg_count = 0usize;
+    let mut variants = Vec::new();
+    let mut variant_count = 0u32;
+    for &tool in &tool_order {
+        let declared = &policy.tools[tool];
+        generator.strings.reference(&mut tools, &declared.name);
+        tools.extend_from_slice(&declared.cost.to_le_bytes());
+        tools.extend_from_slice(&(arg_count as u16).to_le_bytes());
+        tools.extend_from_slice(&(declared.args.len() as u16).to_le_bytes());
+        tools.extend_from_slice(&0u32.to_le_bytes());
+        for name in generator.slots[tool].clone() {
+            let Some(schema) = declared.arg(&name) else {
+                continue;
+            };
+            generator.strings.reference(&mut args, &name);
+            let (kind, start, count, min, max) = match &schema.ty {
+                ArgType::Int { min, max } => (format::arg::INT, 0, 0, *min, *max),
+                ArgType::Bool => (format::arg::BOOL, 0, 0, 0, 0),
+                ArgType::Str => (format::arg::STR, 0, 0, 0, 0),
+                ArgType::Enum(list) => {
+                    let start = variant_count;
+                    for variant in list {
+                        variants.extend_from_slice(&generator.symbol(variant).to_le_bytes());
+                        variant_count += 1;
+                    }
+                    (format::arg::ENUM, start, list.len() as u32, 0, 0)
+                }
+            };
+            args.push(kind);
+            args.extend_from_slice(&[0, 0, 0]);
+            args.extend_from_slice(&start.to_le_bytes());
+            args.extend_from_slice(&count.to_le_bytes());
+            args.extend_from_slice(&min.to_le_bytes());
+            args.extend_from_slice(&max.to_le_bytes());
+            arg_count += 1;
+        }
+    }
+    if arg_count > usize::from(u16::MAX) {
+        return Err(CodegenError::TooLarge("arguments"));
+    }
+
+    // Limits, in model order.
+    let mut limits = Vec::new();
+    for limit in &policy.limits {
+        let (kind, value, window) = match limit.kind {
+            LimitKind::Rate { count, window } => (
+                format::limit::RATE,
+                count.min(i64::MAX as u64) as i64,
+                window,
+            ),
+            LimitKind::Budget { amount, window } => (format::limit::BUDGET, amount, window),
+            LimitKind::Depth { max } => (format::limit::DEPTH, max.min(i64::MAX as u64) as i64, 0),
+            LimitKind::Repeat { count, window } => (
+                format::limit::REPEAT,
+                count.min(i64::MAX as u64) as i64,
+                window,
+            ),
+        };
+        limits.push(kind);
+        limits.extend_from_slice(&[0; 7]);
+        limits.extend_from_slice(&value.to_le_bytes());
+        limits.extend_from_slice(&window.to_le_bytes());
+    }
+    if policy.limits.len() > usize::from(u16::MAX) || policy.rules.len() > usize::from(u16::MAX) {
+        return Err(CodegenError::TooLarge("rules or limits"));
+    }
+
+    // Buckets: per (agent, tool) in table order, the rules that can apply (forbids first) and
+    // the limits that apply.
+    let mut dispatch = Vec::new();
+    let mut buckets = Vec::new();
+    let mut bucket_count = 0u32;
+    let mut entries = Vec::new();
+    let mut entry_count = 0u32;
+    let mut limit_refs = Vec::new();
+    let mut limit_ref_count = 0u32;
+    for &agent in &agent_order {
+        for &tool in &tool_order {
+            let matching = |effect: RuleEffect| -> Vec<RuleId> {
+                (0..policy.rules.len())
+                    .filter(|&r| {
+                        let rule = &policy.rules[r];
+                        rule.effect == effect
+                            && policy.principal_matches(&rule.principal, agent)
+                            && policy.tool_matches(&rule.tools, tool)
+                    })
+                    .collect()
+            };
+            let (forbids, permits) = (matching(RuleEffect::Forbid), matching(RuleEffect::Permit));
+            let applying: Vec<usize> = (0..policy.limits.len())
+                .filter(|&l| {
+                    policy.principal_matches(&policy.limits[l].principal, agent)
+                        && policy.tool_matches(&policy.limits[l].tools, tool)
+                })
+                .collect();
+            if forbids.is_empty() && permits.is_empty() && applying.is_empty() {
+                dispatch.extend_from_slice(&format::NO_BUCKET.to_le_bytes());
+                continue;
+            }
+            dispatch.extend_from_slice(&bucket_count.to_le_bytes());
+            bucket_count += 1;
+            buckets.extend_from_slice(&entry_count.to_le_bytes());
+            buckets.extend_from_slice(&(forbids.len() as u16).to_le_bytes());
+            buckets.extend_from_slice(&(permits.len() as u16).to_le_bytes());
+            buckets.extend_from_slice(&limit_ref_count.to_le_bytes());
+            buckets.extend_from_slice(&(applying.len() as u16).to_le_bytes());
+            buckets.extend_from_slice(&0u16.to_le_bytes());
+            for rule in forbids.into_iter().chain(permits) {
+                let program = generator.program(rule, agent, tool)?;
+                entries.extend_from_slice(&(rule as u16).to_le_bytes());
+                entries.extend_from_slice(&0u16.to_le_bytes());
+                entries.extend_from_slice(&program.to_le_bytes());
+                entry_count += 1;
+            }
+            for limit in applying {
+                limit_refs.extend_from_slice(&(limit as u16).to_le_bytes());
+                limit_ref_count += 1;
+            }
+        }
+    }
+
+    let mut delegation_pairs: Vec<(u16, u16, bool)> = policy
+        .delegations
+        .iter()
+        .map(|d| (agent_index[d.from], agent_index[d.to], d.widening))
+        .collect();
+    delegation_pairs.sort();
+    let mut delegations = Vec::new();
+    for (from, to, widening) in &delegation_pairs {
+        delegations.extend_from_slice(&from.to_le_bytes());
+        delegations.extend_from_slice(&to.to_le_bytes());
+        delegations.push(u8::from(*widening));
+        delegations.extend_from_slice(&[0, 0, 0]);
+    }
+
+    let agent_total = agent_order.len();
+    let tool_total = tool_order.len();
+    body_sections.push((section::SYMBOLS, symbols_section, names.len()));
+    body_sections.push((section::ENVS, envs, policy.environments.len()));
+    body_sections.push((section::AGENTS, agents, agent_total));
+    body_sections.push((section::TOOLS, tools, tool_total));
+    body_sections.push((section::ARGS, args, arg_count));
+    body_sections.push((section::VARIANTS, variants, variant_count as usize));
+    body_sections.push((section::DISPATCH, dispatch, agent_total * tool_total));
+    body_sections.push((section::BUCKETS, buckets, bucket_count as usize));
+    body_sections.push((section::ENTRIES, entries, entry_count as usize));
+    body_sections.push((section::LIMIT_REFS, limit_refs, limit_ref_count as usize));
+    body_sections.push((section::LIMITS, limits, policy.limits.len()));
+    body_sections.push((section::DELEGATIONS, delegations, delegation_pairs.len()));
+    body_sections.push((section::RESPONSES, responses, policy.responses.len()));
+    body_sections.push((section::RESPONSE_REFS, response_refs, response_ref_count));
+    let programs_bytes = generator.programs.len();
+    body_sections.push((
+        section::PROGRAMS,
+        std::mem::take(&mut generator.programs),
+        programs_bytes,
+    ));
+    let strings = std::mem::take(&mut generator.strings.bytes);
+    let strings_len = strings.len();
+    body_sections.push((section::STRINGS, strings, strings_len));
+    body_sections.sort_by_key(|(id, _, _)| *id);
+
+    let mut header_sections = [(0u32, 0u32); section::COUNT];
+    let mut body = Vec::new();
+    for (id, bytes, count) in &body_sections {
+        let offset = format::HEADER_SIZE + body.len();
+        header_sections[*id] = (offset as u32, *count as u32);
+        body.extend_from_slice(bytes);
+    }
+    let policy_hash: [u8; 32] = Sha256::digest(&body).into();
+    let mut table = Vec::with_capacity(format::HEADER_SIZE + body.len() + format::SIGNATURE_SIZE);
+    table.extend_from_slice(&format::MAGIC);
+    table.extend_from_slice(&format::VERSION.to_le_bytes());
+    table.extend_from_slice(&0u16.to_le_bytes());
+    table.extend_from_slice(&policy_hash);
+    for (offset, count) in header_sections {
+        table.extend_from_slice(&offset.to_le_bytes());
+        table.extend_from_slice(&count.to_le_bytes());
+    }
+    table.extend_from_slice(&body);
+    let signature = key.sign(&table);
+    table.extend_from_slice(&signature.to_bytes());
+    Ok(Compiled {
+        stats: TableStats {
+            bytes: table.len(),
+            buckets: bucket_count as usize,
+            entries: entry_count as usize,
+            programs_bytes,
+        },
+        bytes: table,
+        policy_hash,
+    })
+}
+
+impl Generator<'_> {
+    fn symbol(&self, name: &str) -> u16 {
+        self.symbols.get(name).copied().unwrap_or(0)
+    }
+
+    /// The program of `rule` for `agent` calling `tool` (attributes folded to constants), stored
+    /// once per distinct byte content; returns its offset.
+    fn program(&mut self, rule: RuleId, agent: AgentId, tool: ToolId) -> Result<u32, CodegenError> {
+        let mut code = Vec::new();
+        match &self.policy.rules[rule].condition {
+            None => code.extend_from_slice(&[op::PUSH_BOOL, 1]),
+            Some(condition) => {
+                if depth(condition) > format::MAX_STACK {
+                    return Err(CodegenError::TooDeep { rule });
+                }
+                self.condition(&mut code, condition, agent, tool);
+            }
+        }
+        code.push(op::END);
+        if let Some(&offset) = self.program_index.get(&code) {
+            return Ok(offset);
+        }
+        let offset = self.programs.len() as u32;
+        self.programs.extend_from_slice(&code);
+        self.program_index.insert(code, offset);
+        Ok(offset)
+    }
+
+    fn constant(&mut self, code: &mut Vec<u8>, value: &Value) {
+        match value {
+            Value::Int(v) => {
+                code.push(op::PUSH_INT);
+                code.extend_from_slice(&v.to_le_bytes());
+            }
+            Value::Bool(v) => code.extend_from_slice(&[op::PUSH_BOOL, u8::from(*v)]),
+            Value::Str(v) => {
+                let (offset, len) = self.strings.add(v.as_bytes());
+                code.push(op::PUSH_STR);
+                code.extend_from_slice(&offset.to_le_bytes());
+                code.extend_from_slice(&len.to_le_bytes());
+            }
+            Value::Sym(v) => {
+                code.push(op::PUSH_SYM);
+                code.extend_from_slice(&self.symbol(v).to_le_bytes());
+            }
+        }
+    }
+
+    fn term(&mut self, code: &mut Vec<u8>, term: &Term, agent: AgentId, tool: ToolId) {
+        let policy = self.policy;
+        match term {
+            Term::Arg(name) => {
+                let slot = self.slots[tool]
+                    .iter()
+                    .position(|n| n == name)
+                    .unwrap_or(usize::from(u8::MAX));
+                code.extend_from_slice(&[op::ARG, slot.min(usize::from(u8::MAX)) as u8]);
+            }
+            Term::Context(field) => {
+                let field = match field {
+                    ContextField::Env => op::CTX_ENV,
+                    ContextField::Hour => op::CTX_HOUR,
+                    ContextField::Depth => op::CTX_DEPTH,
+                    ContextField::Origin => op::CTX_ORIGIN,
+                };
+                code.extend_from_slice(&[op::CTX, field]);
+            }
+            // An attribute a checked policy always has; the (impossible) missing case is a
+            // type error at run time, which fails closed.
+            Term::AgentAttr(name) => match policy.agents[agent].attrs.get(name) {
+                Some((value, _)) => self.constant(code, &value.clone()),
+                None => code.extend_from_slice(&[op::PUSH_BOOL, 0]),
+            },
+            Term::ToolAttr(name) => match policy.tools[tool].attrs.get(name) {
+                Some((value, _)) => self.constant(code, &value.clone()),
+                None => code.extend_from_slice(&[op::PUSH_BOOL, 0]),
+            },
+            Term::ToolCost => self.constant(code, &Value::Int(policy.tools[tool].cost)),
+            Term::ToolEnv => match policy.tools[tool].env.clone() {
+                Some(env) => self.constant(code, &Value::Sym(env)),
+                None => code.extend_from_slice(&[op::PUSH_BOOL, 0]),
+            },
+            Term::Const(value) => self.constant(code, value),
+        }
+    }
+
+    fn condition(
+        &mut self,
+        code: &mut Vec<u8>,
+        condition: &Condition,
+        agent: AgentId,
+        tool: ToolId,
+    ) {
+        match &condition.kind {
+            ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
+                // Both are commutative and side-effect free: evaluate the deeper side first so the
+                // stack stays shallow.
+                let (first, second) = if depth(b) > depth(a) { (b, a) } else { (a, b) };
+                self.condition(code, first, agent, tool);
+                self.condition(code, second, agent, tool);
+                code.push(if matches!(condition.kind, ConditionKind::Or(..)) {
+                    op::OR
+                } else {
+                    op::AND
+                });
+            }
+            ConditionKind::Not(inner) => {
+                self.condition(code, inner, agent, tool);
+                code.push(op::NOT);
+            }
+            ConditionKind::Bool(term) => self.term(code, term, agent, tool),
+            ConditionKind::Compare {
+                op: compare,
+                lhs,
+                rhs,
+            } => {
+                self.term(code, lhs, agent, tool);
+                self.term(code, rhs, agent, tool);
+                code.push(match compare {
+                    CompareOp::Eq => op::EQ,
+                    CompareOp::Ne => op::NE,
+                    CompareOp::Lt => op::LT,
+                    CompareOp::Le => op::LE,
+                    CompareOp::Gt => op::GT,
+                    CompareOp::Ge => op::GE,
+                });
+            }
+            ConditionKind::In { lhs, set } => {
+                if set.is_empty() {
+                    code.extend_from_slice(&[op::PUSH_BOOL, 0]);
+                    return;
+                }
+                for (index, value) in set.iter().enumerate() {
+                    self.term(code, lhs, agent, tool);
+                    self.constant(code, value);
+                    code.push(op::EQ);
+                    if index > 0 {
+                        code.push(op::OR);
+                    }
+                }
+            }
+            ConditionKind::Str {
+                op: string_op,
+                lhs,
+                rhs,
+            } => {
+                self.term(code, lhs, agent, tool);
+                self.term(code, rhs, agent, tool);
+                code.push(match string_op {
+                    StringOp::StartsWith => op::STARTS_WITH,
+                    StringOp::EndsWith => op::ENDS_WITH,
+                    StringOp::Contains => op::CONTAINS,
+                });
+            }
+        }
+    }
+}
+
+/// Stack slots a condition needs when compiled deeper-side-first.
+fn depth(condition: &Condition) -> usize {
+    match &condition.kind {
+        ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
+            let (x, y) = (depth(a), depth(b));
+            if x == y {
+                x + 1
+            } else {
+                x.max(y)
+            }
+        }
+        ConditionKind::Not(inner) => depth(inner),
+        ConditionKind::Bool(_) => 1,
+        ConditionKind::Compare { .. } | ConditionKind::Str { .. } | ConditionKind::In { .. } => 3,
+    }
+}

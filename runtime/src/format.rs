@@ -1,0 +1,129 @@
+//! The decision table format, version 1: defined here, once. The compiler writes it
+//! (`tollgate-compiler`'s `codegen`), the gate reads it in place. The book's "Decision table"
+//! chapter describes the same layout byte by byte.
+//!
+//! All integers are little-endian. A table is a header, sections, and a 64-byte Ed25519 signature
+//! over everything before it. The policy hash in the header is the SHA-256 of the bytes between
+//! the header and the signature.
+
+/// `b"TGTB"`.
+pub const MAGIC: [u8; 4] = *b"TGTB";
+pub const VERSION: u16 = 1;
+
+/// Sections, in header order.
+pub mod section {
+    /// Raw bytes that names and string constants point into.
+    pub const STRINGS: usize = 0;
+    /// Symbol names (environments, enum variants, agents), sorted by bytes: `Ref` (8 bytes) each.
+    pub const SYMBOLS: usize = 1;
+    /// Declared environments: `u16` symbol ids.
+    pub const ENVS: usize = 2;
+    /// Agents, sorted by name: `AGENT_SIZE` bytes each.
+    pub const AGENTS: usize = 3;
+    /// Tools, sorted by name: `TOOL_SIZE` bytes each.
+    pub const TOOLS: usize = 4;
+    /// Argument schemas, each tool's sorted by name: `ARG_SIZE` bytes each.
+    pub const ARGS: usize = 5;
+    /// Enum variant lists: `u16` symbol ids.
+    pub const VARIANTS: usize = 6;
+    /// agents × tools `u32` bucket indexes (`NO_BUCKET` where nothing applies).
+    pub const DISPATCH: usize = 7;
+    /// Buckets: `BUCKET_SIZE` bytes each.
+    pub const BUCKETS: usize = 8;
+    /// Bucket rule entries, forbids then permits, each by rule id: `ENTRY_SIZE` bytes each.
+    pub const ENTRIES: usize = 9;
+    /// Bucket limit references: `u16` limit ids, in limit order.
+    pub const LIMIT_REFS: usize = 10;
+    /// Limits: `LIMIT_SIZE` bytes each.
+    pub const LIMITS: usize = 11;
+    /// Delegations, sorted by (from, to): `DELEGATION_SIZE` bytes each.
+    pub const DELEGATIONS: usize = 12;
+    /// Failure responses: `RESPONSE_SIZE` bytes each.
+    pub const RESPONSES: usize = 13;
+    /// Each agent's failure responses: `u16` response ids.
+    pub const RESPONSE_REFS: usize = 14;
+    /// Condition programs (bytecode, see `op`).
+    pub const PROGRAMS: usize = 15;
+    pub const COUNT: usize = 16;
+}
+
+/// magic, version, reserved, policy hash, then (offset, count) per section.
+pub const HEADER_SIZE: usize = 4 + 2 + 2 + 32 + section::COUNT * 8;
+pub const SIGNATURE_SIZE: usize = 64;
+
+pub const REF_SIZE: usize = 8;
+/// name `Ref`, symbol `u16`, response refs start `u16`, count `u16`, reserved `u16`.
+pub const AGENT_SIZE: usize = 16;
+/// name `Ref`, cost `i64`, args start `u16`, args count `u16`, reserved `u32`.
+pub const TOOL_SIZE: usize = 24;
+/// name `Ref`, kind `u8`, reserved 3, variants start `u32`, variants count `u32`, min `i64`, max `i64`.
+pub const ARG_SIZE: usize = 36;
+/// entries start `u32`, forbid count `u16`, permit count `u16`, limit refs start `u32`, limit count `u16`, reserved `u16`.
+pub const BUCKET_SIZE: usize = 16;
+/// rule id `u16`, reserved `u16`, program offset `u32`.
+pub const ENTRY_SIZE: usize = 8;
+/// kind `u8`, reserved 7, value `i64` (count, amount or max depth), window `u64` (seconds).
+pub const LIMIT_SIZE: usize = 24;
+/// from `u16`, to `u16`, widening `u8`, reserved 3.
+pub const DELEGATION_SIZE: usize = 8;
+/// count `u32`, reserved `u32`, window `u64`.
+pub const RESPONSE_SIZE: usize = 16;
+
+pub const NO_BUCKET: u32 = u32::MAX;
+
+/// Argument kinds.
+pub mod arg {
+    pub const INT: u8 = 1;
+    pub const BOOL: u8 = 2;
+    pub const STR: u8 = 3;
+    pub const ENUM: u8 = 4;
+}
+
+/// Limit kinds.
+pub mod limit {
+    pub const RATE: u8 = 1;
+    pub const BUDGET: u8 = 2;
+    pub const DEPTH: u8 = 3;
+    pub const REPEAT: u8 = 4;
+}
+
+/// Condition bytecode: a stack machine over values; a program ends with `END` leaving one boolean.
+pub mod op {
+    /// `i64` operand.
+    pub const PUSH_INT: u8 = 0x01;
+    /// `u8` operand, 0 or 1.
+    pub const PUSH_BOOL: u8 = 0x02;
+    /// `u32` offset, `u32` length into STRINGS.
+    pub const PUSH_STR: u8 = 0x03;
+    /// `u16` symbol id.
+    pub const PUSH_SYM: u8 = 0x04;
+    /// `u8` argument slot (the tool's arguments in name order).
+    pub const ARG: u8 = 0x05;
+    /// `u8` context field: `CTX_ENV`, `CTX_HOUR`, `CTX_DEPTH`, `CTX_ORIGIN`.
+    pub const CTX: u8 = 0x06;
+    pub const EQ: u8 = 0x10;
+    pub const NE: u8 = 0x11;
+    pub const LT: u8 = 0x12;
+    pub const LE: u8 = 0x13;
+    pub const GT: u8 = 0x14;
+    pub const GE: u8 = 0x15;
+    pub const STARTS_WITH: u8 = 0x16;
+    pub const ENDS_WITH: u8 = 0x17;
+    pub const CONTAINS: u8 = 0x18;
+    pub const NOT: u8 = 0x20;
+    pub const AND: u8 = 0x21;
+    pub const OR: u8 = 0x22;
+    pub const END: u8 = 0xFF;
+
+    pub const CTX_ENV: u8 = 0;
+    pub const CTX_HOUR: u8 = 1;
+    pub const CTX_DEPTH: u8 = 2;
+    pub const CTX_ORIGIN: u8 = 3;
+}
+
+/// The deepest value stack a program may need; the loader rejects deeper programs.
+pub const MAX_STACK: usize = 16;
+/// The most arguments a tool may declare.
+pub const MAX_ARGS: usize = 32;
+/// The longest delegation chain a request may carry.
+pub const MAX_CHAIN: usize = 16;

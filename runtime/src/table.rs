@@ -1,0 +1,474 @@
+//! Loading a decision table: the signature, the policy hash and every offset, index and count are
+//! checked once, here. After `Table::load` succeeds, every read the gate makes is in bounds.
+
+use crate::format::{self, op, section};
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// Why a table was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    TooShort,
+    BadMagic,
+    UnsupportedVersion,
+    BadSignature,
+    HashMismatch,
+    /// A section or a reference points outside the table, or a count is inconsistent.
+    OutOfBounds,
+    /// Names are not sorted, or a value is not one the format allows.
+    Invalid,
+    /// A condition program is malformed.
+    BadProgram,
+}
+
+/// A byte slice read with bounds checks that never panic.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Bytes<'a> {
+    pub(crate) fn slice(self, start: usize, len: usize) -> Option<&'a [u8]> {
+        self.0.get(start..start.checked_add(len)?)
+    }
+
+    pub(crate) fn u8(self, at: usize) -> Option<u8> {
+        self.0.get(at).copied()
+    }
+
+    pub(crate) fn u16(self, at: usize) -> Option<u16> {
+        let b = self.slice(at, 2)?;
+        Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+    }
+
+    pub(crate) fn u32(self, at: usize) -> Option<u32> {
+        let mut out = [0u8; 4];
+        out.copy_from_slice(self.slice(at, 4)?);
+        Some(u32::from_le_bytes(out))
+    }
+
+    pub(crate) fn u64(self, at: usize) -> Option<u64> {
+        let mut out = [0u8; 8];
+        out.copy_from_slice(self.slice(at, 8)?);
+        Some(u64::from_le_bytes(out))
+    }
+
+    pub(crate) fn i64(self, at: usize) -> Option<i64> {
+        let mut out = [0u8; 8];
+        out.copy_from_slice(self.slice(at, 8)?);
+        Some(i64::from_le_bytes(out))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Section {
+    pub(crate) offset: usize,
+    pub(crate) count: usize,
+}
+
+/// A loaded, validated table, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct Table<'a> {
+    pub(crate) bytes: Bytes<'a>,
+    pub(crate) sections: [Section; section::COUNT],
+    policy_hash: [u8; 32],
+}
+
+const SIZES: [usize; section::COUNT] = [
+    1,
+    format::REF_SIZE,
+    2,
+    format::AGENT_SIZE,
+    format::TOOL_SIZE,
+    format::ARG_SIZE,
+    2,
+    4,
+    format::BUCKET_SIZE,
+    format::ENTRY_SIZE,
+    2,
+    format::LIMIT_SIZE,
+    format::DELEGATION_SIZE,
+    format::RESPONSE_SIZE,
+    2,
+    1,
+];
+
+impl<'a> Table<'a> {
+    /// Verifies the signature with the compiler's public key, then validates everything.
+    pub fn load(bytes: &'a [u8], compiler_key: &VerifyingKey) -> Result<Table<'a>, LoadError> {
+        let minimum = format::HEADER_SIZE + format::SIGNATURE_SIZE;
+        if bytes.len() < minimum {
+            return Err(LoadError::TooShort);
+        }
+        let signed_len = bytes.len() - format::SIGNATURE_SIZE;
+        let (signed, signature) = bytes.split_at(signed_len);
+        let signature = Signature::from_slice(signature).map_err(|_| LoadError::BadSignature)?;
+        compiler_key
+            .verify_strict(signed, &signature)
+            .map_err(|_| LoadError::BadSignature)?;
+        Table::parse(bytes)
+    }
+
+    /// Validates a table without checking its signature: for tools that inspect tables, and for
+    /// tests. The gate always uses [`Table::load`].
+    pub fn parse(bytes: &'a [u8]) -> Result<Table<'a>, LoadError> {
+        let data = Bytes(bytes);
+        if bytes.len() < format::HEADER_SIZE + format::SIGNATURE_SIZE {
+            return Err(LoadError::TooShort);
+        }
+        if data.slice(0, 4) != Some(&format::MAGIC[..]) {
+            return Err(LoadError::BadMagic);
+        }
+        if data.u16(4) != Some(format::VERSION) {
+            return Err(LoadError::UnsupportedVersion);
+        }
+        let body_end = bytes.len() - format::SIGNATURE_SIZE;
+        let body = data
+            .slice(format::HEADER_SIZE, body_end - format::HEADER_SIZE)
+            .ok_or(LoadError::TooShort)?;
+        let mut policy_hash = [0u8; 32];
+        policy_hash.copy_from_slice(data.slice(8, 32).ok_or(LoadError::TooShort)?);
+        let digest = Sha256::digest(body);
+        if digest.as_slice() != policy_hash {
+            return Err(LoadError::HashMismatch);
+        }
+        let mut sections = [Section::default(); section::COUNT];
+        for (index, (entry, size)) in sections.iter_mut().zip(SIZES).enumerate() {
+            let at = 40 + index * 8;
+            let offset = data.u32(at).ok_or(LoadError::OutOfBounds)? as usize;
+            let count = data.u32(at + 4).ok_or(LoadError::OutOfBounds)? as usize;
+            let end = count
+                .checked_mul(size)
+                .and_then(|len| offset.checked_add(len))
+                .ok_or(LoadError::OutOfBounds)?;
+            if offset < format::HEADER_SIZE || end > body_end {
+                return Err(LoadError::OutOfBounds);
+            }
+            *entry = Section { offset, count };
+        }
+        let table = Table {
+            bytes: data,
+            sections,
+            policy_hash,
+        };
+        table.validate()?;
+        Ok(table)
+    }
+
+    pub fn policy_hash(&self) -> &[u8; 32] {
+        &self.policy_hash
+    }
+
+    pub(crate) fn count(&self, id: usize) -> usize {
+        self.sections.get(id).map_or(0, |s| s.count)
+    }
+
+    /// Start of record `index` of a section.
+    pub(crate) fn record(&self, id: usize, index: usize) -> Option<usize> {
+        let section = self.sections.get(id)?;
+        if index >= section.count {
+            return None;
+        }
+        let size = *SIZES.get(id)?;
+        section.offset.checked_add(index.checked_mul(size)?)
+    }
+
+    /// The bytes of a `Ref` (offset, length) into STRINGS.
+    pub(crate) fn string(&self, offset: u32, len: u32) -> Option<&'a [u8]> {
+        let strings = self.sections.get(section::STRINGS)?;
+        let (offset, len) = (offset as usize, len as usize);
+        if offset.checked_add(len)? > strings.count {
+            return None;
+        }
+        self.bytes.slice(strings.offset.checked_add(offset)?, len)
+    }
+
+    pub(crate) fn ref_at(&self, at: usize) -> Option<&'a [u8]> {
+        self.string(self.bytes.u32(at)?, self.bytes.u32(at + 4)?)
+    }
+
+    pub(crate) fn u16_item(&self, id: usize, index: usize) -> Option<u16> {
+        self.bytes.u16(self.record(id, index)?)
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.count(section::AGENTS)
+    }
+
+    pub fn tool_count(&self) -> usize {
+        self.count(section::TOOLS)
+    }
+
+    pub fn limit_count(&self) -> usize {
+        self.count(section::LIMITS)
+    }
+
+    pub fn response_count(&self) -> usize {
+        self.count(section::RESPONSES)
+    }
+
+    /// The name of agent `index` (in name order).
+    pub fn agent_name(&self, index: usize) -> Option<&'a [u8]> {
+        self.ref_at(self.record(section::AGENTS, index)?)
+    }
+
+    pub fn tool_name(&self, index: usize) -> Option<&'a [u8]> {
+        self.ref_at(self.record(section::TOOLS, index)?)
+    }
+
+    pub fn symbol_name(&self, index: usize) -> Option<&'a [u8]> {
+        self.ref_at(self.record(section::SYMBOLS, index)?)
+    }
+
+    /// Binary search over a section of named records sorted by name.
+    pub(crate) fn find(&self, id: usize, name: &[u8]) -> Option<usize> {
+        let (mut low, mut high) = (0usize, self.count(id));
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let candidate = self.ref_at(self.record(id, middle)?)?;
+            match candidate.cmp(name) {
+                core::cmp::Ordering::Equal => return Some(middle),
+                core::cmp::Ordering::Less => low = middle + 1,
+                core::cmp::Ordering::Greater => high = middle,
+            }
+        }
+        None
+    }
+
+    fn validate(&self) -> Result<(), LoadError> {
+        let bounds = LoadError::OutOfBounds;
+        let symbols = self.count(section::SYMBOLS);
+        let agents = self.count(section::AGENTS);
+        let tools = self.count(section::TOOLS);
+        self.sorted_names(section::SYMBOLS, 0, symbols)?;
+        self.sorted_names(section::AGENTS, 0, agents)?;
+        self.sorted_names(section::TOOLS, 0, tools)?;
+        if agents > usize::from(u16::MAX)
+            || tools > usize::from(u16::MAX)
+            || symbols > usize::from(u16::MAX)
+        {
+            return Err(LoadError::Invalid);
+        }
+        for index in 0..self.count(section::ENVS) {
+            let symbol = self.u16_item(section::ENVS, index).ok_or(bounds)?;
+            if usize::from(symbol) >= symbols {
+                return Err(bounds);
+            }
+        }
+        for index in 0..self.count(section::VARIANTS) {
+            let symbol = self.u16_item(section::VARIANTS, index).ok_or(bounds)?;
+            if usize::from(symbol) >= symbols {
+                return Err(bounds);
+            }
+        }
+        for agent in 0..agents {
+            let at = self.record(section::AGENTS, agent).ok_or(bounds)?;
+            let symbol = self.bytes.u16(at + 8).ok_or(bounds)?;
+            let start = usize::from(self.bytes.u16(at + 10).ok_or(bounds)?);
+            let count = usize::from(self.bytes.u16(at + 12).ok_or(bounds)?);
+            if usize::from(symbol) >= symbols || start + count > self.count(section::RESPONSE_REFS)
+            {
+                return Err(bounds);
+            }
+            for index in start..start + count {
+                let response = self.u16_item(section::RESPONSE_REFS, index).ok_or(bounds)?;
+                if usize::from(response) >= self.count(section::RESPONSES) {
+                    return Err(bounds);
+                }
+            }
+        }
+        for tool in 0..tools {
+            let at = self.record(section::TOOLS, tool).ok_or(bounds)?;
+            let start = usize::from(self.bytes.u16(at + 16).ok_or(bounds)?);
+            let count = usize::from(self.bytes.u16(at + 18).ok_or(bounds)?);
+            if count > format::MAX_ARGS || start + count > self.count(section::ARGS) {
+                return Err(bounds);
+            }
+            self.sorted_names(section::ARGS, start, count)?;
+        }
+        for index in 0..self.count(section::ARGS) {
+            let at = self.record(section::ARGS, index).ok_or(bounds)?;
+            self.ref_at(at).ok_or(bounds)?;
+            let kind = self.bytes.u8(at + 8).ok_or(bounds)?;
+            let start = self.bytes.u32(at + 12).ok_or(bounds)? as usize;
+            let count = self.bytes.u32(at + 16).ok_or(bounds)? as usize;
+            let (min, max) = (
+                self.bytes.i64(at + 20).ok_or(bounds)?,
+                self.bytes.i64(at + 28).ok_or(bounds)?,
+            );
+            let valid = match kind {
+                format::arg::INT => min <= max,
+                format::arg::BOOL | format::arg::STR => true,
+                format::arg::ENUM => {
+                    count > 0
+                        && start
+                            .checked_add(count)
+                            .is_some_and(|e| e <= self.count(section::VARIANTS))
+                }
+                _ => false,
+            };
+            if !valid {
+                return Err(LoadError::Invalid);
+            }
+        }
+        if self.count(section::DISPATCH) != agents.checked_mul(tools).ok_or(bounds)? {
+            return Err(bounds);
+        }
+        let buckets = self.count(section::BUCKETS);
+        for index in 0..self.count(section::DISPATCH) {
+            let at = self.record(section::DISPATCH, index).ok_or(bounds)?;
+            let bucket = self.bytes.u32(at).ok_or(bounds)?;
+            if bucket != format::NO_BUCKET && bucket as usize >= buckets {
+                return Err(bounds);
+            }
+        }
+        let programs = self.sections[section::PROGRAMS];
+        for bucket in 0..buckets {
+            let at = self.record(section::BUCKETS, bucket).ok_or(bounds)?;
+            let start = self.bytes.u32(at).ok_or(bounds)? as usize;
+            let rules = usize::from(self.bytes.u16(at + 4).ok_or(bounds)?)
+                + usize::from(self.bytes.u16(at + 6).ok_or(bounds)?);
+            let limit_start = self.bytes.u32(at + 8).ok_or(bounds)? as usize;
+            let limits = usize::from(self.bytes.u16(at + 12).ok_or(bounds)?);
+            if start
+                .checked_add(rules)
+                .is_none_or(|e| e > self.count(section::ENTRIES))
+                || limit_start
+                    .checked_add(limits)
+                    .is_none_or(|e| e > self.count(section::LIMIT_REFS))
+            {
+                return Err(bounds);
+            }
+            for index in limit_start..limit_start + limits {
+                let limit = self.u16_item(section::LIMIT_REFS, index).ok_or(bounds)?;
+                if usize::from(limit) >= self.count(section::LIMITS) {
+                    return Err(bounds);
+                }
+            }
+        }
+        for index in 0..self.count(section::ENTRIES) {
+            let at = self.record(section::ENTRIES, index).ok_or(bounds)?;
+            let program = self.bytes.u32(at + 4).ok_or(bounds)? as usize;
+            if program >= programs.count {
+                return Err(bounds);
+            }
+            self.validate_program(programs.offset + program)?;
+        }
+        for index in 0..self.count(section::LIMITS) {
+            let at = self.record(section::LIMITS, index).ok_or(bounds)?;
+            let kind = self.bytes.u8(at).ok_or(bounds)?;
+            let value = self.bytes.i64(at + 8).ok_or(bounds)?;
+            let window = self.bytes.u64(at + 16).ok_or(bounds)?;
+            let valid = match kind {
+                format::limit::RATE | format::limit::REPEAT => value > 0 && window > 0,
+                format::limit::BUDGET => value >= 0 && window > 0,
+                format::limit::DEPTH => value >= 0,
+                _ => false,
+            };
+            if !valid {
+                return Err(LoadError::Invalid);
+            }
+        }
+        let mut previous: Option<(u16, u16)> = None;
+        for index in 0..self.count(section::DELEGATIONS) {
+            let at = self.record(section::DELEGATIONS, index).ok_or(bounds)?;
+            let pair = (
+                self.bytes.u16(at).ok_or(bounds)?,
+                self.bytes.u16(at + 2).ok_or(bounds)?,
+            );
+            if usize::from(pair.0) >= agents
+                || usize::from(pair.1) >= agents
+                || previous.is_some_and(|p| p >= pair)
+            {
+                return Err(LoadError::Invalid);
+            }
+            previous = Some(pair);
+        }
+        for index in 0..self.count(section::RESPONSES) {
+            let at = self.record(section::RESPONSES, index).ok_or(bounds)?;
+            if self.bytes.u32(at).ok_or(bounds)? == 0 || self.bytes.u64(at + 8).ok_or(bounds)? == 0
+            {
+                return Err(LoadError::Invalid);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `start..start + count` of a named section are strictly sorted by name.
+    fn sorted_names(&self, id: usize, start: usize, count: usize) -> Result<(), LoadError> {
+        let mut previous: Option<&[u8]> = None;
+        for index in start..start + count {
+            let name = self
+                .ref_at(self.record(id, index).ok_or(LoadError::OutOfBounds)?)
+                .ok_or(LoadError::OutOfBounds)?;
+            if previous.is_some_and(|p| p >= name) {
+                return Err(LoadError::Invalid);
+            }
+            previous = Some(name);
+        }
+        Ok(())
+    }
+
+    /// Walks a program: every opcode known, every operand in bounds, the stack within
+    /// `MAX_STACK`, exactly one value left at `END`.
+    fn validate_program(&self, start: usize) -> Result<(), LoadError> {
+        let bad = LoadError::BadProgram;
+        let end = self.sections[section::PROGRAMS].offset + self.sections[section::PROGRAMS].count;
+        let mut at = start;
+        let mut depth: usize = 0;
+        loop {
+            if at >= end {
+                return Err(bad);
+            }
+            let code = self.bytes.u8(at).ok_or(bad)?;
+            let (operand, pushes, pops) = match code {
+                op::PUSH_INT => (8, 1, 0),
+                op::PUSH_BOOL => (1, 1, 0),
+                op::PUSH_STR => {
+                    let offset = self.bytes.u32(at + 1).ok_or(bad)?;
+                    let len = self.bytes.u32(at + 5).ok_or(bad)?;
+                    self.string(offset, len).ok_or(bad)?;
+                    (8, 1, 0)
+                }
+                op::PUSH_SYM => {
+                    let symbol = self.bytes.u16(at + 1).ok_or(bad)?;
+                    if usize::from(symbol) >= self.count(section::SYMBOLS) {
+                        return Err(bad);
+                    }
+                    (2, 1, 0)
+                }
+                op::ARG => {
+                    if usize::from(self.bytes.u8(at + 1).ok_or(bad)?) >= format::MAX_ARGS {
+                        return Err(bad);
+                    }
+                    (1, 1, 0)
+                }
+                op::CTX => {
+                    if self.bytes.u8(at + 1).ok_or(bad)? > op::CTX_ORIGIN {
+                        return Err(bad);
+                    }
+                    (1, 1, 0)
+                }
+                op::EQ
+                | op::NE
+                | op::LT
+                | op::LE
+                | op::GT
+                | op::GE
+                | op::STARTS_WITH
+                | op::ENDS_WITH
+                | op::CONTAINS
+                | op::AND
+                | op::OR => (0, 1, 2),
+                op::NOT => (0, 1, 1),
+                op::END => {
+                    return if depth == 1 { Ok(()) } else { Err(bad) };
+                }
+                _ => return Err(bad),
+            };
+            depth = depth.checked_sub(pops).ok_or(bad)? + pushes;
+            if depth > format::MAX_STACK {
+                return Err(bad);
+            }
+            at = at + 1 + operand;
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The compiled gate against the reference evaluator: random policies, random request histories,
+//! identical verdicts, reasons, rules and revocations — and the table loader's own guarantees.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use std::collections::BTreeMap;
+use tollgate_compiler::codegen;
+use tollgate_compiler::eval::{self, State, Verdict};
+use tollgate_compiler::model::{Policy, Request, Value};
+use tollgate_compiler::source::SourceSet;
+use tollgate_runtime::gate::{self, ArgValue, Call, Slot};
+use tollgate_runtime::table::{LoadError, Table};
+use tollgate_tests::{all_policy_dirs, load_dir};
+
+const AGENTS: [&str; 4] = ["a0", "a1", "a2", "ghost"];
+const TOOLS: [&str; 4] = ["t.a", "t.b", "u.c", "nope"];
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+fn atom() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (
+            proptest::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]),
+            -1..5i64
+        )
+            .prop_map(|(op, k)| format!("args.n {op} {k}")),
+        proptest::sample::select(vec!["args.c == x", "args.c != y", "args.c in [y, z]"])
+            .prop_map(str::to_owned),
+        Just("args.b".to_owned()),
+        proptest::sample::select(vec![
+            "args.s starts_with \"ab\"",
+            "args.s ends_with \"z\"",
+            "args.s contains \"é\"",
+            "args.s == \"\"",
+            "args.s in [\"abc\", \"x\"]",
+        ])
+        .prop_map(str::to_owned),
+        proptest::sample::select(vec!["context.env == prod", "context.env != dev"])
+            .prop_map(str::to_owned),
+        (0..24i64).prop_map(|h| format!("context.hour < {h}")),
+        (0..3i64).prop_map(|d| format!("context.depth >= {d}")),
+        proptest::sample::select(vec!["a0", "a1", "a2"])
+            .prop_map(|a| format!("context.origin == {a}")),
+        (0..3i64).prop_map(|k| format!("agent.level >= {k}")),
+        (0..4i64).prop_map(|k| format!("tool.cost > {k}")),
+    ]
+}
+
+fn condition() -> impl Strategy<Value = String> {
+    atom().prop_recursive(3, 8, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+fn principal() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("any".to_owned()),
+        proptest::sample::select(vec!["a0", "a1", "a2"]).prop_map(|a| format!("agent {a}")),
+        proptest::sample::select(vec!["r0", "r1"]).prop_map(|r| format!("role {r}")),
+    ]
+}
+
+fn tools() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("any".to_owned()),
+        proptest::sample::select(vec![
+            "t.a",
+            "t.b",
+            "u.c",
+            "t.*",
+            "domain dp",
+            "effect write"
+        ])
+        .prop_map(str::to_owned),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = String> {
+    let rule = (
+        any::<bool>(),
+        principal(),
+        tools(),
+        proptest::option::weighted(0.8, condition()),
+    )
+        .prop_map(|(permit, p, t, c)| {
+            let effect = if permit { "permit" } else { "forbid" };
+            match c {
+                Some(c) => format!("{effect} {p} to call {t} when {c};"),
+                None => format!("{effect} {p} to call {t};"),
+            }
+        });
+    let limit = (
+        principal(),
+        proptest::option::of(tools()),
+        0..5u8,
+        1..4i64,
+        1..3u64,
+    )
+        .prop_map(|(p, t, kind, n, w)| {
+            let on = t.map_or(String::new(), |t| format!(" on {t}"));
+            match kind {
+                0 => format!("limit {p}{on} rate {n} per {w}h;"),
+                1 => format!("limit {p}{on} budget {} per {w}h;", n * 2),
+                2 => format!("limit {p}{on} depth {};", n - 1),
+                3 => format!("limit {p}{on} repeat {n} within {w}h;"),
+                _ => format!("on {p} deny {n} within {w}h revoke;"),
+            }
+        });
+    (
+        proptest::collection::vec((0..3i64, proptest::sample::select(vec!["read", "write", "external"])), 3),
+        proptest::collection::vec((0..3usize, 0..3usize, any::<bool>()), 0..4),
+        proptest::collection::vec(rule, 1..8),
+        proptest::collection::vec(limit, 0..4),
+    )
+        .prop_map(|(tool_defs, edges, rules, limits)| {
+            let mut text = String::from("environments prod, dev;\ndomain dp { private }\ndomain dq { public }\n");
+            for (name, (cost, effect)) in ["t.a", "t.b", "u.c"].iter().zip(&tool_defs) {
+                text.push_str(&format!(
+                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string }} }}\n"
+                ));
+            }
+            text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
+            let mut seen = std::collections::BTreeSet::new();
+            for (from, to, widening) in edges {
+                if from != to && seen.insert((from, to)) {
+                    text.push_str(&format!("delegate a{from} -> a{to}{};\n", if widening { " widening" } else { "" }));
+                }
+            }
+            for line in rules.iter().chain(&limits) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text
+        })
+}
+
+fn request() -> impl Strategy<Value = (Request, u64)> {
+    let value_n =
+        prop_oneof![8 => (-1..5i64).prop_map(Value::Int), 1 => Just(Value::Str("1".into()))];
+    let value_c = prop_oneof![
+        proptest::sample::select(vec!["x", "y", "z", "w"]).prop_map(|s| Value::Str(s.into())),
+        Just(Value::Int(1))
+    ];
+    let value_s = proptest::sample::select(vec!["", "abc", "xyz", "é", "abé z", "x"])
+        .prop_map(|s| Value::Str(s.into()));
+    (
+        proptest::sample::select(AGENTS.to_vec()),
+        proptest::sample::select(TOOLS.to_vec()),
+        value_n,
+        value_c,
+        any::<bool>(),
+        value_s,
+        0..10u8,
+        proptest::collection::vec(proptest::sample::select(AGENTS.to_vec()), 0..3),
+        proptest::sample::select(vec![Some("prod"), Some("dev"), None, Some("mars")]),
+        0..5_000u64,
+    )
+        .prop_map(|(agent, tool, n, c, b, s, shape, via, env, step)| {
+            let mut args = BTreeMap::from([
+                ("n".to_owned(), n),
+                ("c".to_owned(), c),
+                ("b".to_owned(), Value::Bool(b)),
+                ("s".to_owned(), s),
+            ]);
+            match shape {
+                0 => {
+                    args.remove("b");
+                }
+                1 => {
+                    args.insert("extra".into(), Value::Int(0));
+                }
+                _ => {}
+            }
+            let request = Request {
+                agent: agent.into(),
+                tool: tool.into(),
+                args,
+                via: via.into_iter().map(str::to_owned).collect(),
+                env: env.map(str::to_owned),
+                time: 0,
+            };
+            (request, step)
+        })
+}
+
+fn to_gate<'a>(
+    request: &'a Request,
+    args: &'a mut Vec<(&'a str, ArgValue<'a>)>,
+    via: &'a mut Vec<&'a str>,
+) -> Call<'a> {
+    for (name, value) in &request.args {
+        args.push((
+            name.as_str(),
+            match value {
+                Value::Int(v) => ArgValue::Int(*v),
+                Value::Bool(v) => ArgValue::Bool(*v),
+                Value::Str(v) | Value::Sym(v) => ArgValue::Str(v.as_str()),
+            },
+        ));
+    }
+    via.extend(request.via.iter().map(String::as_str));
+    Call {
+        agent: &request.agent,
+        tool: &request.tool,
+        args,
+        via,
+        env: request.env.as_deref(),
+        time: request.time,
+    }
+}
+
+/// Runs a history through both; returns the first disagreement.
+fn differ(policy: &Policy, table: &Table<'_>, history: &[(Request, u64)]) -> Result<usize, String> {
+    let mut state = State::new();
+    let mut slots = vec![Slot::EMPTY; gate::slots_needed(table, 256) * 2];
+    let mut time = 0u64;
+    for (index, (request, step)) in history.iter().enumerate() {
+        time += step;
+        let mut request = request.clone();
+        request.time = time;
+        let expected = eval::decide(policy, &request, &mut state);
+        let (mut args, mut via) = (Vec::new(), Vec::new());
+        let call = to_gate(&request, &mut args, &mut via);
+        let actual = gate::decide(table, &mut slots, &call);
+        let same = (expected.verdict == Verdict::Allow) == (actual.verdict == gate::Verdict::Allow)
+            && expected.reason == actual.reason
+            && expected.rule.map(|r| r as u16) == actual.rule
+            && expected.revoked_agent == actual.revoked_agent;
+        if !same {
+            return Err(format!(
+                "request {index} {request:?}\n  eval: {:?} {:?} rule {:?} revoked {}\n  gate: {:?}",
+                expected.verdict, expected.reason, expected.rule, expected.revoked_agent, actual
+            ));
+        }
+    }
+    Ok(history.len())
+}
+
+#[test]
+fn the_gate_decides_as_the_evaluator() {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&20_261_126u64.to_le_bytes());
+    let config = Config {
+        cases: 500,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+    let decided = std::cell::Cell::new(0usize);
+    let strategy = (policy(), proptest::collection::vec(request(), 200));
+    let result = runner.run(&strategy, |(text, history)| {
+        let policy = tollgate_compiler::load(&SourceSet::single("generated.toll", &text))
+            .map_err(|d| TestCaseError::fail(format!("does not check: {}", d[0].message)))?;
+        let compiled =
+            codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        let table = Table::load(&compiled.bytes, &key().verifying_key())
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        let count = differ(&policy, &table, &history)
+            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
+        decided.set(decided.get() + count);
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    println!(
+        "differential: {} requests decided identically by the gate and the evaluator",
+        decided.get()
+    );
+    assert!(decided.get() >= 100_000);
+}
+
+#[test]
+fn every_example_compiles_loads_and_replays_its_tests_through_the_gate() {
+    for dir in all_policy_dirs() {
+        let (_, policy) = load_dir(&dir);
+        let compiled = codegen::compile(&policy, &key()).unwrap();
+        let table = Table::load(&compiled.bytes, &key().verifying_key()).unwrap();
+        for test in &policy.tests {
+            let history: Vec<(Request, u64)> =
+                test.steps.iter().map(|s| (s.request.clone(), 0)).collect();
+            let mut state = State::new();
+            let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 64) * 2];
+            for (request, _) in &history {
+                let expected = eval::decide(&policy, request, &mut state);
+                let (mut args, mut via) = (Vec::new(), Vec::new());
+                let actual =
+                    gate::decide(&table, &mut slots, &to_gate(request, &mut args, &mut via));
+                assert_eq!(
+                    expected.reason, actual.reason,
+                    "{} {:?}",
+                    test.name, request
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn compilation_is_deterministic() {
+    for dir in all_policy_dirs() {
+        let (_, policy) = load_dir(&dir);
+        let first = codegen::compile(&policy, &key()).unwrap();
+        let second = codegen::compile(&policy, &key()).unwrap();
+        assert_eq!(first.bytes, second.bytes);
+    }
+}
+
+#[test]
+fn tables_are_signed_and_every_bit_flip_is_rejected() {
+    let (_, policy) = load_dir(&tollgate_tests::root().join("examples/support-desk"));
+    let compiled = codegen::compile(&policy, &key()).unwrap();
+    let verifying = key().verifying_key();
+    assert!(Table::load(&compiled.bytes, &verifying).is_ok());
+    let other = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
+    assert_eq!(
+        Table::load(&compiled.bytes, &other).err(),
+        Some(LoadError::BadSignature)
+    );
+    let mut flipped = compiled.bytes.clone();
+    for byte in 0..flipped.len() {
+        for bit in 0..8 {
+            flipped[byte] ^= 1 << bit;
+            assert!(
+                Table::load(&flipped, &verifying).is_err(),
+                "flip at byte {byte} bit {bit} accepted"
+            );
+            flipped[byte] ^= 1 << bit;
+        }
+    }
+}
