@@ -184,6 +184,11 @@ pub fn compile(policy: &Policy, key: &SigningKey) -> Result<Compiled, CodegenErr
         agents.extend_from_slice(&start.to_le_bytes());
         agents.extend_from_slice(&count.to_le_bytes());
         agents.extend_from_slice(&0u16.to_le_bytes());
+        let ttl = policy.agents[agent]
+            .credential_ttl
+            .unwrap_or(0)
+            .min(u64::from(u32::MAX)) as u32;
+        agents.extend_from_slice(&ttl.to_le_bytes());
     }
 
     // Tools and their argument schemas (slot order).

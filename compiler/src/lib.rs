@@ -13,6 +13,7 @@
 pub mod check;
 pub mod cli;
 pub mod codegen;
+pub mod credential;
 pub mod diagnostic;
 pub mod eval;
 pub mod model;

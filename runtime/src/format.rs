@@ -52,8 +52,9 @@ pub const HEADER_SIZE: usize = 4 + 2 + 2 + 32 + section::COUNT * 8;
 pub const SIGNATURE_SIZE: usize = 64;
 
 pub const REF_SIZE: usize = 8;
-/// name `Ref`, symbol `u16`, response refs start `u16`, count `u16`, reserved `u16`.
-pub const AGENT_SIZE: usize = 16;
+/// name `Ref`, symbol `u16`, response refs start `u16`, count `u16`, reserved `u16`, longest
+/// credential lifetime in seconds `u32` (0: no limit).
+pub const AGENT_SIZE: usize = 20;
 /// name `Ref`, cost `i64`, args start `u16`, args count `u16`, reserved `u32`.
 pub const TOOL_SIZE: usize = 24;
 /// name `Ref`, kind `u8`, reserved 3, variants start `u32`, variants count `u32`, min `i64`, max `i64`.

@@ -34,11 +34,27 @@ pub enum Reason {
     Malformed = 13,
     /// The caller-provided state is full, so a limit could not be counted; the gate fails closed.
     StateFull = 14,
+    /// The credential is not a well-formed credential.
+    CredentialMalformed = 15,
+    /// The credential's signature is not the issuer's.
+    CredentialForged = 16,
+    /// The credential has expired.
+    CredentialExpired = 17,
+    /// The credential is not valid yet.
+    CredentialNotYetValid = 18,
+    /// The credential's agent has been revoked.
+    CredentialRevoked = 19,
+    /// The tool is outside the credential's scope.
+    CredentialOutOfScope = 20,
+    /// The credential was issued for another policy.
+    CredentialWrongPolicy = 21,
+    /// The credential lives longer than the agent's `credential_ttl`.
+    CredentialTtlExceeded = 22,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 22] = [
         Reason::UnknownAgent,
         Reason::UnknownTool,
         Reason::InvalidArgument,
@@ -53,6 +69,14 @@ impl Reason {
         Reason::LoopGuard,
         Reason::Malformed,
         Reason::StateFull,
+        Reason::CredentialMalformed,
+        Reason::CredentialForged,
+        Reason::CredentialExpired,
+        Reason::CredentialNotYetValid,
+        Reason::CredentialRevoked,
+        Reason::CredentialOutOfScope,
+        Reason::CredentialWrongPolicy,
+        Reason::CredentialTtlExceeded,
     ];
 
     pub const fn code(self) -> u8 {
@@ -75,6 +99,14 @@ impl Reason {
             Reason::LoopGuard => "loop_guard",
             Reason::Malformed => "malformed",
             Reason::StateFull => "state_full",
+            Reason::CredentialMalformed => "credential_malformed",
+            Reason::CredentialForged => "credential_forged",
+            Reason::CredentialExpired => "credential_expired",
+            Reason::CredentialNotYetValid => "credential_not_yet_valid",
+            Reason::CredentialRevoked => "credential_revoked",
+            Reason::CredentialOutOfScope => "credential_out_of_scope",
+            Reason::CredentialWrongPolicy => "credential_wrong_policy",
+            Reason::CredentialTtlExceeded => "credential_ttl_exceeded",
         }
     }
 
