@@ -8,6 +8,7 @@ use crate::model::{Policy, RuleEffect};
 use crate::request;
 use crate::source::SourceSet;
 use crate::testing;
+use base64::Engine as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,23 @@ enum GraphFormat {
 }
 
 #[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain, the Merkle tree and every checkpoint signature
+    Verify {
+        log: PathBuf,
+        /// The gate's public key
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = GATE_KEY_NAME)]
+        key_name: String,
+    },
+    /// Print the records as JSON lines
+    Show { log: PathBuf },
+}
+
+const GATE_KEY_NAME: &str = "tollgate-gate";
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Prove properties of a policy with Z3: conflicts, dead and redundant rules, assertions,
     /// escalation paths and the lethal trifecta, each finding with a witness request
@@ -84,6 +102,67 @@ enum Command {
         fail_on: Option<FailOn>,
         #[arg(long, default_value_t = 10_000)]
         timeout: u32,
+    },
+    /// Make an Ed25519 key pair: NAME.key (secret) and NAME.pub
+    Keygen { name: PathBuf },
+    /// Compile a policy into a signed decision table
+    Compile {
+        path: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The compiler's signing key (from `tollgate keygen`)
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Issue a short-lived credential for an agent of a compiled table
+    Issue {
+        #[arg(long)]
+        table: PathBuf,
+        #[arg(long)]
+        agent: String,
+        /// Lifetime, e.g. 10m; at most the agent's `credential_ttl`
+        #[arg(long)]
+        ttl: String,
+        /// Tools the credential may call (names, or prefixes like `crm.*`); default: all
+        #[arg(long, num_args = 1..)]
+        scope: Vec<String>,
+        /// The issuer's signing key
+        #[arg(long)]
+        key: PathBuf,
+        /// Issue time (Unix seconds); default: now
+        #[arg(long)]
+        time: Option<u64>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run the gate: JSON-lines calls (credential + call) on stdin, decisions on stdout, audit log
+    Gate {
+        #[arg(long)]
+        table: PathBuf,
+        /// The compiler's public key (checks the table's signature)
+        #[arg(long)]
+        compiler_key: PathBuf,
+        /// The issuer's public key (checks credentials)
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// The gate's signing key (signs audit checkpoints)
+        #[arg(long)]
+        gate_key: PathBuf,
+        #[arg(long)]
+        audit: PathBuf,
+        /// Sign a checkpoint every N records (and always at the end)
+        #[arg(long, default_value_t = 100)]
+        checkpoint_every: u64,
+        /// Time for calls that give none (Unix seconds); default: now
+        #[arg(long)]
+        time: Option<u64>,
+    },
+    /// Audit logs: verify their chain and checkpoints, or show their records
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Print the escalation graph (agents, tools, roles; escalation paths in red)
     Graph {
@@ -179,6 +258,48 @@ pub fn run(
             timeout,
         } => verify(&mut io, &path, format, timeout),
         Command::Graph { path, timeout, .. } => graph(&mut io, &path, timeout),
+        Command::Keygen { name } => keygen(&mut io, &name),
+        Command::Compile {
+            path,
+            output,
+            key,
+            verbose,
+        } => compile(&mut io, &path, &output, &key, verbose),
+        Command::Issue {
+            table,
+            agent,
+            ttl,
+            scope,
+            key,
+            time,
+            output,
+        } => issue(&mut io, &table, &agent, &ttl, &scope, &key, time, &output),
+        Command::Gate {
+            table,
+            compiler_key,
+            issuer_key,
+            gate_key,
+            audit,
+            checkpoint_every,
+            time,
+        } => run_gate(
+            &mut io,
+            &GateFiles {
+                table,
+                compiler_key,
+                issuer_key,
+                gate_key,
+                audit,
+            },
+            checkpoint_every,
+            time,
+        ),
+        Command::Audit {
+            command: AuditCommand::Verify { log, key, key_name },
+        } => audit_verify(&mut io, &log, &key, &key_name),
+        Command::Audit {
+            command: AuditCommand::Show { log },
+        } => audit_show(&mut io, &log),
         Command::Diff {
             old,
             new,
@@ -953,4 +1074,415 @@ fn fmt(io: &mut Io<'_>, path: &Path, check_only: bool) -> Exit {
         }
     }
     exit
+}
+
+// -- keys, compile, issue, gate, audit --------------------------------------------------------
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn read_key_bytes(path: &Path) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let bytes =
+        hex::decode(text.trim()).map_err(|_| format!("`{}` is not a hex key", path.display()))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("`{}` does not hold a 32-byte key", path.display()))
+}
+
+fn signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
+    read_key_bytes(path).map(|bytes| ed25519_dalek::SigningKey::from_bytes(&bytes))
+}
+
+fn verifying_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let bytes = read_key_bytes(path)?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| format!("`{}` is not an Ed25519 public key", path.display()))
+}
+
+fn keygen(io: &mut Io<'_>, name: &Path) -> Exit {
+    let mut seed = [0u8; 32];
+    if let Err(error) = getrandom::getrandom(&mut seed) {
+        return io.usage(&format!("no randomness for a key: {error}"));
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let secret = name.with_extension("key");
+    let public = name.with_extension("pub");
+    let written = std::fs::write(&secret, format!("{}\n", hex::encode(seed))).and_then(|()| {
+        std::fs::write(
+            &public,
+            format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
+        )
+    });
+    if let Err(error) = written {
+        return io.usage(&format!("cannot write the key files: {error}"));
+    }
+    io.out(&format!(
+        "wrote {} and {}\n",
+        secret.display(),
+        public.display()
+    ));
+    Exit::Success
+}
+
+fn compile(io: &mut Io<'_>, path: &Path, output: &Path, key: &Path, verbose: bool) -> Exit {
+    let (policy, _) = match load(io, path, Format::Human) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
+    };
+    let key = match signing_key(key) {
+        Ok(key) => key,
+        Err(message) => return io.usage(&message),
+    };
+    let compiled = match crate::codegen::compile(&policy, &key) {
+        Ok(compiled) => compiled,
+        Err(error) => {
+            io.err(&format!("error: cannot compile: {error:?}\n"));
+            return Exit::Failure;
+        }
+    };
+    if let Err(error) = std::fs::write(output, &compiled.bytes) {
+        return io.usage(&format!("cannot write `{}`: {error}", output.display()));
+    }
+    io.out(&format!(
+        "compiled {} rules into {} ({} bytes, {:.1} bytes per rule), policy hash {}\n",
+        policy.rules.len(),
+        output.display(),
+        compiled.stats.bytes,
+        compiled.stats.bytes as f64 / policy.rules.len().max(1) as f64,
+        hex::encode(compiled.policy_hash)
+    ));
+    if verbose {
+        io.out(&format!(
+            "  buckets {}, rule entries {}, program bytes {}\n",
+            compiled.stats.buckets, compiled.stats.entries, compiled.stats.programs_bytes
+        ));
+    }
+    Exit::Success
+}
+
+fn parse_duration(text: &str) -> Option<u64> {
+    let lexed = tollgate_grammar::lexer::lex(text, tollgate_grammar::FileId(0));
+    match (lexed.errors.is_empty(), lexed.tokens.as_slice()) {
+        (true, [(_, tollgate_grammar::lexer::Tok::Duration(seconds), _)]) => Some(*seconds),
+        _ => None,
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one parameter per command-line option"
+)]
+fn issue(
+    io: &mut Io<'_>,
+    table: &Path,
+    agent: &str,
+    ttl: &str,
+    scope: &[String],
+    key: &Path,
+    time: Option<u64>,
+    output: &Path,
+) -> Exit {
+    let Some(ttl) = parse_duration(ttl) else {
+        return io.usage(&format!("`{ttl}` is not a duration such as `10m`"));
+    };
+    let bytes = match std::fs::read(table) {
+        Ok(bytes) => bytes,
+        Err(error) => return io.usage(&format!("cannot read `{}`: {error}", table.display())),
+    };
+    let table = match tollgate_runtime::table::Table::parse(&bytes) {
+        Ok(table) => table,
+        Err(error) => {
+            return io.usage(&format!(
+                "`{}` is not a decision table: {error:?}",
+                table.display()
+            ))
+        }
+    };
+    let key = match signing_key(key) {
+        Ok(key) => key,
+        Err(message) => return io.usage(&message),
+    };
+    let mut id = [0u8; 16];
+    if let Err(error) = getrandom::getrandom(&mut id) {
+        return io.usage(&format!("no randomness for a credential id: {error}"));
+    }
+    let claims = crate::credential::Claims {
+        agent,
+        scope,
+        issued_at: time.unwrap_or_else(now),
+        ttl,
+        id,
+    };
+    match crate::credential::issue(&table, &claims, &key) {
+        Ok(credential) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&credential);
+            if let Err(error) = std::fs::write(output, format!("{encoded}\n")) {
+                return io.usage(&format!("cannot write `{}`: {error}", output.display()));
+            }
+            io.out(&format!(
+                "issued a credential for `{agent}` valid {} from {} to {}: {}\n",
+                tollgate_grammar::format::duration(ttl),
+                claims.issued_at,
+                claims.issued_at.saturating_add(ttl),
+                output.display()
+            ));
+            Exit::Success
+        }
+        Err(error) => {
+            io.err(&format!("error: {error}\n"));
+            Exit::Failure
+        }
+    }
+}
+
+struct GateFiles {
+    table: PathBuf,
+    compiler_key: PathBuf,
+    issuer_key: PathBuf,
+    gate_key: PathBuf,
+    audit: PathBuf,
+}
+
+/// Audit entries appended to a file as they happen.
+struct FileSink {
+    file: std::fs::File,
+    failed: bool,
+}
+
+impl tollgate_runtime::audit::AuditSink for FileSink {
+    fn record(&mut self, record: &[u8; tollgate_runtime::audit::RECORD_SIZE]) {
+        let entry = crate::audit::encode(&crate::audit::Entry::Record(Box::new(*record)));
+        self.failed |= self.file.write_all(&entry).is_err();
+    }
+
+    fn checkpoint(&mut self, note: &[u8]) {
+        let entry = crate::audit::encode(&crate::audit::Entry::Checkpoint(note.to_vec()));
+        self.failed |= self.file.write_all(&entry).is_err();
+    }
+}
+
+fn run_gate(io: &mut Io<'_>, files: &GateFiles, every: u64, time: Option<u64>) -> Exit {
+    use base64::Engine as _;
+    use tollgate_runtime::{credential, gate};
+    let keys = (|| -> Result<_, String> {
+        Ok((
+            verifying_key(&files.compiler_key)?,
+            verifying_key(&files.issuer_key)?,
+            signing_key(&files.gate_key)?,
+        ))
+    })();
+    let (compiler_key, issuer_key, gate_key) = match keys {
+        Ok(keys) => keys,
+        Err(message) => return io.usage(&message),
+    };
+    let bytes = match std::fs::read(&files.table) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return io.usage(&format!("cannot read `{}`: {error}", files.table.display()))
+        }
+    };
+    let table = match tollgate_runtime::table::Table::load(&bytes, &compiler_key) {
+        Ok(table) => table,
+        Err(error) => {
+            io.err(&format!("error: the table is refused: {error:?}\n"));
+            return Exit::Failure;
+        }
+    };
+    let file = match std::fs::File::create(&files.audit) {
+        Ok(file) => file,
+        Err(error) => {
+            return io.usage(&format!(
+                "cannot write `{}`: {error}",
+                files.audit.display()
+            ))
+        }
+    };
+    let origin = format!("tollgate/{}", hex::encode(&table.policy_hash()[..8]));
+    let mut auditor = tollgate_runtime::audit::Auditor::new(
+        FileSink {
+            file,
+            failed: false,
+        },
+        &gate_key,
+        &origin,
+        GATE_KEY_NAME,
+        every,
+        *table.policy_hash(),
+    );
+    let mut state = vec![gate::Slot::EMPTY; gate::slots_needed(&table, 4_096).saturating_mul(2)];
+    let mut input = String::new();
+    if let Err(error) = io.stdin.read_to_string(&mut input) {
+        return io.usage(&format!("cannot read standard input: {error}"));
+    }
+    let deny_line = |reason: tollgate_runtime::Reason| {
+        serde_json::json!({ "verdict": "deny", "reason": reason.as_str() }).to_string()
+    };
+    for line in input.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        let Some(object) = parsed.ok().and_then(|v| v.as_object().cloned()) else {
+            io.out(&format!(
+                "{}\n",
+                deny_line(tollgate_runtime::Reason::Malformed)
+            ));
+            continue;
+        };
+        let credential_bytes = object
+            .get("credential")
+            .and_then(|c| c.as_str())
+            .and_then(|c| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(c.trim())
+                    .ok()
+            })
+            .unwrap_or_default();
+        let mut call_json = object.clone();
+        call_json.remove("credential");
+        call_json.insert("agent".to_owned(), serde_json::json!("-"));
+        let default_time = time.unwrap_or_else(now);
+        let Ok(request) = request::from_json(serde_json::Value::Object(call_json), default_time)
+        else {
+            io.out(&format!(
+                "{}\n",
+                deny_line(tollgate_runtime::Reason::Malformed)
+            ));
+            continue;
+        };
+        let session =
+            match credential::admit(&table, &state, &issuer_key, &credential_bytes, request.time) {
+                Ok(session) => session,
+                Err(reason) => {
+                    // A refused credential is a decision too: audit it under the name it claims.
+                    let claimed = credential::Credential::parse(&credential_bytes)
+                        .ok()
+                        .and_then(|c| std::str::from_utf8(c.agent).ok().map(str::to_owned))
+                        .unwrap_or_default();
+                    let call = gate::Call {
+                        agent: &claimed,
+                        tool: &request.tool,
+                        args: &[],
+                        via: &[],
+                        env: request.env.as_deref(),
+                        time: request.time,
+                    };
+                    let decision = gate::Decision {
+                        verdict: gate::Verdict::Deny,
+                        reason: Some(reason),
+                        rule: None,
+                        limit: None,
+                        revoked_agent: false,
+                    };
+                    auditor.record(&call, &decision);
+                    io.out(&format!("{}\n", deny_line(reason)));
+                    continue;
+                }
+            };
+        let args: Vec<(&str, gate::ArgValue<'_>)> = request
+            .args
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    crate::model::Value::Int(v) => gate::ArgValue::Int(*v),
+                    crate::model::Value::Bool(v) => gate::ArgValue::Bool(*v),
+                    crate::model::Value::Str(v) | crate::model::Value::Sym(v) => {
+                        gate::ArgValue::Str(v)
+                    }
+                };
+                (name.as_str(), value)
+            })
+            .collect();
+        let via: Vec<&str> = request.via.iter().map(String::as_str).collect();
+        let session_call = credential::SessionCall {
+            tool: &request.tool,
+            args: &args,
+            via: &via,
+            env: request.env.as_deref(),
+        };
+        let decision =
+            credential::decide(&table, &mut state, &session, &session_call, request.time);
+        let call = gate::Call {
+            agent: session.agent(),
+            tool: &request.tool,
+            args: &args,
+            via: &via,
+            env: request.env.as_deref(),
+            time: request.time,
+        };
+        auditor.record(&call, &decision);
+        let out = serde_json::json!({
+            "agent": session.agent(),
+            "tool": request.tool,
+            "verdict": if decision.verdict == gate::Verdict::Allow { "allow" } else { "deny" },
+            "reason": decision.reason.map(|r| r.as_str()),
+            "rule": decision.rule,
+            "revoked_agent": decision.revoked_agent,
+        });
+        io.out(&format!("{out}\n"));
+    }
+    auditor.checkpoint();
+    if auditor.sink.failed {
+        io.err(&format!(
+            "error: could not write every audit entry to `{}`\n",
+            files.audit.display()
+        ));
+        return Exit::Failure;
+    }
+    Exit::Success
+}
+
+fn audit_verify(io: &mut Io<'_>, log: &Path, key: &Path, key_name: &str) -> Exit {
+    let key = match verifying_key(key) {
+        Ok(key) => key,
+        Err(message) => return io.usage(&message),
+    };
+    let bytes = match std::fs::read(log) {
+        Ok(bytes) => bytes,
+        Err(error) => return io.usage(&format!("cannot read `{}`: {error}", log.display())),
+    };
+    match crate::audit::verify(&bytes, &key, key_name) {
+        Ok(verified) => {
+            io.out(&format!(
+                "ok: {} records, {} signed checkpoints, chain and tree intact\n",
+                verified.records, verified.checkpoints
+            ));
+            Exit::Success
+        }
+        Err(problem) => {
+            io.err(&format!("error: {}\n", problem.message));
+            if let Some(record) = problem.record {
+                io.err(&format!("  first bad record: {record}\n"));
+            }
+            Exit::Failure
+        }
+    }
+}
+
+fn audit_show(io: &mut Io<'_>, log: &Path) -> Exit {
+    let bytes = match std::fs::read(log) {
+        Ok(bytes) => bytes,
+        Err(error) => return io.usage(&format!("cannot read `{}`: {error}", log.display())),
+    };
+    let entries = match crate::audit::parse(&bytes) {
+        Ok(entries) => entries,
+        Err(problem) => {
+            io.err(&format!("error: {}\n", problem.message));
+            return Exit::Failure;
+        }
+    };
+    for entry in entries {
+        match entry {
+            crate::audit::Entry::Record(record) => {
+                io.out(&format!("{}\n", crate::audit::record_json(&record)))
+            }
+            crate::audit::Entry::Checkpoint(note) => io.out(&format!(
+                "{}\n",
+                serde_json::json!({ "checkpoint": String::from_utf8_lossy(&note) })
+            )),
+        }
+    }
+    Exit::Success
 }

@@ -1,9 +1,9 @@
 //! Issuing credentials in the layout `tollgate_runtime::credential` reads. Randomness (the
 //! credential id) and the clock come from the caller: this module does no IO.
 
-use crate::model::Policy;
 use ed25519_dalek::{Signer, SigningKey};
 use tollgate_runtime::credential::{MAGIC, MAX_NAME, MAX_SCOPE, VERSION};
+use tollgate_runtime::table::Table;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IssueError {
@@ -47,27 +47,39 @@ pub struct Claims<'a> {
     pub id: [u8; 16],
 }
 
-/// Signs a credential for `policy_hash` (the compiled table's hash).
+/// Signs a credential valid for a compiled table: the agent must be in it, the lifetime within
+/// the agent's `credential_ttl`, and every scope entry must match a tool of it.
 pub fn issue(
-    policy: &Policy,
+    table: &Table<'_>,
+    claims: &Claims<'_>,
+    key: &SigningKey,
+) -> Result<Vec<u8>, IssueError> {
+    issue_for_hash(table, table.policy_hash(), claims, key)
+}
+
+/// As [`issue`], but stamped with another policy hash (to test that a gate refuses it).
+pub fn issue_for_hash(
+    table: &Table<'_>,
     policy_hash: &[u8; 32],
     claims: &Claims<'_>,
     key: &SigningKey,
 ) -> Result<Vec<u8>, IssueError> {
-    let Some(agent) = policy.agent_id(claims.agent) else {
+    let Some(agent) = table.find_agent(claims.agent.as_bytes()) else {
         return Err(IssueError::UnknownAgent(claims.agent.to_owned()));
     };
     if claims.ttl == 0 {
         return Err(IssueError::ZeroTtl);
     }
-    if let Some(allowed) = policy.agents[agent].credential_ttl {
-        if claims.ttl > allowed {
-            return Err(IssueError::TtlTooLong {
-                requested: claims.ttl,
-                allowed,
-            });
-        }
+    let allowed = u64::from(table.agent_ttl(agent).unwrap_or(0));
+    if allowed > 0 && claims.ttl > allowed {
+        return Err(IssueError::TtlTooLong {
+            requested: claims.ttl,
+            allowed,
+        });
     }
+    let tools: Vec<&[u8]> = (0..table.tool_count())
+        .filter_map(|t| table.tool_name(t))
+        .collect();
     if claims.agent.len() > MAX_NAME {
         return Err(IssueError::TooLong("the agent name"));
     }
@@ -76,12 +88,11 @@ pub fn issue(
     }
     for entry in claims.scope {
         let known = match entry.strip_suffix(".*") {
-            Some(prefix) => policy.tools.iter().any(|t| {
-                t.name
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('.'))
+            Some(prefix) => tools.iter().any(|t| {
+                t.strip_prefix(prefix.as_bytes())
+                    .is_some_and(|rest| rest.first() == Some(&b'.'))
             }),
-            None => policy.tool_id(entry).is_some(),
+            None => tools.contains(&entry.as_bytes()),
         };
         if !known {
             return Err(IssueError::UnknownScope(entry.clone()));

@@ -10,6 +10,7 @@
 //! The library does no IO: it takes a [`source::SourceSet`] and returns values. The `cli` module
 //! is the only place that touches files, the clock, stdin and stdout.
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod codegen;

@@ -13,6 +13,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod audit;
 pub mod credential;
 pub mod format;
 pub mod gate;

@@ -214,6 +214,21 @@ impl<'a> Table<'a> {
         self.ref_at(self.record(section::TOOLS, index)?)
     }
 
+    /// The index of the agent with this name.
+    pub fn find_agent(&self, name: &[u8]) -> Option<usize> {
+        self.find(section::AGENTS, name)
+    }
+
+    /// The index of the tool with this name.
+    pub fn find_tool(&self, name: &[u8]) -> Option<usize> {
+        self.find(section::TOOLS, name)
+    }
+
+    /// The longest credential lifetime (seconds) agent `index` may hold; 0 means no limit.
+    pub fn agent_ttl(&self, index: usize) -> Option<u32> {
+        self.bytes.u32(self.record(section::AGENTS, index)? + 16)
+    }
+
     pub fn symbol_name(&self, index: usize) -> Option<&'a [u8]> {
         self.ref_at(self.record(section::SYMBOLS, index)?)
     }

@@ -12,7 +12,7 @@
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use tollgate_compiler::codegen;
-use tollgate_compiler::credential::{issue, Claims, IssueError};
+use tollgate_compiler::credential::{issue, issue_for_hash, Claims, IssueError};
 use tollgate_runtime::credential::{self, Credential, SessionCall};
 use tollgate_runtime::gate::{self, ArgValue, Slot, Verdict};
 use tollgate_runtime::table::Table;
@@ -50,7 +50,7 @@ fn credential_for(f: &Fixture, agent: &str, ttl: u64, scope: &[&str], issued_at:
         ttl,
         id: [3u8; 16],
     };
-    issue(&f.policy, table.policy_hash(), &claims, &issuer()).unwrap()
+    issue(&table, &claims, &issuer()).unwrap()
 }
 
 fn admit(f: &Fixture, bytes: &[u8], state: &[Slot], now: u64) -> Result<(), Reason> {
@@ -128,13 +128,13 @@ fn each_failure_has_its_own_reason() {
         ttl: 60,
         id: [0; 16],
     };
-    let wrong = issue(&f.policy, &other_hash, &claims, &issuer()).unwrap();
+    let table = Table::load(&f.table, &compiler_key().verifying_key()).unwrap();
+    let wrong = issue_for_hash(&table, &other_hash, &claims, &issuer()).unwrap();
     assert_eq!(
         admit(&f, &wrong, &state, NOW),
         Err(Reason::CredentialWrongPolicy)
     );
     // TTL above the agent's limit: refused at issue, and denied if someone signs one anyway
-    let table = Table::load(&f.table, &compiler_key().verifying_key()).unwrap();
     let long = Claims {
         agent: "support_bot",
         scope: &scope,
@@ -143,7 +143,7 @@ fn each_failure_has_its_own_reason() {
         id: [0; 16],
     };
     assert_eq!(
-        issue(&f.policy, table.policy_hash(), &long, &issuer()),
+        issue(&table, &long, &issuer()),
         Err(IssueError::TtlTooLong {
             requested: 3_600,
             allowed: 900
@@ -154,7 +154,11 @@ fn each_failure_has_its_own_reason() {
         .agents
         .iter_mut()
         .for_each(|a| a.credential_ttl = None);
-    let long_credential = issue(&relaxed, table.policy_hash(), &long, &issuer()).unwrap();
+    let relaxed_bytes = codegen::compile(&relaxed, &compiler_key()).unwrap().bytes;
+    let relaxed_table = Table::load(&relaxed_bytes, &compiler_key().verifying_key()).unwrap();
+    // Same agents and tools, no lifetime limit: sign a long one, stamped for the real table.
+    let long_credential =
+        issue_for_hash(&relaxed_table, table.policy_hash(), &long, &issuer()).unwrap();
     assert_eq!(
         admit(&f, &long_credential, &state, NOW),
         Err(Reason::CredentialTtlExceeded)

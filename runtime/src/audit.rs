@@ -1,0 +1,355 @@
+//! Audit: one fixed-layout record per decision and per revocation, hash-chained (each record
+//! carries the SHA-256 of the one before) and collected in an RFC 6962 Merkle tree, whose root is
+//! signed in periodic checkpoints in the C2SP signed-note format — so inclusion and consistency
+//! proofs are logarithmic, and existing transparency-log tooling can check the checkpoints.
+//!
+//! Record layout (`RECORD_SIZE` bytes, little-endian):
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0 | 1 | version (1) |
+//! | 1 | 1 | kind: 1 decision, 2 revocation |
+//! | 2 | 1 | verdict: 0 allow, 1 deny |
+//! | 3 | 1 | reason code (0: none) |
+//! | 4 | 2 | rule id (`0xFFFF`: none) |
+//! | 6 | 2 | limit id (`0xFFFF`: none) |
+//! | 8 | 8 | sequence number, from 0 |
+//! | 16 | 8 | time (Unix seconds) |
+//! | 24 | 32 | policy hash |
+//! | 56 | 64 | agent name, zero-padded (truncated at 64 bytes) |
+//! | 120 | 64 | tool name, zero-padded |
+//! | 184 | 32 | SHA-256 of the arguments (name order) |
+//! | 216 | 32 | SHA-256 of the previous record (zero for the first) |
+
+use crate::gate::{ArgValue, Call, Decision, Verdict};
+use base64::Engine as _;
+use core::fmt::Write as _;
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+pub const RECORD_SIZE: usize = 248;
+pub const VERSION: u8 = 1;
+pub const KIND_DECISION: u8 = 1;
+pub const KIND_REVOCATION: u8 = 2;
+/// Room for a checkpoint note: origin (≤ 128 bytes), size, root, one signature line.
+pub const MAX_NOTE: usize = 512;
+
+pub type Hash = [u8; 32];
+
+/// RFC 6962 leaf hash: SHA-256(0x00 ‖ record).
+pub fn leaf_hash(record: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(record);
+    hasher.finalize().into()
+}
+
+/// RFC 6962 interior node hash: SHA-256(0x01 ‖ left ‖ right).
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([1u8]);
+    hasher.update(left);
+    hasher.update(right);
+    hasher.finalize().into()
+}
+
+/// The hash chain link: SHA-256 of a whole record.
+pub fn chain_hash(record: &[u8]) -> Hash {
+    Sha256::digest(record).into()
+}
+
+/// The append-only state of a log: the chain head and the Merkle tree's frontier (one perfect
+/// subtree root per set bit of the size). Fixed size; no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Log {
+    size: u64,
+    previous: Hash,
+    frontier: [Hash; 64],
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log::new()
+    }
+}
+
+impl Log {
+    pub const fn new() -> Log {
+        Log {
+            size: 0,
+            previous: [0; 32],
+            frontier: [[0; 32]; 64],
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Seals a record: sets its sequence number and previous-record hash, adds it to the tree, and
+    /// returns its bytes.
+    pub fn append(&mut self, mut record: [u8; RECORD_SIZE]) -> [u8; RECORD_SIZE] {
+        if let Some(seq) = record.get_mut(8..16) {
+            seq.copy_from_slice(&self.size.to_le_bytes());
+        }
+        if let Some(previous) = record.get_mut(216..248) {
+            previous.copy_from_slice(&self.previous);
+        }
+        self.previous = chain_hash(&record);
+        let mut hash = leaf_hash(&record);
+        let mut level = 0usize;
+        while self.size >> level & 1 == 1 {
+            let Some(left) = self.frontier.get(level) else {
+                break;
+            };
+            hash = node_hash(left, &hash);
+            level += 1;
+        }
+        if let Some(slot) = self.frontier.get_mut(level) {
+            *slot = hash;
+        }
+        self.size = self.size.saturating_add(1);
+        record
+    }
+
+    /// The RFC 6962 tree head (the hash of the empty string for an empty log).
+    pub fn root(&self) -> Hash {
+        if self.size == 0 {
+            return Sha256::digest([]).into();
+        }
+        let mut root: Option<Hash> = None;
+        for level in 0..64 {
+            if self.size >> level & 1 == 0 {
+                continue;
+            }
+            let Some(subtree) = self.frontier.get(level) else {
+                break;
+            };
+            root = Some(match root {
+                None => *subtree,
+                Some(right) => node_hash(subtree, &right),
+            });
+        }
+        root.unwrap_or([0; 32])
+    }
+}
+
+/// Where records and checkpoints go; the embedder implements it (a file, a socket, a ring buffer).
+pub trait AuditSink {
+    fn record(&mut self, record: &[u8; RECORD_SIZE]);
+    fn checkpoint(&mut self, note: &[u8]);
+}
+
+fn name_field(out: &mut [u8], name: &str) {
+    for (o, b) in out.iter_mut().zip(name.as_bytes()) {
+        *o = *b;
+    }
+}
+
+/// SHA-256 over the arguments in name order: name length, name, type tag, value.
+pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
+    let mut hasher = Sha256::new();
+    let mut last: Option<&str> = None;
+    // Selection in name order without allocating: repeatedly take the smallest name above the last.
+    for _ in 0..args.len() {
+        let next = args
+            .iter()
+            .filter(|(name, _)| last.is_none_or(|l| *name > l))
+            .min_by(|a, b| a.0.cmp(b.0));
+        let Some((name, value)) = next else { break };
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        match value {
+            ArgValue::Int(v) => {
+                hasher.update([1]);
+                hasher.update(v.to_le_bytes());
+            }
+            ArgValue::Bool(v) => hasher.update([2, u8::from(*v)]),
+            ArgValue::Str(v) => {
+                hasher.update([3]);
+                hasher.update((v.len() as u64).to_le_bytes());
+                hasher.update(v.as_bytes());
+            }
+        }
+        last = Some(name);
+    }
+    hasher.finalize().into()
+}
+
+/// The record of one decision (sequence and chain fields are filled by [`Log::append`]).
+pub fn decision_record(
+    call: &Call<'_>,
+    decision: &Decision,
+    policy_hash: &Hash,
+    kind: u8,
+) -> [u8; RECORD_SIZE] {
+    let mut record = [0u8; RECORD_SIZE];
+    record[0] = VERSION;
+    record[1] = kind;
+    record[2] = u8::from(decision.verdict == Verdict::Deny);
+    record[3] = decision.reason.map_or(0, |r| r.code());
+    record[4..6].copy_from_slice(&decision.rule.unwrap_or(u16::MAX).to_le_bytes());
+    record[6..8].copy_from_slice(&decision.limit.unwrap_or(u16::MAX).to_le_bytes());
+    record[16..24].copy_from_slice(&call.time.to_le_bytes());
+    record[24..56].copy_from_slice(policy_hash);
+    name_field(&mut record[56..120], call.agent);
+    name_field(&mut record[120..184], call.tool);
+    record[184..216].copy_from_slice(&args_digest(call.args));
+    record
+}
+
+/// A fixed buffer that `core::fmt::Write` can write into.
+struct Cursor<'b> {
+    buffer: &'b mut [u8],
+    len: usize,
+}
+
+impl core::fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        let end = self.len.checked_add(text.len()).ok_or(core::fmt::Error)?;
+        self.buffer
+            .get_mut(self.len..end)
+            .ok_or(core::fmt::Error)?
+            .copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The signed-note key id of an Ed25519 key: the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ key).
+pub fn key_id(key_name: &str, key: &VerifyingKey) -> [u8; 4] {
+    let mut hasher = Sha256::new();
+    hasher.update(key_name.as_bytes());
+    hasher.update(b"\n");
+    hasher.update([1u8]);
+    hasher.update(key.as_bytes());
+    let digest = hasher.finalize();
+    let mut id = [0u8; 4];
+    id.copy_from_slice(digest.get(..4).unwrap_or(&[0; 4]));
+    id
+}
+
+/// Writes a C2SP checkpoint for the log into `out` and returns its length:
+/// `origin\nsize\nbase64(root)\n\n— key_name base64(key_id ‖ signature)\n`. `None` if it does not
+/// fit or a name contains a newline.
+pub fn checkpoint(
+    log: &Log,
+    origin: &str,
+    key_name: &str,
+    key: &SigningKey,
+    out: &mut [u8; MAX_NOTE],
+) -> Option<usize> {
+    if origin.contains('\n')
+        || key_name.contains('\n')
+        || key_name.contains(' ')
+        || origin.is_empty()
+    {
+        return None;
+    }
+    let mut root = [0u8; 44];
+    let root_len = base64::engine::general_purpose::STANDARD
+        .encode_slice(log.root(), &mut root)
+        .ok()?;
+    let root = core::str::from_utf8(root.get(..root_len)?).ok()?;
+    let body_len = {
+        let mut cursor = Cursor {
+            buffer: &mut out[..],
+            len: 0,
+        };
+        write!(cursor, "{origin}\n{}\n{root}\n", log.size()).ok()?;
+        cursor.len
+    };
+    let signature = key.sign(out.get(..body_len)?);
+    let mut blob = [0u8; 68];
+    blob[..4].copy_from_slice(&key_id(key_name, &key.verifying_key()));
+    blob[4..].copy_from_slice(&signature.to_bytes());
+    let mut encoded = [0u8; 92];
+    let encoded_len = base64::engine::general_purpose::STANDARD
+        .encode_slice(blob, &mut encoded)
+        .ok()?;
+    let encoded = core::str::from_utf8(encoded.get(..encoded_len)?).ok()?;
+    let mut cursor = Cursor {
+        buffer: &mut out[..],
+        len: body_len,
+    };
+    write!(cursor, "\n\u{2014} {key_name} {encoded}\n").ok()?;
+    Some(cursor.len)
+}
+
+/// Decides and audits in one step: every decision is recorded, a revocation gets its own record,
+/// and a checkpoint is written every `every` records (and on demand with [`Auditor::checkpoint`]).
+pub struct Auditor<'k, S: AuditSink> {
+    pub log: Log,
+    pub sink: S,
+    key: &'k SigningKey,
+    origin: &'k str,
+    key_name: &'k str,
+    every: u64,
+    policy_hash: Hash,
+}
+
+impl<'k, S: AuditSink> core::fmt::Debug for Auditor<'k, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("size", &self.log.size())
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+impl<'k, S: AuditSink> Auditor<'k, S> {
+    pub fn new(
+        sink: S,
+        key: &'k SigningKey,
+        origin: &'k str,
+        key_name: &'k str,
+        every: u64,
+        policy_hash: Hash,
+    ) -> Self {
+        Auditor {
+            log: Log::new(),
+            sink,
+            key,
+            origin,
+            key_name,
+            every,
+            policy_hash,
+        }
+    }
+
+    /// Records a decision (and the revocation it caused, if any).
+    pub fn record(&mut self, call: &Call<'_>, decision: &Decision) {
+        self.append(decision_record(
+            call,
+            decision,
+            &self.policy_hash,
+            KIND_DECISION,
+        ));
+        if decision.revoked_agent {
+            self.append(decision_record(
+                call,
+                decision,
+                &self.policy_hash,
+                KIND_REVOCATION,
+            ));
+        }
+    }
+
+    fn append(&mut self, record: [u8; RECORD_SIZE]) {
+        let sealed = self.log.append(record);
+        self.sink.record(&sealed);
+        if self.every > 0 && self.log.size() % self.every == 0 {
+            self.checkpoint();
+        }
+    }
+
+    /// Signs and emits a checkpoint for everything recorded so far.
+    pub fn checkpoint(&mut self) {
+        let mut note = [0u8; MAX_NOTE];
+        if let Some(len) = checkpoint(&self.log, self.origin, self.key_name, self.key, &mut note) {
+            if let Some(text) = note.get(..len) {
+                self.sink.checkpoint(text);
+            }
+        }
+    }
+}
