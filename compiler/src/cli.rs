@@ -1145,6 +1145,28 @@ fn compile(io: &mut Io<'_>, path: &Path, output: &Path, key: &Path, verbose: boo
             return Exit::Failure;
         }
     };
+    // Translation validation: the table must decide exactly as the source, or nothing is written.
+    let started = std::time::Instant::now();
+    let proof = tollgate_runtime::table::Table::parse(&compiled.bytes)
+        .map_err(|e| format!("the compiler wrote a table its own loader refuses: {e:?}"))
+        .and_then(|table| {
+            crate::verify::translation::validate(
+                &policy,
+                &table,
+                &crate::verify::Options::default(),
+            )
+            .map_err(|m| m.to_string())
+        });
+    let proof = match proof {
+        Ok(proof) => proof,
+        Err(message) => {
+            io.err(&format!(
+                "error: translation validation failed: {message}\n"
+            ));
+            return Exit::Failure;
+        }
+    };
+    let proof_time = started.elapsed();
     if let Err(error) = std::fs::write(output, &compiled.bytes) {
         return io.usage(&format!("cannot write `{}`: {error}", output.display()));
     }
@@ -1158,8 +1180,8 @@ fn compile(io: &mut Io<'_>, path: &Path, output: &Path, key: &Path, verbose: boo
     ));
     if verbose {
         io.out(&format!(
-            "  buckets {}, rule entries {}, program bytes {}\n",
-            compiled.stats.buckets, compiled.stats.entries, compiled.stats.programs_bytes
+            "  buckets {}, rule entries {}, program bytes {}\n  translation validated: {} programs in {} buckets equivalent to their rules (Z3, {:.2?})\n",
+            compiled.stats.buckets, compiled.stats.entries, compiled.stats.programs_bytes, proof.programs, proof.buckets, proof_time
         ));
     }
     Exit::Success

@@ -14,6 +14,7 @@
 pub mod diff;
 pub mod encode;
 pub mod graph;
+pub mod translation;
 
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::eval::{self, State, Verdict};
@@ -25,7 +26,7 @@ use z3::ast::{Bool, Int};
 use z3::{Model, Params, SatResult, Solver};
 
 /// A solver with the per-call timeout set.
-fn new_solver(options: &Options) -> Rc<Solver> {
+pub(crate) fn new_solver(options: &Options) -> Rc<Solver> {
     let solver = Solver::new();
     let mut params = Params::new();
     params.set_u32("timeout", options.timeout_ms);
@@ -300,7 +301,7 @@ impl<'p> Bucket<'p> {
 }
 
 /// The request a model of `space` describes, for `agent` calling `tool` of `policy`.
-fn request_from_model(
+pub(crate) fn request_from_model(
     policy: &Policy,
     agent: AgentId,
     tool: ToolId,

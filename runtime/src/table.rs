@@ -214,6 +214,78 @@ impl<'a> Table<'a> {
         self.ref_at(self.record(section::TOOLS, index)?)
     }
 
+    /// The rule entries of the bucket for (agent, tool), by table indexes: `(rule id, is_forbid,
+    /// program offset)`, forbids first. Empty when nothing applies.
+    pub fn bucket_entries(
+        &self,
+        agent: usize,
+        tool: usize,
+    ) -> impl Iterator<Item = (u16, bool, usize)> + '_ {
+        let bucket = agent
+            .checked_mul(self.tool_count())
+            .and_then(|i| i.checked_add(tool))
+            .and_then(|i| self.record(section::DISPATCH, i))
+            .and_then(|at| self.bytes.u32(at))
+            .filter(|b| *b != crate::format::NO_BUCKET)
+            .and_then(|b| self.record(section::BUCKETS, b as usize));
+        let (start, forbids, permits) = bucket.map_or((0, 0, 0), |at| {
+            (
+                self.bytes.u32(at).unwrap_or(0) as usize,
+                usize::from(self.bytes.u16(at + 4).unwrap_or(0)),
+                usize::from(self.bytes.u16(at + 6).unwrap_or(0)),
+            )
+        });
+        (start..start + forbids + permits).filter_map(move |index| {
+            let at = self.record(section::ENTRIES, index)?;
+            Some((
+                self.bytes.u16(at)?,
+                index < start + forbids,
+                self.bytes.u32(at + 4)? as usize,
+            ))
+        })
+    }
+
+    /// The limit ids of the bucket for (agent, tool), in order.
+    pub fn bucket_limits(&self, agent: usize, tool: usize) -> impl Iterator<Item = u16> + '_ {
+        let bucket = agent
+            .checked_mul(self.tool_count())
+            .and_then(|i| i.checked_add(tool))
+            .and_then(|i| self.record(section::DISPATCH, i))
+            .and_then(|at| self.bytes.u32(at))
+            .filter(|b| *b != crate::format::NO_BUCKET)
+            .and_then(|b| self.record(section::BUCKETS, b as usize));
+        let (start, count) = bucket.map_or((0, 0), |at| {
+            (
+                self.bytes.u32(at + 8).unwrap_or(0) as usize,
+                usize::from(self.bytes.u16(at + 12).unwrap_or(0)),
+            )
+        });
+        (start..start + count).filter_map(move |index| self.u16_item(section::LIMIT_REFS, index))
+    }
+
+    /// The bytecode from a program offset to the end of the program section.
+    pub fn program(&self, offset: usize) -> Option<&'a [u8]> {
+        let programs = self.sections.get(section::PROGRAMS)?;
+        let start = programs.offset.checked_add(offset)?;
+        self.bytes.slice(start, programs.count.checked_sub(offset)?)
+    }
+
+    /// The name of argument `slot` of tool `tool`.
+    pub fn arg_name(&self, tool: usize, slot: usize) -> Option<&'a [u8]> {
+        let at = self.record(section::TOOLS, tool)?;
+        let start = usize::from(self.bytes.u16(at + 16)?);
+        let count = usize::from(self.bytes.u16(at + 18)?);
+        if slot >= count {
+            return None;
+        }
+        self.ref_at(self.record(section::ARGS, start.checked_add(slot)?)?)
+    }
+
+    /// String constant bytes by (offset, length) into the string pool.
+    pub fn string_at(&self, offset: u32, len: u32) -> Option<&'a [u8]> {
+        self.string(offset, len)
+    }
+
     /// The index of the agent with this name.
     pub fn find_agent(&self, name: &[u8]) -> Option<usize> {
         self.find(section::AGENTS, name)

@@ -263,6 +263,7 @@ fn the_gate_decides_as_the_evaluator() {
     let mut runner =
         TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
     let decided = std::cell::Cell::new(0usize);
+    let validated = std::cell::Cell::new(0usize);
     let strategy = (policy(), proptest::collection::vec(request(), 200));
     let result = runner.run(&strategy, |(text, history)| {
         let policy = tollgate_compiler::load(&SourceSet::single("generated.toll", &text))
@@ -271,6 +272,14 @@ fn the_gate_decides_as_the_evaluator() {
             codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         let table = Table::load(&compiled.bytes, &key().verifying_key())
             .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        // Translation validation on every fifth random policy (Z3 is the slow part).
+        if decided.get() % 1_000 == 0 {
+            tollgate_compiler::verify::translation::validate(&policy, &table, &Default::default())
+                .map_err(|m| {
+                    TestCaseError::fail(format!("translation validation: {m}\nin policy:\n{text}"))
+                })?;
+            validated.set(validated.get() + 1);
+        }
         let count = differ(&policy, &table, &history)
             .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
         decided.set(decided.get() + count);
@@ -280,10 +289,12 @@ fn the_gate_decides_as_the_evaluator() {
         panic!("{error}");
     }
     println!(
-        "differential: {} requests decided identically by the gate and the evaluator",
-        decided.get()
+        "differential: {} requests decided identically by the gate and the evaluator; {} random tables translation-validated",
+        decided.get(),
+        validated.get()
     );
     assert!(decided.get() >= 100_000);
+    assert!(validated.get() >= 100);
 }
 
 #[test]
@@ -343,5 +354,62 @@ fn tables_are_signed_and_every_bit_flip_is_rejected() {
             );
             flipped[byte] ^= 1 << bit;
         }
+    }
+}
+
+#[test]
+fn translation_validation_proves_every_example() {
+    for dir in all_policy_dirs() {
+        let (_, policy) = load_dir(&dir);
+        let compiled = codegen::compile(&policy, &key()).unwrap();
+        let table = Table::load(&compiled.bytes, &key().verifying_key()).unwrap();
+        let proved =
+            tollgate_compiler::verify::translation::validate(&policy, &table, &Default::default())
+                .unwrap();
+        assert!(proved.programs > 0);
+    }
+}
+
+#[test]
+fn translation_validation_catches_a_miscompiled_program() {
+    use ed25519_dalek::Signer;
+    use sha2::{Digest, Sha256};
+    use tollgate_compiler::verify::translation::{validate, Mismatch};
+    let (_, policy) = load_dir(&tollgate_tests::root().join("examples/support-desk"));
+    let mut bytes = codegen::compile(&policy, &key()).unwrap().bytes;
+    // Change `args.amount <= 100` (small_refunds) to `<= 101` in the bytecode, then fix up the hash
+    // and signature as a buggy compiler would have written them.
+    let header = tollgate_runtime::format::HEADER_SIZE;
+    let mut pattern = vec![tollgate_runtime::format::op::PUSH_INT];
+    pattern.extend_from_slice(&100i64.to_le_bytes());
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .unwrap();
+    bytes[at + 1] = 101;
+    let body_end = bytes.len() - 64;
+    let hash: [u8; 32] = Sha256::digest(&bytes[header..body_end]).into();
+    bytes[8..40].copy_from_slice(&hash);
+    let signature = key().sign(&bytes[..body_end]);
+    bytes[body_end..].copy_from_slice(&signature.to_bytes());
+    let table = Table::load(&bytes, &key().verifying_key()).unwrap();
+    match validate(&policy, &table, &Default::default()) {
+        Err(Mismatch::Program {
+            mut request, rule, ..
+        }) => {
+            assert_eq!(policy.rule_name(rule), "small_refunds");
+            assert_eq!(request.args["amount"], Value::Int(101));
+            // At 10:00 no forbid masks the difference: the request really is decided differently.
+            request.time = 36_000;
+            let expected = eval::decide(&policy, &request, &mut State::new());
+            let (mut args, mut via) = (Vec::new(), Vec::new());
+            let mut slots = vec![Slot::EMPTY; 256];
+            let actual = gate::decide(&table, &mut slots, &to_gate(&request, &mut args, &mut via));
+            assert!(
+                expected.reason != actual.reason || expected.rule.map(|r| r as u16) != actual.rule,
+                "{request:?}"
+            );
+        }
+        other => panic!("expected a program mismatch, got {other:?}"),
     }
 }
