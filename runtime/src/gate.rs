@@ -347,7 +347,14 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
 
     // (6) Limits, in order.
     let cost = tool_cost(table, tool);
-    let digest = call_digest(tool, &args);
+    // Only repeat guards need the call's digest; most buckets have none, so compute it lazily.
+    let has_repeat = limits_of(table, bucket)
+        .any(|l| limit_record(table, l).is_some_and(|(kind, _, _)| kind == format::limit::REPEAT));
+    let digest = if has_repeat {
+        call_digest(tool, &args)
+    } else {
+        NO_DIGEST
+    };
     for limit in limits_of(table, bucket) {
         let Some((kind, value, window)) = limit_record(table, limit) else {
             return Decision::deny(Reason::Malformed);

@@ -160,3 +160,146 @@ fn fmt_rewrites_in_place() {
 fn help_lists_the_commands() {
     insta::assert_snapshot!(cli(&["--help"]));
 }
+
+/// The enforcement flow through the command line, with fixed test keys: compile (translation
+/// validated), issue, gate a session, verify the audit log, and catch a tampered one.
+#[test]
+fn compile_issue_gate_and_audit() {
+    std::env::set_current_dir(root()).unwrap();
+    let dir = std::env::temp_dir().join(format!("tollgate-flow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    for (name, seed) in [("compiler", 0x11u8), ("issuer", 0x22), ("gate", 0x33)] {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        std::fs::write(path(&format!("{name}.key")), hex(&[seed; 32])).unwrap();
+        std::fs::write(
+            path(&format!("{name}.pub")),
+            hex(key.verifying_key().as_bytes()),
+        )
+        .unwrap();
+    }
+    let mut transcript = String::new();
+    let mut run = |args: &[&str], stdin: &str| {
+        let (code, out, err) = run_cli(args, stdin);
+        let shown: Vec<&str> = args
+            .iter()
+            .map(|a| {
+                if a.contains(&*dir.display().to_string()) {
+                    "<tmp>"
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let shown_out = format!("{out}{err}").replace(&*dir.display().to_string(), "<tmp>");
+        transcript.push_str(&format!(
+            "$ tollgate {}\nexit: {code}\n{shown_out}\n",
+            shown.join(" ")
+        ));
+        (code, out)
+    };
+    run(
+        &[
+            "compile",
+            "examples/support-desk",
+            "-o",
+            &path("policy.tgt"),
+            "--key",
+            &path("compiler.key"),
+        ],
+        "",
+    );
+    run(
+        &[
+            "issue",
+            "--table",
+            &path("policy.tgt"),
+            "--agent",
+            "support_bot",
+            "--ttl",
+            "10m",
+            "--key",
+            &path("issuer.key"),
+            "--time",
+            "1767261600",
+            "-o",
+            &path("bot.cred"),
+        ],
+        "",
+    );
+    run(
+        &[
+            "issue",
+            "--table",
+            &path("policy.tgt"),
+            "--agent",
+            "support_bot",
+            "--ttl",
+            "1h",
+            "--key",
+            &path("issuer.key"),
+            "-o",
+            &path("long.cred"),
+        ],
+        "",
+    );
+    let credential = std::fs::read_to_string(path("bot.cred")).unwrap();
+    let session = std::fs::read_to_string("examples/sessions/support-desk.jsonl.template")
+        .unwrap()
+        .replace("@CREDENTIAL@", credential.trim());
+    run(
+        &[
+            "gate",
+            "--table",
+            &path("policy.tgt"),
+            "--compiler-key",
+            &path("compiler.pub"),
+            "--issuer-key",
+            &path("issuer.pub"),
+            "--gate-key",
+            &path("gate.key"),
+            "--audit",
+            &path("audit.log"),
+            "--checkpoint-every",
+            "4",
+        ],
+        &session,
+    );
+    let (code, _) = run(
+        &[
+            "audit",
+            "verify",
+            &path("audit.log"),
+            "--key",
+            &path("gate.pub"),
+        ],
+        "",
+    );
+    assert_eq!(code, 0);
+    let mut log = std::fs::read(path("audit.log")).unwrap();
+    log[300] ^= 1;
+    std::fs::write(path("tampered.log"), &log).unwrap();
+    let (code, _) = run(
+        &[
+            "audit",
+            "verify",
+            &path("tampered.log"),
+            "--key",
+            &path("gate.pub"),
+        ],
+        "",
+    );
+    assert_eq!(code, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The compile line carries the proof time, which varies.
+    let transcript: String = transcript
+        .lines()
+        .filter(|l| !l.contains("translation validated"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    insta::assert_snapshot!(transcript);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
