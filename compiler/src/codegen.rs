@@ -403,7 +403,9 @@ impl Generator<'_> {
                 if depth(condition) > format::MAX_STACK {
                     return Err(CodegenError::TooDeep { rule });
                 }
-                self.condition(&mut code, condition, agent, tool);
+                if let Err(constant) = self.condition(&mut code, condition, agent, tool) {
+                    code.extend_from_slice(&[op::PUSH_BOOL, u8::from(constant)]);
+                }
             }
         }
         code.push(op::END);
@@ -474,36 +476,84 @@ impl Generator<'_> {
         }
     }
 
+    /// The value of a term that does not depend on the request: attributes, cost, constants.
+    fn constant_term(&self, term: &Term, agent: AgentId, tool: ToolId) -> Option<Value> {
+        let policy = self.policy;
+        match term {
+            Term::AgentAttr(name) => policy.agents[agent].attrs.get(name).map(|(v, _)| v.clone()),
+            Term::ToolAttr(name) => policy.tools[tool].attrs.get(name).map(|(v, _)| v.clone()),
+            Term::ToolCost => Some(Value::Int(policy.tools[tool].cost)),
+            Term::ToolEnv => policy.tools[tool].env.clone().map(Value::Sym),
+            Term::Const(value) => Some(value.clone()),
+            Term::Arg(_) | Term::Context(_) => None,
+        }
+    }
+
+    /// Emits a condition. Parts that do not depend on the request are folded at compile time:
+    /// `Err(b)` means the condition is the constant `b` and nothing was emitted. Translation
+    /// validation proves the folded program equivalent to the source condition.
     fn condition(
         &mut self,
         code: &mut Vec<u8>,
         condition: &Condition,
         agent: AgentId,
         tool: ToolId,
-    ) {
+    ) -> Result<(), bool> {
         match &condition.kind {
             ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
-                // Both are commutative and side-effect free: evaluate the deeper side first so the
-                // stack stays shallow.
+                let is_or = matches!(condition.kind, ConditionKind::Or(..));
+                // Both are commutative and side-effect free: the deeper side first keeps the stack
+                // shallow.
                 let (first, second) = if depth(b) > depth(a) { (b, a) } else { (a, b) };
-                self.condition(code, first, agent, tool);
-                self.condition(code, second, agent, tool);
-                code.push(if matches!(condition.kind, ConditionKind::Or(..)) {
-                    op::OR
-                } else {
-                    op::AND
-                });
+                let (mut first_code, mut second_code) = (Vec::new(), Vec::new());
+                let first_result = self.condition(&mut first_code, first, agent, tool);
+                let second_result = self.condition(&mut second_code, second, agent, tool);
+                match (first_result, second_result) {
+                    (Err(x), _) | (_, Err(x)) if x == is_or => Err(is_or),
+                    (Err(_), Err(_)) => Err(!is_or),
+                    (Err(_), Ok(())) => {
+                        code.extend_from_slice(&second_code);
+                        Ok(())
+                    }
+                    (Ok(()), Err(_)) => {
+                        code.extend_from_slice(&first_code);
+                        Ok(())
+                    }
+                    (Ok(()), Ok(())) => {
+                        code.extend_from_slice(&first_code);
+                        code.extend_from_slice(&second_code);
+                        code.push(if is_or { op::OR } else { op::AND });
+                        Ok(())
+                    }
+                }
             }
-            ConditionKind::Not(inner) => {
-                self.condition(code, inner, agent, tool);
-                code.push(op::NOT);
-            }
-            ConditionKind::Bool(term) => self.term(code, term, agent, tool),
+            ConditionKind::Not(inner) => match self.condition(code, inner, agent, tool) {
+                Err(value) => Err(!value),
+                Ok(()) => {
+                    code.push(op::NOT);
+                    Ok(())
+                }
+            },
+            ConditionKind::Bool(term) => match self.constant_term(term, agent, tool) {
+                Some(Value::Bool(value)) => Err(value),
+                _ => {
+                    self.term(code, term, agent, tool);
+                    Ok(())
+                }
+            },
             ConditionKind::Compare {
                 op: compare,
                 lhs,
                 rhs,
             } => {
+                if let (Some(a), Some(b)) = (
+                    self.constant_term(lhs, agent, tool),
+                    self.constant_term(rhs, agent, tool),
+                ) {
+                    if let Some(value) = fold_compare(*compare, &a, &b) {
+                        return Err(value);
+                    }
+                }
                 self.term(code, lhs, agent, tool);
                 self.term(code, rhs, agent, tool);
                 code.push(match compare {
@@ -514,11 +564,14 @@ impl Generator<'_> {
                     CompareOp::Gt => op::GT,
                     CompareOp::Ge => op::GE,
                 });
+                Ok(())
             }
             ConditionKind::In { lhs, set } => {
+                if let Some(value) = self.constant_term(lhs, agent, tool) {
+                    return Err(set.contains(&value));
+                }
                 if set.is_empty() {
-                    code.extend_from_slice(&[op::PUSH_BOOL, 0]);
-                    return;
+                    return Err(false);
                 }
                 for (index, value) in set.iter().enumerate() {
                     self.term(code, lhs, agent, tool);
@@ -528,12 +581,24 @@ impl Generator<'_> {
                         code.push(op::OR);
                     }
                 }
+                Ok(())
             }
             ConditionKind::Str {
                 op: string_op,
                 lhs,
                 rhs,
             } => {
+                if let (Some(Value::Str(a)), Some(Value::Str(b))) = (
+                    self.constant_term(lhs, agent, tool),
+                    self.constant_term(rhs, agent, tool),
+                ) {
+                    let (a, b) = (a.as_bytes(), b.as_bytes());
+                    return Err(match string_op {
+                        StringOp::StartsWith => a.starts_with(b),
+                        StringOp::EndsWith => a.ends_with(b),
+                        StringOp::Contains => b.is_empty() || a.windows(b.len()).any(|w| w == b),
+                    });
+                }
                 self.term(code, lhs, agent, tool);
                 self.term(code, rhs, agent, tool);
                 code.push(match string_op {
@@ -541,8 +606,24 @@ impl Generator<'_> {
                     StringOp::EndsWith => op::ENDS_WITH,
                     StringOp::Contains => op::CONTAINS,
                 });
+                Ok(())
             }
         }
+    }
+}
+
+/// A comparison of two constants, as `eval` compares; `None` for mismatched kinds (left to the
+/// gate, which fails closed on them).
+fn fold_compare(op: CompareOp, a: &Value, b: &Value) -> Option<bool> {
+    let same_kind = std::mem::discriminant(a) == std::mem::discriminant(b);
+    match (op, a, b) {
+        (CompareOp::Eq, _, _) if same_kind => Some(a == b),
+        (CompareOp::Ne, _, _) if same_kind => Some(a != b),
+        (CompareOp::Lt, Value::Int(x), Value::Int(y)) => Some(x < y),
+        (CompareOp::Le, Value::Int(x), Value::Int(y)) => Some(x <= y),
+        (CompareOp::Gt, Value::Int(x), Value::Int(y)) => Some(x > y),
+        (CompareOp::Ge, Value::Int(x), Value::Int(y)) => Some(x >= y),
+        _ => None,
     }
 }
 

@@ -19,7 +19,7 @@
 //! | 56 | 64 | agent name, zero-padded (truncated at 64 bytes) |
 //! | 120 | 64 | tool name, zero-padded |
 //! | 184 | 32 | SHA-256 of the arguments (name order) |
-//! | 216 | 32 | SHA-256 of the previous record (zero for the first) |
+//! | 216 | 32 | leaf hash of the previous record, SHA-256(0x00 ‖ record) (zero for the first) |
 
 use crate::gate::{ArgValue, Call, Decision, Verdict};
 use base64::Engine as _;
@@ -53,9 +53,9 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     hasher.finalize().into()
 }
 
-/// The hash chain link: SHA-256 of a whole record.
+/// The hash chain link to a record: its Merkle leaf hash, so each record is hashed once.
 pub fn chain_hash(record: &[u8]) -> Hash {
-    Sha256::digest(record).into()
+    leaf_hash(record)
 }
 
 /// The append-only state of a log: the chain head and the Merkle tree's frontier (one perfect
@@ -95,8 +95,8 @@ impl Log {
         if let Some(previous) = record.get_mut(216..248) {
             previous.copy_from_slice(&self.previous);
         }
-        self.previous = chain_hash(&record);
         let mut hash = leaf_hash(&record);
+        self.previous = hash;
         let mut level = 0usize;
         while self.size >> level & 1 == 1 {
             let Some(left) = self.frontier.get(level) else {
