@@ -216,14 +216,14 @@ pub fn record_json(record: &[u8; RECORD_SIZE]) -> serde_json::Value {
         "seq": u64_at(8),
         "kind": if record[1] == audit::KIND_REVOCATION { "revocation" } else { "decision" },
         "time": u64_at(16),
-        "agent": text(&record[56..120]),
-        "tool": text(&record[120..184]),
+        "agent": text(&record[56..119]),
+        "tool": text(&record[119..182]),
         "verdict": if record[2] == 0 { "allow" } else { "deny" },
         "reason": Reason::from_code(record[3]).map(Reason::as_str),
         "rule": optional(u16_at(4)),
         "limit": optional(u16_at(6)),
         "policy_hash": hex::encode(&record[24..56]),
-        "args_digest": hex::encode(&record[184..216]),
-        "previous": hex::encode(&record[216..248]),
+        "args_digest": hex::encode(&record[182..214]),
+        "previous": hex::encode(&record[214..246]),
     })
 }

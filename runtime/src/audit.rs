@@ -16,10 +16,12 @@
 //! | 8 | 8 | sequence number, from 0 |
 //! | 16 | 8 | time (Unix seconds) |
 //! | 24 | 32 | policy hash |
-//! | 56 | 64 | agent name, zero-padded (truncated at 64 bytes) |
-//! | 120 | 64 | tool name, zero-padded |
-//! | 184 | 32 | SHA-256 of the arguments (name order) |
-//! | 216 | 32 | leaf hash of the previous record, SHA-256(0x00 ‖ record) (zero for the first) |
+//! | 56 | 63 | agent name, zero-padded (truncated at 63 bytes) |
+//! | 119 | 63 | tool name, zero-padded (truncated at 63 bytes) |
+//! | 182 | 32 | SHA-256 of the arguments (name order) |
+//! | 214 | 32 | leaf hash of the previous record, SHA-256(0x00 ‖ record) (zero for the first) |
+//!
+//! 246 bytes keeps the leaf hash input (0x00 ‖ record) within four SHA-256 blocks.
 
 use crate::gate::{ArgValue, Call, Decision, Verdict};
 use base64::Engine as _;
@@ -27,7 +29,7 @@ use core::fmt::Write as _;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-pub const RECORD_SIZE: usize = 248;
+pub const RECORD_SIZE: usize = 246;
 pub const VERSION: u8 = 1;
 pub const KIND_DECISION: u8 = 1;
 pub const KIND_REVOCATION: u8 = 2;
@@ -92,7 +94,7 @@ impl Log {
         if let Some(seq) = record.get_mut(8..16) {
             seq.copy_from_slice(&self.size.to_le_bytes());
         }
-        if let Some(previous) = record.get_mut(216..248) {
+        if let Some(previous) = record.get_mut(214..246) {
             previous.copy_from_slice(&self.previous);
         }
         let mut hash = leaf_hash(&record);
@@ -192,9 +194,9 @@ pub fn decision_record(
     record[6..8].copy_from_slice(&decision.limit.unwrap_or(u16::MAX).to_le_bytes());
     record[16..24].copy_from_slice(&call.time.to_le_bytes());
     record[24..56].copy_from_slice(policy_hash);
-    name_field(&mut record[56..120], call.agent);
-    name_field(&mut record[120..184], call.tool);
-    record[184..216].copy_from_slice(&args_digest(call.args));
+    name_field(&mut record[56..119], call.agent);
+    name_field(&mut record[119..182], call.tool);
+    record[182..214].copy_from_slice(&args_digest(call.args));
     record
 }
 
