@@ -90,12 +90,27 @@ fn a_gate_log_verifies() {
 }
 
 #[test]
-fn every_byte_flip_is_detected() {
+fn every_bit_flip_is_detected() {
     let (_, bytes) = log(6, 0);
     for index in 0..bytes.len() {
-        let mut changed = bytes.clone();
-        changed[index] ^= 0x01;
-        assert!(!verifies(&changed), "flip at byte {index} not detected");
+        for bit in 0..8 {
+            let mut changed = bytes.clone();
+            changed[index] ^= 1 << bit;
+            assert!(
+                !verifies(&changed),
+                "flip at byte {index} bit {bit} not detected"
+            );
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn the_log_reader_never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..800)) {
+        let _ = audit::parse(&bytes);
+        proptest::prop_assert!(!verifies(&bytes) || bytes.is_empty());
     }
 }
 
