@@ -272,23 +272,9 @@ pub fn compile(policy: &Policy, key: &SigningKey) -> Result<Compiled, CodegenErr
     let mut limit_ref_count = 0u32;
     for &agent in &agent_order {
         for &tool in &tool_order {
-            let matching = |effect: RuleEffect| -> Vec<RuleId> {
-                (0..policy.rules.len())
-                    .filter(|&r| {
-                        let rule = &policy.rules[r];
-                        rule.effect == effect
-                            && policy.principal_matches(&rule.principal, agent)
-                            && policy.tool_matches(&rule.tools, tool)
-                    })
-                    .collect()
-            };
+            let matching = |effect: RuleEffect| policy.rules_matching(agent, tool, effect);
             let (forbids, permits) = (matching(RuleEffect::Forbid), matching(RuleEffect::Permit));
-            let applying: Vec<usize> = (0..policy.limits.len())
-                .filter(|&l| {
-                    policy.principal_matches(&policy.limits[l].principal, agent)
-                        && policy.tool_matches(&policy.limits[l].tools, tool)
-                })
-                .collect();
+            let applying: Vec<usize> = policy.limits_matching(agent, tool).into_iter().collect();
             if forbids.is_empty() && permits.is_empty() && applying.is_empty() {
                 dispatch.extend_from_slice(&format::NO_BUCKET.to_le_bytes());
                 continue;

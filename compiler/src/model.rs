@@ -79,6 +79,28 @@ impl Policy {
         }
     }
 
+    /// The rules of one effect whose patterns match (agent, tool), in rule order.
+    pub fn rules_matching(&self, agent: AgentId, tool: ToolId, effect: RuleEffect) -> Vec<RuleId> {
+        (0..self.rules.len())
+            .filter(|&r| {
+                let rule = &self.rules[r];
+                rule.effect == effect
+                    && self.principal_matches(&rule.principal, agent)
+                    && self.tool_matches(&rule.tools, tool)
+            })
+            .collect()
+    }
+
+    /// The limits that apply to (agent, tool), in limit order.
+    pub fn limits_matching(&self, agent: AgentId, tool: ToolId) -> Vec<LimitId> {
+        (0..self.limits.len())
+            .filter(|&l| {
+                self.principal_matches(&self.limits[l].principal, agent)
+                    && self.tool_matches(&self.limits[l].tools, tool)
+            })
+            .collect()
+    }
+
     pub fn agents_matching(&self, pattern: &PrincipalPattern) -> Vec<AgentId> {
         (0..self.agents.len())
             .filter(|&agent| self.principal_matches(pattern, agent))

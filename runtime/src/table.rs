@@ -214,6 +214,16 @@ impl<'a> Table<'a> {
         self.ref_at(self.record(section::TOOLS, index)?)
     }
 
+    /// Where the bucket record for (agent, tool) starts, if anything applies to that pair.
+    fn bucket_record(&self, agent: usize, tool: usize) -> Option<usize> {
+        let index = agent.checked_mul(self.tool_count())?.checked_add(tool)?;
+        let bucket = self.bytes.u32(self.record(section::DISPATCH, index)?)?;
+        if bucket == crate::format::NO_BUCKET {
+            return None;
+        }
+        self.record(section::BUCKETS, bucket as usize)
+    }
+
     /// The rule entries of the bucket for (agent, tool), by table indexes: `(rule id, is_forbid,
     /// program offset)`, forbids first. Empty when nothing applies.
     pub fn bucket_entries(
@@ -221,13 +231,7 @@ impl<'a> Table<'a> {
         agent: usize,
         tool: usize,
     ) -> impl Iterator<Item = (u16, bool, usize)> + '_ {
-        let bucket = agent
-            .checked_mul(self.tool_count())
-            .and_then(|i| i.checked_add(tool))
-            .and_then(|i| self.record(section::DISPATCH, i))
-            .and_then(|at| self.bytes.u32(at))
-            .filter(|b| *b != crate::format::NO_BUCKET)
-            .and_then(|b| self.record(section::BUCKETS, b as usize));
+        let bucket = self.bucket_record(agent, tool);
         let (start, forbids, permits) = bucket.map_or((0, 0, 0), |at| {
             (
                 self.bytes.u32(at).unwrap_or(0) as usize,
@@ -247,13 +251,7 @@ impl<'a> Table<'a> {
 
     /// The limit ids of the bucket for (agent, tool), in order.
     pub fn bucket_limits(&self, agent: usize, tool: usize) -> impl Iterator<Item = u16> + '_ {
-        let bucket = agent
-            .checked_mul(self.tool_count())
-            .and_then(|i| i.checked_add(tool))
-            .and_then(|i| self.record(section::DISPATCH, i))
-            .and_then(|at| self.bytes.u32(at))
-            .filter(|b| *b != crate::format::NO_BUCKET)
-            .and_then(|b| self.record(section::BUCKETS, b as usize));
+        let bucket = self.bucket_record(agent, tool);
         let (start, count) = bucket.map_or((0, 0), |at| {
             (
                 self.bytes.u32(at + 8).unwrap_or(0) as usize,

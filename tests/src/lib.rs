@@ -93,6 +93,29 @@ pub fn example_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// A syntax tree's JSON without its spans, for comparing trees parsed from different text.
+pub fn shape(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map)
+            if map.len() == 3
+                && ["file", "start", "end"]
+                    .iter()
+                    .all(|k| map.contains_key(*k)) =>
+        {
+            Value::Null
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| *k != "span")
+                .map(|(k, v)| (k.clone(), shape(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
+        other => other.clone(),
+    }
+}
+
 /// A path relative to the repository root, with `/` separators, for stable snapshots.
 pub fn relative(path: &Path) -> String {
     path.strip_prefix(root())

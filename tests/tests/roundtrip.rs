@@ -9,9 +9,9 @@
 
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
-use serde_json::Value;
 use tollgate_grammar::ast::*;
 use tollgate_grammar::{format::format, parse, FileId, Span};
+use tollgate_tests::shape;
 
 const NAMES: &[&str] = &["a", "b1", "support_bot", "x_y", "Zed", "_hidden"];
 const FIELD_NAMES: &[&str] = &["amount", "to", "env", "cost", "n", "depth"];
@@ -368,28 +368,6 @@ fn item() -> impl Strategy<Value = Item> {
                 span: span()
             })),
     ]
-}
-
-/// The tree without spans.
-fn shape(value: &Value) -> Value {
-    match value {
-        Value::Object(map)
-            if map.len() == 3
-                && ["file", "start", "end"]
-                    .iter()
-                    .all(|k| map.contains_key(*k)) =>
-        {
-            Value::Null
-        }
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| *k != "span")
-                .map(|(k, v)| (k.clone(), shape(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
-        other => other.clone(),
-    }
 }
 
 proptest! {

@@ -11,7 +11,7 @@
 use proptest::prelude::*;
 use serde_json::Value;
 use tollgate_grammar::{format::format, parse, FileId};
-use tollgate_tests::{relative, toll_files};
+use tollgate_tests::{relative, shape, toll_files};
 
 /// Walks the JSON form of a tree and checks that each object's `span` covers every span below it.
 fn check_nesting(value: &Value, parent: Option<(u64, u64)>, path: &str) {
@@ -48,28 +48,6 @@ fn all_valid_files() -> Vec<std::path::PathBuf> {
         files.extend(toll_files(&relative(&dir)));
     }
     files
-}
-
-/// The tree without spans, for comparing trees parsed from different text.
-pub fn shape(value: &Value) -> Value {
-    match value {
-        Value::Object(map)
-            if map.len() == 3
-                && ["file", "start", "end"]
-                    .iter()
-                    .all(|k| map.contains_key(*k)) =>
-        {
-            Value::Null
-        }
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| *k != "span")
-                .map(|(k, v)| (k.clone(), shape(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
-        other => other.clone(),
-    }
 }
 
 #[test]

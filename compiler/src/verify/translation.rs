@@ -97,16 +97,7 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                     "is missing: the tool is not in the table",
                 ));
             };
-            let matching = |effect: RuleEffect| -> Vec<RuleId> {
-                (0..policy.rules.len())
-                    .filter(|&r| {
-                        let rule = &policy.rules[r];
-                        rule.effect == effect
-                            && policy.principal_matches(&rule.principal, agent)
-                            && policy.tool_matches(&rule.tools, tool)
-                    })
-                    .collect()
-            };
+            let matching = |effect: RuleEffect| policy.rules_matching(agent, tool, effect);
             let expected: Vec<(u16, bool)> = matching(RuleEffect::Forbid)
                 .into_iter()
                 .map(|r| (r as u16, true))
@@ -127,11 +118,9 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                 ));
             }
             let limits: Vec<u16> = table.bucket_limits(table_agent, table_tool).collect();
-            let applying: Vec<u16> = (0..policy.limits.len())
-                .filter(|&l| {
-                    policy.principal_matches(&policy.limits[l].principal, agent)
-                        && policy.tool_matches(&policy.limits[l].tools, tool)
-                })
+            let applying: Vec<u16> = policy
+                .limits_matching(agent, tool)
+                .into_iter()
                 .map(|l| l as u16)
                 .collect();
             if limits != applying {
