@@ -100,10 +100,52 @@ pub struct Verified {
 /// Checks sequence numbers, the hash chain, the Merkle tree and every checkpoint's signature; the
 /// log must end with a checkpoint covering every record.
 pub fn verify(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Verified, Problem> {
+    verify_against(bytes, key, key_name, None)
+}
+
+/// As [`verify`], and also against a checkpoint kept outside the gate (`latest`): the log must
+/// hold at least that many records, with that tree head at that size. This catches a log cut
+/// exactly after an earlier checkpoint, which is otherwise a well-formed shorter log.
+pub fn verify_against(
+    bytes: &[u8],
+    key: &VerifyingKey,
+    key_name: &str,
+    latest: Option<&[u8]>,
+) -> Result<Verified, Problem> {
+    let anchor = match latest {
+        None => None,
+        Some(note) => {
+            let size = std::str::from_utf8(note)
+                .ok()
+                .and_then(|text| text.lines().nth(1))
+                .and_then(|line| line.parse::<u64>().ok())
+                .ok_or_else(|| Problem {
+                    record: None,
+                    message: "the latest checkpoint is not a checkpoint note".to_owned(),
+                })?;
+            Some((size, note))
+        }
+    };
+    let mut anchored = anchor.is_none();
+    let check_anchor = |log: &Log, anchored: &mut bool| -> Result<(), Problem> {
+        if let Some((size, note)) = anchor {
+            if !*anchored && log.size() == size {
+                check_note(note, log, key, key_name).map_err(|why| Problem {
+                    record: size.checked_sub(1),
+                    message: format!(
+                        "the latest checkpoint (size {size}) does not match this log: {why}"
+                    ),
+                })?;
+                *anchored = true;
+            }
+        }
+        Ok(())
+    };
     let entries = parse(bytes)?;
     let mut log = Log::new();
     let mut checkpoints = 0u64;
     let mut covered = 0u64;
+    check_anchor(&log, &mut anchored)?;
     for entry in &entries {
         match entry {
             Entry::Record(record) => {
@@ -118,6 +160,7 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Verifi
                 }
                 let seq = u64::from_le_bytes(record[8..16].try_into().unwrap_or([0; 8]));
                 let sealed = log.append(**record);
+                let anchor_result = check_anchor(&log, &mut anchored);
                 if sealed[..] != record[..] {
                     let message = if seq != index {
                         format!("record {index} has sequence number {seq}: records were removed, added or reordered")
@@ -132,6 +175,7 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Verifi
                         message,
                     });
                 }
+                anchor_result?;
             }
             Entry::Checkpoint(note) => {
                 check_note(note, &log, key, key_name).map_err(|why| Problem {
@@ -142,6 +186,16 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Verifi
                 covered = log.size();
             }
         }
+    }
+    if !anchored {
+        return Err(Problem {
+            record: Some(log.size()),
+            message: format!(
+                "the log holds {} records but the latest checkpoint covers {}: it was truncated",
+                log.size(),
+                anchor.map_or(0, |(size, _)| size)
+            ),
+        });
     }
     if covered != log.size() {
         return Err(Problem {

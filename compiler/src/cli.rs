@@ -71,6 +71,9 @@ enum AuditCommand {
         key: PathBuf,
         #[arg(long, default_value = GATE_KEY_NAME)]
         key_name: String,
+        /// The latest checkpoint, kept outside the gate: also detects a log cut after an earlier one
+        #[arg(long)]
+        latest: Option<PathBuf>,
     },
     /// Print the records as JSON lines
     Show { log: PathBuf },
@@ -158,6 +161,9 @@ enum Command {
         /// Time for calls that give none (Unix seconds); default: now
         #[arg(long)]
         time: Option<u64>,
+        /// Also write the final checkpoint here, to keep outside the log (see `audit verify --latest`)
+        #[arg(long)]
+        latest: Option<PathBuf>,
     },
     /// Audit logs: verify their chain and checkpoints, or show their records
     Audit {
@@ -282,6 +288,7 @@ pub fn run(
             audit,
             checkpoint_every,
             time,
+            latest,
         } => run_gate(
             &mut io,
             &GateFiles {
@@ -290,13 +297,20 @@ pub fn run(
                 issuer_key,
                 gate_key,
                 audit,
+                latest,
             },
             checkpoint_every,
             time,
         ),
         Command::Audit {
-            command: AuditCommand::Verify { log, key, key_name },
-        } => audit_verify(&mut io, &log, &key, &key_name),
+            command:
+                AuditCommand::Verify {
+                    log,
+                    key,
+                    key_name,
+                    latest,
+                },
+        } => audit_verify(&mut io, &log, &key, &key_name, latest.as_deref()),
         Command::Audit {
             command: AuditCommand::Show { log },
         } => audit_show(&mut io, &log),
@@ -1268,12 +1282,14 @@ struct GateFiles {
     issuer_key: PathBuf,
     gate_key: PathBuf,
     audit: PathBuf,
+    latest: Option<PathBuf>,
 }
 
 /// Audit entries appended to a file as they happen.
 struct FileSink {
     file: std::fs::File,
     failed: bool,
+    last_note: Vec<u8>,
 }
 
 impl tollgate_runtime::audit::AuditSink for FileSink {
@@ -1285,6 +1301,7 @@ impl tollgate_runtime::audit::AuditSink for FileSink {
     fn checkpoint(&mut self, note: &[u8]) {
         let entry = crate::audit::encode(&crate::audit::Entry::Checkpoint(note.to_vec()));
         self.failed |= self.file.write_all(&entry).is_err();
+        self.last_note = note.to_vec();
     }
 }
 
@@ -1329,6 +1346,7 @@ fn run_gate(io: &mut Io<'_>, files: &GateFiles, every: u64, time: Option<u64>) -
         FileSink {
             file,
             failed: false,
+            last_note: Vec::new(),
         },
         &gate_key,
         &origin,
@@ -1446,6 +1464,9 @@ fn run_gate(io: &mut Io<'_>, files: &GateFiles, every: u64, time: Option<u64>) -
         io.out(&format!("{out}\n"));
     }
     auditor.checkpoint();
+    if let Some(latest) = &files.latest {
+        auditor.sink.failed |= std::fs::write(latest, &auditor.sink.last_note).is_err();
+    }
     if auditor.sink.failed {
         io.err(&format!(
             "error: could not write every audit entry to `{}`\n",
@@ -1456,7 +1477,13 @@ fn run_gate(io: &mut Io<'_>, files: &GateFiles, every: u64, time: Option<u64>) -
     Exit::Success
 }
 
-fn audit_verify(io: &mut Io<'_>, log: &Path, key: &Path, key_name: &str) -> Exit {
+fn audit_verify(
+    io: &mut Io<'_>,
+    log: &Path,
+    key: &Path,
+    key_name: &str,
+    latest: Option<&Path>,
+) -> Exit {
     let key = match verifying_key(key) {
         Ok(key) => key,
         Err(message) => return io.usage(&message),
@@ -1465,7 +1492,11 @@ fn audit_verify(io: &mut Io<'_>, log: &Path, key: &Path, key_name: &str) -> Exit
         Ok(bytes) => bytes,
         Err(error) => return io.usage(&format!("cannot read `{}`: {error}", log.display())),
     };
-    match crate::audit::verify(&bytes, &key, key_name) {
+    let latest = match latest.map(std::fs::read).transpose() {
+        Ok(latest) => latest,
+        Err(error) => return io.usage(&format!("cannot read the latest checkpoint: {error}")),
+    };
+    match crate::audit::verify_against(&bytes, &key, key_name, latest.as_deref()) {
         Ok(verified) => {
             io.out(&format!(
                 "ok: {} records, {} signed checkpoints, chain and tree intact\n",

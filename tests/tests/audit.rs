@@ -194,3 +194,31 @@ fn checkpoints_are_signed_notes() {
         lines[4]
     );
 }
+
+#[test]
+fn a_log_cut_after_an_earlier_checkpoint_is_caught_by_the_latest_checkpoint() {
+    let (entries, bytes) = log(6, 2);
+    let Some(Entry::Checkpoint(latest)) = entries.last() else {
+        panic!("no final checkpoint")
+    };
+    let key = key().verifying_key();
+    assert!(audit::verify_against(&bytes, &key, "tollgate-gate", Some(latest)).is_ok());
+    // Cut right after the checkpoint at size 4: a well-formed, shorter log...
+    let cut = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Entry::Checkpoint(note) if note.split(|b| *b == b'\n').nth(1) == Some(b"4")))
+        .map(|(i, _)| i)
+        .next()
+        .unwrap();
+    let shorter: Vec<u8> = entries[..=cut].iter().flat_map(audit::encode).collect();
+    assert!(verifies(&shorter));
+    // ...which the latest checkpoint exposes.
+    let problem = audit::verify_against(&shorter, &key, "tollgate-gate", Some(latest)).unwrap_err();
+    assert!(problem.message.contains("truncated"), "{}", problem.message);
+    // A forged latest checkpoint does not verify either.
+    let mut forged = latest.clone();
+    let last = forged.len() - 2;
+    forged[last] ^= 1;
+    assert!(audit::verify_against(&bytes, &key, "tollgate-gate", Some(&forged)).is_err());
+}
