@@ -1355,6 +1355,8 @@ fn run_gate(io: &mut Io<'_>, files: &GateFiles, every: u64, time: Option<u64>) -
         *table.policy_hash(),
     );
     let mut state = vec![gate::Slot::EMPTY; gate::slots_needed(&table, 4_096).saturating_mul(2)];
+    let mut sessions: std::collections::HashMap<Vec<u8>, credential::Session<'static>> =
+        std::collections::HashMap::new();
     let mut input = String::new();
     if let Err(error) = io.stdin.read_to_string(&mut input) {
         return io.usage(&format!("cannot read standard input: {error}"));
@@ -1392,35 +1394,49 @@ fn run_gate(io: &mut Io<'_>, files: &GateFiles, every: u64, time: Option<u64>) -
             ));
             continue;
         };
-        let session =
-            match credential::admit(&table, &state, &issuer_key, &credential_bytes, request.time) {
-                Ok(session) => session,
-                Err(reason) => {
-                    // A refused credential is a decision too: audit it under the name it claims.
-                    let claimed = credential::Credential::parse(&credential_bytes)
-                        .ok()
-                        .and_then(|c| std::str::from_utf8(c.agent).ok().map(str::to_owned))
-                        .unwrap_or_default();
-                    let call = gate::Call {
-                        agent: &claimed,
-                        tool: &request.tool,
-                        args: &[],
-                        via: &[],
-                        env: request.env.as_deref(),
-                        time: request.time,
-                    };
-                    let decision = gate::Decision {
-                        verdict: gate::Verdict::Deny,
-                        reason: Some(reason),
-                        rule: None,
-                        limit: None,
-                        revoked_agent: false,
-                    };
-                    auditor.record(&call, &decision);
-                    io.out(&format!("{}\n", deny_line(reason)));
-                    continue;
-                }
-            };
+        // Admit each credential once; later calls with it are decided without another signature
+        // check (expiry, revocation and scope are still checked on every call).
+        let cached = sessions.get(&credential_bytes).copied();
+        let admitted = match cached {
+            Some(session) => Ok(session),
+            None => {
+                // Admitted credentials live as long as the adapter process.
+                let bytes: &'static [u8] = Box::leak(credential_bytes.clone().into_boxed_slice());
+                credential::admit(&table, &state, &issuer_key, bytes, request.time).inspect(
+                    |session| {
+                        sessions.insert(credential_bytes.clone(), *session);
+                    },
+                )
+            }
+        };
+        let session = match admitted {
+            Ok(session) => session,
+            Err(reason) => {
+                // A refused credential is a decision too: audit it under the name it claims.
+                let claimed = credential::Credential::parse(&credential_bytes)
+                    .ok()
+                    .and_then(|c| std::str::from_utf8(c.agent).ok().map(str::to_owned))
+                    .unwrap_or_default();
+                let call = gate::Call {
+                    agent: &claimed,
+                    tool: &request.tool,
+                    args: &[],
+                    via: &[],
+                    env: request.env.as_deref(),
+                    time: request.time,
+                };
+                let decision = gate::Decision {
+                    verdict: gate::Verdict::Deny,
+                    reason: Some(reason),
+                    rule: None,
+                    limit: None,
+                    revoked_agent: false,
+                };
+                auditor.record(&call, &decision);
+                io.out(&format!("{}\n", deny_line(reason)));
+                continue;
+            }
+        };
         let args: Vec<(&str, gate::ArgValue<'_>)> = request
             .args
             .iter()
