@@ -226,15 +226,7 @@ fn decide_known_agent(
             required.push(delegator);
         }
     }
-    let context = Context {
-        policy,
-        args: &args,
-        tool,
-        env: request.env.as_deref(),
-        hour: ((request.time / 3_600) % 24) as i64,
-        depth: request.via.len() as i64,
-        origin: request.via.first().unwrap_or(&request.agent),
-    };
+    let context = Context::new(policy, request, &args, tool);
     let mut trace = Vec::new();
     let mut outcome: Option<Decision> = None;
     let mut allowing_rule = None;
@@ -421,6 +413,26 @@ struct Context<'a> {
     origin: &'a str,
 }
 
+impl<'a> Context<'a> {
+    /// The request's context as conditions read it (C-Hour, C-Depth, C-Origin).
+    fn new(
+        policy: &'a Policy,
+        request: &'a Request,
+        args: &'a BTreeMap<String, Value>,
+        tool: ToolId,
+    ) -> Self {
+        Context {
+            policy,
+            args,
+            tool,
+            env: request.env.as_deref(),
+            hour: ((request.time / 3_600) % 24) as i64,
+            depth: request.via.len() as i64,
+            origin: request.via.first().unwrap_or(&request.agent),
+        }
+    }
+}
+
 /// The forbid and permit rules that apply to `agent`, by rule id; records a trace entry for
 /// every rule whose patterns match.
 fn rules_for(
@@ -499,15 +511,7 @@ pub fn evaluate_condition(
     tool: ToolId,
     condition: &Condition,
 ) -> Option<bool> {
-    let context = Context {
-        policy,
-        args,
-        tool,
-        env: request.env.as_deref(),
-        hour: ((request.time / 3_600) % 24) as i64,
-        depth: request.via.len() as i64,
-        origin: request.via.first().unwrap_or(&request.agent),
-    };
+    let context = Context::new(policy, request, args, tool);
     evaluate(&context, agent, condition)
 }
 

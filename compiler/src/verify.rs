@@ -78,6 +78,18 @@ pub struct Witness {
     pub granted_role: Option<String>,
 }
 
+impl Witness {
+    /// A request claimed to be allowed, from a fresh state.
+    pub fn allowed(label: String, request: Request) -> Witness {
+        Witness {
+            label,
+            request,
+            claims: vec![Claim::Verdict(Verdict::Allow)],
+            granted_role: None,
+        }
+    }
+}
+
 /// What a finding is about, for tools and tests that need more than the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Subject {
@@ -641,6 +653,18 @@ impl<'p> Verifier<'p> {
         rule: RuleId,
         effect: RuleEffect,
     ) -> Vec<RuleId> {
+        self.core_rules(keys, rule, effect, |_| Vec::new())
+    }
+
+    /// The rules of `effect` other than `rule` that the unsat cores of "`rule` applies, `extra`
+    /// holds, and none of the others apply" name, over every bucket.
+    fn core_rules(
+        &mut self,
+        keys: &[(AgentId, ToolId)],
+        rule: RuleId,
+        effect: RuleEffect,
+        extra: impl Fn(&Bucket<'p>) -> Vec<Bool>,
+    ) -> Vec<RuleId> {
         let mut found = BTreeSet::new();
         for key in keys {
             let Some(bucket) = self.buckets.get(key) else {
@@ -657,6 +681,7 @@ impl<'p> Verifier<'p> {
                 .map(|r| Bool::new_const(format!("track_{r}")))
                 .collect();
             let mut formulas = vec![bucket.applies(rule)];
+            formulas.extend(extra(bucket));
             for (literal, other) in literals.iter().zip(&others) {
                 formulas.push(literal.implies(bucket.applies(*other).not()));
             }
@@ -793,37 +818,12 @@ impl<'p> Verifier<'p> {
     /// For a redundant permit: the other permits that decide in its place (unsat cores of
     /// "it applies, no forbid, none of the others").
     fn covering_allowed(&mut self, keys: &[(AgentId, ToolId)], rule: RuleId) -> Vec<RuleId> {
-        let mut found = BTreeSet::new();
-        for key in keys {
-            let Some(bucket) = self.buckets.get(key) else {
-                continue;
-            };
-            let encoder = bucket.encoder();
-            let others: Vec<RuleId> = encoder
-                .candidates(bucket.agent, RuleEffect::Permit)
-                .into_iter()
-                .filter(|&r| r != rule)
-                .collect();
-            let forbids = encoder.candidates(bucket.agent, RuleEffect::Forbid);
-            let literals: Vec<Bool> = others
-                .iter()
-                .map(|r| Bool::new_const(format!("track_{r}")))
-                .collect();
-            let mut formulas = vec![bucket.applies(rule), bucket.any(&forbids).not()];
-            for (literal, other) in literals.iter().zip(&others) {
-                formulas.push(literal.implies(bucket.applies(*other).not()));
-            }
-            if let Answer::Unsat(core) =
-                bucket.ask_tracked(&mut self.report.stats, &formulas, &literals)
-            {
-                for (literal, other) in literals.iter().zip(&others) {
-                    if core.iter().any(|c| c == literal) {
-                        found.insert(*other);
-                    }
-                }
-            }
-        }
-        found.into_iter().collect()
+        self.core_rules(keys, rule, RuleEffect::Permit, |bucket| {
+            let forbids = bucket
+                .encoder()
+                .candidates(bucket.agent, RuleEffect::Forbid);
+            vec![bucket.any(&forbids).not()]
+        })
     }
 
     fn overlaps(&mut self, permits: &[RuleId], forbids: &[RuleId]) {
@@ -1003,12 +1003,7 @@ impl<'p> Verifier<'p> {
                             violated = true;
                             let witnesses: Vec<Witness> = tools
                                 .iter()
-                                .map(|(_, w)| Witness {
-                                    label: w.label.clone(),
-                                    request: w.request.clone(),
-                                    claims: vec![Claim::Verdict(Verdict::Allow)],
-                                    granted_role: None,
-                                })
+                                .map(|(_, w)| Witness::allowed(w.label.clone(), w.request.clone()))
                                 .collect();
                             let detail = format!(
                                 "`{}` reaches private, untrusted and external tools",
@@ -1116,12 +1111,10 @@ impl<'p> Verifier<'p> {
                         policy.rules[rule].span,
                     ));
                 }
-                witnesses.push(Witness {
-                    label: reached.label.clone(),
-                    request: reached.request.clone(),
-                    claims: vec![Claim::Verdict(Verdict::Allow)],
-                    granted_role: None,
-                });
+                witnesses.push(Witness::allowed(
+                    reached.label.clone(),
+                    reached.request.clone(),
+                ));
             }
             let d = diagnostic::trifecta(
                 &policy.agents[agent].name,

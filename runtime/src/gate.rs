@@ -359,44 +359,16 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
         let Some((kind, value, window)) = limit_record(table, limit) else {
             return Decision::deny(Reason::Malformed);
         };
-        let window_index = call.time.checked_div(window).unwrap_or(0);
-        let exceeded = match kind {
-            format::limit::RATE => {
-                read(
-                    state,
-                    SlotKind::Limit,
-                    limit,
-                    agent,
-                    &NO_DIGEST,
-                    window_index,
-                )
-                .saturating_add(1)
-                    > value
-            }
-            format::limit::REPEAT => {
-                read(state, SlotKind::Repeat, limit, agent, &digest, window_index).saturating_add(1)
-                    > value
-            }
-            format::limit::BUDGET => {
-                read(
-                    state,
-                    SlotKind::Limit,
-                    limit,
-                    agent,
-                    &NO_DIGEST,
-                    window_index,
-                )
-                .saturating_add(cost)
-                    > value
-            }
-            _ => false,
+        let Some((slot, amount, reason)) = counter(kind, cost) else {
+            continue; // depth limits were checked in (4)
         };
-        if exceeded {
-            let reason = match kind {
-                format::limit::RATE => Reason::RateLimited,
-                format::limit::REPEAT => Reason::LoopGuard,
-                _ => Reason::BudgetExhausted,
-            };
+        let digest = if slot == SlotKind::Repeat {
+            &digest
+        } else {
+            &NO_DIGEST
+        };
+        let window_index = call.time.checked_div(window).unwrap_or(0);
+        if read(state, slot, limit, agent, digest, window_index).saturating_add(amount) > value {
             let mut decision = Decision::deny(reason);
             decision.limit = Some(limit);
             return decision;
@@ -408,38 +380,16 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
         let Some((kind, _, window)) = limit_record(table, limit) else {
             continue;
         };
-        let window_index = call.time.checked_div(window).unwrap_or(0);
-        let charged = match kind {
-            format::limit::RATE => add(
-                state,
-                SlotKind::Limit,
-                limit,
-                agent,
-                &NO_DIGEST,
-                window_index,
-                1,
-            ),
-            format::limit::REPEAT => add(
-                state,
-                SlotKind::Repeat,
-                limit,
-                agent,
-                &digest,
-                window_index,
-                1,
-            ),
-            format::limit::BUDGET => add(
-                state,
-                SlotKind::Limit,
-                limit,
-                agent,
-                &NO_DIGEST,
-                window_index,
-                cost,
-            ),
-            _ => true,
+        let Some((slot, amount, _)) = counter(kind, cost) else {
+            continue;
         };
-        if !charged {
+        let digest = if slot == SlotKind::Repeat {
+            &digest
+        } else {
+            &NO_DIGEST
+        };
+        let window_index = call.time.checked_div(window).unwrap_or(0);
+        if !add(state, slot, limit, agent, digest, window_index, amount) {
             // Fail closed: a limit that cannot be counted is not enforced by allowing.
             return Decision::deny(Reason::StateFull);
         }
@@ -450,6 +400,17 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
         rule: allowing,
         limit: None,
         revoked_agent: false,
+    }
+}
+
+/// What a counting limit counts: its slot kind, how much one allowed call adds, and the reason
+/// it denies with. `None` for depth limits, which count nothing.
+fn counter(kind: u8, cost: i64) -> Option<(SlotKind, i64, Reason)> {
+    match kind {
+        format::limit::RATE => Some((SlotKind::Limit, 1, Reason::RateLimited)),
+        format::limit::REPEAT => Some((SlotKind::Repeat, 1, Reason::LoopGuard)),
+        format::limit::BUDGET => Some((SlotKind::Limit, cost, Reason::BudgetExhausted)),
+        _ => None,
     }
 }
 

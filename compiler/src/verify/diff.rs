@@ -3,7 +3,7 @@
 //! spaces, not by comparing text.
 
 use super::encode::{chains_to, Chain, Encoder, RuleIndex, Space, Symbols};
-use super::{request_from_model, Claim, Finding, Options, Subject, Witness};
+use super::{request_from_model, Finding, Options, Subject, Witness};
 use crate::diagnostic;
 use crate::eval::{self, State, Verdict};
 use crate::model::*;
@@ -351,12 +351,10 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 let d = diagnostic::widened(agent, tool, span, acknowledged);
                 report.findings.push(Finding {
                     diagnostic: d,
-                    witnesses: vec![Witness {
-                        label: "allowed by the new version, denied by the old".to_owned(),
-                        request: request.clone(),
-                        claims: vec![Claim::Verdict(Verdict::Allow)],
-                        granted_role: None,
-                    }],
+                    witnesses: vec![Witness::allowed(
+                        "allowed by the new version, denied by the old".to_owned(),
+                        request.clone(),
+                    )],
                     subject: Subject::None,
                 });
             }
@@ -369,12 +367,10 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 report.old_witnesses.push((report.findings.len(), 0));
                 report.findings.push(Finding {
                     diagnostic: d,
-                    witnesses: vec![Witness {
-                        label: "allowed by the old version, denied by the new".to_owned(),
-                        request: request.clone(),
-                        claims: vec![Claim::Verdict(Verdict::Allow)],
-                        granted_role: None,
-                    }],
+                    witnesses: vec![Witness::allowed(
+                        "allowed by the old version, denied by the new".to_owned(),
+                        request.clone(),
+                    )],
                     subject: Subject::None,
                 });
             }

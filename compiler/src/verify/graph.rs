@@ -271,18 +271,8 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
                 &steps,
             );
             let witnesses = vec![
-                Witness {
-                    label: spawn_reached.label.clone(),
-                    request: spawn_reached.request.clone(),
-                    claims: vec![Claim::Verdict(Verdict::Allow)],
-                    granted_role: None,
-                },
-                Witness {
-                    label: reached.label.clone(),
-                    request: reached.request.clone(),
-                    claims: vec![Claim::Verdict(Verdict::Allow)],
-                    granted_role: None,
-                },
+                Witness::allowed(spawn_reached.label.clone(), spawn_reached.request.clone()),
+                Witness::allowed(reached.label.clone(), reached.request.clone()),
             ];
             mark(&mut graph, agent, tool);
             findings.push(Finding {
@@ -342,12 +332,7 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
                 &steps,
             );
             let witnesses = vec![
-                Witness {
-                    label: grant_reached.label.clone(),
-                    request: grant_reached.request.clone(),
-                    claims: vec![Claim::Verdict(Verdict::Allow)],
-                    granted_role: None,
-                },
+                Witness::allowed(grant_reached.label.clone(), grant_reached.request.clone()),
                 Witness {
                     label: format!(
                         "with role {role}, {} may call {}",
