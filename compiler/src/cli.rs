@@ -13,6 +13,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+mod gate;
+mod keys;
+
 /// Exit codes, stable for scripts and CI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -106,42 +109,78 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         timeout: u32,
     },
-    /// Make an Ed25519 key pair: NAME.key (secret) and NAME.pub
-    Keygen { name: PathBuf },
+    /// Make an Ed25519 key pair: NAME.key (secret, PKCS#8 PEM, mode 0600) and NAME.pub (SPKI PEM)
+    Keygen {
+        /// Path of the pair without extension, e.g. `keys/issuer`
+        name: PathBuf,
+        /// Replace existing key files (never done without it)
+        #[arg(long)]
+        force: bool,
+    },
     /// Compile a policy into a signed decision table
     Compile {
+        /// The policy: a .toll file or a directory of them
         path: PathBuf,
+        /// Where to write the table
         #[arg(short, long)]
         output: PathBuf,
-        /// The compiler's signing key (from `tollgate keygen`)
+        /// The compiler's secret key (`NAME.key` from `tollgate keygen`)
         #[arg(long)]
         key: PathBuf,
+        /// The policy's version: a number you raise with every release; gates refuse a table
+        /// older than the newest they have accepted
+        #[arg(long, default_value_t = 0)]
+        policy_version: u64,
+        /// Print table statistics and the translation-validation proof time
         #[arg(long)]
         verbose: bool,
     },
     /// Issue a short-lived credential for an agent of a compiled table
     Issue {
+        /// The compiled table the credential is for
         #[arg(long)]
         table: PathBuf,
+        /// The agent that will hold the credential
         #[arg(long)]
         agent: String,
-        /// Lifetime, e.g. 10m; at most the agent's `credential_ttl`
+        /// Delegated work: the agents that delegated, origin first (repeat the flag); every hop
+        /// must be a declared `delegate` edge
+        #[arg(long)]
+        via: Vec<String>,
+        /// Lifetime, e.g. 10m; at most the `credential_ttl` of every agent on the chain (1h where
+        /// the policy names none)
         #[arg(long)]
         ttl: String,
         /// Tools the credential may call (names, or prefixes like `crm.*`); default: all
         #[arg(long, num_args = 1..)]
         scope: Vec<String>,
-        /// The issuer's signing key
+        /// Bind the credential to one environment: gates running elsewhere refuse it
+        #[arg(long)]
+        env: Option<String>,
+        /// Bind the credential to one gate deployment (a gate's `--audience`)
+        #[arg(long)]
+        audience: Option<String>,
+        /// A gate's state directory: refuse to issue for an agent it has revoked
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The issuer's secret key
         #[arg(long)]
         key: PathBuf,
         /// Issue time (Unix seconds); default: now
         #[arg(long)]
         time: Option<u64>,
+        /// Where to write the credential (base64)
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Run the gate: JSON-lines calls (credential + call) on stdin, decisions on stdout, audit log
+    /// Run the gate: JSON lines in, one decision out per line, every decision audited
+    ///
+    /// Each request line is {"credential", "tool", "args", "id"}; its decision line is flushed
+    /// before the next line is read, and every decision goes into the signed audit log. Time,
+    /// environment and the delegation chain come from this host and the credential, never from
+    /// the request: a line that carries them is denied (`untrusted_field`)
     Gate {
+        /// The compiled table to enforce
         #[arg(long)]
         table: PathBuf,
         /// The compiler's public key (checks the table's signature)
@@ -150,17 +189,32 @@ enum Command {
         /// The issuer's public key (checks credentials)
         #[arg(long)]
         issuer_key: PathBuf,
-        /// The gate's signing key (signs audit checkpoints)
+        /// The gate's secret key (signs audit checkpoints)
         #[arg(long)]
         gate_key: PathBuf,
+        /// The audit log to write
         #[arg(long)]
         audit: PathBuf,
+        /// This host's state directory: the newest policy version accepted (older tables are
+        /// refused) and the revocations, which survive restarts
+        #[arg(long)]
+        state: PathBuf,
+        /// The environment this gate runs in (required when the policy declares environments)
+        #[arg(long)]
+        env: Option<String>,
+        /// This gate's deployment name: credentials bound to another audience are refused
+        #[arg(long)]
+        audience: Option<String>,
+        /// Accept only the table with this policy hash (hex)
+        #[arg(long)]
+        pin_policy: Option<String>,
         /// Sign a checkpoint every N records (and always at the end)
         #[arg(long, default_value_t = 100)]
         checkpoint_every: u64,
-        /// Time for calls that give none (Unix seconds); default: now
+        /// Use this fixed time (Unix seconds) instead of the system clock: for tests and demos.
+        /// The operator's setting; requests can never set the time
         #[arg(long)]
-        time: Option<u64>,
+        fixed_clock: Option<u64>,
         /// Also write the final checkpoint here, to keep outside the log (see `audit verify --latest`)
         #[arg(long)]
         latest: Option<PathBuf>,
@@ -264,43 +318,71 @@ pub fn run(
             timeout,
         } => verify(&mut io, &path, format, timeout),
         Command::Graph { path, timeout, .. } => graph(&mut io, &path, timeout),
-        Command::Keygen { name } => keygen(&mut io, &name),
+        Command::Keygen { name, force } => keygen(&mut io, &name, force),
         Command::Compile {
             path,
             output,
             key,
+            policy_version,
             verbose,
-        } => compile(&mut io, &path, &output, &key, verbose),
+        } => compile(&mut io, &path, &output, &key, policy_version, verbose),
         Command::Issue {
             table,
             agent,
+            via,
             ttl,
             scope,
+            env,
+            audience,
+            state,
             key,
             time,
             output,
-        } => issue(&mut io, &table, &agent, &ttl, &scope, &key, time, &output),
+        } => issue(
+            &mut io,
+            &IssueOptions {
+                table,
+                agent,
+                via,
+                ttl,
+                scope,
+                env,
+                audience,
+                state,
+                key,
+                time,
+                output,
+            },
+        ),
         Command::Gate {
             table,
             compiler_key,
             issuer_key,
             gate_key,
             audit,
+            state,
+            env,
+            audience,
+            pin_policy,
             checkpoint_every,
-            time,
+            fixed_clock,
             latest,
-        } => run_gate(
+        } => gate::run(
             &mut io,
-            &GateFiles {
+            &gate::GateOptions {
                 table,
                 compiler_key,
                 issuer_key,
                 gate_key,
                 audit,
+                state,
+                env,
+                audience,
+                pin_policy,
+                checkpoint_every,
+                fixed_clock,
                 latest,
             },
-            checkpoint_every,
-            time,
         ),
         Command::Audit {
             command:
@@ -478,7 +560,7 @@ fn evaluate(
     if let Err(error) = read {
         return io.usage(&format!("cannot read `{request_path}`: {error}"));
     }
-    let json: serde_json::Value = match serde_json::from_str(&text) {
+    let json: serde_json::Value = match request::parse_strict(&text) {
         Ok(json) => json,
         Err(error) => return io.usage(&format!("`{request_path}` is not JSON: {error}")),
     };
@@ -1090,7 +1172,7 @@ fn fmt(io: &mut Io<'_>, path: &Path, check_only: bool) -> Exit {
     exit
 }
 
-// -- keys, compile, issue, gate, audit --------------------------------------------------------
+// -- keys, compile, issue, audit ----------------------------------------------------------------
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -1098,61 +1180,64 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn read_key_bytes(path: &Path) -> Result<[u8; 32], String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let bytes =
-        hex::decode(text.trim()).map_err(|_| format!("`{}` is not a hex key", path.display()))?;
-    bytes
-        .try_into()
-        .map_err(|_| format!("`{}` does not hold a 32-byte key", path.display()))
+/// Unix seconds with their UTC date, e.g. `1767225600 (2026-01-01 00:00:00 UTC)`.
+fn when(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{seconds} ({year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC)",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
-fn signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
-    read_key_bytes(path).map(|bytes| ed25519_dalek::SigningKey::from_bytes(&bytes))
-}
-
-fn verifying_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, String> {
-    let bytes = read_key_bytes(path)?;
-    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| format!("`{}` is not an Ed25519 public key", path.display()))
-}
-
-fn keygen(io: &mut Io<'_>, name: &Path) -> Exit {
+fn keygen(io: &mut Io<'_>, name: &Path, force: bool) -> Exit {
     let mut seed = [0u8; 32];
     if let Err(error) = getrandom::getrandom(&mut seed) {
         return io.usage(&format!("no randomness for a key: {error}"));
     }
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let secret = name.with_extension("key");
-    let public = name.with_extension("pub");
-    let written = std::fs::write(&secret, format!("{}\n", hex::encode(seed))).and_then(|()| {
-        std::fs::write(
-            &public,
-            format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
-        )
-    });
-    if let Err(error) = written {
-        return io.usage(&format!("cannot write the key files: {error}"));
+    match keys::write_pair(&key, name, force) {
+        Ok((secret, public)) => {
+            io.out(&format!(
+                "wrote {} (secret, mode 0600) and {}\n",
+                secret.display(),
+                public.display()
+            ));
+            Exit::Success
+        }
+        Err(message) => io.usage(&message),
     }
-    io.out(&format!(
-        "wrote {} and {}\n",
-        secret.display(),
-        public.display()
-    ));
-    Exit::Success
 }
 
-fn compile(io: &mut Io<'_>, path: &Path, output: &Path, key: &Path, verbose: bool) -> Exit {
+fn compile(
+    io: &mut Io<'_>,
+    path: &Path,
+    output: &Path,
+    key: &Path,
+    policy_version: u64,
+    verbose: bool,
+) -> Exit {
     let (policy, _) = match load(io, path, Format::Human) {
         Ok(loaded) => loaded,
         Err(exit) => return exit,
     };
-    let key = match signing_key(key) {
+    let key = match keys::signing_key(key) {
         Ok(key) => key,
         Err(message) => return io.usage(&message),
     };
-    let compiled = match crate::codegen::compile(&policy, &key) {
+    let compiled = match crate::codegen::compile_version(&policy, &key, policy_version) {
         Ok(compiled) => compiled,
         Err(error) => {
             io.err(&format!("error: cannot compile: {error:?}\n"));
@@ -1162,7 +1247,7 @@ fn compile(io: &mut Io<'_>, path: &Path, output: &Path, key: &Path, verbose: boo
     // Translation validation: the table must decide exactly as the source, or nothing is written.
     let started = std::time::Instant::now();
     let proof = tollgate_runtime::table::Table::parse(&compiled.bytes)
-        .map_err(|e| format!("the compiler wrote a table its own loader refuses: {e:?}"))
+        .map_err(|e| format!("the compiler wrote a table its own loader refuses: {e}"))
         .and_then(|table| {
             crate::verify::translation::validate(
                 &policy,
@@ -1185,7 +1270,7 @@ fn compile(io: &mut Io<'_>, path: &Path, output: &Path, key: &Path, verbose: boo
         return io.usage(&format!("cannot write `{}`: {error}", output.display()));
     }
     io.out(&format!(
-        "compiled {} rules into {} ({} bytes, {:.1} bytes per rule), policy hash {}\n",
+        "compiled {} rules into {} ({} bytes, {:.1} bytes per rule), policy version {policy_version}, policy hash {}\n",
         policy.rules.len(),
         output.display(),
         compiled.stats.bytes,
@@ -1209,63 +1294,93 @@ fn parse_duration(text: &str) -> Option<u64> {
     }
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one parameter per command-line option"
-)]
-fn issue(
-    io: &mut Io<'_>,
-    table: &Path,
-    agent: &str,
-    ttl: &str,
-    scope: &[String],
-    key: &Path,
+#[derive(Debug)]
+struct IssueOptions {
+    table: PathBuf,
+    agent: String,
+    via: Vec<String>,
+    ttl: String,
+    scope: Vec<String>,
+    env: Option<String>,
+    audience: Option<String>,
+    state: Option<PathBuf>,
+    key: PathBuf,
     time: Option<u64>,
-    output: &Path,
-) -> Exit {
-    let Some(ttl) = parse_duration(ttl) else {
-        return io.usage(&format!("`{ttl}` is not a duration such as `10m`"));
+    output: PathBuf,
+}
+
+fn issue(io: &mut Io<'_>, options: &IssueOptions) -> Exit {
+    let Some(ttl) = parse_duration(&options.ttl) else {
+        return io.usage(&format!(
+            "`{}` is not a duration such as `10m`",
+            options.ttl
+        ));
     };
-    let bytes = match std::fs::read(table) {
+    let bytes = match std::fs::read(&options.table) {
         Ok(bytes) => bytes,
-        Err(error) => return io.usage(&format!("cannot read `{}`: {error}", table.display())),
+        Err(error) => {
+            return io.usage(&format!(
+                "cannot read `{}`: {error}",
+                options.table.display()
+            ))
+        }
     };
     let table = match tollgate_runtime::table::Table::parse(&bytes) {
         Ok(table) => table,
         Err(error) => {
             return io.usage(&format!(
-                "`{}` is not a decision table: {error:?}",
-                table.display()
+                "`{}` is not a decision table: {error}",
+                options.table.display()
             ))
         }
     };
-    let key = match signing_key(key) {
+    let key = match keys::signing_key(&options.key) {
         Ok(key) => key,
         Err(message) => return io.usage(&message),
+    };
+    let revoked = match &options.state {
+        Some(state) => match gate::read_revocations(state) {
+            Ok(revoked) => revoked,
+            Err(message) => return io.usage(&message),
+        },
+        None => Vec::new(),
     };
     let mut id = [0u8; 16];
     if let Err(error) = getrandom::getrandom(&mut id) {
         return io.usage(&format!("no randomness for a credential id: {error}"));
     }
     let claims = crate::credential::Claims {
-        agent,
-        scope,
-        issued_at: time.unwrap_or_else(now),
+        agent: &options.agent,
+        via: &options.via,
+        env: options.env.as_deref(),
+        audience: options.audience.as_deref(),
+        scope: &options.scope,
+        issued_at: options.time.unwrap_or_else(now),
         ttl,
         id,
     };
-    match crate::credential::issue(&table, &claims, &key) {
+    let is_revoked = |name: &str| revoked.iter().any(|r| r == name);
+    match crate::credential::issue(&table, &claims, &key, &is_revoked) {
         Ok(credential) => {
             let encoded = base64::engine::general_purpose::STANDARD.encode(&credential);
-            if let Err(error) = std::fs::write(output, format!("{encoded}\n")) {
-                return io.usage(&format!("cannot write `{}`: {error}", output.display()));
+            if let Err(error) = std::fs::write(&options.output, format!("{encoded}\n")) {
+                return io.usage(&format!(
+                    "cannot write `{}`: {error}",
+                    options.output.display()
+                ));
             }
+            let chain = if options.via.is_empty() {
+                String::new()
+            } else {
+                format!(" on behalf of `{}`", options.via.join(" -> "))
+            };
             io.out(&format!(
-                "issued a credential for `{agent}` valid {} from {} to {}: {}\n",
+                "issued a credential for `{}`{chain} valid {} from {} to {}: {}\n",
+                options.agent,
                 tollgate_grammar::format::duration(ttl),
-                claims.issued_at,
-                claims.issued_at.saturating_add(ttl),
-                output.display()
+                when(claims.issued_at),
+                when(claims.issued_at.saturating_add(ttl)),
+                options.output.display()
             ));
             Exit::Success
         }
@@ -1276,223 +1391,6 @@ fn issue(
     }
 }
 
-struct GateFiles {
-    table: PathBuf,
-    compiler_key: PathBuf,
-    issuer_key: PathBuf,
-    gate_key: PathBuf,
-    audit: PathBuf,
-    latest: Option<PathBuf>,
-}
-
-/// Audit entries appended to a file as they happen.
-struct FileSink {
-    file: std::fs::File,
-    failed: bool,
-    last_note: Vec<u8>,
-}
-
-impl tollgate_runtime::audit::AuditSink for FileSink {
-    fn record(&mut self, record: &[u8; tollgate_runtime::audit::RECORD_SIZE]) {
-        let entry = crate::audit::encode(&crate::audit::Entry::Record(Box::new(*record)));
-        self.failed |= self.file.write_all(&entry).is_err();
-    }
-
-    fn checkpoint(&mut self, note: &[u8]) {
-        let entry = crate::audit::encode(&crate::audit::Entry::Checkpoint(note.to_vec()));
-        self.failed |= self.file.write_all(&entry).is_err();
-        self.last_note = note.to_vec();
-    }
-}
-
-fn run_gate(io: &mut Io<'_>, files: &GateFiles, every: u64, time: Option<u64>) -> Exit {
-    use base64::Engine as _;
-    use tollgate_runtime::{credential, gate};
-    let keys = (|| -> Result<_, String> {
-        Ok((
-            verifying_key(&files.compiler_key)?,
-            verifying_key(&files.issuer_key)?,
-            signing_key(&files.gate_key)?,
-        ))
-    })();
-    let (compiler_key, issuer_key, gate_key) = match keys {
-        Ok(keys) => keys,
-        Err(message) => return io.usage(&message),
-    };
-    let bytes = match std::fs::read(&files.table) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            return io.usage(&format!("cannot read `{}`: {error}", files.table.display()))
-        }
-    };
-    let table = match tollgate_runtime::table::Table::load(&bytes, &compiler_key) {
-        Ok(table) => table,
-        Err(error) => {
-            io.err(&format!("error: the table is refused: {error:?}\n"));
-            return Exit::Failure;
-        }
-    };
-    let file = match std::fs::File::create(&files.audit) {
-        Ok(file) => file,
-        Err(error) => {
-            return io.usage(&format!(
-                "cannot write `{}`: {error}",
-                files.audit.display()
-            ))
-        }
-    };
-    let origin = format!("tollgate/{}", hex::encode(&table.policy_hash()[..8]));
-    let mut auditor = tollgate_runtime::audit::Auditor::new(
-        FileSink {
-            file,
-            failed: false,
-            last_note: Vec::new(),
-        },
-        &gate_key,
-        &origin,
-        GATE_KEY_NAME,
-        every,
-        *table.policy_hash(),
-    );
-    let mut state = vec![gate::Slot::EMPTY; gate::slots_needed(&table, 4_096).saturating_mul(2)];
-    let mut sessions: std::collections::HashMap<Vec<u8>, credential::Session<'static>> =
-        std::collections::HashMap::new();
-    let mut input = String::new();
-    if let Err(error) = io.stdin.read_to_string(&mut input) {
-        return io.usage(&format!("cannot read standard input: {error}"));
-    }
-    let deny_line = |reason: tollgate_runtime::Reason| {
-        serde_json::json!({ "verdict": "deny", "reason": reason.as_str() }).to_string()
-    };
-    for line in input.lines().filter(|l| !l.trim().is_empty()) {
-        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
-        let Some(object) = parsed.ok().and_then(|v| v.as_object().cloned()) else {
-            io.out(&format!(
-                "{}\n",
-                deny_line(tollgate_runtime::Reason::Malformed)
-            ));
-            continue;
-        };
-        let credential_bytes = object
-            .get("credential")
-            .and_then(|c| c.as_str())
-            .and_then(|c| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(c.trim())
-                    .ok()
-            })
-            .unwrap_or_default();
-        let mut call_json = object.clone();
-        call_json.remove("credential");
-        call_json.insert("agent".to_owned(), serde_json::json!("-"));
-        let default_time = time.unwrap_or_else(now);
-        let Ok(request) = request::from_json(serde_json::Value::Object(call_json), default_time)
-        else {
-            io.out(&format!(
-                "{}\n",
-                deny_line(tollgate_runtime::Reason::Malformed)
-            ));
-            continue;
-        };
-        // Admit each credential once; later calls with it are decided without another signature
-        // check (expiry, revocation and scope are still checked on every call).
-        let cached = sessions.get(&credential_bytes).copied();
-        let admitted = match cached {
-            Some(session) => Ok(session),
-            None => {
-                // Admitted credentials live as long as the adapter process.
-                let bytes: &'static [u8] = Box::leak(credential_bytes.clone().into_boxed_slice());
-                credential::admit(&table, &state, &issuer_key, bytes, request.time).inspect(
-                    |session| {
-                        sessions.insert(credential_bytes.clone(), *session);
-                    },
-                )
-            }
-        };
-        let session = match admitted {
-            Ok(session) => session,
-            Err(reason) => {
-                // A refused credential is a decision too: audit it under the name it claims.
-                let claimed = credential::Credential::parse(&credential_bytes)
-                    .ok()
-                    .and_then(|c| std::str::from_utf8(c.agent).ok().map(str::to_owned))
-                    .unwrap_or_default();
-                let call = gate::Call {
-                    agent: &claimed,
-                    tool: &request.tool,
-                    args: &[],
-                    via: &[],
-                    env: request.env.as_deref(),
-                    time: request.time,
-                };
-                let decision = gate::Decision {
-                    verdict: gate::Verdict::Deny,
-                    reason: Some(reason),
-                    rule: None,
-                    limit: None,
-                    revoked_agent: false,
-                };
-                auditor.record(&call, &decision);
-                io.out(&format!("{}\n", deny_line(reason)));
-                continue;
-            }
-        };
-        let args: Vec<(&str, gate::ArgValue<'_>)> = request
-            .args
-            .iter()
-            .map(|(name, value)| {
-                let value = match value {
-                    crate::model::Value::Int(v) => gate::ArgValue::Int(*v),
-                    crate::model::Value::Bool(v) => gate::ArgValue::Bool(*v),
-                    crate::model::Value::Str(v) | crate::model::Value::Sym(v) => {
-                        gate::ArgValue::Str(v)
-                    }
-                };
-                (name.as_str(), value)
-            })
-            .collect();
-        let via: Vec<&str> = request.via.iter().map(String::as_str).collect();
-        let session_call = credential::SessionCall {
-            tool: &request.tool,
-            args: &args,
-            via: &via,
-            env: request.env.as_deref(),
-        };
-        let decision =
-            credential::decide(&table, &mut state, &session, &session_call, request.time);
-        let call = gate::Call {
-            agent: session.agent(),
-            tool: &request.tool,
-            args: &args,
-            via: &via,
-            env: request.env.as_deref(),
-            time: request.time,
-        };
-        auditor.record(&call, &decision);
-        let out = serde_json::json!({
-            "agent": session.agent(),
-            "tool": request.tool,
-            "verdict": if decision.verdict == gate::Verdict::Allow { "allow" } else { "deny" },
-            "reason": decision.reason.map(|r| r.as_str()),
-            "rule": decision.rule,
-            "revoked_agent": decision.revoked_agent,
-        });
-        io.out(&format!("{out}\n"));
-    }
-    auditor.checkpoint();
-    if let Some(latest) = &files.latest {
-        auditor.sink.failed |= std::fs::write(latest, &auditor.sink.last_note).is_err();
-    }
-    if auditor.sink.failed {
-        io.err(&format!(
-            "error: could not write every audit entry to `{}`\n",
-            files.audit.display()
-        ));
-        return Exit::Failure;
-    }
-    Exit::Success
-}
-
 fn audit_verify(
     io: &mut Io<'_>,
     log: &Path,
@@ -1500,7 +1398,7 @@ fn audit_verify(
     key_name: &str,
     latest: Option<&Path>,
 ) -> Exit {
-    let key = match verifying_key(key) {
+    let key = match keys::verifying_key(key) {
         Ok(key) => key,
         Err(message) => return io.usage(&message),
     };

@@ -78,8 +78,18 @@ struct Generator<'p> {
     program_index: BTreeMap<Vec<u8>, u32>,
 }
 
-/// Compiles a policy and signs the table.
+/// Compiles a policy and signs the table, with policy version 0.
 pub fn compile(policy: &Policy, key: &SigningKey) -> Result<Compiled, CodegenError> {
+    compile_version(policy, key, 0)
+}
+
+/// Compiles a policy and signs the table, stamped with the author's monotonic policy version
+/// (hosts refuse a table older than the newest one they have accepted).
+pub fn compile_version(
+    policy: &Policy,
+    key: &SigningKey,
+    policy_version: u64,
+) -> Result<Compiled, CodegenError> {
     let mut body_sections: Vec<(usize, Vec<u8>, usize)> = Vec::new(); // (section id, bytes, count)
     let mut generator = Generator {
         policy,
@@ -351,10 +361,11 @@ pub fn compile(policy: &Policy, key: &SigningKey) -> Result<Compiled, CodegenErr
     }
     let policy_hash: [u8; 32] = Sha256::digest(&body).into();
     let mut table = Vec::with_capacity(format::HEADER_SIZE + body.len() + format::SIGNATURE_SIZE);
-    table.extend_from_slice(&format::MAGIC);
-    table.extend_from_slice(&format::VERSION.to_le_bytes());
-    table.extend_from_slice(&0u16.to_le_bytes());
-    table.extend_from_slice(&policy_hash);
+    table.resize(format::header::SECTIONS, 0);
+    table[format::header::MAGIC..][..4].copy_from_slice(&format::MAGIC);
+    table[format::header::FORMAT_VERSION..][..2].copy_from_slice(&format::VERSION.to_le_bytes());
+    table[format::header::POLICY_HASH..][..32].copy_from_slice(&policy_hash);
+    table[format::header::POLICY_VERSION..][..8].copy_from_slice(&policy_version.to_le_bytes());
     for (offset, count) in header_sections {
         table.extend_from_slice(&offset.to_le_bytes());
         table.extend_from_slice(&count.to_le_bytes());

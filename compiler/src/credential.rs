@@ -1,45 +1,71 @@
-//! Issuing credentials in the layout `tollgate_runtime::credential` reads. Randomness (the
-//! credential id) and the clock come from the caller: this module does no IO.
+//! Issuing credentials in the layout `tollgate_runtime::credential` defines (and encodes).
+//! Randomness (the credential id) and the clock come from the caller: this module does no IO.
+//!
+//! The issuer is where delegation is attested: a credential for delegated work names the chain
+//! (origin first), and is issued only when every hop is a declared `delegate` edge, every agent on
+//! the chain is known and not revoked, and the lifetime is within every chain member's
+//! `credential_ttl` (or the default cap where the policy names none).
 
 use ed25519_dalek::{Signer, SigningKey};
-use tollgate_runtime::credential::{MAGIC, MAX_NAME, MAX_SCOPE, VERSION};
+use tollgate_runtime::credential::{
+    self as layout, DEFAULT_MAX_TTL, MAX_CHAIN, MAX_NAME, MAX_SCOPE,
+};
 use tollgate_runtime::table::Table;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IssueError {
-    UnknownAgent(String),
-    /// The requested lifetime exceeds the agent's `credential_ttl` (seconds).
+    #[error("no agent is called `{name}`{}", did_you_mean(.suggestion))]
+    UnknownAgent {
+        name: String,
+        suggestion: Option<String>,
+    },
+    /// The requested lifetime exceeds an agent's `credential_ttl` (or the default cap).
+    #[error(
+        "a lifetime of {} exceeds the {} of {} for `{agent}`",
+        tollgate_grammar::format::duration(*requested),
+        if *default_cap { "default credential lifetime cap" } else { "`credential_ttl`" },
+        tollgate_grammar::format::duration(*allowed)
+    )]
     TtlTooLong {
+        agent: String,
         requested: u64,
         allowed: u64,
+        default_cap: bool,
     },
+    #[error("a credential must live longer than zero seconds")]
     ZeroTtl,
     /// A scope entry names no tool (or a prefix that matches none).
+    #[error("scope entry `{0}` matches no tool")]
     UnknownScope(String),
+    #[error("{0} is too long for a credential")]
     TooLong(&'static str),
+    #[error(
+        "`{from}` may not delegate to `{to}`: the policy declares no `delegate {from} -> {to}`"
+    )]
+    NoDelegation { from: String, to: String },
+    #[error("`{0}` is revoked: no credential is issued for it or for a chain that holds it")]
+    Revoked(String),
+    #[error("the policy declares no environment `{0}`")]
+    UnknownEnvironment(String),
 }
 
-impl std::fmt::Display for IssueError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            IssueError::UnknownAgent(name) => write!(f, "no agent is called `{name}`"),
-            IssueError::TtlTooLong { requested, allowed } => write!(
-                f,
-                "a lifetime of {} exceeds the agent's `credential_ttl` of {}",
-                tollgate_grammar::format::duration(*requested),
-                tollgate_grammar::format::duration(*allowed)
-            ),
-            IssueError::ZeroTtl => write!(f, "a credential must live longer than zero seconds"),
-            IssueError::UnknownScope(entry) => write!(f, "scope entry `{entry}` matches no tool"),
-            IssueError::TooLong(what) => write!(f, "{what} is too long for a credential"),
-        }
-    }
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
 }
 
 /// What to put in a credential.
 #[derive(Clone, Debug)]
 pub struct Claims<'a> {
     pub agent: &'a str,
+    /// The agents that delegated, origin first (empty: the agent acts on its own).
+    pub via: &'a [String],
+    /// Binds the credential to one environment.
+    pub env: Option<&'a str>,
+    /// Binds the credential to one gate deployment.
+    pub audience: Option<&'a str>,
     /// Tool names, or prefixes ending in `.*`; empty means every tool.
     pub scope: &'a [String],
     pub issued_at: u64,
@@ -47,14 +73,31 @@ pub struct Claims<'a> {
     pub id: [u8; 16],
 }
 
-/// Signs a credential valid for a compiled table: the agent must be in it, the lifetime within
-/// the agent's `credential_ttl`, and every scope entry must match a tool of it.
+fn agent_index(table: &Table<'_>, name: &str) -> Result<usize, IssueError> {
+    table.find_agent(name.as_bytes()).ok_or_else(|| {
+        let known = (0..table.agent_count())
+            .filter_map(|a| table.agent_name(a))
+            .filter_map(|n| std::str::from_utf8(n).ok());
+        IssueError::UnknownAgent {
+            name: name.to_owned(),
+            suggestion: known
+                .map(|k| (strsim::levenshtein(k, name), k))
+                .filter(|(distance, _)| *distance <= 2)
+                .min()
+                .map(|(_, k)| k.to_owned()),
+        }
+    })
+}
+
+/// Signs a credential valid for a compiled table. `revoked` tells whether an agent is revoked
+/// (the host's revocation list); no credential is issued for a revoked agent or chain.
 pub fn issue(
     table: &Table<'_>,
     claims: &Claims<'_>,
     key: &SigningKey,
+    revoked: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<u8>, IssueError> {
-    issue_for_hash(table, table.policy_hash(), claims, key)
+    issue_for_hash(table, table.policy_hash(), claims, key, revoked)
 }
 
 /// As [`issue`], but stamped with another policy hash (to test that a gate refuses it).
@@ -63,29 +106,67 @@ pub fn issue_for_hash(
     policy_hash: &[u8; 32],
     claims: &Claims<'_>,
     key: &SigningKey,
+    revoked: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<u8>, IssueError> {
-    let Some(agent) = table.find_agent(claims.agent.as_bytes()) else {
-        return Err(IssueError::UnknownAgent(claims.agent.to_owned()));
-    };
+    if claims.agent.len() > MAX_NAME {
+        return Err(IssueError::TooLong("the agent name"));
+    }
+    if claims.via.len() > MAX_CHAIN {
+        return Err(IssueError::TooLong("the delegation chain"));
+    }
+    let members: Vec<&str> = claims
+        .via
+        .iter()
+        .map(String::as_str)
+        .chain([claims.agent])
+        .collect();
+    let indexes = members
+        .iter()
+        .map(|name| agent_index(table, name))
+        .collect::<Result<Vec<usize>, _>>()?;
+    for pair in indexes.windows(2).zip(members.windows(2)) {
+        if let ([from, to], [from_name, to_name]) = pair {
+            if table.delegation(*from, *to).is_none() {
+                return Err(IssueError::NoDelegation {
+                    from: (*from_name).to_owned(),
+                    to: (*to_name).to_owned(),
+                });
+            }
+        }
+    }
+    if let Some(name) = members.iter().find(|name| revoked(name)) {
+        return Err(IssueError::Revoked((*name).to_owned()));
+    }
     if claims.ttl == 0 {
         return Err(IssueError::ZeroTtl);
     }
-    let allowed = u64::from(table.agent_ttl(agent).unwrap_or(0));
-    if allowed > 0 && claims.ttl > allowed {
-        return Err(IssueError::TtlTooLong {
-            requested: claims.ttl,
-            allowed,
-        });
+    for (index, name) in indexes.iter().zip(&members) {
+        let ttl = u64::from(table.agent_ttl(*index).unwrap_or(0));
+        let (allowed, default_cap) = if ttl == 0 {
+            (DEFAULT_MAX_TTL, true)
+        } else {
+            (ttl, false)
+        };
+        if claims.ttl > allowed {
+            return Err(IssueError::TtlTooLong {
+                agent: (*name).to_owned(),
+                requested: claims.ttl,
+                allowed,
+                default_cap,
+            });
+        }
     }
-    let tools: Vec<&[u8]> = (0..table.tool_count())
-        .filter_map(|t| table.tool_name(t))
-        .collect();
-    if claims.agent.len() > MAX_NAME {
-        return Err(IssueError::TooLong("the agent name"));
+    if let Some(env) = claims.env {
+        if !table.declares_env(env) {
+            return Err(IssueError::UnknownEnvironment(env.to_owned()));
+        }
     }
     if claims.scope.len() > MAX_SCOPE {
         return Err(IssueError::TooLong("the scope"));
     }
+    let tools: Vec<&[u8]> = (0..table.tool_count())
+        .filter_map(|t| table.tool_name(t))
+        .collect();
     for entry in claims.scope {
         let known = match entry.strip_suffix(".*") {
             Some(prefix) => tools.iter().any(|t| {
@@ -101,21 +182,22 @@ pub fn issue_for_hash(
             return Err(IssueError::TooLong("a scope entry"));
         }
     }
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
-    bytes.extend_from_slice(&0u16.to_le_bytes());
-    bytes.extend_from_slice(&claims.id);
-    bytes.extend_from_slice(policy_hash);
-    bytes.extend_from_slice(&claims.issued_at.to_le_bytes());
-    bytes.extend_from_slice(&claims.issued_at.saturating_add(claims.ttl).to_le_bytes());
-    bytes.push(claims.agent.len() as u8);
-    bytes.extend_from_slice(claims.agent.as_bytes());
-    bytes.push(claims.scope.len() as u8);
-    for entry in claims.scope {
-        bytes.push(entry.len() as u8);
-        bytes.extend_from_slice(entry.as_bytes());
-    }
+    let via: Vec<&str> = claims.via.iter().map(String::as_str).collect();
+    let scope: Vec<&str> = claims.scope.iter().map(String::as_str).collect();
+    let encoded = layout::Claims {
+        id: claims.id,
+        policy_hash: *policy_hash,
+        issued_at: claims.issued_at,
+        expires_at: claims.issued_at.saturating_add(claims.ttl),
+        agent: claims.agent,
+        chain: &via,
+        env: claims.env,
+        audience: claims.audience,
+        scope: &scope,
+    };
+    let mut bytes = vec![0u8; layout::MAX_SIZE];
+    let len = layout::encode(&encoded, &mut bytes).map_err(|_| IssueError::TooLong("a name"))?;
+    bytes.truncate(len);
     let signature = key.sign(&bytes);
     bytes.extend_from_slice(&signature.to_bytes());
     Ok(bytes)

@@ -81,12 +81,15 @@ enum CounterKey {
     Denials(usize, AgentId),
 }
 
-/// Everything the semantics remembers between requests: windowed counters and revocations.
+/// Everything the semantics remembers between requests: windowed counters, revocations and the
+/// newest time seen (the clock never moves back).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     /// (window index, value) per counter; a counter from an older window reads as zero.
     counters: BTreeMap<CounterKey, (u64, i128)>,
     pub revoked: BTreeSet<String>,
+    /// The newest request time decided so far.
+    pub latest: u64,
 }
 
 impl State {
@@ -108,8 +111,21 @@ impl State {
 }
 
 /// Decides one request and updates `state`: counters of limits on allow, failure responses on
-/// deny.
+/// deny. (T-Mono) A request is decided at its time or at the newest time decided before, if that
+/// is later: the clock never moves back.
 pub fn decide(policy: &Policy, request: &Request, state: &mut State) -> Decision {
+    state.latest = state.latest.max(request.time);
+    if state.latest != request.time {
+        let at_latest = Request {
+            time: state.latest,
+            ..request.clone()
+        };
+        return decide_at(policy, &at_latest, state);
+    }
+    decide_at(policy, request, state)
+}
+
+fn decide_at(policy: &Policy, request: &Request, state: &mut State) -> Decision {
     let Some(agent) = policy.agent_id(&request.agent) else {
         return Decision::deny(
             Reason::UnknownAgent,
@@ -166,11 +182,17 @@ fn decide_known_agent(
         Err(detail) => return Decision::deny(Reason::InvalidArgument, detail),
     };
 
-    // (2) A revoked agent is denied everything.
+    // (2) A revoked agent is denied everything, and so is a chain that holds one.
     if state.revoked.contains(&request.agent) {
         return Decision::deny(
             Reason::Revoked,
             format!("`{}` has been revoked", request.agent),
+        );
+    }
+    if let Some(revoked) = request.via.iter().find(|hop| state.revoked.contains(*hop)) {
+        return Decision::deny(
+            Reason::ChainRevoked,
+            format!("`{revoked}` on the delegation chain has been revoked"),
         );
     }
 
@@ -1067,6 +1089,47 @@ mod tests {
         assert!(decide(&policy, &call("a", "t.write"), &mut state).revoked_agent);
         assert!(state.revoked.contains("a"));
         assert!(!decide(&policy, &call("b", "t.write"), &mut state).revoked_agent);
+    }
+
+    #[test]
+    fn t_mono_a_clock_that_moves_back_decides_at_the_newest_time() {
+        // rate 1 per 1h: 3599 then 3600 opens the next window; back at 3599 it is still 3600's.
+        check(
+            "permit agent a to call t.read; limit agent a on t.read rate 1 per 1h;",
+            &[
+                at(call("a", "t.read"), 3_599),
+                at(call("a", "t.read"), 3_600),
+                at(call("a", "t.read"), 3_599),
+            ],
+            &["allow by rule #1", "allow by rule #1", "deny rate_limited"],
+        );
+        // context.hour follows the newest time, too.
+        check(
+            "permit agent a to call t.read when context.hour >= 9;",
+            &[
+                at(call("a", "t.read"), 10 * 3_600),
+                at(call("a", "t.read"), 3 * 3_600),
+            ],
+            &["allow by rule #1", "allow by rule #1"],
+        );
+    }
+
+    #[test]
+    fn r_chain_a_revoked_agent_cannot_appear_on_a_chain() {
+        check(
+            "delegate b -> a; permit any to call t.read; permit agent b to call t.write;
+             on agent b deny 1 within 1m revoke;",
+            &[
+                via(call("a", "t.read"), &["b"]),
+                call("b", "w.get"),
+                via(call("a", "t.read"), &["b"]),
+            ],
+            &[
+                "allow by rule #1",
+                "deny not_permitted",
+                "deny chain_revoked",
+            ],
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The decision table format, version 1: defined here, once. The compiler writes it
+//! The decision table format, version 2: defined here, once. The compiler writes it
 //! (`tollgate-compiler`'s `codegen`), the gate reads it in place. The book's "Decision table"
 //! chapter describes the same layout byte by byte.
 //!
@@ -8,7 +8,7 @@
 
 /// `b"TGTB"`.
 pub const MAGIC: [u8; 4] = *b"TGTB";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Sections, in header order.
 pub mod section {
@@ -47,8 +47,25 @@ pub mod section {
     pub const COUNT: usize = 16;
 }
 
-/// magic, version, reserved, policy hash, then (offset, count) per section.
-pub const HEADER_SIZE: usize = 4 + 2 + 2 + 32 + section::COUNT * 8;
+/// Where each header field starts: magic, format version, reserved, policy hash, policy version,
+/// then (offset `u32`, count `u32`) per section. Writer and reader use these and no literals.
+pub mod header {
+    /// `MAGIC`, 4 bytes.
+    pub const MAGIC: usize = 0;
+    /// `VERSION`, `u16`.
+    pub const FORMAT_VERSION: usize = 4;
+    /// Reserved, `u16`, zero.
+    pub const RESERVED: usize = 6;
+    /// SHA-256 of the body (the bytes between the header and the signature), 32 bytes.
+    pub const POLICY_HASH: usize = 8;
+    /// The author's monotonic policy version (`compile --policy-version`), `u64`: hosts refuse a
+    /// table older than the newest one they have accepted.
+    pub const POLICY_VERSION: usize = 40;
+    /// `section::COUNT` pairs of (offset `u32`, count `u32`).
+    pub const SECTIONS: usize = 48;
+}
+
+pub const HEADER_SIZE: usize = header::SECTIONS + section::COUNT * 8;
 pub const SIGNATURE_SIZE: usize = 64;
 
 pub const REF_SIZE: usize = 8;

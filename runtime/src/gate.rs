@@ -17,7 +17,13 @@ pub enum ArgValue<'a> {
     Str(&'a str),
 }
 
-/// One tool call to decide.
+/// One tool call to decide, with every input named.
+///
+/// Only `tool` and `args` are the agent's intent. `agent`, `via`, `env` and `time` must come from
+/// the embedder's trusted sources: the admitted credential (agent and attested chain), the host's
+/// configuration (environment) and the host's clock (time). An agent that could set them could
+/// claim authority it does not have; the credential API ([`crate::credential::decide`]) takes
+/// them from the credential and the host and nowhere else.
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {
     pub agent: &'a str,
@@ -26,7 +32,8 @@ pub struct Call<'a> {
     /// Agents that delegated, origin first; the acting agent is not included.
     pub via: &'a [&'a str],
     pub env: Option<&'a str>,
-    /// Seconds since the Unix epoch.
+    /// Seconds since the Unix epoch, from a trusted clock. The gate's clock never moves back: a
+    /// time earlier than one the state has seen counts as the newest time seen.
     pub time: u64,
 }
 
@@ -44,12 +51,12 @@ pub struct Decision {
     pub rule: Option<u16>,
     /// The limit that denied.
     pub limit: Option<u16>,
-    /// This denial revoked the acting agent.
+    /// This denial revoked the acting agent (the revocation is stored in the state).
     pub revoked_agent: bool,
 }
 
 impl Decision {
-    const fn deny(reason: Reason) -> Decision {
+    pub(crate) const fn deny(reason: Reason) -> Decision {
         Decision {
             verdict: Verdict::Deny,
             reason: Some(reason),
@@ -75,7 +82,7 @@ pub enum SlotKind {
 }
 
 /// One counter of gate state. Callers allocate `[Slot::EMPTY; N]` (statically, on the stack or
-/// however they like) and hand it to [`decide`].
+/// however they like), with `N` from [`slots_needed`], and wrap it in a [`State`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     pub kind: SlotKind,
@@ -95,105 +102,239 @@ impl Slot {
         window: 0,
         value: 0,
     };
+}
 
-    fn matches(&self, kind: SlotKind, id: u16, agent: u16, digest: &[u8; 16]) -> bool {
-        self.kind == kind && self.id == id && self.agent == agent && self.digest == *digest
+/// Slots for the counters a table fixes at load time: one per (limit, agent), per (failure
+/// response, agent) and per agent (revocation). `None` when the count overflows.
+fn dense_slots(table: &Table<'_>) -> Option<usize> {
+    table
+        .limit_count()
+        .checked_add(table.response_count())?
+        .checked_add(1)?
+        .checked_mul(table.agent_count())
+}
+
+/// Slots a table needs: the dense counters (see [`State`]) plus `repeat_per_agent` slots of
+/// repeat-guard room for every agent.
+pub fn slots_needed(table: &Table<'_>, repeat_per_agent: usize) -> usize {
+    dense_slots(table)
+        .and_then(|dense| dense.checked_add(table.agent_count().checked_mul(repeat_per_agent)?))
+        .unwrap_or(usize::MAX)
+}
+
+/// Why caller-provided memory cannot hold a table's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateError {
+    /// Fewer slots than the table's dense counters need ([`slots_needed`] with 0 repeat room).
+    TooSmall,
+}
+
+impl core::fmt::Display for StateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StateError::TooSmall => f.write_str(
+                "the state has fewer slots than the table's counters need (see `slots_needed`)",
+            ),
+        }
     }
 }
 
-/// Slots a table needs besides repeat guards: one per (limit, agent), per (response, agent) and
-/// per agent (revocation). Add room for as many distinct repeated calls as you want tracked.
-pub fn slots_needed(table: &Table<'_>, repeat_capacity: usize) -> usize {
-    let agents = table.agent_count();
-    (table.limit_count() + table.response_count() + 1)
-        .saturating_mul(agents)
-        .saturating_add(repeat_capacity)
+/// The gate's memory between calls, in slots the caller provides.
+///
+/// Layout, with `A` agents, `L` limits and `R` failure responses (all fixed by the table): slot
+/// `l·A + a` counts limit `l` for agent `a`; slot `L·A + r·A + a` counts denials of agent `a`
+/// under response `r`; slot `(L+R)·A + a` is agent `a`'s revocation flag. These are indexed
+/// directly, so no agent can crowd out another's counters and a revocation can always be
+/// recorded. The rest is split evenly into one repeat-guard room per agent: only an agent's own
+/// repeated calls can fill its room, entries whose window has passed are reclaimed, and a full
+/// room denies that agent alone (`state_full`). A decision does bounded work: at most one probe
+/// of one room per repeat limit.
+///
+/// The state also keeps the newest time it has seen, so the gate's clock never moves back.
+#[derive(Debug)]
+pub struct State<'s> {
+    slots: &'s mut [Slot],
+    agents: usize,
+    limits: usize,
+    responses: usize,
+    room: usize,
+    latest: u64,
+}
+
+impl<'s> State<'s> {
+    /// Wraps caller-provided slots (fresh `Slot::EMPTY`s, or slots saved from an earlier state of
+    /// the same table) as the state of `table`.
+    pub fn new(table: &Table<'_>, slots: &'s mut [Slot]) -> Result<State<'s>, StateError> {
+        let dense = dense_slots(table).ok_or(StateError::TooSmall)?;
+        let agents = table.agent_count();
+        let spare = slots.len().checked_sub(dense).ok_or(StateError::TooSmall)?;
+        Ok(State {
+            room: spare.checked_div(agents).unwrap_or(0),
+            slots,
+            agents,
+            limits: table.limit_count(),
+            responses: table.response_count(),
+            latest: 0,
+        })
+    }
+
+    /// The slots, for an embedder that persists them.
+    pub fn slots(&self) -> &[Slot] {
+        self.slots
+    }
+
+    /// Repeat-guard slots per agent.
+    pub fn repeat_room(&self) -> usize {
+        self.room
+    }
+
+    /// The newest time the gate has seen (seconds since the Unix epoch).
+    pub fn latest(&self) -> u64 {
+        self.latest
+    }
+
+    /// Advances the clock to a time restored from storage; the clock never moves back.
+    pub fn restore_clock(&mut self, latest: u64) {
+        self.latest = self.latest.max(latest);
+    }
+
+    /// The time a decision at `now` is made at: `now`, or the newest time seen if that is later.
+    pub(crate) fn observe(&mut self, now: u64) -> u64 {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
+
+    fn dense(&self) -> usize {
+        (self.limits + self.responses + 1) * self.agents
+    }
+
+    fn limit_slot(&self, limit: u16, agent: u16) -> Option<usize> {
+        let (limit, agent) = (usize::from(limit), usize::from(agent));
+        (limit < self.limits && agent < self.agents).then(|| limit * self.agents + agent)
+    }
+
+    fn denial_slot(&self, response: u16, agent: u16) -> Option<usize> {
+        let (response, agent) = (usize::from(response), usize::from(agent));
+        (response < self.responses && agent < self.agents)
+            .then(|| (self.limits + response) * self.agents + agent)
+    }
+
+    fn revoked_slot(&self, agent: u16) -> Option<usize> {
+        let agent = usize::from(agent);
+        (agent < self.agents).then(|| (self.limits + self.responses) * self.agents + agent)
+    }
+
+    /// Whether `agent` (a table index) is revoked.
+    pub fn is_revoked(&self, agent: u16) -> bool {
+        self.revoked_slot(agent)
+            .and_then(|index| self.slots.get(index))
+            .is_some_and(|slot| slot.value > 0)
+    }
+
+    /// Revokes `agent` (a table index); `true` when it was not revoked before.
+    pub fn revoke(&mut self, agent: u16) -> bool {
+        let Some(index) = self.revoked_slot(agent) else {
+            return false;
+        };
+        match self.slots.get_mut(index) {
+            Some(slot) if slot.value == 0 => {
+                *slot = Slot {
+                    kind: SlotKind::Revoked,
+                    id: 0,
+                    agent,
+                    digest: NO_DIGEST,
+                    window: 0,
+                    value: 1,
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A dense counter's value in `window` (0 when it last counted an earlier window).
+    fn read(&self, index: usize, window: u64) -> i64 {
+        self.slots
+            .get(index)
+            .filter(|slot| slot.kind != SlotKind::Empty && slot.window == window)
+            .map_or(0, |slot| slot.value)
+    }
+
+    /// Adds to the counter at `index` in `window`, starting from 0 in a new window.
+    fn add(&mut self, index: usize, kind: SlotKind, id: u16, agent: u16, window: u64, amount: i64) {
+        let current = self.read(index, window);
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Slot {
+                kind,
+                id,
+                agent,
+                digest: NO_DIGEST,
+                window,
+                value: current.saturating_add(amount),
+            };
+        }
+    }
+
+    /// The slot of `agent`'s room that holds (or may take) the repeat entry for `(limit,
+    /// digest)`: the entry itself, else the first reclaimable slot (empty, or counting a window
+    /// that has passed). `None` when the room is full of live entries.
+    fn repeat_slot(
+        &self,
+        table: &Table<'_>,
+        limit: u16,
+        agent: u16,
+        digest: &[u8; 16],
+        now: u64,
+    ) -> Option<usize> {
+        if self.room == 0 || usize::from(agent) >= self.agents {
+            return None;
+        }
+        let base = self.dense() + usize::from(agent) * self.room;
+        let mut key = u64::from(limit).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for (i, byte) in digest.iter().take(8).enumerate() {
+            key ^= u64::from(*byte) << (8 * i);
+        }
+        let start = (key % self.room as u64) as usize;
+        let mut reclaimable = None;
+        for step in 0..self.room {
+            let index = base + (start + step) % self.room;
+            let slot = self.slots.get(index)?;
+            match slot.kind {
+                SlotKind::Empty => return reclaimable.or(Some(index)),
+                SlotKind::Repeat if slot.id == limit && slot.digest == *digest => {
+                    return Some(index)
+                }
+                _ => {
+                    let passed = limit_record(table, slot.id)
+                        .is_none_or(|(_, _, window)| slot.window != window_index(now, window));
+                    if reclaimable.is_none() && passed {
+                        reclaimable = Some(index);
+                    }
+                }
+            }
+        }
+        reclaimable
+    }
+
+    fn repeat_read(&self, index: usize, limit: u16, digest: &[u8; 16], window: u64) -> i64 {
+        self.slots
+            .get(index)
+            .filter(|slot| {
+                slot.kind == SlotKind::Repeat
+                    && slot.id == limit
+                    && slot.digest == *digest
+                    && slot.window == window
+            })
+            .map_or(0, |slot| slot.value)
+    }
+}
+
+/// The fixed window (aligned to the Unix epoch) that `now` falls in.
+fn window_index(now: u64, window: u64) -> u64 {
+    now.checked_div(window).unwrap_or(0)
 }
 
 const NO_DIGEST: [u8; 16] = [0; 16];
-
-/// Finds a slot, or the empty one to claim for it. `None` when the state is full.
-fn slot_index(
-    state: &[Slot],
-    kind: SlotKind,
-    id: u16,
-    agent: u16,
-    digest: &[u8; 16],
-) -> Option<usize> {
-    if state.is_empty() {
-        return None;
-    }
-    // Open addressing: start where the key hashes, probe linearly.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let key = [
-        kind as u8,
-        (id >> 8) as u8,
-        id as u8,
-        (agent >> 8) as u8,
-        agent as u8,
-    ];
-    for byte in key.iter().chain(digest.iter()) {
-        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    let start = (hash % state.len() as u64) as usize;
-    for step in 0..state.len() {
-        let index = (start + step) % state.len();
-        let slot = state.get(index)?;
-        if slot.kind == SlotKind::Empty || slot.matches(kind, id, agent, digest) {
-            return Some(index);
-        }
-    }
-    None
-}
-
-fn read(
-    state: &[Slot],
-    kind: SlotKind,
-    id: u16,
-    agent: u16,
-    digest: &[u8; 16],
-    window: u64,
-) -> i64 {
-    slot_index(state, kind, id, agent, digest)
-        .and_then(|index| state.get(index))
-        .filter(|slot| slot.kind == kind && slot.window == window)
-        .map_or(0, |slot| slot.value)
-}
-
-/// Adds to a counter; `false` when the state is full.
-fn add(
-    state: &mut [Slot],
-    kind: SlotKind,
-    id: u16,
-    agent: u16,
-    digest: &[u8; 16],
-    window: u64,
-    amount: i64,
-) -> bool {
-    let Some(index) = slot_index(state, kind, id, agent, digest) else {
-        return false;
-    };
-    let Some(slot) = state.get_mut(index) else {
-        return false;
-    };
-    if slot.kind == SlotKind::Empty || slot.window != window {
-        *slot = Slot {
-            kind,
-            id,
-            agent,
-            digest: *digest,
-            window,
-            value: 0,
-        };
-    }
-    slot.value = slot.value.saturating_add(amount);
-    true
-}
-
-/// Whether `agent` is revoked.
-pub fn is_revoked(state: &[Slot], agent: u16) -> bool {
-    read(state, SlotKind::Revoked, 0, agent, &NO_DIGEST, 0) > 0
-}
 
 /// A value on the program stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,68 +355,154 @@ struct Context {
     origin: u16,
 }
 
+/// The environment a call is decided in, resolved against the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Env {
+    /// No environment (valid only when the policy declares none).
+    Unset,
+    /// A declared environment's symbol.
+    Known(u16),
+    /// A name the policy does not declare.
+    Invalid,
+}
+
+impl Env {
+    pub(crate) fn resolve(table: &Table<'_>, name: Option<&str>) -> Env {
+        let Some(name) = name else {
+            return Env::Unset;
+        };
+        let declared = table.count(section::ENVS);
+        match table.find(section::SYMBOLS, name.as_bytes()) {
+            Some(symbol)
+                if (0..declared)
+                    .any(|i| table.u16_item(section::ENVS, i) == Some(symbol as u16)) =>
+            {
+                Env::Known(symbol as u16)
+            }
+            _ => Env::Invalid,
+        }
+    }
+}
+
+/// A call whose agent, chain and environment have been resolved to table indexes by a trusted
+/// party: [`decide`] from a [`Call`], or the credential API from an admitted session.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Resolved<'c, 'a> {
+    pub(crate) agent: u16,
+    pub(crate) tool: &'a str,
+    pub(crate) args: &'a [(&'a str, ArgValue<'a>)],
+    /// Delegators, origin first.
+    pub(crate) chain: &'c [u16],
+    pub(crate) env: Env,
+}
+
 /// Decides one call and updates the state.
-pub fn decide(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>) -> Decision {
+pub fn decide(table: &Table<'_>, state: &mut State<'_>, call: &Call<'_>) -> Decision {
+    let now = state.observe(call.time);
     let Some(agent) = table.find(section::AGENTS, call.agent.as_bytes()) else {
         return Decision::deny(Reason::UnknownAgent);
     };
     let agent = agent as u16;
-    let mut decision = decide_known(table, state, call, agent);
-    if decision.verdict == Verdict::Deny && decision.reason != Some(Reason::Revoked) {
-        decision.revoked_agent = count_denial(table, state, agent, call.time);
+    let mut chain = [0u16; format::MAX_CHAIN];
+    let mut valid = call.via.len() <= format::MAX_CHAIN;
+    for (slot, name) in chain.iter_mut().zip(call.via.iter()) {
+        match table.find(section::AGENTS, name.as_bytes()) {
+            Some(found) => *slot = found as u16,
+            None => valid = false,
+        }
+    }
+    let resolved = Resolved {
+        agent,
+        tool: call.tool,
+        args: call.args,
+        chain: chain.get(..call.via.len()).unwrap_or(&[]),
+        env: Env::resolve(table, call.env),
+    };
+    if !valid {
+        // (V-Chain) after (V-Tool): an unknown tool is reported first.
+        let reason = if table.find(section::TOOLS, call.tool.as_bytes()).is_none() {
+            Reason::UnknownTool
+        } else {
+            Reason::InvalidRequest
+        };
+        return count(table, state, agent, Decision::deny(reason), now);
+    }
+    decide_resolved(table, state, &resolved, now)
+}
+
+/// Decides a resolved call at `now` (already observed by the state's clock) and counts a denial
+/// toward the agent's failure responses.
+pub(crate) fn decide_resolved(
+    table: &Table<'_>,
+    state: &mut State<'_>,
+    call: &Resolved<'_, '_>,
+    now: u64,
+) -> Decision {
+    let decision = decide_known(table, state, call, now);
+    count(table, state, call.agent, decision, now)
+}
+
+/// Counts a denial (other than "already revoked") toward the agent's failure responses.
+pub(crate) fn count(
+    table: &Table<'_>,
+    state: &mut State<'_>,
+    agent: u16,
+    mut decision: Decision,
+    now: u64,
+) -> Decision {
+    if decision.verdict == Verdict::Deny
+        && decision.reason != Some(Reason::Revoked)
+        && decision.reason != Some(Reason::CredentialRevoked)
+    {
+        decision.revoked_agent = count_denial(table, state, agent, now);
     }
     decision
 }
 
-fn agent_symbol(table: &Table<'_>, agent: u16) -> Option<u16> {
+pub(crate) fn agent_symbol(table: &Table<'_>, agent: u16) -> Option<u16> {
     table
         .bytes
         .u16(table.record(section::AGENTS, usize::from(agent))? + 8)
 }
 
-fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u16) -> Decision {
+fn decide_known(
+    table: &Table<'_>,
+    state: &mut State<'_>,
+    call: &Resolved<'_, '_>,
+    now: u64,
+) -> Decision {
+    let agent = call.agent;
     // (1) Validation.
     let Some(tool) = table.find(section::TOOLS, call.tool.as_bytes()) else {
         return Decision::deny(Reason::UnknownTool);
     };
-    if call.via.len() > format::MAX_CHAIN {
+    if call.chain.len() > format::MAX_CHAIN {
         return Decision::deny(Reason::InvalidRequest);
     }
-    let mut chain = [0u16; format::MAX_CHAIN + 1];
-    for (slot, name) in chain.iter_mut().zip(call.via.iter()) {
-        match table.find(section::AGENTS, name.as_bytes()) {
-            Some(found) => *slot = found as u16,
-            None => return Decision::deny(Reason::InvalidRequest),
-        }
+    let mut members = [0u16; format::MAX_CHAIN + 1];
+    for (slot, member) in members.iter_mut().zip(call.chain.iter()) {
+        *slot = *member;
     }
-    if let Some(last) = chain.get_mut(call.via.len()) {
+    if let Some(last) = members.get_mut(call.chain.len()) {
         *last = agent;
     }
-    let chain = chain.get(..=call.via.len()).unwrap_or(&[]);
+    let chain = members.get(..=call.chain.len()).unwrap_or(&[]);
     let env = match (call.env, table.count(section::ENVS)) {
-        (None, 0) => None,
-        (Some(name), declared) if declared > 0 => {
-            let symbol = table
-                .find(section::SYMBOLS, name.as_bytes())
-                .map(|s| s as u16);
-            let known = symbol.is_some_and(|s| {
-                (0..declared).any(|i| table.u16_item(section::ENVS, i) == Some(s))
-            });
-            if !known {
-                return Decision::deny(Reason::InvalidRequest);
-            }
-            symbol
-        }
+        (Env::Unset, 0) => None,
+        (Env::Known(symbol), declared) if declared > 0 => Some(symbol),
         _ => return Decision::deny(Reason::InvalidRequest),
     };
     let mut args: Args<'_> = [None; format::MAX_ARGS];
-    if !validate_args(table, tool, call, &mut args) {
+    if !validate_args(table, tool, call.args, &mut args) {
         return Decision::deny(Reason::InvalidArgument);
     }
 
-    // (2) Revocation.
-    if is_revoked(state, agent) {
+    // (2) Revocation: of the acting agent, then of anyone on its chain.
+    if state.is_revoked(agent) {
         return Decision::deny(Reason::Revoked);
+    }
+    if call.chain.iter().any(|&member| state.is_revoked(member)) {
+        return Decision::deny(Reason::ChainRevoked);
     }
 
     // (3) Delegation edges.
@@ -296,7 +523,7 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
 
     let bucket = dispatch(table, agent, tool);
     // (4) Depth limits.
-    let depth = call.via.len() as u64;
+    let depth = call.chain.len() as u64;
     for limit in limits_of(table, bucket) {
         let Some((kind, value, _)) = limit_record(table, limit) else {
             return Decision::deny(Reason::Malformed);
@@ -311,7 +538,7 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
     // (5) Rules for the acting agent and every delegator whose hop does not widen.
     let context = Context {
         env,
-        hour: ((call.time / 3_600) % 24) as i64,
+        hour: ((now / 3_600) % 24) as i64,
         depth: depth as i64,
         origin: chain
             .first()
@@ -320,7 +547,7 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
     };
     let mut allowing = None;
     let delegators = chain.len().saturating_sub(1);
-    let members = core::iter::once(agent).chain(
+    let required = core::iter::once(agent).chain(
         chain
             .iter()
             .take(delegators)
@@ -328,7 +555,7 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
             .filter(|(position, _)| !widening.get(*position).copied().unwrap_or(false))
             .map(|(_, &member)| member),
     );
-    for member in members {
+    for member in required {
         match authority(table, dispatch(table, member, tool), &args, &context) {
             Authority::Forbidden(rule) => {
                 let mut decision = Decision::deny(Reason::Forbidden);
@@ -345,7 +572,7 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
         }
     }
 
-    // (6) Limits, in order.
+    // (6) Limits, in order. Sums are exact: a total past `i64::MAX` exceeds every limit.
     let cost = tool_cost(table, tool);
     // Only repeat guards need the call's digest; most buckets have none, so compute it lazily.
     let has_repeat = limits_of(table, bucket)
@@ -359,16 +586,23 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
         let Some((kind, value, window)) = limit_record(table, limit) else {
             return Decision::deny(Reason::Malformed);
         };
-        let Some((slot, amount, reason)) = counter(kind, cost) else {
+        let Some((slot_kind, amount, reason)) = counter(kind, cost) else {
             continue; // depth limits were checked in (4)
         };
-        let digest = if slot == SlotKind::Repeat {
-            &digest
+        let window = window_index(now, window);
+        let used = if slot_kind == SlotKind::Repeat {
+            match state.repeat_slot(table, limit, agent, &digest, now) {
+                Some(index) => state.repeat_read(index, limit, &digest, window),
+                // The agent's repeat room is full of live entries: deny this agent alone.
+                None => return Decision::deny(Reason::StateFull),
+            }
         } else {
-            &NO_DIGEST
+            match state.limit_slot(limit, agent) {
+                Some(index) => state.read(index, window),
+                None => return Decision::deny(Reason::Malformed),
+            }
         };
-        let window_index = call.time.checked_div(window).unwrap_or(0);
-        if read(state, slot, limit, agent, digest, window_index).saturating_add(amount) > value {
+        if used.checked_add(amount).is_none_or(|total| total > value) {
             let mut decision = Decision::deny(reason);
             decision.limit = Some(limit);
             return decision;
@@ -380,18 +614,28 @@ fn decide_known(table: &Table<'_>, state: &mut [Slot], call: &Call<'_>, agent: u
         let Some((kind, _, window)) = limit_record(table, limit) else {
             continue;
         };
-        let Some((slot, amount, _)) = counter(kind, cost) else {
+        let Some((slot_kind, amount, _)) = counter(kind, cost) else {
             continue;
         };
-        let digest = if slot == SlotKind::Repeat {
-            &digest
-        } else {
-            &NO_DIGEST
-        };
-        let window_index = call.time.checked_div(window).unwrap_or(0);
-        if !add(state, slot, limit, agent, digest, window_index, amount) {
-            // Fail closed: a limit that cannot be counted is not enforced by allowing.
-            return Decision::deny(Reason::StateFull);
+        let window = window_index(now, window);
+        if slot_kind == SlotKind::Repeat {
+            let Some(index) = state.repeat_slot(table, limit, agent, &digest, now) else {
+                // Fail closed: a limit that cannot be counted is not enforced by allowing.
+                return Decision::deny(Reason::StateFull);
+            };
+            let used = state.repeat_read(index, limit, &digest, window);
+            if let Some(slot) = state.slots.get_mut(index) {
+                *slot = Slot {
+                    kind: SlotKind::Repeat,
+                    id: limit,
+                    agent,
+                    digest,
+                    window,
+                    value: used.saturating_add(amount),
+                };
+            }
+        } else if let Some(index) = state.limit_slot(limit, agent) {
+            state.add(index, slot_kind, limit, agent, window, amount);
         }
     }
     Decision {
@@ -414,7 +658,9 @@ fn counter(kind: u8, cost: i64) -> Option<(SlotKind, i64, Reason)> {
     }
 }
 
-fn count_denial(table: &Table<'_>, state: &mut [Slot], agent: u16, time: u64) -> bool {
+/// Counts a denial of `agent` under each of its failure responses; `true` when one of them just
+/// revoked it. The counters and the flag are dense, so both are always stored.
+fn count_denial(table: &Table<'_>, state: &mut State<'_>, agent: u16, now: u64) -> bool {
     let Some(at) = table.record(section::AGENTS, usize::from(agent)) else {
         return false;
     };
@@ -429,35 +675,19 @@ fn count_denial(table: &Table<'_>, state: &mut [Slot], agent: u16, time: u64) ->
             continue;
         };
         let needed = i64::from(table.bytes.u32(record).unwrap_or(1));
-        let window = table.bytes.u64(record + 8).unwrap_or(1);
-        let window_index = time.checked_div(window).unwrap_or(0);
-        // A full state cannot count denials; revoke rather than forget them (fail closed).
-        let counted = add(
-            state,
-            SlotKind::Denials,
-            response,
-            agent,
-            &NO_DIGEST,
-            window_index,
-            1,
-        );
-        let reached = read(
-            state,
-            SlotKind::Denials,
-            response,
-            agent,
-            &NO_DIGEST,
-            window_index,
-        ) >= needed;
-        if (!counted || reached) && !is_revoked(state, agent) {
-            let _ = add(state, SlotKind::Revoked, 0, agent, &NO_DIGEST, 0, 1);
+        let window = window_index(now, table.bytes.u64(record + 8).unwrap_or(1));
+        let Some(slot) = state.denial_slot(response, agent) else {
+            continue;
+        };
+        state.add(slot, SlotKind::Denials, response, agent, window, 1);
+        if state.read(slot, window) >= needed && state.revoke(agent) {
             revoked = true;
         }
     }
     revoked
 }
 
-fn delegation(table: &Table<'_>, from: u16, to: u16) -> Option<bool> {
+pub(crate) fn delegation(table: &Table<'_>, from: u16, to: u16) -> Option<bool> {
     let (mut low, mut high) = (0usize, table.count(section::DELEGATIONS));
     while low < high {
         let middle = low + (high - low) / 2;
@@ -542,13 +772,18 @@ fn call_digest(tool: usize, args: &Args<'_>) -> [u8; 16] {
 
 /// (V-Args): every schema argument present once with the right type and within bounds, nothing
 /// else. Fills `args` in schema (name) order.
-fn validate_args<'a>(table: &Table<'a>, tool: usize, call: &Call<'a>, args: &mut Args<'a>) -> bool {
+fn validate_args<'a>(
+    table: &Table<'a>,
+    tool: usize,
+    given: &[(&'a str, ArgValue<'a>)],
+    args: &mut Args<'a>,
+) -> bool {
     let Some(at) = table.record(section::TOOLS, tool) else {
         return false;
     };
     let start = usize::from(table.bytes.u16(at + 16).unwrap_or(0));
     let count = usize::from(table.bytes.u16(at + 18).unwrap_or(0));
-    if call.args.len() != count {
+    if given.len() != count {
         return false;
     }
     for (slot, index) in args.iter_mut().zip(start..start.saturating_add(count)) {
@@ -558,8 +793,8 @@ fn validate_args<'a>(table: &Table<'a>, tool: usize, call: &Call<'a>, args: &mut
         let Some(name) = table.ref_at(record) else {
             return false;
         };
-        let mut given = call.args.iter().filter(|(n, _)| n.as_bytes() == name);
-        let (Some((_, value)), None) = (given.next(), given.next()) else {
+        let mut named = given.iter().filter(|(n, _)| n.as_bytes() == name);
+        let (Some((_, value)), None) = (named.next(), named.next()) else {
             return false; // missing or given twice
         };
         let kind = table.bytes.u8(record + 8).unwrap_or(0);

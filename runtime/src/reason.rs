@@ -50,11 +50,21 @@ pub enum Reason {
     CredentialWrongPolicy = 21,
     /// The credential lives longer than the agent's `credential_ttl`.
     CredentialTtlExceeded = 22,
+    /// An agent on the delegation chain has been revoked: a revoked agent can neither act nor
+    /// appear on a chain.
+    ChainRevoked = 23,
+    /// The credential is bound to another environment than the gate's.
+    CredentialWrongEnvironment = 24,
+    /// The credential is bound to another gate deployment (audience).
+    CredentialWrongAudience = 25,
+    /// The request carries a field the agent does not own: time, environment and delegation
+    /// chain come from the host and the credential, never from the request.
+    UntrustedField = 26,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 26] = [
         Reason::UnknownAgent,
         Reason::UnknownTool,
         Reason::InvalidArgument,
@@ -77,6 +87,10 @@ impl Reason {
         Reason::CredentialOutOfScope,
         Reason::CredentialWrongPolicy,
         Reason::CredentialTtlExceeded,
+        Reason::ChainRevoked,
+        Reason::CredentialWrongEnvironment,
+        Reason::CredentialWrongAudience,
+        Reason::UntrustedField,
     ];
 
     pub const fn code(self) -> u8 {
@@ -107,6 +121,10 @@ impl Reason {
             Reason::CredentialOutOfScope => "credential_out_of_scope",
             Reason::CredentialWrongPolicy => "credential_wrong_policy",
             Reason::CredentialTtlExceeded => "credential_ttl_exceeded",
+            Reason::ChainRevoked => "chain_revoked",
+            Reason::CredentialWrongEnvironment => "credential_wrong_environment",
+            Reason::CredentialWrongAudience => "credential_wrong_audience",
+            Reason::UntrustedField => "untrusted_field",
         }
     }
 

@@ -1,7 +1,7 @@
 //! Loading a decision table: the signature, the policy hash and every offset, index and count are
 //! checked once, here. After `Table::load` succeeds, every read the gate makes is in bounds.
 
-use crate::format::{self, op, section};
+use crate::format::{self, header, op, section};
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +19,21 @@ pub enum LoadError {
     Invalid,
     /// A condition program is malformed.
     BadProgram,
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            LoadError::TooShort => "it is shorter than a table header and signature",
+            LoadError::BadMagic => "it is not a decision table (bad magic)",
+            LoadError::UnsupportedVersion => "its format version is not one this gate reads",
+            LoadError::BadSignature => "its signature is not the compiler key's",
+            LoadError::HashMismatch => "its policy hash does not match its body",
+            LoadError::OutOfBounds => "a section or reference points outside the table",
+            LoadError::Invalid => "names are unsorted or a value is not one the format allows",
+            LoadError::BadProgram => "a condition program is malformed",
+        })
+    }
 }
 
 /// A byte slice read with bounds checks that never panic.
@@ -70,6 +85,7 @@ pub struct Table<'a> {
     pub(crate) bytes: Bytes<'a>,
     pub(crate) sections: [Section; section::COUNT],
     policy_hash: [u8; 32],
+    policy_version: u64,
 }
 
 const SIZES: [usize; section::COUNT] = [
@@ -114,10 +130,10 @@ impl<'a> Table<'a> {
         if bytes.len() < format::HEADER_SIZE + format::SIGNATURE_SIZE {
             return Err(LoadError::TooShort);
         }
-        if data.slice(0, 4) != Some(&format::MAGIC[..]) {
+        if data.slice(header::MAGIC, 4) != Some(&format::MAGIC[..]) {
             return Err(LoadError::BadMagic);
         }
-        if data.u16(4) != Some(format::VERSION) {
+        if data.u16(header::FORMAT_VERSION) != Some(format::VERSION) {
             return Err(LoadError::UnsupportedVersion);
         }
         let body_end = bytes.len() - format::SIGNATURE_SIZE;
@@ -125,14 +141,20 @@ impl<'a> Table<'a> {
             .slice(format::HEADER_SIZE, body_end - format::HEADER_SIZE)
             .ok_or(LoadError::TooShort)?;
         let mut policy_hash = [0u8; 32];
-        policy_hash.copy_from_slice(data.slice(8, 32).ok_or(LoadError::TooShort)?);
+        policy_hash.copy_from_slice(
+            data.slice(header::POLICY_HASH, 32)
+                .ok_or(LoadError::TooShort)?,
+        );
+        let policy_version = data
+            .u64(header::POLICY_VERSION)
+            .ok_or(LoadError::TooShort)?;
         let digest = Sha256::digest(body);
         if digest.as_slice() != policy_hash {
             return Err(LoadError::HashMismatch);
         }
         let mut sections = [Section::default(); section::COUNT];
         for (index, (entry, size)) in sections.iter_mut().zip(SIZES).enumerate() {
-            let at = 40 + index * 8;
+            let at = header::SECTIONS + index * 8;
             let offset = data.u32(at).ok_or(LoadError::OutOfBounds)? as usize;
             let count = data.u32(at + 4).ok_or(LoadError::OutOfBounds)? as usize;
             let end = count
@@ -148,6 +170,7 @@ impl<'a> Table<'a> {
             bytes: data,
             sections,
             policy_hash,
+            policy_version,
         };
         table.validate()?;
         Ok(table)
@@ -155,6 +178,11 @@ impl<'a> Table<'a> {
 
     pub fn policy_hash(&self) -> &[u8; 32] {
         &self.policy_hash
+    }
+
+    /// The author's policy version: hosts refuse a table older than one they have accepted.
+    pub fn policy_version(&self) -> u64 {
+        self.policy_version
     }
 
     pub(crate) fn count(&self, id: usize) -> usize {
@@ -301,6 +329,25 @@ impl<'a> Table<'a> {
 
     pub fn symbol_name(&self, index: usize) -> Option<&'a [u8]> {
         self.ref_at(self.record(section::SYMBOLS, index)?)
+    }
+
+    /// Whether `from` may delegate to `to` (agent indexes): `Some(widening)` for a declared
+    /// `delegate` edge, `None` for none.
+    pub fn delegation(&self, from: usize, to: usize) -> Option<bool> {
+        crate::gate::delegation(self, u16::try_from(from).ok()?, u16::try_from(to).ok()?)
+    }
+
+    /// Whether the policy declares environment `name`.
+    pub fn declares_env(&self, name: &str) -> bool {
+        matches!(
+            crate::gate::Env::resolve(self, Some(name)),
+            crate::gate::Env::Known(_)
+        )
+    }
+
+    /// Whether the policy declares any environment (then a gate must run in one).
+    pub fn has_envs(&self) -> bool {
+        self.count(section::ENVS) > 0
     }
 
     /// Binary search over a section of named records sorted by name.

@@ -170,13 +170,16 @@ fn compile_issue_gate_and_audit() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = |name: &str| dir.join(name).display().to_string();
     for (name, seed) in [("compiler", 0x11u8), ("issuer", 0x22), ("gate", 0x33)] {
+        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+        use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
         let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-        std::fs::write(path(&format!("{name}.key")), hex(&[seed; 32])).unwrap();
-        std::fs::write(
-            path(&format!("{name}.pub")),
-            hex(key.verifying_key().as_bytes()),
-        )
-        .unwrap();
+        let secret = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        std::fs::write(path(&format!("{name}.key")), secret.as_bytes()).unwrap();
+        let public = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        std::fs::write(path(&format!("{name}.pub")), public).unwrap();
     }
     let mut transcript = String::new();
     let mut run = |args: &[&str], stdin: &str| {
@@ -198,6 +201,23 @@ fn compile_issue_gate_and_audit() {
         ));
         (code, out)
     };
+    // A public key where a secret key is needed is a one-line error naming the file.
+    let (code, _) = run(
+        &[
+            "compile",
+            "examples/support-desk",
+            "-o",
+            &path("policy.tgt"),
+            "--key",
+            &path("compiler.pub"),
+        ],
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(!dir.join("policy.tgt").exists());
+    // Keys are never overwritten without --force.
+    let (code, _) = run(&["keygen", &path("compiler")], "");
+    assert_eq!(code, 2);
     run(
         &[
             "compile",
@@ -206,6 +226,8 @@ fn compile_issue_gate_and_audit() {
             &path("policy.tgt"),
             "--key",
             &path("compiler.key"),
+            "--policy-version",
+            "2",
         ],
         "",
     );
@@ -244,27 +266,100 @@ fn compile_issue_gate_and_audit() {
         "",
     );
     let credential = std::fs::read_to_string(path("bot.cred")).unwrap();
-    let session = std::fs::read_to_string("examples/sessions/support-desk.jsonl.template")
-        .unwrap()
-        .replace("@CREDENTIAL@", credential.trim());
-    run(
-        &[
-            "gate",
-            "--table",
-            &path("policy.tgt"),
-            "--compiler-key",
-            &path("compiler.pub"),
-            "--issuer-key",
-            &path("issuer.pub"),
-            "--gate-key",
-            &path("gate.key"),
-            "--audit",
-            &path("audit.log"),
-            "--checkpoint-every",
-            "4",
-        ],
+    let credential = credential.trim();
+    let mut session = format!(
+        "{{\"id\": 0, \"credential\": \"{credential}\", \"tool\": \"payments.refund\", \"args\": {{\"amount\": 5000, \"currency\": \"usd\", \"customer_id\": \"c-1\", \"amount\": 50}}}}\n"
+    );
+    session.push_str(
+        &std::fs::read_to_string("examples/sessions/support-desk.jsonl.template")
+            .unwrap()
+            .replace("@CREDENTIAL@", credential),
+    );
+    let gate = |audit: &str, table: &str| {
+        vec![
+            "gate".to_owned(),
+            "--table".to_owned(),
+            path(table),
+            "--compiler-key".to_owned(),
+            path("compiler.pub"),
+            "--issuer-key".to_owned(),
+            path("issuer.pub"),
+            "--gate-key".to_owned(),
+            path("gate.key"),
+            "--state".to_owned(),
+            path("state"),
+            "--env".to_owned(),
+            "prod".to_owned(),
+            "--fixed-clock".to_owned(),
+            "1767261620".to_owned(),
+            "--audit".to_owned(),
+            path(audit),
+            "--checkpoint-every".to_owned(),
+            "4".to_owned(),
+        ]
+    };
+    let args = gate("audit.log", "policy.tgt");
+    let (code, out) = run(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &session,
     );
+    assert_eq!(code, 0);
+    let decisions: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reason = |i: usize| {
+        decisions[i]["reason"]
+            .as_str()
+            .unwrap_or("allow")
+            .to_owned()
+    };
+    assert_eq!(reason(0), "malformed", "duplicate keys");
+    assert_eq!(reason(1), "allow");
+    assert_eq!(reason(5), "untrusted_field", "a claimed time");
+    assert_eq!(decisions[7]["revoked_agent"], true);
+    assert_eq!(reason(8), "credential_revoked");
+    // A restart keeps the revocation, and the issuer refuses the revoked agent.
+    let args = gate("audit-2.log", "policy.tgt");
+    let first = session.lines().nth(1).unwrap();
+    let (_, out) = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), first);
+    assert!(out.contains("credential_revoked"), "{out}");
+    let (code, _) = run(
+        &[
+            "issue",
+            "--table",
+            &path("policy.tgt"),
+            "--agent",
+            "support_bot",
+            "--ttl",
+            "10m",
+            "--key",
+            &path("issuer.key"),
+            "--state",
+            &path("state"),
+            "-o",
+            &path("again.cred"),
+        ],
+        "",
+    );
+    assert_eq!(code, 1);
+    // An older policy version is refused after a newer one was accepted.
+    run(
+        &[
+            "compile",
+            "examples/support-desk",
+            "-o",
+            &path("old.tgt"),
+            "--key",
+            &path("compiler.key"),
+            "--policy-version",
+            "1",
+        ],
+        "",
+    );
+    let args = gate("audit-old.log", "old.tgt");
+    let (code, _) = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), "");
+    assert_eq!(code, 1);
     let (code, _) = run(
         &[
             "audit",
@@ -298,8 +393,4 @@ fn compile_issue_gate_and_audit() {
         .map(|l| format!("{l}\n"))
         .collect();
     insta::assert_snapshot!(transcript);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

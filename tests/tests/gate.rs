@@ -17,6 +17,7 @@ use tollgate_compiler::codegen;
 use tollgate_compiler::eval::{self, State, Verdict};
 use tollgate_compiler::model::{Policy, Request, Value};
 use tollgate_compiler::source::SourceSet;
+use tollgate_runtime::gate::State as GateState;
 use tollgate_runtime::gate::{self, ArgValue, Call, Slot};
 use tollgate_runtime::table::{LoadError, Table};
 use tollgate_tests::{all_policy_dirs, load_dir};
@@ -115,6 +116,9 @@ fn policy() -> impl Strategy<Value = String> {
             let on = t.map_or(String::new(), |t| format!(" on {t}"));
             match kind {
                 0 => format!("limit {p}{on} rate {n} per {w}h;"),
+                // Budgets at the edge of i64, with costs up to 2^62: sums past i64::MAX must
+                // exceed the budget in the gate exactly as in the evaluator.
+                1 if n == 3 => format!("limit {p}{on} budget {} per {w}h;", i64::MAX),
                 1 => format!("limit {p}{on} budget {} per {w}h;", n * 2),
                 2 => format!("limit {p}{on} depth {};", n - 1),
                 3 => format!("limit {p}{on} repeat {n} within {w}h;"),
@@ -122,7 +126,13 @@ fn policy() -> impl Strategy<Value = String> {
             }
         });
     (
-        proptest::collection::vec((0..3i64, proptest::sample::select(vec!["read", "write", "external"])), 3),
+        proptest::collection::vec(
+            (
+                prop_oneof![4 => 0..3i64, 1 => Just(1i64 << 62)],
+                proptest::sample::select(vec!["read", "write", "external"]),
+            ),
+            3,
+        ),
         proptest::collection::vec((0..3usize, 0..3usize, any::<bool>()), 0..4),
         proptest::collection::vec(rule, 1..8),
         proptest::collection::vec(limit, 0..4),
@@ -149,7 +159,7 @@ fn policy() -> impl Strategy<Value = String> {
         })
 }
 
-fn request() -> impl Strategy<Value = (Request, u64)> {
+fn request() -> impl Strategy<Value = (Request, i64)> {
     let value_n =
         prop_oneof![8 => (-1..5i64).prop_map(Value::Int), 1 => Just(Value::Str("1".into()))];
     let value_c = prop_oneof![
@@ -168,7 +178,8 @@ fn request() -> impl Strategy<Value = (Request, u64)> {
         0..10u8,
         proptest::collection::vec(proptest::sample::select(AGENTS.to_vec()), 0..3),
         proptest::sample::select(vec![Some("prod"), Some("dev"), None, Some("mars")]),
-        0..5_000u64,
+        // Mostly forward, sometimes back: the gate's clock must never move back.
+        prop_oneof![6 => 0..5_000i64, 1 => -8_000..0i64],
     )
         .prop_map(|(agent, tool, n, c, b, s, shape, via, env, step)| {
             let mut args = BTreeMap::from([
@@ -225,12 +236,13 @@ fn to_gate<'a>(
 }
 
 /// Runs a history through both; returns the first disagreement.
-fn differ(policy: &Policy, table: &Table<'_>, history: &[(Request, u64)]) -> Result<usize, String> {
+fn differ(policy: &Policy, table: &Table<'_>, history: &[(Request, i64)]) -> Result<usize, String> {
     let mut state = State::new();
-    let mut slots = vec![Slot::EMPTY; gate::slots_needed(table, 256) * 2];
+    let mut slots = vec![Slot::EMPTY; gate::slots_needed(table, 256)];
+    let mut slots = GateState::new(table, &mut slots).unwrap();
     let mut time = 0u64;
     for (index, (request, step)) in history.iter().enumerate() {
-        time += step;
+        time = time.saturating_add_signed(*step);
         let mut request = request.clone();
         request.time = time;
         let expected = eval::decide(policy, &request, &mut state);
@@ -307,7 +319,8 @@ fn every_example_compiles_loads_and_replays_its_tests_through_the_gate() {
             let history: Vec<(Request, u64)> =
                 test.steps.iter().map(|s| (s.request.clone(), 0)).collect();
             let mut state = State::new();
-            let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 64) * 2];
+            let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 64)];
+            let mut slots = GateState::new(&table, &mut slots).unwrap();
             for (request, _) in &history {
                 let expected = eval::decide(&policy, request, &mut state);
                 let (mut args, mut via) = (Vec::new(), Vec::new());
@@ -389,7 +402,8 @@ fn translation_validation_catches_a_miscompiled_program() {
     bytes[at + 1] = 101;
     let body_end = bytes.len() - 64;
     let hash: [u8; 32] = Sha256::digest(&bytes[header..body_end]).into();
-    bytes[8..40].copy_from_slice(&hash);
+    let hash_at = tollgate_runtime::format::header::POLICY_HASH;
+    bytes[hash_at..hash_at + 32].copy_from_slice(&hash);
     let signature = key().sign(&bytes[..body_end]);
     bytes[body_end..].copy_from_slice(&signature.to_bytes());
     let table = Table::load(&bytes, &key().verifying_key()).unwrap();
@@ -403,8 +417,9 @@ fn translation_validation_catches_a_miscompiled_program() {
             request.time = 36_000;
             let expected = eval::decide(&policy, &request, &mut State::new());
             let (mut args, mut via) = (Vec::new(), Vec::new());
-            let mut slots = vec![Slot::EMPTY; 256];
-            let actual = gate::decide(&table, &mut slots, &to_gate(&request, &mut args, &mut via));
+            let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 8)];
+            let mut state = GateState::new(&table, &mut slots).unwrap();
+            let actual = gate::decide(&table, &mut state, &to_gate(&request, &mut args, &mut via));
             assert!(
                 expected.reason != actual.reason || expected.rule.map(|r| r as u16) != actual.rule,
                 "{request:?}"

@@ -87,15 +87,19 @@ fn load_admit_decide_and_audit_allocate_nothing() {
         &table,
         &Claims {
             agent: "support_bot",
+            via: &[],
+            env: Some("prod"),
+            audience: None,
             scope: &scope,
             issued_at: 1_767_261_600,
             ttl: 600,
             id: [0; 16],
         },
         &issuer,
+        &|_| false,
     )
     .unwrap();
-    let mut state = vec![Slot::EMPTY; gate::slots_needed(&table, 64) * 2];
+    let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 64)];
     let compiler_public = compiler.verifying_key();
     let issuer_public = issuer.verifying_key();
     let args = [
@@ -106,13 +110,23 @@ fn load_admit_decide_and_audit_allocate_nothing() {
 
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     let table = Table::load(&bytes, &compiler_public).unwrap();
-    let session =
-        credential::admit(&table, &state, &issuer_public, &credential, 1_767_261_610).unwrap();
+    let mut state = gate::State::new(&table, &mut slots).unwrap();
+    let host = credential::Host {
+        env: Some("prod"),
+        audience: None,
+    };
+    let session = credential::admit(
+        &table,
+        &mut state,
+        &issuer_public,
+        &credential,
+        &host,
+        1_767_261_610,
+    )
+    .unwrap();
     let call = SessionCall {
         tool: "payments.refund",
         args: &args,
-        via: &[],
-        env: Some("prod"),
     };
     let mut sink_auditor = Auditor::new(
         FixedSink {

@@ -41,14 +41,31 @@ pub extern "C" fn tollgate_smoke(now: u64) -> u8 {
     let Ok(table) = Table::load(bytes, &key) else {
         return 1;
     };
-    let mut state = [Slot::EMPTY; 32];
+    let mut slots = [Slot::EMPTY; 32];
+    let Ok(mut state) = gate::State::new(&table, &mut slots) else {
+        return 3;
+    };
     let args = [("amount", ArgValue::Int(1))];
     let call = Call { agent: "a", tool: "t", args: &args, via: &[], env: None, time: now };
     let decision = gate::decide(&table, &mut state, &call);
-    if let Ok(session) = credential::admit(&table, &state, &key, black_box(&TABLE[..]), now) {
-        let session_call = credential::SessionCall { tool: "t", args: &args, via: &[], env: None };
+    let host = credential::Host { env: Some("prod"), audience: None };
+    if let Ok(session) = credential::admit(&table, &mut state, &key, black_box(&TABLE[..]), &host, now) {
+        let session_call = credential::SessionCall { tool: "t", args: &args };
         black_box(credential::decide(&table, &mut state, &session, &session_call, now));
     }
+    let mut encoded = [0u8; credential::MAX_SIZE];
+    let claims = credential::Claims {
+        id: [0; 16],
+        policy_hash: *table.policy_hash(),
+        issued_at: now,
+        expires_at: now,
+        agent: "a",
+        chain: &["b"],
+        env: None,
+        audience: None,
+        scope: &[],
+    };
+    black_box(credential::encode(&claims, &mut encoded).ok());
     let signing = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
     let mut auditor = Auditor::new(Discard, &signing, "tollgate/nostd", "tollgate-gate", 16, *table.policy_hash());
     auditor.record(&call, &decision);
