@@ -45,10 +45,9 @@ impl Strings {
         (offset, value.len() as u32)
     }
 
-    fn reference(&mut self, out: &mut Vec<u8>, value: &str) {
+    fn reference(&mut self, value: &str) -> format::Ref {
         let (offset, len) = self.add(value.as_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
+        format::Ref { offset, len }
     }
 }
 
@@ -159,7 +158,7 @@ pub fn compile_version(
 
     let mut symbols_section = Vec::new();
     for name in &names {
-        generator.strings.reference(&mut symbols_section, name);
+        symbols_section.extend_from_slice(&generator.strings.reference(name).encode());
     }
     let mut envs = Vec::new();
     for env in &policy.environments {
@@ -169,19 +168,18 @@ pub fn compile_version(
     // Failure responses and each agent's list of them.
     let mut responses = Vec::new();
     for response in &policy.responses {
-        responses
-            .extend_from_slice(&(response.count.min(u64::from(u32::MAX)) as u32).to_le_bytes());
-        responses.extend_from_slice(&0u32.to_le_bytes());
-        responses.extend_from_slice(&response.window.to_le_bytes());
+        let record = format::ResponseRecord {
+            count: response.count.min(u64::from(u32::MAX)) as u32,
+            window: response.window,
+        };
+        responses.extend_from_slice(&record.encode());
     }
     let mut response_refs = Vec::new();
     let mut response_ref_count = 0usize;
     let mut agents = Vec::new();
     for &agent in &agent_order {
-        generator
-            .strings
-            .reference(&mut agents, &policy.agents[agent].name);
-        agents.extend_from_slice(&generator.symbol(&policy.agents[agent].name).to_le_bytes());
+        let name = generator.strings.reference(&policy.agents[agent].name);
+        let symbol = generator.symbol(&policy.agents[agent].name);
         let start = response_ref_count as u16;
         let mut count = 0u16;
         for (id, response) in policy.responses.iter().enumerate() {
@@ -191,14 +189,18 @@ pub fn compile_version(
                 count += 1;
             }
         }
-        agents.extend_from_slice(&start.to_le_bytes());
-        agents.extend_from_slice(&count.to_le_bytes());
-        agents.extend_from_slice(&0u16.to_le_bytes());
         let ttl = policy.agents[agent]
             .credential_ttl
             .unwrap_or(0)
             .min(u64::from(u32::MAX)) as u32;
-        agents.extend_from_slice(&ttl.to_le_bytes());
+        let record = format::AgentRecord {
+            name,
+            symbol,
+            responses_start: start,
+            responses_count: count,
+            ttl,
+        };
+        agents.extend_from_slice(&record.encode());
     }
 
     // Tools and their argument schemas (slot order).
@@ -209,16 +211,18 @@ pub fn compile_version(
     let mut variant_count = 0u32;
     for &tool in &tool_order {
         let declared = &policy.tools[tool];
-        generator.strings.reference(&mut tools, &declared.name);
-        tools.extend_from_slice(&declared.cost.to_le_bytes());
-        tools.extend_from_slice(&(arg_count as u16).to_le_bytes());
-        tools.extend_from_slice(&(declared.args.len() as u16).to_le_bytes());
-        tools.extend_from_slice(&0u32.to_le_bytes());
+        let record = format::ToolRecord {
+            name: generator.strings.reference(&declared.name),
+            cost: declared.cost,
+            args_start: arg_count as u16,
+            args_count: declared.args.len() as u16,
+        };
+        tools.extend_from_slice(&record.encode());
         for name in generator.slots[tool].clone() {
             let Some(schema) = declared.arg(&name) else {
                 continue;
             };
-            generator.strings.reference(&mut args, &name);
+            let name = generator.strings.reference(&name);
             let (kind, start, count, min, max) = match &schema.ty {
                 ArgType::Int { min, max } => (format::arg::INT, 0, 0, *min, *max),
                 ArgType::Bool => (format::arg::BOOL, 0, 0, 0, 0),
@@ -232,12 +236,15 @@ pub fn compile_version(
                     (format::arg::ENUM, start, list.len() as u32, 0, 0)
                 }
             };
-            args.push(kind);
-            args.extend_from_slice(&[0, 0, 0]);
-            args.extend_from_slice(&start.to_le_bytes());
-            args.extend_from_slice(&count.to_le_bytes());
-            args.extend_from_slice(&min.to_le_bytes());
-            args.extend_from_slice(&max.to_le_bytes());
+            let record = format::ArgRecord {
+                name,
+                kind,
+                variants_start: start,
+                variants_count: count,
+                min,
+                max,
+            };
+            args.extend_from_slice(&record.encode());
             arg_count += 1;
         }
     }
@@ -262,10 +269,14 @@ pub fn compile_version(
                 window,
             ),
         };
-        limits.push(kind);
-        limits.extend_from_slice(&[0; 7]);
-        limits.extend_from_slice(&value.to_le_bytes());
-        limits.extend_from_slice(&window.to_le_bytes());
+        limits.extend_from_slice(
+            &format::LimitRecord {
+                kind,
+                value,
+                window,
+            }
+            .encode(),
+        );
     }
     if policy.limits.len() > usize::from(u16::MAX) || policy.rules.len() > usize::from(u16::MAX) {
         return Err(CodegenError::TooLarge("rules or limits"));
@@ -291,17 +302,21 @@ pub fn compile_version(
             }
             dispatch.extend_from_slice(&bucket_count.to_le_bytes());
             bucket_count += 1;
-            buckets.extend_from_slice(&entry_count.to_le_bytes());
-            buckets.extend_from_slice(&(forbids.len() as u16).to_le_bytes());
-            buckets.extend_from_slice(&(permits.len() as u16).to_le_bytes());
-            buckets.extend_from_slice(&limit_ref_count.to_le_bytes());
-            buckets.extend_from_slice(&(applying.len() as u16).to_le_bytes());
-            buckets.extend_from_slice(&0u16.to_le_bytes());
+            let record = format::BucketRecord {
+                entries_start: entry_count,
+                forbids: forbids.len() as u16,
+                permits: permits.len() as u16,
+                limits_start: limit_ref_count,
+                limits_count: applying.len() as u16,
+            };
+            buckets.extend_from_slice(&record.encode());
             for rule in forbids.into_iter().chain(permits) {
                 let program = generator.program(rule, agent, tool)?;
-                entries.extend_from_slice(&(rule as u16).to_le_bytes());
-                entries.extend_from_slice(&0u16.to_le_bytes());
-                entries.extend_from_slice(&program.to_le_bytes());
+                let record = format::EntryRecord {
+                    rule: rule as u16,
+                    program,
+                };
+                entries.extend_from_slice(&record.encode());
                 entry_count += 1;
             }
             for limit in applying {
@@ -319,10 +334,12 @@ pub fn compile_version(
     delegation_pairs.sort();
     let mut delegations = Vec::new();
     for (from, to, widening) in &delegation_pairs {
-        delegations.extend_from_slice(&from.to_le_bytes());
-        delegations.extend_from_slice(&to.to_le_bytes());
-        delegations.push(u8::from(*widening));
-        delegations.extend_from_slice(&[0, 0, 0]);
+        let record = format::DelegationRecord {
+            from: *from,
+            to: *to,
+            widening: *widening,
+        };
+        delegations.extend_from_slice(&record.encode());
     }
 
     let agent_total = agent_order.len();

@@ -89,6 +89,275 @@ pub const RESPONSE_SIZE: usize = 16;
 
 pub const NO_BUCKET: u32 = u32::MAX;
 
+/// Writes `bytes` at `at` of a fixed record (the record sizes above make every write fit).
+fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(target) = at
+        .checked_add(bytes.len())
+        .and_then(|end| out.get_mut(at..end))
+    {
+        target.copy_from_slice(bytes);
+    }
+}
+
+/// A string in STRINGS: offset `u32`, length `u32`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ref {
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl Ref {
+    pub fn encode(&self) -> [u8; REF_SIZE] {
+        let mut out = [0u8; REF_SIZE];
+        put(&mut out, 0, &self.offset.to_le_bytes());
+        put(&mut out, 4, &self.len.to_le_bytes());
+        out
+    }
+}
+
+/// Field offsets inside each record, and each record's encoder. The compiler writes records with
+/// the encoders; the loader and the gate read them at these offsets and no others.
+pub mod field {
+    /// AGENTS records.
+    pub mod agent {
+        pub const NAME: usize = 0;
+        pub const SYMBOL: usize = 8;
+        pub const RESPONSES_START: usize = 10;
+        pub const RESPONSES_COUNT: usize = 12;
+        pub const RESERVED: usize = 14;
+        pub const TTL: usize = 16;
+    }
+    /// TOOLS records.
+    pub mod tool {
+        pub const NAME: usize = 0;
+        pub const COST: usize = 8;
+        pub const ARGS_START: usize = 16;
+        pub const ARGS_COUNT: usize = 18;
+        pub const RESERVED: usize = 20;
+    }
+    /// ARGS records.
+    pub mod arg {
+        pub const NAME: usize = 0;
+        pub const KIND: usize = 8;
+        pub const RESERVED: usize = 9;
+        pub const VARIANTS_START: usize = 12;
+        pub const VARIANTS_COUNT: usize = 16;
+        pub const MIN: usize = 20;
+        pub const MAX: usize = 28;
+    }
+    /// BUCKETS records.
+    pub mod bucket {
+        pub const ENTRIES_START: usize = 0;
+        pub const FORBIDS: usize = 4;
+        pub const PERMITS: usize = 6;
+        pub const LIMITS_START: usize = 8;
+        pub const LIMITS_COUNT: usize = 12;
+        pub const RESERVED: usize = 14;
+    }
+    /// ENTRIES records.
+    pub mod entry {
+        pub const RULE: usize = 0;
+        pub const RESERVED: usize = 2;
+        pub const PROGRAM: usize = 4;
+    }
+    /// LIMITS records.
+    pub mod limit {
+        pub const KIND: usize = 0;
+        pub const RESERVED: usize = 1;
+        pub const VALUE: usize = 8;
+        pub const WINDOW: usize = 16;
+    }
+    /// DELEGATIONS records.
+    pub mod delegation {
+        pub const FROM: usize = 0;
+        pub const TO: usize = 2;
+        pub const WIDENING: usize = 4;
+        pub const RESERVED: usize = 5;
+    }
+    /// RESPONSES records.
+    pub mod response {
+        pub const COUNT: usize = 0;
+        pub const RESERVED: usize = 4;
+        pub const WINDOW: usize = 8;
+    }
+}
+
+/// An AGENTS record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub name: Ref,
+    pub symbol: u16,
+    pub responses_start: u16,
+    pub responses_count: u16,
+    /// Longest credential lifetime in seconds (0: the default cap).
+    pub ttl: u32,
+}
+
+impl AgentRecord {
+    pub fn encode(&self) -> [u8; AGENT_SIZE] {
+        use field::agent::*;
+        let mut out = [0u8; AGENT_SIZE];
+        put(&mut out, NAME, &self.name.encode());
+        put(&mut out, SYMBOL, &self.symbol.to_le_bytes());
+        put(
+            &mut out,
+            RESPONSES_START,
+            &self.responses_start.to_le_bytes(),
+        );
+        put(
+            &mut out,
+            RESPONSES_COUNT,
+            &self.responses_count.to_le_bytes(),
+        );
+        put(&mut out, TTL, &self.ttl.to_le_bytes());
+        out
+    }
+}
+
+/// A TOOLS record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToolRecord {
+    pub name: Ref,
+    pub cost: i64,
+    pub args_start: u16,
+    pub args_count: u16,
+}
+
+impl ToolRecord {
+    pub fn encode(&self) -> [u8; TOOL_SIZE] {
+        use field::tool::*;
+        let mut out = [0u8; TOOL_SIZE];
+        put(&mut out, NAME, &self.name.encode());
+        put(&mut out, COST, &self.cost.to_le_bytes());
+        put(&mut out, ARGS_START, &self.args_start.to_le_bytes());
+        put(&mut out, ARGS_COUNT, &self.args_count.to_le_bytes());
+        out
+    }
+}
+
+/// An ARGS record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgRecord {
+    pub name: Ref,
+    /// One of `arg::*`.
+    pub kind: u8,
+    pub variants_start: u32,
+    pub variants_count: u32,
+    pub min: i64,
+    pub max: i64,
+}
+
+impl ArgRecord {
+    pub fn encode(&self) -> [u8; ARG_SIZE] {
+        use field::arg::*;
+        let mut out = [0u8; ARG_SIZE];
+        put(&mut out, NAME, &self.name.encode());
+        put(&mut out, KIND, &[self.kind]);
+        put(&mut out, VARIANTS_START, &self.variants_start.to_le_bytes());
+        put(&mut out, VARIANTS_COUNT, &self.variants_count.to_le_bytes());
+        put(&mut out, MIN, &self.min.to_le_bytes());
+        put(&mut out, MAX, &self.max.to_le_bytes());
+        out
+    }
+}
+
+/// A BUCKETS record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketRecord {
+    pub entries_start: u32,
+    pub forbids: u16,
+    pub permits: u16,
+    pub limits_start: u32,
+    pub limits_count: u16,
+}
+
+impl BucketRecord {
+    pub fn encode(&self) -> [u8; BUCKET_SIZE] {
+        use field::bucket::*;
+        let mut out = [0u8; BUCKET_SIZE];
+        put(&mut out, ENTRIES_START, &self.entries_start.to_le_bytes());
+        put(&mut out, FORBIDS, &self.forbids.to_le_bytes());
+        put(&mut out, PERMITS, &self.permits.to_le_bytes());
+        put(&mut out, LIMITS_START, &self.limits_start.to_le_bytes());
+        put(&mut out, LIMITS_COUNT, &self.limits_count.to_le_bytes());
+        out
+    }
+}
+
+/// An ENTRIES record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub rule: u16,
+    /// Offset into PROGRAMS.
+    pub program: u32,
+}
+
+impl EntryRecord {
+    pub fn encode(&self) -> [u8; ENTRY_SIZE] {
+        use field::entry::*;
+        let mut out = [0u8; ENTRY_SIZE];
+        put(&mut out, RULE, &self.rule.to_le_bytes());
+        put(&mut out, PROGRAM, &self.program.to_le_bytes());
+        out
+    }
+}
+
+/// A LIMITS record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitRecord {
+    /// One of `limit::*`.
+    pub kind: u8,
+    pub value: i64,
+    pub window: u64,
+}
+
+impl LimitRecord {
+    pub fn encode(&self) -> [u8; LIMIT_SIZE] {
+        use field::limit::*;
+        let mut out = [0u8; LIMIT_SIZE];
+        put(&mut out, KIND, &[self.kind]);
+        put(&mut out, VALUE, &self.value.to_le_bytes());
+        put(&mut out, WINDOW, &self.window.to_le_bytes());
+        out
+    }
+}
+
+/// A DELEGATIONS record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DelegationRecord {
+    pub from: u16,
+    pub to: u16,
+    pub widening: bool,
+}
+
+impl DelegationRecord {
+    pub fn encode(&self) -> [u8; DELEGATION_SIZE] {
+        use field::delegation::*;
+        let mut out = [0u8; DELEGATION_SIZE];
+        put(&mut out, FROM, &self.from.to_le_bytes());
+        put(&mut out, TO, &self.to.to_le_bytes());
+        put(&mut out, WIDENING, &[u8::from(self.widening)]);
+        out
+    }
+}
+
+/// A RESPONSES record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseRecord {
+    pub count: u32,
+    pub window: u64,
+}
+
+impl ResponseRecord {
+    pub fn encode(&self) -> [u8; RESPONSE_SIZE] {
+        use field::response::*;
+        let mut out = [0u8; RESPONSE_SIZE];
+        put(&mut out, COUNT, &self.count.to_le_bytes());
+        put(&mut out, WINDOW, &self.window.to_le_bytes());
+        out
+    }
+}
+
 /// Argument kinds.
 pub mod arg {
     pub const INT: u8 = 1;

@@ -3,7 +3,7 @@
 //! by step (the same order as the reference evaluator) and never allocates or panics: anything
 //! malformed is a deny.
 
-use crate::format::{self, op, section};
+use crate::format::{self, field, op, section};
 use crate::table::Table;
 use crate::Reason;
 use sha2::{Digest, Sha256};
@@ -462,7 +462,7 @@ pub(crate) fn count(
 pub(crate) fn agent_symbol(table: &Table<'_>, agent: u16) -> Option<u16> {
     table
         .bytes
-        .u16(table.record(section::AGENTS, usize::from(agent))? + 8)
+        .u16(table.record(section::AGENTS, usize::from(agent))? + field::agent::SYMBOL)
 }
 
 fn decide_known(
@@ -664,8 +664,18 @@ fn count_denial(table: &Table<'_>, state: &mut State<'_>, agent: u16, now: u64) 
     let Some(at) = table.record(section::AGENTS, usize::from(agent)) else {
         return false;
     };
-    let start = usize::from(table.bytes.u16(at + 10).unwrap_or(0));
-    let count = usize::from(table.bytes.u16(at + 12).unwrap_or(0));
+    let start = usize::from(
+        table
+            .bytes
+            .u16(at + field::agent::RESPONSES_START)
+            .unwrap_or(0),
+    );
+    let count = usize::from(
+        table
+            .bytes
+            .u16(at + field::agent::RESPONSES_COUNT)
+            .unwrap_or(0),
+    );
     let mut revoked = false;
     for index in start..start.saturating_add(count) {
         let Some(response) = table.u16_item(section::RESPONSE_REFS, index) else {
@@ -674,8 +684,19 @@ fn count_denial(table: &Table<'_>, state: &mut State<'_>, agent: u16, now: u64) 
         let Some(record) = table.record(section::RESPONSES, usize::from(response)) else {
             continue;
         };
-        let needed = i64::from(table.bytes.u32(record).unwrap_or(1));
-        let window = window_index(now, table.bytes.u64(record + 8).unwrap_or(1));
+        let needed = i64::from(
+            table
+                .bytes
+                .u32(record + field::response::COUNT)
+                .unwrap_or(1),
+        );
+        let window = window_index(
+            now,
+            table
+                .bytes
+                .u64(record + field::response::WINDOW)
+                .unwrap_or(1),
+        );
         let Some(slot) = state.denial_slot(response, agent) else {
             continue;
         };
@@ -692,9 +713,14 @@ pub(crate) fn delegation(table: &Table<'_>, from: u16, to: u16) -> Option<bool> 
     while low < high {
         let middle = low + (high - low) / 2;
         let at = table.record(section::DELEGATIONS, middle)?;
-        let pair = (table.bytes.u16(at)?, table.bytes.u16(at + 2)?);
+        let pair = (
+            table.bytes.u16(at + field::delegation::FROM)?,
+            table.bytes.u16(at + field::delegation::TO)?,
+        );
         match pair.cmp(&(from, to)) {
-            core::cmp::Ordering::Equal => return Some(table.bytes.u8(at + 4)? == 1),
+            core::cmp::Ordering::Equal => {
+                return Some(table.bytes.u8(at + field::delegation::WIDENING)? == 1)
+            }
             core::cmp::Ordering::Less => low = middle + 1,
             core::cmp::Ordering::Greater => high = middle,
         }
@@ -716,8 +742,16 @@ fn limits_of<'t>(table: &'t Table<'_>, bucket: Option<usize>) -> impl Iterator<I
         .and_then(|b| table.record(section::BUCKETS, b))
         .map_or((0, 0), |at| {
             (
-                table.bytes.u32(at + 8).unwrap_or(0) as usize,
-                usize::from(table.bytes.u16(at + 12).unwrap_or(0)),
+                table
+                    .bytes
+                    .u32(at + field::bucket::LIMITS_START)
+                    .unwrap_or(0) as usize,
+                usize::from(
+                    table
+                        .bytes
+                        .u16(at + field::bucket::LIMITS_COUNT)
+                        .unwrap_or(0),
+                ),
             )
         });
     (start..start.saturating_add(count))
@@ -727,16 +761,16 @@ fn limits_of<'t>(table: &'t Table<'_>, bucket: Option<usize>) -> impl Iterator<I
 fn limit_record(table: &Table<'_>, limit: u16) -> Option<(u8, i64, u64)> {
     let at = table.record(section::LIMITS, usize::from(limit))?;
     Some((
-        table.bytes.u8(at)?,
-        table.bytes.i64(at + 8)?,
-        table.bytes.u64(at + 16)?,
+        table.bytes.u8(at + field::limit::KIND)?,
+        table.bytes.i64(at + field::limit::VALUE)?,
+        table.bytes.u64(at + field::limit::WINDOW)?,
     ))
 }
 
 fn tool_cost(table: &Table<'_>, tool: usize) -> i64 {
     table
         .record(section::TOOLS, tool)
-        .and_then(|at| table.bytes.i64(at + 8))
+        .and_then(|at| table.bytes.i64(at + field::tool::COST))
         .unwrap_or(0)
 }
 
@@ -781,8 +815,8 @@ fn validate_args<'a>(
     let Some(at) = table.record(section::TOOLS, tool) else {
         return false;
     };
-    let start = usize::from(table.bytes.u16(at + 16).unwrap_or(0));
-    let count = usize::from(table.bytes.u16(at + 18).unwrap_or(0));
+    let start = usize::from(table.bytes.u16(at + field::tool::ARGS_START).unwrap_or(0));
+    let count = usize::from(table.bytes.u16(at + field::tool::ARGS_COUNT).unwrap_or(0));
     if given.len() != count {
         return false;
     }
@@ -797,10 +831,13 @@ fn validate_args<'a>(
         let (Some((_, value)), None) = (named.next(), named.next()) else {
             return false; // missing or given twice
         };
-        let kind = table.bytes.u8(record + 8).unwrap_or(0);
+        let kind = table.bytes.u8(record + field::arg::KIND).unwrap_or(0);
         *slot = match (kind, value) {
             (format::arg::INT, ArgValue::Int(v)) => {
-                let (min, max) = (table.bytes.i64(record + 20), table.bytes.i64(record + 28));
+                let (min, max) = (
+                    table.bytes.i64(record + field::arg::MIN),
+                    table.bytes.i64(record + field::arg::MAX),
+                );
                 if min.is_none_or(|m| *v < m) || max.is_none_or(|m| *v > m) {
                     return false;
                 }
@@ -809,8 +846,14 @@ fn validate_args<'a>(
             (format::arg::BOOL, ArgValue::Bool(v)) => Some(Value::Bool(*v)),
             (format::arg::STR, ArgValue::Str(v)) => Some(Value::Str(v.as_bytes())),
             (format::arg::ENUM, ArgValue::Str(v)) => {
-                let variants_start = table.bytes.u32(record + 12).unwrap_or(0) as usize;
-                let variants = table.bytes.u32(record + 16).unwrap_or(0) as usize;
+                let variants_start = table
+                    .bytes
+                    .u32(record + field::arg::VARIANTS_START)
+                    .unwrap_or(0) as usize;
+                let variants = table
+                    .bytes
+                    .u32(record + field::arg::VARIANTS_COUNT)
+                    .unwrap_or(0) as usize;
                 let Some(symbol) = table.find(section::SYMBOLS, v.as_bytes()).map(|s| s as u16)
                 else {
                     return false;
@@ -845,15 +888,18 @@ fn authority(
     let Some(at) = bucket.and_then(|b| table.record(section::BUCKETS, b)) else {
         return Authority::NotPermitted;
     };
-    let start = table.bytes.u32(at).unwrap_or(0) as usize;
-    let forbids = usize::from(table.bytes.u16(at + 4).unwrap_or(0));
-    let permits = usize::from(table.bytes.u16(at + 6).unwrap_or(0));
+    let start = table
+        .bytes
+        .u32(at + field::bucket::ENTRIES_START)
+        .unwrap_or(0) as usize;
+    let forbids = usize::from(table.bytes.u16(at + field::bucket::FORBIDS).unwrap_or(0));
+    let permits = usize::from(table.bytes.u16(at + field::bucket::PERMITS).unwrap_or(0));
     for index in start..start.saturating_add(forbids).saturating_add(permits) {
         let Some(entry) = table.record(section::ENTRIES, index) else {
             return Authority::Malformed;
         };
-        let rule = table.bytes.u16(entry).unwrap_or(0);
-        let program = table.bytes.u32(entry + 4).unwrap_or(0) as usize;
+        let rule = table.bytes.u16(entry + field::entry::RULE).unwrap_or(0);
+        let program = table.bytes.u32(entry + field::entry::PROGRAM).unwrap_or(0) as usize;
         let is_forbid = index < start.saturating_add(forbids);
         match run(table, program, args, context) {
             Some(true) => {

@@ -262,17 +262,27 @@ impl<'a> Table<'a> {
         let bucket = self.bucket_record(agent, tool);
         let (start, forbids, permits) = bucket.map_or((0, 0, 0), |at| {
             (
-                self.bytes.u32(at).unwrap_or(0) as usize,
-                usize::from(self.bytes.u16(at + 4).unwrap_or(0)),
-                usize::from(self.bytes.u16(at + 6).unwrap_or(0)),
+                self.bytes
+                    .u32(at + format::field::bucket::ENTRIES_START)
+                    .unwrap_or(0) as usize,
+                usize::from(
+                    self.bytes
+                        .u16(at + format::field::bucket::FORBIDS)
+                        .unwrap_or(0),
+                ),
+                usize::from(
+                    self.bytes
+                        .u16(at + format::field::bucket::PERMITS)
+                        .unwrap_or(0),
+                ),
             )
         });
         (start..start + forbids + permits).filter_map(move |index| {
             let at = self.record(section::ENTRIES, index)?;
             Some((
-                self.bytes.u16(at)?,
+                self.bytes.u16(at + format::field::entry::RULE)?,
                 index < start + forbids,
-                self.bytes.u32(at + 4)? as usize,
+                self.bytes.u32(at + format::field::entry::PROGRAM)? as usize,
             ))
         })
     }
@@ -282,8 +292,14 @@ impl<'a> Table<'a> {
         let bucket = self.bucket_record(agent, tool);
         let (start, count) = bucket.map_or((0, 0), |at| {
             (
-                self.bytes.u32(at + 8).unwrap_or(0) as usize,
-                usize::from(self.bytes.u16(at + 12).unwrap_or(0)),
+                self.bytes
+                    .u32(at + format::field::bucket::LIMITS_START)
+                    .unwrap_or(0) as usize,
+                usize::from(
+                    self.bytes
+                        .u16(at + format::field::bucket::LIMITS_COUNT)
+                        .unwrap_or(0),
+                ),
             )
         });
         (start..start + count).filter_map(move |index| self.u16_item(section::LIMIT_REFS, index))
@@ -299,8 +315,8 @@ impl<'a> Table<'a> {
     /// The name of argument `slot` of tool `tool`.
     pub fn arg_name(&self, tool: usize, slot: usize) -> Option<&'a [u8]> {
         let at = self.record(section::TOOLS, tool)?;
-        let start = usize::from(self.bytes.u16(at + 16)?);
-        let count = usize::from(self.bytes.u16(at + 18)?);
+        let start = usize::from(self.bytes.u16(at + format::field::tool::ARGS_START)?);
+        let count = usize::from(self.bytes.u16(at + format::field::tool::ARGS_COUNT)?);
         if slot >= count {
             return None;
         }
@@ -324,7 +340,8 @@ impl<'a> Table<'a> {
 
     /// The longest credential lifetime (seconds) agent `index` may hold; 0 means no limit.
     pub fn agent_ttl(&self, index: usize) -> Option<u32> {
-        self.bytes.u32(self.record(section::AGENTS, index)? + 16)
+        self.bytes
+            .u32(self.record(section::AGENTS, index)? + format::field::agent::TTL)
     }
 
     pub fn symbol_name(&self, index: usize) -> Option<&'a [u8]> {
@@ -393,9 +410,20 @@ impl<'a> Table<'a> {
         }
         for agent in 0..agents {
             let at = self.record(section::AGENTS, agent).ok_or(bounds)?;
-            let symbol = self.bytes.u16(at + 8).ok_or(bounds)?;
-            let start = usize::from(self.bytes.u16(at + 10).ok_or(bounds)?);
-            let count = usize::from(self.bytes.u16(at + 12).ok_or(bounds)?);
+            let symbol = self
+                .bytes
+                .u16(at + format::field::agent::SYMBOL)
+                .ok_or(bounds)?;
+            let start = usize::from(
+                self.bytes
+                    .u16(at + format::field::agent::RESPONSES_START)
+                    .ok_or(bounds)?,
+            );
+            let count = usize::from(
+                self.bytes
+                    .u16(at + format::field::agent::RESPONSES_COUNT)
+                    .ok_or(bounds)?,
+            );
             if usize::from(symbol) >= symbols || start + count > self.count(section::RESPONSE_REFS)
             {
                 return Err(bounds);
@@ -409,8 +437,16 @@ impl<'a> Table<'a> {
         }
         for tool in 0..tools {
             let at = self.record(section::TOOLS, tool).ok_or(bounds)?;
-            let start = usize::from(self.bytes.u16(at + 16).ok_or(bounds)?);
-            let count = usize::from(self.bytes.u16(at + 18).ok_or(bounds)?);
+            let start = usize::from(
+                self.bytes
+                    .u16(at + format::field::tool::ARGS_START)
+                    .ok_or(bounds)?,
+            );
+            let count = usize::from(
+                self.bytes
+                    .u16(at + format::field::tool::ARGS_COUNT)
+                    .ok_or(bounds)?,
+            );
             if count > format::MAX_ARGS || start + count > self.count(section::ARGS) {
                 return Err(bounds);
             }
@@ -419,12 +455,18 @@ impl<'a> Table<'a> {
         for index in 0..self.count(section::ARGS) {
             let at = self.record(section::ARGS, index).ok_or(bounds)?;
             self.ref_at(at).ok_or(bounds)?;
-            let kind = self.bytes.u8(at + 8).ok_or(bounds)?;
-            let start = self.bytes.u32(at + 12).ok_or(bounds)? as usize;
-            let count = self.bytes.u32(at + 16).ok_or(bounds)? as usize;
+            let kind = self.bytes.u8(at + format::field::arg::KIND).ok_or(bounds)?;
+            let start = self
+                .bytes
+                .u32(at + format::field::arg::VARIANTS_START)
+                .ok_or(bounds)? as usize;
+            let count = self
+                .bytes
+                .u32(at + format::field::arg::VARIANTS_COUNT)
+                .ok_or(bounds)? as usize;
             let (min, max) = (
-                self.bytes.i64(at + 20).ok_or(bounds)?,
-                self.bytes.i64(at + 28).ok_or(bounds)?,
+                self.bytes.i64(at + format::field::arg::MIN).ok_or(bounds)?,
+                self.bytes.i64(at + format::field::arg::MAX).ok_or(bounds)?,
             );
             let valid = match kind {
                 format::arg::INT => min <= max,
@@ -455,11 +497,28 @@ impl<'a> Table<'a> {
         let programs = self.sections[section::PROGRAMS];
         for bucket in 0..buckets {
             let at = self.record(section::BUCKETS, bucket).ok_or(bounds)?;
-            let start = self.bytes.u32(at).ok_or(bounds)? as usize;
-            let rules = usize::from(self.bytes.u16(at + 4).ok_or(bounds)?)
-                + usize::from(self.bytes.u16(at + 6).ok_or(bounds)?);
-            let limit_start = self.bytes.u32(at + 8).ok_or(bounds)? as usize;
-            let limits = usize::from(self.bytes.u16(at + 12).ok_or(bounds)?);
+            let start = self
+                .bytes
+                .u32(at + format::field::bucket::ENTRIES_START)
+                .ok_or(bounds)? as usize;
+            let rules = usize::from(
+                self.bytes
+                    .u16(at + format::field::bucket::FORBIDS)
+                    .ok_or(bounds)?,
+            ) + usize::from(
+                self.bytes
+                    .u16(at + format::field::bucket::PERMITS)
+                    .ok_or(bounds)?,
+            );
+            let limit_start = self
+                .bytes
+                .u32(at + format::field::bucket::LIMITS_START)
+                .ok_or(bounds)? as usize;
+            let limits = usize::from(
+                self.bytes
+                    .u16(at + format::field::bucket::LIMITS_COUNT)
+                    .ok_or(bounds)?,
+            );
             if start
                 .checked_add(rules)
                 .is_none_or(|e| e > self.count(section::ENTRIES))
@@ -478,7 +537,10 @@ impl<'a> Table<'a> {
         }
         for index in 0..self.count(section::ENTRIES) {
             let at = self.record(section::ENTRIES, index).ok_or(bounds)?;
-            let program = self.bytes.u32(at + 4).ok_or(bounds)? as usize;
+            let program = self
+                .bytes
+                .u32(at + format::field::entry::PROGRAM)
+                .ok_or(bounds)? as usize;
             if program >= programs.count {
                 return Err(bounds);
             }
@@ -486,9 +548,18 @@ impl<'a> Table<'a> {
         }
         for index in 0..self.count(section::LIMITS) {
             let at = self.record(section::LIMITS, index).ok_or(bounds)?;
-            let kind = self.bytes.u8(at).ok_or(bounds)?;
-            let value = self.bytes.i64(at + 8).ok_or(bounds)?;
-            let window = self.bytes.u64(at + 16).ok_or(bounds)?;
+            let kind = self
+                .bytes
+                .u8(at + format::field::limit::KIND)
+                .ok_or(bounds)?;
+            let value = self
+                .bytes
+                .i64(at + format::field::limit::VALUE)
+                .ok_or(bounds)?;
+            let window = self
+                .bytes
+                .u64(at + format::field::limit::WINDOW)
+                .ok_or(bounds)?;
             let valid = match kind {
                 format::limit::RATE | format::limit::REPEAT => value > 0 && window > 0,
                 format::limit::BUDGET => value >= 0 && window > 0,
@@ -503,8 +574,12 @@ impl<'a> Table<'a> {
         for index in 0..self.count(section::DELEGATIONS) {
             let at = self.record(section::DELEGATIONS, index).ok_or(bounds)?;
             let pair = (
-                self.bytes.u16(at).ok_or(bounds)?,
-                self.bytes.u16(at + 2).ok_or(bounds)?,
+                self.bytes
+                    .u16(at + format::field::delegation::FROM)
+                    .ok_or(bounds)?,
+                self.bytes
+                    .u16(at + format::field::delegation::TO)
+                    .ok_or(bounds)?,
             );
             if usize::from(pair.0) >= agents
                 || usize::from(pair.1) >= agents
@@ -516,7 +591,16 @@ impl<'a> Table<'a> {
         }
         for index in 0..self.count(section::RESPONSES) {
             let at = self.record(section::RESPONSES, index).ok_or(bounds)?;
-            if self.bytes.u32(at).ok_or(bounds)? == 0 || self.bytes.u64(at + 8).ok_or(bounds)? == 0
+            if self
+                .bytes
+                .u32(at + format::field::response::COUNT)
+                .ok_or(bounds)?
+                == 0
+                || self
+                    .bytes
+                    .u64(at + format::field::response::WINDOW)
+                    .ok_or(bounds)?
+                    == 0
             {
                 return Err(LoadError::Invalid);
             }

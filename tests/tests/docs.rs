@@ -45,3 +45,97 @@ fn the_tutorial_builds_one_working_policy() {
     assert!(blocks.len() >= 4);
     check_and_test("book/src/tutorial.md", &blocks.join("\n"));
 }
+
+fn book(chapter: &str) -> String {
+    std::fs::read_to_string(root().join("book/src").join(chapter)).unwrap()
+}
+
+/// The book's byte-by-byte tables are the code's constants: a layout change that forgets the book
+/// (or the reverse) fails here.
+#[test]
+fn the_table_format_chapter_matches_the_layout_constants() {
+    use tollgate_runtime::format::{self, header, section};
+    let text = book("table-format.md");
+    for (offset, size, name) in [
+        (header::MAGIC, "4", "magic"),
+        (header::FORMAT_VERSION, "2", "format version"),
+        (header::RESERVED, "2", "reserved"),
+        (header::POLICY_HASH, "32", "policy hash"),
+        (header::POLICY_VERSION, "8", "policy version"),
+        (header::SECTIONS, "16 × 8", "for each section"),
+    ] {
+        let row = format!("| {offset} | {size} | {name}");
+        assert!(
+            text.contains(&row),
+            "table-format.md lacks the header row `{row}`"
+        );
+    }
+    assert!(text.contains(&format!("format version ({})", format::VERSION)));
+    assert!(text.contains(&format!("header ({})", format::HEADER_SIZE)));
+    for (index, name, size) in [
+        (section::AGENTS, "AGENTS", format::AGENT_SIZE),
+        (section::TOOLS, "TOOLS", format::TOOL_SIZE),
+        (section::ARGS, "ARGS", format::ARG_SIZE),
+        (section::BUCKETS, "BUCKETS", format::BUCKET_SIZE),
+        (section::ENTRIES, "ENTRIES", format::ENTRY_SIZE),
+        (section::LIMITS, "LIMITS", format::LIMIT_SIZE),
+        (section::DELEGATIONS, "DELEGATIONS", format::DELEGATION_SIZE),
+        (section::RESPONSES, "RESPONSES", format::RESPONSE_SIZE),
+    ] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {index} | {name} |")))
+            .unwrap_or_else(|| panic!("table-format.md lacks section {index} {name}"));
+        assert!(
+            row.contains(&format!("| {size} bytes:")),
+            "section {name} is {size} bytes: {row}"
+        );
+    }
+}
+
+#[test]
+fn the_credentials_chapter_matches_the_layout_constants() {
+    use tollgate_runtime::credential::{field, VERSION};
+    let text = book("credentials.md");
+    for (offset, size, name) in [
+        (field::MAGIC, 4, "magic"),
+        (field::VERSION, 2, "version"),
+        (field::RESERVED, 2, "reserved"),
+        (field::ID, 16, "credential id"),
+        (field::POLICY_HASH, 32, "policy hash"),
+        (field::ISSUED_AT, 8, "issued at"),
+        (field::EXPIRES_AT, 8, "expires at"),
+    ] {
+        let row = format!("| {offset} | {size} | {name}");
+        assert!(text.contains(&row), "credentials.md lacks the row `{row}`");
+    }
+    assert!(text.contains(&format!("| {} | 1 + n | agent name", field::AGENT)));
+    assert!(text.contains(&format!("## Layout (version {VERSION})")));
+}
+
+#[test]
+fn every_deny_reason_is_in_the_book_with_its_code() {
+    use tollgate_runtime::Reason;
+    let semantics = book("semantics.md");
+    let all: String = ["semantics.md", "credentials.md", "cli.md"]
+        .iter()
+        .map(|c| book(c))
+        .collect();
+    for reason in Reason::ALL {
+        assert!(
+            all.contains(&format!("`{}`", reason.as_str())),
+            "the book never names `{}`",
+            reason.as_str()
+        );
+        // Rows of the semantics chapter's reason table end with the stable code.
+        if let Some(row) = semantics
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", reason.as_str())))
+        {
+            assert!(
+                row.trim_end().ends_with(&format!("| {} |", reason.code())),
+                "{row}"
+            );
+        }
+    }
+}

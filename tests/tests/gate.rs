@@ -259,6 +259,19 @@ fn differ(policy: &Policy, table: &Table<'_>, history: &[(Request, i64)]) -> Res
                 expected.verdict, expected.reason, expected.rule, expected.revoked_agent, actual
             ));
         }
+        // The verifier reasons from a fresh state: that is sound only if state (counters,
+        // revocations of agents and delegators, the clock) can only take permissions away.
+        if expected.verdict == Verdict::Allow {
+            let mut fresh_request = request.clone();
+            fresh_request.time = state.latest;
+            let fresh = eval::decide(policy, &fresh_request, &mut State::new());
+            if fresh.verdict != Verdict::Allow {
+                return Err(format!(
+                    "request {index} {request:?} is allowed after a history but not from a fresh state: {:?}",
+                    fresh.reason
+                ));
+            }
+        }
     }
     Ok(history.len())
 }

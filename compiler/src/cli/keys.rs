@@ -152,7 +152,8 @@ mod tests {
     fn secret_keys_are_rfc_8410_pkcs8_v1() {
         use ed25519_dalek::pkcs8::spki::der::Decode as _;
         let pem = secret_pem(&SigningKey::from_bytes(&[9; 32])).unwrap();
-        let (label, der) = ed25519_dalek::pkcs8::spki::der::pem::decode_vec(pem.as_bytes()).unwrap();
+        let (label, der) =
+            ed25519_dalek::pkcs8::spki::der::pem::decode_vec(pem.as_bytes()).unwrap();
         assert_eq!(label, "PRIVATE KEY");
         // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }
         let prefix = [
