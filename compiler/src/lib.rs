@@ -7,12 +7,12 @@
 //!                                                         └─ testing  (runs `test` blocks)
 //! ```
 //!
-//! The library does no IO: it takes a [`source::SourceSet`] and returns values. The `cli` module
-//! is the only place that touches files, the clock, stdin and stdout.
+//! The library does no IO: it takes a [`source::SourceSet`] and returns values. The `tollgate`
+//! command line (the `tollgate-cli` crate) is the only place that touches files, the clock, stdin
+//! and stdout.
 
 pub mod audit;
 pub mod check;
-pub mod cli;
 pub mod codegen;
 pub mod credential;
 pub mod diagnostic;

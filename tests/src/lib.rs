@@ -139,7 +139,7 @@ pub fn run_cli(args: &[&str], stdin: &str) -> (u8, String, String) {
     let mut input = stdin.as_bytes();
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let exit = tollgate_compiler::cli::run(&argv, &mut input, &mut out, &mut err);
+    let exit = tollgate_cli::run(&argv, &mut input, &mut out, &mut err);
     (
         exit as u8,
         String::from_utf8_lossy(&out).into_owned(),

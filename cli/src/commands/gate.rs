@@ -6,7 +6,7 @@
 //! delegation chain the admitted credential's. A request line that carries `context`, `via`,
 //! `time`, `env` or `agent` is denied (`untrusted_field`) and audited.
 
-use super::{keys, Exit, Io, GATE_KEY_NAME};
+use crate::{keys, Exit, Io, GATE_KEY_NAME};
 use base64::Engine as _;
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
@@ -65,12 +65,16 @@ struct FileSink {
 
 impl tollgate_runtime::audit::AuditSink for FileSink {
     fn record(&mut self, record: &[u8; tollgate_runtime::audit::RECORD_SIZE]) {
-        let entry = crate::audit::encode(&crate::audit::Entry::Record(Box::new(*record)));
+        let entry = tollgate_compiler::audit::encode(&tollgate_compiler::audit::Entry::Record(
+            Box::new(*record),
+        ));
         self.failed |= self.file.write_all(&entry).is_err();
     }
 
     fn checkpoint(&mut self, note: &[u8]) {
-        let entry = crate::audit::encode(&crate::audit::Entry::Checkpoint(note.to_vec()));
+        let entry = tollgate_compiler::audit::encode(&tollgate_compiler::audit::Entry::Checkpoint(
+            note.to_vec(),
+        ));
         self.failed |= self.file.write_all(&entry).is_err();
         self.last_note = note.to_vec();
     }
@@ -202,7 +206,7 @@ fn read_line(bytes: &[u8]) -> Result<Line, Box<Refusal>> {
     }
     let text =
         std::str::from_utf8(bytes).map_err(|_| malformed("the line is not UTF-8".to_owned()))?;
-    let value = crate::request::parse_strict(text)
+    let value = tollgate_compiler::request::parse_strict(text)
         .map_err(|e| malformed(format!("the line is not a JSON request: {e}")))?;
     let serde_json::Value::Object(mut object) = value else {
         return Err(malformed("the line is not a JSON object".to_owned()));

@@ -1,0 +1,606 @@
+//! The `tollgate` command line: a thin layer over the compiler and the runtime. This is the only
+//! crate that does IO: it reads policy files and requests, asks the clock, and writes to the
+//! streams it is given — which lets tests run every command in-process. Each command lives in its
+//! own module under `commands/`; this file holds the clap definitions, the dispatch and the
+//! helpers the commands share.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use tollgate_compiler::diagnostic::{self, Diagnostic};
+use tollgate_compiler::model::Policy;
+use tollgate_compiler::request;
+use tollgate_compiler::source::SourceSet;
+
+mod commands;
+mod keys;
+
+/// Exit codes, stable for scripts and CI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Clean check, all tests passed, files formatted, request allowed.
+    Success = 0,
+    /// Policy errors, failing tests, or files that need formatting.
+    Failure = 1,
+    /// Bad command line, unreadable file or malformed request.
+    Usage = 2,
+    /// `eval`: the request was denied.
+    Denied = 3,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Guardrails for AI agents: check, test and evaluate Tollgate policies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ReportFormat {
+    Human,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum FailOn {
+    Widen,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum GraphFormat {
+    Dot,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain, the Merkle tree and every checkpoint signature
+    Verify {
+        log: PathBuf,
+        /// The gate's public key
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value = GATE_KEY_NAME)]
+        key_name: String,
+        /// The latest checkpoint, kept outside the gate: also detects a log cut after an earlier one
+        #[arg(long)]
+        latest: Option<PathBuf>,
+    },
+    /// Print the records as JSON lines
+    Show { log: PathBuf },
+}
+
+pub(crate) const GATE_KEY_NAME: &str = "tollgate-gate";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Prove properties of a policy with Z3: conflicts, dead and redundant rules, assertions,
+    /// escalation paths and the lethal trifecta, each finding with a witness request
+    Verify {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: ReportFormat,
+        /// Milliseconds per solver call; a call that runs out is reported as inconclusive
+        #[arg(long, default_value_t = 10_000)]
+        timeout: u32,
+    },
+    /// Compare two versions of a policy: what each agent may newly do, or no longer do, with each
+    /// tool, with witnesses. A side is a path, or REV:PATH to read it from git
+    Diff {
+        old: String,
+        new: String,
+        #[arg(long, value_enum, default_value = "human")]
+        format: ReportFormat,
+        /// `widen`: exit 1 when the new version allows more without an `acknowledge widening`
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
+        #[arg(long, default_value_t = 10_000)]
+        timeout: u32,
+    },
+    /// Make an Ed25519 key pair: NAME.key (secret, PKCS#8 PEM, mode 0600) and NAME.pub (SPKI PEM)
+    Keygen {
+        /// Path of the pair without extension, e.g. `keys/issuer`
+        name: PathBuf,
+        /// Replace existing key files (never done without it)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Compile a policy into a signed decision table
+    Compile {
+        /// The policy: a .toll file or a directory of them
+        path: PathBuf,
+        /// Where to write the table
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The compiler's secret key (`NAME.key` from `tollgate keygen`)
+        #[arg(long)]
+        key: PathBuf,
+        /// The policy's version: a number you raise with every release; gates refuse a table
+        /// older than the newest they have accepted
+        #[arg(long, default_value_t = 0)]
+        policy_version: u64,
+        /// Print table statistics and the translation-validation proof time
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Issue a short-lived credential for an agent of a compiled table
+    Issue {
+        /// The compiled table the credential is for
+        #[arg(long)]
+        table: PathBuf,
+        /// The agent that will hold the credential
+        #[arg(long)]
+        agent: String,
+        /// Delegated work: the agents that delegated, origin first (repeat the flag); every hop
+        /// must be a declared `delegate` edge
+        #[arg(long)]
+        via: Vec<String>,
+        /// Lifetime, e.g. 10m; at most the `credential_ttl` of every agent on the chain (1h where
+        /// the policy names none)
+        #[arg(long)]
+        ttl: String,
+        /// Tools the credential may call (names, or prefixes like `crm.*`); default: all
+        #[arg(long, num_args = 1..)]
+        scope: Vec<String>,
+        /// Bind the credential to one environment: gates running elsewhere refuse it
+        #[arg(long)]
+        env: Option<String>,
+        /// Bind the credential to one gate deployment (a gate's `--audience`)
+        #[arg(long)]
+        audience: Option<String>,
+        /// A gate's state directory: refuse to issue for an agent it has revoked
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The issuer's secret key
+        #[arg(long)]
+        key: PathBuf,
+        /// Issue time (Unix seconds); default: now
+        #[arg(long)]
+        time: Option<u64>,
+        /// Where to write the credential (base64)
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run the gate: JSON lines in, one decision out per line, every decision audited
+    ///
+    /// Each request line is {"credential", "tool", "args", "id"}; its decision line is flushed
+    /// before the next line is read, and every decision goes into the signed audit log. Time,
+    /// environment and the delegation chain come from this host and the credential, never from
+    /// the request: a line that carries them is denied (`untrusted_field`)
+    Gate {
+        /// The compiled table to enforce
+        #[arg(long)]
+        table: PathBuf,
+        /// The compiler's public key (checks the table's signature)
+        #[arg(long)]
+        compiler_key: PathBuf,
+        /// The issuer's public key (checks credentials)
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// The gate's secret key (signs audit checkpoints)
+        #[arg(long)]
+        gate_key: PathBuf,
+        /// The audit log to write
+        #[arg(long)]
+        audit: PathBuf,
+        /// This host's state directory: the newest policy version accepted (older tables are
+        /// refused) and the revocations, which survive restarts
+        #[arg(long)]
+        state: PathBuf,
+        /// The environment this gate runs in (required when the policy declares environments)
+        #[arg(long)]
+        env: Option<String>,
+        /// This gate's deployment name: credentials bound to another audience are refused
+        #[arg(long)]
+        audience: Option<String>,
+        /// Accept only the table with this policy hash (hex)
+        #[arg(long)]
+        pin_policy: Option<String>,
+        /// Sign a checkpoint every N records (and always at the end)
+        #[arg(long, default_value_t = 100)]
+        checkpoint_every: u64,
+        /// Use this fixed time (Unix seconds) instead of the system clock: for tests and demos.
+        /// The operator's setting; requests can never set the time
+        #[arg(long)]
+        fixed_clock: Option<u64>,
+        /// Also write the final checkpoint here, to keep outside the log (see `audit verify --latest`)
+        #[arg(long)]
+        latest: Option<PathBuf>,
+    },
+    /// Audit logs: verify their chain and checkpoints, or show their records
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the escalation graph (agents, tools, roles; escalation paths in red)
+    Graph {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+        #[arg(long, default_value_t = 10_000)]
+        timeout: u32,
+    },
+    /// Parse and check a policy set (a .toll file or a directory of them)
+    Check {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Decide requests given as JSON (one object, or an array decided in order with shared state)
+    Eval {
+        path: PathBuf,
+        /// File with the request(s), or `-` for standard input
+        #[arg(long)]
+        request: String,
+        /// Time (seconds since the Unix epoch) for requests that give none; default: now
+        #[arg(long)]
+        time: Option<u64>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Run the policy's `test` blocks
+    Test {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Format policy files canonically, in place
+    Fmt {
+        path: PathBuf,
+        /// Change nothing; fail if a file is not formatted
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Runs the real process.
+pub fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    let exit = run(&args, &mut stdin, &mut stdout, &mut stderr);
+    std::process::ExitCode::from(exit as u8)
+}
+
+/// Runs one command line against the given streams.
+pub fn run(
+    args: &[String],
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Exit {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let is_help = matches!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            let text = error.render().to_string();
+            if is_help {
+                let _ = write!(stdout, "{text}");
+                return Exit::Success;
+            }
+            let _ = write!(stderr, "{text}");
+            return Exit::Usage;
+        }
+    };
+    let mut io = Io {
+        stdin,
+        stdout,
+        stderr,
+    };
+    match cli.command {
+        Command::Check { path, format } => commands::check::run(&mut io, &path, format),
+        Command::Eval {
+            path,
+            request,
+            time,
+            format,
+        } => commands::eval::run(&mut io, &path, &request, time, format),
+        Command::Test { path, format } => commands::test::run(&mut io, &path, format),
+        Command::Verify {
+            path,
+            format,
+            timeout,
+        } => commands::verify::run(&mut io, &path, format, timeout),
+        Command::Graph { path, timeout, .. } => commands::graph::run(&mut io, &path, timeout),
+        Command::Keygen { name, force } => commands::keygen::run(&mut io, &name, force),
+        Command::Compile {
+            path,
+            output,
+            key,
+            policy_version,
+            verbose,
+        } => commands::compile::run(&mut io, &path, &output, &key, policy_version, verbose),
+        Command::Issue {
+            table,
+            agent,
+            via,
+            ttl,
+            scope,
+            env,
+            audience,
+            state,
+            key,
+            time,
+            output,
+        } => commands::issue::run(
+            &mut io,
+            &commands::issue::IssueOptions {
+                table,
+                agent,
+                via,
+                ttl,
+                scope,
+                env,
+                audience,
+                state,
+                key,
+                time,
+                output,
+            },
+        ),
+        Command::Gate {
+            table,
+            compiler_key,
+            issuer_key,
+            gate_key,
+            audit,
+            state,
+            env,
+            audience,
+            pin_policy,
+            checkpoint_every,
+            fixed_clock,
+            latest,
+        } => commands::gate::run(
+            &mut io,
+            &commands::gate::GateOptions {
+                table,
+                compiler_key,
+                issuer_key,
+                gate_key,
+                audit,
+                state,
+                env,
+                audience,
+                pin_policy,
+                checkpoint_every,
+                fixed_clock,
+                latest,
+            },
+        ),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    log,
+                    key,
+                    key_name,
+                    latest,
+                },
+        } => commands::audit::verify(&mut io, &log, &key, &key_name, latest.as_deref()),
+        Command::Audit {
+            command: AuditCommand::Show { log },
+        } => commands::audit::show(&mut io, &log),
+        Command::Diff {
+            old,
+            new,
+            format,
+            fail_on,
+            timeout,
+        } => commands::diff::run(&mut io, &old, &new, format, fail_on, timeout),
+        Command::Fmt { path, check } => commands::fmt::run(&mut io, &path, check),
+    }
+}
+
+pub(crate) struct Io<'a> {
+    pub(crate) stdin: &'a mut dyn Read,
+    pub(crate) stdout: &'a mut dyn Write,
+    pub(crate) stderr: &'a mut dyn Write,
+}
+
+impl Io<'_> {
+    pub(crate) fn out(&mut self, text: &str) {
+        let _ = self.stdout.write_all(text.as_bytes());
+    }
+
+    pub(crate) fn err(&mut self, text: &str) {
+        let _ = self.stderr.write_all(text.as_bytes());
+    }
+
+    pub(crate) fn usage(&mut self, message: &str) -> Exit {
+        self.err(&format!("error: {message}\n"));
+        Exit::Usage
+    }
+}
+
+/// The `.toll` files at a path: the file itself, or every `.toll` file below a directory, sorted.
+pub(crate) fn policy_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let metadata =
+        std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if metadata.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let entries = std::fs::read_dir(&directory)
+            .map_err(|e| format!("cannot read `{}`: {e}", directory.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read `{}`: {e}", directory.display()))?;
+            let entry_path = entry.path();
+            if entry_path.is_dir() {
+                pending.push(entry_path);
+            } else if entry_path.extension().is_some_and(|ext| ext == "toll") {
+                found.push(entry_path);
+            }
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        return Err(format!("no `.toll` files under `{}`", path.display()));
+    }
+    Ok(found)
+}
+
+pub(crate) fn read_sources(path: &Path) -> Result<SourceSet, String> {
+    let mut sources = SourceSet::new();
+    for file in policy_files(path)? {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+        sources.add(&file.display().to_string(), &text);
+    }
+    Ok(sources)
+}
+
+pub(crate) fn report(
+    io: &mut Io<'_>,
+    diagnostics: &[Diagnostic],
+    sources: &SourceSet,
+    format: Format,
+) {
+    match format {
+        Format::Human => io.err(&diagnostic::render_human(diagnostics, sources)),
+        Format::Json => {
+            let json = diagnostic::render_json(diagnostics, sources);
+            io.out(&format!("{json:#}\n"));
+        }
+    }
+}
+
+/// Loads and checks; on errors, reports them and returns the exit code to use.
+pub(crate) fn load(
+    io: &mut Io<'_>,
+    path: &Path,
+    format: Format,
+) -> Result<(Policy, SourceSet), Exit> {
+    let sources = read_sources(path).map_err(|message| io.usage(&message))?;
+    match tollgate_compiler::load(&sources) {
+        Ok(policy) => Ok((policy, sources)),
+        Err(diagnostics) => {
+            report(io, &diagnostics, &sources, format);
+            if format == Format::Human {
+                let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+                io.err(&format!(
+                    "error: {} has {errors} error{}\n",
+                    path.display(),
+                    plural(errors)
+                ));
+            }
+            Err(Exit::Failure)
+        }
+    }
+}
+
+pub(crate) fn count(number: usize, noun: &str) -> String {
+    format!("{number} {noun}{}", plural(number))
+}
+
+pub(crate) fn plural(count: usize) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+pub(crate) fn location(sources: &SourceSet, span: tollgate_grammar::Span) -> String {
+    let (line, column) = sources.line_column(span);
+    let path = sources
+        .file(span.file)
+        .map_or("<unknown>", |f| f.path.as_str());
+    format!("{path}:{line}:{column}")
+}
+
+pub(crate) fn verify_options(timeout: u32) -> tollgate_compiler::verify::Options {
+    tollgate_compiler::verify::Options {
+        timeout_ms: timeout,
+        ..tollgate_compiler::verify::Options::default()
+    }
+}
+
+pub(crate) fn witness_json(witness: &tollgate_compiler::verify::Witness) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "label": witness.label,
+        "request": request::to_json(&witness.request),
+    });
+    if let (Some(role), Some(object)) = (&witness.granted_role, value.as_object_mut()) {
+        object.insert("after_granting_role".to_owned(), serde_json::json!(role));
+    }
+    value
+}
+
+/// Findings as a person reads them: each diagnostic, then its witnesses as replayable JSON.
+pub(crate) fn render_findings(
+    findings: &[tollgate_compiler::verify::Finding],
+    sources: &SourceSet,
+) -> String {
+    let mut out = String::new();
+    for finding in findings {
+        let rendered = diagnostic::render_human(std::slice::from_ref(&finding.diagnostic), sources);
+        out.push_str(rendered.trim_end());
+        out.push('\n');
+        for witness in &finding.witnesses {
+            let role = witness
+                .granted_role
+                .as_ref()
+                .map_or(String::new(), |r| format!(", after granting role `{r}`"));
+            out.push_str(&format!(
+                "  witness ({}{role}):\n    {}\n",
+                witness.label,
+                request::to_json(&witness.request)
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Unix seconds with their UTC date, e.g. `1767225600 (2026-01-01 00:00:00 UTC)`.
+pub(crate) fn when(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{seconds} ({year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC)",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
+    let lexed = tollgate_grammar::lexer::lex(text, tollgate_grammar::FileId(0));
+    match (lexed.errors.is_empty(), lexed.tokens.as_slice()) {
+        (true, [(_, tollgate_grammar::lexer::Tok::Duration(seconds), _)]) => Some(*seconds),
+        _ => None,
+    }
+}

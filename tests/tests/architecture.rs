@@ -1,0 +1,41 @@
+//! Architecture invariants that are about the dependency graph, checked with `cargo tree`.
+
+#![allow(
+    clippy::panic,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
+use std::process::Command;
+
+/// The normal (non-dev, non-build) dependency closure of a workspace package, one crate a line.
+fn dependencies(package: &str) -> String {
+    let output = Command::new(env!("CARGO"))
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none"])
+        .current_dir(tollgate_tests::root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `cargo tree`: {e}"));
+    assert!(
+        output.status.success(),
+        "`cargo tree -p {package}` failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The compiler is a library without a command line: clap belongs to `tollgate-cli` alone.
+#[test]
+fn the_compiler_does_not_depend_on_clap() {
+    let clap = |tree: &str| -> Vec<String> {
+        tree.lines()
+            .filter(|l| l.starts_with("clap "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let compiler = clap(&dependencies("tollgate-compiler"));
+    assert!(
+        compiler.is_empty(),
+        "tollgate-compiler depends on clap: {compiler:?}"
+    );
+    // The check itself works: the command line does depend on clap.
+    assert!(!clap(&dependencies("tollgate-cli")).is_empty());
+}
