@@ -11,5 +11,6 @@ pub mod gate;
 pub mod graph;
 pub mod issue;
 pub mod keygen;
+pub mod revoke;
 pub mod test;
 pub mod verify;

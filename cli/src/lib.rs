@@ -13,7 +13,6 @@ use tollgate_compiler::request;
 use tollgate_compiler::source::SourceSet;
 
 mod commands;
-mod keys;
 
 /// Exit codes, stable for scripts and CI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +32,7 @@ pub enum Exit {
 #[command(
     name = "tollgate",
     version,
-    about = "Guardrails for AI agents: check, test and evaluate Tollgate policies"
+    about = "Guardrails for AI agents that the agents do not own: write a policy, test it, prove it with Z3, compile it into a signed table, and decide and audit every tool call at a gate"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -63,14 +62,93 @@ enum GraphFormat {
     Dot,
 }
 
+/// What a gate runs with: its table and keys, its audit log and state, its place.
+#[derive(clap::Args, Debug)]
+struct GateFlags {
+    /// The compiled table to enforce
+    #[arg(long)]
+    table: PathBuf,
+    /// The compiler's public key (checks the table's signature)
+    #[arg(long)]
+    compiler_key: PathBuf,
+    /// The issuer's public key (checks credentials)
+    #[arg(long)]
+    issuer_key: PathBuf,
+    /// The gate's secret key (signs audit checkpoints)
+    #[arg(long)]
+    gate_key: PathBuf,
+    /// The audit log: appended to, never truncated, locked, continued across restarts
+    #[arg(long)]
+    audit: PathBuf,
+    /// This host's state directory: the newest policy version accepted (older tables are
+    /// refused), the revocations and the counters, which survive restarts
+    #[arg(long)]
+    state: PathBuf,
+    /// The environment this gate runs in (required when the policy declares environments)
+    #[arg(long)]
+    env: Option<String>,
+    /// This gate's deployment name: credentials bound to another audience are refused
+    #[arg(long)]
+    audience: Option<String>,
+    /// Accept only the table with this policy hash (hex)
+    #[arg(long)]
+    pin_policy: Option<String>,
+    /// Sign a checkpoint every N records (and always at the end)
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// When the audit log is fsynced: after every decision, every 256 decisions, or never
+    #[arg(long, value_enum, default_value = "batch")]
+    sync: Sync,
+    /// Use this fixed time (Unix seconds) instead of the system clock: for tests and demos.
+    /// The operator's setting; requests can never set the time
+    #[arg(long)]
+    fixed_clock: Option<u64>,
+    /// Also write the final checkpoint here, to keep outside the log (see `audit verify --latest`)
+    #[arg(long)]
+    latest: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Sync {
+    Every,
+    Batch,
+    None,
+}
+
+impl GateFlags {
+    fn into_args(self) -> commands::gate::GateArgs {
+        commands::gate::GateArgs {
+            table: self.table,
+            compiler_key: self.compiler_key,
+            issuer_key: self.issuer_key,
+            gate_key: self.gate_key,
+            audit: self.audit,
+            state: self.state,
+            env: self.env,
+            audience: self.audience,
+            pin_policy: self.pin_policy,
+            checkpoint_every: self.checkpoint_every,
+            fixed_clock: self.fixed_clock,
+            latest: self.latest,
+            sync: match self.sync {
+                Sync::Every => tollgate_host::audit_log::SyncPolicy::Every,
+                Sync::Batch => tollgate_host::audit_log::SyncPolicy::Batch,
+                Sync::None => tollgate_host::audit_log::SyncPolicy::None,
+            },
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
     /// Check the hash chain, the Merkle tree and every checkpoint signature
     Verify {
+        /// The audit log
         log: PathBuf,
         /// The gate's public key
         #[arg(long)]
         key: PathBuf,
+        /// The name the gate's key signs checkpoints under
         #[arg(long, default_value = GATE_KEY_NAME)]
         key_name: String,
         /// The latest checkpoint, kept outside the gate: also detects a log cut after an earlier one
@@ -78,36 +156,54 @@ enum AuditCommand {
         latest: Option<PathBuf>,
     },
     /// Print the records as JSON lines
-    Show { log: PathBuf },
+    Show {
+        /// The audit log
+        log: PathBuf,
+    },
+    /// Set a torn last entry (from a crash mid-write) aside in a file of its own, cut the log
+    /// there, and append a record that says so
+    Recover {
+        /// The audit log
+        log: PathBuf,
+    },
 }
 
 pub(crate) const GATE_KEY_NAME: &str = "tollgate-gate";
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(display_order = 5)]
     /// Prove properties of a policy with Z3: conflicts, dead and redundant rules, assertions,
     /// escalation paths and the lethal trifecta, each finding with a witness request
     Verify {
+        /// The policy: a .toll file, or a directory searched recursively for them
         path: PathBuf,
+        /// Output: rendered diagnostics, JSON, or SARIF 2.1.0 for code-scanning tools
         #[arg(long, value_enum, default_value = "human")]
         format: ReportFormat,
         /// Milliseconds per solver call; a call that runs out is reported as inconclusive
         #[arg(long, default_value_t = 10_000)]
         timeout: u32,
     },
+    #[command(display_order = 6)]
     /// Compare two versions of a policy: what each agent may newly do, or no longer do, with each
     /// tool, with witnesses. A side is a path, or REV:PATH to read it from git
     Diff {
+        /// The old version: a path, or REV:PATH to read it from git (e.g. `main:policies`)
         old: String,
+        /// The new version: a path, or REV:PATH
         new: String,
+        /// Output: rendered diagnostics, JSON, or SARIF 2.1.0 for code-scanning tools
         #[arg(long, value_enum, default_value = "human")]
         format: ReportFormat,
         /// `widen`: exit 1 when the new version allows more without an `acknowledge widening`
         #[arg(long, value_enum)]
         fail_on: Option<FailOn>,
+        /// Milliseconds per solver call; a call that runs out is reported as inconclusive
         #[arg(long, default_value_t = 10_000)]
         timeout: u32,
     },
+    #[command(display_order = 9)]
     /// Make an Ed25519 key pair: NAME.key (secret, PKCS#8 PEM, mode 0600) and NAME.pub (SPKI PEM)
     Keygen {
         /// Path of the pair without extension, e.g. `keys/issuer`
@@ -116,6 +212,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    #[command(display_order = 8)]
     /// Compile a policy into a signed decision table
     Compile {
         /// The policy: a .toll file or a directory of them
@@ -134,6 +231,7 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    #[command(display_order = 10)]
     /// Issue a short-lived credential for an agent of a compiled table
     Issue {
         /// The compiled table the credential is for
@@ -172,6 +270,7 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    #[command(display_order = 11)]
     /// Run the gate: JSON lines in, one decision out per line, every decision audited
     ///
     /// Each request line is {"credential", "tool", "args", "id"}; its decision line is flushed
@@ -179,66 +278,62 @@ enum Command {
     /// environment and the delegation chain come from this host and the credential, never from
     /// the request: a line that carries them is denied (`untrusted_field`)
     Gate {
-        /// The compiled table to enforce
+        #[command(flatten)]
+        gate: GateFlags,
+    },
+    #[command(display_order = 12)]
+    /// Revoke an agent by hand, durably and audited
+    ///
+    /// The revocation is recorded in the state directory and in the audit log, holds at once and
+    /// after every restart, and the issuer refuses the agent from then on
+    Revoke {
+        /// The agent to revoke
         #[arg(long)]
-        table: PathBuf,
-        /// The compiler's public key (checks the table's signature)
+        agent: String,
+        /// Why, for the record
         #[arg(long)]
-        compiler_key: PathBuf,
-        /// The issuer's public key (checks credentials)
-        #[arg(long)]
-        issuer_key: PathBuf,
-        /// The gate's secret key (signs audit checkpoints)
-        #[arg(long)]
-        gate_key: PathBuf,
-        /// The audit log to write
-        #[arg(long)]
-        audit: PathBuf,
-        /// This host's state directory: the newest policy version accepted (older tables are
-        /// refused) and the revocations, which survive restarts
+        reason: String,
+        #[command(flatten)]
+        gate: GateFlags,
+    },
+    #[command(display_order = 13)]
+    /// List the agents a gate's state directory holds as revoked
+    Revocations {
+        /// The gate's state directory
         #[arg(long)]
         state: PathBuf,
-        /// The environment this gate runs in (required when the policy declares environments)
-        #[arg(long)]
-        env: Option<String>,
-        /// This gate's deployment name: credentials bound to another audience are refused
-        #[arg(long)]
-        audience: Option<String>,
-        /// Accept only the table with this policy hash (hex)
-        #[arg(long)]
-        pin_policy: Option<String>,
-        /// Sign a checkpoint every N records (and always at the end)
-        #[arg(long, default_value_t = 100)]
-        checkpoint_every: u64,
-        /// Use this fixed time (Unix seconds) instead of the system clock: for tests and demos.
-        /// The operator's setting; requests can never set the time
-        #[arg(long)]
-        fixed_clock: Option<u64>,
-        /// Also write the final checkpoint here, to keep outside the log (see `audit verify --latest`)
-        #[arg(long)]
-        latest: Option<PathBuf>,
     },
+    #[command(display_order = 14)]
     /// Audit logs: verify their chain and checkpoints, or show their records
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    #[command(display_order = 7)]
     /// Print the escalation graph (agents, tools, roles; escalation paths in red)
     Graph {
+        /// The policy: a .toll file, or a directory searched recursively for them
         path: PathBuf,
+        /// Output format (Graphviz dot)
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
+        /// Milliseconds per solver call; a call that runs out is reported as inconclusive
         #[arg(long, default_value_t = 10_000)]
         timeout: u32,
     },
+    #[command(display_order = 1)]
     /// Parse and check a policy set (a .toll file or a directory of them)
     Check {
+        /// The policy: a .toll file, or a directory searched recursively for them
         path: PathBuf,
+        /// Output: for people, or JSON for tools
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
+    #[command(display_order = 4)]
     /// Decide requests given as JSON (one object, or an array decided in order with shared state)
     Eval {
+        /// The policy: a .toll file, or a directory searched recursively for them
         path: PathBuf,
         /// File with the request(s), or `-` for standard input
         #[arg(long)]
@@ -246,17 +341,23 @@ enum Command {
         /// Time (seconds since the Unix epoch) for requests that give none; default: now
         #[arg(long)]
         time: Option<u64>,
+        /// Output: for people, or JSON for tools
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
+    #[command(display_order = 3)]
     /// Run the policy's `test` blocks
     Test {
+        /// The policy: a .toll file, or a directory searched recursively for them
         path: PathBuf,
+        /// Output: for people, or JSON for tools
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
+    #[command(display_order = 2)]
     /// Format policy files canonically, in place
     Fmt {
+        /// The policy: a .toll file, or a directory searched recursively for them
         path: PathBuf,
         /// Change nothing; fail if a file is not formatted
         #[arg(long)]
@@ -353,36 +454,16 @@ pub fn run(
                 output,
             },
         ),
-        Command::Gate {
-            table,
-            compiler_key,
-            issuer_key,
-            gate_key,
-            audit,
-            state,
-            env,
-            audience,
-            pin_policy,
-            checkpoint_every,
-            fixed_clock,
-            latest,
-        } => commands::gate::run(
-            &mut io,
-            &commands::gate::GateOptions {
-                table,
-                compiler_key,
-                issuer_key,
-                gate_key,
-                audit,
-                state,
-                env,
-                audience,
-                pin_policy,
-                checkpoint_every,
-                fixed_clock,
-                latest,
-            },
-        ),
+        Command::Gate { gate } => commands::gate::run(&mut io, &gate.into_args()),
+        Command::Revoke {
+            agent,
+            reason,
+            gate,
+        } => commands::revoke::revoke(&mut io, &gate.into_args(), &agent, &reason),
+        Command::Revocations { state } => commands::revoke::list(&mut io, &state),
+        Command::Audit {
+            command: AuditCommand::Recover { log },
+        } => commands::audit::recover(&mut io, &log),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -602,5 +683,30 @@ pub(crate) fn parse_duration(text: &str) -> Option<u64> {
     match (lexed.errors.is_empty(), lexed.tokens.as_slice()) {
         (true, [(_, tollgate_grammar::lexer::Tok::Duration(seconds), _)]) => Some(*seconds),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    /// A newcomer reads `--help`: every argument and flag of every command says what it is.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tollgate", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }

@@ -11,7 +11,6 @@
 //! command line (the `tollgate-cli` crate) is the only place that touches files, the clock, stdin
 //! and stdout.
 
-pub mod audit;
 pub mod check;
 pub mod codegen;
 pub mod credential;

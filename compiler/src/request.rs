@@ -37,88 +37,6 @@ struct JsonContext {
     time: Option<u64>,
 }
 
-/// Parses JSON text strictly: a duplicate key in any object, at any depth, is an error (a request
-/// must mean one thing to the gate and to the tool behind it, whichever duplicate each keeps).
-pub fn parse_strict(text: &str) -> Result<serde_json::Value, String> {
-    use serde::de::DeserializeSeed as _;
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = Strict
-        .deserialize(&mut deserializer)
-        .map_err(|e| e.to_string())?;
-    deserializer.end().map_err(|e| e.to_string())?;
-    Ok(value)
-}
-
-/// A JSON value that refuses duplicate object keys.
-struct Strict;
-
-impl<'de> serde::de::DeserializeSeed<'de> for Strict {
-    type Value = serde_json::Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(Strict)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Strict {
-    type Value = serde_json::Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Strict)? {
-            items.push(item);
-        }
-        Ok(serde_json::Value::Array(items))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
-            }
-            let value = map.next_value_seed(Strict)?;
-            object.insert(key, value);
-        }
-        Ok(serde_json::Value::Object(object))
-    }
-}
-
 /// Reads one request; `default_time` stands in for a missing `context.time`.
 pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request, String> {
     let parsed: JsonRequest = serde_json::from_value(value).map_err(|e| e.to_string())?;
@@ -199,19 +117,6 @@ mod tests {
         assert_eq!(request.env.as_deref(), Some("prod"));
         assert_eq!(request.time, 7);
         assert_eq!(from_json(to_json(&request), 0).unwrap(), request);
-    }
-
-    #[test]
-    fn duplicate_keys_are_refused_at_any_depth() {
-        let error =
-            parse_strict(r#"{"tool":"t","args":{"amount":5000,"currency":"usd","amount":50}}"#)
-                .unwrap_err();
-        assert!(error.contains("duplicate key `amount`"), "{error}");
-        assert!(parse_strict(r#"{"a":1,"a":1}"#).is_err());
-        assert!(parse_strict(r#"[{"x":{"y":1,"y":2}}]"#).is_err());
-        assert!(parse_strict(r#"{"a":1} trailing"#).is_err());
-        let value = parse_strict(r#"{"a":[1,-2,1.5,"s",true,null,{"b":{}}]}"#).unwrap();
-        assert_eq!(value, json!({"a":[1,-2,1.5,"s",true,null,{"b":{}}]}));
     }
 
     #[test]

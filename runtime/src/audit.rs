@@ -3,25 +3,33 @@
 //! signed in periodic checkpoints in the C2SP signed-note format — so inclusion and consistency
 //! proofs are logarithmic, and existing transparency-log tooling can check the checkpoints.
 //!
-//! Record layout (`RECORD_SIZE` bytes, little-endian):
+//! Record layout (version 2, `RECORD_SIZE` bytes, little-endian; the offsets are [`field`]):
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
-//! | 0 | 1 | version (1) |
-//! | 1 | 1 | kind: 1 decision, 2 revocation |
+//! | 0 | 1 | version (2) |
+//! | 1 | 1 | kind: 1 decision, 2 revocation, 3 recovery |
 //! | 2 | 1 | verdict: 0 allow, 1 deny |
 //! | 3 | 1 | reason code (0: none) |
 //! | 4 | 2 | rule id (`0xFFFF`: none) |
 //! | 6 | 2 | limit id (`0xFFFF`: none) |
 //! | 8 | 8 | sequence number, from 0 |
-//! | 16 | 8 | time (Unix seconds) |
+//! | 16 | 8 | time (Unix seconds, the gate's clock) |
 //! | 24 | 32 | policy hash |
-//! | 56 | 63 | agent name, zero-padded (truncated at 63 bytes) |
-//! | 119 | 63 | tool name, zero-padded (truncated at 63 bytes) |
-//! | 182 | 32 | SHA-256 of the arguments (name order) |
-//! | 214 | 32 | leaf hash of the previous record, SHA-256(0x00 ‖ record) (zero for the first) |
+//! | 56 | 16 | credential id (zero: no credential) |
+//! | 72 | 1 | flags: 1 agent unverified (a refused credential's claim), 2 agent hashed, 4 tool hashed, 8 environment hashed |
+//! | 73 | 1 | chain length |
+//! | 74 | 2 | reserved (0) |
+//! | 76 | 48 | agent name, zero-padded; a longer name is its SHA-256 (flag 2) |
+//! | 124 | 48 | tool name, zero-padded; a longer name is its SHA-256 (flag 4) |
+//! | 172 | 32 | environment, zero-padded; a longer name is its SHA-256 (flag 8) |
+//! | 204 | 32 | SHA-256 of the chain (each name length-prefixed, origin first; zero when empty) |
+//! | 236 | 32 | SHA-256 of the arguments (name order) |
+//! | 268 | 32 | leaf hash of the previous record, SHA-256(0x00 ‖ record) (zero for the first) |
+//! | 300 | 10 | reserved (0) |
 //!
-//! 246 bytes keeps the leaf hash input (0x00 ‖ record) within four SHA-256 blocks.
+//! 310 bytes keeps the leaf hash input (0x00 ‖ record) within five SHA-256 blocks. Names are
+//! never truncated: one that does not fit is replaced by its hash, so two names never collide.
 
 use crate::gate::{ArgValue, Call, Decision, Verdict};
 use base64::Engine as _;
@@ -29,10 +37,46 @@ use core::fmt::Write as _;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-pub const RECORD_SIZE: usize = 246;
-pub const VERSION: u8 = 1;
+pub const RECORD_SIZE: usize = 310;
+pub const VERSION: u8 = 2;
+
+/// Where each record field starts; writer and readers use these and no literals.
+pub mod field {
+    pub const VERSION: usize = 0;
+    pub const KIND: usize = 1;
+    pub const VERDICT: usize = 2;
+    pub const REASON: usize = 3;
+    pub const RULE: usize = 4;
+    pub const LIMIT: usize = 6;
+    pub const SEQ: usize = 8;
+    pub const TIME: usize = 16;
+    pub const POLICY_HASH: usize = 24;
+    pub const CREDENTIAL_ID: usize = 56;
+    pub const FLAGS: usize = 72;
+    pub const CHAIN_LENGTH: usize = 73;
+    pub const AGENT: usize = 76;
+    pub const AGENT_SIZE: usize = 48;
+    pub const TOOL: usize = 124;
+    pub const TOOL_SIZE: usize = 48;
+    pub const ENV: usize = 172;
+    pub const ENV_SIZE: usize = 32;
+    pub const CHAIN: usize = 204;
+    pub const ARGS: usize = 236;
+    pub const PREVIOUS: usize = 268;
+}
+
+/// Record flags.
+pub mod flag {
+    /// The agent named is a refused credential's claim, not a verified identity.
+    pub const UNVERIFIED: u8 = 1;
+    pub const AGENT_HASHED: u8 = 2;
+    pub const TOOL_HASHED: u8 = 4;
+    pub const ENV_HASHED: u8 = 8;
+}
 pub const KIND_DECISION: u8 = 1;
 pub const KIND_REVOCATION: u8 = 2;
+/// A host set torn bytes at the end of its log aside (`tollgate audit recover`).
+pub const KIND_RECOVERY: u8 = 3;
 /// Room for a checkpoint note: origin (≤ 128 bytes), size, root, one signature line.
 pub const MAX_NOTE: usize = 512;
 
@@ -88,13 +132,32 @@ impl Log {
         self.size
     }
 
+    /// The chain head: the leaf hash of the last record (zero for an empty log).
+    pub fn previous(&self) -> Hash {
+        self.previous
+    }
+
+    /// The tree's frontier, for a host that persists the log state.
+    pub fn frontier(&self) -> &[Hash; 64] {
+        &self.frontier
+    }
+
+    /// A log state saved with [`Log::size`], [`Log::previous`] and [`Log::frontier`].
+    pub const fn from_parts(size: u64, previous: Hash, frontier: [Hash; 64]) -> Log {
+        Log {
+            size,
+            previous,
+            frontier,
+        }
+    }
+
     /// Seals a record: sets its sequence number and previous-record hash, adds it to the tree, and
     /// returns its bytes.
     pub fn append(&mut self, mut record: [u8; RECORD_SIZE]) -> [u8; RECORD_SIZE] {
-        if let Some(seq) = record.get_mut(8..16) {
+        if let Some(seq) = record.get_mut(field::SEQ..field::SEQ + 8) {
             seq.copy_from_slice(&self.size.to_le_bytes());
         }
-        if let Some(previous) = record.get_mut(214..246) {
+        if let Some(previous) = record.get_mut(field::PREVIOUS..field::PREVIOUS + 32) {
             previous.copy_from_slice(&self.previous);
         }
         let mut hash = leaf_hash(&record);
@@ -142,10 +205,32 @@ pub trait AuditSink {
     fn checkpoint(&mut self, note: &[u8]);
 }
 
-fn name_field(out: &mut [u8], name: &str) {
-    for (o, b) in out.iter_mut().zip(name.as_bytes()) {
-        *o = *b;
+/// Writes a name into its field: as it is when it fits, else its SHA-256; `true` when hashed.
+fn name_field(out: &mut [u8], name: &str) -> bool {
+    if name.len() <= out.len() {
+        for (o, b) in out.iter_mut().zip(name.as_bytes()) {
+            *o = *b;
+        }
+        false
+    } else {
+        for (o, b) in out.iter_mut().zip(Sha256::digest(name.as_bytes()).iter()) {
+            *o = *b;
+        }
+        true
     }
+}
+
+/// SHA-256 over the chain's names, each length-prefixed, origin first; zero for no chain.
+pub fn chain_digest(chain: &[&str]) -> Hash {
+    if chain.is_empty() {
+        return [0; 32];
+    }
+    let mut hasher = Sha256::new();
+    for name in chain {
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+    }
+    hasher.finalize().into()
 }
 
 /// SHA-256 over the arguments in name order: name length, name, type tag, value.
@@ -178,6 +263,16 @@ pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
     hasher.finalize().into()
 }
 
+/// Who a record is about, beyond the call: the credential presented and whether its agent was
+/// verified.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// The credential's id (zero when there was none).
+    pub credential_id: [u8; 16],
+    /// The agent named is a refused credential's claim, not a verified identity.
+    pub unverified: bool,
+}
+
 /// The record of one decision (sequence and chain fields are filled by [`Log::append`]).
 pub fn decision_record(
     call: &Call<'_>,
@@ -185,18 +280,73 @@ pub fn decision_record(
     policy_hash: &Hash,
     kind: u8,
 ) -> [u8; RECORD_SIZE] {
+    subject_record(call, decision, policy_hash, kind, &Subject::default())
+}
+
+/// The record of one decision about a subject (sequence and chain fields are filled by
+/// [`Log::append`]).
+pub fn subject_record(
+    call: &Call<'_>,
+    decision: &Decision,
+    policy_hash: &Hash,
+    kind: u8,
+    subject: &Subject,
+) -> [u8; RECORD_SIZE] {
     let mut record = [0u8; RECORD_SIZE];
-    record[0] = VERSION;
-    record[1] = kind;
-    record[2] = u8::from(decision.verdict == Verdict::Deny);
-    record[3] = decision.reason.map_or(0, |r| r.code());
-    record[4..6].copy_from_slice(&decision.rule.unwrap_or(u16::MAX).to_le_bytes());
-    record[6..8].copy_from_slice(&decision.limit.unwrap_or(u16::MAX).to_le_bytes());
-    record[16..24].copy_from_slice(&call.time.to_le_bytes());
-    record[24..56].copy_from_slice(policy_hash);
-    name_field(&mut record[56..119], call.agent);
-    name_field(&mut record[119..182], call.tool);
-    record[182..214].copy_from_slice(&args_digest(call.args));
+    let mut put = |at: usize, bytes: &[u8]| {
+        if let Some(target) = record.get_mut(at..at + bytes.len()) {
+            target.copy_from_slice(bytes);
+        }
+    };
+    put(field::VERSION, &[VERSION]);
+    put(field::KIND, &[kind]);
+    put(
+        field::VERDICT,
+        &[u8::from(decision.verdict == Verdict::Deny)],
+    );
+    put(field::REASON, &[decision.reason.map_or(0, |r| r.code())]);
+    put(
+        field::RULE,
+        &decision.rule.unwrap_or(u16::MAX).to_le_bytes(),
+    );
+    put(
+        field::LIMIT,
+        &decision.limit.unwrap_or(u16::MAX).to_le_bytes(),
+    );
+    put(field::TIME, &call.time.to_le_bytes());
+    put(field::POLICY_HASH, policy_hash);
+    put(field::CREDENTIAL_ID, &subject.credential_id);
+    put(field::CHAIN_LENGTH, &[call.via.len().min(255) as u8]);
+    put(field::CHAIN, &chain_digest(call.via));
+    put(field::ARGS, &args_digest(call.args));
+    let mut flags = if subject.unverified {
+        flag::UNVERIFIED
+    } else {
+        0
+    };
+    let mut name = |at: usize, size: usize, text: &str, hashed: u8| {
+        if let Some(out) = record.get_mut(at..at + size) {
+            if name_field(out, text) {
+                flags |= hashed;
+            }
+        }
+    };
+    name(
+        field::AGENT,
+        field::AGENT_SIZE,
+        call.agent,
+        flag::AGENT_HASHED,
+    );
+    name(field::TOOL, field::TOOL_SIZE, call.tool, flag::TOOL_HASHED);
+    name(
+        field::ENV,
+        field::ENV_SIZE,
+        call.env.unwrap_or(""),
+        flag::ENV_HASHED,
+    );
+    if let Some(out) = record.get_mut(field::FLAGS) {
+        *out = flags;
+    }
     record
 }
 
@@ -340,7 +490,7 @@ impl<'k, S: AuditSink> Auditor<'k, S> {
     fn append(&mut self, record: [u8; RECORD_SIZE]) {
         let sealed = self.log.append(record);
         self.sink.record(&sealed);
-        if self.every > 0 && self.log.size() % self.every == 0 {
+        if self.every > 0 && self.log.size().is_multiple_of(self.every) {
             self.checkpoint();
         }
     }

@@ -102,7 +102,65 @@ impl Slot {
         window: 0,
         value: 0,
     };
+
+    /// The persisted form of a slot: kind `u8`, id `u16`, agent `u16`, digest (16), window `u64`,
+    /// value `i64`, little-endian; hosts store state in this form and no other.
+    pub fn encode(&self) -> [u8; SLOT_SIZE] {
+        let mut out = [0u8; SLOT_SIZE];
+        let kind = match self.kind {
+            SlotKind::Empty => 0u8,
+            SlotKind::Limit => 1,
+            SlotKind::Repeat => 2,
+            SlotKind::Denials => 3,
+            SlotKind::Revoked => 4,
+        };
+        let parts: [&[u8]; 6] = [
+            &[kind],
+            &self.id.to_le_bytes(),
+            &self.agent.to_le_bytes(),
+            &self.digest,
+            &self.window.to_le_bytes(),
+            &self.value.to_le_bytes(),
+        ];
+        let mut at = 0;
+        for part in parts {
+            if let Some(target) = out.get_mut(at..at + part.len()) {
+                target.copy_from_slice(part);
+            }
+            at += part.len();
+        }
+        out
+    }
+
+    /// Reads [`Slot::encode`]'s form; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Slot> {
+        let data = crate::table::Bytes(bytes);
+        if bytes.len() != SLOT_SIZE {
+            return None;
+        }
+        let kind = match data.u8(0)? {
+            0 => SlotKind::Empty,
+            1 => SlotKind::Limit,
+            2 => SlotKind::Repeat,
+            3 => SlotKind::Denials,
+            4 => SlotKind::Revoked,
+            _ => return None,
+        };
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(data.slice(5, 16)?);
+        Some(Slot {
+            kind,
+            id: data.u16(1)?,
+            agent: data.u16(3)?,
+            digest,
+            window: data.u64(21)?,
+            value: data.i64(29)?,
+        })
+    }
 }
+
+/// Bytes of [`Slot::encode`].
+pub const SLOT_SIZE: usize = 37;
 
 /// Slots for the counters a table fixes at load time: one per (limit, agent), per (failure
 /// response, agent) and per agent (revocation). `None` when the count overflows.
@@ -159,7 +217,15 @@ pub struct State<'s> {
     responses: usize,
     room: usize,
     latest: u64,
+    /// Slots written since the state was wrapped (or since `clear_changes`), for a host that
+    /// journals them; `changes_overflowed` when more were written than this list holds.
+    changes: [u32; MAX_CHANGES],
+    change_count: usize,
+    changes_overflowed: bool,
 }
+
+/// The most slot writes a [`State`] lists before it only says that there were more.
+pub const MAX_CHANGES: usize = 64;
 
 impl<'s> State<'s> {
     /// Wraps caller-provided slots (fresh `Slot::EMPTY`s, or slots saved from an earlier state of
@@ -175,12 +241,57 @@ impl<'s> State<'s> {
             limits: table.limit_count(),
             responses: table.response_count(),
             latest: 0,
+            changes: [0; MAX_CHANGES],
+            change_count: 0,
+            changes_overflowed: false,
         })
+    }
+
+    /// The slots written since the state was wrapped or the list cleared, by index, and whether
+    /// more were written than the list holds (then persist every slot).
+    pub fn changes(&self) -> (&[u32], bool) {
+        (
+            self.changes.get(..self.change_count).unwrap_or(&[]),
+            self.changes_overflowed,
+        )
+    }
+
+    pub fn clear_changes(&mut self) {
+        self.change_count = 0;
+        self.changes_overflowed = false;
+    }
+
+    fn changed(&mut self, index: usize) {
+        let Ok(index) = u32::try_from(index) else {
+            self.changes_overflowed = true;
+            return;
+        };
+        if self
+            .changes
+            .get(..self.change_count)
+            .is_some_and(|c| c.contains(&index))
+        {
+            return;
+        }
+        match self.changes.get_mut(self.change_count) {
+            Some(slot) => {
+                *slot = index;
+                self.change_count += 1;
+            }
+            None => self.changes_overflowed = true,
+        }
     }
 
     /// The slots, for an embedder that persists them.
     pub fn slots(&self) -> &[Slot] {
         self.slots
+    }
+
+    /// Restores one persisted slot (a host replaying its journal); ignored when out of range.
+    pub fn restore_slot(&mut self, index: usize, slot: Slot) {
+        if let Some(target) = self.slots.get_mut(index) {
+            *target = slot;
+        }
     }
 
     /// Repeat-guard slots per agent.
@@ -246,6 +357,7 @@ impl<'s> State<'s> {
                     window: 0,
                     value: 1,
                 };
+                self.changed(index);
                 true
             }
             _ => false,
@@ -272,6 +384,7 @@ impl<'s> State<'s> {
                 window,
                 value: current.saturating_add(amount),
             };
+            self.changed(index);
         }
     }
 
@@ -633,6 +746,7 @@ fn decide_known(
                     window,
                     value: used.saturating_add(amount),
                 };
+                state.changed(index);
             }
         } else if let Some(index) = state.limit_slot(limit, agent) {
             state.add(index, slot_kind, limit, agent, window, amount);

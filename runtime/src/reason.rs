@@ -60,11 +60,13 @@ pub enum Reason {
     /// The request carries a field the agent does not own: time, environment and delegation
     /// chain come from the host and the credential, never from the request.
     UntrustedField = 26,
+    /// The gate could not append the decision's audit record, so it allows nothing more.
+    AuditUnavailable = 27,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::UnknownAgent,
         Reason::UnknownTool,
         Reason::InvalidArgument,
@@ -91,6 +93,7 @@ impl Reason {
         Reason::CredentialWrongEnvironment,
         Reason::CredentialWrongAudience,
         Reason::UntrustedField,
+        Reason::AuditUnavailable,
     ];
 
     pub const fn code(self) -> u8 {
@@ -125,6 +128,7 @@ impl Reason {
             Reason::CredentialWrongEnvironment => "credential_wrong_environment",
             Reason::CredentialWrongAudience => "credential_wrong_audience",
             Reason::UntrustedField => "untrusted_field",
+            Reason::AuditUnavailable => "audit_unavailable",
         }
     }
 

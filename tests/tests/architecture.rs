@@ -39,3 +39,32 @@ fn the_compiler_does_not_depend_on_clap() {
     // The check itself works: the command line does depend on clap.
     assert!(!clap(&dependencies("tollgate-cli")).is_empty());
 }
+
+/// The enforcement side links none of the compiler's machinery: no solver, no parser generator,
+/// no graph library, no command line, and no crate of ours but the runtime.
+#[test]
+fn the_host_links_no_compiler_machinery() {
+    let tree = dependencies("tollgate-host");
+    let heavy: Vec<&str> = tree
+        .lines()
+        .filter(|l| {
+            [
+                "z3 ",
+                "z3-sys ",
+                "lalrpop",
+                "petgraph ",
+                "clap ",
+                "tollgate-compiler ",
+                "tollgate-grammar ",
+            ]
+            .iter()
+            .any(|name| l.starts_with(name))
+        })
+        .collect();
+    assert!(heavy.is_empty(), "tollgate-host depends on {heavy:?}");
+    assert!(tree.lines().any(|l| l.starts_with("tollgate-runtime ")));
+    // The check itself works: the compiler does link Z3.
+    assert!(dependencies("tollgate-compiler")
+        .lines()
+        .any(|l| l.starts_with("z3 ")));
+}

@@ -11,7 +11,7 @@
 )]
 
 use ed25519_dalek::SigningKey;
-use tollgate_compiler::audit::{self, Entry};
+use tollgate_host::audit_log::{self as audit, Entry};
 use tollgate_runtime::audit::{leaf_hash, node_hash, AuditSink, Auditor, Log, RECORD_SIZE};
 use tollgate_runtime::gate::{ArgValue, Call, Decision, Verdict};
 use tollgate_runtime::Reason;

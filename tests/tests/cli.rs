@@ -372,7 +372,8 @@ fn compile_issue_gate_and_audit() {
     );
     assert_eq!(code, 0);
     let mut log = std::fs::read(path("audit.log")).unwrap();
-    log[300] ^= 1;
+    // A byte of the second record's agent name (each entry is a tag byte and a record).
+    log[1 + tollgate_runtime::audit::RECORD_SIZE + 100] ^= 1;
     std::fs::write(path("tampered.log"), &log).unwrap();
     let (code, _) = run(
         &[

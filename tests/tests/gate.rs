@@ -298,7 +298,7 @@ fn the_gate_decides_as_the_evaluator() {
         let table = Table::load(&compiled.bytes, &key().verifying_key())
             .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         // Translation validation on every fifth random policy (Z3 is the slow part).
-        if decided.get() % 1_000 == 0 {
+        if decided.get().is_multiple_of(1_000) {
             tollgate_compiler::verify::translation::validate(&policy, &table, &Default::default())
                 .map_err(|m| {
                     TestCaseError::fail(format!("translation validation: {m}\nin policy:\n{text}"))

@@ -1,8 +1,9 @@
 //! `tollgate audit`: verify an audit log's chain and checkpoints, or show its records.
 
-use crate::{keys, Exit, Io};
+use crate::{Exit, Io};
 use std::path::Path;
-use tollgate_compiler::audit;
+use tollgate_host::audit_log as audit;
+use tollgate_host::keys;
 
 pub fn verify(
     io: &mut Io<'_>,
@@ -53,14 +54,43 @@ pub fn show(io: &mut Io<'_>, log: &Path) -> Exit {
             return Exit::Failure;
         }
     };
-    for entry in entries {
+    for (_, entry) in entries {
         match entry {
             audit::Entry::Record(record) => io.out(&format!("{}\n", audit::record_json(&record))),
             audit::Entry::Checkpoint(note) => io.out(&format!(
                 "{}\n",
                 serde_json::json!({ "checkpoint": String::from_utf8_lossy(&note) })
             )),
+            // The host's counter bookkeeping, not part of the audit trail.
+            audit::Entry::State(_) => {}
         }
     }
     Exit::Success
+}
+
+pub fn recover(io: &mut Io<'_>, log: &Path) -> Exit {
+    match audit::recover(log, crate::now()) {
+        Ok(None) => {
+            io.out(&format!(
+                "{}: no torn entry, nothing to recover\n",
+                log.display()
+            ));
+            Exit::Success
+        }
+        Ok(Some(recovered)) => {
+            io.out(&format!(
+                "{}: set {} torn bytes from byte {} aside in {}; recovery record {}\n",
+                log.display(),
+                recovered.bytes,
+                recovered.offset,
+                recovered.saved_to.display(),
+                recovered.seq
+            ));
+            Exit::Success
+        }
+        Err(error) => {
+            io.err(&format!("error: {error}\n"));
+            Exit::Failure
+        }
+    }
 }

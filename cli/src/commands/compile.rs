@@ -1,8 +1,9 @@
 //! `tollgate compile`: compile a policy into a signed decision table, after proving the table
 //! equivalent to the policy.
 
-use crate::{keys, load, Exit, Format, Io};
+use crate::{load, Exit, Format, Io};
 use std::path::Path;
+use tollgate_host::keys;
 
 pub fn run(
     io: &mut Io<'_>,

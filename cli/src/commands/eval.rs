@@ -28,7 +28,7 @@ pub fn run(
     if let Err(error) = read {
         return io.usage(&format!("cannot read `{request_path}`: {error}"));
     }
-    let json: serde_json::Value = match request::parse_strict(&text) {
+    let json: serde_json::Value = match tollgate_host::protocol::parse_strict(&text) {
         Ok(json) => json,
         Err(error) => return io.usage(&format!("`{request_path}` is not JSON: {error}")),
     };

@@ -1,9 +1,9 @@
 //! `tollgate issue`: issue a short-lived credential for an agent of a compiled table.
 
-use super::gate;
-use crate::{keys, now, parse_duration, when, Exit, Io};
+use crate::{now, parse_duration, when, Exit, Io};
 use base64::Engine as _;
 use std::path::PathBuf;
+use tollgate_host::keys;
 
 #[derive(Debug)]
 pub struct IssueOptions {
@@ -50,9 +50,9 @@ pub fn run(io: &mut Io<'_>, options: &IssueOptions) -> Exit {
         Err(message) => return io.usage(&message),
     };
     let revoked = match &options.state {
-        Some(state) => match gate::read_revocations(state) {
+        Some(state) => match tollgate_host::store::read_revocations(state) {
             Ok(revoked) => revoked,
-            Err(message) => return io.usage(&message),
+            Err(error) => return io.usage(&error.to_string()),
         },
         None => Vec::new(),
     };

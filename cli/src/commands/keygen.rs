@@ -1,7 +1,8 @@
 //! `tollgate keygen`: make an Ed25519 key pair as PEM files.
 
-use crate::{keys, Exit, Io};
+use crate::{Exit, Io};
 use std::path::Path;
+use tollgate_host::keys;
 
 pub fn run(io: &mut Io<'_>, name: &Path, force: bool) -> Exit {
     let mut seed = [0u8; 32];

@@ -1,0 +1,151 @@
+//! The host's cost per decision: 100,000 JSON request lines for the support desk through
+//! `Gate::decide_line` with the audit log on a file, for `--sync batch` (the default) and
+//! `--sync every`, against the runtime's in-process `credential::decide` on the same calls.
+//! Prints figures; run with `cargo bench -p tollgate-host --bench host`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark should fail loudly at the first surprise"
+)]
+
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use std::time::Instant;
+use tollgate_compiler::credential::{issue, Claims};
+use tollgate_host::audit_log::{AuditFile, SyncPolicy};
+use tollgate_host::clock::FixedClock;
+use tollgate_host::gate::{Gate, GateOptions};
+use tollgate_host::store::FileStore;
+use tollgate_runtime::credential::{self, Host, SessionCall};
+use tollgate_runtime::gate::{self, ArgValue, Slot, State};
+use tollgate_runtime::table::Table;
+
+const NOW: u64 = 1_767_261_600;
+
+fn main() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("examples/support-desk/policy.toll")).unwrap();
+    let sources = tollgate_compiler::source::SourceSet::single("policy.toll", &text);
+    let policy = tollgate_compiler::load(&sources).expect("the example checks");
+    let compiler = SigningKey::from_bytes(&[1; 32]);
+    let issuer = SigningKey::from_bytes(&[2; 32]);
+    let bytes = tollgate_compiler::codegen::compile(&policy, &compiler)
+        .unwrap()
+        .bytes;
+    let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+    let credential = issue(
+        &table,
+        &Claims {
+            agent: "support_bot",
+            via: &[],
+            env: None,
+            audience: None,
+            scope: &[],
+            issued_at: NOW,
+            ttl: 600,
+            id: [7; 16],
+        },
+        &issuer,
+        &|_| false,
+    )
+    .unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&credential);
+    // Reads of customers (allowed, no limit) and notes with and without a password (allowed and
+    // denied): the common path of a support bot.
+    let lines: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| match i % 4 {
+            0 | 1 => format!(r#"{{"credential":"{encoded}","tool":"crm.read_customer","args":{{"customer_id":"c-{i}"}},"id":{i}}}"#),
+            2 => format!(r#"{{"credential":"{encoded}","tool":"crm.update_notes","args":{{"customer_id":"c-{i}","note":"called back"}},"id":{i}}}"#),
+            _ => format!(r#"{{"credential":"{encoded}","tool":"crm.update_notes","args":{{"customer_id":"c-{i}","note":"password"}},"id":{i}}}"#),
+        }
+        .into_bytes())
+        .collect();
+
+    // The runtime alone, in process: admitted once, then decided.
+    let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 1_024)];
+    let mut state = State::new(&table, &mut slots).unwrap();
+    let host = Host {
+        env: Some("prod"),
+        audience: None,
+    };
+    let session = credential::admit(
+        &table,
+        &mut state,
+        &issuer.verifying_key(),
+        &credential,
+        &host,
+        NOW,
+    )
+    .unwrap();
+    let read_args = [("customer_id", ArgValue::Str("c-1"))];
+    let note_args = [
+        ("customer_id", ArgValue::Str("c-1")),
+        ("note", ArgValue::Str("called back")),
+    ];
+    let started = Instant::now();
+    for i in 0..lines.len() {
+        let call = if i % 4 < 2 {
+            SessionCall {
+                tool: "crm.read_customer",
+                args: &read_args,
+            }
+        } else {
+            SessionCall {
+                tool: "crm.update_notes",
+                args: &note_args,
+            }
+        };
+        std::hint::black_box(credential::decide(&table, &mut state, &session, &call, NOW));
+    }
+    let runtime = started.elapsed().as_secs_f64() / lines.len() as f64;
+    println!(
+        "runtime decide (in process, no audit):      {:>8.3} µs per decision",
+        runtime * 1e6
+    );
+
+    for (name, sync, count) in [
+        ("batch", SyncPolicy::Batch, lines.len()),
+        ("every", SyncPolicy::Every, 2_000),
+    ] {
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-bench-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+        let store = FileStore::open(&dir.join("state")).unwrap();
+        let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
+        let (gate, _) = Gate::start(
+            table,
+            issuer.verifying_key(),
+            SigningKey::from_bytes(&[3; 32]),
+            FixedClock::new(NOW),
+            store,
+            audit,
+            &existing,
+            &GateOptions {
+                env: Some("prod".to_owned()),
+                ..GateOptions::default()
+            },
+        )
+        .unwrap();
+        let started = Instant::now();
+        let mut allowed = 0usize;
+        for line in &lines[..count] {
+            let decision = gate.decide_line(line);
+            allowed += usize::from(decision.allowed);
+            std::hint::black_box(decision.to_json());
+        }
+        gate.close().unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let per = seconds / count as f64;
+        println!(
+            "host decide_line, audit on a file, --sync {name:<5}: {:>8.3} µs per decision, {:>9.0} decisions/s ({count} lines, {allowed} allowed; {:.1}× the runtime)",
+            per * 1e6,
+            1.0 / per,
+            per / runtime
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

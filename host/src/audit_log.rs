@@ -1,0 +1,680 @@
+//! The audit log file: its entries, its verifier, and the writer that makes it the host's
+//! write-ahead log.
+//!
+//! File layout: a sequence of entries, each
+//! - `b'R'` and one record (`tollgate_runtime::audit::RECORD_SIZE` bytes), hash-chained and in
+//!   the Merkle tree;
+//! - `b'C'`, a `u16` little-endian length and a C2SP checkpoint note signed by the gate's key;
+//! - `b'S'`, a `u16` little-endian length and a state entry: the counters the decision after it
+//!   changed (see [`StateEntry`]), so a restart rebuilds them from a snapshot plus the log tail.
+//!
+//! Verification replays the records through the runtime's own `Log` (sequence numbers, hash
+//! chain, Merkle tree) and checks every checkpoint's size, root and signature; the first
+//! discrepancy is reported with the record it concerns. State entries are the host's bookkeeping
+//! and are not part of the tree.
+//!
+//! The writer ([`AuditFile`]) opens the log for append only (never truncating it), holds an
+//! exclusive lock so that one gate writes it, and makes each decision's entries one `write`, so a
+//! `kill -9` leaves whole entries. A torn entry at the end (an operating-system crash mid-write)
+//! stops the next start until [`recover`] sets the torn bytes aside.
+
+use crate::HostError;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use tollgate_runtime::audit::{self, field, flag, Log, RECORD_SIZE};
+use tollgate_runtime::gate::{Slot, SLOT_SIZE};
+use tollgate_runtime::Reason;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Record(Box<[u8; RECORD_SIZE]>),
+    Checkpoint(Vec<u8>),
+    State(Vec<u8>),
+}
+
+/// Encodes one entry for the log file.
+pub fn encode(entry: &Entry) -> Vec<u8> {
+    match entry {
+        Entry::Record(record) => {
+            let mut out = vec![b'R'];
+            out.extend_from_slice(&record[..]);
+            out
+        }
+        Entry::Checkpoint(note) => prefixed(b'C', note),
+        Entry::State(bytes) => prefixed(b'S', bytes),
+    }
+}
+
+fn prefixed(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&(body.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
+    out.extend_from_slice(body.get(..usize::from(u16::MAX)).unwrap_or(body));
+    out
+}
+
+/// The counters one decision changed: the policy it was decided under (first 8 bytes of the
+/// policy hash), the gate's clock after it, and each changed slot by index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateEntry {
+    pub policy: [u8; 8],
+    pub latest: u64,
+    pub slots: Vec<(u32, Slot)>,
+}
+
+impl StateEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.slots.len() * (4 + SLOT_SIZE));
+        out.extend_from_slice(&self.policy);
+        out.extend_from_slice(&self.latest.to_le_bytes());
+        for (index, slot) in &self.slots {
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&slot.encode());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<StateEntry> {
+        let policy: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        let latest = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+        let rest = bytes.get(16..)?;
+        if rest.len() % (4 + SLOT_SIZE) != 0 {
+            return None;
+        }
+        let slots = rest
+            .chunks(4 + SLOT_SIZE)
+            .map(|chunk| {
+                let index = u32::from_le_bytes(chunk.get(..4)?.try_into().ok()?);
+                Some((index, Slot::decode(chunk.get(4..)?)?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(StateEntry {
+            policy,
+            latest,
+            slots,
+        })
+    }
+}
+
+/// A problem found in a log: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The record the problem concerns (its position in the file), if any.
+    pub record: Option<u64>,
+    /// The byte offset of the entry the problem concerns.
+    pub offset: u64,
+    /// The file ends inside an entry: a torn write, not tampering in the middle.
+    pub torn: bool,
+    pub message: String,
+}
+
+/// Splits a file into entries with their byte offsets; `Err` at the first byte that is not a
+/// well-formed entry.
+pub fn parse(bytes: &[u8]) -> Result<Vec<(u64, Entry)>, Problem> {
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    let mut records = 0u64;
+    while let Some(&tag) = bytes.get(at) {
+        let torn = |message: String| Problem {
+            record: Some(records),
+            offset: at as u64,
+            torn: true,
+            message,
+        };
+        match tag {
+            b'R' => {
+                let Some(body) = bytes.get(at + 1..at + 1 + RECORD_SIZE) else {
+                    return Err(torn(format!(
+                        "record {records} is cut short at byte {at} (a torn write, or a truncated file)"
+                    )));
+                };
+                let mut record = Box::new([0u8; RECORD_SIZE]);
+                record.copy_from_slice(body);
+                entries.push((at as u64, Entry::Record(record)));
+                records += 1;
+                at += 1 + RECORD_SIZE;
+            }
+            b'C' | b'S' => {
+                let len = bytes
+                    .get(at + 1..at + 3)
+                    .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+                let Some(body) = len.and_then(|len| bytes.get(at + 3..at + 3 + len)) else {
+                    return Err(torn(format!(
+                        "the entry at byte {at} is cut short (a torn write, or a truncated file)"
+                    )));
+                };
+                let entry = if tag == b'C' {
+                    Entry::Checkpoint(body.to_vec())
+                } else {
+                    Entry::State(body.to_vec())
+                };
+                entries.push((at as u64, entry));
+                at += 3 + body.len();
+            }
+            other => {
+                return Err(Problem {
+                    record: Some(records),
+                    offset: at as u64,
+                    torn: false,
+                    message: format!(
+                        "byte {at} starts no entry (0x{other:02x}): the file is damaged"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// What a verified log holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    pub checkpoints: u64,
+}
+
+/// A log replayed for a gate that continues it.
+#[derive(Clone, Debug)]
+pub struct Resumed {
+    pub log: Log,
+    pub checkpoints: u64,
+    /// The state entries, with their byte offsets, in order.
+    pub state: Vec<(u64, StateEntry)>,
+    /// The last checkpoint note, if any.
+    pub last_note: Option<Vec<u8>>,
+}
+
+/// Checks sequence numbers, the hash chain, the Merkle tree and every checkpoint's signature; the
+/// log must end with a checkpoint covering every record.
+pub fn verify(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Verified, Problem> {
+    verify_against(bytes, key, key_name, None)
+}
+
+/// As [`verify`], and also against a checkpoint kept outside the gate (`latest`): the log must
+/// hold at least that many records, with that tree head at that size. This catches a log cut
+/// exactly after an earlier checkpoint, which is otherwise a well-formed shorter log.
+pub fn verify_against(
+    bytes: &[u8],
+    key: &VerifyingKey,
+    key_name: &str,
+    latest: Option<&[u8]>,
+) -> Result<Verified, Problem> {
+    let anchor = match latest {
+        None => None,
+        Some(note) => {
+            let size = std::str::from_utf8(note)
+                .ok()
+                .and_then(|text| text.lines().nth(1))
+                .and_then(|line| line.parse::<u64>().ok())
+                .ok_or_else(|| problem(None, "the latest checkpoint is not a checkpoint note"))?;
+            Some((size, note))
+        }
+    };
+    let mut anchored = anchor.is_none();
+    let check_anchor = |log: &Log, anchored: &mut bool| -> Result<(), Problem> {
+        if let Some((size, note)) = anchor {
+            if !*anchored && log.size() == size {
+                check_note(note, log, key, key_name).map_err(|why| {
+                    problem(
+                        size.checked_sub(1),
+                        &format!(
+                            "the latest checkpoint (size {size}) does not match this log: {why}"
+                        ),
+                    )
+                })?;
+                *anchored = true;
+            }
+        }
+        Ok(())
+    };
+    let entries = parse(bytes)?;
+    let mut log = Log::new();
+    let mut checkpoints = 0u64;
+    let mut covered = 0u64;
+    check_anchor(&log, &mut anchored)?;
+    for (_, entry) in &entries {
+        match entry {
+            Entry::Record(record) => {
+                append_checked(&mut log, record)?;
+                check_anchor(&log, &mut anchored)?;
+            }
+            Entry::Checkpoint(note) => {
+                check_note(note, &log, key, key_name).map_err(|why| {
+                    problem(
+                        log.size().checked_sub(1),
+                        &format!("checkpoint at size {}: {why}", log.size()),
+                    )
+                })?;
+                checkpoints += 1;
+                covered = log.size();
+            }
+            Entry::State(_) => {}
+        }
+    }
+    if !anchored {
+        return Err(problem(
+            Some(log.size()),
+            &format!(
+                "the log holds {} records but the latest checkpoint covers {}: it was truncated",
+                log.size(),
+                anchor.map_or(0, |(size, _)| size)
+            ),
+        ));
+    }
+    if covered != log.size() {
+        return Err(problem(
+            Some(covered),
+            &format!(
+                "records {covered}..{} are not covered by a signed checkpoint: the log was truncated or not closed",
+                log.size()
+            ),
+        ));
+    }
+    Ok(Verified {
+        records: log.size(),
+        checkpoints,
+    })
+}
+
+/// Replays a log for a gate that continues it: the chain and every checkpoint must verify; records
+/// after the last checkpoint are accepted (a gate that crashed had not closed its log yet).
+pub fn resume(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Resumed, Problem> {
+    let mut resumed = Resumed {
+        log: Log::new(),
+        checkpoints: 0,
+        state: Vec::new(),
+        last_note: None,
+    };
+    for (offset, entry) in parse(bytes)? {
+        match entry {
+            Entry::Record(record) => append_checked(&mut resumed.log, &record)?,
+            Entry::Checkpoint(note) => {
+                check_note(&note, &resumed.log, key, key_name).map_err(|why| Problem {
+                    record: resumed.log.size().checked_sub(1),
+                    offset,
+                    torn: false,
+                    message: format!("checkpoint at size {}: {why}", resumed.log.size()),
+                })?;
+                resumed.checkpoints += 1;
+                resumed.last_note = Some(note);
+            }
+            Entry::State(body) => {
+                let entry = StateEntry::decode(&body).ok_or_else(|| Problem {
+                    record: None,
+                    offset,
+                    torn: false,
+                    message: format!("the state entry at byte {offset} is malformed"),
+                })?;
+                resumed.state.push((offset, entry));
+            }
+        }
+    }
+    Ok(resumed)
+}
+
+fn problem(record: Option<u64>, message: &str) -> Problem {
+    Problem {
+        record,
+        offset: 0,
+        torn: false,
+        message: message.to_owned(),
+    }
+}
+
+/// Appends a record read from a file, checking that it is exactly what the log would have sealed.
+fn append_checked(log: &mut Log, record: &[u8; RECORD_SIZE]) -> Result<(), Problem> {
+    let index = log.size();
+    if record[field::VERSION] != audit::VERSION
+        || !matches!(
+            record[field::KIND],
+            audit::KIND_DECISION | audit::KIND_REVOCATION | audit::KIND_RECOVERY
+        )
+    {
+        return Err(problem(
+            Some(index),
+            &format!("record {index} has an unknown version or kind"),
+        ));
+    }
+    let seq = u64_at(record, field::SEQ);
+    let sealed = log.append(*record);
+    if sealed[..] != record[..] {
+        let message = if seq != index {
+            format!("record {index} has sequence number {seq}: records were removed, added or reordered")
+        } else if index == 0 {
+            "record 0 was changed".to_owned()
+        } else {
+            format!(
+                "record {index} does not follow record {}: one of them was changed, or records between them removed",
+                index.saturating_sub(1)
+            )
+        };
+        return Err(problem(Some(index), &message));
+    }
+    Ok(())
+}
+
+fn u64_at(record: &[u8], at: usize) -> u64 {
+    record
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+fn check_note(note: &[u8], log: &Log, key: &VerifyingKey, key_name: &str) -> Result<(), String> {
+    let text = std::str::from_utf8(note).map_err(|_| "the note is not UTF-8".to_owned())?;
+    let Some((body, signatures)) = text.split_once("\n\n") else {
+        return Err("the note has no signature block".to_owned());
+    };
+    let body = format!("{body}\n");
+    let lines: Vec<&str> = body.lines().collect();
+    let [_origin, size, root] = lines[..] else {
+        return Err("the note body is not origin, size and root".to_owned());
+    };
+    if size.parse::<u64>().ok() != Some(log.size()) {
+        return Err(format!(
+            "it claims size {size}, the records before it number {}",
+            log.size()
+        ));
+    }
+    let expected_root = base64::engine::general_purpose::STANDARD.encode(log.root());
+    if root != expected_root {
+        return Err(
+            "its root hash does not match the records before it: a record was changed".to_owned(),
+        );
+    }
+    let key_id = audit::key_id(key_name, key);
+    for line in signatures.lines() {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else {
+            continue;
+        };
+        let Some((name, blob)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(blob) else {
+            continue;
+        };
+        if name != key_name || blob.len() != 68 || blob[..4] != key_id {
+            continue;
+        }
+        let signature =
+            Signature::from_slice(&blob[4..]).map_err(|_| "a malformed signature".to_owned())?;
+        return key
+            .verify_strict(body.as_bytes(), &signature)
+            .map_err(|_| "its signature does not verify with the gate's key".to_owned());
+    }
+    Err(format!("no signature by `{key_name}` with this key"))
+}
+
+/// A record as JSON, for `tollgate audit show`.
+pub fn record_json(record: &[u8; RECORD_SIZE]) -> serde_json::Value {
+    let flags = record[field::FLAGS];
+    let name = |at: usize, size: usize, hashed: u8| {
+        let bytes = &record[at..at + size];
+        if flags & hashed != 0 {
+            return format!("sha256:{}", hex::encode(bytes));
+        }
+        let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    };
+    let u16_at = |at: usize| u16::from_le_bytes([record[at], record[at + 1]]);
+    let optional = |value: u16| (value != u16::MAX).then_some(value);
+    let kind = match record[field::KIND] {
+        audit::KIND_REVOCATION => "revocation",
+        audit::KIND_RECOVERY => "recovery",
+        _ => "decision",
+    };
+    let mut json = serde_json::json!({
+        "seq": u64_at(record, field::SEQ),
+        "kind": kind,
+        "time": u64_at(record, field::TIME),
+        "agent": name(field::AGENT, field::AGENT_SIZE, flag::AGENT_HASHED),
+        "tool": name(field::TOOL, field::TOOL_SIZE, flag::TOOL_HASHED),
+        "verdict": if record[field::VERDICT] == 0 { "allow" } else { "deny" },
+        "reason": Reason::from_code(record[field::REASON]).map(Reason::as_str),
+        "rule": optional(u16_at(field::RULE)),
+        "limit": optional(u16_at(field::LIMIT)),
+        "policy_hash": hex::encode(&record[field::POLICY_HASH..field::POLICY_HASH + 32]),
+        "args_digest": hex::encode(&record[field::ARGS..field::ARGS + 32]),
+        "previous": hex::encode(&record[field::PREVIOUS..field::PREVIOUS + 32]),
+    });
+    if let Some(object) = json.as_object_mut() {
+        let id = &record[field::CREDENTIAL_ID..field::CREDENTIAL_ID + 16];
+        if id.iter().any(|b| *b != 0) {
+            object.insert("credential_id".to_owned(), hex::encode(id).into());
+        }
+        if flags & flag::UNVERIFIED != 0 {
+            object.insert("agent_verified".to_owned(), false.into());
+        }
+        let env = name(field::ENV, field::ENV_SIZE, flag::ENV_HASHED);
+        if !env.is_empty() {
+            object.insert("env".to_owned(), env.into());
+        }
+        let chain = record[field::CHAIN_LENGTH];
+        if chain > 0 {
+            object.insert("chain_length".to_owned(), chain.into());
+            object.insert(
+                "chain_digest".to_owned(),
+                hex::encode(&record[field::CHAIN..field::CHAIN + 32]).into(),
+            );
+        }
+    }
+    json
+}
+
+/// How often the log is made durable (`fsync`). Every entry always reaches the operating system
+/// before the decision it records is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `fsync` after every decision: survives a power loss without losing a released decision.
+    Every,
+    /// `fsync` every `BATCH` decisions and on close: survives a crash or `kill -9` of the gate
+    /// (the operating system holds the writes); a power loss can lose the last batch.
+    Batch,
+    /// Never `fsync` (the operating system decides): survives a crash of the gate only.
+    None,
+}
+
+/// Decisions between two `fsync`s under [`SyncPolicy::Batch`].
+pub const BATCH: u32 = 256;
+
+/// Where a gate's log entries go: a file, or memory in tests and benchmarks.
+pub trait AuditStore: Send {
+    /// Appends the bytes as one write; they reach the operating system before this returns.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Makes everything appended durable.
+    fn sync(&mut self) -> std::io::Result<()>;
+    /// Bytes in the log.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A log in memory.
+#[derive(Debug, Default)]
+pub struct MemoryAudit {
+    pub bytes: Vec<u8>,
+}
+
+impl AuditStore for MemoryAudit {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
+/// The audit log file, opened for append by the one gate that holds its lock.
+#[derive(Debug)]
+pub struct AuditFile {
+    file: std::fs::File,
+    path: PathBuf,
+    sync: SyncPolicy,
+    unsynced: u32,
+    len: u64,
+}
+
+impl AuditFile {
+    /// Opens (creating) the log for append, takes its exclusive lock, and returns it with the
+    /// bytes it already holds. A log another gate holds is refused, naming the holder.
+    pub fn open(path: &Path, sync: SyncPolicy) -> Result<(AuditFile, Vec<u8>), HostError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| HostError::io("open", path, e))?;
+        let holder_path = holder_path(path);
+        if let Err(error) = file.try_lock() {
+            let holder = std::fs::read_to_string(&holder_path)
+                .ok()
+                .map(|pid| format!(" (process {})", pid.trim()))
+                .unwrap_or_default();
+            return Err(match error {
+                std::fs::TryLockError::WouldBlock => HostError::Locked {
+                    path: path.to_owned(),
+                    holder,
+                },
+                std::fs::TryLockError::Error(error) => HostError::io("lock", path, error),
+            });
+        }
+        // Only a regular file holds earlier entries (a device such as `/dev/full` reads forever).
+        let regular = file
+            .metadata()
+            .map_err(|e| HostError::io("inspect", path, e))?
+            .is_file();
+        if regular {
+            // Tell a refused second gate who holds the log; advisory, so a failure is not fatal.
+            let _ = std::fs::write(&holder_path, format!("{}\n", std::process::id()));
+        }
+        let bytes = if regular {
+            std::fs::read(path).map_err(|e| HostError::io("read", path, e))?
+        } else {
+            Vec::new()
+        };
+        let len = bytes.len() as u64;
+        Ok((
+            AuditFile {
+                file,
+                path: path.to_owned(),
+                sync,
+                unsynced: 0,
+                len,
+            },
+            bytes,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn holder_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".holder");
+    path.with_file_name(name)
+}
+
+impl AuditStore for AuditFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.len += bytes.len() as u64;
+        self.unsynced += 1;
+        match self.sync {
+            SyncPolicy::Every => self.sync(),
+            SyncPolicy::Batch if self.unsynced >= BATCH => self.sync(),
+            _ => Ok(()),
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if self.sync != SyncPolicy::None {
+            self.file.sync_data()?;
+        }
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// What [`recover`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// Where the torn bytes started.
+    pub offset: u64,
+    /// How many bytes were set aside, and where.
+    pub bytes: u64,
+    pub saved_to: PathBuf,
+    /// The recovery record's sequence number.
+    pub seq: u64,
+}
+
+/// Sets a torn tail aside: the bytes from the torn entry on are saved in a file of their own,
+/// the log is cut there, and a recovery record (chained like any other) says so. A log with no
+/// torn tail is left alone (`Ok(None)`); a log damaged elsewhere is refused.
+pub fn recover(path: &Path, now: u64) -> Result<Option<Recovered>, HostError> {
+    let (mut file, bytes) = AuditFile::open(path, SyncPolicy::Every)?;
+    let problem = match parse(&bytes) {
+        Ok(_) => return Ok(None),
+        Err(problem) if problem.torn => problem,
+        Err(problem) => {
+            return Err(HostError::LogInvalid {
+                path: path.to_owned(),
+                why: problem.message,
+            })
+        }
+    };
+    let offset = problem.offset;
+    let torn = bytes.get(offset as usize..).unwrap_or_default();
+    let mut saved_to = path.as_os_str().to_owned();
+    saved_to.push(format!(".torn-{offset}"));
+    let saved_to = PathBuf::from(saved_to);
+    std::fs::write(&saved_to, torn).map_err(|e| HostError::io("write", &saved_to, e))?;
+    file.file
+        .set_len(offset)
+        .and_then(|()| file.file.sync_all())
+        .map_err(|e| HostError::io("truncate", path, e))?;
+    file.len = offset;
+    // Continue the chain over the intact prefix and record the recovery.
+    let mut log = Log::new();
+    for (_, entry) in parse(bytes.get(..offset as usize).unwrap_or_default()).map_err(|p| {
+        HostError::LogInvalid {
+            path: path.to_owned(),
+            why: p.message,
+        }
+    })? {
+        if let Entry::Record(record) = entry {
+            log.append(*record);
+        }
+    }
+    let mut record = [0u8; RECORD_SIZE];
+    record[field::VERSION] = audit::VERSION;
+    record[field::KIND] = audit::KIND_RECOVERY;
+    record[field::TIME..field::TIME + 8].copy_from_slice(&now.to_le_bytes());
+    record[field::RULE..field::RULE + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+    record[field::LIMIT..field::LIMIT + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+    // The recovery record names the torn byte count in the arguments-digest field's first bytes.
+    record[field::ARGS..field::ARGS + 8].copy_from_slice(&(torn.len() as u64).to_le_bytes());
+    let seq = log.size();
+    let sealed = log.append(record);
+    file.append(&encode(&Entry::Record(Box::new(sealed))))
+        .map_err(|e| HostError::io("append to", path, e))?;
+    Ok(Some(Recovered {
+        offset,
+        bytes: torn.len() as u64,
+        saved_to,
+        seq,
+    }))
+}

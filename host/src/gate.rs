@@ -1,0 +1,638 @@
+//! The host's gate: one owned, thread-safe enforcement point.
+//!
+//! A [`Gate`] holds the loaded table, the host's clock, environment and audience, the runtime
+//! state, a bounded cache of admitted sessions, the [`StateStore`] and the audit log. Every
+//! decision, under one lock:
+//!
+//! 1. reads the request line strictly ([`protocol::read_request`]);
+//! 2. admits the credential (or finds its session) and decides, with the host's time;
+//! 3. appends, in one write, the counters it changed (a state entry), its audit record (and a
+//!    revocation record, and a checkpoint when one is due) to the log — the write-ahead log;
+//! 4. records a revocation in the store (synced) before reporting it;
+//! 5. only then returns the decision. When the log cannot be written, the decision is a deny
+//!    (`audit_unavailable`) and the gate allows nothing more.
+//!
+//! At start the gate replays the log: it verifies the chain and every checkpoint, continues the
+//! sequence and the chain, and rebuilds the counters from the store's snapshot plus the state
+//! entries after it; revocations come from the store. So a restart, a crash or a `kill -9` neither
+//! loses a released decision's record, nor un-revokes an agent, nor refills a budget.
+
+use crate::audit_log::{self, AuditStore, Entry, StateEntry};
+use crate::clock::Clock;
+use crate::protocol::{self, DecisionLine, RequestLine};
+use crate::store::{Snapshot, StateStore};
+use crate::HostError;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use tollgate_runtime::audit::{self, Log, Subject, MAX_NOTE};
+use tollgate_runtime::credential::{self, Host, Session, SessionCall};
+use tollgate_runtime::gate::{self, Call, Decision, Slot, State, Verdict};
+use tollgate_runtime::table::Table;
+use tollgate_runtime::Reason;
+
+/// The name the gate's key signs checkpoints under.
+pub const GATE_KEY_NAME: &str = "tollgate-gate";
+
+/// How a gate runs.
+#[derive(Clone, Debug)]
+pub struct GateOptions {
+    /// The environment this gate runs in (required when the policy declares environments).
+    pub env: Option<String>,
+    /// This gate's deployment name, for credentials bound to an audience.
+    pub audience: Option<String>,
+    /// Accept only the table with this policy hash (hex).
+    pub pin_policy: Option<String>,
+    /// Sign a checkpoint every N records (0: only on close).
+    pub checkpoint_every: u64,
+    /// Repeat-guard entries per agent.
+    pub repeat_room: usize,
+    /// Admitted sessions kept; expired ones are dropped first when the cache is full.
+    pub max_sessions: usize,
+    /// Snapshot the counters every N decisions (and on close).
+    pub snapshot_every: u64,
+}
+
+impl Default for GateOptions {
+    fn default() -> Self {
+        GateOptions {
+            env: None,
+            audience: None,
+            pin_policy: None,
+            checkpoint_every: 1_000,
+            repeat_room: 1_024,
+            max_sessions: 10_000,
+            snapshot_every: 100_000,
+        }
+    }
+}
+
+/// Admitted sessions by credential bytes, bounded: expired sessions go first, then (when every
+/// session is live) the whole cache, which only costs re-admission.
+#[derive(Debug, Default)]
+struct Sessions {
+    by_credential: HashMap<Vec<u8>, Session>,
+    max: usize,
+}
+
+impl Sessions {
+    fn insert(&mut self, credential: &[u8], session: Session, now: u64) {
+        if self.by_credential.len() >= self.max {
+            self.by_credential.retain(|_, s| s.expires_at > now);
+        }
+        if self.by_credential.len() >= self.max {
+            self.by_credential.clear();
+        }
+        self.by_credential.insert(credential.to_vec(), session);
+    }
+}
+
+#[derive(Debug)]
+struct Inner<S, A> {
+    slots: Vec<Slot>,
+    latest: u64,
+    sessions: Sessions,
+    store: S,
+    audit: A,
+    log: Log,
+    since_checkpoint: u64,
+    since_snapshot: u64,
+    last_note: Option<Vec<u8>>,
+    /// The log could not be written: nothing more is allowed.
+    failed: bool,
+}
+
+/// An enforcement point. `Send + Sync`: share one gate between threads and limits hold exactly.
+pub struct Gate<'t, C, S, A> {
+    table: Table<'t>,
+    clock: C,
+    issuer_key: VerifyingKey,
+    gate_key: SigningKey,
+    env: Option<String>,
+    audience: Option<String>,
+    origin: String,
+    checkpoint_every: u64,
+    snapshot_every: u64,
+    inner: Mutex<Inner<S, A>>,
+}
+
+impl<C, S, A> std::fmt::Debug for Gate<'_, C, S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("policy_hash", &hex::encode(self.table.policy_hash()))
+            .field("env", &self.env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a gate's start found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Started {
+    /// Records already in the log (the next record's sequence number).
+    pub records: u64,
+    /// State entries replayed on top of the snapshot.
+    pub replayed: u64,
+    pub revoked: usize,
+}
+
+impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
+    /// Starts a gate on a loaded table, continuing the log whose bytes `existing` holds.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one owned part of the gate"
+    )]
+    pub fn start(
+        table: Table<'t>,
+        issuer_key: VerifyingKey,
+        gate_key: SigningKey,
+        clock: C,
+        mut store: S,
+        audit: A,
+        existing: &[u8],
+        options: &GateOptions,
+    ) -> Result<(Gate<'t, C, S, A>, Started), HostError> {
+        if let Some(pin) = &options.pin_policy {
+            let actual = hex::encode(table.policy_hash());
+            if !pin.eq_ignore_ascii_case(&actual) {
+                return Err(HostError::NotPinned {
+                    actual,
+                    pinned: pin.clone(),
+                });
+            }
+        }
+        match (&options.env, table.has_envs()) {
+            (None, true) => return Err(HostError::EnvironmentRequired),
+            (Some(env), true) if !table.declares_env(env) => {
+                return Err(HostError::UnknownEnvironment(env.clone()))
+            }
+            (Some(env), false) => return Err(HostError::NoEnvironments(env.clone())),
+            _ => {}
+        }
+        store.accept_policy(table.policy_version(), table.policy_hash())?;
+        let log_path = || std::path::PathBuf::from("the audit log");
+        let resumed = audit_log::resume(existing, &gate_key.verifying_key(), GATE_KEY_NAME)
+            .map_err(|problem| {
+                if problem.torn {
+                    HostError::TornTail {
+                        path: log_path(),
+                        offset: problem.offset,
+                    }
+                } else {
+                    HostError::LogInvalid {
+                        path: log_path(),
+                        why: problem.message,
+                    }
+                }
+            })?;
+        let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, options.repeat_room)];
+        let policy: [u8; 8] = table.policy_hash()[..8].try_into().unwrap_or([0; 8]);
+        let mut latest = 0;
+        let mut replayed = 0;
+        let mut revoked = 0;
+        {
+            let mut state = State::new(&table, &mut slots).map_err(|_| HostError::Damaged {
+                path: "the table".into(),
+                why: "it needs more state than a host can hold".to_owned(),
+            })?;
+            // Counters: the snapshot (if it is of this policy), then the log tail after it.
+            let snapshot = store.load_snapshot()?.filter(|s| {
+                s.policy_hash == *table.policy_hash() && s.slots.len() == state.slots().len()
+            });
+            let from = snapshot.as_ref().map_or(0, |s| s.log_offset);
+            if let Some(snapshot) = snapshot {
+                for (index, slot) in snapshot.slots.into_iter().enumerate() {
+                    state.restore_slot(index, slot);
+                }
+                latest = snapshot.latest;
+            }
+            for (offset, entry) in &resumed.state {
+                if *offset < from || entry.policy != policy {
+                    continue;
+                }
+                for (index, slot) in &entry.slots {
+                    state.restore_slot(*index as usize, *slot);
+                }
+                latest = latest.max(entry.latest);
+                replayed += 1;
+            }
+            // Revocations, by name, whatever policy revoked them.
+            for name in store.revocations()? {
+                if let Some(agent) = table.find_agent(name.as_bytes()) {
+                    state.revoke(agent as u16);
+                    revoked += 1;
+                }
+            }
+        }
+        let records = resumed.log.size();
+        let gate = Gate {
+            origin: format!("tollgate/{}", hex::encode(&table.policy_hash()[..8])),
+            table,
+            clock,
+            issuer_key,
+            gate_key,
+            env: options.env.clone(),
+            audience: options.audience.clone(),
+            checkpoint_every: options.checkpoint_every,
+            snapshot_every: options.snapshot_every.max(1),
+            inner: Mutex::new(Inner {
+                slots,
+                latest,
+                sessions: Sessions {
+                    by_credential: HashMap::new(),
+                    max: options.max_sessions.max(1),
+                },
+                store,
+                audit,
+                log: resumed.log,
+                since_checkpoint: 0,
+                since_snapshot: 0,
+                last_note: resumed.last_note,
+                failed: false,
+            }),
+        };
+        Ok((
+            gate,
+            Started {
+                records,
+                replayed,
+                revoked,
+            },
+        ))
+    }
+
+    pub fn table(&self) -> &Table<'t> {
+        &self.table
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<S, A>> {
+        // A thread that panicked while holding the lock left the state as it was after its last
+        // complete step; the log is append-only, so continuing is safe.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decides one request line: the whole protocol, audited.
+    pub fn decide_line(&self, bytes: &[u8]) -> DecisionLine {
+        let request = protocol::read_request(bytes);
+        self.decide_request(&request)
+    }
+
+    /// Decides a request already read.
+    pub fn decide_request(&self, request: &RequestLine) -> DecisionLine {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let host = Host {
+            env: self.env.as_deref(),
+            audience: self.audience.as_deref(),
+        };
+        let Ok(mut state) = State::new(&self.table, &mut inner.slots) else {
+            return refusal(request, Reason::Malformed);
+        };
+        state.restore_clock(inner.latest);
+        if inner.failed {
+            return refusal(request, Reason::AuditUnavailable);
+        }
+        let claimed = credential::Credential::parse(&request.credential).ok();
+        let admitted = match inner.sessions.by_credential.get(&request.credential) {
+            Some(session) => Ok(*session),
+            None if request.credential.is_empty() => Err(Reason::CredentialMalformed),
+            None => credential::admit(
+                &self.table,
+                &mut state,
+                &self.issuer_key,
+                &request.credential,
+                &host,
+                now,
+            )
+            .inspect(|session| inner.sessions.insert(&request.credential, *session, now)),
+        };
+        let args = request.arg_values();
+        let decision = match (&request.refused, admitted) {
+            // A line the agent had no right to send: denied, and counted against an admitted agent.
+            (Some((reason, _)), Ok(session)) => {
+                credential::deny(&self.table, &mut state, &session, *reason, now)
+            }
+            (Some((reason, _)), Err(_)) => denial(*reason),
+            (None, Err(reason)) => denial(reason),
+            (None, Ok(session)) => credential::decide(
+                &self.table,
+                &mut state,
+                &session,
+                &SessionCall {
+                    tool: &request.tool,
+                    args: &args,
+                },
+                now,
+            ),
+        };
+        let time = state.latest();
+        let (changes, overflowed) = state.changes();
+        let changed: Vec<(u32, Slot)> = changes
+            .iter()
+            .filter_map(|&index| Some((index, *state.slots().get(index as usize)?)))
+            .collect();
+        inner.latest = time;
+        let session = admitted.ok();
+        let mut chain_names = [""; credential::MAX_CHAIN];
+        let (agent, chain, subject) = match &session {
+            Some(session) => (
+                session.agent(&self.table),
+                session.chain_names(&self.table, &mut chain_names),
+                Subject {
+                    credential_id: session.id,
+                    unverified: false,
+                },
+            ),
+            None => (
+                claimed
+                    .and_then(|c| std::str::from_utf8(c.agent).ok())
+                    .unwrap_or(""),
+                &[][..],
+                Subject {
+                    credential_id: claimed.map_or([0; 16], |c| c.id),
+                    unverified: true,
+                },
+            ),
+        };
+        let call = Call {
+            agent,
+            tool: &request.tool,
+            args: &args,
+            via: chain,
+            env: host.env,
+            time,
+        };
+        let appended = self.append(inner, &call, &decision, &subject, &changed, overflowed);
+        let (decision, seq) = match appended {
+            Ok(seq) => (decision, Some(seq)),
+            Err(()) => (denial(Reason::AuditUnavailable), None),
+        };
+        if decision.revoked_agent {
+            let reason = decision.reason.map_or("", |r| r.as_str());
+            if inner.store.record_revocation(agent, time, reason).is_err() {
+                inner.failed = true;
+            }
+        }
+        DecisionLine {
+            id: request.id.clone(),
+            agent: agent.to_owned(),
+            agent_verified: session.is_some(),
+            tool: request.tool.clone(),
+            via: chain.iter().map(|s| (*s).to_owned()).collect(),
+            allowed: decision.verdict == Verdict::Allow && !inner.failed,
+            reason: if inner.failed && decision.verdict == Verdict::Allow {
+                Some(Reason::AuditUnavailable)
+            } else {
+                decision.reason
+            },
+            rule: decision.rule,
+            revoked_agent: decision.revoked_agent,
+            seq,
+            detail: request.refused.as_ref().map(|(_, detail)| detail.clone()),
+        }
+    }
+
+    /// Appends a decision's entries in one write; its record's sequence number, or `Err` (and the
+    /// gate fails closed from now on) when the log cannot be written.
+    fn append(
+        &self,
+        inner: &mut Inner<S, A>,
+        call: &Call<'_>,
+        decision: &Decision,
+        subject: &Subject,
+        changed: &[(u32, Slot)],
+        overflowed: bool,
+    ) -> Result<u64, ()> {
+        let policy_hash = self.table.policy_hash();
+        let mut bytes = Vec::with_capacity(2 * (audit::RECORD_SIZE + 1) + 64);
+        if !changed.is_empty() && !overflowed {
+            let entry = StateEntry {
+                policy: policy_hash[..8].try_into().unwrap_or([0; 8]),
+                latest: call.time,
+                slots: changed.to_vec(),
+            };
+            bytes.extend(audit_log::encode(&Entry::State(entry.encode())));
+        }
+        let mut log = inner.log;
+        let seq = log.size();
+        let record =
+            audit::subject_record(call, decision, policy_hash, audit::KIND_DECISION, subject);
+        bytes.extend(audit_log::encode(&Entry::Record(Box::new(
+            log.append(record),
+        ))));
+        let mut records = 1;
+        if decision.revoked_agent {
+            let record =
+                audit::subject_record(call, decision, policy_hash, audit::KIND_REVOCATION, subject);
+            bytes.extend(audit_log::encode(&Entry::Record(Box::new(
+                log.append(record),
+            ))));
+            records += 1;
+        }
+        let mut note = None;
+        if self.checkpoint_every > 0 && inner.since_checkpoint + records >= self.checkpoint_every {
+            note = self.note(&log);
+            if let Some(note) = &note {
+                bytes.extend(audit_log::encode(&Entry::Checkpoint(note.clone())));
+            }
+        }
+        if inner.audit.append(&bytes).is_err() {
+            inner.failed = true;
+            return Err(());
+        }
+        inner.log = log;
+        inner.since_checkpoint = if note.is_some() {
+            0
+        } else {
+            inner.since_checkpoint + records
+        };
+        if note.is_some() {
+            inner.last_note = note;
+        }
+        inner.since_snapshot += 1;
+        if overflowed || inner.since_snapshot >= self.snapshot_every {
+            // The counters are in memory and the log holds everything up to here.
+            if self.snapshot(inner).is_err() {
+                inner.failed = true;
+                return Err(());
+            }
+        }
+        Ok(seq)
+    }
+
+    fn note(&self, log: &Log) -> Option<Vec<u8>> {
+        let mut note = [0u8; MAX_NOTE];
+        let len = audit::checkpoint(log, &self.origin, GATE_KEY_NAME, &self.gate_key, &mut note)?;
+        note.get(..len).map(<[u8]>::to_vec)
+    }
+
+    fn snapshot(&self, inner: &mut Inner<S, A>) -> std::io::Result<()> {
+        inner.audit.sync()?;
+        let snapshot = Snapshot {
+            policy_hash: *self.table.policy_hash(),
+            log_offset: inner.audit.len(),
+            latest: inner.latest,
+            slots: inner.slots.clone(),
+        };
+        inner.store.save_snapshot(&snapshot)?;
+        inner.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Revokes an agent by hand (an operator's decision): stored, audited, and in force at once.
+    pub fn revoke(&self, agent: &str, reason: &str) -> Result<u64, HostError> {
+        let index = self
+            .table
+            .find_agent(agent.as_bytes())
+            .ok_or_else(|| HostError::Key(format!("no agent is called `{agent}`")))?;
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let changed = {
+            let Ok(mut state) = State::new(&self.table, &mut inner.slots) else {
+                return Err(HostError::Key(
+                    "the state does not fit the table".to_owned(),
+                ));
+            };
+            state.restore_clock(inner.latest);
+            let now = state.latest().max(now);
+            state.revoke(index as u16);
+            inner.latest = now;
+            let (changes, _) = state.changes();
+            changes
+                .iter()
+                .filter_map(|&i| Some((i, *state.slots().get(i as usize)?)))
+                .collect::<Vec<_>>()
+        };
+        inner
+            .store
+            .record_revocation(agent, inner.latest, reason)
+            .map_err(|e| HostError::io("record a revocation in", "the state store", e))?;
+        let decision = Decision {
+            verdict: Verdict::Deny,
+            reason: Some(Reason::CredentialRevoked),
+            rule: None,
+            limit: None,
+            revoked_agent: true,
+        };
+        let call = Call {
+            agent,
+            tool: "",
+            args: &[],
+            via: &[],
+            env: self.env.as_deref(),
+            time: inner.latest,
+        };
+        // One revocation record, no decision record: it is not a tool call.
+        let mut log = inner.log;
+        let seq = log.size();
+        let record = audit::subject_record(
+            &call,
+            &decision,
+            self.table.policy_hash(),
+            audit::KIND_REVOCATION,
+            &Subject::default(),
+        );
+        let mut bytes = Vec::new();
+        if !changed.is_empty() {
+            let entry = StateEntry {
+                policy: self.table.policy_hash()[..8].try_into().unwrap_or([0; 8]),
+                latest: inner.latest,
+                slots: changed,
+            };
+            bytes.extend(audit_log::encode(&Entry::State(entry.encode())));
+        }
+        bytes.extend(audit_log::encode(&Entry::Record(Box::new(
+            log.append(record),
+        ))));
+        inner.audit.append(&bytes).map_err(|e| {
+            inner.failed = true;
+            HostError::io("append to", "the audit log", e)
+        })?;
+        inner.log = log;
+        inner.since_checkpoint += 1;
+        Ok(seq)
+    }
+
+    /// Closes the log: a final checkpoint, a snapshot, and everything synced. Returns the final
+    /// checkpoint note (keep it outside the gate to detect a later cut).
+    pub fn close(&self) -> Result<Vec<u8>, HostError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.failed {
+            return Err(HostError::io(
+                "write",
+                "the audit log",
+                std::io::Error::other("an earlier write failed"),
+            ));
+        }
+        let note = self.note(&inner.log).unwrap_or_default();
+        inner
+            .audit
+            .append(&audit_log::encode(&Entry::Checkpoint(note.clone())))
+            .map_err(|e| HostError::io("append to", "the audit log", e))?;
+        inner.last_note = Some(note.clone());
+        inner.since_checkpoint = 0;
+        self.snapshot(inner)
+            .map_err(|e| HostError::io("snapshot", "the state store", e))?;
+        Ok(note)
+    }
+
+    /// Whether the gate has stopped allowing because its log failed.
+    pub fn failed(&self) -> bool {
+        self.lock().failed
+    }
+
+    /// Admitted sessions in the cache (bounded by `GateOptions::max_sessions`).
+    pub fn cached_sessions(&self) -> usize {
+        self.lock().sessions.by_credential.len()
+    }
+
+    /// Records in the log.
+    pub fn records(&self) -> u64 {
+        self.lock().log.size()
+    }
+
+    /// Whether `agent` is revoked now.
+    pub fn is_revoked(&self, agent: &str) -> bool {
+        let Some(index) = self.table.find_agent(agent.as_bytes()) else {
+            return false;
+        };
+        let mut inner = self.lock();
+        State::new(&self.table, &mut inner.slots).is_ok_and(|state| state.is_revoked(index as u16))
+    }
+}
+
+fn denial(reason: Reason) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        reason: Some(reason),
+        rule: None,
+        limit: None,
+        revoked_agent: false,
+    }
+}
+
+/// A decision line for a request the gate refused without recording it (it cannot record).
+fn refusal(request: &RequestLine, reason: Reason) -> DecisionLine {
+    DecisionLine {
+        id: request.id.clone(),
+        agent: String::new(),
+        agent_verified: false,
+        tool: request.tool.clone(),
+        via: Vec::new(),
+        allowed: false,
+        reason: Some(reason),
+        rule: None,
+        revoked_agent: false,
+        seq: None,
+        detail: None,
+    }
+}
+
+/// A public key for the gate's own signing key (to verify its log).
+pub fn gate_public_key(key: &SigningKey) -> VerifyingKey {
+    key.verifying_key()
+}

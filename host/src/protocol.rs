@@ -1,0 +1,374 @@
+//! The JSON-lines protocol, defined once.
+//!
+//! A request line is a JSON object: `credential` (base64), `tool`, `args` (an object of integers,
+//! strings and booleans) and an optional `id`, echoed in the decision line. That is the agent's
+//! intent and nothing else: a line that carries `agent`, `via`, `context`, `env` or `time` is
+//! refused ([`Reason::UntrustedField`]), because identity and chain come from the credential and
+//! time and environment from the host. Duplicate keys at any depth, a line that is not UTF-8 or
+//! not JSON, an unknown field, or a line over [`MAX_LINE`] bytes make that line — and only that
+//! line — malformed.
+//!
+//! A decision line is a JSON object: `agent`, `tool`, `verdict` (`allow`/`deny`), `reason`,
+//! `rule`, `revoked_agent`, `seq` (the audit record's sequence number), and `id`, `via` (the
+//! attested chain) and `detail` where they apply.
+
+use base64::Engine as _;
+use serde::de::DeserializeSeed as _;
+use tollgate_runtime::gate::ArgValue;
+use tollgate_runtime::Reason;
+
+/// The longest request line a host reads; a longer one is denied alone.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Request fields that are the host's or the credential's to say, never the agent's, and who
+/// says them instead.
+pub const UNTRUSTED: [(&str, &str); 5] = [
+    ("agent", "the agent is the one its credential names"),
+    ("via", "the delegation chain comes from the credential"),
+    (
+        "context",
+        "the environment and the time come from the gate's host",
+    ),
+    (
+        "env",
+        "the environment comes from the gate's host (`--env`)",
+    ),
+    ("time", "the time comes from the gate's clock"),
+];
+
+/// Everything else a request line may hold.
+pub const FIELDS: [&str; 4] = ["credential", "tool", "args", "id"];
+
+/// Parses JSON text strictly: a duplicate key in any object, at any depth, is an error (a request
+/// must mean one thing to the gate and to the tool behind it, whichever duplicate each keeps).
+pub fn parse_strict(text: &str) -> Result<serde_json::Value, String> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = Strict
+        .deserialize(&mut deserializer)
+        .map_err(|e| e.to_string())?;
+    deserializer.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// A JSON value that refuses duplicate object keys.
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(Strict)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let value = map.next_value_seed(Strict)?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
+/// An argument value as a request line gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arg {
+    Int(i64),
+    Bool(bool),
+    Str(String),
+}
+
+impl Arg {
+    pub fn as_value(&self) -> ArgValue<'_> {
+        match self {
+            Arg::Int(v) => ArgValue::Int(*v),
+            Arg::Bool(v) => ArgValue::Bool(*v),
+            Arg::Str(v) => ArgValue::Str(v),
+        }
+    }
+}
+
+/// A request line as read: what the agent asked for, and — when the line itself is refused —
+/// why. A refused line still names its credential and tool where it could be read, so the
+/// refusal is audited under the agent that sent it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestLine {
+    pub id: Option<serde_json::Value>,
+    pub credential: Vec<u8>,
+    pub tool: String,
+    pub args: Vec<(String, Arg)>,
+    /// Set when the line is refused before any credential or policy is consulted.
+    pub refused: Option<(Reason, String)>,
+}
+
+impl RequestLine {
+    fn refused(reason: Reason, detail: String) -> RequestLine {
+        RequestLine {
+            refused: Some((reason, detail)),
+            ..RequestLine::default()
+        }
+    }
+
+    /// The arguments in the runtime's form.
+    pub fn arg_values(&self) -> Vec<(&str, ArgValue<'_>)> {
+        self.args
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_value()))
+            .collect()
+    }
+}
+
+/// Reads one request line (without its newline).
+pub fn read_request(bytes: &[u8]) -> RequestLine {
+    let malformed = |detail: String| RequestLine::refused(Reason::Malformed, detail);
+    if bytes.len() > MAX_LINE {
+        return malformed(format!("the line is longer than {MAX_LINE} bytes"));
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return malformed("the line is not UTF-8".to_owned());
+    };
+    let value = match parse_strict(text) {
+        Ok(value) => value,
+        Err(error) => return malformed(format!("the line is not a JSON request: {error}")),
+    };
+    let serde_json::Value::Object(mut object) = value else {
+        return malformed("the line is not a JSON object".to_owned());
+    };
+    let mut line = RequestLine {
+        id: object.remove("id"),
+        credential: object
+            .get("credential")
+            .and_then(|c| c.as_str())
+            .and_then(|c| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(c.trim())
+                    .ok()
+            })
+            .unwrap_or_default(),
+        tool: object
+            .get("tool")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        ..RequestLine::default()
+    };
+    let refuse = |mut line: RequestLine, reason, detail| {
+        line.refused = Some((reason, detail));
+        line
+    };
+    if let Some((field, owner)) = UNTRUSTED.iter().find(|(f, _)| object.contains_key(*f)) {
+        let detail = format!("`{field}` is not the agent's to give: {owner}");
+        return refuse(line, Reason::UntrustedField, detail);
+    }
+    if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        let detail = format!("unknown field `{unknown}`");
+        return refuse(line, Reason::Malformed, detail);
+    }
+    if !object.get("tool").is_some_and(serde_json::Value::is_string) {
+        return refuse(
+            line,
+            Reason::Malformed,
+            "`tool` must be a string".to_owned(),
+        );
+    }
+    match object.remove("args") {
+        None => {}
+        Some(serde_json::Value::Object(given)) => {
+            for (name, value) in given {
+                let arg = match value {
+                    serde_json::Value::Bool(b) => Arg::Bool(b),
+                    serde_json::Value::String(s) => Arg::Str(s),
+                    serde_json::Value::Number(n) => match n.as_i64() {
+                        Some(i) => Arg::Int(i),
+                        None => {
+                            let detail = format!(
+                                "argument `{name}` is `{n}`, but numbers must be 64-bit integers"
+                            );
+                            return refuse(line, Reason::Malformed, detail);
+                        }
+                    },
+                    other => {
+                        let detail = format!(
+                            "argument `{name}` is `{other}`, but arguments are integers, strings or booleans"
+                        );
+                        return refuse(line, Reason::Malformed, detail);
+                    }
+                };
+                line.args.push((name, arg));
+            }
+        }
+        Some(_) => {
+            return refuse(
+                line,
+                Reason::Malformed,
+                "`args` must be an object".to_owned(),
+            )
+        }
+    }
+    line
+}
+
+/// A decision as the host reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionLine {
+    pub id: Option<serde_json::Value>,
+    /// The acting agent; for a refused credential, the name it claims (unverified).
+    pub agent: String,
+    pub agent_verified: bool,
+    pub tool: String,
+    pub via: Vec<String>,
+    pub allowed: bool,
+    pub reason: Option<Reason>,
+    pub rule: Option<u16>,
+    pub revoked_agent: bool,
+    /// The decision's audit record sequence number.
+    pub seq: Option<u64>,
+    pub detail: Option<String>,
+}
+
+impl DecisionLine {
+    /// The JSON form, one line.
+    pub fn to_json(&self) -> String {
+        let mut out = serde_json::json!({
+            "agent": self.agent,
+            "tool": self.tool,
+            "verdict": if self.allowed { "allow" } else { "deny" },
+            "reason": self.reason.map(|r| r.as_str()),
+            "rule": self.rule,
+            "revoked_agent": self.revoked_agent,
+        });
+        if let Some(object) = out.as_object_mut() {
+            if !self.agent_verified && !self.agent.is_empty() {
+                object.insert("agent_verified".to_owned(), false.into());
+            }
+            if let Some(seq) = self.seq {
+                object.insert("seq".to_owned(), seq.into());
+            }
+            if let Some(id) = &self.id {
+                object.insert("id".to_owned(), id.clone());
+            }
+            if !self.via.is_empty() {
+                object.insert("via".to_owned(), serde_json::json!(self.via));
+            }
+            if let Some(detail) = &self.detail {
+                object.insert("detail".to_owned(), detail.clone().into());
+            }
+        }
+        out.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let error =
+            parse_strict(r#"{"tool":"t","args":{"amount":5000,"currency":"usd","amount":50}}"#)
+                .unwrap_err();
+        assert!(error.contains("duplicate key `amount`"), "{error}");
+        assert!(parse_strict(r#"{"a":1,"a":1}"#).is_err());
+        assert!(parse_strict(r#"[{"x":{"y":1,"y":2}}]"#).is_err());
+        assert!(parse_strict(r#"{"a":1} trailing"#).is_err());
+        let value = parse_strict(r#"{"a":[1,-2,1.5,"s",true,null,{"b":{}}]}"#).unwrap();
+        assert_eq!(value, json!({"a":[1,-2,1.5,"s",true,null,{"b":{}}]}));
+    }
+
+    fn reason(line: &str) -> Option<Reason> {
+        read_request(line.as_bytes()).refused.map(|(r, _)| r)
+    }
+
+    #[test]
+    fn the_agent_owns_only_its_intent() {
+        for field in ["agent", "via", "context", "env", "time"] {
+            let line = format!(r#"{{"credential":"AA==","tool":"t","{field}":1}}"#);
+            assert_eq!(reason(&line), Some(Reason::UntrustedField), "{field}");
+        }
+        // An argument may be called `time`: it is intent.
+        let line = r#"{"credential":"AA==","tool":"cal.book","args":{"time":9},"id":3}"#;
+        let read = read_request(line.as_bytes());
+        assert_eq!(read.refused, None);
+        assert_eq!(read.args, vec![("time".to_owned(), Arg::Int(9))]);
+        assert_eq!(read.id, Some(json!(3)));
+    }
+
+    #[test]
+    fn each_bad_line_is_malformed_alone() {
+        assert_eq!(reason("{\"tool\":\"t\"\u{0}"), Some(Reason::Malformed));
+        assert_eq!(
+            read_request(&[b'{', 0xff, b'}']).refused.map(|(r, _)| r),
+            Some(Reason::Malformed)
+        );
+        assert_eq!(
+            reason(r#"{"tool":"t","role":"admin"}"#),
+            Some(Reason::Malformed)
+        );
+        assert_eq!(
+            reason(r#"{"tool":"t","args":{"n":1.5}}"#),
+            Some(Reason::Malformed)
+        );
+        assert_eq!(
+            reason(r#"{"tool":"t","args":[1]}"#),
+            Some(Reason::Malformed)
+        );
+        assert_eq!(reason(r#"{"tool":7}"#), Some(Reason::Malformed));
+        assert_eq!(reason("[]"), Some(Reason::Malformed));
+        let long = vec![b' '; MAX_LINE + 1];
+        assert_eq!(
+            read_request(&long).refused.map(|(r, _)| r),
+            Some(Reason::Malformed)
+        );
+    }
+}
