@@ -20,6 +20,33 @@ pub enum CodegenError {
     TooManyArgs { tool: ToolId },
 }
 
+impl std::fmt::Display for CodegenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodegenError::TooLarge(what) => {
+                write!(
+                    f,
+                    "the policy has more {what} than the table format's 16-bit indexes allow"
+                )
+            }
+            CodegenError::TooDeep { rule } => write!(
+                f,
+                "the condition of rule #{} needs a deeper value stack than the gate's {}",
+                rule + 1,
+                format::MAX_STACK
+            ),
+            CodegenError::TooManyArgs { tool } => write!(
+                f,
+                "tool #{} declares more than the gate's {} arguments",
+                tool + 1,
+                format::MAX_ARGS
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CodegenError {}
+
 /// Sizes of a compiled table, for reports and the book's size budget.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableStats {
@@ -364,6 +391,16 @@ pub fn compile_version(
         std::mem::take(&mut generator.programs),
         programs_bytes,
     ));
+    let mut rules = Vec::new();
+    for rule in 0..policy.rules.len() {
+        rules.extend_from_slice(
+            &generator
+                .strings
+                .reference(&policy.rule_name(rule))
+                .encode(),
+        );
+    }
+    body_sections.push((section::RULES, rules, policy.rules.len()));
     let strings = std::mem::take(&mut generator.strings.bytes);
     let strings_len = strings.len();
     body_sections.push((section::STRINGS, strings, strings_len));

@@ -17,6 +17,7 @@ pub mod credential;
 pub mod diagnostic;
 pub mod eval;
 pub mod model;
+pub mod proved;
 pub mod request;
 pub mod sarif;
 pub mod source;

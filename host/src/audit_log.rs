@@ -27,6 +27,9 @@ use tollgate_runtime::audit::{self, field, flag, Log, RECORD_SIZE};
 use tollgate_runtime::gate::{Slot, SLOT_SIZE};
 use tollgate_runtime::Reason;
 
+/// The tag byte that starts a record entry (`C` starts a checkpoint, `S` a state entry).
+pub const RECORD_TAG: u8 = b'R';
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
     Record(Box<[u8; RECORD_SIZE]>),
@@ -38,7 +41,7 @@ pub enum Entry {
 pub fn encode(entry: &Entry) -> Vec<u8> {
     match entry {
         Entry::Record(record) => {
-            let mut out = vec![b'R'];
+            let mut out = vec![RECORD_TAG];
             out.extend_from_slice(&record[..]);
             out
         }
@@ -123,7 +126,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(u64, Entry)>, Problem> {
             message,
         };
         match tag {
-            b'R' => {
+            RECORD_TAG => {
                 let Some(body) = bytes.get(at + 1..at + 1 + RECORD_SIZE) else {
                     return Err(torn(format!(
                         "record {records} is cut short at byte {at} (a torn write, or a truncated file)"

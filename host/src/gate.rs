@@ -98,6 +98,10 @@ struct Inner<S, A> {
     since_checkpoint: u64,
     since_snapshot: u64,
     last_note: Option<Vec<u8>>,
+    /// Entries of decisions not yet appended (one batch: written before any is released).
+    pending: Vec<u8>,
+    /// A decision changed more slots than its state entry lists: snapshot at the next commit.
+    snapshot_due: bool,
     /// The log could not be written: nothing more is allowed.
     failed: bool,
 }
@@ -247,6 +251,8 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                 since_checkpoint: 0,
                 since_snapshot: 0,
                 last_note: resumed.last_note,
+                pending: Vec::new(),
+                snapshot_due: false,
                 failed: false,
             }),
         };
@@ -280,9 +286,36 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
 
     /// Decides a request already read.
     pub fn decide_request(&self, request: &RequestLine) -> DecisionLine {
+        let mut lines = self.decide_batch(std::slice::from_ref(request));
+        lines
+            .pop()
+            .unwrap_or_else(|| refusal(request, Reason::AuditUnavailable))
+    }
+
+    /// Decides several requests in order and appends all their entries to the log in one write
+    /// before returning any decision (group commit: one write per batch instead of per
+    /// decision). When the write fails, every decision of the batch is `audit_unavailable`.
+    pub fn decide_batch(&self, requests: &[RequestLine]) -> Vec<DecisionLine> {
         let now = self.clock.now();
         let mut inner = self.lock();
         let inner = &mut *inner;
+        let mut lines: Vec<DecisionLine> = requests
+            .iter()
+            .map(|request| self.decide_one(inner, request, now))
+            .collect();
+        if self.commit(inner).is_err() {
+            for line in &mut lines {
+                line.allowed = false;
+                line.reason = Some(Reason::AuditUnavailable);
+                line.rule = None;
+                line.rule_label = None;
+                line.seq = None;
+            }
+        }
+        lines
+    }
+
+    fn decide_one(&self, inner: &mut Inner<S, A>, request: &RequestLine, now: u64) -> DecisionLine {
         let host = Host {
             env: self.env.as_deref(),
             audience: self.audience.as_deref(),
@@ -364,11 +397,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             env: host.env,
             time,
         };
-        let appended = self.append(inner, &call, &decision, &subject, &changed, overflowed);
-        let (decision, seq) = match appended {
-            Ok(seq) => (decision, Some(seq)),
-            Err(()) => (denial(Reason::AuditUnavailable), None),
-        };
+        let seq = Some(self.stage(inner, &call, &decision, &subject, &changed, overflowed));
         if decision.revoked_agent {
             let reason = decision.reason.map_or("", |r| r.as_str());
             if inner.store.record_revocation(agent, time, reason).is_err() {
@@ -388,15 +417,19 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                 decision.reason
             },
             rule: decision.rule,
+            rule_label: decision
+                .rule
+                .and_then(|rule| self.table.rule_label(rule))
+                .map(str::to_owned),
             revoked_agent: decision.revoked_agent,
             seq,
             detail: request.refused.as_ref().map(|(_, detail)| detail.clone()),
         }
     }
 
-    /// Appends a decision's entries in one write; its record's sequence number, or `Err` (and the
-    /// gate fails closed from now on) when the log cannot be written.
-    fn append(
+    /// Stages a decision's entries (its state changes, record(s) and a due checkpoint) for the
+    /// next commit; returns its record's sequence number.
+    fn stage(
         &self,
         inner: &mut Inner<S, A>,
         call: &Call<'_>,
@@ -404,62 +437,64 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         subject: &Subject,
         changed: &[(u32, Slot)],
         overflowed: bool,
-    ) -> Result<u64, ()> {
+    ) -> u64 {
         let policy_hash = self.table.policy_hash();
-        let mut bytes = Vec::with_capacity(2 * (audit::RECORD_SIZE + 1) + 64);
         if !changed.is_empty() && !overflowed {
             let entry = StateEntry {
                 policy: policy_hash[..8].try_into().unwrap_or([0; 8]),
                 latest: call.time,
                 slots: changed.to_vec(),
             };
-            bytes.extend(audit_log::encode(&Entry::State(entry.encode())));
+            inner
+                .pending
+                .extend(audit_log::encode(&Entry::State(entry.encode())));
         }
-        let mut log = inner.log;
-        let seq = log.size();
-        let record =
-            audit::subject_record(call, decision, policy_hash, audit::KIND_DECISION, subject);
-        bytes.extend(audit_log::encode(&Entry::Record(Box::new(
-            log.append(record),
-        ))));
-        let mut records = 1;
-        if decision.revoked_agent {
-            let record =
-                audit::subject_record(call, decision, policy_hash, audit::KIND_REVOCATION, subject);
-            bytes.extend(audit_log::encode(&Entry::Record(Box::new(
-                log.append(record),
-            ))));
-            records += 1;
+        inner.snapshot_due |= overflowed;
+        let seq = inner.log.size();
+        let revocation = decision.revoked_agent.then_some(audit::KIND_REVOCATION);
+        for kind in std::iter::once(audit::KIND_DECISION).chain(revocation) {
+            let record = audit::subject_record(call, decision, policy_hash, kind, subject);
+            let sealed = inner.log.append(record);
+            inner.pending.push(audit_log::RECORD_TAG);
+            inner.pending.extend_from_slice(&sealed);
+            inner.since_checkpoint += 1;
         }
-        let mut note = None;
-        if self.checkpoint_every > 0 && inner.since_checkpoint + records >= self.checkpoint_every {
-            note = self.note(&log);
-            if let Some(note) = &note {
-                bytes.extend(audit_log::encode(&Entry::Checkpoint(note.clone())));
+        if self.checkpoint_every > 0 && inner.since_checkpoint >= self.checkpoint_every {
+            if let Some(note) = self.note(&inner.log) {
+                inner
+                    .pending
+                    .extend(audit_log::encode(&Entry::Checkpoint(note.clone())));
+                inner.last_note = Some(note);
+                inner.since_checkpoint = 0;
             }
         }
-        if inner.audit.append(&bytes).is_err() {
+        inner.since_snapshot += 1;
+        seq
+    }
+
+    /// Appends everything staged in one write; on failure the gate allows nothing more.
+    fn commit(&self, inner: &mut Inner<S, A>) -> Result<(), ()> {
+        if inner.failed {
+            inner.pending.clear();
+            return Err(());
+        }
+        if inner.pending.is_empty() {
+            return Ok(());
+        }
+        let written = inner.audit.append(&inner.pending);
+        inner.pending.clear();
+        if written.is_err() {
             inner.failed = true;
             return Err(());
         }
-        inner.log = log;
-        inner.since_checkpoint = if note.is_some() {
-            0
-        } else {
-            inner.since_checkpoint + records
-        };
-        if note.is_some() {
-            inner.last_note = note;
-        }
-        inner.since_snapshot += 1;
-        if overflowed || inner.since_snapshot >= self.snapshot_every {
+        if inner.snapshot_due || inner.since_snapshot >= self.snapshot_every {
             // The counters are in memory and the log holds everything up to here.
             if self.snapshot(inner).is_err() {
                 inner.failed = true;
                 return Err(());
             }
         }
-        Ok(seq)
+        Ok(())
     }
 
     fn note(&self, log: &Log) -> Option<Vec<u8>> {
@@ -478,6 +513,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         };
         inner.store.save_snapshot(&snapshot)?;
         inner.since_snapshot = 0;
+        inner.snapshot_due = false;
         Ok(())
     }
 
@@ -626,6 +662,7 @@ fn refusal(request: &RequestLine, reason: Reason) -> DecisionLine {
         allowed: false,
         reason: Some(reason),
         rule: None,
+        rule_label: None,
         revoked_agent: false,
         seq: None,
         detail: None,

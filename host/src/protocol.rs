@@ -9,8 +9,9 @@
 //! line — malformed.
 //!
 //! A decision line is a JSON object: `agent`, `tool`, `verdict` (`allow`/`deny`), `reason`,
-//! `rule`, `revoked_agent`, `seq` (the audit record's sequence number), and `id`, `via` (the
-//! attested chain) and `detail` where they apply.
+//! `rule` (its id) and `rule_label` (its label), `revoked_agent`, `seq` (the audit record's
+//! sequence number), and `id`, `via` (the attested chain), `agent_verified: false` (a refused
+//! credential's claim) and `detail` where they apply.
 
 use base64::Engine as _;
 use serde::de::DeserializeSeed as _;
@@ -270,6 +271,8 @@ pub struct DecisionLine {
     pub allowed: bool,
     pub reason: Option<Reason>,
     pub rule: Option<u16>,
+    /// The rule's label in words (its source label, or `rule #N`).
+    pub rule_label: Option<String>,
     pub revoked_agent: bool,
     /// The decision's audit record sequence number.
     pub seq: Option<u64>,
@@ -277,34 +280,44 @@ pub struct DecisionLine {
 }
 
 impl DecisionLine {
-    /// The JSON form, one line.
+    /// The JSON form, one line (written straight from the fields, without building a map).
     pub fn to_json(&self) -> String {
-        let mut out = serde_json::json!({
-            "agent": self.agent,
-            "tool": self.tool,
-            "verdict": if self.allowed { "allow" } else { "deny" },
-            "reason": self.reason.map(|r| r.as_str()),
-            "rule": self.rule,
-            "revoked_agent": self.revoked_agent,
-        });
-        if let Some(object) = out.as_object_mut() {
-            if !self.agent_verified && !self.agent.is_empty() {
-                object.insert("agent_verified".to_owned(), false.into());
-            }
-            if let Some(seq) = self.seq {
-                object.insert("seq".to_owned(), seq.into());
-            }
-            if let Some(id) = &self.id {
-                object.insert("id".to_owned(), id.clone());
-            }
-            if !self.via.is_empty() {
-                object.insert("via".to_owned(), serde_json::json!(self.via));
-            }
-            if let Some(detail) = &self.detail {
-                object.insert("detail".to_owned(), detail.clone().into());
-            }
+        #[derive(serde::Serialize)]
+        struct Line<'l> {
+            agent: &'l str,
+            tool: &'l str,
+            verdict: &'static str,
+            reason: Option<&'static str>,
+            rule: Option<u16>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rule_label: Option<&'l str>,
+            revoked_agent: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            agent_verified: Option<bool>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            seq: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<&'l serde_json::Value>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            via: &'l [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<&'l str>,
         }
-        out.to_string()
+        let line = Line {
+            agent: &self.agent,
+            tool: &self.tool,
+            verdict: if self.allowed { "allow" } else { "deny" },
+            reason: self.reason.map(Reason::as_str),
+            rule: self.rule,
+            rule_label: self.rule_label.as_deref(),
+            revoked_agent: self.revoked_agent,
+            agent_verified: (!self.agent_verified && !self.agent.is_empty()).then_some(false),
+            seq: self.seq,
+            id: self.id.as_ref(),
+            via: &self.via,
+            detail: self.detail.as_deref(),
+        };
+        serde_json::to_string(&line).unwrap_or_default()
     }
 }
 

@@ -44,7 +44,10 @@ pub mod section {
     pub const RESPONSE_REFS: usize = 14;
     /// Condition programs (bytecode, see `op`).
     pub const PROGRAMS: usize = 15;
-    pub const COUNT: usize = 16;
+    /// Rule labels, by rule id: `Ref` (8 bytes) each (the label, or `rule #N` for an unlabelled
+    /// rule), so a decision names its rule in words.
+    pub const RULES: usize = 16;
+    pub const COUNT: usize = 17;
 }
 
 /// Where each header field starts: magic, format version, reserved, policy hash, policy version,

@@ -105,6 +105,7 @@ const SIZES: [usize; section::COUNT] = [
     format::RESPONSE_SIZE,
     2,
     1,
+    format::REF_SIZE,
 ];
 
 impl<'a> Table<'a> {
@@ -348,6 +349,12 @@ impl<'a> Table<'a> {
         self.ref_at(self.record(section::SYMBOLS, index)?)
     }
 
+    /// The label of rule `rule` (its source label, or `rule #N`), if the table has it.
+    pub fn rule_label(&self, rule: u16) -> Option<&'a str> {
+        let name = self.ref_at(self.record(section::RULES, usize::from(rule))?)?;
+        core::str::from_utf8(name).ok()
+    }
+
     /// Whether `from` may delegate to `to` (agent indexes): `Some(widening)` for a declared
     /// `delegate` edge, `None` for none.
     pub fn delegation(&self, from: usize, to: usize) -> Option<bool> {
@@ -492,6 +499,13 @@ impl<'a> Table<'a> {
             let bucket = self.bytes.u32(at).ok_or(bounds)?;
             if bucket != format::NO_BUCKET && bucket as usize >= buckets {
                 return Err(bounds);
+            }
+        }
+        for index in 0..self.count(section::RULES) {
+            let at = self.record(section::RULES, index).ok_or(bounds)?;
+            let label = self.ref_at(at).ok_or(bounds)?;
+            if core::str::from_utf8(label).is_err() {
+                return Err(LoadError::Invalid);
             }
         }
         let programs = self.sections[section::PROGRAMS];

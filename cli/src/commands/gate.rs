@@ -9,7 +9,37 @@ use std::path::PathBuf;
 use tollgate_host::audit_log::{AuditFile, SyncPolicy};
 use tollgate_host::clock::{Clock, SystemClock};
 use tollgate_host::gate::{Gate, GateOptions};
-use tollgate_host::protocol::MAX_LINE;
+use tollgate_host::protocol::{self, RequestLine, MAX_LINE};
+
+/// The most request lines decided (and appended to the log) together.
+const BATCH: usize = 256;
+
+/// Reads the next non-blank request line; `None` at the end of input. A line over `MAX_LINE`
+/// bytes is read up to one byte past the limit (so it is refused as oversize) and the rest of it
+/// skipped.
+fn read_request_line(input: &mut impl BufRead) -> std::io::Result<Option<RequestLine>> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
+            return Ok(None);
+        }
+        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+            let mut rest = Vec::new();
+            input.read_until(b'\n', &mut rest)?;
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Some(protocol::read_request(&line)));
+        }
+    }
+}
 use tollgate_host::store::FileStore;
 use tollgate_host::{keys, HostError};
 use tollgate_runtime::table::Table;
@@ -110,48 +140,44 @@ pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
         stderr,
     } = io;
     let mut input = std::io::BufReader::new(stdin);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        // Read at most one byte past the limit, then skip the rest of an oversize line.
-        let read = (&mut input)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line);
-        match read {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(error) => {
-                let _ = writeln!(stderr, "error: cannot read standard input: {error}");
-                let _ = gate.close();
-                return Exit::Usage;
+    let mut output = std::io::BufWriter::new(stdout);
+    let mut batch = Vec::new();
+    let mut closed = false;
+    while !closed {
+        // Take the next line, and every further line already waiting (up to a batch), so a piped
+        // file is decided in batches while a live agent gets each answer at once.
+        batch.clear();
+        loop {
+            match read_request_line(&mut input) {
+                Ok(Some(line)) => batch.push(line),
+                Ok(None) => {
+                    closed = true;
+                    break;
+                }
+                Err(error) => {
+                    let _ = writeln!(stderr, "error: cannot read standard input: {error}");
+                    let _ = gate.close();
+                    return Exit::Usage;
+                }
+            }
+            if batch.len() >= BATCH || !input.buffer().contains(&b'\n') {
+                break;
             }
         }
-        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
-            let mut rest = Vec::new();
-            let _ = input.read_until(b'\n', &mut rest);
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if batch.is_empty() {
             continue;
         }
-        // The decision's record is in the log before `decide_line` returns.
-        let decision = gate.decide_line(&line);
-        let written = writeln!(stdout, "{}", decision.to_json());
-        // Flush whenever no further input is already waiting: one line at a time from a live
-        // agent, batched when a file is piped in.
-        let flushed = if input.buffer().is_empty() {
-            stdout.flush()
-        } else {
-            Ok(())
-        };
-        if written.and(flushed).is_err() {
+        // Every decision's record is in the log before `decide_batch` returns any of them.
+        let decisions = gate.decide_batch(&batch);
+        let mut written = Ok(());
+        for decision in &decisions {
+            written = written.and_then(|()| writeln!(output, "{}", decision.to_json()));
+        }
+        if written.and_then(|()| output.flush()).is_err() {
             let _ = gate.close();
             return Exit::Failure;
         }
         if gate.failed() {
-            let _ = stdout.flush();
             let _ = writeln!(
                 stderr,
                 "error: cannot write the audit log `{}` or the state `{}`: the gate allows nothing more and stops",
@@ -161,7 +187,7 @@ pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
             return Exit::Failure;
         }
     }
-    let _ = stdout.flush();
+    let _ = output.flush();
     match gate.close() {
         Ok(note) => {
             if let Some(latest) = &args.latest {
