@@ -20,6 +20,13 @@ pub fn verify(
         Ok(bytes) => bytes,
         Err(error) => return io.usage(&format!("cannot read `{}`: {error}", log.display())),
     };
+    if bytes.is_empty() && latest.is_none() {
+        io.out(&format!(
+            "empty: `{}` holds no records (keep the gate's latest checkpoint to tell an empty log from an erased one)\n",
+            log.display()
+        ));
+        return Exit::Success;
+    }
     let latest = match latest.map(std::fs::read).transpose() {
         Ok(latest) => latest,
         Err(error) => return io.usage(&format!("cannot read the latest checkpoint: {error}")),
