@@ -19,7 +19,7 @@ pub mod translation;
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::eval::{self, State, Verdict};
 use crate::model::*;
-use encode::{chains_to, decode_z3_string, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
+use encode::{chains_to, string_from_model, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use z3::ast::{Bool, Int};
@@ -282,7 +282,12 @@ impl<'p> Bucket<'p> {
         for formula in formulas {
             self.solver.assert(formula);
         }
-        let result = self.solver.check_assumptions(tracked);
+        let mut result = self.solver.check_assumptions(tracked);
+        if result == SatResult::Sat && !self.model_is_receivable() {
+            // Z3's strings hold any characters; ask again for one whose strings are UTF-8 bytes.
+            self.space.assert_receivable(&self.solver);
+            result = self.solver.check_assumptions(tracked);
+        }
         let answer = match result {
             SatResult::Sat => match self.solver.get_model() {
                 Some(model) => Answer::Sat(model),
@@ -300,6 +305,13 @@ impl<'p> Bucket<'p> {
         };
         self.solver.pop(1);
         answer
+    }
+
+    /// Whether every string of the current model is one the gate can receive (valid UTF-8).
+    fn model_is_receivable(&self) -> bool {
+        self.solver
+            .get_model()
+            .is_some_and(|model| self.space.receivable(&model))
     }
 
     /// The request a model describes.
@@ -332,11 +344,7 @@ pub(crate) fn request_from_model(
                 .eval(v, true)
                 .and_then(|v| v.as_bool())
                 .map(Value::Bool),
-            Zv::Str(v) => model
-                .eval(v, true)
-                .and_then(|v| v.as_string())
-                .and_then(|text| decode_z3_string(&text))
-                .map(Value::Str),
+            Zv::Str(v) => string_from_model(model, v).map(Value::Str),
             Zv::Sym(v) => model
                 .eval(v, true)
                 .and_then(|v| v.as_i64())

@@ -228,3 +228,70 @@ fn graph_is_dot() {
         cli(&["graph", "examples/flawed/escalation"])
     );
 }
+
+/// Verifies one regression fixture of `tests/fixtures/verify/`: it must report exactly these
+/// codes (notes aside), prove exactly these assertions, and every witness must replay.
+fn check_fixture(name: &str, wanted: &[&str], proved: &[&str]) -> verify::Report {
+    let path = root().join("tests/fixtures/verify").join(name);
+    assert!(path.is_file(), "missing fixture {name}");
+    let (_, policy) = load_dir(&path);
+    let report = verify::verify(&policy, &Options::default());
+    let messages: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| format!("{}: {}", f.diagnostic.code.as_str(), f.diagnostic.message))
+        .collect();
+    assert_eq!(codes(&report), wanted, "{name}: {messages:#?}");
+    assert_eq!(report.proved, proved, "{name}: proved");
+    for finding in &report.findings {
+        for witness in &finding.witnesses {
+            assert!(
+                replay(&policy, witness),
+                "{name}: witness {:?} of {:?} does not replay",
+                witness.label,
+                finding.diagnostic.message
+            );
+        }
+    }
+    report
+}
+
+#[test]
+fn a_string_above_the_last_plane_is_verified_not_a_crash() {
+    check_fixture("astral-string.toll", &["TG1006"], &[]);
+}
+
+#[test]
+fn supplementary_characters_mean_what_the_gate_means() {
+    let report = check_fixture(
+        "supplementary-string.toll",
+        &["TG1006"],
+        &["last_never", "cat_never", "grin_always"],
+    );
+    let violated = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::AssertionViolated)
+        .unwrap();
+    assert!(violated.diagnostic.message.contains("spelled_never"));
+    let text = &violated.witnesses[0].request.args["text"];
+    assert_eq!(
+        text,
+        &tollgate_compiler::model::Value::Str("\\u{10ffff}".to_owned())
+    );
+}
+
+#[test]
+fn a_backslash_before_u_braces_survives_the_solver() {
+    let report = check_fixture("backslash-string.toll", &["TG1006"], &[]);
+    let violated = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::AssertionViolated)
+        .unwrap();
+    let path = &violated.witnesses[0].request.args["path"];
+    assert!(
+        matches!(path, tollgate_compiler::model::Value::Str(s) if s.starts_with("C:\\u{41}")),
+        "{path:?}"
+    );
+}

@@ -174,7 +174,17 @@ fn find(
     report.queries += 1;
     solver.push();
     solver.assert(formula);
-    let outcome = match solver.check() {
+    let mut result = solver.check();
+    if result == SatResult::Sat
+        && !solver
+            .get_model()
+            .is_some_and(|model| space.receivable(&model))
+    {
+        // Ask again for a request whose strings are valid UTF-8, one the gate can receive.
+        space.assert_receivable(solver);
+        result = solver.check();
+    }
+    let outcome = match result {
         SatResult::Sat => match solver.get_model() {
             Some(model) => Outcome::Found(request_from_model(
                 side.policy,

@@ -3,15 +3,17 @@
 //! Free variables are the request's arguments, its environment, its hour, and which delegation
 //! chain it comes through; agent and tool attributes are constants, because a bucket fixes both.
 //! The encoding means what `eval` means: integers are constrained to the signed 64-bit range (and
-//! declared bounds), strings are Z3 strings (for valid UTF-8, prefix, suffix and substring on
-//! characters coincide with the evaluator's byte-wise tests), and enum values, environments and
-//! agents are integers indexing one shared symbol table.
+//! declared bounds), strings are sequences of their UTF-8 bytes (one Z3 character below 256 per
+//! byte, so equality, prefix, suffix and substring are the evaluator's byte-wise tests over the
+//! whole Unicode range), and enum values, environments and agents are integers indexing one
+//! shared symbol table.
 
 use crate::model::*;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use tollgate_grammar::ast::{CompareOp, StringOp};
-use z3::ast::{Bool, Int, String as ZString};
+use z3::ast::{Bool, Int, Regexp, String as ZString};
+use z3::{Model, Solver};
 
 /// A value in the encoding.
 #[derive(Clone, Debug)]
@@ -73,36 +75,103 @@ impl Symbols {
     }
 }
 
-/// Z3 string literal text: every character outside printable ASCII, and the backslash, is
-/// written as `\u{…}`, the form Z3 reads back.
+/// The Z3 string of `value`'s UTF-8 bytes: one Z3 character, below 256, per byte. The gate
+/// compares byte strings, and equality, prefix, suffix and containment of UTF-8 strings are the
+/// same relations on their bytes, so over the whole Unicode range the encoding means what the
+/// gate means. Every byte outside printable ASCII, and the backslash, is written `\u{XX}`: Z3
+/// never sees a code point it could refuse (above U+2FFFF) or a backslash it could read as the
+/// start of an escape.
 pub fn z3_string(value: &str) -> ZString {
-    let mut escaped = String::with_capacity(value.len());
-    for character in value.chars() {
-        if character.is_ascii_graphic() && character != '\\' || character == ' ' {
-            escaped.push(character);
-        } else {
-            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(character)));
-        }
-    }
-    ZString::from_str(&escaped).unwrap_or_else(|_| ZString::new_const("unrepresentable_string"))
+    ZString::from_str(&z3_literal(value.as_bytes()))
+        .unwrap_or_else(|_| ZString::new_const("unrepresentable_string"))
 }
 
-/// Reads back a string constant from a model: Z3 prints characters outside printable ASCII as
-/// `\u{…}`. `None` if it names no Unicode scalar value (a witness then fails replay and the
-/// finding is reported as inconclusive).
-pub fn decode_z3_string(text: &str) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(position) = rest.find("\\u{") {
-        out.push_str(rest.get(..position)?);
-        let after = rest.get(position + 3..)?;
-        let close = after.find('}')?;
-        let code = u32::from_str_radix(after.get(..close)?, 16).ok()?;
-        out.push(char::from_u32(code)?);
-        rest = after.get(close + 1..)?;
+/// Z3 literal text for a byte string (see [`z3_string`]); it never holds a NUL byte.
+fn z3_literal(bytes: &[u8]) -> String {
+    let mut escaped = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        if (b' '..=b'~').contains(&byte) && byte != b'\\' {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("\\u{{{byte:x}}}"));
+        }
     }
-    out.push_str(rest);
-    Some(out)
+    escaped
+}
+
+/// Strings longer than this in a model are not read back (the witness is then missing an
+/// argument and fails replay, so the finding is inconclusive).
+const LONGEST_WITNESS_STRING: u64 = 4_096;
+
+/// Reads the bytes of a string from a model one character at a time: the printed form of a
+/// whole string is ambiguous (Z3 prints a backslash as itself, other bytes as `\u{XX}`), that of
+/// one character is not. `None` if a character is not a byte.
+pub fn bytes_from_model(model: &Model, value: &ZString) -> Option<Vec<u8>> {
+    let length = model.eval(&value.length(), true)?.as_u64()?;
+    if length > LONGEST_WITNESS_STRING {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    for position in 0..length {
+        let text = model
+            .eval(&value.at(Int::from_u64(position)), true)?
+            .as_string()?;
+        bytes.push(character_byte(&text)?);
+    }
+    Some(bytes)
+}
+
+/// The byte a one-character Z3 string holds: the character itself, or an escape
+/// (`\u{XX}`, `\uXXXX`, `\xXX`).
+fn character_byte(text: &str) -> Option<u8> {
+    let mut characters = text.chars();
+    if let (Some(only), None) = (characters.next(), characters.next()) {
+        return u8::try_from(u32::from(only)).ok().filter(u8::is_ascii);
+    }
+    let digits = text
+        .strip_prefix("\\u{")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .or_else(|| text.strip_prefix("\\u"))
+        .or_else(|| text.strip_prefix("\\x"))?;
+    u8::try_from(u32::from_str_radix(digits, 16).ok()?).ok()
+}
+
+/// A model's string as the gate receives it: its bytes, if they are valid UTF-8.
+pub fn string_from_model(model: &Model, value: &ZString) -> Option<String> {
+    String::from_utf8(bytes_from_model(model, value)?).ok()
+}
+
+/// The strings whose characters are bytes forming valid UTF-8 (RFC 3629: no overlong forms, no
+/// surrogates, nothing above U+10FFFF): the strings the gate can receive.
+pub fn valid_utf8() -> Regexp {
+    // Z3 4.8 wants at least two operands for `re.union`.
+    let class = |low: u8, high: u8| {
+        let mut members: Vec<Regexp> = (low..=high)
+            .map(|byte| Regexp::literal(&z3_literal(&[byte])))
+            .collect();
+        match members.pop() {
+            Some(only) if members.is_empty() => only,
+            Some(last) => {
+                members.push(last);
+                Regexp::union(&members)
+            }
+            None => Regexp::empty(),
+        }
+    };
+    let sequence = |parts: &[Regexp]| Regexp::concat(parts);
+    let tail = || class(0x80, 0xbf);
+    let character = Regexp::union(&[
+        class(0x00, 0x7f),
+        sequence(&[class(0xc2, 0xdf), tail()]),
+        sequence(&[class(0xe0, 0xe0), class(0xa0, 0xbf), tail()]),
+        sequence(&[class(0xe1, 0xec), tail(), tail()]),
+        sequence(&[class(0xed, 0xed), class(0x80, 0x9f), tail()]),
+        sequence(&[class(0xee, 0xef), tail(), tail()]),
+        sequence(&[class(0xf0, 0xf0), class(0x90, 0xbf), tail(), tail()]),
+        sequence(&[class(0xf1, 0xf3), tail(), tail(), tail()]),
+        sequence(&[class(0xf4, 0xf4), class(0x80, 0x8f), tail(), tail()]),
+    ]);
+    character.star()
 }
 
 /// A delegation chain a request can come through: `via` (origin first) then the acting agent.
@@ -184,6 +253,25 @@ impl Space {
             chains,
             domain: Bool::and(&domain),
             truncated,
+        }
+    }
+
+    /// Whether every string argument of the model is valid UTF-8 bytes.
+    pub fn receivable(&self, model: &Model) -> bool {
+        self.args.values().all(|value| match value {
+            Zv::Str(v) => string_from_model(model, v).is_some(),
+            _ => true,
+        })
+    }
+
+    /// Constrains every string argument to valid UTF-8 bytes. Kept out of `domain` because
+    /// the regular expression slows the string solver: proofs without it cover a superset of
+    /// the requests, and only a model needs it.
+    pub fn assert_receivable(&self, solver: &Solver) {
+        for value in self.args.values() {
+            if let Zv::Str(v) = value {
+                solver.assert(v.regex_matches(&valid_utf8()));
+            }
         }
     }
 
@@ -525,21 +613,104 @@ pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use z3::{SatResult, Solver};
+
+    /// One string of every class of code point: ASCII (printable, control, NUL, backslash),
+    /// two-, three- and four-byte UTF-8 (below and above U+2FFFF, the last plane), and the
+    /// escape forms Z3 reads, written out literally.
+    const SAMPLES: [&str; 16] = [
+        "plain",
+        "",
+        "quote\" and space",
+        "tab\tnew\nline\u{0}nul\u{7f}",
+        "back\\slash",
+        "\\u{41}",
+        "\\u0041",
+        "\\x41",
+        "é and ü",
+        "\u{800}\u{ffff}\u{fffd}",
+        "\u{10000}",
+        "\u{1F600}",
+        "\u{2FFFF}\u{30000}",
+        "\u{E0041}",
+        "\u{10FFFF}",
+        "A",
+    ];
+
+    fn solved(formula: &Bool) -> Option<Model> {
+        let solver = Solver::new();
+        solver.assert(formula);
+        match solver.check() {
+            SatResult::Sat => solver.get_model(),
+            _ => None,
+        }
+    }
 
     #[test]
     fn strings_survive_the_round_trip_through_z3() {
-        for text in [
-            "plain",
-            "é and ü",
-            "back\\slash",
-            "quote\"",
-            "tab\tnew\nline",
-            "",
-            "\u{1F600}",
+        for text in SAMPLES {
+            let variable = ZString::new_const("x");
+            let model = solved(&variable.eq(z3_string(text))).unwrap();
+            assert_eq!(
+                string_from_model(&model, &variable).as_deref(),
+                Some(text),
+                "{text:?}"
+            );
+            assert_eq!(
+                bytes_from_model(&model, &variable).map(|b| b.len()),
+                Some(text.len())
+            );
+        }
+    }
+
+    #[test]
+    fn different_strings_stay_different_and_relations_are_the_gates() {
+        for a in SAMPLES {
+            for b in SAMPLES {
+                let (za, zb) = (z3_string(a), z3_string(b));
+                for (what, formula, expected) in [
+                    ("==", za.eq(&zb), a == b),
+                    (
+                        "starts_with",
+                        zb.prefix(&za),
+                        a.as_bytes().starts_with(b.as_bytes()),
+                    ),
+                    (
+                        "ends_with",
+                        zb.suffix(&za),
+                        a.as_bytes().ends_with(b.as_bytes()),
+                    ),
+                    ("contains", za.contains(&zb), a.contains(b)),
+                ] {
+                    assert_eq!(solved(&formula).is_some(), expected, "{a:?} {what} {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_is_excluded_by_the_regex() {
+        let variable = ZString::new_const("x");
+        // A lone continuation byte, then an overlong `/`, then a surrogate.
+        for bytes in [
+            &[0x80u8][..],
+            &[0xc0, 0xaf],
+            &[0xed, 0xa0, 0x80],
+            &[0xf4, 0x90, 0x80, 0x80],
         ] {
-            let value = z3_string(text);
-            let shown = value.as_string().unwrap();
-            assert_eq!(decode_z3_string(&shown).as_deref(), Some(text), "{shown}");
+            let constant = ZString::from_str(&z3_literal(bytes)).unwrap();
+            let formula = Bool::and(&[
+                variable.eq(&constant),
+                variable.regex_matches(&valid_utf8()),
+            ]);
+            assert!(solved(&formula).is_none(), "{bytes:?}");
+        }
+        for text in SAMPLES {
+            let formula = Bool::and(&[
+                variable.eq(z3_string(text)),
+                variable.regex_matches(&valid_utf8()),
+            ]);
+            assert!(solved(&formula).is_some(), "{text:?}");
         }
     }
 }
