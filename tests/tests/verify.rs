@@ -295,3 +295,13 @@ fn a_backslash_before_u_braces_survives_the_solver() {
         "{path:?}"
     );
 }
+#[test]
+fn the_delegation_horizon_counts_every_value_a_depth_meets() {
+    let report = check_fixture("depth-horizon.toll", &["TG1006"], &[]);
+    let violated = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::AssertionViolated)
+        .unwrap();
+    assert!(violated.witnesses[0].request.via.len() >= 4);
+}

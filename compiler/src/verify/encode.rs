@@ -534,52 +534,114 @@ pub fn budget_blocked(policy: &Policy, agent: AgentId, tool: ToolId) -> bool {
     })
 }
 
-/// The largest depth any condition or depth limit can tell apart, plus one: deeper chains are
-/// indistinguishable from each other.
-fn depth_horizon(policy: &Policy) -> u64 {
-    fn constants(condition: &Condition, out: &mut u64) {
+/// Beyond this many hops, depths are not told apart one by one: a policy that compares depths
+/// with larger values gets chains cut at the cap, and its proofs are reported inconclusive.
+const DEPTH_CAP: u64 = 64;
+
+/// The largest value an integer term can take in this policy (`None`: not an integer term, or
+/// one it cannot bound).
+fn largest_value(policy: &Policy, term: &Term) -> Option<i64> {
+    let int = |value: &Value| match value {
+        Value::Int(v) => Some(*v),
+        _ => None,
+    };
+    match term {
+        Term::Const(value) => int(value),
+        Term::AgentAttr(name) => policy
+            .agents
+            .iter()
+            .filter_map(|agent| agent.attrs.get(name).and_then(|(value, _)| int(value)))
+            .max(),
+        Term::ToolAttr(name) => policy
+            .tools
+            .iter()
+            .filter_map(|tool| tool.attrs.get(name).and_then(|(value, _)| int(value)))
+            .max(),
+        Term::ToolCost => policy.tools.iter().map(|tool| tool.cost).max(),
+        Term::Arg(name) => policy
+            .tools
+            .iter()
+            .filter_map(|tool| match tool.arg(name).map(|arg| &arg.ty) {
+                Some(ArgType::Int { max, .. }) => Some(*max),
+                _ => None,
+            })
+            .max(),
+        Term::Context(ContextField::Hour) => Some(23),
+        Term::Context(ContextField::Depth) => Some(0),
+        Term::Context(_) | Term::ToolEnv => None,
+    }
+}
+
+/// The largest depth any condition or depth limit can tell apart, plus one — deeper chains are
+/// indistinguishable from each other — and whether that bound is exact (false when a depth is
+/// compared with a value above [`DEPTH_CAP`]). Every value a depth is compared with counts:
+/// literals, attributes, costs, declared argument bounds, even another depth.
+pub fn depth_horizon(policy: &Policy) -> (u64, bool) {
+    fn walk(policy: &Policy, condition: &Condition, out: &mut i64) {
+        let is_depth = |term: &Term| matches!(term, Term::Context(ContextField::Depth));
         match &condition.kind {
             ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
-                constants(a, out);
-                constants(b, out);
+                walk(policy, a, out);
+                walk(policy, b, out);
             }
-            ConditionKind::Not(inner) => constants(inner, out),
-            ConditionKind::Compare { lhs, rhs, .. } => {
+            ConditionKind::Not(inner) => walk(policy, inner, out),
+            ConditionKind::Compare { lhs, rhs, .. } if is_depth(lhs) || is_depth(rhs) => {
                 for term in [lhs, rhs] {
-                    if let Term::Const(Value::Int(v)) = term {
-                        *out = (*out).max(u64::try_from(*v).unwrap_or(0));
-                    }
+                    // A depth compared with a term this cannot bound is compared with anything.
+                    *out = (*out).max(largest_value(policy, term).unwrap_or(i64::MAX));
                 }
             }
-            ConditionKind::In { set, .. } => {
+            ConditionKind::In { lhs, set } if is_depth(lhs) => {
                 for value in set {
                     if let Value::Int(v) = value {
-                        *out = (*out).max(u64::try_from(*v).unwrap_or(0));
+                        *out = (*out).max(*v);
                     }
                 }
             }
             _ => {}
         }
     }
-    let mut horizon = 0;
+    let mut largest: i64 = 0;
     for rule in &policy.rules {
         if let Some(condition) = &rule.condition {
-            constants(condition, &mut horizon);
+            walk(policy, condition, &mut largest);
+        }
+    }
+    for assertion in &policy.assertions {
+        if let AssertionKind::Never {
+            condition: Some(condition),
+            ..
+        }
+        | AssertionKind::Always {
+            condition: Some(condition),
+            ..
+        } = &assertion.kind
+        {
+            walk(policy, condition, &mut largest);
         }
     }
     for limit in &policy.limits {
         if let LimitKind::Depth { max } = limit.kind {
-            horizon = horizon.max(max);
+            largest = largest.max(i64::try_from(max).unwrap_or(i64::MAX));
         }
     }
-    horizon.saturating_add(1).min(64)
+    let largest = u64::try_from(largest).unwrap_or(0);
+    (
+        largest.min(DEPTH_CAP).saturating_add(1),
+        largest <= DEPTH_CAP,
+    )
 }
 
 /// Every chain (walk of declared delegations) ending at `agent`, up to the depth horizon plus
-/// the number of agents — a longer walk contains a cycle whose removal keeps its depth class and
-/// needs fewer agents' authority — capped at `max`. Returns whether the cap cut the list short.
+/// twice the number of agents, capped at `max`. A longer walk contains a cycle whose removal
+/// keeps its origin and depth class, needs no agent's authority it did not need, and keeps any
+/// one chosen agent deciding (one side of that agent's place on the walk has more hops than
+/// there are agents). Returns whether the list was cut short — by `max`, or by a horizon that
+/// is not exact while longer walks exist.
 pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bool) {
-    let longest = depth_horizon(policy).saturating_add(policy.agents.len() as u64);
+    let (horizon, exact) = depth_horizon(policy);
+    let agents = policy.agents.len() as u64;
+    let longest = horizon.saturating_add(agents.saturating_mul(2));
     let mut out = vec![Chain { via: Vec::new() }];
     let mut frontier: Vec<Vec<AgentId>> = vec![vec![agent]];
     let mut truncated = false;
@@ -602,10 +664,13 @@ pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bo
                 next.push(longer);
             }
         }
-        if next.is_empty() || truncated {
+        frontier = next;
+        if frontier.is_empty() || truncated {
             break;
         }
-        frontier = next;
+    }
+    if !exact && !frontier.is_empty() {
+        truncated = true;
     }
     (out, truncated)
 }
