@@ -4,8 +4,10 @@
 //! replay on the examples.
 //!
 //! The domains are exhaustive for the conditions generated: `args.n` is `int[0..3]`, hours are
-//! compared only with 1 and 13 (so 0, 12 and 23 stand for every hour), depths only with 0 and 1,
-//! and chains are enumerated to a length past which nothing new can happen.
+//! compared only with 1 and 13 (so 0, 12 and 23 stand for every hour), depths with 0, 1,
+//! `args.n` and `agent.level` (at most 3), and chains are enumerated to a length past which
+//! nothing new can happen. Every agent whose rules decide a request — the acting agent and each
+//! delegator whose hop does not widen — counts for the rule analyses.
 
 #![allow(
     clippy::unwrap_used,
@@ -41,8 +43,13 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(str::to_owned),
         proptest::sample::select(vec!["context.hour < 13", "context.hour >= 1"])
             .prop_map(str::to_owned),
-        proptest::sample::select(vec!["context.depth == 0", "context.depth >= 1"])
-            .prop_map(str::to_owned),
+        proptest::sample::select(vec![
+            "context.depth == 0",
+            "context.depth >= 1",
+            "context.depth >= args.n",
+            "context.depth < agent.level"
+        ])
+        .prop_map(str::to_owned),
         proptest::sample::select(AGENTS.to_vec()).prop_map(|a| format!("context.origin == {a}")),
         (0..3i64).prop_map(|k| format!("agent.level >= {k}")),
     ]
@@ -199,7 +206,9 @@ fn holds(
 
 fn brute_force(policy: &Policy) -> Truth {
     let mut truth = Truth::default();
-    let longest = 3 + policy.agents.len();
+    // Depths are compared with at most 3 (`args.n`), so depth 4 stands for every deeper one; a
+    // longer walk has a cycle whose removal keeps its depth class and any one deciding agent.
+    let longest = 4 + 2 * policy.agents.len();
     for agent in 0..policy.agents.len() {
         for via in walks(policy, agent, longest) {
             for tool in 0..policy.tools.len() {
@@ -284,14 +293,23 @@ fn observe(policy: &Policy, request: &Request, agent: AgentId, tool: ToolId, tru
     if decision.reason == Some(Reason::DelegationDepth) {
         return; // never reaches the rules
     }
-    let name = &policy.agents[agent].name;
-    // The acting agent can also be a delegator on its own chain; its rules are then traced twice.
-    let applying: BTreeSet<RuleId> = decision
-        .trace
-        .iter()
-        .filter(|t| t.agent == *name && t.applies)
-        .map(|t| t.rule)
-        .collect();
+    // Every agent whose rules decide the request (the acting agent and each delegator whose hop
+    // does not widen) is a position its rules take; an agent on its own chain is traced twice,
+    // with the same outcome, since depth and origin belong to the request.
+    let members: BTreeSet<&str> = decision.trace.iter().map(|t| t.agent.as_str()).collect();
+    for member in members {
+        let applying: BTreeSet<RuleId> = decision
+            .trace
+            .iter()
+            .filter(|t| t.agent == member && t.applies)
+            .map(|t| t.rule)
+            .collect();
+        observe_member(policy, &applying, truth);
+    }
+}
+
+/// What one deciding agent's applying rules tell about each rule.
+fn observe_member(policy: &Policy, applying: &BTreeSet<RuleId>, truth: &mut Truth) {
     let permits: Vec<RuleId> = applying
         .iter()
         .copied()

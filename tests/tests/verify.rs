@@ -295,6 +295,101 @@ fn a_backslash_before_u_braces_survives_the_solver() {
         "{path:?}"
     );
 }
+
+/// Every policy the verifier tests read: the examples and the regression fixtures.
+fn every_policy() -> Vec<std::path::PathBuf> {
+    let mut all = all_policy_dirs();
+    all.extend(tollgate_tests::toll_files("tests/fixtures/verify"));
+    all
+}
+
+/// A solver `unknown` is never taken as an answer: with every n-th query forced to `unknown`,
+/// every finding other than TG1009 is one the fully decided run makes too (an overlap may stay
+/// unclassified), every assertion proved is proved there too, and some TG1009 says what was
+/// left undecided.
+#[test]
+fn an_unknown_answer_is_never_taken_as_an_answer() {
+    let mut compared = 0;
+    for path in every_policy() {
+        let (_, policy) = load_dir(&path);
+        let decided = verify::verify(&policy, &Options::default());
+        for every in [1, 2, 3, 5, 7] {
+            let options = Options {
+                unknown_every: every,
+                ..Options::default()
+            };
+            let forced = verify::verify(&policy, &options);
+            let place = format!("{} (every {every})", relative(&path));
+            for finding in &forced.findings {
+                if finding.diagnostic.code == Code::Inconclusive {
+                    continue;
+                }
+                compared += 1;
+                let same = decided.findings.iter().any(|d| {
+                    d.diagnostic.code == finding.diagnostic.code
+                        && d.subject == finding.subject
+                        && (d.diagnostic.message == finding.diagnostic.message
+                            || finding.diagnostic.message.contains("not classified"))
+                });
+                assert!(
+                    same,
+                    "{place}: {} `{}` is not a finding of the decided run",
+                    finding.diagnostic.code.as_str(),
+                    finding.diagnostic.message
+                );
+            }
+            for name in &forced.proved {
+                assert!(decided.proved.contains(name), "{place}: {name} proved");
+            }
+            if every == 1 {
+                assert_eq!(forced.proved, Vec::<String>::new(), "{place}");
+            }
+            if forced.stats.unknown > 0 {
+                assert!(
+                    forced
+                        .findings
+                        .iter()
+                        .any(|f| f.diagnostic.code == Code::Inconclusive),
+                    "{place}: {} unknown answers and no TG1009",
+                    forced.stats.unknown
+                );
+            }
+        }
+    }
+    println!("findings under forced unknowns compared: {compared}");
+}
+
+#[test]
+fn a_diff_with_unknown_answers_claims_no_pair_unchanged() {
+    let (_, old) = load_dir(&root().join("examples/support-desk"));
+    let (_, new) = load_dir(&root().join("examples/versions/support-desk-v2"));
+    let options = Options {
+        unknown_every: 1,
+        ..Options::default()
+    };
+    let report = diff::diff(&old, &new, &options);
+    assert!(report.unknown > 0);
+    for pair in &report.pairs {
+        assert!(pair.undecided, "{} -> {}", pair.agent, pair.tool);
+    }
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.diagnostic.code == Code::Inconclusive));
+}
+
+#[test]
+fn rules_of_a_delegator_apply_on_its_chains() {
+    let report = check_fixture("delegator-rules.toll", &[], &[]);
+    let overlap = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::Overlap)
+        .unwrap();
+    let request = &overlap.witnesses[0].request;
+    assert_eq!(request.via, ["lead"], "{request:?}");
+}
+
 #[test]
 fn the_delegation_horizon_counts_every_value_a_depth_meets() {
     let report = check_fixture("depth-horizon.toll", &["TG1006"], &[]);
@@ -304,4 +399,28 @@ fn the_delegation_horizon_counts_every_value_a_depth_meets() {
         .find(|f| f.diagnostic.code == Code::AssertionViolated)
         .unwrap();
     assert!(violated.witnesses[0].request.via.len() >= 4);
+}
+
+#[test]
+fn a_grant_path_names_the_rule_allowing_its_final_call() {
+    let (sources, policy) = load_dir(&root().join("examples/flawed/escalation"));
+    let report = verify::verify(&policy, &Options::default());
+    let grant = report
+        .findings
+        .iter()
+        .find(|f| {
+            f.diagnostic.code == Code::Escalation
+                && f.witnesses.iter().any(|w| w.granted_role.is_some())
+        })
+        .unwrap();
+    let last = grant.diagnostic.related.last().unwrap();
+    assert!(
+        last.message.starts_with("with role `dba`"),
+        "{}",
+        last.message
+    );
+    assert_eq!(
+        sources.snippet(last.span),
+        "permit role dba to call db.drop_table;"
+    );
 }

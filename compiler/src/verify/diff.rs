@@ -23,8 +23,11 @@ pub enum Change {
 pub struct PairChange {
     pub agent: String,
     pub tool: String,
+    /// What the solver decided; `Unchanged` with `undecided` set means it could not tell.
     pub change: Change,
     pub acknowledged: bool,
+    /// A widening or narrowing query came back `unknown` (reported as TG1009).
+    pub undecided: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -165,6 +168,7 @@ enum Outcome {
 }
 
 fn find(
+    options: &Options,
     report: &mut DiffReport,
     solver: &Solver,
     space: &Space,
@@ -172,6 +176,10 @@ fn find(
     side: &Side<'_>,
 ) -> Outcome {
     report.queries += 1;
+    if options.unknown_every > 0 && report.queries % options.unknown_every == 0 {
+        report.unknown += 1;
+        return Outcome::Unknown;
+    }
     solver.push();
     solver.assert(formula);
     let mut result = solver.check();
@@ -287,6 +295,7 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                     solver.assert(&space.domain);
                     let (old_allowed, new_allowed) = (o.allowed(&space), n.allowed(&space));
                     let widened = find(
+                        options,
                         &mut report,
                         &solver,
                         &space,
@@ -294,6 +303,7 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                         n,
                     );
                     let narrowed = find(
+                        options,
                         &mut report,
                         &solver,
                         &space,
@@ -311,8 +321,14 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                                 lone_space(side.policy, &symbols, side.agent, side.tool, options);
                             solver.push();
                             solver.assert(&space.domain);
-                            let outcome =
-                                find(report, &solver, &space, &side.allowed(&space), side);
+                            let outcome = find(
+                                options,
+                                report,
+                                &solver,
+                                &space,
+                                &side.allowed(&space),
+                                side,
+                            );
                             solver.pop(1);
                             outcome
                         }
@@ -390,6 +406,8 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 tool: tool.clone(),
                 change,
                 acknowledged,
+                undecided: matches!(widened, Outcome::Unknown)
+                    || matches!(narrowed, Outcome::Unknown),
             });
         }
     }

@@ -151,19 +151,16 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             .iter()
             .any(|a| a.kind == AcknowledgementKind::Escalation(agent, tool))
     };
-    let rule_step = |request: &Request, verb: &str| -> Option<(String, tollgate_grammar::Span)> {
-        let decision = eval::decide(policy, request, &mut State::new());
-        decision.rule.map(|r| {
-            (
-                format!("{verb} by `{}`", policy.rule_name(r)),
-                policy.rules[r].span,
-            )
-        })
-    };
+    let rule_step = |request: &Request, verb: &str| rule_step_in(policy, request, verb);
 
     // Through delegation chains the agent starts.
     for (&(origin, tool), reached) in &reach.entries {
         if reach.direct.contains_key(&(origin, tool)) || reached.request.via.is_empty() {
+            continue;
+        }
+        if reach.direct_unknown.contains(&(origin, tool)) {
+            // Whether the origin may call it itself is undecided: no escalation is claimed, and
+            // the undecided reach query is reported as inconclusive.
             continue;
         }
         reported.insert((origin, tool));
@@ -232,6 +229,7 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
         for (&(other, tool), reached) in &reach.direct {
             if other != created
                 || reach.entries.contains_key(&(agent, tool))
+                || !reach.decided(agent, tool)
                 || !reported.insert((agent, tool))
             {
                 continue;
@@ -303,8 +301,33 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             &verifier.options,
             &mut verifier.report.stats,
         );
-        for (tool, request) in gained {
-            if reach.entries.contains_key(&(agent, tool)) || !reported.insert((agent, tool)) {
+        for (tool, found) in gained {
+            if reach.entries.contains_key(&(agent, tool)) || !reach.decided(agent, tool) {
+                continue;
+            }
+            let request = match found {
+                Ok(request) => request,
+                Err(why) => {
+                    // The final call is undecided: say so rather than drop the path.
+                    let d = diagnostic::inconclusive(
+                        &format!(
+                            "whether `{}` reaches `{}` through grant tool `{}`",
+                            policy.agents[agent].name,
+                            policy.tools[tool].name,
+                            policy.tools[grant_tool].name
+                        ),
+                        policy.agents[agent].span,
+                        &why,
+                    );
+                    findings.push(Finding {
+                        diagnostic: d,
+                        witnesses: Vec::new(),
+                        subject: Subject::None,
+                    });
+                    continue;
+                }
+            };
+            if !reported.insert((agent, tool)) {
                 continue;
             }
             let mut steps = Vec::new();
@@ -318,6 +341,15 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             steps.push((
                 format!("`{}` grants role `{role}`", policy.tools[grant_tool].name),
                 policy.tools[grant_tool].span,
+            ));
+            // The final call is decided in the policy where the agent holds the role.
+            steps.extend(rule_step_in(
+                &granted,
+                &request,
+                &format!(
+                    "with role `{role}`, `{}` calls `{}`",
+                    policy.agents[agent].name, policy.tools[tool].name
+                ),
             ));
             let path = format!(
                 "grant tool `{}` giving role `{role}`",
@@ -354,19 +386,33 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
     (graph, findings)
 }
 
+/// The related span of the rule that allows `request` in `policy` (from a fresh state).
+fn rule_step_in(
+    policy: &Policy,
+    request: &Request,
+    verb: &str,
+) -> Option<(String, tollgate_grammar::Span)> {
+    let decision = eval::decide(policy, request, &mut State::new());
+    decision.rule.and_then(|r| {
+        let rule = policy.rules.get(r)?;
+        Some((format!("{verb} by `{}`", policy.rule_name(r)), rule.span))
+    })
+}
+
 fn mark(graph: &mut Graph, agent: AgentId, tool: ToolId) {
     let (a, t) = (graph.node(Node::Agent(agent)), graph.node(Node::Tool(tool)));
     graph.graph.add_edge(a, t, Edge::Escalates);
 }
 
-/// The tools `agent` may call directly in a policy where it holds a granted role.
+/// The tools `agent` may call directly in a policy where it holds a granted role, each with a
+/// witness request, or with the solver's reason when the query was undecided.
 fn granted_reach(
     policy: &Policy,
     symbols: &Symbols,
     agent: AgentId,
     options: &Options,
     stats: &mut Stats,
-) -> Vec<(ToolId, Request)> {
+) -> Vec<(ToolId, Result<Request, String>)> {
     let mut out = Vec::new();
     let index = RuleIndex::new(policy);
     let solver = new_solver(options);
@@ -376,8 +422,10 @@ fn granted_reach(
             bucket.space.is_chain(0),
             bucket.encoder().allowed_on(agent, 0),
         ];
-        if let Answer::Sat(model) = bucket.ask(stats, &query) {
-            out.push((tool, bucket.request(&model)));
+        match bucket.ask(stats, &query) {
+            Answer::Sat(model) => out.push((tool, Ok(bucket.request(&model)))),
+            Answer::Unsat(_) => {}
+            Answer::Unknown(why) => out.push((tool, Err(why))),
         }
     }
     out
