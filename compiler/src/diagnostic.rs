@@ -743,6 +743,32 @@ pub fn trifecta(
     d
 }
 
+/// A violated `assert no trifecta`: the trifecta itself, reported once, under the assertion.
+pub fn trifecta_assertion_violated(
+    assertion: &str,
+    span: Span,
+    agent: &str,
+    tools: [&str; 3],
+    rules: &[(String, Span)],
+) -> Diagnostic {
+    let mut d = Diagnostic::error(
+        Code::AssertionViolated,
+        format!("{assertion} does not hold"),
+        span,
+        format!(
+            "`{agent}` can read private data (`{}`), is exposed to untrusted input (`{}`) and can act externally (`{}`)",
+            tools[0], tools[1], tools[2]
+        ),
+    )
+    .help(format!(
+        "the three witnesses are the three legs; split the external effect off to another agent than `{agent}`"
+    ));
+    for (message, rule_span) in rules {
+        d = d.related(*rule_span, message.clone());
+    }
+    d
+}
+
 pub fn inconclusive(what: &str, span: Span, why: &str) -> Diagnostic {
     Diagnostic::error(
         Code::Inconclusive,

@@ -1012,6 +1012,7 @@ impl<'p> Verifier<'p> {
     fn assertions_and_reach(&mut self) {
         let policy = self.policy;
         let reach = self.reach();
+        let mut asserted = BTreeSet::new();
         for (index, assertion) in policy.assertions.iter().enumerate() {
             let name = self.assertion_name(index);
             match &assertion.kind {
@@ -1120,19 +1121,16 @@ impl<'p> Verifier<'p> {
                         }
                         if let Some(tools) = trifecta_of(policy, &reach, agent) {
                             violated = true;
-                            let witnesses: Vec<Witness> = tools
-                                .iter()
-                                .map(|(_, w)| Witness::allowed(w.label.clone(), w.request.clone()))
-                                .collect();
-                            let detail = format!(
-                                "`{}` reaches private, untrusted and external tools",
-                                policy.agents[agent].name
-                            );
-                            let d = diagnostic::assertion_violated(
+                            // The assertion's failure is the trifecta's report: TG1008 is not
+                            // given again for this agent.
+                            asserted.insert(agent);
+                            let (witnesses, rules, names) = trifecta_legs(policy, &tools);
+                            let d = diagnostic::trifecta_assertion_violated(
                                 &name,
                                 assertion.span,
-                                &detail,
-                                None,
+                                &policy.agents[agent].name,
+                                [names[0], names[1], names[2]],
+                                &rules,
                             );
                             self.push_about(Subject::Assertion(index), d, witnesses);
                         }
@@ -1150,7 +1148,7 @@ impl<'p> Verifier<'p> {
                 }
             }
         }
-        self.trifectas(&reach);
+        self.trifectas(&reach, &asserted);
         let escalations = graph::escalations(self, &reach);
         for finding in escalations {
             self.push_about(finding.subject, finding.diagnostic, finding.witnesses);
@@ -1212,9 +1210,14 @@ impl<'p> Verifier<'p> {
         reach
     }
 
-    fn trifectas(&mut self, reach: &Reach) {
+    /// TG1008 for every agent with the lethal trifecta, except those a violated
+    /// `assert no trifecta` already reports.
+    fn trifectas(&mut self, reach: &Reach, asserted: &BTreeSet<AgentId>) {
         let policy = self.policy;
         for agent in 0..policy.agents.len() {
+            if asserted.contains(&agent) {
+                continue;
+            }
             let Some(tools) = trifecta_of(policy, reach, agent) else {
                 continue;
             };
@@ -1222,29 +1225,7 @@ impl<'p> Verifier<'p> {
                 .acknowledgements
                 .iter()
                 .any(|a| a.kind == AcknowledgementKind::Trifecta(agent));
-            let names: Vec<&str> = tools
-                .iter()
-                .map(|(t, _)| policy.tools[*t].name.as_str())
-                .collect();
-            let mut rules = Vec::new();
-            let mut witnesses = Vec::new();
-            for (tool, reached) in &tools {
-                let decision = eval::decide(policy, &reached.request, &mut State::new());
-                if let Some(rule) = decision.rule {
-                    rules.push((
-                        format!(
-                            "`{}` allows `{}`",
-                            policy.rule_name(rule),
-                            policy.tools[*tool].name
-                        ),
-                        policy.rules[rule].span,
-                    ));
-                }
-                witnesses.push(Witness::allowed(
-                    reached.label.clone(),
-                    reached.request.clone(),
-                ));
-            }
+            let (witnesses, rules, names) = trifecta_legs(policy, &tools);
             let d = diagnostic::trifecta(
                 &policy.agents[agent].name,
                 policy.agents[agent].span,
@@ -1319,6 +1300,38 @@ impl Reach {
             .iter()
             .any(|((o, t), _)| *o == origin && *t == tool)
     }
+}
+
+/// The three legs of a trifecta (private, untrusted, external, in that order): a witness for
+/// each, labelled with the leg it shows; the rule allowing each; the tools' names.
+fn trifecta_legs<'p>(
+    policy: &'p Policy,
+    tools: &[(ToolId, Reached)],
+) -> (
+    Vec<Witness>,
+    Vec<(String, tollgate_grammar::Span)>,
+    Vec<&'p str>,
+) {
+    let legs = ["private data", "untrusted input", "external action"];
+    let mut witnesses = Vec::new();
+    let mut rules = Vec::new();
+    let mut names = Vec::new();
+    for ((tool, reached), leg) in tools.iter().zip(legs) {
+        let tool_name = policy.tools[*tool].name.as_str();
+        names.push(tool_name);
+        let decision = eval::decide(policy, &reached.request, &mut State::new());
+        if let Some(rule) = decision.rule {
+            rules.push((
+                format!("`{}` allows `{tool_name}`", policy.rule_name(rule)),
+                policy.rules[rule].span,
+            ));
+        }
+        witnesses.push(Witness::allowed(
+            format!("{leg}: {}", reached.label),
+            reached.request.clone(),
+        ));
+    }
+    (witnesses, rules, names)
 }
 
 /// The private, untrusted and external tools an agent reaches, if it reaches all three kinds.

@@ -424,3 +424,26 @@ fn a_grant_path_names_the_rule_allowing_its_final_call() {
         "permit role dba to call db.drop_table;"
     );
 }
+
+#[test]
+fn an_asserted_trifecta_is_reported_once_with_a_witness_per_leg() {
+    let report = check_fixture("asserted-trifecta.toll", &["TG1006", "TG1008"], &[]);
+    let assertion = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::AssertionViolated)
+        .unwrap();
+    let legs: Vec<&str> = assertion
+        .witnesses
+        .iter()
+        .map(|w| w.label.split(':').next().unwrap())
+        .collect();
+    assert_eq!(legs, ["private data", "untrusted input", "external action"]);
+    // The TG1008 left is the archivist's, which no assertion covers.
+    let trifecta = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::Trifecta)
+        .unwrap();
+    assert!(trifecta.diagnostic.message.starts_with("`archivist`"));
+}
