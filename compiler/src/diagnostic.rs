@@ -81,6 +81,13 @@ codes! {
     Inconclusive = "TG1009", "analysis inconclusive";
     Widened = "TG1101", "new version allows more";
     Narrowed = "TG1102", "new version allows less";
+    InvalidTestArguments = "TG0503", "test step arguments do not fit the tool";
+    StaleAcknowledgement = "TG1010", "acknowledgement matches no finding";
+    AssertionRemoved = "TG1103", "assertion removed";
+    ForbidRemoved = "TG1104", "forbid removed";
+    AssertionAdded = "TG1105", "assertion added";
+    ForbidAdded = "TG1106", "forbid added";
+    AcknowledgementChanged = "TG1107", "acknowledgement added or removed";
 }
 
 impl fmt::Display for Code {
@@ -569,6 +576,20 @@ pub fn missing_environment(span: Span, environments: &[&str]) -> Diagnostic {
         "add `in ENV` with one of {}",
         backticked(environments)
     ))
+}
+
+pub fn test_arguments_invalid(tool: &str, detail: &str, span: Span, denies: bool) -> Diagnostic {
+    let d = Diagnostic::error(
+        Code::InvalidTestArguments,
+        format!("this step's arguments do not fit `{tool}`"),
+        span,
+        detail.to_owned(),
+    );
+    if denies {
+        d.help("the gate would deny it as malformed whatever the rules say; fix the arguments, or write `expect deny invalid_argument` if that is what the step tests")
+    } else {
+        d.help("fix the arguments to match the tool's `args`")
+    }
 }
 
 pub fn reason_with_rule(reason: &str, span: Span) -> Diagnostic {
