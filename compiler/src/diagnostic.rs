@@ -830,6 +830,74 @@ pub fn narrowed(agent: &str, tool: &str, span: Span) -> Diagnostic {
     .help("check that no legitimate flow depends on what was removed")
 }
 
+pub fn stale_acknowledgement(what: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::StaleAcknowledgement,
+        format!("`acknowledge {what}` matches no finding"),
+        span,
+        "nothing here needs acknowledging any more",
+    )
+    .with_severity(Severity::Warning)
+    .help("remove it, so that it cannot silence a finding that appears later")
+}
+
+/// An assertion (`added` false: of the old version) or forbid that only one version has.
+pub fn guard_changed(
+    what: &str,
+    name: &str,
+    span: Span,
+    added: bool,
+    acknowledged: bool,
+) -> Diagnostic {
+    let code = match (what, added) {
+        ("assertion", false) => Code::AssertionRemoved,
+        ("assertion", true) => Code::AssertionAdded,
+        (_, false) => Code::ForbidRemoved,
+        (_, true) => Code::ForbidAdded,
+    };
+    if added {
+        return Diagnostic::error(
+            code,
+            format!("{what} {name} is new"),
+            span,
+            "only the new version has it",
+        )
+        .with_severity(Severity::Note)
+        .help("new guards narrow what the policy allows or promises");
+    }
+    let d = Diagnostic::error(
+        code,
+        format!("{what} {name} was removed"),
+        span,
+        "the old version has it, the new one does not",
+    );
+    if acknowledged {
+        d.with_severity(Severity::Note)
+            .help("every (agent, tool) pair it covered is acknowledged in the new version")
+    } else {
+        d.with_severity(Severity::Warning).help(
+            "a removed guard can widen the policy even where no pair widens today; acknowledge the widening of each pair it covered in the new version, or keep it",
+        )
+    }
+}
+
+pub fn acknowledgement_changed(what: &str, span: Span, added: bool) -> Diagnostic {
+    let (message, label) = if added {
+        (
+            format!("`acknowledge {what}` is new"),
+            "only the new version has it",
+        )
+    } else {
+        (
+            format!("`acknowledge {what}` was removed"),
+            "only the old version has it",
+        )
+    };
+    Diagnostic::error(Code::AcknowledgementChanged, message, span, label)
+        .with_severity(Severity::Note)
+        .help("acknowledgements are reviewed with the policy: check the reason given")
+}
+
 /// A diagnostic that must be raised to an error (CI gates such as `--fail-on widen`).
 pub fn as_error(mut diagnostic: Diagnostic) -> Diagnostic {
     diagnostic.severity = Severity::Error;

@@ -1153,6 +1153,50 @@ impl<'p> Verifier<'p> {
         for finding in escalations {
             self.push_about(finding.subject, finding.diagnostic, finding.witnesses);
         }
+        self.stale_acknowledgements(&reach);
+    }
+
+    /// TG1010 for a trifecta or escalation acknowledgement that matches no finding. Only said
+    /// when every query was decided: an undecided one might have found what it acknowledges.
+    /// Widening acknowledgements are for `diff` to judge.
+    fn stale_acknowledgements(&mut self, reach: &Reach) {
+        let policy = self.policy;
+        let undecided = self.report.stats.unknown > 0
+            || self
+                .report
+                .findings
+                .iter()
+                .any(|f| f.diagnostic.code == diagnostic::Code::Inconclusive);
+        if undecided {
+            return;
+        }
+        for acknowledgement in &policy.acknowledgements {
+            let (stale, what) = match acknowledgement.kind {
+                AcknowledgementKind::Trifecta(agent) => (
+                    trifecta_of(policy, reach, agent).is_none(),
+                    format!("trifecta {}", policy.agents[agent].name),
+                ),
+                AcknowledgementKind::Escalation(agent, tool) => (
+                    !self.report.findings.iter().any(|f| {
+                        f.diagnostic.code == diagnostic::Code::Escalation
+                            && f.subject == Subject::AgentTool(agent, tool)
+                    }),
+                    format!(
+                        "escalation {} -> {}",
+                        policy.agents[agent].name, policy.tools[tool].name
+                    ),
+                ),
+                AcknowledgementKind::Widening(..) => continue,
+            };
+            if stale {
+                let d = diagnostic::stale_acknowledgement(&what, acknowledgement.span);
+                self.report.findings.push(Finding {
+                    diagnostic: d,
+                    witnesses: Vec::new(),
+                    subject: Subject::None,
+                });
+            }
+        }
     }
 
     /// For every agent: the tools it can get called — directly, or by delegates acting for it

@@ -372,10 +372,18 @@ fn a_diff_with_unknown_answers_claims_no_pair_unchanged() {
     for pair in &report.pairs {
         assert!(pair.undecided, "{} -> {}", pair.agent, pair.tool);
     }
+    // Guards and acknowledgements are compared as text; nothing the solver decides is claimed.
     assert!(report
         .findings
         .iter()
-        .all(|f| f.diagnostic.code == Code::Inconclusive));
+        .all(|f| !matches!(
+            f.diagnostic.code,
+            Code::Widened | Code::Narrowed | Code::StaleAcknowledgement
+        )));
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.diagnostic.code == Code::Inconclusive));
 }
 
 #[test]
@@ -446,4 +454,92 @@ fn an_asserted_trifecta_is_reported_once_with_a_witness_per_leg() {
         .find(|f| f.diagnostic.code == Code::Trifecta)
         .unwrap();
     assert!(trifecta.diagnostic.message.starts_with("`archivist`"));
+}
+
+fn fixture_policy(name: &str) -> tollgate_compiler::model::Policy {
+    let path = root().join("tests/fixtures/verify").join(name);
+    assert!(path.is_file(), "missing fixture {name}");
+    load_dir(&path).1
+}
+
+fn finding_lines(findings: &[verify::Finding]) -> Vec<String> {
+    let mut lines: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {:?}: {}",
+                f.diagnostic.code.as_str(),
+                f.diagnostic.severity,
+                f.diagnostic.message
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn diff_reports_guards_and_acknowledgements_that_come_and_go() {
+    let (old, new) = (
+        fixture_policy("diff-guards-old.toll"),
+        fixture_policy("diff-guards-new.toll"),
+    );
+    let mut report = diff::diff(&old, &new, &Options::default());
+    assert_eq!(
+        finding_lines(&report.findings),
+        [
+            "TG1010 Warning: `acknowledge widening clerk -> pay.audit` matches no finding",
+            "TG1101 Note: `clerk` may now do more with `pay.lookup`",
+            "TG1101 Warning: `clerk` may now do more with `pay.refund`",
+            "TG1102 Note: `clerk` may now do less with `pay.refund`",
+            "TG1103 Warning: assertion cap was removed",
+            "TG1104 Note: forbid no_lookups_at_night was removed",
+            "TG1104 Warning: forbid no_big was removed",
+            "TG1105 Note: assertion small_only is new",
+            "TG1106 Note: forbid no_zero is new",
+            "TG1107 Note: `acknowledge trifecta clerk` was removed",
+            "TG1107 Note: `acknowledge widening clerk -> pay.audit` is new",
+            "TG1107 Note: `acknowledge widening clerk -> pay.lookup` is new",
+        ]
+    );
+    assert_eq!(report.removed_unacknowledged, 2);
+    assert!(report.fails_on_widen());
+    report.gate_on_widen();
+    let errors: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.diagnostic.severity == Severity::Error)
+        .map(|f| f.diagnostic.code.as_str())
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}
+
+#[test]
+fn removing_an_assertion_fails_the_widening_gate_though_nothing_widens() {
+    let path = root().join("tests/fixtures/verify/diff-guards-old.toll");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("cap:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(text, without);
+    let sources = tollgate_compiler::source::SourceSet::single("new.toll", &without);
+    let new = tollgate_compiler::load(&sources).unwrap();
+    let old = fixture_policy("diff-guards-old.toll");
+    let report = diff::diff(&old, &new, &Options::default());
+    assert_eq!(report.widened_unacknowledged(), 0);
+    assert_eq!(report.removed_unacknowledged, 1);
+    assert!(report.fails_on_widen());
+    let unchanged = diff::diff(&old, &old, &Options::default());
+    assert!(!unchanged.fails_on_widen());
+}
+
+#[test]
+fn an_acknowledgement_that_matches_nothing_is_a_warning() {
+    let report = check_fixture("stale-acknowledgements.toll", &["TG1010", "TG1010"], &[]);
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.diagnostic.severity != Severity::Error));
 }
