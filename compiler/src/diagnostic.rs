@@ -734,6 +734,20 @@ pub fn escalation(
     d
 }
 
+/// An escalation to a tool the agent may call itself, but not with this request.
+pub fn escalation_beyond_direct(
+    agent: &str,
+    tool: &str,
+    span: Span,
+    path: &str,
+    acknowledged: bool,
+    steps: &[(String, Span)],
+) -> Diagnostic {
+    let mut d = escalation(agent, tool, span, path, acknowledged, steps);
+    d.message = format!("`{agent}` can get `{tool}` called with requests it may not make directly");
+    d
+}
+
 pub fn trifecta(
     agent: &str,
     span: Span,

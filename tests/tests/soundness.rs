@@ -188,6 +188,9 @@ struct Truth {
     violated: BTreeSet<usize>,
     direct: BTreeSet<(AgentId, ToolId)>,
     reach: BTreeSet<(AgentId, ToolId)>,
+    /// (origin, tool): some request allowed through a chain the origin starts is denied when
+    /// the origin makes it itself.
+    escalates: BTreeSet<(AgentId, ToolId)>,
 }
 
 fn holds(
@@ -253,6 +256,15 @@ fn observe(policy: &Policy, request: &Request, agent: AgentId, tool: ToolId, tru
         truth.reach.insert((origin, tool));
         if request.via.is_empty() {
             truth.direct.insert((agent, tool));
+        } else {
+            let direct = Request {
+                agent: policy.agents[origin].name.clone(),
+                via: Vec::new(),
+                ..request.clone()
+            };
+            if eval::decide(policy, &direct, &mut State::new()).verdict == Verdict::Deny {
+                truth.escalates.insert((origin, tool));
+            }
         }
     }
     for (index, assertion) in policy.assertions.iter().enumerate() {
@@ -454,8 +466,7 @@ fn compare(text: &str) -> Result<(), String> {
             trifecta(&policy, &truth, agent),
         );
         for tool in 0..policy.tools.len() {
-            let escalates =
-                truth.reach.contains(&(agent, tool)) && !truth.direct.contains(&(agent, tool));
+            let escalates = truth.escalates.contains(&(agent, tool));
             check(
                 format!("escalation {agent}/{tool}"),
                 found(Code::Escalation, Subject::AgentTool(agent, tool)),

@@ -153,72 +153,114 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
     };
     let rule_step = |request: &Request, verb: &str| rule_step_in(policy, request, verb);
 
-    // Through delegation chains the agent starts.
-    for (&(origin, tool), reached) in &reach.entries {
-        if reach.direct.contains_key(&(origin, tool)) || reached.request.via.is_empty() {
-            continue;
-        }
-        if reach.direct_unknown.contains(&(origin, tool)) {
-            // Whether the origin may call it itself is undecided: no escalation is claimed, and
-            // the undecided reach query is reported as inconclusive.
-            continue;
-        }
-        reported.insert((origin, tool));
-        let mut steps = Vec::new();
-        let mut names = reached.request.via.clone();
-        names.push(reached.request.agent.clone());
-        for pair in names.windows(2) {
-            let (Some(from), Some(to)) = (policy.agent_id(&pair[0]), policy.agent_id(&pair[1]))
-            else {
-                continue;
+    // Through delegation chains the agent starts: a request allowed through such a chain that
+    // the origin may not make itself, with the same arguments, environment and time — whether
+    // or not it may call the tool with other arguments.
+    for origin in 0..policy.agents.len() {
+        for tool in 0..policy.tools.len() {
+            let request = match beyond_direct(verifier, origin, tool) {
+                Search::Found(request, _) => request,
+                Search::NotFound => continue,
+                Search::Unknown(why) => {
+                    let d = diagnostic::inconclusive(
+                        &format!(
+                            "whether `{}` escalates to `{}` through delegation",
+                            policy.agents[origin].name, policy.tools[tool].name
+                        ),
+                        policy.agents[origin].span,
+                        &why,
+                    );
+                    findings.push(Finding {
+                        diagnostic: d,
+                        witnesses: Vec::new(),
+                        subject: Subject::None,
+                    });
+                    continue;
+                }
             };
-            if let Some(delegation) = policy
-                .delegations
-                .iter()
-                .find(|d| d.from == from && d.to == to)
-            {
-                let kind = if delegation.widening {
-                    "widening delegation"
-                } else {
-                    "delegation"
+            reported.insert((origin, tool));
+            let mut steps = Vec::new();
+            let mut names = request.via.clone();
+            names.push(request.agent.clone());
+            for pair in names.windows(2) {
+                let (Some(from), Some(to)) = (policy.agent_id(&pair[0]), policy.agent_id(&pair[1]))
+                else {
+                    continue;
                 };
-                steps.push((
-                    format!("{kind} `{}` -> `{}`", pair[0], pair[1]),
-                    delegation.span,
-                ));
+                if let Some(delegation) = policy
+                    .delegations
+                    .iter()
+                    .find(|d| d.from == from && d.to == to)
+                {
+                    let kind = if delegation.widening {
+                        "widening delegation"
+                    } else {
+                        "delegation"
+                    };
+                    steps.push((
+                        format!("{kind} `{}` -> `{}`", pair[0], pair[1]),
+                        delegation.span,
+                    ));
+                }
             }
+            steps.extend(rule_step(
+                &request,
+                &format!("`{}` calls `{}`", request.agent, policy.tools[tool].name),
+            ));
+            let path = format!("delegation {}", names.join(" -> "));
+            let (origin_name, tool_name) = (&policy.agents[origin].name, &policy.tools[tool].name);
+            // "May not call it directly" only when that was decided; the per-request claim
+            // holds either way (its second witness shows it).
+            let never_directly = !reach.direct.contains_key(&(origin, tool))
+                && !reach.direct_unknown.contains(&(origin, tool));
+            let d = if !never_directly {
+                diagnostic::escalation_beyond_direct(
+                    origin_name,
+                    tool_name,
+                    policy.agents[origin].span,
+                    &path,
+                    acknowledged(origin, tool),
+                    &steps,
+                )
+            } else {
+                diagnostic::escalation(
+                    origin_name,
+                    tool_name,
+                    policy.agents[origin].span,
+                    &path,
+                    acknowledged(origin, tool),
+                    &steps,
+                )
+            };
+            let direct = Request {
+                agent: origin_name.clone(),
+                via: Vec::new(),
+                ..request.clone()
+            };
+            let witnesses = vec![
+                Witness {
+                    label: format!(
+                        "{} calls {} on behalf of {origin_name}",
+                        request.agent, tool_name
+                    ),
+                    request,
+                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                    granted_role: None,
+                },
+                Witness {
+                    label: format!("{origin_name} may not make the same call itself"),
+                    request: direct,
+                    claims: vec![Claim::Verdict(Verdict::Deny)],
+                    granted_role: None,
+                },
+            ];
+            mark(&mut graph, origin, tool);
+            findings.push(Finding {
+                diagnostic: d,
+                witnesses,
+                subject: Subject::AgentTool(origin, tool),
+            });
         }
-        steps.extend(rule_step(
-            &reached.request,
-            &format!(
-                "`{}` calls `{}`",
-                reached.request.agent, policy.tools[tool].name
-            ),
-        ));
-        let path = format!("delegation {}", names.join(" -> "));
-        let d = diagnostic::escalation(
-            &policy.agents[origin].name,
-            &policy.tools[tool].name,
-            policy.agents[origin].span,
-            &path,
-            acknowledged(origin, tool),
-            &steps,
-        );
-        let witness = Witness {
-            label: format!(
-                "{} calls {} on behalf of {}",
-                reached.request.agent, policy.tools[tool].name, policy.agents[origin].name
-            ),
-            request: reached.request.clone(),
-            claims: vec![Claim::Verdict(Verdict::Allow)],
-            granted_role: None,
-        };
-        mark(&mut graph, origin, tool);
-        findings.push(Finding {
-            diagnostic: d,
-            witnesses: vec![witness],
-            subject: Subject::AgentTool(origin, tool),
-        });
     }
 
     // Through spawn tools: the created agent's own authority.
@@ -384,6 +426,48 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
         }
     }
     (graph, findings)
+}
+
+/// A request `origin` gets allowed through a chain it starts (acting agent, chain) that it may
+/// not make directly, with the same arguments, environment and time. Both buckets of `tool`
+/// share the argument, environment and hour variables (same names, same schema), so one query
+/// compares the two requests; only the acting bucket's domain (its chain range) is asserted.
+fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> Search {
+    let policy = verifier.policy;
+    let Some(direct) = verifier.buckets.get(&(origin, tool)) else {
+        return Search::NotFound;
+    };
+    let origin_name = policy.agents[origin].name.as_str();
+    let denied_directly = direct.encoder().allowed_on(origin, 0).not();
+    let mut unknown = None;
+    for acting in 0..policy.agents.len() {
+        let Some(bucket) = verifier.buckets.get(&(acting, tool)) else {
+            continue;
+        };
+        let encoder = bucket.encoder();
+        for (index, chain) in bucket.space.chains.iter().enumerate() {
+            if chain.via.first().map(String::as_str) != Some(origin_name) {
+                continue;
+            }
+            let query = vec![
+                bucket.space.is_chain(index),
+                encoder.allowed_on(acting, index),
+                denied_directly.clone(),
+            ];
+            match bucket.ask(&mut verifier.report.stats, &query) {
+                Answer::Sat(model) => return Search::Found(bucket.request(&model), acting),
+                Answer::Unsat(_) => {}
+                Answer::Unknown(why) => unknown = Some(why),
+            }
+        }
+        if bucket.space.truncated {
+            unknown = Some("too many delegation chains to consider them all".to_owned());
+        }
+    }
+    match unknown {
+        Some(why) => Search::Unknown(why),
+        None => Search::NotFound,
+    }
 }
 
 /// The related span of the rule that allows `request` in `policy` (from a fresh state).
