@@ -231,12 +231,13 @@ impl<'p> Bucket<'p> {
                 Some((chain, required))
             })
             .unzip();
-        let space = Space::new(
+        let space = Space::with_finite_strings(
             symbols.clone(),
             &policy.tools[tool].args,
             &policy.environments,
             chains,
             truncated,
+            &index.finite,
         );
         Bucket {
             policy,
@@ -382,6 +383,7 @@ pub(crate) fn request_from_model(
                 .and_then(|v| v.as_bool())
                 .map(Value::Bool),
             Zv::Str(v) => string_from_model(model, v).map(Value::Str),
+            Zv::Finite(value) => value.value(model).map(Value::Str),
             Zv::Sym(v) => model
                 .eval(v, true)
                 .and_then(|v| v.as_i64())

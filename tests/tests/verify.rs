@@ -564,3 +564,19 @@ fn a_widening_hop_that_widens_only_arguments_is_an_escalation() {
         tollgate_compiler::model::Value::Int(amount) if amount > 100
     ));
 }
+
+#[test]
+fn a_four_literal_string_problem_is_decided() {
+    let report = check_fixture("four-literal-strings.toll", &[], &["no_localhost"]);
+    assert_eq!(report.stats.unknown, 0);
+    let overlap = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::Overlap)
+        .unwrap();
+    let url = &overlap.witnesses[0].request.args["url"];
+    assert!(
+        matches!(url, tollgate_compiler::model::Value::Str(s) if s.starts_with("https://") && s.contains(".example.com")),
+        "{url:?}"
+    );
+}

@@ -9,7 +9,8 @@
 //! shared symbol table.
 
 use crate::model::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::str::FromStr;
 use tollgate_grammar::ast::{CompareOp, StringOp};
 use z3::ast::{Bool, Int, Regexp, String as ZString};
@@ -23,6 +24,345 @@ pub enum Zv {
     Str(ZString),
     /// An index into the symbol table.
     Sym(Int),
+    /// A string argument decided over its policy's constants ([`FiniteStrings`]).
+    Finite(Rc<FiniteString>),
+}
+
+/// The pieces a [`FiniteString`] is built from, for one argument name.
+#[derive(Debug)]
+pub struct Pieces {
+    /// Every constant the argument meets: the value may be exactly one of them.
+    constants: Vec<String>,
+    /// `""` first, then every constant it must start with somewhere.
+    prefixes: Vec<String>,
+    /// `""` first, then every constant it must end with somewhere.
+    suffixes: Vec<String>,
+    /// Every constant it must contain somewhere.
+    contained: Vec<String>,
+    /// A character no constant holds.
+    filler: char,
+}
+
+/// A string argument as a choice among the candidates of [`FiniteStrings`]: either a constant
+/// (`exact` is its index), or (`exact` is -1) the composite `P # C… # S` of a prefix, the
+/// contained constants whose `include` is true, and a suffix, joined by the filler.
+#[derive(Debug)]
+pub struct FiniteString {
+    pub exact: Int,
+    pub prefix: Int,
+    pub suffix: Int,
+    pub include: Vec<Bool>,
+    pub pieces: Rc<Pieces>,
+}
+
+impl FiniteString {
+    fn new(name: &str, pieces: &Rc<Pieces>, domain: &mut Vec<Bool>) -> FiniteString {
+        let exact = Int::new_const(format!("{name}#exact"));
+        let prefix = Int::new_const(format!("{name}#prefix"));
+        let suffix = Int::new_const(format!("{name}#suffix"));
+        let include = (0..pieces.contained.len())
+            .map(|i| Bool::new_const(format!("{name}#include{i}")))
+            .collect();
+        let within = |v: &Int, low: i64, count: usize| {
+            Bool::and(&[v.ge(Int::from_i64(low)), v.lt(Int::from_i64(count as i64))])
+        };
+        domain.push(within(&exact, -1, pieces.constants.len()));
+        domain.push(within(&prefix, 0, pieces.prefixes.len()));
+        domain.push(within(&suffix, 0, pieces.suffixes.len()));
+        FiniteString {
+            exact,
+            prefix,
+            suffix,
+            include,
+            pieces: Rc::clone(pieces),
+        }
+    }
+
+    fn composite(&self) -> Bool {
+        self.exact.eq(Int::from_i64(-1))
+    }
+
+    /// The value is exactly a constant for which `holds`.
+    fn exact_where(&self, holds: impl Fn(&str) -> bool) -> Bool {
+        one_of(&self.exact, &self.pieces.constants, holds)
+    }
+
+    /// ⟦value == text⟧: only a constant can equal a constant (a composite holds the filler).
+    pub fn equals(&self, text: &str) -> Bool {
+        self.exact_where(|c| c == text)
+    }
+
+    pub fn starts_with(&self, text: &str) -> Bool {
+        let composite = if text.is_empty() {
+            Bool::from_bool(true)
+        } else {
+            one_of(&self.prefix, &self.pieces.prefixes, |p| p.starts_with(text))
+        };
+        Bool::or(&[
+            self.exact_where(|c| c.starts_with(text)),
+            Bool::and(&[self.composite(), composite]),
+        ])
+    }
+
+    pub fn ends_with(&self, text: &str) -> Bool {
+        let composite = if text.is_empty() {
+            Bool::from_bool(true)
+        } else {
+            one_of(&self.suffix, &self.pieces.suffixes, |s| s.ends_with(text))
+        };
+        Bool::or(&[
+            self.exact_where(|c| c.ends_with(text)),
+            Bool::and(&[self.composite(), composite]),
+        ])
+    }
+
+    pub fn contains(&self, text: &str) -> Bool {
+        let composite = if text.is_empty() || text.contains(self.pieces.filler) {
+            Bool::from_bool(text.is_empty())
+        } else {
+            let mut options = vec![
+                one_of(&self.prefix, &self.pieces.prefixes, |p| p.contains(text)),
+                one_of(&self.suffix, &self.pieces.suffixes, |s| s.contains(text)),
+            ];
+            for (piece, include) in self.pieces.contained.iter().zip(&self.include) {
+                if piece.contains(text) {
+                    options.push(include.clone());
+                }
+            }
+            Bool::or(&options)
+        };
+        Bool::or(&[
+            self.exact_where(|c| c.contains(text)),
+            Bool::and(&[self.composite(), composite]),
+        ])
+    }
+
+    /// The value a model gives.
+    pub fn value(&self, model: &Model) -> Option<String> {
+        let index = |v: &Int| {
+            model
+                .eval(v, true)
+                .and_then(|v| v.as_i64())
+                .and_then(|i| usize::try_from(i).ok())
+        };
+        let exact = model.eval(&self.exact, true)?.as_i64()?;
+        if exact >= 0 {
+            return self
+                .pieces
+                .constants
+                .get(usize::try_from(exact).ok()?)
+                .cloned();
+        }
+        let filler = self.pieces.filler.to_string();
+        let mut value = self.pieces.prefixes.get(index(&self.prefix)?)?.clone();
+        value.push_str(&filler);
+        for (piece, include) in self.pieces.contained.iter().zip(&self.include) {
+            if model.eval(include, true)?.as_bool()? {
+                value.push_str(piece);
+                value.push_str(&filler);
+            }
+        }
+        value.push_str(self.pieces.suffixes.get(index(&self.suffix)?)?);
+        Some(value)
+    }
+}
+
+/// `index` names one of `values` for which `holds`.
+fn one_of(index: &Int, values: &[String], holds: impl Fn(&str) -> bool) -> Bool {
+    let options: Vec<Bool> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| holds(v))
+        .map(|(i, _)| index.eq(Int::from_i64(i as i64)))
+        .collect();
+    Bool::or(&options)
+}
+
+/// For each string argument name that a policy only ever compares with string constants
+/// (`==`, `!=`, `in`, and `starts_with`, `ends_with`, `contains` with the argument on the
+/// left), a finite list of candidate values that decides every such comparison exactly.
+///
+/// Why it is exact: for any value `v`, let `P` be the longest constant `v` starts with, `S` the
+/// longest it ends with and `C` the constants it contains; take a filler character `#` that no
+/// constant holds. If `v` equals a constant, that constant is a candidate. Otherwise the
+/// candidate `P # C1 # … # Ck # S` satisfies every comparison `v` satisfies (it starts with
+/// `P`, ends with `S`, contains every `Ci`), and no other: an occurrence of a filler-free
+/// constant lies inside one piece, which `v` also contains; a constant prefix or suffix of the
+/// candidate is one of `P` or `S`, which `v` also has; and it equals no constant. So every
+/// formula over these comparisons is satisfiable over the candidates iff over all strings,
+/// and Z3 decides it over integers instead of strings (Z3 4.8's string solver times out on
+/// mixes of prefixes and negated containment).
+#[derive(Clone, Debug, Default)]
+pub struct FiniteStrings {
+    by_name: BTreeMap<String, Rc<Pieces>>,
+}
+
+#[derive(Default)]
+struct Constants {
+    equal: BTreeSet<String>,
+    prefixes: BTreeSet<String>,
+    suffixes: BTreeSet<String>,
+    contained: BTreeSet<String>,
+}
+
+impl FiniteStrings {
+    pub fn of(policy: &Policy) -> FiniteStrings {
+        let mut constants: BTreeMap<String, Constants> = BTreeMap::new();
+        let mut excluded: BTreeSet<String> = BTreeSet::new();
+        let mut conditions: Vec<&Condition> = Vec::new();
+        for rule in &policy.rules {
+            conditions.extend(rule.condition.as_ref());
+        }
+        for assertion in &policy.assertions {
+            if let AssertionKind::Never { condition, .. }
+            | AssertionKind::Always { condition, .. } = &assertion.kind
+            {
+                conditions.extend(condition.as_ref());
+            }
+        }
+        for condition in conditions {
+            collect(policy, condition, &mut constants, &mut excluded);
+        }
+        let mut by_name = BTreeMap::new();
+        for tool in &policy.tools {
+            for arg in &tool.args {
+                // One list per name: every tool's argument of that name meets the same atoms.
+                if !matches!(arg.ty, ArgType::Str)
+                    || excluded.contains(&arg.name)
+                    || by_name.contains_key(&arg.name)
+                {
+                    continue;
+                }
+                let empty = Constants::default();
+                let found = constants.get(&arg.name).unwrap_or(&empty);
+                if let Some(pieces) = pieces(found) {
+                    by_name.insert(arg.name.clone(), Rc::new(pieces));
+                }
+            }
+        }
+        FiniteStrings { by_name }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Rc<Pieces>> {
+        self.by_name.get(name)
+    }
+}
+
+/// Every string value a term can take in this policy, if it is a constant of the policy
+/// (a literal, an agent's or a tool's attribute); `None` for anything a request supplies.
+fn string_constants(policy: &Policy, term: &Term) -> Option<Vec<String>> {
+    let text = |value: &Value| match value {
+        Value::Str(v) => Some(v.clone()),
+        _ => None,
+    };
+    match term {
+        Term::Const(value) => Some(text(value).into_iter().collect()),
+        Term::AgentAttr(name) => Some(
+            policy
+                .agents
+                .iter()
+                .filter_map(|a| a.attrs.get(name).and_then(|(v, _)| text(v)))
+                .collect(),
+        ),
+        Term::ToolAttr(name) => Some(
+            policy
+                .tools
+                .iter()
+                .filter_map(|t| t.attrs.get(name).and_then(|(v, _)| text(v)))
+                .collect(),
+        ),
+        Term::ToolCost | Term::ToolEnv => Some(Vec::new()),
+        Term::Arg(_) | Term::Context(_) => None,
+    }
+}
+
+fn collect(
+    policy: &Policy,
+    condition: &Condition,
+    constants: &mut BTreeMap<String, Constants>,
+    excluded: &mut BTreeSet<String>,
+) {
+    let mut exclude_args = |terms: &[&Term]| {
+        for term in terms {
+            if let Term::Arg(name) = term {
+                excluded.insert(name.clone());
+            }
+        }
+    };
+    match &condition.kind {
+        ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
+            collect(policy, a, constants, excluded);
+            collect(policy, b, constants, excluded);
+        }
+        ConditionKind::Not(inner) => collect(policy, inner, constants, excluded),
+        ConditionKind::Bool(_) => {}
+        ConditionKind::Compare { lhs, rhs, .. } => match (lhs, rhs) {
+            (Term::Arg(name), other) | (other, Term::Arg(name)) => {
+                match string_constants(policy, other) {
+                    Some(values) => constants
+                        .entry(name.clone())
+                        .or_default()
+                        .equal
+                        .extend(values),
+                    None => exclude_args(&[lhs, rhs]),
+                }
+            }
+            _ => {}
+        },
+        ConditionKind::In { lhs, set } => {
+            if let Term::Arg(name) = lhs {
+                let entry = constants.entry(name.clone()).or_default();
+                for value in set {
+                    if let Value::Str(v) = value {
+                        entry.equal.insert(v.clone());
+                    }
+                }
+            }
+        }
+        ConditionKind::Str { op, lhs, rhs } => match (lhs, string_constants(policy, rhs)) {
+            (Term::Arg(name), Some(values)) if !matches!(rhs, Term::Arg(_)) => {
+                let entry = constants.entry(name.clone()).or_default();
+                let set = match op {
+                    StringOp::StartsWith => &mut entry.prefixes,
+                    StringOp::EndsWith => &mut entry.suffixes,
+                    StringOp::Contains => &mut entry.contained,
+                };
+                set.extend(values);
+            }
+            _ => exclude_args(&[lhs, rhs]),
+        },
+    }
+}
+
+/// The pieces of [`FiniteStrings`], or `None` when no filler character is free.
+fn pieces(constants: &Constants) -> Option<Pieces> {
+    let all: BTreeSet<&String> = constants
+        .equal
+        .iter()
+        .chain(&constants.prefixes)
+        .chain(&constants.suffixes)
+        .chain(&constants.contained)
+        .collect();
+    let filler = ['#', '~', '_', '|', '^', '`', '@', 'Z', 'Q', 'X']
+        .into_iter()
+        .find(|c| all.iter().all(|k| !k.contains(*c)))?;
+    let with_empty = |set: &BTreeSet<String>| -> Vec<String> {
+        std::iter::once(String::new())
+            .chain(set.iter().filter(|k| !k.is_empty()).cloned())
+            .collect()
+    };
+    Some(Pieces {
+        constants: all.into_iter().cloned().collect(),
+        prefixes: with_empty(&constants.prefixes),
+        suffixes: with_empty(&constants.suffixes),
+        contained: constants
+            .contained
+            .iter()
+            .filter(|k| !k.is_empty())
+            .cloned()
+            .collect(),
+        filler,
+    })
 }
 
 /// Every name that can be a value (environments, enum variants, agents), numbered once, so that
@@ -205,6 +545,25 @@ impl Space {
         chains: Vec<Chain>,
         truncated: bool,
     ) -> Space {
+        Space::with_finite_strings(
+            symbols,
+            schema,
+            environments,
+            chains,
+            truncated,
+            &FiniteStrings::default(),
+        )
+    }
+
+    /// As [`Space::new`], with the string arguments `finite` covers decided over candidates.
+    pub fn with_finite_strings(
+        symbols: Symbols,
+        schema: &[ArgSchema],
+        environments: &[String],
+        chains: Vec<Chain>,
+        truncated: bool,
+        finite: &FiniteStrings,
+    ) -> Space {
         let mut args = BTreeMap::new();
         let mut domain = vec![];
         for arg in schema {
@@ -217,7 +576,12 @@ impl Space {
                     Zv::Int(v)
                 }
                 ArgType::Bool => Zv::Bool(Bool::new_const(name)),
-                ArgType::Str => Zv::Str(ZString::new_const(name)),
+                ArgType::Str => match finite.get(&arg.name) {
+                    Some(pieces) => {
+                        Zv::Finite(Rc::new(FiniteString::new(&name, pieces, &mut domain)))
+                    }
+                    None => Zv::Str(ZString::new_const(name)),
+                },
                 ArgType::Enum(variants) => {
                     let v = Int::new_const(name);
                     let options: Vec<Bool> = variants
@@ -280,11 +644,13 @@ impl Space {
     }
 }
 
-/// For each agent, the rules whose principal pattern matches it, in rule order: computed once per
-/// policy so that finding a bucket's rules does not scan every rule.
+/// For each agent, the rules whose principal pattern matches it, in rule order, and the string
+/// arguments decided over candidates: computed once per policy so that finding a bucket's rules
+/// does not scan every rule.
 #[derive(Debug, Default)]
 pub struct RuleIndex {
     by_agent: Vec<Vec<RuleId>>,
+    pub finite: FiniteStrings,
 }
 
 impl RuleIndex {
@@ -296,7 +662,10 @@ impl RuleIndex {
                     .collect()
             })
             .collect();
-        RuleIndex { by_agent }
+        RuleIndex {
+            by_agent,
+            finite: FiniteStrings::of(policy),
+        }
     }
 }
 
@@ -345,8 +714,83 @@ impl Encoder<'_> {
         })
     }
 
+    /// The text of a string constant term for `agent` in this bucket.
+    fn string_value(&self, agent: AgentId, term: &Term) -> Option<String> {
+        let value = match term {
+            Term::Const(value) => value,
+            Term::AgentAttr(name) => &self.policy.agents.get(agent)?.attrs.get(name)?.0,
+            Term::ToolAttr(name) => &self.policy.tools.get(self.tool)?.attrs.get(name)?.0,
+            _ => return None,
+        };
+        match value {
+            Value::Str(text) => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    /// ⟦C⟧ for a comparison involving a string argument decided over its policy's constants;
+    /// `None` when the condition does not involve one.
+    fn finite_condition(
+        &self,
+        agent: AgentId,
+        chain: &Chain,
+        condition: &Condition,
+    ) -> Option<Option<Bool>> {
+        let finite = |term: &Term| match self.term(agent, chain, term) {
+            Some(Zv::Finite(value)) => Some(value),
+            _ => None,
+        };
+        Some(match &condition.kind {
+            ConditionKind::Compare { op, lhs, rhs } => {
+                let (value, other) = match (finite(lhs), finite(rhs)) {
+                    (Some(found), None) => (found, rhs),
+                    (None, Some(found)) => (found, lhs),
+                    (None, None) => return None,
+                    (Some(_), Some(_)) => return Some(None),
+                };
+                let Some(text) = self.string_value(agent, other) else {
+                    return Some(None);
+                };
+                match op {
+                    CompareOp::Eq => Some(value.equals(&text)),
+                    CompareOp::Ne => Some(value.equals(&text).not()),
+                    _ => None,
+                }
+            }
+            ConditionKind::In { lhs, set } => {
+                let value = finite(lhs)?;
+                let options: Vec<Bool> = set
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Str(k) => Some(value.equals(k)),
+                        _ => None,
+                    })
+                    .collect();
+                Some(Bool::or(&options))
+            }
+            ConditionKind::Str { op, lhs, rhs } => {
+                if finite(rhs).is_some() {
+                    return Some(None);
+                }
+                let value = finite(lhs)?;
+                let Some(text) = self.string_value(agent, rhs) else {
+                    return Some(None);
+                };
+                Some(match op {
+                    StringOp::StartsWith => value.starts_with(&text),
+                    StringOp::EndsWith => value.ends_with(&text),
+                    StringOp::Contains => value.contains(&text),
+                })
+            }
+            _ => return None,
+        })
+    }
+
     /// ⟦C⟧ for `agent` on `chain`; `None` only for ill-typed conditions, which checking excludes.
     pub fn condition(&self, agent: AgentId, chain: &Chain, condition: &Condition) -> Option<Bool> {
+        if let Some(decided) = self.finite_condition(agent, chain, condition) {
+            return decided;
+        }
         Some(match &condition.kind {
             ConditionKind::Or(a, b) => Bool::or(&[
                 self.condition(agent, chain, a)?,
