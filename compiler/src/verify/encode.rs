@@ -1197,6 +1197,66 @@ mod tests {
         }
     }
 
+    /// Characters from every class of code point, and the pieces of escapes Z3 reads.
+    fn character() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0x20u32..0x7f).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0x80u32..0x800).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0x800u32..0x10000)
+                .prop_filter("not a surrogate", |c| !(0xd800..0xe000).contains(c))
+                .prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0x10000u32..0x110000).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            proptest::sample::select(vec![
+                "\\",
+                "\\u{41}",
+                "\\u0041",
+                "\\x41",
+                "u{",
+                "}",
+                "\\u{10ffff}"
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(character(), 0..5).prop_map(|parts| parts.concat())
+    }
+
+    #[test]
+    fn every_class_of_code_point_round_trips_and_compares_as_bytes() {
+        use proptest::test_runner::{Config, TestCaseError, TestRunner};
+        let mut runner = TestRunner::new(Config {
+            cases: 200,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&(text(), text()), |(a, b)| {
+            let variable = ZString::new_const("x");
+            let model = solved(&variable.eq(z3_string(&a)))
+                .ok_or_else(|| TestCaseError::fail("no model"))?;
+            if string_from_model(&model, &variable).as_deref() != Some(a.as_str()) {
+                return Err(TestCaseError::fail(format!("{a:?} does not round-trip")));
+            }
+            let (za, zb) = (z3_string(&a), z3_string(&b));
+            for (what, formula, expected) in [
+                ("==", za.eq(&zb), a == b),
+                ("starts_with", za.prefix(&zb), b.starts_with(a.as_str())),
+                ("ends_with", za.suffix(&zb), b.ends_with(a.as_str())),
+                ("contains", zb.contains(&za), b.contains(a.as_str())),
+            ] {
+                if solved(&formula).is_some() != expected {
+                    return Err(TestCaseError::fail(format!("{a:?} {what} {b:?}")));
+                }
+            }
+            Ok(())
+        });
+        assert!(result.is_ok(), "{result:?}");
+    }
+
     #[test]
     fn a_string_that_is_not_utf8_is_excluded_by_the_regex() {
         let variable = ZString::new_const("x");
