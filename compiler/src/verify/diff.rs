@@ -2,7 +2,7 @@
 //! denies, each with a witness request — decided by Z3 over the union of both versions' request
 //! spaces, not by comparing text.
 
-use super::encode::{chains_to, Chain, Encoder, RuleIndex, Space, Symbols};
+use super::encode::{chains_to, Chain, Encoder, FiniteStrings, RuleIndex, Space, Symbols};
 use super::{request_from_model, Finding, Options, Subject, Witness};
 use crate::diagnostic::{self, Diagnostic};
 use crate::eval::{self, State, Verdict};
@@ -250,14 +250,16 @@ fn lone_space(
     agent: AgentId,
     tool: ToolId,
     options: &Options,
+    finite: &FiniteStrings,
 ) -> Space {
     let (chains, truncated) = chains_to(policy, agent, options.max_chains);
-    Space::new(
+    Space::with_finite_strings(
         symbols.clone(),
         &policy.tools[tool].args,
         &policy.environments,
         chains,
         truncated,
+        finite,
     )
 }
 
@@ -279,6 +281,8 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
             .filter(|n| old.tool_id(n).is_none()),
     );
     let (old_index, new_index) = (RuleIndex::new(old), RuleIndex::new(new));
+    // String arguments compared only with constants are decided over both versions' constants.
+    let finite = FiniteStrings::of_all(&[old, new]);
     let solver = solver(options);
     let environments_agree = old.environments.is_empty() == new.environments.is_empty();
     for agent in &agents {
@@ -321,7 +325,14 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                             .filter(|e| !old.environments.contains(e))
                             .cloned(),
                     );
-                    let space = Space::new(symbols.clone(), &schema, &environments, chains, false);
+                    let space = Space::with_finite_strings(
+                        symbols.clone(),
+                        &schema,
+                        &environments,
+                        chains,
+                        false,
+                        &finite,
+                    );
                     solver.assert(&space.domain);
                     let (old_allowed, new_allowed) = (o.allowed(&space), n.allowed(&space));
                     let widened = find(
@@ -347,8 +358,14 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                     let one = |side: &Option<Side<'_>>, report: &mut DiffReport| match side {
                         None => Outcome::None,
                         Some(side) => {
-                            let space =
-                                lone_space(side.policy, &symbols, side.agent, side.tool, options);
+                            let space = lone_space(
+                                side.policy,
+                                &symbols,
+                                side.agent,
+                                side.tool,
+                                options,
+                                &finite,
+                            );
                             solver.push();
                             solver.assert(&space.domain);
                             let outcome = find(

@@ -207,24 +207,33 @@ struct Constants {
 
 impl FiniteStrings {
     pub fn of(policy: &Policy) -> FiniteStrings {
+        FiniteStrings::of_all(&[policy])
+    }
+
+    /// One encoding for several policies (the two versions of a diff): every constant any of
+    /// them compares an argument with counts, which keeps it exact for each (a constant no
+    /// comparison uses only adds candidates).
+    pub fn of_all(policies: &[&Policy]) -> FiniteStrings {
         let mut constants: BTreeMap<String, Constants> = BTreeMap::new();
         let mut excluded: BTreeSet<String> = BTreeSet::new();
-        let mut conditions: Vec<&Condition> = Vec::new();
-        for rule in &policy.rules {
-            conditions.extend(rule.condition.as_ref());
-        }
-        for assertion in &policy.assertions {
-            if let AssertionKind::Never { condition, .. }
-            | AssertionKind::Always { condition, .. } = &assertion.kind
-            {
-                conditions.extend(condition.as_ref());
+        for policy in policies {
+            let mut conditions: Vec<&Condition> = Vec::new();
+            for rule in &policy.rules {
+                conditions.extend(rule.condition.as_ref());
+            }
+            for assertion in &policy.assertions {
+                if let AssertionKind::Never { condition, .. }
+                | AssertionKind::Always { condition, .. } = &assertion.kind
+                {
+                    conditions.extend(condition.as_ref());
+                }
+            }
+            for condition in conditions {
+                collect(policy, condition, &mut constants, &mut excluded);
             }
         }
-        for condition in conditions {
-            collect(policy, condition, &mut constants, &mut excluded);
-        }
         let mut by_name = BTreeMap::new();
-        for tool in &policy.tools {
+        for tool in policies.iter().flat_map(|p| &p.tools) {
             for arg in &tool.args {
                 // One list per name: every tool's argument of that name meets the same atoms.
                 if !matches!(arg.ty, ArgType::Str)
