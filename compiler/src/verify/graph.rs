@@ -438,6 +438,20 @@ fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> 
         return Search::NotFound;
     };
     let origin_name = policy.agents[origin].name.as_str();
+    let starts_here = |bucket: &Bucket<'_>| {
+        bucket
+            .space
+            .chains
+            .iter()
+            .any(|chain| chain.via.first().map(String::as_str) == Some(origin_name))
+    };
+    let relevant = |bucket: &Bucket<'_>| {
+        bucket.tool == tool && (bucket.space.truncated || starts_here(bucket))
+    };
+    if !verifier.buckets.values().any(relevant) {
+        // No chain starts here and none was cut short: nothing to ask (most agents start none).
+        return Search::NotFound;
+    }
     let denied_directly = direct.encoder().allowed_on(origin, 0).not();
     let mut unknown = None;
     for acting in 0..policy.agents.len() {
