@@ -106,6 +106,9 @@ struct GateFlags {
     /// Also write the final checkpoint here, to keep outside the log (see `audit verify --latest`)
     #[arg(long)]
     latest: Option<PathBuf>,
+    /// Refuse a table compiled with `--allow-unverified`
+    #[arg(long)]
+    require_verified: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -130,6 +133,7 @@ impl GateFlags {
             checkpoint_every: self.checkpoint_every,
             fixed_clock: self.fixed_clock,
             latest: self.latest,
+            require_verified: self.require_verified,
             sync: match self.sync {
                 Sync::Every => tollgate_host::audit_log::SyncPolicy::Every,
                 Sync::Batch => tollgate_host::audit_log::SyncPolicy::Batch,
@@ -227,6 +231,10 @@ enum Command {
         /// older than the newest they have accepted
         #[arg(long, default_value_t = 0)]
         policy_version: u64,
+        /// Compile even if the policy's tests fail or `verify` reports errors; the table then
+        /// carries no verified flag, and `gate --require-verified` refuses it
+        #[arg(long)]
+        allow_unverified: bool,
         /// Print table statistics and the translation-validation proof time
         #[arg(long)]
         verbose: bool,
@@ -424,8 +432,17 @@ pub fn run(
             output,
             key,
             policy_version,
+            allow_unverified,
             verbose,
-        } => commands::compile::run(&mut io, &path, &output, &key, policy_version, verbose),
+        } => commands::compile::run(
+            &mut io,
+            &path,
+            &output,
+            &key,
+            policy_version,
+            allow_unverified,
+            verbose,
+        ),
         Command::Issue {
             table,
             agent,

@@ -4,6 +4,11 @@
 //!
 //! The generated workload: agents × tools, one conditional permit per (agent, tool) with an
 //! amount cap and an environment test, a conditional forbid per tool, and delegation pairs.
+//!
+//! A second, string-heavy workload (100 and 1,000 rules) gives every permit a prefix, a negated
+//! containment and an `or` of an empty-string test and another containment — the shape that
+//! made Z3 4.8's string solver time out — and prints its time and unknown count. Pass `strings`
+//! (`cargo bench -p tollgate-compiler --bench verify -- strings`) to run only that one.
 
 #![allow(
     clippy::unwrap_used,
@@ -59,6 +64,66 @@ fn generate(rules: usize, cap: i64) -> String {
     text
 }
 
+/// About `rules` string-heavy rules over `TOOLS` tools (see the crate doc).
+fn generate_strings(rules: usize) -> String {
+    let agents = (rules / TOOLS).max(1);
+    let mut text = String::from("domain web { untrusted }\n");
+    for t in 0..TOOLS {
+        let _ = writeln!(
+            text,
+            "tool web{t}.fetch {{ domain web effect read args {{ url: string, mirror: string }} }}"
+        );
+    }
+    for a in 0..agents {
+        let _ = writeln!(text, "agent a{a} {{ roles [crawler] }}");
+    }
+    for a in 0..agents {
+        for t in 0..TOOLS.min(rules.saturating_sub(TOOLS)) {
+            let _ = writeln!(
+                text,
+                "permit agent a{a} to call web{t}.fetch when args.url starts_with \"https://s{t}.\" and not (args.url contains \"localhost\") and (args.mirror == \"\" or args.mirror contains \".a{a}.example\");"
+            );
+        }
+    }
+    for t in 0..TOOLS {
+        let _ = writeln!(
+            text,
+            "forbid any to call web{t}.fetch when args.url contains \"169.254\" or args.url ends_with \".internal\" or args.mirror starts_with \"http://\";"
+        );
+    }
+    text
+}
+
+fn strings(options: &Options) {
+    println!(
+        "{:>6} {:>7} {:>12} {:>14} {:>9} {:>8}",
+        "rules", "buckets", "verify", "verify/rule", "queries", "unknown"
+    );
+    for size in [100, 1_000] {
+        let policy = load(&generate_strings(size));
+        let rules = policy.rules.len();
+        let started = Instant::now();
+        let report = verify::verify(&policy, options);
+        let time = started.elapsed();
+        println!(
+            "{:>6} {:>7} {:>10.2?} {:>12.2?} {:>9} {:>8}",
+            rules,
+            report.stats.buckets,
+            time,
+            time / rules as u32,
+            report.stats.queries,
+            report.stats.unknown,
+        );
+        if size == 1_000 {
+            println!(
+                "        strings at 1,000 rules: verify {:.1}s of 10s, {} unknown (target 0)",
+                time.as_secs_f64(),
+                report.stats.unknown
+            );
+        }
+    }
+}
+
 fn load(text: &str) -> tollgate_compiler::model::Policy {
     tollgate_compiler::load(&SourceSet::single("bench.toll", text)).unwrap()
 }
@@ -70,6 +135,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn main() {
     let options = Options::default();
+    if std::env::args().any(|a| a == "strings") {
+        strings(&options);
+        return;
+    }
     println!(
         "{:>6} {:>7} {:>12} {:>14} {:>12} {:>14} {:>9}",
         "rules", "buckets", "verify", "verify/rule", "diff", "diff/rule", "queries"
@@ -115,4 +184,6 @@ fn main() {
             );
         }
     }
+    println!("string-heavy workload:");
+    strings(&options);
 }

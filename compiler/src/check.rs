@@ -1471,6 +1471,29 @@ impl Checker {
             let Some(expect) = expect else {
                 continue;
             };
+            // A step is typed against its tool's schema like any request: a `deny` that holds
+            // only because the request is malformed would otherwise test nothing.
+            let tests_invalid = matches!(
+                expect,
+                Expectation::Deny {
+                    reason: Some(Reason::InvalidArgument),
+                    ..
+                }
+            );
+            if let Some(schema) = self
+                .tool_ids
+                .get(&tool)
+                .and_then(|&t| self.policy.tools.get(t))
+            {
+                if let (Err(detail), false) =
+                    (crate::eval::validate_args(schema, &args), tests_invalid)
+                {
+                    let denies = matches!(expect, Expectation::Deny { .. });
+                    self.error(diagnostic::test_arguments_invalid(
+                        &tool, &detail, step.span, denies,
+                    ));
+                }
+            }
             steps.push(TestStep {
                 request: Request {
                     agent: step.agent.name.clone(),

@@ -116,6 +116,16 @@ pub fn compile_version(
     key: &SigningKey,
     policy_version: u64,
 ) -> Result<Compiled, CodegenError> {
+    compile_stamped(policy, key, policy_version, 0)
+}
+
+/// As [`compile_version`], with header flags (`tollgate_runtime::format::flags`).
+pub fn compile_stamped(
+    policy: &Policy,
+    key: &SigningKey,
+    policy_version: u64,
+    flags: u16,
+) -> Result<Compiled, CodegenError> {
     let mut body_sections: Vec<(usize, Vec<u8>, usize)> = Vec::new(); // (section id, bytes, count)
     let mut generator = Generator {
         policy,
@@ -420,6 +430,7 @@ pub fn compile_version(
     table[format::header::FORMAT_VERSION..][..2].copy_from_slice(&format::VERSION.to_le_bytes());
     table[format::header::POLICY_HASH..][..32].copy_from_slice(&policy_hash);
     table[format::header::POLICY_VERSION..][..8].copy_from_slice(&policy_version.to_le_bytes());
+    table[format::header::FLAGS..][..2].copy_from_slice(&flags.to_le_bytes());
     for (offset, count) in header_sections {
         table.extend_from_slice(&offset.to_le_bytes());
         table.extend_from_slice(&count.to_le_bytes());

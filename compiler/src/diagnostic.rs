@@ -81,6 +81,13 @@ codes! {
     Inconclusive = "TG1009", "analysis inconclusive";
     Widened = "TG1101", "new version allows more";
     Narrowed = "TG1102", "new version allows less";
+    InvalidTestArguments = "TG0503", "test step arguments do not fit the tool";
+    StaleAcknowledgement = "TG1010", "acknowledgement matches no finding";
+    AssertionRemoved = "TG1103", "assertion removed";
+    ForbidRemoved = "TG1104", "forbid removed";
+    AssertionAdded = "TG1105", "assertion added";
+    ForbidAdded = "TG1106", "forbid added";
+    AcknowledgementChanged = "TG1107", "acknowledgement added or removed";
 }
 
 impl fmt::Display for Code {
@@ -571,6 +578,20 @@ pub fn missing_environment(span: Span, environments: &[&str]) -> Diagnostic {
     ))
 }
 
+pub fn test_arguments_invalid(tool: &str, detail: &str, span: Span, denies: bool) -> Diagnostic {
+    let d = Diagnostic::error(
+        Code::InvalidTestArguments,
+        format!("this step's arguments do not fit `{tool}`"),
+        span,
+        detail.to_owned(),
+    );
+    if denies {
+        d.help("the gate would deny it as malformed whatever the rules say; fix the arguments, or write `expect deny invalid_argument` if that is what the step tests")
+    } else {
+        d.help("fix the arguments to match the tool's `args`")
+    }
+}
+
 pub fn reason_with_rule(reason: &str, span: Span) -> Diagnostic {
     Diagnostic::error(
         Code::ReasonWithRule,
@@ -713,6 +734,20 @@ pub fn escalation(
     d
 }
 
+/// An escalation to a tool the agent may call itself, but not with this request.
+pub fn escalation_beyond_direct(
+    agent: &str,
+    tool: &str,
+    span: Span,
+    path: &str,
+    acknowledged: bool,
+    steps: &[(String, Span)],
+) -> Diagnostic {
+    let mut d = escalation(agent, tool, span, path, acknowledged, steps);
+    d.message = format!("`{agent}` can get `{tool}` called with requests it may not make directly");
+    d
+}
+
 pub fn trifecta(
     agent: &str,
     span: Span,
@@ -737,6 +772,32 @@ pub fn trifecta(
             .with_severity(Severity::Note)
             .help("acknowledged in the policy");
     }
+    for (message, rule_span) in rules {
+        d = d.related(*rule_span, message.clone());
+    }
+    d
+}
+
+/// A violated `assert no trifecta`: the trifecta itself, reported once, under the assertion.
+pub fn trifecta_assertion_violated(
+    assertion: &str,
+    span: Span,
+    agent: &str,
+    tools: [&str; 3],
+    rules: &[(String, Span)],
+) -> Diagnostic {
+    let mut d = Diagnostic::error(
+        Code::AssertionViolated,
+        format!("{assertion} does not hold"),
+        span,
+        format!(
+            "`{agent}` can read private data (`{}`), is exposed to untrusted input (`{}`) and can act externally (`{}`)",
+            tools[0], tools[1], tools[2]
+        ),
+    )
+    .help(format!(
+        "the three witnesses are the three legs; split the external effect off to another agent than `{agent}`"
+    ));
     for (message, rule_span) in rules {
         d = d.related(*rule_span, message.clone());
     }
@@ -781,6 +842,74 @@ pub fn narrowed(agent: &str, tool: &str, span: Span) -> Diagnostic {
     )
     .with_severity(Severity::Note)
     .help("check that no legitimate flow depends on what was removed")
+}
+
+pub fn stale_acknowledgement(what: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::StaleAcknowledgement,
+        format!("`acknowledge {what}` matches no finding"),
+        span,
+        "nothing here needs acknowledging any more",
+    )
+    .with_severity(Severity::Warning)
+    .help("remove it, so that it cannot silence a finding that appears later")
+}
+
+/// An assertion (`added` false: of the old version) or forbid that only one version has.
+pub fn guard_changed(
+    what: &str,
+    name: &str,
+    span: Span,
+    added: bool,
+    acknowledged: bool,
+) -> Diagnostic {
+    let code = match (what, added) {
+        ("assertion", false) => Code::AssertionRemoved,
+        ("assertion", true) => Code::AssertionAdded,
+        (_, false) => Code::ForbidRemoved,
+        (_, true) => Code::ForbidAdded,
+    };
+    if added {
+        return Diagnostic::error(
+            code,
+            format!("{what} {name} is new"),
+            span,
+            "only the new version has it",
+        )
+        .with_severity(Severity::Note)
+        .help("new guards narrow what the policy allows or promises");
+    }
+    let d = Diagnostic::error(
+        code,
+        format!("{what} {name} was removed"),
+        span,
+        "the old version has it, the new one does not",
+    );
+    if acknowledged {
+        d.with_severity(Severity::Note)
+            .help("every (agent, tool) pair it covered is acknowledged in the new version")
+    } else {
+        d.with_severity(Severity::Warning).help(
+            "a removed guard can widen the policy even where no pair widens today; acknowledge the widening of each pair it covered in the new version, or keep it",
+        )
+    }
+}
+
+pub fn acknowledgement_changed(what: &str, span: Span, added: bool) -> Diagnostic {
+    let (message, label) = if added {
+        (
+            format!("`acknowledge {what}` is new"),
+            "only the new version has it",
+        )
+    } else {
+        (
+            format!("`acknowledge {what}` was removed"),
+            "only the old version has it",
+        )
+    };
+    Diagnostic::error(Code::AcknowledgementChanged, message, span, label)
+        .with_severity(Severity::Note)
+        .help("acknowledgements are reviewed with the policy: check the reason given")
 }
 
 /// A diagnostic that must be raised to an error (CI gates such as `--fail-on widen`).

@@ -19,6 +19,8 @@ pub enum CompileError {
     Load(LoadError),
     #[error("translation validation failed: {0}")]
     Mismatch(Box<Mismatch>),
+    #[error("the policy is not verified: {0}; fix it, or compile with `--allow-unverified` (the table then says so, and `gate --require-verified` refuses it)")]
+    Unverified(String),
 }
 
 /// A signed table with its proof of equivalence to the policy it came from.
@@ -29,6 +31,7 @@ pub struct ProvedTable {
     stats: TableStats,
     proof: Proved,
     proof_time: std::time::Duration,
+    verified: bool,
 }
 
 impl ProvedTable {
@@ -48,21 +51,59 @@ impl ProvedTable {
         &self.proof
     }
 
+    /// Whether the policy's tests passed and `verify` reported no errors (the table's flag).
+    pub fn verified(&self) -> bool {
+        self.verified
+    }
+
     /// How long the proof took.
     pub fn proof_time(&self) -> std::time::Duration {
         self.proof_time
     }
 }
 
+/// Whether a policy passes its own tests and `verify` reports no errors; `Err` says what fails.
+pub fn check_verified(policy: &Policy, options: &Options) -> Result<(), String> {
+    let failing: Vec<String> = crate::testing::run_all(policy)
+        .into_iter()
+        .filter(|outcome| !outcome.passed())
+        .map(|outcome| format!("`{}`", outcome.name))
+        .collect();
+    if !failing.is_empty() {
+        return Err(format!("its test {} fails", failing.join(", ")));
+    }
+    let errors = crate::verify::verify(policy, options).errors();
+    if errors > 0 {
+        return Err(format!(
+            "`tollgate verify` reports {errors} error{}",
+            if errors == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(())
+}
+
 /// Compiles a policy into a table stamped with `policy_version`, signs it, and proves it
-/// equivalent to the policy with Z3; a table that fails the proof is never returned.
+/// equivalent to the policy with Z3; a table that fails the proof is never returned. Unless
+/// `allow_unverified`, a policy whose tests fail or whose `verify` reports errors is refused; a
+/// table compiled anyway carries no verified flag.
 pub fn compile(
     policy: &Policy,
     key: &SigningKey,
     policy_version: u64,
+    allow_unverified: bool,
     options: &Options,
 ) -> Result<ProvedTable, CompileError> {
-    let compiled = codegen::compile_version(policy, key, policy_version)?;
+    let verified = match check_verified(policy, options) {
+        Ok(()) => true,
+        Err(why) if !allow_unverified => return Err(CompileError::Unverified(why)),
+        Err(_) => false,
+    };
+    let flags = if verified {
+        tollgate_runtime::format::flags::VERIFIED
+    } else {
+        0
+    };
+    let compiled = codegen::compile_stamped(policy, key, policy_version, flags)?;
     let started = std::time::Instant::now();
     let table = Table::parse(&compiled.bytes).map_err(CompileError::Load)?;
     let proof = translation::validate(policy, &table, options)
@@ -74,5 +115,6 @@ pub fn compile(
         bytes: compiled.bytes,
         proof,
         proof_time,
+        verified,
     })
 }

@@ -19,7 +19,7 @@ pub mod translation;
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::eval::{self, State, Verdict};
 use crate::model::*;
-use encode::{chains_to, decode_z3_string, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
+use encode::{chains_to, string_from_model, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use z3::ast::{Bool, Int};
@@ -40,6 +40,9 @@ pub struct Options {
     pub timeout_ms: u32,
     /// Delegation chains considered per bucket before the analysis is declared incomplete.
     pub max_chains: usize,
+    /// For tests of how `unknown` is handled: every n-th solver query answers `unknown` without
+    /// asking Z3 (0: never).
+    pub unknown_every: usize,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
         Options {
             timeout_ms: 10_000,
             max_chains: 256,
+            unknown_every: 0,
         }
     }
 }
@@ -202,7 +206,10 @@ struct Bucket<'p> {
     agent: AgentId,
     tool: ToolId,
     space: Space,
+    /// For each chain of the space, the agents whose rules decide it (acting agent first).
+    required: Vec<Vec<AgentId>>,
     solver: Rc<Solver>,
+    unknown_every: usize,
 }
 
 impl<'p> Bucket<'p> {
@@ -217,16 +224,20 @@ impl<'p> Bucket<'p> {
     ) -> Bucket<'p> {
         let (chains, truncated) = chains_to(policy, agent, options.max_chains);
         // Chains a depth limit refuses never reach the rules (D-Depth).
-        let chains = chains
+        let (chains, required): (Vec<Chain>, Vec<Vec<AgentId>>) = chains
             .into_iter()
-            .filter(|chain| encode::required_agents(policy, agent, tool, chain).is_some())
-            .collect();
-        let space = Space::new(
+            .filter_map(|chain| {
+                let required = encode::required_agents(policy, agent, tool, &chain)?;
+                Some((chain, required))
+            })
+            .unzip();
+        let space = Space::with_finite_strings(
             symbols.clone(),
             &policy.tools[tool].args,
             &policy.environments,
             chains,
             truncated,
+            &index.finite,
         );
         Bucket {
             policy,
@@ -234,7 +245,9 @@ impl<'p> Bucket<'p> {
             agent,
             tool,
             space,
+            required,
             solver: Rc::clone(solver),
+            unknown_every: options.unknown_every,
         }
     }
 
@@ -247,27 +260,48 @@ impl<'p> Bucket<'p> {
         }
     }
 
-    /// Rule `rule` applies to the acting agent, on whichever chain the request comes through.
-    fn applies(&self, rule: RuleId) -> Bool {
+    /// Whether `member`'s rules decide a request through chain `index`: it is the acting agent
+    /// or a delegator whose hop does not widen.
+    fn decides(&self, member: AgentId, index: usize) -> bool {
+        self.required
+            .get(index)
+            .is_some_and(|required| required.contains(&member))
+    }
+
+    /// Whether `member`'s rules decide some request of this bucket.
+    fn has_member(&self, member: AgentId) -> bool {
+        (0..self.space.chains.len()).any(|index| self.decides(member, index))
+    }
+
+    /// Rule `rule` applies to `member`, which decides the request on whichever chain it comes
+    /// through: the acting agent, or a delegator on the chain (the semantics evaluates each
+    /// required agent's rules with the request's depth and origin).
+    fn applies(&self, member: AgentId, rule: RuleId) -> Bool {
         let encoder = self.encoder();
         let options: Vec<Bool> = self
             .space
             .chains
             .iter()
             .enumerate()
+            .filter(|(index, _)| self.decides(member, *index))
             .map(|(index, chain)| {
                 Bool::and(&[
                     self.space.is_chain(index),
-                    encoder.applies(rule, self.agent, chain),
+                    encoder.applies(rule, member, chain),
                 ])
             })
             .collect();
         Bool::or(&options)
     }
 
-    fn any(&self, rules: &[RuleId]) -> Bool {
-        let parts: Vec<Bool> = rules.iter().map(|&r| self.applies(r)).collect();
+    fn any(&self, member: AgentId, rules: &[RuleId]) -> Bool {
+        let parts: Vec<Bool> = rules.iter().map(|&r| self.applies(member, r)).collect();
         Bool::or(&parts)
+    }
+
+    /// The rules of `effect` whose patterns match `member` and this bucket's tool.
+    fn candidates(&self, member: AgentId, effect: RuleEffect) -> Vec<RuleId> {
+        self.encoder().candidates(member, effect)
     }
 
     fn ask(&self, stats: &mut Stats, formulas: &[Bool]) -> Answer {
@@ -277,12 +311,21 @@ impl<'p> Bucket<'p> {
     /// Checks the formulas under tracked assumptions; an unsat answer carries the core.
     fn ask_tracked(&self, stats: &mut Stats, formulas: &[Bool], tracked: &[Bool]) -> Answer {
         stats.queries += 1;
+        if self.unknown_every > 0 && stats.queries.is_multiple_of(self.unknown_every) {
+            stats.unknown += 1;
+            return Answer::Unknown("forced by the test options".to_owned());
+        }
         self.solver.push();
         self.solver.assert(&self.space.domain);
         for formula in formulas {
             self.solver.assert(formula);
         }
-        let result = self.solver.check_assumptions(tracked);
+        let mut result = self.solver.check_assumptions(tracked);
+        if result == SatResult::Sat && !self.model_is_receivable() {
+            // Z3's strings hold any characters; ask again for one whose strings are UTF-8 bytes.
+            self.space.assert_receivable(&self.solver);
+            result = self.solver.check_assumptions(tracked);
+        }
         let answer = match result {
             SatResult::Sat => match self.solver.get_model() {
                 Some(model) => Answer::Sat(model),
@@ -300,6 +343,13 @@ impl<'p> Bucket<'p> {
         };
         self.solver.pop(1);
         answer
+    }
+
+    /// Whether every string of the current model is one the gate can receive (valid UTF-8).
+    fn model_is_receivable(&self) -> bool {
+        self.solver
+            .get_model()
+            .is_some_and(|model| self.space.receivable(&model))
     }
 
     /// The request a model describes.
@@ -332,11 +382,8 @@ pub(crate) fn request_from_model(
                 .eval(v, true)
                 .and_then(|v| v.as_bool())
                 .map(Value::Bool),
-            Zv::Str(v) => model
-                .eval(v, true)
-                .and_then(|v| v.as_string())
-                .and_then(|text| decode_z3_string(&text))
-                .map(Value::Str),
+            Zv::Str(v) => string_from_model(model, v).map(Value::Str),
+            Zv::Finite(value) => value.value(model).map(Value::Str),
             Zv::Sym(v) => model
                 .eval(v, true)
                 .and_then(|v| v.as_i64())
@@ -408,9 +455,13 @@ struct Verifier<'p> {
     graph: Option<graph::Graph>,
 }
 
+/// An agent whose rules a question is about, and the (acting agent, tool) bucket it is asked in.
+type Position = (AgentId, (AgentId, ToolId));
+
 /// The outcome of asking one question of several buckets.
 enum Search {
-    Found(Request),
+    /// A request, and the agent whose rules the question was about.
+    Found(Request, AgentId),
     NotFound,
     Unknown(String),
 }
@@ -482,35 +533,51 @@ impl<'p> Verifier<'p> {
         });
     }
 
-    /// The buckets a rule's patterns match.
-    fn buckets_of(
-        &self,
-        principal: &PrincipalPattern,
-        tools: &ToolPattern,
-    ) -> Vec<(AgentId, ToolId)> {
+    /// The positions where the patterns' agents act themselves: (agent, its bucket).
+    fn buckets_of(&self, principal: &PrincipalPattern, tools: &ToolPattern) -> Vec<Position> {
         let mut out = Vec::new();
         for agent in self.policy.agents_matching(principal) {
             for tool in self.policy.tools_matching(tools) {
-                out.push((agent, tool));
+                out.push((agent, (agent, tool)));
             }
         }
         out
     }
 
-    /// Looks for a request in any of the buckets satisfying `formulas(bucket)`.
+    /// Every position a rule's agents can take: (agent, a bucket in which its rules decide some
+    /// request), as the acting agent or as a delegator on a chain.
+    fn positions_of(&self, principal: &PrincipalPattern, tools: &ToolPattern) -> Vec<Position> {
+        let mut out = Vec::new();
+        for member in self.policy.agents_matching(principal) {
+            for tool in self.policy.tools_matching(tools) {
+                for acting in 0..self.policy.agents.len() {
+                    if self
+                        .buckets
+                        .get(&(acting, tool))
+                        .is_some_and(|bucket| bucket.has_member(member))
+                    {
+                        out.push((member, (acting, tool)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Looks for a request in any of the positions satisfying `formulas(bucket, member)`.
     fn search(
         &mut self,
-        keys: &[(AgentId, ToolId)],
-        formulas: impl Fn(&Bucket<'p>) -> Vec<Bool>,
+        positions: &[Position],
+        formulas: impl Fn(&Bucket<'p>, AgentId) -> Vec<Bool>,
     ) -> Search {
         let mut unknown = None;
-        for key in keys {
+        for (member, key) in positions {
             let Some(bucket) = self.buckets.get(key) else {
                 continue;
             };
-            let query = formulas(bucket);
+            let query = formulas(bucket, *member);
             match bucket.ask(&mut self.report.stats, &query) {
-                Answer::Sat(model) => return Search::Found(bucket.request(&model)),
+                Answer::Sat(model) => return Search::Found(bucket.request(&model), *member),
                 Answer::Unsat(_) => {
                     if bucket.space.truncated {
                         unknown =
@@ -536,7 +603,7 @@ impl<'p> Verifier<'p> {
         let mut effective_forbids = Vec::new();
         for (id, rule) in policy.rules.iter().enumerate() {
             let name = policy.rule_name(id);
-            let keys = self.buckets_of(&rule.principal, &rule.tools);
+            let keys = self.positions_of(&rule.principal, &rule.tools);
             let granted_only = matches!(&rule.principal, PrincipalPattern::Role(role)
                 if policy.tools.iter().any(|t| t.grants.as_ref() == Some(role)));
             if keys.is_empty() && granted_only {
@@ -552,8 +619,8 @@ impl<'p> Verifier<'p> {
                 self.push_about(Subject::Rule(id), d, Vec::new());
                 continue;
             }
-            let applies = match self.search(&keys, |b| vec![b.applies(id)]) {
-                Search::Found(request) => request,
+            let (applies, member) = match self.search(&keys, |b, m| vec![b.applies(m, id)]) {
+                Search::Found(request, member) => (request, member),
                 Search::NotFound => {
                     let d =
                         diagnostic::never_applies(&name, rule.span, "its condition can never hold");
@@ -565,16 +632,16 @@ impl<'p> Verifier<'p> {
                     continue;
                 }
             };
-            let agent_of = |request: &Request| request.agent.clone();
+            let member_name = policy.agents[member].name.clone();
             match rule.effect {
                 RuleEffect::Permit => {
                     // Dead: wherever it applies, some forbid applies too.
-                    let alive = self.search(&keys, |b| {
-                        let forbids = b.encoder().candidates(b.agent, RuleEffect::Forbid);
-                        vec![b.applies(id), b.any(&forbids).not()]
+                    let alive = self.search(&keys, |b, m| {
+                        let forbids = b.candidates(m, RuleEffect::Forbid);
+                        vec![b.applies(m, id), b.any(m, &forbids).not()]
                     });
                     match alive {
-                        Search::Found(_) => live_permits.push(id),
+                        Search::Found(..) => live_permits.push(id),
                         Search::Unknown(why) => {
                             self.inconclusive(
                                 &format!("whether {name} is overridden everywhere"),
@@ -591,7 +658,7 @@ impl<'p> Verifier<'p> {
                                 label: format!("{name} applies and is overridden"),
                                 claims: vec![
                                     Claim::Applies {
-                                        agent: agent_of(&applies),
+                                        agent: member_name.clone(),
                                         rule: id,
                                         applies: true,
                                     },
@@ -606,12 +673,12 @@ impl<'p> Verifier<'p> {
                     }
                 }
                 RuleEffect::Forbid => {
-                    let effective = self.search(&keys, |b| {
-                        let permits = b.encoder().candidates(b.agent, RuleEffect::Permit);
-                        vec![b.applies(id), b.any(&permits)]
+                    let effective = self.search(&keys, |b, m| {
+                        let permits = b.candidates(m, RuleEffect::Permit);
+                        vec![b.applies(m, id), b.any(m, &permits)]
                     });
                     match effective {
-                        Search::Found(_) => effective_forbids.push(id),
+                        Search::Found(..) => effective_forbids.push(id),
                         Search::Unknown(why) => {
                             self.inconclusive(
                                 &format!("whether {name} overrides a permit"),
@@ -625,7 +692,7 @@ impl<'p> Verifier<'p> {
                                 label: format!("{name} applies where nothing is permitted"),
                                 claims: vec![
                                     Claim::Applies {
-                                        agent: agent_of(&applies),
+                                        agent: member_name.clone(),
                                         rule: id,
                                         applies: true,
                                     },
@@ -647,32 +714,28 @@ impl<'p> Verifier<'p> {
 
     /// The rules of `effect` (other than `rule`) that together cover `rule` in every bucket,
     /// from unsat cores.
-    fn covering(
-        &mut self,
-        keys: &[(AgentId, ToolId)],
-        rule: RuleId,
-        effect: RuleEffect,
-    ) -> Vec<RuleId> {
-        self.core_rules(keys, rule, effect, |_| Vec::new())
+    fn covering(&mut self, keys: &[Position], rule: RuleId, effect: RuleEffect) -> Vec<RuleId> {
+        self.core_rules(keys, rule, effect, |_, _| Vec::new())
     }
 
     /// The rules of `effect` other than `rule` that the unsat cores of "`rule` applies, `extra`
     /// holds, and none of the others apply" name, over every bucket.
     fn core_rules(
         &mut self,
-        keys: &[(AgentId, ToolId)],
+        keys: &[Position],
         rule: RuleId,
         effect: RuleEffect,
-        extra: impl Fn(&Bucket<'p>) -> Vec<Bool>,
+        extra: impl Fn(&Bucket<'p>, AgentId) -> Vec<Bool>,
     ) -> Vec<RuleId> {
         let mut found = BTreeSet::new();
-        for key in keys {
+        let mut unknown = None;
+        for (member, key) in keys {
+            let member = *member;
             let Some(bucket) = self.buckets.get(key) else {
                 continue;
             };
             let others: Vec<RuleId> = bucket
-                .encoder()
-                .candidates(bucket.agent, effect)
+                .candidates(member, effect)
                 .into_iter()
                 .filter(|&r| r != rule)
                 .collect();
@@ -680,20 +743,28 @@ impl<'p> Verifier<'p> {
                 .iter()
                 .map(|r| Bool::new_const(format!("track_{r}")))
                 .collect();
-            let mut formulas = vec![bucket.applies(rule)];
-            formulas.extend(extra(bucket));
+            let mut formulas = vec![bucket.applies(member, rule)];
+            formulas.extend(extra(bucket, member));
             for (literal, other) in literals.iter().zip(&others) {
-                formulas.push(literal.implies(bucket.applies(*other).not()));
+                formulas.push(literal.implies(bucket.applies(member, *other).not()));
             }
-            if let Answer::Unsat(core) =
-                bucket.ask_tracked(&mut self.report.stats, &formulas, &literals)
-            {
-                for (literal, other) in literals.iter().zip(&others) {
-                    if core.iter().any(|c| c == literal) {
-                        found.insert(*other);
+            match bucket.ask_tracked(&mut self.report.stats, &formulas, &literals) {
+                Answer::Unsat(core) => {
+                    for (literal, other) in literals.iter().zip(&others) {
+                        if core.iter().any(|c| c == literal) {
+                            found.insert(*other);
+                        }
                     }
                 }
+                // The finding stands on its own query; only its list of covering rules is short.
+                Answer::Unknown(why) => unknown = Some(why),
+                Answer::Sat(_) => {}
             }
+        }
+        if let Some(why) = unknown {
+            let name = self.policy.rule_name(rule);
+            let span = self.policy.rules[rule].span;
+            self.inconclusive(&format!("which rules cover {name}"), span, &why);
         }
         found.into_iter().collect()
     }
@@ -702,30 +773,33 @@ impl<'p> Verifier<'p> {
         let policy = self.policy;
         for &id in permits {
             let rule = &policy.rules[id];
-            let keys = self.buckets_of(&rule.principal, &rule.tools);
+            let keys = self.positions_of(&rule.principal, &rule.tools);
             // Removing the permit changes a decision iff somewhere it is the only permit and no
             // forbid applies.
-            let needed = self.search(&keys, |b| {
-                let encoder = b.encoder();
-                let others: Vec<RuleId> = encoder
-                    .candidates(b.agent, RuleEffect::Permit)
+            let needed = self.search(&keys, |b, m| {
+                let others: Vec<RuleId> = b
+                    .candidates(m, RuleEffect::Permit)
                     .into_iter()
                     .filter(|&r| r != id)
                     .collect();
-                let forbids = encoder.candidates(b.agent, RuleEffect::Forbid);
-                vec![b.applies(id), b.any(&others).not(), b.any(&forbids).not()]
+                let forbids = b.candidates(m, RuleEffect::Forbid);
+                vec![
+                    b.applies(m, id),
+                    b.any(m, &others).not(),
+                    b.any(m, &forbids).not(),
+                ]
             });
             match needed {
-                Search::Found(_) => {}
+                Search::Found(..) => {}
                 Search::Unknown(why) => self.inconclusive(
                     &format!("whether {} is redundant", policy.rule_name(id)),
                     rule.span,
                     &why,
                 ),
                 Search::NotFound => {
-                    let witness_request = self.search(&keys, |b| {
-                        let forbids = b.encoder().candidates(b.agent, RuleEffect::Forbid);
-                        vec![b.applies(id), b.any(&forbids).not()]
+                    let witness_request = self.search(&keys, |b, m| {
+                        let forbids = b.candidates(m, RuleEffect::Forbid);
+                        vec![b.applies(m, id), b.any(m, &forbids).not()]
                     });
                     let covering: Vec<(String, tollgate_grammar::Span)> = self
                         .covering_allowed(&keys, id)
@@ -733,26 +807,34 @@ impl<'p> Verifier<'p> {
                         .map(|r| self.rule_ref(r))
                         .collect();
                     let witnesses = match witness_request {
-                        Search::Found(request) => vec![Witness {
+                        Search::Found(request, member) => vec![Witness {
                             label: format!(
                                 "{} applies, and so does another permit",
                                 policy.rule_name(id)
                             ),
                             claims: vec![
                                 Claim::Applies {
-                                    agent: request.agent.clone(),
+                                    agent: policy.agents[member].name.clone(),
                                     rule: id,
                                     applies: true,
                                 },
                                 Claim::OtherPermitDecides {
-                                    agent: request.agent.clone(),
+                                    agent: policy.agents[member].name.clone(),
                                     rule: id,
                                 },
                             ],
                             request,
                             granted_role: None,
                         }],
-                        _ => Vec::new(),
+                        Search::NotFound => Vec::new(),
+                        Search::Unknown(why) => {
+                            self.inconclusive(
+                                &format!("a witness for {}", policy.rule_name(id)),
+                                rule.span,
+                                &why,
+                            );
+                            Vec::new()
+                        }
                     };
                     let d = diagnostic::redundant(&policy.rule_name(id), rule.span, &covering);
                     self.push_about(Subject::Rule(id), d, witnesses);
@@ -761,19 +843,22 @@ impl<'p> Verifier<'p> {
         }
         for &id in forbids {
             let rule = &policy.rules[id];
-            let keys = self.buckets_of(&rule.principal, &rule.tools);
-            let needed = self.search(&keys, |b| {
-                let encoder = b.encoder();
-                let others: Vec<RuleId> = encoder
-                    .candidates(b.agent, RuleEffect::Forbid)
+            let keys = self.positions_of(&rule.principal, &rule.tools);
+            let needed = self.search(&keys, |b, m| {
+                let others: Vec<RuleId> = b
+                    .candidates(m, RuleEffect::Forbid)
                     .into_iter()
                     .filter(|&r| r != id)
                     .collect();
-                let permits = encoder.candidates(b.agent, RuleEffect::Permit);
-                vec![b.applies(id), b.any(&permits), b.any(&others).not()]
+                let permits = b.candidates(m, RuleEffect::Permit);
+                vec![
+                    b.applies(m, id),
+                    b.any(m, &permits),
+                    b.any(m, &others).not(),
+                ]
             });
             match needed {
-                Search::Found(_) => {}
+                Search::Found(..) => {}
                 Search::Unknown(why) => self.inconclusive(
                     &format!("whether {} is redundant", policy.rule_name(id)),
                     rule.span,
@@ -785,19 +870,19 @@ impl<'p> Verifier<'p> {
                         .into_iter()
                         .map(|r| self.rule_ref(r))
                         .collect();
-                    let witness_request = self.search(&keys, |b| {
-                        let permits = b.encoder().candidates(b.agent, RuleEffect::Permit);
-                        vec![b.applies(id), b.any(&permits)]
+                    let witness_request = self.search(&keys, |b, m| {
+                        let permits = b.candidates(m, RuleEffect::Permit);
+                        vec![b.applies(m, id), b.any(m, &permits)]
                     });
                     let witnesses = match witness_request {
-                        Search::Found(request) => vec![Witness {
+                        Search::Found(request, member) => vec![Witness {
                             label: format!(
                                 "{} applies, and so does another forbid",
                                 policy.rule_name(id)
                             ),
                             claims: vec![
                                 Claim::Applies {
-                                    agent: request.agent.clone(),
+                                    agent: policy.agents[member].name.clone(),
                                     rule: id,
                                     applies: true,
                                 },
@@ -806,7 +891,15 @@ impl<'p> Verifier<'p> {
                             request,
                             granted_role: None,
                         }],
-                        _ => Vec::new(),
+                        Search::NotFound => Vec::new(),
+                        Search::Unknown(why) => {
+                            self.inconclusive(
+                                &format!("a witness for {}", policy.rule_name(id)),
+                                rule.span,
+                                &why,
+                            );
+                            Vec::new()
+                        }
                     };
                     let d = diagnostic::redundant(&policy.rule_name(id), rule.span, &covering);
                     self.push_about(Subject::Rule(id), d, witnesses);
@@ -817,12 +910,10 @@ impl<'p> Verifier<'p> {
 
     /// For a redundant permit: the other permits that decide in its place (unsat cores of
     /// "it applies, no forbid, none of the others").
-    fn covering_allowed(&mut self, keys: &[(AgentId, ToolId)], rule: RuleId) -> Vec<RuleId> {
-        self.core_rules(keys, rule, RuleEffect::Permit, |bucket| {
-            let forbids = bucket
-                .encoder()
-                .candidates(bucket.agent, RuleEffect::Forbid);
-            vec![bucket.any(&forbids).not()]
+    fn covering_allowed(&mut self, keys: &[Position], rule: RuleId) -> Vec<RuleId> {
+        self.core_rules(keys, rule, RuleEffect::Permit, |bucket, member| {
+            let forbids = bucket.candidates(member, RuleEffect::Forbid);
+            vec![bucket.any(member, &forbids).not()]
         })
     }
 
@@ -831,41 +922,63 @@ impl<'p> Verifier<'p> {
         for &permit in permits {
             for &forbid in forbids {
                 let (p, f) = (&policy.rules[permit], &policy.rules[forbid]);
-                let keys: Vec<(AgentId, ToolId)> = self
-                    .buckets_of(&p.principal, &p.tools)
+                let keys: Vec<Position> = self
+                    .positions_of(&p.principal, &p.tools)
                     .into_iter()
-                    .filter(|&(a, t)| {
-                        policy.principal_matches(&f.principal, a)
-                            && policy.tool_matches(&f.tools, t)
+                    .filter(|&(member, (_, tool))| {
+                        policy.principal_matches(&f.principal, member)
+                            && policy.tool_matches(&f.tools, tool)
                     })
                     .collect();
                 if keys.is_empty() {
                     continue;
                 }
-                let Search::Found(request) =
-                    self.search(&keys, |b| vec![b.applies(permit), b.applies(forbid)])
-                else {
-                    continue;
+                let (request, member) = match self.search(&keys, |b, m| {
+                    vec![b.applies(m, permit), b.applies(m, forbid)]
+                }) {
+                    Search::Found(request, member) => (request, member),
+                    Search::NotFound => continue,
+                    Search::Unknown(why) => {
+                        self.inconclusive(
+                            &format!(
+                                "whether {} and {} overlap",
+                                policy.rule_name(permit),
+                                policy.rule_name(forbid)
+                            ),
+                            f.span,
+                            &why,
+                        );
+                        continue;
+                    }
                 };
-                let forbid_outside = matches!(
-                    self.search(&keys, |b| vec![b.applies(forbid), b.applies(permit).not()]),
-                    Search::Found(_)
-                );
-                let class = if forbid_outside {
-                    "partial overlap"
-                } else {
-                    "the permit covers the forbid"
+                let class = match self.search(&keys, |b, m| {
+                    vec![b.applies(m, forbid), b.applies(m, permit).not()]
+                }) {
+                    Search::Found(..) => "partial overlap",
+                    Search::NotFound => "the permit covers the forbid",
+                    Search::Unknown(why) => {
+                        self.inconclusive(
+                            &format!(
+                                "how {} and {} overlap",
+                                policy.rule_name(permit),
+                                policy.rule_name(forbid)
+                            ),
+                            f.span,
+                            &why,
+                        );
+                        "not classified"
+                    }
                 };
                 let witness = Witness {
                     label: "both apply".to_owned(),
                     claims: vec![
                         Claim::Applies {
-                            agent: request.agent.clone(),
+                            agent: policy.agents[member].name.clone(),
                             rule: permit,
                             applies: true,
                         },
                         Claim::Applies {
-                            agent: request.agent.clone(),
+                            agent: policy.agents[member].name.clone(),
                             rule: forbid,
                             applies: true,
                         },
@@ -901,6 +1014,7 @@ impl<'p> Verifier<'p> {
     fn assertions_and_reach(&mut self) {
         let policy = self.policy;
         let reach = self.reach();
+        let mut asserted = BTreeSet::new();
         for (index, assertion) in policy.assertions.iter().enumerate() {
             let name = self.assertion_name(index);
             match &assertion.kind {
@@ -911,7 +1025,7 @@ impl<'p> Verifier<'p> {
                 } => {
                     let keys = self.buckets_of(principal, tools);
                     let condition = condition.clone();
-                    let found = self.search(&keys, |b| {
+                    let found = self.search(&keys, |b, _| {
                         let encoder = b.encoder();
                         let mut query = vec![encoder.allowed(b.agent)];
                         if let Some(condition) = &condition {
@@ -926,7 +1040,7 @@ impl<'p> Verifier<'p> {
                             assertion.span,
                             &why,
                         ),
-                        Search::Found(request) => {
+                        Search::Found(request, _) => {
                             let decision = eval::decide(policy, &request, &mut State::new());
                             let rule = decision.rule.map(|r| self.rule_ref(r));
                             let detail = format!("`{}` may call `{}`", request.agent, request.tool);
@@ -953,7 +1067,7 @@ impl<'p> Verifier<'p> {
                 } => {
                     let keys = self.buckets_of(principal, tools);
                     let condition = condition.clone();
-                    let found = self.search(&keys, |b| {
+                    let found = self.search(&keys, |b, _| {
                         let encoder = b.encoder();
                         let direct = &b.space.chains[0];
                         let mut query = vec![
@@ -976,7 +1090,7 @@ impl<'p> Verifier<'p> {
                             assertion.span,
                             &why,
                         ),
-                        Search::Found(request) => {
+                        Search::Found(request, _) => {
                             let detail =
                                 format!("`{}` is denied `{}` here", request.agent, request.tool);
                             let witness = Witness {
@@ -998,36 +1112,92 @@ impl<'p> Verifier<'p> {
                 }
                 AssertionKind::NoTrifecta { principal } => {
                     let mut violated = false;
+                    let mut undecided = None;
                     for agent in policy.agents_matching(principal) {
+                        if let Some((_, why)) = reach
+                            .unknown
+                            .iter()
+                            .find(|((origin, _), _)| *origin == agent)
+                        {
+                            undecided = Some(why.clone());
+                        }
                         if let Some(tools) = trifecta_of(policy, &reach, agent) {
                             violated = true;
-                            let witnesses: Vec<Witness> = tools
-                                .iter()
-                                .map(|(_, w)| Witness::allowed(w.label.clone(), w.request.clone()))
-                                .collect();
-                            let detail = format!(
-                                "`{}` reaches private, untrusted and external tools",
-                                policy.agents[agent].name
-                            );
-                            let d = diagnostic::assertion_violated(
+                            // The assertion's failure is the trifecta's report: TG1008 is not
+                            // given again for this agent.
+                            asserted.insert(agent);
+                            let (witnesses, rules, names) = trifecta_legs(policy, &tools);
+                            let d = diagnostic::trifecta_assertion_violated(
                                 &name,
                                 assertion.span,
-                                &detail,
-                                None,
+                                &policy.agents[agent].name,
+                                [names[0], names[1], names[2]],
+                                &rules,
                             );
                             self.push_about(Subject::Assertion(index), d, witnesses);
                         }
                     }
-                    if !violated {
-                        self.report.proved.push(name);
+                    match undecided {
+                        // A trifecta found is one whatever the undecided queries say.
+                        Some(why) if !violated => self.inconclusive(
+                            &format!("whether {name} holds"),
+                            assertion.span,
+                            &why,
+                        ),
+                        _ if !violated => self.report.proved.push(name),
+                        _ => {}
                     }
                 }
             }
         }
-        self.trifectas(&reach);
+        self.trifectas(&reach, &asserted);
         let escalations = graph::escalations(self, &reach);
         for finding in escalations {
             self.push_about(finding.subject, finding.diagnostic, finding.witnesses);
+        }
+        self.stale_acknowledgements(&reach);
+    }
+
+    /// TG1010 for a trifecta or escalation acknowledgement that matches no finding. Only said
+    /// when every query was decided: an undecided one might have found what it acknowledges.
+    /// Widening acknowledgements are for `diff` to judge.
+    fn stale_acknowledgements(&mut self, reach: &Reach) {
+        let policy = self.policy;
+        let undecided = self.report.stats.unknown > 0
+            || self
+                .report
+                .findings
+                .iter()
+                .any(|f| f.diagnostic.code == diagnostic::Code::Inconclusive);
+        if undecided {
+            return;
+        }
+        for acknowledgement in &policy.acknowledgements {
+            let (stale, what) = match acknowledgement.kind {
+                AcknowledgementKind::Trifecta(agent) => (
+                    trifecta_of(policy, reach, agent).is_none(),
+                    format!("trifecta {}", policy.agents[agent].name),
+                ),
+                AcknowledgementKind::Escalation(agent, tool) => (
+                    !self.report.findings.iter().any(|f| {
+                        f.diagnostic.code == diagnostic::Code::Escalation
+                            && f.subject == Subject::AgentTool(agent, tool)
+                    }),
+                    format!(
+                        "escalation {} -> {}",
+                        policy.agents[agent].name, policy.tools[tool].name
+                    ),
+                ),
+                AcknowledgementKind::Widening(..) => continue,
+            };
+            if stale {
+                let d = diagnostic::stale_acknowledgement(&what, acknowledgement.span);
+                self.report.findings.push(Finding {
+                    diagnostic: d,
+                    witnesses: Vec::new(),
+                    subject: Subject::None,
+                });
+            }
         }
     }
 
@@ -1074,6 +1244,9 @@ impl<'p> Verifier<'p> {
                         }
                         Answer::Unsat(_) => {}
                         Answer::Unknown(why) => {
+                            if index == 0 {
+                                reach.direct_unknown.insert((agent, tool));
+                            }
                             reach.unknown.push(((origin, tool), why));
                         }
                     }
@@ -1083,9 +1256,14 @@ impl<'p> Verifier<'p> {
         reach
     }
 
-    fn trifectas(&mut self, reach: &Reach) {
+    /// TG1008 for every agent with the lethal trifecta, except those a violated
+    /// `assert no trifecta` already reports.
+    fn trifectas(&mut self, reach: &Reach, asserted: &BTreeSet<AgentId>) {
         let policy = self.policy;
         for agent in 0..policy.agents.len() {
+            if asserted.contains(&agent) {
+                continue;
+            }
             let Some(tools) = trifecta_of(policy, reach, agent) else {
                 continue;
             };
@@ -1093,29 +1271,7 @@ impl<'p> Verifier<'p> {
                 .acknowledgements
                 .iter()
                 .any(|a| a.kind == AcknowledgementKind::Trifecta(agent));
-            let names: Vec<&str> = tools
-                .iter()
-                .map(|(t, _)| policy.tools[*t].name.as_str())
-                .collect();
-            let mut rules = Vec::new();
-            let mut witnesses = Vec::new();
-            for (tool, reached) in &tools {
-                let decision = eval::decide(policy, &reached.request, &mut State::new());
-                if let Some(rule) = decision.rule {
-                    rules.push((
-                        format!(
-                            "`{}` allows `{}`",
-                            policy.rule_name(rule),
-                            policy.tools[*tool].name
-                        ),
-                        policy.rules[rule].span,
-                    ));
-                }
-                witnesses.push(Witness::allowed(
-                    reached.label.clone(),
-                    reached.request.clone(),
-                ));
-            }
+            let (witnesses, rules, names) = trifecta_legs(policy, &tools);
             let d = diagnostic::trifecta(
                 &policy.agents[agent].name,
                 policy.agents[agent].span,
@@ -1176,7 +1332,52 @@ pub struct Reach {
     pub direct: BTreeMap<(AgentId, ToolId), Reached>,
     /// (origin, tool): the tool is called directly or by a delegate in a chain the agent starts.
     pub entries: BTreeMap<(AgentId, ToolId), Reached>,
+    /// (agent, tool) pairs whose direct call the solver left undecided.
+    pub direct_unknown: BTreeSet<(AgentId, ToolId)>,
+    /// (origin, tool) pairs some reach query left undecided, with the solver's reason.
     pub unknown: Vec<((AgentId, ToolId), String)>,
+}
+
+impl Reach {
+    /// Whether every query about `origin` getting `tool` called was decided.
+    pub fn decided(&self, origin: AgentId, tool: ToolId) -> bool {
+        !self
+            .unknown
+            .iter()
+            .any(|((o, t), _)| *o == origin && *t == tool)
+    }
+}
+
+/// The three legs of a trifecta (private, untrusted, external, in that order): a witness for
+/// each, labelled with the leg it shows; the rule allowing each; the tools' names.
+fn trifecta_legs<'p>(
+    policy: &'p Policy,
+    tools: &[(ToolId, Reached)],
+) -> (
+    Vec<Witness>,
+    Vec<(String, tollgate_grammar::Span)>,
+    Vec<&'p str>,
+) {
+    let legs = ["private data", "untrusted input", "external action"];
+    let mut witnesses = Vec::new();
+    let mut rules = Vec::new();
+    let mut names = Vec::new();
+    for ((tool, reached), leg) in tools.iter().zip(legs) {
+        let tool_name = policy.tools[*tool].name.as_str();
+        names.push(tool_name);
+        let decision = eval::decide(policy, &reached.request, &mut State::new());
+        if let Some(rule) = decision.rule {
+            rules.push((
+                format!("`{}` allows `{tool_name}`", policy.rule_name(rule)),
+                policy.rules[rule].span,
+            ));
+        }
+        witnesses.push(Witness::allowed(
+            format!("{leg}: {}", reached.label),
+            reached.request.clone(),
+        ));
+    }
+    (witnesses, rules, names)
 }
 
 /// The private, untrusted and external tools an agent reaches, if it reaches all three kinds.

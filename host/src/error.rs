@@ -40,6 +40,8 @@ pub enum HostError {
     TornTail { path: PathBuf, offset: u64 },
     #[error("the audit log `{}` does not verify: {why}", path.display())]
     LogInvalid { path: PathBuf, why: String },
+    #[error("the table was compiled with `--allow-unverified` (its tests fail or `verify` reports errors), and this gate requires a verified table")]
+    Unverified,
     #[error("{0}")]
     Key(String),
 }

@@ -51,6 +51,8 @@ pub struct GateOptions {
     pub max_sessions: usize,
     /// Snapshot the counters every N decisions (and on close).
     pub snapshot_every: u64,
+    /// Refuse a table compiled with `--allow-unverified`.
+    pub require_verified: bool,
 }
 
 impl Default for GateOptions {
@@ -63,6 +65,7 @@ impl Default for GateOptions {
             repeat_room: 1_024,
             max_sessions: 10_000,
             snapshot_every: 100_000,
+            require_verified: false,
         }
     }
 }
@@ -163,6 +166,9 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                     pinned: pin.clone(),
                 });
             }
+        }
+        if options.require_verified && !table.verified() {
+            return Err(HostError::Unverified);
         }
         match (&options.env, table.has_envs()) {
             (None, true) => return Err(HostError::EnvironmentRequired),

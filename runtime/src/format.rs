@@ -57,8 +57,8 @@ pub mod header {
     pub const MAGIC: usize = 0;
     /// `VERSION`, `u16`.
     pub const FORMAT_VERSION: usize = 4;
-    /// Reserved, `u16`, zero.
-    pub const RESERVED: usize = 6;
+    /// Flags, `u16`: see [`flags`].
+    pub const FLAGS: usize = 6;
     /// SHA-256 of the body (the bytes between the header and the signature), 32 bytes.
     pub const POLICY_HASH: usize = 8;
     /// The author's monotonic policy version (`compile --policy-version`), `u64`: hosts refuse a
@@ -69,6 +69,16 @@ pub mod header {
 }
 
 pub const HEADER_SIZE: usize = header::SECTIONS + section::COUNT * 8;
+
+/// Header flags.
+pub mod flags {
+    /// The policy's own tests passed and `verify` reported no errors when it was compiled
+    /// (`tollgate compile` without `--allow-unverified`); `tollgate gate --require-verified`
+    /// refuses a table without it.
+    pub const VERIFIED: u16 = 1;
+    /// Every flag this version defines; a table with others is refused.
+    pub const ALL: u16 = VERIFIED;
+}
 pub const SIGNATURE_SIZE: usize = 64;
 
 pub const REF_SIZE: usize = 8;

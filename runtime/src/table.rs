@@ -86,6 +86,7 @@ pub struct Table<'a> {
     pub(crate) sections: [Section; section::COUNT],
     policy_hash: [u8; 32],
     policy_version: u64,
+    flags: u16,
 }
 
 const SIZES: [usize; section::COUNT] = [
@@ -149,6 +150,10 @@ impl<'a> Table<'a> {
         let policy_version = data
             .u64(header::POLICY_VERSION)
             .ok_or(LoadError::TooShort)?;
+        let flags = data.u16(header::FLAGS).ok_or(LoadError::TooShort)?;
+        if flags & !format::flags::ALL != 0 {
+            return Err(LoadError::Invalid);
+        }
         let digest = Sha256::digest(body);
         if digest.as_slice() != policy_hash {
             return Err(LoadError::HashMismatch);
@@ -172,6 +177,7 @@ impl<'a> Table<'a> {
             sections,
             policy_hash,
             policy_version,
+            flags,
         };
         table.validate()?;
         Ok(table)
@@ -184,6 +190,11 @@ impl<'a> Table<'a> {
     /// The author's policy version: hosts refuse a table older than one they have accepted.
     pub fn policy_version(&self) -> u64 {
         self.policy_version
+    }
+
+    /// Whether the policy's tests passed and `verify` reported no errors when it was compiled.
+    pub fn verified(&self) -> bool {
+        self.flags & format::flags::VERIFIED != 0
     }
 
     pub(crate) fn count(&self, id: usize) -> usize {

@@ -395,3 +395,66 @@ fn compile_issue_gate_and_audit() {
         .collect();
     insta::assert_snapshot!(transcript);
 }
+
+/// `compile` refuses a policy whose `verify` reports errors unless `--allow-unverified`, the
+/// table says which it is, and `gate --require-verified` refuses an unverified one.
+#[test]
+fn unverified_policies_are_refused_unless_allowed_and_marked() {
+    std::env::set_current_dir(root()).unwrap();
+    let dir = std::env::temp_dir().join(format!("tollgate-unverified-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    for name in ["compiler", "issuer", "gate"] {
+        assert_eq!(run_cli(&["keygen", &path(name)], "").0, 0);
+    }
+    let (table, key) = (path("flawed.tgt"), path("compiler.key"));
+    let compile = |extra: &[&str]| {
+        let mut args = vec![
+            "compile",
+            "examples/flawed/dead-permit",
+            "-o",
+            &table,
+            "--key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run_cli(&args, "");
+        (code, format!("{out}{err}"))
+    };
+    let (code, output) = compile(&[]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("the policy is not verified"), "{output}");
+    assert!(!dir.join("flawed.tgt").exists(), "nothing is written");
+    let (code, output) = compile(&["--allow-unverified"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("NOT verified"), "{output}");
+    let gate = |extra: &str| {
+        let mut args = vec![
+            "gate".to_owned(),
+            "--table".to_owned(),
+            path("flawed.tgt"),
+            "--compiler-key".to_owned(),
+            path("compiler.pub"),
+            "--issuer-key".to_owned(),
+            path("issuer.pub"),
+            "--gate-key".to_owned(),
+            path("gate.key"),
+            "--state".to_owned(),
+            path("state"),
+            "--audit".to_owned(),
+            path("audit.log"),
+        ];
+        if !extra.is_empty() {
+            args.push(extra.to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = run_cli(&args, "");
+        (code, err)
+    };
+    let (code, err) = gate("--require-verified");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("requires a verified table"), "{err}");
+    let (code, err) = gate("");
+    assert_eq!(code, 0, "{err}");
+}

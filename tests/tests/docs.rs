@@ -59,10 +59,10 @@ fn the_table_format_chapter_matches_the_layout_constants() {
     for (offset, size, name) in [
         (header::MAGIC, "4", "magic"),
         (header::FORMAT_VERSION, "2", "format version"),
-        (header::RESERVED, "2", "reserved"),
+        (header::FLAGS, "2", "flags"),
         (header::POLICY_HASH, "32", "policy hash"),
         (header::POLICY_VERSION, "8", "policy version"),
-        (header::SECTIONS, "16 × 8", "for each section"),
+        (header::SECTIONS, "17 × 8", "for each section"),
     ] {
         let row = format!("| {offset} | {size} | {name}");
         assert!(

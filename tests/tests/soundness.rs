@@ -4,8 +4,10 @@
 //! replay on the examples.
 //!
 //! The domains are exhaustive for the conditions generated: `args.n` is `int[0..3]`, hours are
-//! compared only with 1 and 13 (so 0, 12 and 23 stand for every hour), depths only with 0 and 1,
-//! and chains are enumerated to a length past which nothing new can happen.
+//! compared only with 1 and 13 (so 0, 12 and 23 stand for every hour), depths with 0, 1,
+//! `args.n` and `agent.level` (at most 3), and chains are enumerated to a length past which
+//! nothing new can happen. Every agent whose rules decide a request — the acting agent and each
+//! delegator whose hop does not widen — counts for the rule analyses.
 
 #![allow(
     clippy::unwrap_used,
@@ -41,8 +43,13 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(str::to_owned),
         proptest::sample::select(vec!["context.hour < 13", "context.hour >= 1"])
             .prop_map(str::to_owned),
-        proptest::sample::select(vec!["context.depth == 0", "context.depth >= 1"])
-            .prop_map(str::to_owned),
+        proptest::sample::select(vec![
+            "context.depth == 0",
+            "context.depth >= 1",
+            "context.depth >= args.n",
+            "context.depth < agent.level"
+        ])
+        .prop_map(str::to_owned),
         proptest::sample::select(AGENTS.to_vec()).prop_map(|a| format!("context.origin == {a}")),
         (0..3i64).prop_map(|k| format!("agent.level >= {k}")),
     ]
@@ -181,6 +188,9 @@ struct Truth {
     violated: BTreeSet<usize>,
     direct: BTreeSet<(AgentId, ToolId)>,
     reach: BTreeSet<(AgentId, ToolId)>,
+    /// (origin, tool): some request allowed through a chain the origin starts is denied when
+    /// the origin makes it itself.
+    escalates: BTreeSet<(AgentId, ToolId)>,
 }
 
 fn holds(
@@ -197,32 +207,55 @@ fn holds(
     eval::evaluate_condition(policy, request, &args, agent, tool, condition) == Some(true)
 }
 
-fn brute_force(policy: &Policy) -> Truth {
+/// The requests brute force enumerates for each agent, chain and tool: argument values,
+/// environments and hours.
+struct Requests {
+    args: Vec<BTreeMap<String, Value>>,
+    envs: Vec<Option<String>>,
+    hours: Vec<u64>,
+}
+
+/// The domain of the main property: every value its conditions can tell apart.
+fn small_domain() -> Requests {
+    let mut args = Vec::new();
+    for n in 0..4 {
+        for c in ["x", "y"] {
+            for b in [false, true] {
+                args.push(BTreeMap::from([
+                    ("n".to_owned(), Value::Int(n)),
+                    ("c".to_owned(), Value::Str(c.to_owned())),
+                    ("b".to_owned(), Value::Bool(b)),
+                ]));
+            }
+        }
+    }
+    Requests {
+        args,
+        envs: vec![Some("prod".to_owned()), Some("dev".to_owned())],
+        hours: vec![0, 12, 23],
+    }
+}
+
+fn brute_force(policy: &Policy, requests: &Requests) -> Truth {
     let mut truth = Truth::default();
-    let longest = 3 + policy.agents.len();
+    // Depths are compared with at most 3 (`args.n`), so depth 4 stands for every deeper one; a
+    // longer walk has a cycle whose removal keeps its depth class and any one deciding agent.
+    let longest = 4 + 2 * policy.agents.len();
     for agent in 0..policy.agents.len() {
         for via in walks(policy, agent, longest) {
             for tool in 0..policy.tools.len() {
-                for n in 0..4 {
-                    for c in ["x", "y"] {
-                        for b in [false, true] {
-                            for env in ["prod", "dev"] {
-                                for hour in [0u64, 12, 23] {
-                                    let request = Request {
-                                        agent: policy.agents[agent].name.clone(),
-                                        tool: policy.tools[tool].name.clone(),
-                                        args: BTreeMap::from([
-                                            ("n".to_owned(), Value::Int(n)),
-                                            ("c".to_owned(), Value::Str(c.to_owned())),
-                                            ("b".to_owned(), Value::Bool(b)),
-                                        ]),
-                                        via: via.clone(),
-                                        env: Some(env.to_owned()),
-                                        time: hour * 3_600,
-                                    };
-                                    observe(policy, &request, agent, tool, &mut truth);
-                                }
-                            }
+                for args in &requests.args {
+                    for env in &requests.envs {
+                        for hour in &requests.hours {
+                            let request = Request {
+                                agent: policy.agents[agent].name.clone(),
+                                tool: policy.tools[tool].name.clone(),
+                                args: args.clone(),
+                                via: via.clone(),
+                                env: env.clone(),
+                                time: hour * 3_600,
+                            };
+                            observe(policy, &request, agent, tool, &mut truth);
                         }
                     }
                 }
@@ -244,6 +277,15 @@ fn observe(policy: &Policy, request: &Request, agent: AgentId, tool: ToolId, tru
         truth.reach.insert((origin, tool));
         if request.via.is_empty() {
             truth.direct.insert((agent, tool));
+        } else {
+            let direct = Request {
+                agent: policy.agents[origin].name.clone(),
+                via: Vec::new(),
+                ..request.clone()
+            };
+            if eval::decide(policy, &direct, &mut State::new()).verdict == Verdict::Deny {
+                truth.escalates.insert((origin, tool));
+            }
         }
     }
     for (index, assertion) in policy.assertions.iter().enumerate() {
@@ -284,14 +326,23 @@ fn observe(policy: &Policy, request: &Request, agent: AgentId, tool: ToolId, tru
     if decision.reason == Some(Reason::DelegationDepth) {
         return; // never reaches the rules
     }
-    let name = &policy.agents[agent].name;
-    // The acting agent can also be a delegator on its own chain; its rules are then traced twice.
-    let applying: BTreeSet<RuleId> = decision
-        .trace
-        .iter()
-        .filter(|t| t.agent == *name && t.applies)
-        .map(|t| t.rule)
-        .collect();
+    // Every agent whose rules decide the request (the acting agent and each delegator whose hop
+    // does not widen) is a position its rules take; an agent on its own chain is traced twice,
+    // with the same outcome, since depth and origin belong to the request.
+    let members: BTreeSet<&str> = decision.trace.iter().map(|t| t.agent.as_str()).collect();
+    for member in members {
+        let applying: BTreeSet<RuleId> = decision
+            .trace
+            .iter()
+            .filter(|t| t.agent == member && t.applies)
+            .map(|t| t.rule)
+            .collect();
+        observe_member(policy, &applying, truth);
+    }
+}
+
+/// What one deciding agent's applying rules tell about each rule.
+fn observe_member(policy: &Policy, applying: &BTreeSet<RuleId>, truth: &mut Truth) {
     let permits: Vec<RuleId> = applying
         .iter()
         .copied()
@@ -336,11 +387,15 @@ fn trifecta(policy: &Policy, truth: &Truth, agent: AgentId) -> bool {
 }
 
 fn compare(text: &str) -> Result<(), String> {
+    compare_over(text, &small_domain())
+}
+
+fn compare_over(text: &str, requests: &Requests) -> Result<(), String> {
     let sources = SourceSet::single("generated.toll", text);
     let policy = tollgate_compiler::load(&sources)
         .map_err(|d| format!("generated policy does not check: {:?}", d[0].message))?;
     let report = verify::verify(&policy, &Options::default());
-    let truth = brute_force(&policy);
+    let truth = brute_force(&policy, requests);
     let found = |code: Code, subject: Subject| {
         report
             .findings
@@ -436,8 +491,7 @@ fn compare(text: &str) -> Result<(), String> {
             trifecta(&policy, &truth, agent),
         );
         for tool in 0..policy.tools.len() {
-            let escalates =
-                truth.reach.contains(&(agent, tool)) && !truth.direct.contains(&(agent, tool));
+            let escalates = truth.escalates.contains(&(agent, tool));
             check(
                 format!("escalation {agent}/{tool}"),
                 found(Code::Escalation, Subject::AgentTool(agent, tool)),
@@ -499,4 +553,133 @@ fn regression_agent_on_its_own_chain() {
         forbid any to call any when (context.origin == a0 or args.n == 0);\n\
         permit agent a0 to call any when ((args.n >= 0 and context.depth >= 1) and args.n >= 1);\n";
     compare(text).unwrap();
+}
+
+/// The string constants of the string property, chosen to overlap (`ab` and `ba`, `b` inside
+/// both) so that prefixes, suffixes and containment interact.
+const STRINGS: [&str; 6] = ["", "a", "ab", "ba", "b", "ab.b"];
+
+fn string_atom() -> impl Strategy<Value = String> {
+    let constant = proptest::sample::select(STRINGS.to_vec());
+    prop_oneof![
+        (
+            proptest::sample::select(vec!["starts_with", "ends_with", "contains", "==", "!="]),
+            constant.clone()
+        )
+            .prop_map(|(op, k)| format!("args.s {op} {k:?}")),
+        (constant.clone(), constant).prop_map(|(a, b)| format!("args.s in [{a:?}, {b:?}]")),
+        proptest::sample::select(vec!["context.depth == 0", "context.depth >= 1"])
+            .prop_map(str::to_owned),
+    ]
+}
+
+fn string_condition() -> impl Strategy<Value = String> {
+    string_atom().prop_recursive(3, 8, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+fn string_policy() -> impl Strategy<Value = String> {
+    let rule = (
+        any::<bool>(),
+        proptest::sample::select(vec!["any", "agent a0", "agent a1"]),
+        proptest::sample::select(vec!["any", "t.a", "t.b"]),
+        string_condition(),
+    )
+        .prop_map(|(permit, p, t, c)| {
+            let effect = if permit { "permit" } else { "forbid" };
+            format!("{effect} {p} to call {t} when {c};")
+        });
+    let assertion = (any::<bool>(), string_condition()).prop_map(|(never, c)| {
+        let kind = if never { "never" } else { "always" };
+        format!("assert {kind} any calls t.a when {c};")
+    });
+    (
+        proptest::collection::vec(rule, 1..6),
+        proptest::collection::vec(assertion, 0..3),
+        proptest::bool::weighted(0.5),
+    )
+        .prop_map(|(rules, assertions, delegates)| {
+            let mut text = String::from(
+                "domain dp { private }\ndomain du { untrusted }\n\
+                 tool t.a { domain dp effect read args { s: string } }\n\
+                 tool t.b { domain du effect external args { s: string } }\n\
+                 agent a0 { roles [r0] }\nagent a1 { roles [r1] }\n",
+            );
+            if delegates {
+                text.push_str("delegate a0 -> a1;\n");
+            }
+            for line in rules.iter().chain(&assertions) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text
+        })
+}
+
+/// Every string the string property enumerates: the constants, and every way of putting two
+/// of them (or one) together with and without a filler between and around them. A witness the
+/// verifier finds is among them or not, brute force decides over them all.
+fn string_domain() -> Requests {
+    let mut values: BTreeSet<String> = BTreeSet::new();
+    for a in STRINGS {
+        for b in STRINGS {
+            for (left, middle, right) in
+                [("", "", ""), ("", "#", ""), ("#", "#", "#"), ("#", "", "")]
+            {
+                values.insert(format!("{left}{a}{middle}{b}{right}"));
+            }
+        }
+    }
+    values.insert("#".to_owned());
+    values.insert("zz".to_owned());
+    Requests {
+        args: values
+            .into_iter()
+            .map(|v| BTreeMap::from([("s".to_owned(), Value::Str(v))]))
+            .collect(),
+        envs: vec![None],
+        hours: vec![0],
+    }
+}
+
+#[test]
+fn string_verdicts_agree_with_enumeration_over_constants_and_fillers() {
+    let seed: u64 = std::env::var("TOLLGATE_SOUNDNESS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_261_127);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let cases = 300;
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = proptest::test_runner::TestRng::from_seed(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+        &bytes,
+    );
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let domain = string_domain();
+    let ran = std::cell::Cell::new(0u32);
+    let result = runner.run(&string_policy(), |text| {
+        ran.set(ran.get() + 1);
+        compare_over(&text, &domain)
+            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    let ran = ran.get();
+    println!(
+        "string soundness: {ran} random policies over {} strings (seed {seed}), 0 disagreements",
+        domain.args.len()
+    );
+    assert!(ran >= cases);
 }

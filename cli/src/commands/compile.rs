@@ -11,6 +11,7 @@ pub fn run(
     output: &Path,
     key: &Path,
     policy_version: u64,
+    allow_unverified: bool,
     verbose: bool,
 ) -> Exit {
     let (policy, _) = match load(io, path, Format::Human) {
@@ -27,6 +28,7 @@ pub fn run(
         &policy,
         &key,
         policy_version,
+        allow_unverified,
         &tollgate_compiler::verify::Options::default(),
     ) {
         Ok(proved) => proved,
@@ -39,11 +41,16 @@ pub fn run(
         return io.usage(&format!("cannot write `{}`: {error}", output.display()));
     }
     io.out(&format!(
-        "compiled {} rules into {} ({} bytes, {:.1} bytes per rule), policy version {policy_version}, policy hash {}\n",
+        "compiled {} rules into {} ({} bytes, {:.1} bytes per rule), policy version {policy_version}, {}, policy hash {}\n",
         policy.rules.len(),
         output.display(),
         proved.stats().bytes,
         proved.stats().bytes as f64 / policy.rules.len().max(1) as f64,
+        if proved.verified() {
+            "verified"
+        } else {
+            "NOT verified (--allow-unverified)"
+        },
         hex::encode(proved.policy_hash())
     ));
     if verbose {

@@ -93,13 +93,8 @@ pub fn run(
         tollgate_compiler::verify::diff::diff(old_policy, new_policy, &verify_options(timeout));
     let gate = fail_on == Some(FailOn::Widen);
     if gate {
-        for finding in &mut result.findings {
-            if finding.diagnostic.code == diagnostic::Code::Widened
-                && finding.diagnostic.severity == diagnostic::Severity::Warning
-            {
-                finding.diagnostic = diagnostic::as_error(finding.diagnostic.clone());
-            }
-        }
+        // Unacknowledged widenings and removed assertions or forbids become errors.
+        result.gate_on_widen();
     }
     let summary = |change: tollgate_compiler::verify::diff::Change| {
         result.pairs.iter().filter(|p| p.change == change).count()
@@ -184,11 +179,7 @@ pub fn run(
             }
         }
     }
-    let inconclusive = result
-        .findings
-        .iter()
-        .any(|f| f.diagnostic.code == diagnostic::Code::Inconclusive);
-    if gate && (result.widened_unacknowledged() > 0 || inconclusive) {
+    if gate && result.fails_on_widen() {
         Exit::Failure
     } else {
         Exit::Success

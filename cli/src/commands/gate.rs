@@ -59,6 +59,7 @@ pub struct GateArgs {
     pub fixed_clock: Option<u64>,
     pub latest: Option<PathBuf>,
     pub sync: SyncPolicy,
+    pub require_verified: bool,
 }
 
 /// The system clock, or a fixed one the operator set (tests and demos).
@@ -103,6 +104,7 @@ pub fn start<'t>(args: &GateArgs, bytes: &'t [u8]) -> Result<Started<'t>, (Exit,
         audience: args.audience.clone(),
         pin_policy: args.pin_policy.clone(),
         checkpoint_every: args.checkpoint_every,
+        require_verified: args.require_verified,
         ..GateOptions::default()
     };
     let (gate, _) = Gate::start(

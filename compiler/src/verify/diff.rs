@@ -2,9 +2,9 @@
 //! denies, each with a witness request — decided by Z3 over the union of both versions' request
 //! spaces, not by comparing text.
 
-use super::encode::{chains_to, Chain, Encoder, RuleIndex, Space, Symbols};
+use super::encode::{chains_to, Chain, Encoder, FiniteStrings, RuleIndex, Space, Symbols};
 use super::{request_from_model, Finding, Options, Subject, Witness};
-use crate::diagnostic;
+use crate::diagnostic::{self, Diagnostic};
 use crate::eval::{self, State, Verdict};
 use crate::model::*;
 use z3::ast::{Bool, Int};
@@ -23,8 +23,11 @@ pub enum Change {
 pub struct PairChange {
     pub agent: String,
     pub tool: String,
+    /// What the solver decided; `Unchanged` with `undecided` set means it could not tell.
     pub change: Change,
     pub acknowledged: bool,
+    /// A widening or narrowing query came back `unknown` (reported as TG1009).
+    pub undecided: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -35,6 +38,9 @@ pub struct DiffReport {
     pub old_witnesses: Vec<(usize, usize)>,
     pub unknown: usize,
     pub queries: usize,
+    /// Assertions and forbids the new version dropped without acknowledging the widening of
+    /// every pair they covered (TG1103, TG1104 warnings).
+    pub removed_unacknowledged: usize,
 }
 
 impl DiffReport {
@@ -43,6 +49,33 @@ impl DiffReport {
             .iter()
             .filter(|p| matches!(p.change, Change::Widened | Change::Changed) && !p.acknowledged)
             .count()
+    }
+
+    /// What `--fail-on widen` fails on: an unacknowledged widening, an unacknowledged removed
+    /// assertion or forbid, or an inconclusive comparison.
+    pub fn fails_on_widen(&self) -> bool {
+        self.widened_unacknowledged() > 0
+            || self.removed_unacknowledged > 0
+            || self
+                .findings
+                .iter()
+                .any(|f| f.diagnostic.code == diagnostic::Code::Inconclusive)
+    }
+
+    /// Raises to errors the warnings `--fail-on widen` fails on (unacknowledged widenings and
+    /// removed assertions and forbids).
+    pub fn gate_on_widen(&mut self) {
+        for finding in &mut self.findings {
+            let gated = matches!(
+                finding.diagnostic.code,
+                diagnostic::Code::Widened
+                    | diagnostic::Code::AssertionRemoved
+                    | diagnostic::Code::ForbidRemoved
+            );
+            if gated && finding.diagnostic.severity == diagnostic::Severity::Warning {
+                finding.diagnostic = diagnostic::as_error(finding.diagnostic.clone());
+            }
+        }
     }
 }
 
@@ -165,6 +198,7 @@ enum Outcome {
 }
 
 fn find(
+    options: &Options,
     report: &mut DiffReport,
     solver: &Solver,
     space: &Space,
@@ -172,9 +206,23 @@ fn find(
     side: &Side<'_>,
 ) -> Outcome {
     report.queries += 1;
+    if options.unknown_every > 0 && report.queries.is_multiple_of(options.unknown_every) {
+        report.unknown += 1;
+        return Outcome::Unknown;
+    }
     solver.push();
     solver.assert(formula);
-    let outcome = match solver.check() {
+    let mut result = solver.check();
+    if result == SatResult::Sat
+        && !solver
+            .get_model()
+            .is_some_and(|model| space.receivable(&model))
+    {
+        // Ask again for a request whose strings are valid UTF-8, one the gate can receive.
+        space.assert_receivable(solver);
+        result = solver.check();
+    }
+    let outcome = match result {
         SatResult::Sat => match solver.get_model() {
             Some(model) => Outcome::Found(request_from_model(
                 side.policy,
@@ -202,14 +250,16 @@ fn lone_space(
     agent: AgentId,
     tool: ToolId,
     options: &Options,
+    finite: &FiniteStrings,
 ) -> Space {
     let (chains, truncated) = chains_to(policy, agent, options.max_chains);
-    Space::new(
+    Space::with_finite_strings(
         symbols.clone(),
         &policy.tools[tool].args,
         &policy.environments,
         chains,
         truncated,
+        finite,
     )
 }
 
@@ -231,6 +281,8 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
             .filter(|n| old.tool_id(n).is_none()),
     );
     let (old_index, new_index) = (RuleIndex::new(old), RuleIndex::new(new));
+    // String arguments compared only with constants are decided over both versions' constants.
+    let finite = FiniteStrings::of_all(&[old, new]);
     let solver = solver(options);
     let environments_agree = old.environments.is_empty() == new.environments.is_empty();
     for agent in &agents {
@@ -273,10 +325,18 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                             .filter(|e| !old.environments.contains(e))
                             .cloned(),
                     );
-                    let space = Space::new(symbols.clone(), &schema, &environments, chains, false);
+                    let space = Space::with_finite_strings(
+                        symbols.clone(),
+                        &schema,
+                        &environments,
+                        chains,
+                        false,
+                        &finite,
+                    );
                     solver.assert(&space.domain);
                     let (old_allowed, new_allowed) = (o.allowed(&space), n.allowed(&space));
                     let widened = find(
+                        options,
                         &mut report,
                         &solver,
                         &space,
@@ -284,6 +344,7 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                         n,
                     );
                     let narrowed = find(
+                        options,
                         &mut report,
                         &solver,
                         &space,
@@ -297,12 +358,24 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                     let one = |side: &Option<Side<'_>>, report: &mut DiffReport| match side {
                         None => Outcome::None,
                         Some(side) => {
-                            let space =
-                                lone_space(side.policy, &symbols, side.agent, side.tool, options);
+                            let space = lone_space(
+                                side.policy,
+                                &symbols,
+                                side.agent,
+                                side.tool,
+                                options,
+                                &finite,
+                            );
                             solver.push();
                             solver.assert(&space.domain);
-                            let outcome =
-                                find(report, &solver, &space, &side.allowed(&space), side);
+                            let outcome = find(
+                                options,
+                                report,
+                                &solver,
+                                &space,
+                                &side.allowed(&space),
+                                side,
+                            );
                             solver.pop(1);
                             outcome
                         }
@@ -380,10 +453,288 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 tool: tool.clone(),
                 change,
                 acknowledged,
+                undecided: matches!(widened, Outcome::Unknown)
+                    || matches!(narrowed, Outcome::Unknown),
             });
         }
     }
+    guards(old, new, &mut report);
     report
+}
+
+/// How a principal pattern reads, by names, so that versions compare.
+fn principal_key(policy: &Policy, pattern: &PrincipalPattern) -> String {
+    match pattern {
+        PrincipalPattern::Any => "any".to_owned(),
+        PrincipalPattern::Agent(id) => format!(
+            "agent {}",
+            policy.agents.get(*id).map_or("?", |a| a.name.as_str())
+        ),
+        PrincipalPattern::Role(role) => format!("role {role}"),
+    }
+}
+
+fn tools_key(policy: &Policy, pattern: &ToolPattern) -> String {
+    match pattern {
+        ToolPattern::Any => "any".to_owned(),
+        ToolPattern::Exact(id) => policy
+            .tools
+            .get(*id)
+            .map_or("?".to_owned(), |t| t.name.clone()),
+        ToolPattern::Prefix(prefix) => format!("{prefix}.*"),
+        ToolPattern::Domain(id) => format!(
+            "domain {}",
+            policy.domains.get(*id).map_or("?", |d| d.name.as_str())
+        ),
+        ToolPattern::Effect(effect) => format!("effect {effect:?}"),
+    }
+}
+
+/// A condition's structure without its spans.
+fn condition_key(condition: &Condition) -> String {
+    match &condition.kind {
+        ConditionKind::Or(a, b) => format!("({} or {})", condition_key(a), condition_key(b)),
+        ConditionKind::And(a, b) => format!("({} and {})", condition_key(a), condition_key(b)),
+        ConditionKind::Not(inner) => format!("not {}", condition_key(inner)),
+        ConditionKind::Compare { op, lhs, rhs } => format!("{lhs:?} {op:?} {rhs:?}"),
+        ConditionKind::In { lhs, set } => format!("{lhs:?} in {set:?}"),
+        ConditionKind::Str { op, lhs, rhs } => format!("{lhs:?} {op:?} {rhs:?}"),
+        ConditionKind::Bool(term) => format!("{term:?}"),
+    }
+}
+
+/// An assertion's identity across versions: its label, or what it says.
+fn assertion_key(policy: &Policy, assertion: &Assertion) -> String {
+    if let Some(label) = &assertion.label {
+        return format!("label {label}");
+    }
+    let when = |c: &Option<Condition>| c.as_ref().map(condition_key).unwrap_or_default();
+    match &assertion.kind {
+        AssertionKind::Never {
+            principal,
+            tools,
+            condition,
+        } => format!(
+            "never {} {} {}",
+            principal_key(policy, principal),
+            tools_key(policy, tools),
+            when(condition)
+        ),
+        AssertionKind::Always {
+            principal,
+            tools,
+            condition,
+        } => format!(
+            "always {} {} {}",
+            principal_key(policy, principal),
+            tools_key(policy, tools),
+            when(condition)
+        ),
+        AssertionKind::NoTrifecta { principal } => {
+            format!("no trifecta {}", principal_key(policy, principal))
+        }
+    }
+}
+
+/// A forbid's identity across versions: its label, or what it says.
+fn forbid_key(policy: &Policy, rule: &Rule) -> String {
+    if let Some(label) = &rule.label {
+        return format!("label {label}");
+    }
+    format!(
+        "{} {} {}",
+        principal_key(policy, &rule.principal),
+        tools_key(policy, &rule.tools),
+        rule.condition
+            .as_ref()
+            .map(condition_key)
+            .unwrap_or_default()
+    )
+}
+
+/// An acknowledgement as written (without its reason).
+fn acknowledgement_text(policy: &Policy, acknowledgement: &Acknowledgement) -> String {
+    let agent = |id: AgentId| policy.agents.get(id).map_or("?", |a| a.name.as_str());
+    let tool = |id: ToolId| policy.tools.get(id).map_or("?", |t| t.name.as_str());
+    match acknowledgement.kind {
+        AcknowledgementKind::Trifecta(a) => format!("trifecta {}", agent(a)),
+        AcknowledgementKind::Escalation(a, t) => format!("escalation {} -> {}", agent(a), tool(t)),
+        AcknowledgementKind::Widening(a, t) => format!("widening {} -> {}", agent(a), tool(t)),
+    }
+}
+
+fn assertion_name(assertion: &Assertion, index: usize) -> String {
+    assertion
+        .label
+        .clone()
+        .unwrap_or_else(|| format!("assertion #{}", index + 1))
+}
+
+/// Whether the new version acknowledges the widening of every (agent, tool) pair an old guard
+/// covered (a pair gone from the new version allows nothing there), or, for `no trifecta`, the
+/// trifecta of every agent it covered.
+fn removal_acknowledged(
+    old: &Policy,
+    new: &Policy,
+    principal: &PrincipalPattern,
+    tools: Option<&ToolPattern>,
+) -> bool {
+    let acknowledged = |kind: &dyn Fn(&AcknowledgementKind) -> bool| {
+        new.acknowledgements.iter().any(|a| kind(&a.kind))
+    };
+    old.agents_matching(principal).into_iter().all(|agent| {
+        let Some(new_agent) = new.agent_id(&old.agents[agent].name) else {
+            return true;
+        };
+        match tools {
+            None => acknowledged(&|k| *k == AcknowledgementKind::Trifecta(new_agent)),
+            Some(pattern) => old.tools_matching(pattern).into_iter().all(|tool| {
+                new.tool_id(&old.tools[tool].name).is_none_or(|new_tool| {
+                    acknowledged(&|k| *k == AcknowledgementKind::Widening(new_agent, new_tool))
+                })
+            }),
+        }
+    })
+}
+
+/// Assertions, forbids and acknowledgements one version has and the other does not, and
+/// widening acknowledgements of pairs that did not widen.
+fn guards(old: &Policy, new: &Policy, report: &mut DiffReport) {
+    let push = |report: &mut DiffReport, diagnostic: Diagnostic| {
+        report.findings.push(Finding {
+            diagnostic,
+            witnesses: Vec::new(),
+            subject: Subject::None,
+        });
+    };
+    let old_assertions: Vec<String> = old
+        .assertions
+        .iter()
+        .map(|a| assertion_key(old, a))
+        .collect();
+    let new_assertions: Vec<String> = new
+        .assertions
+        .iter()
+        .map(|a| assertion_key(new, a))
+        .collect();
+    for (index, assertion) in old.assertions.iter().enumerate() {
+        if new_assertions.contains(&old_assertions[index]) {
+            continue;
+        }
+        let acknowledged = match &assertion.kind {
+            AssertionKind::Never {
+                principal, tools, ..
+            }
+            | AssertionKind::Always {
+                principal, tools, ..
+            } => removal_acknowledged(old, new, principal, Some(tools)),
+            AssertionKind::NoTrifecta { principal } => {
+                removal_acknowledged(old, new, principal, None)
+            }
+        };
+        if !acknowledged {
+            report.removed_unacknowledged += 1;
+        }
+        let name = assertion_name(assertion, index);
+        push(
+            report,
+            diagnostic::guard_changed("assertion", &name, assertion.span, false, acknowledged),
+        );
+    }
+    for (index, assertion) in new.assertions.iter().enumerate() {
+        if !old_assertions.contains(&new_assertions[index]) {
+            let name = assertion_name(assertion, index);
+            push(
+                report,
+                diagnostic::guard_changed("assertion", &name, assertion.span, true, false),
+            );
+        }
+    }
+    let forbids = |policy: &Policy| -> Vec<(RuleId, String)> {
+        policy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.effect == RuleEffect::Forbid)
+            .map(|(id, r)| (id, forbid_key(policy, r)))
+            .collect()
+    };
+    let (old_forbids, new_forbids) = (forbids(old), forbids(new));
+    for (id, key) in &old_forbids {
+        if new_forbids.iter().any(|(_, k)| k == key) {
+            continue;
+        }
+        let rule = &old.rules[*id];
+        let acknowledged = removal_acknowledged(old, new, &rule.principal, Some(&rule.tools));
+        if !acknowledged {
+            report.removed_unacknowledged += 1;
+        }
+        push(
+            report,
+            diagnostic::guard_changed(
+                "forbid",
+                &old.rule_name(*id),
+                rule.span,
+                false,
+                acknowledged,
+            ),
+        );
+    }
+    for (id, key) in &new_forbids {
+        if !old_forbids.iter().any(|(_, k)| k == key) {
+            let rule = &new.rules[*id];
+            push(
+                report,
+                diagnostic::guard_changed("forbid", &new.rule_name(*id), rule.span, true, false),
+            );
+        }
+    }
+    let old_acknowledgements: Vec<String> = old
+        .acknowledgements
+        .iter()
+        .map(|a| acknowledgement_text(old, a))
+        .collect();
+    let new_acknowledgements: Vec<String> = new
+        .acknowledgements
+        .iter()
+        .map(|a| acknowledgement_text(new, a))
+        .collect();
+    for (acknowledgement, text) in old.acknowledgements.iter().zip(&old_acknowledgements) {
+        if !new_acknowledgements.contains(text) {
+            push(
+                report,
+                diagnostic::acknowledgement_changed(text, acknowledgement.span, false),
+            );
+        }
+    }
+    for (acknowledgement, text) in new.acknowledgements.iter().zip(&new_acknowledgements) {
+        if !old_acknowledgements.contains(text) {
+            push(
+                report,
+                diagnostic::acknowledgement_changed(text, acknowledgement.span, true),
+            );
+        }
+    }
+    // A widening acknowledgement for a pair that did not widen (and was decided) is stale.
+    for acknowledgement in &new.acknowledgements {
+        let AcknowledgementKind::Widening(agent, tool) = acknowledgement.kind else {
+            continue;
+        };
+        let (agent, tool) = (&new.agents[agent].name, &new.tools[tool].name);
+        let stale = report.pairs.iter().any(|p| {
+            p.agent == *agent
+                && p.tool == *tool
+                && !p.undecided
+                && matches!(p.change, Change::Unchanged | Change::Narrowed)
+        });
+        if stale {
+            let text = format!("widening {agent} -> {tool}");
+            push(
+                report,
+                diagnostic::stale_acknowledgement(&text, acknowledgement.span),
+            );
+        }
+    }
 }
 
 /// Replays a diff witness against both versions: allowed by the version it is claimed for,

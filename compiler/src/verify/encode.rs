@@ -3,15 +3,18 @@
 //! Free variables are the request's arguments, its environment, its hour, and which delegation
 //! chain it comes through; agent and tool attributes are constants, because a bucket fixes both.
 //! The encoding means what `eval` means: integers are constrained to the signed 64-bit range (and
-//! declared bounds), strings are Z3 strings (for valid UTF-8, prefix, suffix and substring on
-//! characters coincide with the evaluator's byte-wise tests), and enum values, environments and
-//! agents are integers indexing one shared symbol table.
+//! declared bounds), strings are sequences of their UTF-8 bytes (one Z3 character below 256 per
+//! byte, so equality, prefix, suffix and substring are the evaluator's byte-wise tests over the
+//! whole Unicode range), and enum values, environments and agents are integers indexing one
+//! shared symbol table.
 
 use crate::model::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::str::FromStr;
 use tollgate_grammar::ast::{CompareOp, StringOp};
-use z3::ast::{Bool, Int, String as ZString};
+use z3::ast::{Bool, Int, Regexp, String as ZString};
+use z3::{Model, Solver};
 
 /// A value in the encoding.
 #[derive(Clone, Debug)]
@@ -21,6 +24,354 @@ pub enum Zv {
     Str(ZString),
     /// An index into the symbol table.
     Sym(Int),
+    /// A string argument decided over its policy's constants ([`FiniteStrings`]).
+    Finite(Rc<FiniteString>),
+}
+
+/// The pieces a [`FiniteString`] is built from, for one argument name.
+#[derive(Debug)]
+pub struct Pieces {
+    /// Every constant the argument meets: the value may be exactly one of them.
+    constants: Vec<String>,
+    /// `""` first, then every constant it must start with somewhere.
+    prefixes: Vec<String>,
+    /// `""` first, then every constant it must end with somewhere.
+    suffixes: Vec<String>,
+    /// Every constant it must contain somewhere.
+    contained: Vec<String>,
+    /// A character no constant holds.
+    filler: char,
+}
+
+/// A string argument as a choice among the candidates of [`FiniteStrings`]: either a constant
+/// (`exact` is its index), or (`exact` is -1) the composite `P # C… # S` of a prefix, the
+/// contained constants whose `include` is true, and a suffix, joined by the filler.
+#[derive(Debug)]
+pub struct FiniteString {
+    pub exact: Int,
+    pub prefix: Int,
+    pub suffix: Int,
+    pub include: Vec<Bool>,
+    pub pieces: Rc<Pieces>,
+}
+
+impl FiniteString {
+    fn new(name: &str, pieces: &Rc<Pieces>, domain: &mut Vec<Bool>) -> FiniteString {
+        let exact = Int::new_const(format!("{name}#exact"));
+        let prefix = Int::new_const(format!("{name}#prefix"));
+        let suffix = Int::new_const(format!("{name}#suffix"));
+        let include = (0..pieces.contained.len())
+            .map(|i| Bool::new_const(format!("{name}#include{i}")))
+            .collect();
+        let within = |v: &Int, low: i64, count: usize| {
+            Bool::and(&[v.ge(Int::from_i64(low)), v.lt(Int::from_i64(count as i64))])
+        };
+        domain.push(within(&exact, -1, pieces.constants.len()));
+        domain.push(within(&prefix, 0, pieces.prefixes.len()));
+        domain.push(within(&suffix, 0, pieces.suffixes.len()));
+        FiniteString {
+            exact,
+            prefix,
+            suffix,
+            include,
+            pieces: Rc::clone(pieces),
+        }
+    }
+
+    fn composite(&self) -> Bool {
+        self.exact.eq(Int::from_i64(-1))
+    }
+
+    /// The value is exactly a constant for which `holds`.
+    fn exact_where(&self, holds: impl Fn(&str) -> bool) -> Bool {
+        one_of(&self.exact, &self.pieces.constants, holds)
+    }
+
+    /// ⟦value == text⟧: only a constant can equal a constant (a composite holds the filler).
+    pub fn equals(&self, text: &str) -> Bool {
+        self.exact_where(|c| c == text)
+    }
+
+    pub fn starts_with(&self, text: &str) -> Bool {
+        let composite = if text.is_empty() {
+            Bool::from_bool(true)
+        } else {
+            one_of(&self.prefix, &self.pieces.prefixes, |p| p.starts_with(text))
+        };
+        Bool::or(&[
+            self.exact_where(|c| c.starts_with(text)),
+            Bool::and(&[self.composite(), composite]),
+        ])
+    }
+
+    pub fn ends_with(&self, text: &str) -> Bool {
+        let composite = if text.is_empty() {
+            Bool::from_bool(true)
+        } else {
+            one_of(&self.suffix, &self.pieces.suffixes, |s| s.ends_with(text))
+        };
+        Bool::or(&[
+            self.exact_where(|c| c.ends_with(text)),
+            Bool::and(&[self.composite(), composite]),
+        ])
+    }
+
+    pub fn contains(&self, text: &str) -> Bool {
+        let composite = if text.is_empty() || text.contains(self.pieces.filler) {
+            Bool::from_bool(text.is_empty())
+        } else {
+            let mut options = vec![
+                one_of(&self.prefix, &self.pieces.prefixes, |p| p.contains(text)),
+                one_of(&self.suffix, &self.pieces.suffixes, |s| s.contains(text)),
+            ];
+            for (piece, include) in self.pieces.contained.iter().zip(&self.include) {
+                if piece.contains(text) {
+                    options.push(include.clone());
+                }
+            }
+            Bool::or(&options)
+        };
+        Bool::or(&[
+            self.exact_where(|c| c.contains(text)),
+            Bool::and(&[self.composite(), composite]),
+        ])
+    }
+
+    /// The value a model gives.
+    pub fn value(&self, model: &Model) -> Option<String> {
+        let index = |v: &Int| {
+            model
+                .eval(v, true)
+                .and_then(|v| v.as_i64())
+                .and_then(|i| usize::try_from(i).ok())
+        };
+        let exact = model.eval(&self.exact, true)?.as_i64()?;
+        if exact >= 0 {
+            return self
+                .pieces
+                .constants
+                .get(usize::try_from(exact).ok()?)
+                .cloned();
+        }
+        let filler = self.pieces.filler.to_string();
+        let mut value = self.pieces.prefixes.get(index(&self.prefix)?)?.clone();
+        value.push_str(&filler);
+        for (piece, include) in self.pieces.contained.iter().zip(&self.include) {
+            if model.eval(include, true)?.as_bool()? {
+                value.push_str(piece);
+                value.push_str(&filler);
+            }
+        }
+        value.push_str(self.pieces.suffixes.get(index(&self.suffix)?)?);
+        Some(value)
+    }
+}
+
+/// `index` names one of `values` for which `holds`.
+fn one_of(index: &Int, values: &[String], holds: impl Fn(&str) -> bool) -> Bool {
+    let options: Vec<Bool> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| holds(v))
+        .map(|(i, _)| index.eq(Int::from_i64(i as i64)))
+        .collect();
+    Bool::or(&options)
+}
+
+/// For each string argument name that a policy only ever compares with string constants
+/// (`==`, `!=`, `in`, and `starts_with`, `ends_with`, `contains` with the argument on the
+/// left), a finite list of candidate values that decides every such comparison exactly.
+///
+/// Why it is exact: for any value `v`, let `P` be the longest constant `v` starts with, `S` the
+/// longest it ends with and `C` the constants it contains; take a filler character `#` that no
+/// constant holds. If `v` equals a constant, that constant is a candidate. Otherwise the
+/// candidate `P # C1 # … # Ck # S` satisfies every comparison `v` satisfies (it starts with
+/// `P`, ends with `S`, contains every `Ci`), and no other: an occurrence of a filler-free
+/// constant lies inside one piece, which `v` also contains; a constant prefix or suffix of the
+/// candidate is one of `P` or `S`, which `v` also has; and it equals no constant. So every
+/// formula over these comparisons is satisfiable over the candidates iff over all strings,
+/// and Z3 decides it over integers instead of strings (Z3 4.8's string solver times out on
+/// mixes of prefixes and negated containment).
+#[derive(Clone, Debug, Default)]
+pub struct FiniteStrings {
+    by_name: BTreeMap<String, Rc<Pieces>>,
+}
+
+#[derive(Default)]
+struct Constants {
+    equal: BTreeSet<String>,
+    prefixes: BTreeSet<String>,
+    suffixes: BTreeSet<String>,
+    contained: BTreeSet<String>,
+}
+
+impl FiniteStrings {
+    pub fn of(policy: &Policy) -> FiniteStrings {
+        FiniteStrings::of_all(&[policy])
+    }
+
+    /// One encoding for several policies (the two versions of a diff): every constant any of
+    /// them compares an argument with counts, which keeps it exact for each (a constant no
+    /// comparison uses only adds candidates).
+    pub fn of_all(policies: &[&Policy]) -> FiniteStrings {
+        let mut constants: BTreeMap<String, Constants> = BTreeMap::new();
+        let mut excluded: BTreeSet<String> = BTreeSet::new();
+        for policy in policies {
+            let mut conditions: Vec<&Condition> = Vec::new();
+            for rule in &policy.rules {
+                conditions.extend(rule.condition.as_ref());
+            }
+            for assertion in &policy.assertions {
+                if let AssertionKind::Never { condition, .. }
+                | AssertionKind::Always { condition, .. } = &assertion.kind
+                {
+                    conditions.extend(condition.as_ref());
+                }
+            }
+            for condition in conditions {
+                collect(policy, condition, &mut constants, &mut excluded);
+            }
+        }
+        let mut by_name = BTreeMap::new();
+        for tool in policies.iter().flat_map(|p| &p.tools) {
+            for arg in &tool.args {
+                // One list per name: every tool's argument of that name meets the same atoms.
+                if !matches!(arg.ty, ArgType::Str)
+                    || excluded.contains(&arg.name)
+                    || by_name.contains_key(&arg.name)
+                {
+                    continue;
+                }
+                let empty = Constants::default();
+                let found = constants.get(&arg.name).unwrap_or(&empty);
+                if let Some(pieces) = pieces(found) {
+                    by_name.insert(arg.name.clone(), Rc::new(pieces));
+                }
+            }
+        }
+        FiniteStrings { by_name }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Rc<Pieces>> {
+        self.by_name.get(name)
+    }
+}
+
+/// Every string value a term can take in this policy, if it is a constant of the policy
+/// (a literal, an agent's or a tool's attribute); `None` for anything a request supplies.
+fn string_constants(policy: &Policy, term: &Term) -> Option<Vec<String>> {
+    let text = |value: &Value| match value {
+        Value::Str(v) => Some(v.clone()),
+        _ => None,
+    };
+    match term {
+        Term::Const(value) => Some(text(value).into_iter().collect()),
+        Term::AgentAttr(name) => Some(
+            policy
+                .agents
+                .iter()
+                .filter_map(|a| a.attrs.get(name).and_then(|(v, _)| text(v)))
+                .collect(),
+        ),
+        Term::ToolAttr(name) => Some(
+            policy
+                .tools
+                .iter()
+                .filter_map(|t| t.attrs.get(name).and_then(|(v, _)| text(v)))
+                .collect(),
+        ),
+        Term::ToolCost | Term::ToolEnv => Some(Vec::new()),
+        Term::Arg(_) | Term::Context(_) => None,
+    }
+}
+
+fn collect(
+    policy: &Policy,
+    condition: &Condition,
+    constants: &mut BTreeMap<String, Constants>,
+    excluded: &mut BTreeSet<String>,
+) {
+    let mut exclude_args = |terms: &[&Term]| {
+        for term in terms {
+            if let Term::Arg(name) = term {
+                excluded.insert(name.clone());
+            }
+        }
+    };
+    match &condition.kind {
+        ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
+            collect(policy, a, constants, excluded);
+            collect(policy, b, constants, excluded);
+        }
+        ConditionKind::Not(inner) => collect(policy, inner, constants, excluded),
+        ConditionKind::Bool(_) => {}
+        ConditionKind::Compare { lhs, rhs, .. } => match (lhs, rhs) {
+            (Term::Arg(name), other) | (other, Term::Arg(name)) => {
+                match string_constants(policy, other) {
+                    Some(values) => constants
+                        .entry(name.clone())
+                        .or_default()
+                        .equal
+                        .extend(values),
+                    None => exclude_args(&[lhs, rhs]),
+                }
+            }
+            _ => {}
+        },
+        ConditionKind::In { lhs, set } => {
+            if let Term::Arg(name) = lhs {
+                let entry = constants.entry(name.clone()).or_default();
+                for value in set {
+                    if let Value::Str(v) = value {
+                        entry.equal.insert(v.clone());
+                    }
+                }
+            }
+        }
+        ConditionKind::Str { op, lhs, rhs } => match (lhs, string_constants(policy, rhs)) {
+            (Term::Arg(name), Some(values)) if !matches!(rhs, Term::Arg(_)) => {
+                let entry = constants.entry(name.clone()).or_default();
+                let set = match op {
+                    StringOp::StartsWith => &mut entry.prefixes,
+                    StringOp::EndsWith => &mut entry.suffixes,
+                    StringOp::Contains => &mut entry.contained,
+                };
+                set.extend(values);
+            }
+            _ => exclude_args(&[lhs, rhs]),
+        },
+    }
+}
+
+/// The pieces of [`FiniteStrings`], or `None` when no filler character is free.
+fn pieces(constants: &Constants) -> Option<Pieces> {
+    let all: BTreeSet<&String> = constants
+        .equal
+        .iter()
+        .chain(&constants.prefixes)
+        .chain(&constants.suffixes)
+        .chain(&constants.contained)
+        .collect();
+    let filler = ['#', '~', '_', '|', '^', '`', '@', 'Z', 'Q', 'X']
+        .into_iter()
+        .find(|c| all.iter().all(|k| !k.contains(*c)))?;
+    let with_empty = |set: &BTreeSet<String>| -> Vec<String> {
+        std::iter::once(String::new())
+            .chain(set.iter().filter(|k| !k.is_empty()).cloned())
+            .collect()
+    };
+    Some(Pieces {
+        constants: all.into_iter().cloned().collect(),
+        prefixes: with_empty(&constants.prefixes),
+        suffixes: with_empty(&constants.suffixes),
+        contained: constants
+            .contained
+            .iter()
+            .filter(|k| !k.is_empty())
+            .cloned()
+            .collect(),
+        filler,
+    })
 }
 
 /// Every name that can be a value (environments, enum variants, agents), numbered once, so that
@@ -73,36 +424,103 @@ impl Symbols {
     }
 }
 
-/// Z3 string literal text: every character outside printable ASCII, and the backslash, is
-/// written as `\u{…}`, the form Z3 reads back.
+/// The Z3 string of `value`'s UTF-8 bytes: one Z3 character, below 256, per byte. The gate
+/// compares byte strings, and equality, prefix, suffix and containment of UTF-8 strings are the
+/// same relations on their bytes, so over the whole Unicode range the encoding means what the
+/// gate means. Every byte outside printable ASCII, and the backslash, is written `\u{XX}`: Z3
+/// never sees a code point it could refuse (above U+2FFFF) or a backslash it could read as the
+/// start of an escape.
 pub fn z3_string(value: &str) -> ZString {
-    let mut escaped = String::with_capacity(value.len());
-    for character in value.chars() {
-        if character.is_ascii_graphic() && character != '\\' || character == ' ' {
-            escaped.push(character);
-        } else {
-            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(character)));
-        }
-    }
-    ZString::from_str(&escaped).unwrap_or_else(|_| ZString::new_const("unrepresentable_string"))
+    ZString::from_str(&z3_literal(value.as_bytes()))
+        .unwrap_or_else(|_| ZString::new_const("unrepresentable_string"))
 }
 
-/// Reads back a string constant from a model: Z3 prints characters outside printable ASCII as
-/// `\u{…}`. `None` if it names no Unicode scalar value (a witness then fails replay and the
-/// finding is reported as inconclusive).
-pub fn decode_z3_string(text: &str) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(position) = rest.find("\\u{") {
-        out.push_str(rest.get(..position)?);
-        let after = rest.get(position + 3..)?;
-        let close = after.find('}')?;
-        let code = u32::from_str_radix(after.get(..close)?, 16).ok()?;
-        out.push(char::from_u32(code)?);
-        rest = after.get(close + 1..)?;
+/// Z3 literal text for a byte string (see [`z3_string`]); it never holds a NUL byte.
+fn z3_literal(bytes: &[u8]) -> String {
+    let mut escaped = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        if (b' '..=b'~').contains(&byte) && byte != b'\\' {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("\\u{{{byte:x}}}"));
+        }
     }
-    out.push_str(rest);
-    Some(out)
+    escaped
+}
+
+/// Strings longer than this in a model are not read back (the witness is then missing an
+/// argument and fails replay, so the finding is inconclusive).
+const LONGEST_WITNESS_STRING: u64 = 4_096;
+
+/// Reads the bytes of a string from a model one character at a time: the printed form of a
+/// whole string is ambiguous (Z3 prints a backslash as itself, other bytes as `\u{XX}`), that of
+/// one character is not. `None` if a character is not a byte.
+pub fn bytes_from_model(model: &Model, value: &ZString) -> Option<Vec<u8>> {
+    let length = model.eval(&value.length(), true)?.as_u64()?;
+    if length > LONGEST_WITNESS_STRING {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    for position in 0..length {
+        let text = model
+            .eval(&value.at(Int::from_u64(position)), true)?
+            .as_string()?;
+        bytes.push(character_byte(&text)?);
+    }
+    Some(bytes)
+}
+
+/// The byte a one-character Z3 string holds: the character itself, or an escape
+/// (`\u{XX}`, `\uXXXX`, `\xXX`).
+fn character_byte(text: &str) -> Option<u8> {
+    let mut characters = text.chars();
+    if let (Some(only), None) = (characters.next(), characters.next()) {
+        return u8::try_from(u32::from(only)).ok().filter(u8::is_ascii);
+    }
+    let digits = text
+        .strip_prefix("\\u{")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .or_else(|| text.strip_prefix("\\u"))
+        .or_else(|| text.strip_prefix("\\x"))?;
+    u8::try_from(u32::from_str_radix(digits, 16).ok()?).ok()
+}
+
+/// A model's string as the gate receives it: its bytes, if they are valid UTF-8.
+pub fn string_from_model(model: &Model, value: &ZString) -> Option<String> {
+    String::from_utf8(bytes_from_model(model, value)?).ok()
+}
+
+/// The strings whose characters are bytes forming valid UTF-8 (RFC 3629: no overlong forms, no
+/// surrogates, nothing above U+10FFFF): the strings the gate can receive.
+pub fn valid_utf8() -> Regexp {
+    // Z3 4.8 wants at least two operands for `re.union`.
+    let class = |low: u8, high: u8| {
+        let mut members: Vec<Regexp> = (low..=high)
+            .map(|byte| Regexp::literal(&z3_literal(&[byte])))
+            .collect();
+        match members.pop() {
+            Some(only) if members.is_empty() => only,
+            Some(last) => {
+                members.push(last);
+                Regexp::union(&members)
+            }
+            None => Regexp::empty(),
+        }
+    };
+    let sequence = |parts: &[Regexp]| Regexp::concat(parts);
+    let tail = || class(0x80, 0xbf);
+    let character = Regexp::union(&[
+        class(0x00, 0x7f),
+        sequence(&[class(0xc2, 0xdf), tail()]),
+        sequence(&[class(0xe0, 0xe0), class(0xa0, 0xbf), tail()]),
+        sequence(&[class(0xe1, 0xec), tail(), tail()]),
+        sequence(&[class(0xed, 0xed), class(0x80, 0x9f), tail()]),
+        sequence(&[class(0xee, 0xef), tail(), tail()]),
+        sequence(&[class(0xf0, 0xf0), class(0x90, 0xbf), tail(), tail()]),
+        sequence(&[class(0xf1, 0xf3), tail(), tail(), tail()]),
+        sequence(&[class(0xf4, 0xf4), class(0x80, 0x8f), tail(), tail()]),
+    ]);
+    character.star()
 }
 
 /// A delegation chain a request can come through: `via` (origin first) then the acting agent.
@@ -136,6 +554,25 @@ impl Space {
         chains: Vec<Chain>,
         truncated: bool,
     ) -> Space {
+        Space::with_finite_strings(
+            symbols,
+            schema,
+            environments,
+            chains,
+            truncated,
+            &FiniteStrings::default(),
+        )
+    }
+
+    /// As [`Space::new`], with the string arguments `finite` covers decided over candidates.
+    pub fn with_finite_strings(
+        symbols: Symbols,
+        schema: &[ArgSchema],
+        environments: &[String],
+        chains: Vec<Chain>,
+        truncated: bool,
+        finite: &FiniteStrings,
+    ) -> Space {
         let mut args = BTreeMap::new();
         let mut domain = vec![];
         for arg in schema {
@@ -148,7 +585,12 @@ impl Space {
                     Zv::Int(v)
                 }
                 ArgType::Bool => Zv::Bool(Bool::new_const(name)),
-                ArgType::Str => Zv::Str(ZString::new_const(name)),
+                ArgType::Str => match finite.get(&arg.name) {
+                    Some(pieces) => {
+                        Zv::Finite(Rc::new(FiniteString::new(&name, pieces, &mut domain)))
+                    }
+                    None => Zv::Str(ZString::new_const(name)),
+                },
                 ArgType::Enum(variants) => {
                     let v = Int::new_const(name);
                     let options: Vec<Bool> = variants
@@ -187,16 +629,37 @@ impl Space {
         }
     }
 
+    /// Whether every string argument of the model is valid UTF-8 bytes.
+    pub fn receivable(&self, model: &Model) -> bool {
+        self.args.values().all(|value| match value {
+            Zv::Str(v) => string_from_model(model, v).is_some(),
+            _ => true,
+        })
+    }
+
+    /// Constrains every string argument to valid UTF-8 bytes. Kept out of `domain` because
+    /// the regular expression slows the string solver: proofs without it cover a superset of
+    /// the requests, and only a model needs it.
+    pub fn assert_receivable(&self, solver: &Solver) {
+        for value in self.args.values() {
+            if let Zv::Str(v) = value {
+                solver.assert(v.regex_matches(&valid_utf8()));
+            }
+        }
+    }
+
     pub fn is_chain(&self, index: usize) -> Bool {
         self.chain.eq(Int::from_i64(index as i64))
     }
 }
 
-/// For each agent, the rules whose principal pattern matches it, in rule order: computed once per
-/// policy so that finding a bucket's rules does not scan every rule.
+/// For each agent, the rules whose principal pattern matches it, in rule order, and the string
+/// arguments decided over candidates: computed once per policy so that finding a bucket's rules
+/// does not scan every rule.
 #[derive(Debug, Default)]
 pub struct RuleIndex {
     by_agent: Vec<Vec<RuleId>>,
+    pub finite: FiniteStrings,
 }
 
 impl RuleIndex {
@@ -208,7 +671,10 @@ impl RuleIndex {
                     .collect()
             })
             .collect();
-        RuleIndex { by_agent }
+        RuleIndex {
+            by_agent,
+            finite: FiniteStrings::of(policy),
+        }
     }
 }
 
@@ -257,8 +723,83 @@ impl Encoder<'_> {
         })
     }
 
+    /// The text of a string constant term for `agent` in this bucket.
+    fn string_value(&self, agent: AgentId, term: &Term) -> Option<String> {
+        let value = match term {
+            Term::Const(value) => value,
+            Term::AgentAttr(name) => &self.policy.agents.get(agent)?.attrs.get(name)?.0,
+            Term::ToolAttr(name) => &self.policy.tools.get(self.tool)?.attrs.get(name)?.0,
+            _ => return None,
+        };
+        match value {
+            Value::Str(text) => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    /// ⟦C⟧ for a comparison involving a string argument decided over its policy's constants;
+    /// `None` when the condition does not involve one.
+    fn finite_condition(
+        &self,
+        agent: AgentId,
+        chain: &Chain,
+        condition: &Condition,
+    ) -> Option<Option<Bool>> {
+        let finite = |term: &Term| match self.term(agent, chain, term) {
+            Some(Zv::Finite(value)) => Some(value),
+            _ => None,
+        };
+        Some(match &condition.kind {
+            ConditionKind::Compare { op, lhs, rhs } => {
+                let (value, other) = match (finite(lhs), finite(rhs)) {
+                    (Some(found), None) => (found, rhs),
+                    (None, Some(found)) => (found, lhs),
+                    (None, None) => return None,
+                    (Some(_), Some(_)) => return Some(None),
+                };
+                let Some(text) = self.string_value(agent, other) else {
+                    return Some(None);
+                };
+                match op {
+                    CompareOp::Eq => Some(value.equals(&text)),
+                    CompareOp::Ne => Some(value.equals(&text).not()),
+                    _ => None,
+                }
+            }
+            ConditionKind::In { lhs, set } => {
+                let value = finite(lhs)?;
+                let options: Vec<Bool> = set
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Str(k) => Some(value.equals(k)),
+                        _ => None,
+                    })
+                    .collect();
+                Some(Bool::or(&options))
+            }
+            ConditionKind::Str { op, lhs, rhs } => {
+                if finite(rhs).is_some() {
+                    return Some(None);
+                }
+                let value = finite(lhs)?;
+                let Some(text) = self.string_value(agent, rhs) else {
+                    return Some(None);
+                };
+                Some(match op {
+                    StringOp::StartsWith => value.starts_with(&text),
+                    StringOp::EndsWith => value.ends_with(&text),
+                    StringOp::Contains => value.contains(&text),
+                })
+            }
+            _ => return None,
+        })
+    }
+
     /// ⟦C⟧ for `agent` on `chain`; `None` only for ill-typed conditions, which checking excludes.
     pub fn condition(&self, agent: AgentId, chain: &Chain, condition: &Condition) -> Option<Bool> {
+        if let Some(decided) = self.finite_condition(agent, chain, condition) {
+            return decided;
+        }
         Some(match &condition.kind {
             ConditionKind::Or(a, b) => Bool::or(&[
                 self.condition(agent, chain, a)?,
@@ -446,52 +987,114 @@ pub fn budget_blocked(policy: &Policy, agent: AgentId, tool: ToolId) -> bool {
     })
 }
 
-/// The largest depth any condition or depth limit can tell apart, plus one: deeper chains are
-/// indistinguishable from each other.
-fn depth_horizon(policy: &Policy) -> u64 {
-    fn constants(condition: &Condition, out: &mut u64) {
+/// Beyond this many hops, depths are not told apart one by one: a policy that compares depths
+/// with larger values gets chains cut at the cap, and its proofs are reported inconclusive.
+const DEPTH_CAP: u64 = 64;
+
+/// The largest value an integer term can take in this policy (`None`: not an integer term, or
+/// one it cannot bound).
+fn largest_value(policy: &Policy, term: &Term) -> Option<i64> {
+    let int = |value: &Value| match value {
+        Value::Int(v) => Some(*v),
+        _ => None,
+    };
+    match term {
+        Term::Const(value) => int(value),
+        Term::AgentAttr(name) => policy
+            .agents
+            .iter()
+            .filter_map(|agent| agent.attrs.get(name).and_then(|(value, _)| int(value)))
+            .max(),
+        Term::ToolAttr(name) => policy
+            .tools
+            .iter()
+            .filter_map(|tool| tool.attrs.get(name).and_then(|(value, _)| int(value)))
+            .max(),
+        Term::ToolCost => policy.tools.iter().map(|tool| tool.cost).max(),
+        Term::Arg(name) => policy
+            .tools
+            .iter()
+            .filter_map(|tool| match tool.arg(name).map(|arg| &arg.ty) {
+                Some(ArgType::Int { max, .. }) => Some(*max),
+                _ => None,
+            })
+            .max(),
+        Term::Context(ContextField::Hour) => Some(23),
+        Term::Context(ContextField::Depth) => Some(0),
+        Term::Context(_) | Term::ToolEnv => None,
+    }
+}
+
+/// The largest depth any condition or depth limit can tell apart, plus one — deeper chains are
+/// indistinguishable from each other — and whether that bound is exact (false when a depth is
+/// compared with a value above [`DEPTH_CAP`]). Every value a depth is compared with counts:
+/// literals, attributes, costs, declared argument bounds, even another depth.
+pub fn depth_horizon(policy: &Policy) -> (u64, bool) {
+    fn walk(policy: &Policy, condition: &Condition, out: &mut i64) {
+        let is_depth = |term: &Term| matches!(term, Term::Context(ContextField::Depth));
         match &condition.kind {
             ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
-                constants(a, out);
-                constants(b, out);
+                walk(policy, a, out);
+                walk(policy, b, out);
             }
-            ConditionKind::Not(inner) => constants(inner, out),
-            ConditionKind::Compare { lhs, rhs, .. } => {
+            ConditionKind::Not(inner) => walk(policy, inner, out),
+            ConditionKind::Compare { lhs, rhs, .. } if is_depth(lhs) || is_depth(rhs) => {
                 for term in [lhs, rhs] {
-                    if let Term::Const(Value::Int(v)) = term {
-                        *out = (*out).max(u64::try_from(*v).unwrap_or(0));
-                    }
+                    // A depth compared with a term this cannot bound is compared with anything.
+                    *out = (*out).max(largest_value(policy, term).unwrap_or(i64::MAX));
                 }
             }
-            ConditionKind::In { set, .. } => {
+            ConditionKind::In { lhs, set } if is_depth(lhs) => {
                 for value in set {
                     if let Value::Int(v) = value {
-                        *out = (*out).max(u64::try_from(*v).unwrap_or(0));
+                        *out = (*out).max(*v);
                     }
                 }
             }
             _ => {}
         }
     }
-    let mut horizon = 0;
+    let mut largest: i64 = 0;
     for rule in &policy.rules {
         if let Some(condition) = &rule.condition {
-            constants(condition, &mut horizon);
+            walk(policy, condition, &mut largest);
+        }
+    }
+    for assertion in &policy.assertions {
+        if let AssertionKind::Never {
+            condition: Some(condition),
+            ..
+        }
+        | AssertionKind::Always {
+            condition: Some(condition),
+            ..
+        } = &assertion.kind
+        {
+            walk(policy, condition, &mut largest);
         }
     }
     for limit in &policy.limits {
         if let LimitKind::Depth { max } = limit.kind {
-            horizon = horizon.max(max);
+            largest = largest.max(i64::try_from(max).unwrap_or(i64::MAX));
         }
     }
-    horizon.saturating_add(1).min(64)
+    let largest = u64::try_from(largest).unwrap_or(0);
+    (
+        largest.min(DEPTH_CAP).saturating_add(1),
+        largest <= DEPTH_CAP,
+    )
 }
 
 /// Every chain (walk of declared delegations) ending at `agent`, up to the depth horizon plus
-/// the number of agents — a longer walk contains a cycle whose removal keeps its depth class and
-/// needs fewer agents' authority — capped at `max`. Returns whether the cap cut the list short.
+/// twice the number of agents, capped at `max`. A longer walk contains a cycle whose removal
+/// keeps its origin and depth class, needs no agent's authority it did not need, and keeps any
+/// one chosen agent deciding (one side of that agent's place on the walk has more hops than
+/// there are agents). Returns whether the list was cut short — by `max`, or by a horizon that
+/// is not exact while longer walks exist.
 pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bool) {
-    let longest = depth_horizon(policy).saturating_add(policy.agents.len() as u64);
+    let (horizon, exact) = depth_horizon(policy);
+    let agents = policy.agents.len() as u64;
+    let longest = horizon.saturating_add(agents.saturating_mul(2));
     let mut out = vec![Chain { via: Vec::new() }];
     let mut frontier: Vec<Vec<AgentId>> = vec![vec![agent]];
     let mut truncated = false;
@@ -514,10 +1117,13 @@ pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bo
                 next.push(longer);
             }
         }
-        if next.is_empty() || truncated {
+        frontier = next;
+        if frontier.is_empty() || truncated {
             break;
         }
-        frontier = next;
+    }
+    if !exact && !frontier.is_empty() {
+        truncated = true;
     }
     (out, truncated)
 }
@@ -525,21 +1131,164 @@ pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use z3::{SatResult, Solver};
+
+    /// One string of every class of code point: ASCII (printable, control, NUL, backslash),
+    /// two-, three- and four-byte UTF-8 (below and above U+2FFFF, the last plane), and the
+    /// escape forms Z3 reads, written out literally.
+    const SAMPLES: [&str; 16] = [
+        "plain",
+        "",
+        "quote\" and space",
+        "tab\tnew\nline\u{0}nul\u{7f}",
+        "back\\slash",
+        "\\u{41}",
+        "\\u0041",
+        "\\x41",
+        "é and ü",
+        "\u{800}\u{ffff}\u{fffd}",
+        "\u{10000}",
+        "\u{1F600}",
+        "\u{2FFFF}\u{30000}",
+        "\u{E0041}",
+        "\u{10FFFF}",
+        "A",
+    ];
+
+    fn solved(formula: &Bool) -> Option<Model> {
+        let solver = Solver::new();
+        solver.assert(formula);
+        match solver.check() {
+            SatResult::Sat => solver.get_model(),
+            _ => None,
+        }
+    }
 
     #[test]
     fn strings_survive_the_round_trip_through_z3() {
-        for text in [
-            "plain",
-            "é and ü",
-            "back\\slash",
-            "quote\"",
-            "tab\tnew\nline",
-            "",
-            "\u{1F600}",
+        for text in SAMPLES {
+            let variable = ZString::new_const("x");
+            let model = solved(&variable.eq(z3_string(text))).unwrap();
+            assert_eq!(
+                string_from_model(&model, &variable).as_deref(),
+                Some(text),
+                "{text:?}"
+            );
+            assert_eq!(
+                bytes_from_model(&model, &variable).map(|b| b.len()),
+                Some(text.len())
+            );
+        }
+    }
+
+    #[test]
+    fn different_strings_stay_different_and_relations_are_the_gates() {
+        for a in SAMPLES {
+            for b in SAMPLES {
+                let (za, zb) = (z3_string(a), z3_string(b));
+                for (what, formula, expected) in [
+                    ("==", za.eq(&zb), a == b),
+                    (
+                        "starts_with",
+                        zb.prefix(&za),
+                        a.as_bytes().starts_with(b.as_bytes()),
+                    ),
+                    (
+                        "ends_with",
+                        zb.suffix(&za),
+                        a.as_bytes().ends_with(b.as_bytes()),
+                    ),
+                    ("contains", za.contains(&zb), a.contains(b)),
+                ] {
+                    assert_eq!(solved(&formula).is_some(), expected, "{a:?} {what} {b:?}");
+                }
+            }
+        }
+    }
+
+    /// Characters from every class of code point, and the pieces of escapes Z3 reads.
+    fn character() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0x20u32..0x7f).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0x80u32..0x800).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0x800u32..0x10000)
+                .prop_filter("not a surrogate", |c| !(0xd800..0xe000).contains(c))
+                .prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            (0x10000u32..0x110000).prop_map(|c| char::from_u32(c).unwrap_or('a').to_string()),
+            proptest::sample::select(vec![
+                "\\",
+                "\\u{41}",
+                "\\u0041",
+                "\\x41",
+                "u{",
+                "}",
+                "\\u{10ffff}"
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(character(), 0..5).prop_map(|parts| parts.concat())
+    }
+
+    #[test]
+    fn every_class_of_code_point_round_trips_and_compares_as_bytes() {
+        use proptest::test_runner::{Config, TestCaseError, TestRunner};
+        let mut runner = TestRunner::new(Config {
+            cases: 200,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&(text(), text()), |(a, b)| {
+            let variable = ZString::new_const("x");
+            let model = solved(&variable.eq(z3_string(&a)))
+                .ok_or_else(|| TestCaseError::fail("no model"))?;
+            if string_from_model(&model, &variable).as_deref() != Some(a.as_str()) {
+                return Err(TestCaseError::fail(format!("{a:?} does not round-trip")));
+            }
+            let (za, zb) = (z3_string(&a), z3_string(&b));
+            for (what, formula, expected) in [
+                ("==", za.eq(&zb), a == b),
+                ("starts_with", za.prefix(&zb), b.starts_with(a.as_str())),
+                ("ends_with", za.suffix(&zb), b.ends_with(a.as_str())),
+                ("contains", zb.contains(&za), b.contains(a.as_str())),
+            ] {
+                if solved(&formula).is_some() != expected {
+                    return Err(TestCaseError::fail(format!("{a:?} {what} {b:?}")));
+                }
+            }
+            Ok(())
+        });
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_is_excluded_by_the_regex() {
+        let variable = ZString::new_const("x");
+        // A lone continuation byte, then an overlong `/`, then a surrogate.
+        for bytes in [
+            &[0x80u8][..],
+            &[0xc0, 0xaf],
+            &[0xed, 0xa0, 0x80],
+            &[0xf4, 0x90, 0x80, 0x80],
         ] {
-            let value = z3_string(text);
-            let shown = value.as_string().unwrap();
-            assert_eq!(decode_z3_string(&shown).as_deref(), Some(text), "{shown}");
+            let constant = ZString::from_str(&z3_literal(bytes)).unwrap();
+            let formula = Bool::and(&[
+                variable.eq(&constant),
+                variable.regex_matches(&valid_utf8()),
+            ]);
+            assert!(solved(&formula).is_none(), "{bytes:?}");
+        }
+        for text in SAMPLES {
+            let formula = Bool::and(&[
+                variable.eq(z3_string(text)),
+                variable.regex_matches(&valid_utf8()),
+            ]);
+            assert!(solved(&formula).is_some(), "{text:?}");
         }
     }
 }

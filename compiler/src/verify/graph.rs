@@ -151,77 +151,116 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             .iter()
             .any(|a| a.kind == AcknowledgementKind::Escalation(agent, tool))
     };
-    let rule_step = |request: &Request, verb: &str| -> Option<(String, tollgate_grammar::Span)> {
-        let decision = eval::decide(policy, request, &mut State::new());
-        decision.rule.map(|r| {
-            (
-                format!("{verb} by `{}`", policy.rule_name(r)),
-                policy.rules[r].span,
-            )
-        })
-    };
+    let rule_step = |request: &Request, verb: &str| rule_step_in(policy, request, verb);
 
-    // Through delegation chains the agent starts.
-    for (&(origin, tool), reached) in &reach.entries {
-        if reach.direct.contains_key(&(origin, tool)) || reached.request.via.is_empty() {
-            continue;
-        }
-        reported.insert((origin, tool));
-        let mut steps = Vec::new();
-        let mut names = reached.request.via.clone();
-        names.push(reached.request.agent.clone());
-        for pair in names.windows(2) {
-            let (Some(from), Some(to)) = (policy.agent_id(&pair[0]), policy.agent_id(&pair[1]))
-            else {
-                continue;
+    // Through delegation chains the agent starts: a request allowed through such a chain that
+    // the origin may not make itself, with the same arguments, environment and time — whether
+    // or not it may call the tool with other arguments.
+    for origin in 0..policy.agents.len() {
+        for tool in 0..policy.tools.len() {
+            let request = match beyond_direct(verifier, origin, tool) {
+                Search::Found(request, _) => request,
+                Search::NotFound => continue,
+                Search::Unknown(why) => {
+                    let d = diagnostic::inconclusive(
+                        &format!(
+                            "whether `{}` escalates to `{}` through delegation",
+                            policy.agents[origin].name, policy.tools[tool].name
+                        ),
+                        policy.agents[origin].span,
+                        &why,
+                    );
+                    findings.push(Finding {
+                        diagnostic: d,
+                        witnesses: Vec::new(),
+                        subject: Subject::None,
+                    });
+                    continue;
+                }
             };
-            if let Some(delegation) = policy
-                .delegations
-                .iter()
-                .find(|d| d.from == from && d.to == to)
-            {
-                let kind = if delegation.widening {
-                    "widening delegation"
-                } else {
-                    "delegation"
+            reported.insert((origin, tool));
+            let mut steps = Vec::new();
+            let mut names = request.via.clone();
+            names.push(request.agent.clone());
+            for pair in names.windows(2) {
+                let (Some(from), Some(to)) = (policy.agent_id(&pair[0]), policy.agent_id(&pair[1]))
+                else {
+                    continue;
                 };
-                steps.push((
-                    format!("{kind} `{}` -> `{}`", pair[0], pair[1]),
-                    delegation.span,
-                ));
+                if let Some(delegation) = policy
+                    .delegations
+                    .iter()
+                    .find(|d| d.from == from && d.to == to)
+                {
+                    let kind = if delegation.widening {
+                        "widening delegation"
+                    } else {
+                        "delegation"
+                    };
+                    steps.push((
+                        format!("{kind} `{}` -> `{}`", pair[0], pair[1]),
+                        delegation.span,
+                    ));
+                }
             }
+            steps.extend(rule_step(
+                &request,
+                &format!("`{}` calls `{}`", request.agent, policy.tools[tool].name),
+            ));
+            let path = format!("delegation {}", names.join(" -> "));
+            let (origin_name, tool_name) = (&policy.agents[origin].name, &policy.tools[tool].name);
+            // "May not call it directly" only when that was decided; the per-request claim
+            // holds either way (its second witness shows it).
+            let never_directly = !reach.direct.contains_key(&(origin, tool))
+                && !reach.direct_unknown.contains(&(origin, tool));
+            let d = if !never_directly {
+                diagnostic::escalation_beyond_direct(
+                    origin_name,
+                    tool_name,
+                    policy.agents[origin].span,
+                    &path,
+                    acknowledged(origin, tool),
+                    &steps,
+                )
+            } else {
+                diagnostic::escalation(
+                    origin_name,
+                    tool_name,
+                    policy.agents[origin].span,
+                    &path,
+                    acknowledged(origin, tool),
+                    &steps,
+                )
+            };
+            let direct = Request {
+                agent: origin_name.clone(),
+                via: Vec::new(),
+                ..request.clone()
+            };
+            let witnesses = vec![
+                Witness {
+                    label: format!(
+                        "{} calls {} on behalf of {origin_name}",
+                        request.agent, tool_name
+                    ),
+                    request,
+                    claims: vec![Claim::Verdict(Verdict::Allow)],
+                    granted_role: None,
+                },
+                Witness {
+                    label: format!("{origin_name} may not make the same call itself"),
+                    request: direct,
+                    claims: vec![Claim::Verdict(Verdict::Deny)],
+                    granted_role: None,
+                },
+            ];
+            mark(&mut graph, origin, tool);
+            findings.push(Finding {
+                diagnostic: d,
+                witnesses,
+                subject: Subject::AgentTool(origin, tool),
+            });
         }
-        steps.extend(rule_step(
-            &reached.request,
-            &format!(
-                "`{}` calls `{}`",
-                reached.request.agent, policy.tools[tool].name
-            ),
-        ));
-        let path = format!("delegation {}", names.join(" -> "));
-        let d = diagnostic::escalation(
-            &policy.agents[origin].name,
-            &policy.tools[tool].name,
-            policy.agents[origin].span,
-            &path,
-            acknowledged(origin, tool),
-            &steps,
-        );
-        let witness = Witness {
-            label: format!(
-                "{} calls {} on behalf of {}",
-                reached.request.agent, policy.tools[tool].name, policy.agents[origin].name
-            ),
-            request: reached.request.clone(),
-            claims: vec![Claim::Verdict(Verdict::Allow)],
-            granted_role: None,
-        };
-        mark(&mut graph, origin, tool);
-        findings.push(Finding {
-            diagnostic: d,
-            witnesses: vec![witness],
-            subject: Subject::AgentTool(origin, tool),
-        });
     }
 
     // Through spawn tools: the created agent's own authority.
@@ -232,6 +271,7 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
         for (&(other, tool), reached) in &reach.direct {
             if other != created
                 || reach.entries.contains_key(&(agent, tool))
+                || !reach.decided(agent, tool)
                 || !reported.insert((agent, tool))
             {
                 continue;
@@ -303,8 +343,33 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             &verifier.options,
             &mut verifier.report.stats,
         );
-        for (tool, request) in gained {
-            if reach.entries.contains_key(&(agent, tool)) || !reported.insert((agent, tool)) {
+        for (tool, found) in gained {
+            if reach.entries.contains_key(&(agent, tool)) || !reach.decided(agent, tool) {
+                continue;
+            }
+            let request = match found {
+                Ok(request) => request,
+                Err(why) => {
+                    // The final call is undecided: say so rather than drop the path.
+                    let d = diagnostic::inconclusive(
+                        &format!(
+                            "whether `{}` reaches `{}` through grant tool `{}`",
+                            policy.agents[agent].name,
+                            policy.tools[tool].name,
+                            policy.tools[grant_tool].name
+                        ),
+                        policy.agents[agent].span,
+                        &why,
+                    );
+                    findings.push(Finding {
+                        diagnostic: d,
+                        witnesses: Vec::new(),
+                        subject: Subject::None,
+                    });
+                    continue;
+                }
+            };
+            if !reported.insert((agent, tool)) {
                 continue;
             }
             let mut steps = Vec::new();
@@ -318,6 +383,15 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
             steps.push((
                 format!("`{}` grants role `{role}`", policy.tools[grant_tool].name),
                 policy.tools[grant_tool].span,
+            ));
+            // The final call is decided in the policy where the agent holds the role.
+            steps.extend(rule_step_in(
+                &granted,
+                &request,
+                &format!(
+                    "with role `{role}`, `{}` calls `{}`",
+                    policy.agents[agent].name, policy.tools[tool].name
+                ),
             ));
             let path = format!(
                 "grant tool `{}` giving role `{role}`",
@@ -354,19 +428,89 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
     (graph, findings)
 }
 
+/// A request `origin` gets allowed through a chain it starts (acting agent, chain) that it may
+/// not make directly, with the same arguments, environment and time. Both buckets of `tool`
+/// share the argument, environment and hour variables (same names, same schema), so one query
+/// compares the two requests; only the acting bucket's domain (its chain range) is asserted.
+fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> Search {
+    let policy = verifier.policy;
+    let Some(direct) = verifier.buckets.get(&(origin, tool)) else {
+        return Search::NotFound;
+    };
+    let origin_name = policy.agents[origin].name.as_str();
+    let starts_here = |bucket: &Bucket<'_>| {
+        bucket
+            .space
+            .chains
+            .iter()
+            .any(|chain| chain.via.first().map(String::as_str) == Some(origin_name))
+    };
+    let relevant = |bucket: &Bucket<'_>| {
+        bucket.tool == tool && (bucket.space.truncated || starts_here(bucket))
+    };
+    if !verifier.buckets.values().any(relevant) {
+        // No chain starts here and none was cut short: nothing to ask (most agents start none).
+        return Search::NotFound;
+    }
+    let denied_directly = direct.encoder().allowed_on(origin, 0).not();
+    let mut unknown = None;
+    for acting in 0..policy.agents.len() {
+        let Some(bucket) = verifier.buckets.get(&(acting, tool)) else {
+            continue;
+        };
+        let encoder = bucket.encoder();
+        for (index, chain) in bucket.space.chains.iter().enumerate() {
+            if chain.via.first().map(String::as_str) != Some(origin_name) {
+                continue;
+            }
+            let query = vec![
+                bucket.space.is_chain(index),
+                encoder.allowed_on(acting, index),
+                denied_directly.clone(),
+            ];
+            match bucket.ask(&mut verifier.report.stats, &query) {
+                Answer::Sat(model) => return Search::Found(bucket.request(&model), acting),
+                Answer::Unsat(_) => {}
+                Answer::Unknown(why) => unknown = Some(why),
+            }
+        }
+        if bucket.space.truncated {
+            unknown = Some("too many delegation chains to consider them all".to_owned());
+        }
+    }
+    match unknown {
+        Some(why) => Search::Unknown(why),
+        None => Search::NotFound,
+    }
+}
+
+/// The related span of the rule that allows `request` in `policy` (from a fresh state).
+fn rule_step_in(
+    policy: &Policy,
+    request: &Request,
+    verb: &str,
+) -> Option<(String, tollgate_grammar::Span)> {
+    let decision = eval::decide(policy, request, &mut State::new());
+    decision.rule.and_then(|r| {
+        let rule = policy.rules.get(r)?;
+        Some((format!("{verb} by `{}`", policy.rule_name(r)), rule.span))
+    })
+}
+
 fn mark(graph: &mut Graph, agent: AgentId, tool: ToolId) {
     let (a, t) = (graph.node(Node::Agent(agent)), graph.node(Node::Tool(tool)));
     graph.graph.add_edge(a, t, Edge::Escalates);
 }
 
-/// The tools `agent` may call directly in a policy where it holds a granted role.
+/// The tools `agent` may call directly in a policy where it holds a granted role, each with a
+/// witness request, or with the solver's reason when the query was undecided.
 fn granted_reach(
     policy: &Policy,
     symbols: &Symbols,
     agent: AgentId,
     options: &Options,
     stats: &mut Stats,
-) -> Vec<(ToolId, Request)> {
+) -> Vec<(ToolId, Result<Request, String>)> {
     let mut out = Vec::new();
     let index = RuleIndex::new(policy);
     let solver = new_solver(options);
@@ -376,8 +520,10 @@ fn granted_reach(
             bucket.space.is_chain(0),
             bucket.encoder().allowed_on(agent, 0),
         ];
-        if let Answer::Sat(model) = bucket.ask(stats, &query) {
-            out.push((tool, bucket.request(&model)));
+        match bucket.ask(stats, &query) {
+            Answer::Sat(model) => out.push((tool, Ok(bucket.request(&model)))),
+            Answer::Unsat(_) => {}
+            Answer::Unknown(why) => out.push((tool, Err(why))),
         }
     }
     out
