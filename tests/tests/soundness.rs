@@ -701,3 +701,87 @@ fn string_verdicts_agree_with_enumeration_over_constants_and_fillers() {
         "only {claims} verdicts compared"
     );
 }
+
+/// `diff` against brute force: two random string policies over the same tools and agents; a pair
+/// widens (narrows) exactly when some enumerated request is allowed by the new (old) version and
+/// denied by the other.
+#[test]
+fn diff_verdicts_agree_with_enumeration_over_strings() {
+    use tollgate_compiler::verify::diff::{self, Change};
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&20_261_128u64.to_le_bytes());
+    let config = Config {
+        cases: 150,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = proptest::test_runner::TestRng::from_seed(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+        &bytes,
+    );
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let domain = string_domain();
+    let pairs_compared = std::cell::Cell::new(0usize);
+    let result = runner.run(&(string_policy(), string_policy()), |(old_text, new_text)| {
+        let load = |text: &str| {
+            tollgate_compiler::load(&SourceSet::single("generated.toll", text))
+                .map_err(|d| TestCaseError::fail(format!("does not check: {:?}", d[0].message)))
+        };
+        let (old, new) = (load(&old_text)?, load(&new_text)?);
+        let report = diff::diff(&old, &new, &Options::default());
+        if report.unknown > 0 {
+            return Err(TestCaseError::fail("inconclusive diff"));
+        }
+        for pair in &report.pairs {
+            let (Some(agent), Some(_)) = (old.agent_id(&pair.agent), old.tool_id(&pair.tool))
+            else {
+                continue;
+            };
+            let mut chains = walks(&old, agent, 6);
+            for via in walks(&new, agent, 6) {
+                if !chains.contains(&via) {
+                    chains.push(via);
+                }
+            }
+            let (mut widened, mut narrowed) = (false, false);
+            for via in &chains {
+                for args in &domain.args {
+                    let request = Request {
+                        agent: pair.agent.clone(),
+                        tool: pair.tool.clone(),
+                        args: args.clone(),
+                        via: via.clone(),
+                        env: None,
+                        time: 0,
+                    };
+                    let allows = |policy: &Policy| {
+                        eval::decide(policy, &request, &mut State::new()).verdict == Verdict::Allow
+                    };
+                    let (before, after) = (allows(&old), allows(&new));
+                    widened |= after && !before;
+                    narrowed |= before && !after;
+                }
+            }
+            let truth = match (widened, narrowed) {
+                (true, true) => Change::Changed,
+                (true, false) => Change::Widened,
+                (false, true) => Change::Narrowed,
+                (false, false) => Change::Unchanged,
+            };
+            pairs_compared.set(pairs_compared.get() + 1);
+            if pair.change != truth {
+                return Err(TestCaseError::fail(format!(
+                    "{} -> {}: diff {:?}, brute force {truth:?}\nold:\n{old_text}\nnew:\n{new_text}",
+                    pair.agent, pair.tool, pair.change
+                )));
+            }
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    let compared = pairs_compared.get();
+    println!("diff soundness: 150 random version pairs, {compared} (agent, tool) verdicts, 0 disagreements");
+    assert!(compared >= 150 * 4);
+}
