@@ -386,11 +386,12 @@ fn trifecta(policy: &Policy, truth: &Truth, agent: AgentId) -> bool {
         && reached(&|t| t.effect == Effect::External)
 }
 
-fn compare(text: &str) -> Result<(), String> {
+/// Compares every verdict; on agreement, returns how many verdicts were compared.
+fn compare(text: &str) -> Result<usize, String> {
     compare_over(text, &small_domain())
 }
 
-fn compare_over(text: &str, requests: &Requests) -> Result<(), String> {
+fn compare_over(text: &str, requests: &Requests) -> Result<usize, String> {
     let sources = SourceSet::single("generated.toll", text);
     let policy = tollgate_compiler::load(&sources)
         .map_err(|d| format!("generated policy does not check: {:?}", d[0].message))?;
@@ -410,7 +411,9 @@ fn compare_over(text: &str, requests: &Requests) -> Result<(), String> {
         return Err(format!("inconclusive: {}", f.diagnostic.message));
     }
     let mut disagreements = Vec::new();
+    let mut compared = 0;
     let mut check = |what: String, verifier: bool, brute: bool| {
+        compared += 1;
         if verifier != brute {
             disagreements.push(format!("{what}: verifier {verifier}, brute force {brute}"));
         }
@@ -500,7 +503,7 @@ fn compare_over(text: &str, requests: &Requests) -> Result<(), String> {
         }
     }
     if disagreements.is_empty() {
-        Ok(())
+        Ok(compared)
     } else {
         Err(disagreements.join("\n"))
     }
@@ -527,18 +530,26 @@ fn every_verdict_agrees_with_exhaustive_enumeration() {
     );
     let mut runner = TestRunner::new_with_rng(config, rng);
     let ran = std::cell::Cell::new(0u32);
+    let claims = std::cell::Cell::new(0usize);
     let result = runner.run(&policy(), |text| {
         ran.set(ran.get() + 1);
-        compare(&text).map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))
+        let verdicts = compare(&text)
+            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
+        claims.set(claims.get() + verdicts);
+        Ok(())
     });
     if let Err(error) = result {
         panic!("{error}");
     }
-    let ran = ran.get();
+    let (ran, claims) = (ran.get(), claims.get());
     println!(
-        "soundness: {ran} random policies (seed {seed}), every verdict matched brute force (0 disagreements)"
+        "soundness: {ran} random policies (seed {seed}), {claims} verdicts, every one matched brute force (0 disagreements)"
     );
     assert!(ran >= cases);
+    assert!(
+        claims >= 10 * ran as usize,
+        "only {claims} verdicts compared"
+    );
 }
 
 /// Found by the property in CI: an agent that is also a delegator on its own chain.
@@ -552,7 +563,7 @@ fn regression_agent_on_its_own_chain() {
         agent a2 { roles [r0] attrs { level: 0 } }\ndelegate a1 -> a0;\ndelegate a0 -> a1;\n\
         forbid any to call any when (context.origin == a0 or args.n == 0);\n\
         permit agent a0 to call any when ((args.n >= 0 and context.depth >= 1) and args.n >= 1);\n";
-    compare(text).unwrap();
+    assert!(compare(text).unwrap() > 0);
 }
 
 /// The string constants of the string property, chosen to overlap (`ab` and `ba`, `b` inside
@@ -668,18 +679,109 @@ fn string_verdicts_agree_with_enumeration_over_constants_and_fillers() {
     let mut runner = TestRunner::new_with_rng(config, rng);
     let domain = string_domain();
     let ran = std::cell::Cell::new(0u32);
+    let claims = std::cell::Cell::new(0usize);
     let result = runner.run(&string_policy(), |text| {
         ran.set(ran.get() + 1);
-        compare_over(&text, &domain)
-            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))
+        let verdicts = compare_over(&text, &domain)
+            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
+        claims.set(claims.get() + verdicts);
+        Ok(())
     });
     if let Err(error) = result {
         panic!("{error}");
     }
-    let ran = ran.get();
+    let (ran, claims) = (ran.get(), claims.get());
     println!(
-        "string soundness: {ran} random policies over {} strings (seed {seed}), 0 disagreements",
+        "string soundness: {ran} random policies over {} strings (seed {seed}), {claims} verdicts, 0 disagreements",
         domain.args.len()
     );
     assert!(ran >= cases);
+    assert!(
+        claims >= 10 * ran as usize,
+        "only {claims} verdicts compared"
+    );
+}
+
+/// `diff` against brute force: two random string policies over the same tools and agents; a pair
+/// widens (narrows) exactly when some enumerated request is allowed by the new (old) version and
+/// denied by the other.
+#[test]
+fn diff_verdicts_agree_with_enumeration_over_strings() {
+    use tollgate_compiler::verify::diff::{self, Change};
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&20_261_128u64.to_le_bytes());
+    let config = Config {
+        cases: 150,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = proptest::test_runner::TestRng::from_seed(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+        &bytes,
+    );
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let domain = string_domain();
+    let pairs_compared = std::cell::Cell::new(0usize);
+    let result = runner.run(&(string_policy(), string_policy()), |(old_text, new_text)| {
+        let load = |text: &str| {
+            tollgate_compiler::load(&SourceSet::single("generated.toll", text))
+                .map_err(|d| TestCaseError::fail(format!("does not check: {:?}", d[0].message)))
+        };
+        let (old, new) = (load(&old_text)?, load(&new_text)?);
+        let report = diff::diff(&old, &new, &Options::default());
+        if report.unknown > 0 {
+            return Err(TestCaseError::fail("inconclusive diff"));
+        }
+        for pair in &report.pairs {
+            let (Some(agent), Some(_)) = (old.agent_id(&pair.agent), old.tool_id(&pair.tool))
+            else {
+                continue;
+            };
+            let mut chains = walks(&old, agent, 6);
+            for via in walks(&new, agent, 6) {
+                if !chains.contains(&via) {
+                    chains.push(via);
+                }
+            }
+            let (mut widened, mut narrowed) = (false, false);
+            for via in &chains {
+                for args in &domain.args {
+                    let request = Request {
+                        agent: pair.agent.clone(),
+                        tool: pair.tool.clone(),
+                        args: args.clone(),
+                        via: via.clone(),
+                        env: None,
+                        time: 0,
+                    };
+                    let allows = |policy: &Policy| {
+                        eval::decide(policy, &request, &mut State::new()).verdict == Verdict::Allow
+                    };
+                    let (before, after) = (allows(&old), allows(&new));
+                    widened |= after && !before;
+                    narrowed |= before && !after;
+                }
+            }
+            let truth = match (widened, narrowed) {
+                (true, true) => Change::Changed,
+                (true, false) => Change::Widened,
+                (false, true) => Change::Narrowed,
+                (false, false) => Change::Unchanged,
+            };
+            pairs_compared.set(pairs_compared.get() + 1);
+            if pair.change != truth {
+                return Err(TestCaseError::fail(format!(
+                    "{} -> {}: diff {:?}, brute force {truth:?}\nold:\n{old_text}\nnew:\n{new_text}",
+                    pair.agent, pair.tool, pair.change
+                )));
+            }
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    let compared = pairs_compared.get();
+    println!("diff soundness: 150 random version pairs, {compared} (agent, tool) verdicts, 0 disagreements");
+    assert!(compared >= 150 * 4);
 }

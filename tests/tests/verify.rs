@@ -397,6 +397,21 @@ fn rules_of_a_delegator_apply_on_its_chains() {
         .unwrap();
     let request = &overlap.witnesses[0].request;
     assert_eq!(request.via, ["lead"], "{request:?}");
+    // The escalation path names the delegator's permit among its steps.
+    let escalation = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::Escalation)
+        .unwrap();
+    assert!(
+        escalation
+            .diagnostic
+            .related
+            .iter()
+            .any(|r| r.message == "`lead` delegates under `lead_through_helpers`"),
+        "{:?}",
+        escalation.diagnostic.related
+    );
 }
 
 #[test]

@@ -203,6 +203,28 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
                     ));
                 }
             }
+            // The delegators whose authority the request also needs, and the permit that gives it.
+            let decision = eval::decide(policy, &request, &mut State::new());
+            let mut named = BTreeSet::new();
+            for entry in decision
+                .trace
+                .iter()
+                .filter(|t| t.applies && t.agent != request.agent)
+            {
+                let Some(rule) = policy.rules.get(entry.rule) else {
+                    continue;
+                };
+                if rule.effect == RuleEffect::Permit && named.insert(entry.agent.clone()) {
+                    steps.push((
+                        format!(
+                            "`{}` delegates under `{}`",
+                            entry.agent,
+                            policy.rule_name(entry.rule)
+                        ),
+                        rule.span,
+                    ));
+                }
+            }
             steps.extend(rule_step(
                 &request,
                 &format!("`{}` calls `{}`", request.agent, policy.tools[tool].name),
