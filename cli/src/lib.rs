@@ -13,6 +13,7 @@ use tollgate_compiler::request;
 use tollgate_compiler::source::SourceSet;
 
 mod commands;
+mod solver;
 
 /// Exit codes, stable for scripts and CI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,6 +377,9 @@ enum Command {
 /// Runs the real process.
 pub fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(exit) = solver::isolate(&args) {
+        return exit;
+    }
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();

@@ -264,3 +264,37 @@ fn a_full_disk_lets_no_allow_out() {
     let status = gate.child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn a_solver_crash_is_retried_once_and_then_inconclusive() {
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-process-{}-crash-solver",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let verify = |crash: &str| {
+        Command::new(BIN)
+            .args(["verify", "examples/support-desk"])
+            .current_dir(root())
+            .env("TOLLGATE_TEST_SOLVER_CRASH", crash)
+            .output()
+            .unwrap()
+    };
+    // The first child dies; the retry succeeds, and its report is the result.
+    let once = verify(&format!("once:{}", dir.join("crashed").display()));
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    assert!(String::from_utf8_lossy(&once.stdout).contains("0 errors"));
+    // Both children die: inconclusive, never a pass.
+    let always = verify("always");
+    assert_eq!(always.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&always.stderr);
+    assert!(
+        error.contains("error[TG1009]: the solver crashed twice"),
+        "{error}"
+    );
+}
