@@ -595,3 +595,30 @@ fn a_four_literal_string_problem_is_decided() {
         "{url:?}"
     );
 }
+
+#[test]
+fn an_acknowledgement_approves_the_change_it_came_with_not_every_later_one() {
+    let (v1, v2, v3) = (
+        fixture_policy("ack-carried-v1.toll"),
+        fixture_policy("ack-carried-v2.toll"),
+        fixture_policy("ack-carried-v3.toll"),
+    );
+    // Version 2 widens refunds and acknowledges it: the gate passes.
+    let report = diff::diff(&v1, &v2, &Options::default());
+    assert_eq!(report.widened_unacknowledged(), 0);
+    assert!(!report.fails_on_widen());
+    // Version 3 widens them again under the same, carried-over acknowledgement: it fails.
+    let report = diff::diff(&v2, &v3, &Options::default());
+    assert_eq!(report.widened_unacknowledged(), 1);
+    assert!(report.fails_on_widen());
+    // A new acknowledgement (a new reason) approves the new change.
+    let path = root().join("tests/fixtures/verify/ack-carried-v3.toll");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("FIN-7: refunds up to 500", "FIN-9: refunds up to 5000");
+    let v3_acknowledged = tollgate_compiler::load(&tollgate_compiler::source::SourceSet::single(
+        "v3.toll", &text,
+    ))
+    .unwrap();
+    assert!(!diff::diff(&v2, &v3_acknowledged, &Options::default()).fails_on_widen());
+}

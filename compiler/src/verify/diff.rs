@@ -386,8 +386,7 @@ fn run(old: &Policy, new: &Policy, options: &Options) -> DiffReport {
                 }
             };
             let acknowledged = new_side.as_ref().is_some_and(|n| {
-                new.acknowledgements
-                    .iter()
+                fresh_acknowledgements(old, new)
                     .any(|a| a.kind == AcknowledgementKind::Widening(n.agent, n.tool))
             });
             let change = match (&widened, &narrowed) {
@@ -552,6 +551,22 @@ fn forbid_key(policy: &Policy, rule: &Rule) -> String {
     )
 }
 
+/// The acknowledgements this change introduces: those of the new version that the old version
+/// does not have with the same subject and reason. Only they approve a widening or a removal in
+/// a diff, so an acknowledgement approves the change it came with, not every later widening of
+/// its pair: a later widening needs an acknowledgement of its own (a new reason).
+fn fresh_acknowledgements<'p>(
+    old: &'p Policy,
+    new: &'p Policy,
+) -> impl Iterator<Item = &'p Acknowledgement> + 'p {
+    new.acknowledgements.iter().filter(move |a| {
+        let text = acknowledgement_text(new, a);
+        !old.acknowledgements
+            .iter()
+            .any(|o| o.reason == a.reason && acknowledgement_text(old, o) == text)
+    })
+}
+
 /// An acknowledgement as written (without its reason).
 fn acknowledgement_text(policy: &Policy, acknowledgement: &Acknowledgement) -> String {
     let agent = |id: AgentId| policy.agents.get(id).map_or("?", |a| a.name.as_str());
@@ -580,7 +595,7 @@ fn removal_acknowledged(
     tools: Option<&ToolPattern>,
 ) -> bool {
     let acknowledged = |kind: &dyn Fn(&AcknowledgementKind) -> bool| {
-        new.acknowledgements.iter().any(|a| kind(&a.kind))
+        fresh_acknowledgements(old, new).any(|a| kind(&a.kind))
     };
     old.agents_matching(principal).into_iter().all(|agent| {
         let Some(new_agent) = new.agent_id(&old.agents[agent].name) else {
