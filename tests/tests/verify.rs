@@ -622,3 +622,83 @@ fn an_acknowledgement_approves_the_change_it_came_with_not_every_later_one() {
     .unwrap();
     assert!(!diff::diff(&v2, &v3_acknowledged, &Options::default()).fails_on_widen());
 }
+
+/// No policy the checker accepts crashes the verifier, whatever Unicode its strings hold: string
+/// constants drawn from every class of code point (ASCII, 2-, 3- and 4-byte UTF-8, the last
+/// planes, controls, quotes and backslashes), in every string operation and in an assertion,
+/// through every analysis. A panic fails the test; every witness must replay.
+#[test]
+fn no_unicode_string_constant_crashes_the_verifier() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let escape = |text: &str| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == ' ' {
+                    c.to_string()
+                } else {
+                    format!("\\u{{{:x}}}", u32::from(c))
+                }
+            })
+            .collect()
+    };
+    let class = prop_oneof![
+        proptest::char::range('\u{0}', '\u{7f}'),
+        proptest::char::range('\u{80}', '\u{7ff}'),
+        proptest::char::range('\u{800}', '\u{ffff}'),
+        proptest::char::range('\u{10000}', '\u{2ffff}'),
+        proptest::char::range('\u{30000}', '\u{10ffff}'),
+        proptest::sample::select(vec!['"', '\\', 'u', '{', '}', '\u{e0041}', '\u{10ffff}']),
+    ];
+    let constant =
+        proptest::collection::vec(class, 0..4).prop_map(|c| c.into_iter().collect::<String>());
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&20_261_127u64.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: 40,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    );
+    let verified = std::cell::Cell::new(0usize);
+    let result = runner.run(&proptest::collection::vec(constant, 5), |c| {
+        let text = format!(
+            "domain d {{ public }}\n\
+             tool t.x {{ domain d effect read args {{ s: string }} }}\n\
+             agent a {{ roles [r] }}\n\
+             permit any to call t.x when args.s starts_with \"{}\" or args.s contains \"{}\";\n\
+             forbid any to call t.x when args.s == \"{}\" and not args.s ends_with \"{}\";\n\
+             assert never agent a calls t.x when args.s contains \"{}\";\n",
+            escape(&c[0]),
+            escape(&c[1]),
+            escape(&c[2]),
+            escape(&c[3]),
+            escape(&c[4]),
+        );
+        let sources = tollgate_compiler::source::SourceSet::single("unicode.toll", &text);
+        let policy = tollgate_compiler::load(&sources).map_err(|d| {
+            TestCaseError::fail(format!("does not check: {}\n{text}", d[0].message))
+        })?;
+        let options = Options {
+            timeout_ms: 2_000,
+            ..Options::default()
+        };
+        let report = verify::verify(&policy, &options);
+        for finding in &report.findings {
+            for witness in &finding.witnesses {
+                prop_assert!(
+                    replay(&policy, witness),
+                    "a witness does not replay\n{text}"
+                );
+            }
+        }
+        verified.set(verified.get() + 1);
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    assert_eq!(verified.get(), 40);
+}
