@@ -298,3 +298,72 @@ fn a_solver_crash_is_retried_once_and_then_inconclusive() {
         "{error}"
     );
 }
+
+#[test]
+fn a_revocation_by_hand_is_audited_listed_and_enforced() {
+    let (dir, credential) = setup("revoke", "tests/fixtures/host", "worker");
+    let audit = dir.join("audit.log").display().to_string();
+    let mut args = gate_args(&dir, &audit, &[]);
+    args[0] = "revoke".to_owned();
+    args.extend(["--agent", "worker", "--reason", "leaked credential"].map(str::to_owned));
+    let revoked = Command::new(BIN)
+        .args(&args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&revoked.stdout).contains("revoked `worker`: audit record 0"));
+    let state = dir.join("state").display().to_string();
+    let listed = tollgate(&["revocations", "--state", &state]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.starts_with(
+            "worker\trevoked at 1767261600 (2026-01-01 10:00:00 UTC)\tleaked credential"
+        ),
+        "{listed}"
+    );
+    // The gate refuses the agent from then on, and the log holds the revocation and the refusal.
+    let mut gate = spawn(&gate_args(&dir, &audit, &[]));
+    assert_eq!(
+        gate.ask(&job(&credential, 1))["reason"],
+        "credential_revoked"
+    );
+    drop(gate.stdin);
+    assert!(gate.child.wait().unwrap().success());
+    let shown = tollgate(&["audit", "show", &audit]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown
+            .lines()
+            .next()
+            .unwrap()
+            .contains(r#""kind":"revocation""#),
+        "{shown}"
+    );
+    let key = dir.join("gate.pub").display().to_string();
+    assert!(tollgate(&["audit", "verify", &audit, "--key", &key])
+        .status
+        .success());
+    // The issuer refuses it too.
+    let path = |file: &str| dir.join(file).display().to_string();
+    let issued = tollgate(&[
+        "issue",
+        "--table",
+        &path("policy.tgt"),
+        "--agent",
+        "worker",
+        "--ttl",
+        "5m",
+        "--key",
+        &path("issuer.key"),
+        "--state",
+        &state,
+        "-o",
+        &path("again.cred"),
+    ]);
+    assert_eq!(issued.status.code(), Some(1));
+}

@@ -42,6 +42,8 @@ pub enum HostError {
     LogInvalid { path: PathBuf, why: String },
     #[error("the table was compiled with `--allow-unverified` (its tests fail or `verify` reports errors), and this gate requires a verified table")]
     Unverified,
+    #[error("no agent is called `{0}`")]
+    UnknownAgent(String),
     #[error("{0}")]
     Key(String),
 }

@@ -528,15 +528,16 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         let index = self
             .table
             .find_agent(agent.as_bytes())
-            .ok_or_else(|| HostError::Key(format!("no agent is called `{agent}`")))?;
+            .ok_or_else(|| HostError::UnknownAgent(agent.to_owned()))?;
         let now = self.clock.now();
         let mut inner = self.lock();
         let inner = &mut *inner;
         let changed = {
             let Ok(mut state) = State::new(&self.table, &mut inner.slots) else {
-                return Err(HostError::Key(
-                    "the state does not fit the table".to_owned(),
-                ));
+                return Err(HostError::Damaged {
+                    path: "the gate's state".into(),
+                    why: "it does not fit the table".to_owned(),
+                });
             };
             state.restore_clock(inner.latest);
             let now = state.latest().max(now);
@@ -673,9 +674,4 @@ fn refusal(request: &RequestLine, reason: Reason) -> DecisionLine {
         seq: None,
         detail: None,
     }
-}
-
-/// A public key for the gate's own signing key (to verify its log).
-pub fn gate_public_key(key: &SigningKey) -> VerifyingKey {
-    key.verifying_key()
 }

@@ -78,13 +78,11 @@ impl Clock for HostClock {
     }
 }
 
-/// A gate started from the command line's files, with the table bytes it reads.
-pub struct Started<'t> {
-    pub gate: Gate<'t, HostClock, FileStore, AuditFile>,
-}
-
 /// Loads keys and table and starts a gate on the audit log and state directory.
-pub fn start<'t>(args: &GateArgs, bytes: &'t [u8]) -> Result<Started<'t>, (Exit, String)> {
+pub fn start<'t>(
+    args: &GateArgs,
+    bytes: &'t [u8],
+) -> Result<Gate<'t, HostClock, FileStore, AuditFile>, (Exit, String)> {
     let usage = |message: String| (Exit::Usage, message);
     let failure = |error: HostError| (Exit::Failure, error.to_string());
     let compiler_key = keys::verifying_key(&args.compiler_key).map_err(usage)?;
@@ -121,7 +119,7 @@ pub fn start<'t>(args: &GateArgs, bytes: &'t [u8]) -> Result<Started<'t>, (Exit,
         }),
         other => failure(other),
     })?;
-    Ok(Started { gate })
+    Ok(gate)
 }
 
 pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
@@ -130,7 +128,7 @@ pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
         Err(error) => return io.usage(&format!("cannot read `{}`: {error}", args.table.display())),
     };
     let gate = match start(args, &bytes) {
-        Ok(started) => started.gate,
+        Ok(gate) => gate,
         Err((exit, message)) => {
             io.err(&format!("error: {message}\n"));
             return exit;

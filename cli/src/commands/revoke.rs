@@ -11,7 +11,7 @@ pub fn revoke(io: &mut Io<'_>, args: &GateArgs, agent: &str, reason: &str) -> Ex
         Err(error) => return io.usage(&format!("cannot read `{}`: {error}", args.table.display())),
     };
     let gate = match start(args, &bytes) {
-        Ok(started) => started.gate,
+        Ok(gate) => gate,
         Err((exit, message)) => {
             io.err(&format!("error: {message}\n"));
             return exit;
