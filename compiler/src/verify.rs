@@ -19,7 +19,7 @@ pub mod translation;
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::eval::{self, State, Verdict};
 use crate::model::*;
-use encode::{chains_to, string_from_model, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
+use encode::{string_from_model, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use z3::ast::{Bool, Int};
@@ -208,6 +208,8 @@ struct Bucket<'p> {
     space: Space,
     /// For each chain of the space, the agents whose rules decide it (acting agent first).
     required: Vec<Vec<AgentId>>,
+    /// By agent: whether its rules decide some request of this bucket.
+    members: Vec<bool>,
     solver: Rc<Solver>,
     unknown_every: usize,
 }
@@ -222,7 +224,8 @@ impl<'p> Bucket<'p> {
         options: &Options,
         solver: &Rc<Solver>,
     ) -> Bucket<'p> {
-        let (chains, truncated) = chains_to(policy, agent, options.max_chains);
+        let (chains, truncated) =
+            encode::chains_within(policy, agent, options.max_chains, index.horizon);
         // Chains a depth limit refuses never reach the rules (D-Depth).
         let (chains, required): (Vec<Chain>, Vec<Vec<AgentId>>) = chains
             .into_iter()
@@ -239,6 +242,12 @@ impl<'p> Bucket<'p> {
             truncated,
             &index.finite,
         );
+        let mut members = vec![false; policy.agents.len()];
+        for member in required.iter().flatten() {
+            if let Some(flag) = members.get_mut(*member) {
+                *flag = true;
+            }
+        }
         Bucket {
             policy,
             index,
@@ -246,6 +255,7 @@ impl<'p> Bucket<'p> {
             tool,
             space,
             required,
+            members,
             solver: Rc::clone(solver),
             unknown_every: options.unknown_every,
         }
@@ -270,7 +280,7 @@ impl<'p> Bucket<'p> {
 
     /// Whether `member`'s rules decide some request of this bucket.
     fn has_member(&self, member: AgentId) -> bool {
-        (0..self.space.chains.len()).any(|index| self.decides(member, index))
+        self.members.get(member).copied().unwrap_or(false)
     }
 
     /// Rule `rule` applies to `member`, which decides the request on whichever chain it comes

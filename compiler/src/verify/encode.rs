@@ -660,6 +660,8 @@ impl Space {
 pub struct RuleIndex {
     by_agent: Vec<Vec<RuleId>>,
     pub finite: FiniteStrings,
+    /// [`depth_horizon`] of the policy, computed once.
+    pub horizon: (u64, bool),
 }
 
 impl RuleIndex {
@@ -674,6 +676,7 @@ impl RuleIndex {
         RuleIndex {
             by_agent,
             finite: FiniteStrings::of(policy),
+            horizon: depth_horizon(policy),
         }
     }
 }
@@ -1092,7 +1095,17 @@ pub fn depth_horizon(policy: &Policy) -> (u64, bool) {
 /// there are agents). Returns whether the list was cut short — by `max`, or by a horizon that
 /// is not exact while longer walks exist.
 pub fn chains_to(policy: &Policy, agent: AgentId, max: usize) -> (Vec<Chain>, bool) {
-    let (horizon, exact) = depth_horizon(policy);
+    chains_within(policy, agent, max, depth_horizon(policy))
+}
+
+/// As [`chains_to`], with the policy's [`depth_horizon`] already computed (it walks every
+/// condition; a caller that needs the chains of many agents computes it once).
+pub fn chains_within(
+    policy: &Policy,
+    agent: AgentId,
+    max: usize,
+    (horizon, exact): (u64, bool),
+) -> (Vec<Chain>, bool) {
     let agents = policy.agents.len() as u64;
     let longest = horizon.saturating_add(agents.saturating_mul(2));
     let mut out = vec![Chain { via: Vec::new() }];
