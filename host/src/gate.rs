@@ -333,7 +333,6 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         if inner.failed {
             return refusal(request, Reason::AuditUnavailable);
         }
-        let claimed = credential::Credential::parse(&request.credential).ok();
         let admitted = match inner.sessions.by_credential.get(&request.credential) {
             Some(session) => Ok(*session),
             None if request.credential.is_empty() => Err(Reason::CredentialMalformed),
@@ -384,16 +383,20 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                     unverified: false,
                 },
             ),
-            None => (
-                claimed
-                    .and_then(|c| std::str::from_utf8(c.agent).ok())
-                    .unwrap_or(""),
-                &[][..],
-                Subject {
-                    credential_id: claimed.map_or([0; 16], |c| c.id),
-                    unverified: true,
-                },
-            ),
+            None => {
+                // Refused: record the agent the credential claims, marked unverified.
+                let claimed = credential::Credential::parse(&request.credential).ok();
+                (
+                    claimed
+                        .and_then(|c| std::str::from_utf8(c.agent).ok())
+                        .unwrap_or(""),
+                    &[][..],
+                    Subject {
+                        credential_id: claimed.map_or([0; 16], |c| c.id),
+                        unverified: true,
+                    },
+                )
+            }
         };
         let call = Call {
             agent,
@@ -445,15 +448,8 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         overflowed: bool,
     ) -> u64 {
         let policy_hash = self.table.policy_hash();
-        if !changed.is_empty() && !overflowed {
-            let entry = StateEntry {
-                policy: policy_hash[..8].try_into().unwrap_or([0; 8]),
-                latest: call.time,
-                slots: changed.to_vec(),
-            };
-            inner
-                .pending
-                .extend(audit_log::encode(&Entry::State(entry.encode())));
+        if !overflowed {
+            inner.pending.extend(self.state_entry(call.time, changed));
         }
         inner.snapshot_due |= overflowed;
         let seq = inner.log.size();
@@ -501,6 +497,19 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             }
         }
         Ok(())
+    }
+
+    /// The encoded state entry for slots a decision changed (nothing when none changed).
+    fn state_entry(&self, latest: u64, changed: &[(u32, Slot)]) -> Vec<u8> {
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        let entry = StateEntry {
+            policy: self.table.policy_hash()[..8].try_into().unwrap_or([0; 8]),
+            latest,
+            slots: changed.to_vec(),
+        };
+        audit_log::encode(&Entry::State(entry.encode()))
     }
 
     fn note(&self, log: &Log) -> Option<Vec<u8>> {
@@ -578,15 +587,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             audit::KIND_REVOCATION,
             &Subject::default(),
         );
-        let mut bytes = Vec::new();
-        if !changed.is_empty() {
-            let entry = StateEntry {
-                policy: self.table.policy_hash()[..8].try_into().unwrap_or([0; 8]),
-                latest: inner.latest,
-                slots: changed,
-            };
-            bytes.extend(audit_log::encode(&Entry::State(entry.encode())));
-        }
+        let mut bytes = self.state_entry(inner.latest, &changed);
         bytes.extend(audit_log::encode(&Entry::Record(Box::new(
             log.append(record),
         ))));
