@@ -11,6 +11,7 @@ pub mod gate;
 pub mod graph;
 pub mod issue;
 pub mod keygen;
+pub mod mcp;
 pub mod revoke;
 pub mod test;
 pub mod verify;

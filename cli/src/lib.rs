@@ -27,6 +27,8 @@ pub enum Exit {
     Usage = 2,
     /// `eval`: the request was denied.
     Denied = 3,
+    /// `mcp`: the agent is revoked; the gateway ended its session and stopped the server.
+    Revoked = 4,
 }
 
 #[derive(Parser, Debug)]
@@ -110,6 +112,12 @@ struct GateFlags {
     /// Refuse a table compiled with `--allow-unverified`
     #[arg(long)]
     require_verified: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum DenyAsFlag {
+    Result,
+    Error,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -290,6 +298,38 @@ enum Command {
         #[command(flatten)]
         gate: GateFlags,
     },
+    #[command(display_order = 11)]
+    /// Put an MCP server behind the gate: stdio, in place of the server
+    ///
+    /// The agent's host (Claude Desktop, Cursor, an agent SDK) starts this instead of the MCP
+    /// server; it starts the server (`-- COMMAND…`) as its child and relays. `tools/list` shows
+    /// only the tools the credential's agent could ever be allowed; every `tools/call` is decided
+    /// and audited before it is forwarded; a denial is answered here. When the agent is revoked
+    /// the session ends: the server is stopped and the gateway exits with status 4
+    Mcp {
+        #[command(flatten)]
+        gate: GateFlags,
+        /// The agent's credential (the file `tollgate issue` writes): whose calls these are
+        #[arg(long)]
+        credential: PathBuf,
+        /// The policy names this server's tools `PREFIX.tool` (as `tollgate import --prefix`)
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Answer a denied call with a tool result marked `isError` (the model reads why), or
+        /// with a JSON-RPC error
+        #[arg(long, value_enum, default_value = "result")]
+        deny_as: DenyAsFlag,
+        /// Also pass this MCP method (or a family, `resources/*`); resources, prompts, sampling,
+        /// elicitation and roots are refused by default, as is anything unknown
+        #[arg(long = "allow-method", value_name = "METHOD")]
+        allow_methods: Vec<String>,
+        /// The largest message, in bytes, relayed either way; a larger one is refused or dropped
+        #[arg(long, default_value_t = 16 * 1024 * 1024)]
+        max_message: usize,
+        /// The MCP server to start, after `--`
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     #[command(display_order = 12)]
     /// Revoke an agent by hand, durably and audited
     ///
@@ -380,7 +420,8 @@ pub fn main() -> std::process::ExitCode {
     if let Some(exit) = solver::isolate(&args) {
         return exit;
     }
-    let mut stdin = std::io::stdin().lock();
+    // Not locked for the whole run: `mcp` reads standard input on a thread of its own.
+    let mut stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     let exit = run(&args, &mut stdin, &mut stdout, &mut stderr);
@@ -476,6 +517,29 @@ pub fn run(
             },
         ),
         Command::Gate { gate } => commands::gate::run(&mut io, &gate.into_args()),
+        Command::Mcp {
+            gate,
+            credential,
+            prefix,
+            deny_as,
+            allow_methods,
+            max_message,
+            command,
+        } => commands::mcp::run(
+            &mut io,
+            &gate.into_args(),
+            commands::mcp::McpArgs {
+                credential,
+                prefix,
+                deny_as: match deny_as {
+                    DenyAsFlag::Result => tollgate_gateway::DenyAs::Result,
+                    DenyAsFlag::Error => tollgate_gateway::DenyAs::Error,
+                },
+                allow_methods,
+                max_message,
+                command,
+            },
+        ),
         Command::Revoke {
             agent,
             reason,

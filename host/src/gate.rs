@@ -639,6 +639,42 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         self.lock().log.size()
     }
 
+    /// The agent a credential names, once its issuer signature and policy are checked. Reads no
+    /// state and records nothing: what a gateway needs to know whose session it serves before
+    /// any call. Every call is still admitted and decided in full by [`Gate::decide_request`].
+    pub fn credential_agent(&self, bytes: &[u8]) -> Result<String, Reason> {
+        let parsed = credential::Credential::parse(bytes)?;
+        parsed.verify(&self.issuer_key)?;
+        if &parsed.policy_hash != self.table.policy_hash() {
+            return Err(Reason::CredentialWrongPolicy);
+        }
+        let agent = std::str::from_utf8(parsed.agent).map_err(|_| Reason::CredentialMalformed)?;
+        if self.table.find_agent(agent.as_bytes()).is_none() {
+            return Err(Reason::UnknownAgent);
+        }
+        Ok(agent.to_owned())
+    }
+
+    /// The tools `agent` could ever be allowed to call: those with at least one permit rule for
+    /// the agent in the table (a superset of what any single call is allowed: conditions, limits
+    /// and forbids are decided per call). None for a revoked or unknown agent.
+    pub fn visible_tools(&self, agent: &str) -> Vec<&'t str> {
+        let Some(index) = self.table.find_agent(agent.as_bytes()) else {
+            return Vec::new();
+        };
+        if self.is_revoked(agent) {
+            return Vec::new();
+        }
+        (0..self.table.tool_count())
+            .filter(|&tool| {
+                self.table
+                    .bucket_entries(index, tool)
+                    .any(|(_, forbid, _)| !forbid)
+            })
+            .filter_map(|tool| std::str::from_utf8(self.table.tool_name(tool)?).ok())
+            .collect()
+    }
+
     /// Whether `agent` is revoked now.
     pub fn is_revoked(&self, agent: &str) -> bool {
         let Some(index) = self.table.find_agent(agent.as_bytes()) else {

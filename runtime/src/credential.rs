@@ -254,6 +254,15 @@ fn optional_name(data: Bytes<'_>, at: usize) -> Option<(Option<&[u8]>, usize)> {
 
 impl<'a> Credential<'a> {
     /// Reads the structure; `CredentialMalformed` if anything is out of place.
+    /// Checks the issuer's signature (`verify_strict`); `credential_forged` when it fails.
+    pub fn verify(&self, issuer: &VerifyingKey) -> Result<(), Reason> {
+        let signature =
+            Signature::from_slice(self.signature).map_err(|_| Reason::CredentialForged)?;
+        issuer
+            .verify_strict(self.signed, &signature)
+            .map_err(|_| Reason::CredentialForged)
+    }
+
     pub fn parse(bytes: &'a [u8]) -> Result<Credential<'a>, Reason> {
         Credential::read(bytes).ok_or(Reason::CredentialMalformed)
     }
@@ -416,11 +425,7 @@ pub fn admit(
 ) -> Result<Session, Reason> {
     let now = state.observe(now);
     let credential = Credential::parse(bytes)?;
-    let signature =
-        Signature::from_slice(credential.signature).map_err(|_| Reason::CredentialForged)?;
-    issuer
-        .verify_strict(credential.signed, &signature)
-        .map_err(|_| Reason::CredentialForged)?;
+    credential.verify(issuer)?;
     if &credential.policy_hash != table.policy_hash() {
         return Err(Reason::CredentialWrongPolicy);
     }

@@ -1,0 +1,16 @@
+//! `tollgate-gateway`: the MCP tool gateway. It stands between an MCP client (the agent's host)
+//! and a real MCP server: `tools/list` shows the agent only the tools it could ever be allowed,
+//! every `tools/call` is decided by a [`tollgate_host::gate::Gate`] — with the host's clock and
+//! environment and the credential's identity and chain, never the client's word — audited, and
+//! only when allowed forwarded. A denial is answered by the gateway; a revoked agent's session
+//! ends.
+//!
+//! [`relay`] is the protocol logic, message by message; [`stdio`] runs it between a client on
+//! standard input and output and a server started as a child process. Messages are relayed as
+//! lines of JSON and forwarded unchanged when passed (unknown fields of newer protocol
+//! revisions survive); see `ARCHITECTURE.md` for why this is not built on `rmcp`'s typed model.
+
+pub mod relay;
+pub mod stdio;
+
+pub use relay::{Action, DenyAs, Ending, Options, Relay};
