@@ -114,10 +114,43 @@ struct GateFlags {
     require_verified: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum McpCommand {
+    /// Serve agents over Streamable HTTP, in front of several MCP servers
+    ///
+    /// One gateway, many agents: each HTTP request carries its agent's credential as
+    /// `Authorization: Bearer <credential>`, and is decided for that agent (its tools, limits and
+    /// revocation). Tools are named `NAME.tool` after their upstream. A request without a usable
+    /// credential gets 401, a revoked agent 403
+    Serve {
+        #[command(flatten)]
+        gate: GateFlags,
+        /// Where to listen (loopback unless the gateway sits behind your own TLS proxy); port 0
+        /// picks a free port, which is printed
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        listen: std::net::SocketAddr,
+        /// An upstream MCP server, NAME=COMMAND (run by `sh -c`, over stdio); repeat for several
+        #[arg(long = "upstream", value_name = "NAME=COMMAND", required = true)]
+        upstreams: Vec<tollgate_gateway::http::UpstreamSpec>,
+        /// Answer a denied call with a tool result marked `isError`, or with a JSON-RPC error
+        #[arg(long, value_enum, default_value = "result")]
+        deny_as: DenyAsFlag,
+    },
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum DenyAsFlag {
     Result,
     Error,
+}
+
+impl From<DenyAsFlag> for tollgate_gateway::DenyAs {
+    fn from(flag: DenyAsFlag) -> tollgate_gateway::DenyAs {
+        match flag {
+            DenyAsFlag::Result => tollgate_gateway::DenyAs::Result,
+            DenyAsFlag::Error => tollgate_gateway::DenyAs::Error,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -306,12 +339,15 @@ enum Command {
     /// only the tools the credential's agent could ever be allowed; every `tools/call` is decided
     /// and audited before it is forwarded; a denial is answered here. When the agent is revoked
     /// the session ends: the server is stopped and the gateway exits with status 4
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Mcp {
+        #[command(subcommand)]
+        serve: Option<McpCommand>,
         #[command(flatten)]
-        gate: GateFlags,
+        gate: Option<GateFlags>,
         /// The agent's credential (the file `tollgate issue` writes): whose calls these are
-        #[arg(long)]
-        credential: PathBuf,
+        #[arg(long, required = true)]
+        credential: Option<PathBuf>,
         /// The policy names this server's tools `PREFIX.tool` (as `tollgate import --prefix`)
         #[arg(long)]
         prefix: Option<String>,
@@ -518,8 +554,27 @@ pub fn run(
         ),
         Command::Gate { gate } => commands::gate::run(&mut io, &gate.into_args()),
         Command::Mcp {
-            gate,
-            credential,
+            serve:
+                Some(McpCommand::Serve {
+                    gate,
+                    listen,
+                    upstreams,
+                    deny_as,
+                }),
+            ..
+        } => commands::mcp::serve(
+            &mut io,
+            &gate.into_args(),
+            tollgate_gateway::http::HttpOptions {
+                listen,
+                upstreams,
+                deny_as: deny_as.into(),
+            },
+        ),
+        Command::Mcp {
+            serve: None,
+            gate: Some(gate),
+            credential: Some(credential),
             prefix,
             deny_as,
             allow_methods,
@@ -531,14 +586,14 @@ pub fn run(
             commands::mcp::McpArgs {
                 credential,
                 prefix,
-                deny_as: match deny_as {
-                    DenyAsFlag::Result => tollgate_gateway::DenyAs::Result,
-                    DenyAsFlag::Error => tollgate_gateway::DenyAs::Error,
-                },
+                deny_as: deny_as.into(),
                 allow_methods,
                 max_message,
                 command,
             },
+        ),
+        Command::Mcp { .. } => io.usage(
+            "`tollgate mcp` needs the gate's flags, `--credential` and `-- COMMAND…`, or `serve`",
         ),
         Command::Revoke {
             agent,

@@ -238,3 +238,181 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
 mod tollgate_gateway_codes {
     pub const SESSION_ENDED: i64 = -32002;
 }
+
+/// Starts `tollgate mcp serve` on a free port; returns the child and its URL.
+fn serve(dir: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let path = |file: &str| dir.join(file).display().to_string();
+    let bin = root().join("tests/mcp/node_modules/.bin");
+    let mut child = Command::new(BIN)
+        .args([
+            "mcp",
+            "serve",
+            "--table",
+            &path("policy.tgt"),
+            "--compiler-key",
+            &path("compiler.pub"),
+            "--issuer-key",
+            &path("issuer.pub"),
+            "--gate-key",
+            &path("gate.key"),
+            "--audit",
+            &path("audit.log"),
+            "--state",
+            &path("state"),
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("everything={}", bin.join("mcp-server-everything").display()),
+            "--upstream",
+            &format!("memory={}", bin.join("mcp-server-memory").display()),
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the gateway exited before listening"
+        );
+        if let Some(at) = line.find("http://") {
+            break line[at..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, url)
+}
+
+fn stop(mut child: std::process::Child) {
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the gateway stopped with {status}");
+}
+
+fn http_session(python: &Path, url: &str, phase: &str, dir: &Path) -> Value {
+    let output = Command::new(python)
+        .arg(root().join("tests/mcp/http_session.py"))
+        .args([url, phase])
+        .arg(dir.join("researcher.cred"))
+        .arg(dir.join("curator.cred"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn two_agents_through_one_http_gateway_to_two_servers() {
+    let (python, _) = peers();
+    let dir = std::env::temp_dir().join(format!("tollgate-mcp-{}-http", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |file: &str| dir.join(file).display().to_string();
+    for key in ["compiler", "issuer", "gate"] {
+        ok(tollgate(&["keygen", &path(key)]));
+    }
+    ok(tollgate(&[
+        "compile",
+        "examples/mcp-gateway",
+        "-o",
+        &path("policy.tgt"),
+        "--key",
+        &path("compiler.key"),
+    ]));
+    for agent in ["researcher", "curator"] {
+        ok(tollgate(&[
+            "issue",
+            "--table",
+            &path("policy.tgt"),
+            "--agent",
+            agent,
+            "--ttl",
+            "10m",
+            "--key",
+            &path("issuer.key"),
+            "-o",
+            &path(&format!("{agent}.cred")),
+        ]));
+    }
+
+    let (gateway, url) = serve(&dir);
+    let report = http_session(&python, &url, "first", &dir);
+    stop(gateway);
+
+    let researcher = &report["researcher"];
+    let curator = &report["curator"];
+    assert_eq!(researcher["protocol"], "2025-11-25");
+    // Different agents, different tools, through the same gateway.
+    assert_eq!(
+        researcher["tools"],
+        serde_json::json!(["everything.echo", "memory.search_nodes"])
+    );
+    assert_eq!(
+        curator["tools"],
+        serde_json::json!(["memory.read_graph", "memory.search_nodes"])
+    );
+    // Allowed calls reach the real servers and come back.
+    assert_eq!(researcher["echo"]["is_error"], false, "{report}");
+    assert!(researcher["echo"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("hello"));
+    assert_eq!(researcher["search"]["is_error"], false, "{report}");
+    assert_eq!(curator["graph"]["is_error"], false, "{report}");
+    // A denial says why, with the rule and the audit sequence.
+    assert_eq!(researcher["secret"]["is_error"], true);
+    assert_eq!(
+        researcher["secret"]["meta"]["tollgate/decision"]["rule"],
+        "no_secrets_echoed"
+    );
+    // The rate limit (3 per minute) holds across the agent's sessions.
+    let again = &report["researcher_again"];
+    assert_eq!(again["echo3"]["is_error"], false, "{report}");
+    assert_eq!(again["echo4"]["is_error"], true, "{report}");
+    assert_eq!(
+        again["echo4"]["meta"]["tollgate/decision"]["reason"],
+        "rate_limited"
+    );
+    // A tool the curator cannot see is unknown; the third such denial revokes the curator and
+    // its later requests are refused with 403, while the researcher goes on.
+    assert_eq!(curator["hidden1"]["error"], -32602);
+    assert_eq!(curator["hidden3"]["error"], -32002, "{report}");
+    assert_eq!(report["curator_status"], 403);
+    assert_eq!(report["researcher_status"], 200);
+    assert_eq!(report["anonymous_status"], 401);
+
+    // The revocation survives a restart of the gateway.
+    let (gateway, url) = serve(&dir);
+    let report = http_session(&python, &url, "restarted", &dir);
+    stop(gateway);
+    assert_eq!(report["curator_status"], 403);
+    assert_eq!(report["researcher_status"], 200);
+
+    // Every decision is in the audit log, which verifies.
+    let verified = ok(tollgate(&[
+        "audit",
+        "verify",
+        "--key",
+        &path("gate.pub"),
+        &path("audit.log"),
+    ]));
+    // researcher: 4 + 2 decisions; curator: 4 decisions and a revocation record.
+    assert!(verified.contains("ok: 11 records"), "{verified}");
+}

@@ -10,6 +10,7 @@
 //! lines of JSON and forwarded unchanged when passed (unknown fields of newer protocol
 //! revisions survive); see `ARCHITECTURE.md` for why this is not built on `rmcp`'s typed model.
 
+pub mod http;
 pub mod relay;
 pub mod stdio;
 

@@ -179,7 +179,7 @@ pub fn reason_words(reason: Reason) -> &'static str {
     }
 }
 
-fn is_revocation(decision: &DecisionLine) -> bool {
+pub(crate) fn is_revocation(decision: &DecisionLine) -> bool {
     decision.revoked_agent
         || matches!(
             decision.reason,
@@ -429,42 +429,11 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
     fn call(&mut self, id: &Value, message: &Map<String, Value>, line: &[u8]) -> Vec<Action> {
         let params = message.get("params");
         let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
-        let mut request = RequestLine {
-            id: None,
-            credential: self.credential.clone(),
-            tool: name.map(|n| self.policy_name(n)).unwrap_or_default(),
-            args: Vec::new(),
-            refused: None,
-        };
-        match (name, params.and_then(|p| p.get("arguments"))) {
-            (None, _) => {
-                request.refused = Some((
-                    Reason::Malformed,
-                    "`params.name` must be a string".to_owned(),
-                ));
-            }
-            (Some(_), None | Some(Value::Null)) => {}
-            (Some(_), Some(Value::Object(arguments))) => {
-                for (name, value) in arguments {
-                    match argument(value) {
-                        Ok(arg) => request.args.push((name.clone(), arg)),
-                        Err(kind) => {
-                            request.refused = Some((
-                                Reason::Malformed,
-                                format!("argument `{name}` is {kind}: the policy decides strings, integers and booleans"),
-                            ));
-                            break;
-                        }
-                    }
-                }
-            }
-            (Some(_), Some(_)) => {
-                request.refused = Some((
-                    Reason::Malformed,
-                    "`params.arguments` must be an object".to_owned(),
-                ));
-            }
-        }
+        let request = request_line(
+            &self.credential,
+            name.map(|n| self.policy_name(n)),
+            params.and_then(|p| p.get("arguments")),
+        );
         // Decided and audited: the record is in the log before anything is forwarded.
         let decision = self.gate.decide_request(&request);
         if decision.allowed {
@@ -512,42 +481,8 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
         self.denied.insert(key(id));
     }
 
-    fn explanation(&self, decision: &DecisionLine) -> String {
-        let reason = decision.reason.unwrap_or(Reason::NotPermitted);
-        let mut text = format!(
-            "Denied by the tollgate policy: {} (reason `{}`",
-            reason_words(reason),
-            reason.as_str()
-        );
-        if let Some(label) = &decision.rule_label {
-            text.push_str(&format!(", rule `{label}`"));
-        }
-        text.push(')');
-        if let Some(detail) = &decision.detail {
-            text.push_str(&format!(": {detail}"));
-        }
-        text.push_str(". The tool was not called. Retrying the same call will be denied again");
-        if let Some(seq) = decision.seq {
-            text.push_str(&format!("; audit record {seq}"));
-        }
-        text.push('.');
-        text
-    }
-
-    fn decision_meta(decision: &DecisionLine) -> Value {
-        json!({
-            "tollgate/decision": {
-                "reason": decision.reason.map(Reason::as_str),
-                "rule": decision.rule_label,
-                "seq": decision.seq,
-                "agent": decision.agent,
-                "tool": decision.tool,
-            }
-        })
-    }
-
     fn denial(&self, id: &Value, decision: &DecisionLine) -> String {
-        let text = self.explanation(decision);
+        let text = explanation(decision);
         match self.options.deny_as {
             DenyAs::Result => json!({
                 "jsonrpc": "2.0",
@@ -555,11 +490,11 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
                 "result": {
                     "content": [{ "type": "text", "text": text }],
                     "isError": true,
-                    "_meta": Self::decision_meta(decision),
+                    "_meta": decision_meta(decision),
                 }
             })
             .to_string(),
-            DenyAs::Error => error(id, DENIED, &text, Some(Self::decision_meta(decision))),
+            DenyAs::Error => error(id, DENIED, &text, Some(decision_meta(decision))),
         }
     }
 
@@ -568,18 +503,13 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
             Ending::Revoked => format!(
                 "agent `{}` is revoked: the tollgate gateway ended this session ({})",
                 self.agent,
-                self.explanation(decision)
+                explanation(decision)
             ),
             Ending::AuditFailed => {
                 "the tollgate gateway cannot write its audit log: it allows nothing more and ends this session".to_owned()
             }
         };
-        error(
-            id,
-            SESSION_ENDED,
-            &message,
-            Some(Self::decision_meta(decision)),
-        )
+        error(id, SESSION_ENDED, &message, Some(decision_meta(decision)))
     }
 
     /// Ends the session: every request still open gets an error.
@@ -803,6 +733,88 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
             })
             .collect()
     }
+}
+
+/// A denial in words, for the model to read: the reason, the rule, the detail, the audit record.
+pub(crate) fn explanation(decision: &DecisionLine) -> String {
+    let reason = decision.reason.unwrap_or(Reason::NotPermitted);
+    let mut text = format!(
+        "Denied by the tollgate policy: {} (reason `{}`",
+        reason_words(reason),
+        reason.as_str()
+    );
+    if let Some(label) = &decision.rule_label {
+        text.push_str(&format!(", rule `{label}`"));
+    }
+    text.push(')');
+    if let Some(detail) = &decision.detail {
+        text.push_str(&format!(": {detail}"));
+    }
+    text.push_str(". The tool was not called. Retrying the same call will be denied again");
+    if let Some(seq) = decision.seq {
+        text.push_str(&format!("; audit record {seq}"));
+    }
+    text.push('.');
+    text
+}
+
+/// A denial for programs: under `_meta` as `tollgate/decision`.
+pub(crate) fn decision_meta(decision: &DecisionLine) -> Value {
+    json!({
+        "tollgate/decision": {
+            "reason": decision.reason.map(Reason::as_str),
+            "rule": decision.rule_label,
+            "seq": decision.seq,
+            "agent": decision.agent,
+            "tool": decision.tool,
+        }
+    })
+}
+
+/// The request the gate decides for a `tools/call`: the credential's, with the policy's tool name
+/// and the call's arguments; refused as malformed when they are not what the language decides.
+pub(crate) fn request_line(
+    credential: &[u8],
+    tool: Option<String>,
+    arguments: Option<&Value>,
+) -> RequestLine {
+    let mut request = RequestLine {
+        id: None,
+        credential: credential.to_vec(),
+        tool: tool.clone().unwrap_or_default(),
+        args: Vec::new(),
+        refused: None,
+    };
+    match (tool, arguments) {
+        (None, _) => {
+            request.refused = Some((
+                Reason::Malformed,
+                "`params.name` must be a string".to_owned(),
+            ));
+        }
+        (Some(_), None | Some(Value::Null)) => {}
+        (Some(_), Some(Value::Object(arguments))) => {
+            for (name, value) in arguments {
+                match argument(value) {
+                    Ok(arg) => request.args.push((name.clone(), arg)),
+                    Err(kind) => {
+                        request.refused = Some((
+                            Reason::Malformed,
+                            format!("argument `{name}` is {kind}: the policy decides strings, integers and booleans"),
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            request.refused = Some((
+                Reason::Malformed,
+                "`params.arguments` must be an object".to_owned(),
+            ));
+        }
+    }
+    request
 }
 
 /// A line as text, for forwarding unchanged.

@@ -119,3 +119,62 @@ pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
         }
     }
 }
+
+/// `tollgate mcp serve`: the Streamable HTTP gateway, in front of several upstream servers.
+pub fn serve(
+    io: &mut Io<'_>,
+    gate_args: &GateArgs,
+    options: tollgate_gateway::http::HttpOptions,
+) -> Exit {
+    let bytes = match std::fs::read(&gate_args.table) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return io.usage(&format!(
+                "cannot read `{}`: {error}",
+                gate_args.table.display()
+            ))
+        }
+    };
+    // The gate lives as long as the process: the server's tasks share it.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    let gate = match gate::start(gate_args, bytes) {
+        Ok(gate) => &*Box::leak(Box::new(gate)),
+        Err((exit, message)) => {
+            io.err(&format!("error: {message}\n"));
+            return exit;
+        }
+    };
+    let names: Vec<String> = options.upstreams.iter().map(|u| u.name.clone()).collect();
+    let served = {
+        let stderr = &mut *io.stderr;
+        tollgate_gateway::http::run(gate, options, |address| {
+            let _ = writeln!(
+                stderr,
+                "tollgate mcp serve: listening on http://{address}/mcp (upstreams: {})",
+                names.join(", ")
+            );
+            let _ = stderr.flush();
+        })
+    };
+    let closed = gate.close();
+    if let (Ok(note), Some(latest)) = (&closed, &gate_args.latest) {
+        if let Err(error) = std::fs::write(latest, note) {
+            io.err(&format!(
+                "error: cannot write `{}`: {error}\n",
+                latest.display()
+            ));
+            return Exit::Failure;
+        }
+    }
+    match (served, closed) {
+        (Ok(()), Ok(_)) => Exit::Success,
+        (Err(error), _) => {
+            io.err(&format!("error: {error}\n"));
+            Exit::Failure
+        }
+        (_, Err(error)) => {
+            io.err(&format!("error: {error}\n"));
+            Exit::Failure
+        }
+    }
+}
