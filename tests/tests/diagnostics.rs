@@ -84,6 +84,43 @@ fn diagnostics_point_at_the_offending_text() {
     assert_eq!(related, ["args.s"]);
 }
 
+/// Mistakes a newcomer makes while writing a first policy: each gets exactly one diagnostic that
+/// names the mistake. `help` must appear in the help line and `not_help` must not.
+#[test]
+fn newcomer_mistakes_get_one_precise_diagnostic() {
+    struct Case {
+        fixture: &'static str,
+        code: &'static str,
+        message: &'static str,
+        help: &'static str,
+        not_help: &'static str,
+    }
+    let cases = [
+        Case {
+            fixture: "TG0001_long_expected_list",
+            code: "TG0001",
+            message: "unexpected `efect`",
+            help: "`grants`, `}`",
+            not_help: "more",
+        },
+    ];
+    for case in cases {
+        let path = tollgate_tests::root()
+            .join("tests/fixtures/invalid")
+            .join(format!("{}.toll", case.fixture));
+        assert!(path.is_file(), "missing fixture {}", case.fixture);
+        let diagnostics = tollgate_compiler::load(&source_set(&path)).expect_err("has errors");
+        let found: Vec<(&str, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.code.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(found, [(case.code, case.message)], "{}", case.fixture);
+        let help = diagnostics[0].help.as_deref().unwrap_or_default();
+        assert!(help.contains(case.help), "{}: help {help:?}", case.fixture);
+        assert!(!help.contains(case.not_help), "{}: help {help:?}", case.fixture);
+    }
+}
+
 #[test]
 fn valid_fixtures_and_examples_check_clean() {
     let mut paths = toll_files("tests/fixtures/valid");
