@@ -60,6 +60,22 @@ impl Ty {
         }
     }
 
+    /// The operators that apply to a value of this type.
+    fn operators(&self) -> &'static [&'static str] {
+        match self {
+            Ty::Int => &["==", "!=", "<", "<=", ">", ">=", "in [...]"],
+            Ty::Str => &[
+                "==",
+                "!=",
+                "in [...]",
+                "starts_with",
+                "ends_with",
+                "contains",
+            ],
+            Ty::Bool | Ty::Enum(_) | Ty::Env | Ty::Agent => &["==", "!=", "in [...]"],
+        }
+    }
+
     fn same_kind(&self, other: &Ty) -> bool {
         std::mem::discriminant(self) == std::mem::discriminant(other)
     }
@@ -1033,26 +1049,30 @@ impl Checker {
             ast::ExprKind::Compare { op, lhs, rhs } => {
                 let lhs = self.operand(lhs, scope);
                 let rhs = self.operand(rhs, scope);
-                let (lhs, rhs) = self.unify(lhs?, rhs?)?;
+                let (lhs, rhs) = (lhs?, rhs?);
                 let ordering = !matches!(
                     op,
                     tollgate_grammar::ast::CompareOp::Eq | tollgate_grammar::ast::CompareOp::Ne
                 );
+                // The operator before the operands: in `args.summary > 100` the mistake is `>`
+                // on a string, and a type mismatch would suggest quoting the number.
                 if ordering {
                     for side in [&lhs, &rhs] {
                         if let Some(ty) = side.ty.as_ref().filter(|ty| **ty != Ty::Int) {
-                            let d = diagnostic::unsupported_operator(
+                            let d = diagnostic::not_ordered(
                                 op.symbol(),
                                 &side.text,
                                 ty.describe(),
                                 side.span,
-                                "only integers are ordered; use `==`, `!=` or `in [...]`",
+                                ty.operators(),
                             );
                             self.error(d);
                             return None;
                         }
                     }
                 }
+                // A bare name has no type yet; it can only take an integer's, which is ordered.
+                let (lhs, rhs) = self.unify(lhs, rhs)?;
                 ConditionKind::Compare {
                     op: *op,
                     lhs: lhs.term,

@@ -498,6 +498,26 @@ pub fn unsupported_operator(
     .help(help.to_owned())
 }
 
+/// An ordering (`<`, `>`, ...) on a value of a type that has no order.
+pub fn not_ordered(
+    operator: &str,
+    operand: &str,
+    operand_type: &str,
+    span: Span,
+    operators: &[&str],
+) -> Diagnostic {
+    Diagnostic::error(
+        Code::UnsupportedOperator,
+        format!("`{operator}` is not defined on {operand_type}"),
+        span,
+        format!("`{operand}` is {operand_type}"),
+    )
+    .help(format!(
+        "only integers are ordered; {operand_type} takes {}",
+        alternatives(operators)
+    ))
+}
+
 pub fn inconsistent_field(
     field: &str,
     span: Span,
@@ -913,6 +933,21 @@ pub fn acknowledgement_changed(what: &str, span: Span, added: bool) -> Diagnosti
 pub fn as_error(mut diagnostic: Diagnostic) -> Diagnostic {
     diagnostic.severity = Severity::Error;
     diagnostic
+}
+
+/// `` `a`, `b` or `c` ``.
+fn alternatives(names: &[&str]) -> String {
+    match names {
+        [] => "nothing".to_owned(),
+        [one] => format!("`{one}`"),
+        [init @ .., last] => format!(
+            "{} or `{last}`",
+            init.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn backticked(names: &[&str]) -> String {

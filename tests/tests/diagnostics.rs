@@ -103,6 +103,13 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             help: "`grants`, `}`",
             not_help: "more",
         },
+        Case {
+            fixture: "TG0302_ordering_on_string",
+            code: "TG0302",
+            message: "`>` is not defined on a string",
+            help: "`starts_with`",
+            not_help: "quoted",
+        },
     ];
     for case in cases {
         let path = tollgate_tests::root()
