@@ -34,6 +34,9 @@ struct Checker {
     agent_ids: BTreeMap<String, AgentId>,
     roles: BTreeSet<String>,
     labels: BTreeMap<String, Span>,
+    /// Arguments declared with a type that did not check. They are declared all the same, so
+    /// that their uses are not reported again: one cause, one error.
+    untyped_args: BTreeSet<(ToolId, String)>,
 }
 
 /// The type of a field or value in a condition.
@@ -386,23 +389,28 @@ impl Checker {
                 }
                 ast::ToolPropKind::Args(args) => {
                     let mut schema: Vec<ArgSchema> = Vec::new();
+                    let mut declared: BTreeMap<&str, Span> = BTreeMap::new();
                     for arg in args {
-                        if let Some(first) = schema.iter().find(|a| a.name == arg.name.name) {
+                        if let Some(first) = declared.get(arg.name.name.as_str()) {
                             let d = diagnostic::duplicate(
                                 "argument",
                                 &arg.name.name,
                                 arg.name.span,
-                                first.span,
+                                *first,
                             );
                             self.error(d);
                             continue;
                         }
-                        if let Some(ty) = self.arg_type(&arg.ty) {
-                            schema.push(ArgSchema {
+                        declared.insert(&arg.name.name, arg.name.span);
+                        match self.arg_type(&arg.ty) {
+                            Some(ty) => schema.push(ArgSchema {
                                 name: arg.name.name.clone(),
                                 ty,
                                 span: arg.name.span,
-                            });
+                            }),
+                            None => {
+                                self.untyped_args.insert((id, arg.name.name.clone()));
+                            }
                         }
                     }
                     self.policy.tools[id].args = schema;
@@ -1321,8 +1329,13 @@ impl Checker {
     fn arg_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
         let mut found: Option<(Ty, &str, Span)> = None;
         let mut problem = None;
+        let mut untyped = false;
         for &id in &scope.tools {
             let tool = &self.policy.tools[id];
+            if self.untyped_args.contains(&(id, field.to_owned())) {
+                untyped = true;
+                continue;
+            }
             let Some(arg) = tool.arg(field) else {
                 let known: Vec<&str> = tool.args.iter().map(|a| a.name.as_str()).collect();
                 problem = Some(diagnostic::unknown_argument(
@@ -1355,6 +1368,9 @@ impl Checker {
         }
         if let Some(problem) = problem {
             self.error(problem);
+            return None;
+        }
+        if untyped {
             return None;
         }
         found.map(|(ty, _, _)| ty)
@@ -1500,11 +1516,14 @@ impl Checker {
                     ..
                 }
             );
-            if let Some(schema) = self
+            // A tool with an argument of unknown type has no schema to hold the step to; that
+            // type is already reported.
+            let schema = self
                 .tool_ids
                 .get(&tool)
-                .and_then(|&t| self.policy.tools.get(t))
-            {
+                .filter(|&&t| !self.untyped_args.iter().any(|(owner, _)| *owner == t))
+                .and_then(|&t| self.policy.tools.get(t));
+            if let Some(schema) = schema {
                 if let (Err(detail), false) =
                     (crate::eval::validate_args(schema, &args), tests_invalid)
                 {

@@ -110,6 +110,13 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             help: "`starts_with`",
             not_help: "quoted",
         },
+        Case {
+            fixture: "TG0111_unknown_type_used",
+            code: "TG0111",
+            message: "unknown type `str`",
+            help: "`string`",
+            not_help: "args.",
+        },
     ];
     for case in cases {
         let path = tollgate_tests::root()
