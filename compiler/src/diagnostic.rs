@@ -40,6 +40,7 @@ codes! {
     InvalidEscape = "TG0005", "invalid escape in a string";
     IntegerTooLarge = "TG0006", "integer out of range";
     DurationTooLarge = "TG0007", "duration out of range";
+    SingleQuotedString = "TG0008", "string in single quotes";
     UnknownAgent = "TG0101", "unknown agent";
     UnknownTool = "TG0102", "unknown tool";
     UnknownDomain = "TG0103", "unknown domain";
@@ -192,6 +193,16 @@ pub fn syntax(error: &SyntaxError) -> Diagnostic {
             "this string has no closing quote",
         )
         .help("close the string with `\"` before the end of the line"),
+        SyntaxErrorKind::SingleQuotedString { value } => Diagnostic::error(
+            Code::SingleQuotedString,
+            "strings use double quotes".to_owned(),
+            span,
+            "single quotes do not make a string",
+        )
+        .help(format!(
+            "write `{}`",
+            tollgate_grammar::format::string(value)
+        )),
         SyntaxErrorKind::InvalidEscape { escape } => Diagnostic::error(
             Code::InvalidEscape,
             format!("invalid escape `{escape}`"),

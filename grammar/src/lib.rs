@@ -48,6 +48,10 @@ pub enum SyntaxErrorKind {
         character: char,
     },
     UnterminatedString,
+    /// `'text'`; `value` is what it would mean in double quotes.
+    SingleQuotedString {
+        value: String,
+    },
     InvalidEscape {
         escape: String,
     },

@@ -117,6 +117,13 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             help: "`string`",
             not_help: "args.",
         },
+        Case {
+            fixture: "TG0008_single_quoted_string",
+            code: "TG0008",
+            message: "strings use double quotes",
+            help: "`\"single\"`",
+            not_help: "//",
+        },
     ];
     for case in cases {
         let path = tollgate_tests::root()
