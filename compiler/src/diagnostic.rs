@@ -41,6 +41,7 @@ codes! {
     IntegerTooLarge = "TG0006", "integer out of range";
     DurationTooLarge = "TG0007", "duration out of range";
     SingleQuotedString = "TG0008", "string in single quotes";
+    MissingSemicolon = "TG0009", "missing `;` at the end of a statement";
     UnknownAgent = "TG0101", "unknown agent";
     UnknownTool = "TG0102", "unknown tool";
     UnknownDomain = "TG0103", "unknown domain";
@@ -179,6 +180,13 @@ pub fn syntax(error: &SyntaxError) -> Diagnostic {
             "the file ends here",
         )
         .help(expected_help(expected)),
+        SyntaxErrorKind::MissingSemicolon { after } => Diagnostic::error(
+            Code::MissingSemicolon,
+            format!("expected `;` after `{after}`"),
+            span,
+            "the statement ends here, without `;`",
+        )
+        .help("rules, limits, assertions, test steps and other statements end with `;`"),
         SyntaxErrorKind::InvalidCharacter { character } => Diagnostic::error(
             Code::InvalidCharacter,
             format!("invalid character `{}`", character.escape_debug()),

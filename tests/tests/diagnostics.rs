@@ -94,6 +94,7 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
         message: &'static str,
         help: &'static str,
         not_help: &'static str,
+        points_at: &'static str,
     }
     let cases = [
         Case {
@@ -102,6 +103,7 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             message: "unexpected `efect`",
             help: "`grants`, `}`",
             not_help: "more",
+            points_at: "efect",
         },
         Case {
             fixture: "TG0302_ordering_on_string",
@@ -109,6 +111,7 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             message: "`>` is not defined on a string",
             help: "`starts_with`",
             not_help: "quoted",
+            points_at: "args.summary",
         },
         Case {
             fixture: "TG0111_unknown_type_used",
@@ -116,6 +119,7 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             message: "unknown type `str`",
             help: "`string`",
             not_help: "args.",
+            points_at: "str",
         },
         Case {
             fixture: "TG0008_single_quoted_string",
@@ -123,6 +127,15 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             message: "strings use double quotes",
             help: "`\"single\"`",
             not_help: "//",
+            points_at: "'single'",
+        },
+        Case {
+            fixture: "TG0009_missing_semicolon",
+            code: "TG0009",
+            message: "expected `;` after `t.read`",
+            help: "end with `;`",
+            not_help: "forbid",
+            points_at: "t.read",
         },
     ];
     for case in cases {
@@ -130,7 +143,8 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
             .join("tests/fixtures/invalid")
             .join(format!("{}.toll", case.fixture));
         assert!(path.is_file(), "missing fixture {}", case.fixture);
-        let diagnostics = tollgate_compiler::load(&source_set(&path)).expect_err("has errors");
+        let sources = source_set(&path);
+        let diagnostics = tollgate_compiler::load(&sources).expect_err("has errors");
         let found: Vec<(&str, &str)> = diagnostics
             .iter()
             .map(|d| (d.code.as_str(), d.message.as_str()))
@@ -138,7 +152,17 @@ fn newcomer_mistakes_get_one_precise_diagnostic() {
         assert_eq!(found, [(case.code, case.message)], "{}", case.fixture);
         let help = diagnostics[0].help.as_deref().unwrap_or_default();
         assert!(help.contains(case.help), "{}: help {help:?}", case.fixture);
-        assert!(!help.contains(case.not_help), "{}: help {help:?}", case.fixture);
+        assert!(
+            !help.contains(case.not_help),
+            "{}: help {help:?}",
+            case.fixture
+        );
+        assert_eq!(
+            sources.snippet(diagnostics[0].span),
+            case.points_at,
+            "{}",
+            case.fixture
+        );
     }
 }
 
