@@ -34,6 +34,9 @@ struct Checker {
     agent_ids: BTreeMap<String, AgentId>,
     roles: BTreeSet<String>,
     labels: BTreeMap<String, Span>,
+    /// Arguments declared with a type that did not check. They are declared all the same, so
+    /// that their uses are not reported again: one cause, one error.
+    untyped_args: BTreeSet<(ToolId, String)>,
 }
 
 /// The type of a field or value in a condition.
@@ -57,6 +60,22 @@ impl Ty {
             Ty::Enum(_) => "an enum",
             Ty::Env => "an environment",
             Ty::Agent => "an agent",
+        }
+    }
+
+    /// The operators that apply to a value of this type.
+    fn operators(&self) -> &'static [&'static str] {
+        match self {
+            Ty::Int => &["==", "!=", "<", "<=", ">", ">=", "in [...]"],
+            Ty::Str => &[
+                "==",
+                "!=",
+                "in [...]",
+                "starts_with",
+                "ends_with",
+                "contains",
+            ],
+            Ty::Bool | Ty::Enum(_) | Ty::Env | Ty::Agent => &["==", "!=", "in [...]"],
         }
     }
 
@@ -370,23 +389,28 @@ impl Checker {
                 }
                 ast::ToolPropKind::Args(args) => {
                     let mut schema: Vec<ArgSchema> = Vec::new();
+                    let mut declared: BTreeMap<&str, Span> = BTreeMap::new();
                     for arg in args {
-                        if let Some(first) = schema.iter().find(|a| a.name == arg.name.name) {
+                        if let Some(first) = declared.get(arg.name.name.as_str()) {
                             let d = diagnostic::duplicate(
                                 "argument",
                                 &arg.name.name,
                                 arg.name.span,
-                                first.span,
+                                *first,
                             );
                             self.error(d);
                             continue;
                         }
-                        if let Some(ty) = self.arg_type(&arg.ty) {
-                            schema.push(ArgSchema {
+                        declared.insert(&arg.name.name, arg.name.span);
+                        match self.arg_type(&arg.ty) {
+                            Some(ty) => schema.push(ArgSchema {
                                 name: arg.name.name.clone(),
                                 ty,
                                 span: arg.name.span,
-                            });
+                            }),
+                            None => {
+                                self.untyped_args.insert((id, arg.name.name.clone()));
+                            }
                         }
                     }
                     self.policy.tools[id].args = schema;
@@ -1033,26 +1057,30 @@ impl Checker {
             ast::ExprKind::Compare { op, lhs, rhs } => {
                 let lhs = self.operand(lhs, scope);
                 let rhs = self.operand(rhs, scope);
-                let (lhs, rhs) = self.unify(lhs?, rhs?)?;
+                let (lhs, rhs) = (lhs?, rhs?);
                 let ordering = !matches!(
                     op,
                     tollgate_grammar::ast::CompareOp::Eq | tollgate_grammar::ast::CompareOp::Ne
                 );
+                // The operator before the operands: in `args.summary > 100` the mistake is `>`
+                // on a string, and a type mismatch would suggest quoting the number.
                 if ordering {
                     for side in [&lhs, &rhs] {
                         if let Some(ty) = side.ty.as_ref().filter(|ty| **ty != Ty::Int) {
-                            let d = diagnostic::unsupported_operator(
+                            let d = diagnostic::not_ordered(
                                 op.symbol(),
                                 &side.text,
                                 ty.describe(),
                                 side.span,
-                                "only integers are ordered; use `==`, `!=` or `in [...]`",
+                                ty.operators(),
                             );
                             self.error(d);
                             return None;
                         }
                     }
                 }
+                // A bare name has no type yet; it can only take an integer's, which is ordered.
+                let (lhs, rhs) = self.unify(lhs, rhs)?;
                 ConditionKind::Compare {
                     op: *op,
                     lhs: lhs.term,
@@ -1301,8 +1329,13 @@ impl Checker {
     fn arg_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
         let mut found: Option<(Ty, &str, Span)> = None;
         let mut problem = None;
+        let mut untyped = false;
         for &id in &scope.tools {
             let tool = &self.policy.tools[id];
+            if self.untyped_args.contains(&(id, field.to_owned())) {
+                untyped = true;
+                continue;
+            }
             let Some(arg) = tool.arg(field) else {
                 let known: Vec<&str> = tool.args.iter().map(|a| a.name.as_str()).collect();
                 problem = Some(diagnostic::unknown_argument(
@@ -1335,6 +1368,9 @@ impl Checker {
         }
         if let Some(problem) = problem {
             self.error(problem);
+            return None;
+        }
+        if untyped {
             return None;
         }
         found.map(|(ty, _, _)| ty)
@@ -1480,11 +1516,14 @@ impl Checker {
                     ..
                 }
             );
-            if let Some(schema) = self
+            // A tool with an argument of unknown type has no schema to hold the step to; that
+            // type is already reported.
+            let schema = self
                 .tool_ids
                 .get(&tool)
-                .and_then(|&t| self.policy.tools.get(t))
-            {
+                .filter(|&&t| !self.untyped_args.iter().any(|(owner, _)| *owner == t))
+                .and_then(|&t| self.policy.tools.get(t));
+            if let Some(schema) = schema {
                 if let (Err(detail), false) =
                     (crate::eval::validate_args(schema, &args), tests_invalid)
                 {

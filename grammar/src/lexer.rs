@@ -23,6 +23,9 @@ enum Raw {
     Str,
     #[regex(r#""([^"\\\n]|\\[^\n])*"#)]
     UnterminatedStr,
+    /// Not part of the language; recognised so that it gets one error saying which quotes to use.
+    #[regex(r"'([^'\\\n]|\\[^\n])*'")]
+    SingleQuotedStr,
     #[token("{")]
     LBrace,
     #[token("}")]
@@ -241,6 +244,21 @@ pub fn lex(source: &str, file: FileId) -> Lexed {
                 let inner = slice.get(1..).unwrap_or("");
                 Tok::Str(unescape(inner, range.start + 1, file, &mut Vec::new()))
             }
+            Ok(Raw::SingleQuotedStr) => {
+                // `\'` is the one escape a single-quoted string has that a double-quoted one lacks.
+                let inner = slice
+                    .get(1..slice.len() - 1)
+                    .unwrap_or("")
+                    .replace("\\'", "'");
+                let value = unescape(&inner, range.start + 1, file, &mut Vec::new());
+                out.errors.push(SyntaxError {
+                    kind: SyntaxErrorKind::SingleQuotedString {
+                        value: value.clone(),
+                    },
+                    span,
+                });
+                Tok::Str(value)
+            }
             Ok(Raw::LBrace) => Tok::LBrace,
             Ok(Raw::RBrace) => Tok::RBrace,
             Ok(Raw::LBracket) => Tok::LBracket,
@@ -425,6 +443,22 @@ mod tests {
             lexed.errors[0].kind,
             SyntaxErrorKind::InvalidCharacter { character: '$' }
         );
+    }
+
+    #[test]
+    fn single_quoted_strings_are_one_error_and_still_a_string() {
+        let lexed = lex(r"== 'it\'s' ;", FileId(0));
+        assert_eq!(
+            lexed.errors,
+            vec![SyntaxError {
+                kind: SyntaxErrorKind::SingleQuotedString {
+                    value: "it's".into()
+                },
+                span: Span::new(FileId(0), 3, 10),
+            }]
+        );
+        assert_eq!(lexed.tokens[1].1, Tok::Str("it's".into()));
+        assert_eq!(lexed.tokens.len(), 3);
     }
 
     #[test]

@@ -44,10 +44,19 @@ pub enum SyntaxErrorKind {
     UnexpectedEof {
         expected: Vec<String>,
     },
+    /// A statement with no `;` before the next line or the end of the file; the span covers the
+    /// text it ends with, `after`.
+    MissingSemicolon {
+        after: String,
+    },
     InvalidCharacter {
         character: char,
     },
     UnterminatedString,
+    /// `'text'`; `value` is what it would mean in double quotes.
+    SingleQuotedString {
+        value: String,
+    },
     InvalidEscape {
         escape: String,
     },
@@ -75,6 +84,11 @@ pub struct Parsed {
 pub fn parse(source: &str, file: FileId) -> Parsed {
     let lexed = lexer::lex(source, file);
     let mut errors = lexed.errors;
+    let token_spans: Vec<(usize, usize)> = lexed
+        .tokens
+        .iter()
+        .map(|(start, _, end)| (*start, *end))
+        .collect();
     let mut recovered = Vec::new();
     let mut extra = Vec::new();
     let sync_points: Vec<usize> = lexed
@@ -88,7 +102,11 @@ pub fn parse(source: &str, file: FileId) -> Parsed {
     let tree = match result {
         Ok(tree) => tree,
         Err(error) => {
-            errors.push(convert(error, file));
+            errors.push(missing_semicolon(
+                convert(error, file),
+                &token_spans,
+                source,
+            ));
             ast::File {
                 items: Vec::new(),
                 span: Span::new(file, 0, source.len()),
@@ -97,7 +115,7 @@ pub fn parse(source: &str, file: FileId) -> Parsed {
     };
     let mut syntax: Vec<SyntaxError> = recovered
         .into_iter()
-        .map(|r| convert(r.error, file))
+        .map(|r| missing_semicolon(convert(r.error, file), &token_spans, source))
         .collect();
     syntax.sort_by_key(|e| (e.span.start, e.span.end));
     errors.extend(without_cascades(syntax, &sync_points));
@@ -152,6 +170,49 @@ fn without_cascades(sorted: Vec<SyntaxError>, sync_points: &[usize]) -> Vec<Synt
         }
     }
     kept
+}
+
+/// When `;` would have fitted and the file ends, or the unexpected token is on a later line, the
+/// statement before it is what lacks an ending (rustc's rule): report that, at the text the
+/// statement ends with, rather than the next line.
+fn missing_semicolon(error: SyntaxError, tokens: &[(usize, usize)], source: &str) -> SyntaxError {
+    let (SyntaxErrorKind::UnexpectedToken { expected, .. }
+    | SyntaxErrorKind::UnexpectedEof { expected }) = &error.kind
+    else {
+        return error;
+    };
+    if !expected.iter().any(|token| token == "`;`") {
+        return error;
+    }
+    let found = error.span.start as usize;
+    let before = tokens.partition_point(|(start, _)| *start < found);
+    let Some(last) = before.checked_sub(1) else {
+        return error;
+    };
+    let Some(&(_, end)) = tokens.get(last) else {
+        return error;
+    };
+    let at_end_of_file = matches!(error.kind, SyntaxErrorKind::UnexpectedEof { .. });
+    if !at_end_of_file && !source.get(end..found).is_some_and(|gap| gap.contains('\n')) {
+        return error;
+    }
+    // The tokens written together with the last one (`t.read`, `"text"`) read as one piece.
+    let mut first = last;
+    while let Some(previous) = first.checked_sub(1) {
+        match (tokens.get(previous), tokens.get(first)) {
+            (Some(&(_, previous_end)), Some(&(start, _))) if previous_end == start => {
+                first = previous;
+            }
+            _ => break,
+        }
+    }
+    let start = tokens.get(first).map_or(end, |&(start, _)| start);
+    SyntaxError {
+        kind: SyntaxErrorKind::MissingSemicolon {
+            after: source.get(start..end).unwrap_or_default().to_owned(),
+        },
+        span: Span::new(error.span.file, start, end),
+    }
 }
 
 fn convert(error: ParseError<usize, lexer::Tok, SyntaxError>, file: FileId) -> SyntaxError {
@@ -260,8 +321,38 @@ mod tests {
     #[test]
     fn missing_semicolon_at_end_is_reported() {
         let found = errors("permit any to call x");
+        assert_eq!(
+            found,
+            vec![SyntaxErrorKind::MissingSemicolon { after: "x".into() }]
+        );
+    }
+
+    #[test]
+    fn missing_semicolon_before_the_next_line_is_reported_after_the_statement() {
+        let parsed = parse(
+            "permit any to call t.read\nforbid any to call t.write;",
+            FileId(0),
+        );
+        let spans: Vec<_> = parsed.errors.iter().map(|e| e.span.range()).collect();
+        assert_eq!(spans, vec![19..25], "{:?}", parsed.errors);
+        assert_eq!(
+            parsed.errors[0].kind,
+            SyntaxErrorKind::MissingSemicolon {
+                after: "t.read".into()
+            }
+        );
+        assert_eq!(
+            parsed.file.items.len(),
+            1,
+            "the next statement still parses"
+        );
+    }
+
+    #[test]
+    fn an_unexpected_token_on_the_same_line_stays_unexpected() {
+        let found = errors("permit any to call t.read forbid any to call t.write;");
         assert!(
-            matches!(found[0], SyntaxErrorKind::UnexpectedEof { .. }),
+            matches!(found[0], SyntaxErrorKind::UnexpectedToken { .. }),
             "{found:?}"
         );
     }

@@ -84,6 +84,88 @@ fn diagnostics_point_at_the_offending_text() {
     assert_eq!(related, ["args.s"]);
 }
 
+/// Mistakes a newcomer makes while writing a first policy: each gets exactly one diagnostic that
+/// names the mistake. `help` must appear in the help line and `not_help` must not.
+#[test]
+fn newcomer_mistakes_get_one_precise_diagnostic() {
+    struct Case {
+        fixture: &'static str,
+        code: &'static str,
+        message: &'static str,
+        help: &'static str,
+        not_help: &'static str,
+        points_at: &'static str,
+    }
+    let cases = [
+        Case {
+            fixture: "TG0001_long_expected_list",
+            code: "TG0001",
+            message: "unexpected `efect`",
+            help: "`grants`, `}`",
+            not_help: "more",
+            points_at: "efect",
+        },
+        Case {
+            fixture: "TG0302_ordering_on_string",
+            code: "TG0302",
+            message: "`>` is not defined on a string",
+            help: "`starts_with`",
+            not_help: "quoted",
+            points_at: "args.summary",
+        },
+        Case {
+            fixture: "TG0111_unknown_type_used",
+            code: "TG0111",
+            message: "unknown type `str`",
+            help: "`string`",
+            not_help: "args.",
+            points_at: "str",
+        },
+        Case {
+            fixture: "TG0008_single_quoted_string",
+            code: "TG0008",
+            message: "strings use double quotes",
+            help: "`\"single\"`",
+            not_help: "//",
+            points_at: "'single'",
+        },
+        Case {
+            fixture: "TG0009_missing_semicolon",
+            code: "TG0009",
+            message: "expected `;` after `t.read`",
+            help: "end with `;`",
+            not_help: "forbid",
+            points_at: "t.read",
+        },
+    ];
+    for case in cases {
+        let path = tollgate_tests::root()
+            .join("tests/fixtures/invalid")
+            .join(format!("{}.toll", case.fixture));
+        assert!(path.is_file(), "missing fixture {}", case.fixture);
+        let sources = source_set(&path);
+        let diagnostics = tollgate_compiler::load(&sources).expect_err("has errors");
+        let found: Vec<(&str, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.code.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(found, [(case.code, case.message)], "{}", case.fixture);
+        let help = diagnostics[0].help.as_deref().unwrap_or_default();
+        assert!(help.contains(case.help), "{}: help {help:?}", case.fixture);
+        assert!(
+            !help.contains(case.not_help),
+            "{}: help {help:?}",
+            case.fixture
+        );
+        assert_eq!(
+            sources.snippet(diagnostics[0].span),
+            case.points_at,
+            "{}",
+            case.fixture
+        );
+    }
+}
+
 #[test]
 fn valid_fixtures_and_examples_check_clean() {
     let mut paths = toll_files("tests/fixtures/valid");

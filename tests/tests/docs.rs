@@ -46,6 +46,37 @@ fn the_tutorial_builds_one_working_policy() {
     check_and_test("book/src/tutorial.md", &blocks.join("\n"));
 }
 
+/// The tutorial's `refund.json` gets the decision the tutorial prints, and the reason it gives for
+/// `context.env` holds: without it the same request is an invalid request.
+#[test]
+fn the_tutorial_request_gets_the_decision_shown() {
+    use tollgate_compiler::eval::{decide, State};
+    use tollgate_compiler::model::Reason;
+    let tutorial = std::fs::read_to_string(root().join("book/src/tutorial.md")).unwrap();
+    let json = tutorial
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the tutorial shows refund.json");
+    assert!(tutorial
+        .contains("tollgate eval desk --request refund.json\ndeny forbidden by no_big_refunds"));
+    let sources = SourceSet::single("tutorial", &toll_blocks("book/src/tutorial.md").join("\n"));
+    let policy = tollgate_compiler::load(&sources).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+    let request = tollgate_compiler::request::from_json(value.clone(), 0).unwrap();
+    let decision = decide(&policy, &request, &mut State::new());
+    assert_eq!(decision.reason, Some(Reason::Forbidden));
+    assert_eq!(
+        decision.rule,
+        policy.rule_by_label("no_big_refunds"),
+        "{decision:?}"
+    );
+    value.as_object_mut().unwrap().remove("context");
+    let request = tollgate_compiler::request::from_json(value, 0).unwrap();
+    let decision = decide(&policy, &request, &mut State::new());
+    assert_eq!(decision.reason, Some(Reason::InvalidRequest));
+}
+
 fn book(chapter: &str) -> String {
     std::fs::read_to_string(root().join("book/src").join(chapter)).unwrap()
 }
