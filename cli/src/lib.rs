@@ -332,7 +332,7 @@ enum Command {
         gate: GateFlags,
     },
     #[command(display_order = 11)]
-    /// Put an MCP server behind the gate: stdio, in place of the server
+    /// Put MCP servers behind the gate: over stdio in place of a server, or `mcp serve` over HTTP
     ///
     /// The agent's host (Claude Desktop, Cursor, an agent SDK) starts this instead of the MCP
     /// server; it starts the server (`-- COMMAND…`) as its child and relays. `tools/list` shows

@@ -133,12 +133,31 @@ pub fn run<C: Clock, S: StateStore, A: AuditStore>(
     let say = |log: &mut dyn Write, text: &str| {
         let _ = writeln!(log, "tollgate mcp: {text}");
     };
-    for event in inbox {
+    // Once the client has closed its input, the server's input is closed too and its last
+    // answers are still relayed, until it exits or the grace period ends.
+    let mut client_closed: Option<Instant> = None;
+    loop {
+        let event = match client_closed {
+            None => inbox.recv().ok(),
+            Some(since) => {
+                let left = STOP_GRACE.saturating_sub(since.elapsed());
+                inbox.recv_timeout(left).ok()
+            }
+        };
+        let Some(event) = event else {
+            stop(&mut child, Duration::ZERO);
+            return Ok(Outcome::ClientClosed);
+        };
         let actions = match event {
+            Event::Client(_) if client_closed.is_some() => continue,
             Event::Client(Line::Data(line)) => relay.from_client(&line),
             Event::Client(Line::Oversize(bytes)) => relay.client_oversize(bytes, max_message),
             Event::Client(Line::End) => {
                 drop(server_in.take());
+                client_closed = Some(Instant::now());
+                continue;
+            }
+            Event::Server(Line::End) if client_closed.is_some() => {
                 stop(&mut child, STOP_GRACE);
                 return Ok(Outcome::ClientClosed);
             }
@@ -159,7 +178,6 @@ pub fn run<C: Clock, S: StateStore, A: AuditStore>(
             return Ok(Outcome::Ended(ending));
         }
     }
-    Ok(Outcome::ClientClosed)
 }
 
 /// Carries out a relay's actions; the ending, when one is among them.

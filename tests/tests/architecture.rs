@@ -42,11 +42,8 @@ fn the_compiler_does_not_depend_on_clap() {
 
 /// The enforcement side links none of the compiler's machinery: no solver, no parser generator,
 /// no graph library, no command line, and no crate of ours but the runtime.
-#[test]
-fn the_host_links_no_compiler_machinery() {
-    let tree = dependencies("tollgate-host");
-    let heavy: Vec<&str> = tree
-        .lines()
+fn compiler_machinery(tree: &str) -> Vec<&str> {
+    tree.lines()
         .filter(|l| {
             [
                 "z3 ",
@@ -60,11 +57,28 @@ fn the_host_links_no_compiler_machinery() {
             .iter()
             .any(|name| l.starts_with(name))
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_host_links_no_compiler_machinery() {
+    let tree = dependencies("tollgate-host");
+    let heavy = compiler_machinery(&tree);
     assert!(heavy.is_empty(), "tollgate-host depends on {heavy:?}");
     assert!(tree.lines().any(|l| l.starts_with("tollgate-runtime ")));
     // The check itself works: the compiler does link Z3.
     assert!(dependencies("tollgate-compiler")
         .lines()
         .any(|l| l.starts_with("z3 ")));
+}
+
+/// The MCP gateway sits on the host and links none of the compiler's machinery either: it
+/// decides with the compiled table alone.
+#[test]
+fn the_gateway_links_no_compiler_machinery() {
+    let tree = dependencies("tollgate-gateway");
+    let heavy = compiler_machinery(&tree);
+    assert!(heavy.is_empty(), "tollgate-gateway depends on {heavy:?}");
+    assert!(tree.lines().any(|l| l.starts_with("tollgate-host ")));
+    assert!(tree.lines().any(|l| l.starts_with("rmcp ")));
 }
