@@ -9,6 +9,7 @@ pub mod eval;
 pub mod fmt;
 pub mod gate;
 pub mod graph;
+pub mod import;
 pub mod issue;
 pub mod keygen;
 pub mod mcp;

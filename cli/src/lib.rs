@@ -114,6 +114,41 @@ struct GateFlags {
     require_verified: bool,
 }
 
+/// Where `import` reads tool definitions, and how it names them.
+#[derive(clap::Args, Debug)]
+struct ImportFlags {
+    /// Tool names become PREFIX.name (the name `tollgate mcp --prefix` and `mcp serve` use)
+    #[arg(long)]
+    prefix: String,
+    /// The data domain of the imported tools (no schema says it: declare it with its labels)
+    #[arg(long)]
+    domain: String,
+    /// Write the declarations here instead of standard output
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportSource {
+    /// From a saved MCP `tools/list` result, or from a server started after `--`
+    Mcp {
+        /// A saved `tools/list` result (JSON)
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        flags: ImportFlags,
+        /// The MCP server to start over stdio and ask for its tools, after `--`
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// From OpenAI function-calling tool definitions (JSON)
+    Openai {
+        /// The tool definitions
+        file: PathBuf,
+        #[command(flatten)]
+        flags: ImportFlags,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 enum McpCommand {
     /// Serve agents over Streamable HTTP, in front of several MCP servers
@@ -217,6 +252,10 @@ enum AuditCommand {
 pub(crate) const GATE_KEY_NAME: &str = "tollgate-gate";
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one command line parsed once per process: size does not matter"
+)]
 enum Command {
     #[command(display_order = 5)]
     /// Prove properties of a policy with Z3: conflicts, dead and redundant rules, assertions,
@@ -330,6 +369,16 @@ enum Command {
     Gate {
         #[command(flatten)]
         gate: GateFlags,
+    },
+    #[command(display_order = 11)]
+    /// Write tool declarations from the tools' own schemas: MCP `tools/list`, OpenAI functions
+    ///
+    /// Arguments are typed from the JSON Schema and the effect taken from MCP tool annotations;
+    /// the data domain is yours to name (`--domain`) and declare. Every schema construct the
+    /// language cannot express yet is reported, one by one, never dropped
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
     },
     #[command(display_order = 11)]
     /// Put MCP servers behind the gate: over stdio in place of a server, or `mcp serve` over HTTP
@@ -456,10 +505,10 @@ pub fn main() -> std::process::ExitCode {
     if let Some(exit) = solver::isolate(&args) {
         return exit;
     }
-    // Not locked for the whole run: `mcp` reads standard input on a thread of its own.
+    // Not locked for the whole run: `mcp` reads and writes them on threads of its own.
     let mut stdin = std::io::stdin();
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr().lock();
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
     let exit = run(&args, &mut stdin, &mut stdout, &mut stderr);
     std::process::ExitCode::from(exit as u8)
 }
@@ -553,6 +602,32 @@ pub fn run(
             },
         ),
         Command::Gate { gate } => commands::gate::run(&mut io, &gate.into_args()),
+        Command::Import { source } => {
+            let (source, file, command, flags) = match source {
+                ImportSource::Mcp {
+                    file,
+                    flags,
+                    command,
+                } => (tollgate_compiler::import::Source::Mcp, file, command, flags),
+                ImportSource::Openai { file, flags } => (
+                    tollgate_compiler::import::Source::OpenAi,
+                    Some(file),
+                    Vec::new(),
+                    flags,
+                ),
+            };
+            commands::import::run(
+                &mut io,
+                &commands::import::ImportArgs {
+                    source,
+                    file,
+                    command,
+                    prefix: flags.prefix,
+                    domain: flags.domain,
+                    output: flags.output,
+                },
+            )
+        }
         Command::Mcp {
             serve:
                 Some(McpCommand::Serve {

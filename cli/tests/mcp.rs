@@ -416,3 +416,36 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
     // researcher: 4 + 2 decisions; curator: 4 decisions and a revocation record.
     assert!(verified.contains("ok: 11 records"), "{verified}");
 }
+
+/// `tollgate import mcp -- COMMAND` asks the live server for its tools and writes the same
+/// declarations as the saved `tools/list` of the same pinned server.
+#[test]
+fn import_from_a_live_server_matches_its_saved_tool_list() {
+    let (_, server) = peers();
+    let dir = std::env::temp_dir().join(format!("tollgate-mcp-{}-import", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let live = ok(tollgate(&[
+        "import",
+        "mcp",
+        "--prefix",
+        "fs",
+        "--domain",
+        "files",
+        "--",
+        &server.display().to_string(),
+        &dir.display().to_string(),
+    ]));
+    let saved = ok(tollgate(&[
+        "import",
+        "mcp",
+        "tests/mcp/tools/filesystem.json",
+        "--prefix",
+        "fs",
+        "--domain",
+        "files",
+    ]));
+    let body = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert!(live.contains("tool fs.read_text_file"), "{live}");
+    assert_eq!(body(&live), body(&saved));
+}

@@ -16,6 +16,7 @@ pub mod codegen;
 pub mod credential;
 pub mod diagnostic;
 pub mod eval;
+pub mod import;
 pub mod model;
 pub mod proved;
 pub mod request;

@@ -407,6 +407,11 @@ where
         .layer(axum::middleware::from_fn_with_state(gate, admit::<C, S, A>));
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     ready(listener.local_addr()?);
+    // Answers go out as several writes (headers, SSE events): without `TCP_NODELAY`, Nagle's
+    // algorithm holds the last one for the client's delayed ACK, 40 ms a call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await?;

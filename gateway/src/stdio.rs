@@ -2,14 +2,15 @@
 //! gateway starts the server as its child and relays newline-delimited JSON-RPC messages both
 //! ways through the [`Relay`].
 //!
-//! Two reader threads (the client's input, the server's output) only cut lines (bounded by the
-//! size limit) and send them to one loop, which owns the relay, the gate and both writers: one
-//! message at a time, in arrival order, so no lock is held across a write.
+//! One thread per direction reads a line, takes the relay's lock for the step (deciding a call,
+//! filtering a list), releases it and writes the step's messages: a message crosses the gateway
+//! on the thread that read it, with no hand-off. The calling thread waits for the session to end
+//! (either side closing, or the relay ending it) and stops the server.
 
 use crate::relay::{Action, Ending, Relay};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tollgate_host::audit_log::AuditStore;
 use tollgate_host::clock::Clock;
@@ -31,18 +32,28 @@ enum Line {
     Data(Vec<u8>),
     /// A message over the limit: this many bytes were read before it was skipped.
     Oversize(usize),
-    End,
 }
 
+/// What ends the wait of [`run`].
 enum Event {
-    Client(Line),
-    Server(Line),
+    ClientClosed,
+    ServerClosed,
+    Ended(Ending),
 }
 
 /// How long a server may take to exit after its input is closed, before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-fn cut_lines(input: impl Read, limit: usize, send: impl Fn(Line) -> bool) {
+fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A thread that panicked mid-step left whole messages only (each is one write).
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Cuts `input` into lines of at most `limit` bytes and hands each to `step`, which says whether
+/// to go on. Returns at the end of the input.
+fn cut_lines(input: impl Read, limit: usize, mut step: impl FnMut(Line) -> bool) {
     let mut input = BufReader::new(input);
     let mut line = Vec::new();
     loop {
@@ -51,10 +62,7 @@ fn cut_lines(input: impl Read, limit: usize, send: impl Fn(Line) -> bool) {
             .take(limit as u64 + 1)
             .read_until(b'\n', &mut line);
         match read {
-            Ok(0) | Err(_) => {
-                send(Line::End);
-                return;
-            }
+            Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
         if line.len() > limit && line.last() != Some(&b'\n') {
@@ -74,7 +82,7 @@ fn cut_lines(input: impl Read, limit: usize, send: impl Fn(Line) -> bool) {
                     break;
                 }
             }
-            if !send(Line::Oversize(skipped)) {
+            if !step(Line::Oversize(skipped)) {
                 return;
             }
             continue;
@@ -85,24 +93,81 @@ fn cut_lines(input: impl Read, limit: usize, send: impl Fn(Line) -> bool) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if !send(Line::Data(std::mem::take(&mut line))) {
+        if !step(Line::Data(std::mem::take(&mut line))) {
             return;
         }
     }
 }
 
+/// Everything the two directions share.
+struct Shared<R> {
+    relay: Mutex<R>,
+    client_out: Mutex<Box<dyn Write + Send>>,
+    server_in: Mutex<Option<ChildStdin>>,
+    log: Mutex<Box<dyn Write + Send>>,
+    events: Mutex<mpsc::Sender<Event>>,
+}
+
+impl<R> Shared<R> {
+    /// Carries out a step's actions; false when the session has ended.
+    fn perform(&self, actions: Vec<Action>) -> bool {
+        for action in actions {
+            match action {
+                Action::ToClient(message) => {
+                    let mut out = lock(&self.client_out);
+                    let written = out
+                        .write_all(message.as_bytes())
+                        .and_then(|()| out.write_all(b"\n"))
+                        .and_then(|()| out.flush());
+                    if written.is_err() {
+                        let _ = lock(&self.events).send(Event::ClientClosed);
+                        return false;
+                    }
+                }
+                Action::ToServer(message) => {
+                    let mut input = lock(&self.server_in);
+                    let written = input.as_mut().map(|input| {
+                        input
+                            .write_all(message.as_bytes())
+                            .and_then(|()| input.write_all(b"\n"))
+                            .and_then(|()| input.flush())
+                    });
+                    if let Some(Err(error)) = written {
+                        self.say(&format!("cannot write to the server: {error}"));
+                    }
+                }
+                Action::Log(text) => self.say(&text),
+                Action::End(ending) => {
+                    let _ = lock(&self.events).send(Event::Ended(ending));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn say(&self, text: &str) {
+        let _ = writeln!(lock(&self.log), "tollgate mcp: {text}");
+    }
+}
+
 /// Starts `command` as the server and relays between it and the client until one side closes
-/// or the relay ends the session. `client_in` is read on a thread of its own that may outlive
-/// this call (a blocked read of the process's standard input cannot be interrupted); the caller
-/// exits the process after.
-pub fn run<C: Clock, S: StateStore, A: AuditStore>(
-    relay: &mut Relay<'_, '_, C, S, A>,
+/// or the relay ends the session. The reader of `client_in` may outlive this call (a blocked
+/// read of the process's standard input cannot be interrupted): the caller exits the process
+/// after.
+pub fn run<C, S, A>(
+    relay: Relay<'static, 'static, C, S, A>,
     command: &[String],
     max_message: usize,
     client_in: impl Read + Send + 'static,
-    client_out: &mut dyn Write,
-    log: &mut dyn Write,
-) -> std::io::Result<Outcome> {
+    client_out: Box<dyn Write + Send>,
+    log: Box<dyn Write + Send>,
+) -> std::io::Result<Outcome>
+where
+    C: Clock + Send + Sync + 'static,
+    S: StateStore + Send + 'static,
+    A: AuditStore + Send + 'static,
+{
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no server command given"))?;
@@ -113,106 +178,77 @@ pub fn run<C: Clock, S: StateStore, A: AuditStore>(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start `{program}`: {e}")))?;
-    let mut server_in = child.stdin.take();
     let server_out = child
         .stdout
         .take()
         .ok_or_else(|| std::io::Error::other("the server's output is not a pipe"))?;
     let (events, inbox) = mpsc::channel::<Event>();
-    let to_loop = events.clone();
+    let shared = Arc::new(Shared {
+        relay: Mutex::new(relay),
+        client_out: Mutex::new(client_out),
+        server_in: Mutex::new(child.stdin.take()),
+        log: Mutex::new(log),
+        events: Mutex::new(events),
+    });
+    let from_client = Arc::clone(&shared);
     std::thread::spawn(move || {
         cut_lines(client_in, max_message, |line| {
-            to_loop.send(Event::Client(line)).is_ok()
-        })
+            let actions = {
+                let mut relay = lock(&from_client.relay);
+                match line {
+                    Line::Data(line) => relay.from_client(&line),
+                    Line::Oversize(bytes) => relay.client_oversize(bytes, max_message),
+                }
+            };
+            from_client.perform(actions)
+        });
+        let _ = lock(&from_client.events).send(Event::ClientClosed);
     });
+    let from_server = Arc::clone(&shared);
     std::thread::spawn(move || {
         cut_lines(server_out, max_message, |line| {
-            events.send(Event::Server(line)).is_ok()
-        })
+            let actions = {
+                let mut relay = lock(&from_server.relay);
+                match line {
+                    Line::Data(line) => relay.from_server(&line),
+                    Line::Oversize(bytes) => relay.server_oversize(bytes, max_message),
+                }
+            };
+            from_server.perform(actions)
+        });
+        let _ = lock(&from_server.events).send(Event::ServerClosed);
     });
-    let say = |log: &mut dyn Write, text: &str| {
-        let _ = writeln!(log, "tollgate mcp: {text}");
-    };
-    // Once the client has closed its input, the server's input is closed too and its last
-    // answers are still relayed, until it exits or the grace period ends.
-    let mut client_closed: Option<Instant> = None;
-    loop {
-        let event = match client_closed {
-            None => inbox.recv().ok(),
-            Some(since) => {
-                let left = STOP_GRACE.saturating_sub(since.elapsed());
-                inbox.recv_timeout(left).ok()
-            }
-        };
-        let Some(event) = event else {
-            stop(&mut child, Duration::ZERO);
-            return Ok(Outcome::ClientClosed);
-        };
-        let actions = match event {
-            Event::Client(_) if client_closed.is_some() => continue,
-            Event::Client(Line::Data(line)) => relay.from_client(&line),
-            Event::Client(Line::Oversize(bytes)) => relay.client_oversize(bytes, max_message),
-            Event::Client(Line::End) => {
-                drop(server_in.take());
-                client_closed = Some(Instant::now());
-                continue;
-            }
-            Event::Server(Line::End) if client_closed.is_some() => {
-                stop(&mut child, STOP_GRACE);
-                return Ok(Outcome::ClientClosed);
-            }
-            Event::Server(Line::Data(line)) => relay.from_server(&line),
-            Event::Server(Line::Oversize(bytes)) => relay.server_oversize(bytes, max_message),
-            Event::Server(Line::End) => {
-                let answers = relay.server_closed();
-                perform(answers, client_out, &mut server_in, log)?;
-                let status = stop(&mut child, STOP_GRACE);
-                say(log, "the server closed its output; the session ended");
-                return Ok(Outcome::ServerExited(status));
-            }
-        };
-        if let Some(ending) = perform(actions, client_out, &mut server_in, log)? {
-            drop(server_in.take());
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(Outcome::Ended(ending));
-        }
-    }
-}
-
-/// Carries out a relay's actions; the ending, when one is among them.
-fn perform(
-    actions: Vec<Action>,
-    client_out: &mut dyn Write,
-    server_in: &mut Option<ChildStdin>,
-    log: &mut dyn Write,
-) -> std::io::Result<Option<Ending>> {
-    let mut ending = None;
-    for action in actions {
-        match action {
-            Action::ToClient(message) => {
-                client_out.write_all(message.as_bytes())?;
-                client_out.write_all(b"\n")?;
-                client_out.flush()?;
-            }
-            Action::ToServer(message) => {
-                let written = server_in.as_mut().map(|input| {
-                    input
-                        .write_all(message.as_bytes())
-                        .and_then(|()| input.write_all(b"\n"))
-                        .and_then(|()| input.flush())
-                });
-                if let Some(Err(error)) = written {
-                    let _ = writeln!(log, "tollgate mcp: cannot write to the server: {error}");
+    let first = inbox.recv().unwrap_or(Event::ClientClosed);
+    match first {
+        Event::ClientClosed => {
+            // Close the server's input; its last answers are still relayed until it exits.
+            drop(lock(&shared.server_in).take());
+            let deadline = Instant::now() + STOP_GRACE;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match inbox.recv_timeout(left) {
+                    Ok(Event::ServerClosed) | Err(_) => break,
+                    Ok(_) => {}
                 }
             }
-            Action::Log(text) => {
-                let _ = writeln!(log, "tollgate mcp: {text}");
-            }
-            Action::End(why) => ending = Some(why),
+            stop(&mut child, STOP_GRACE);
+            Ok(Outcome::ClientClosed)
+        }
+        Event::ServerClosed => {
+            let answers = lock(&shared.relay).server_closed();
+            shared.perform(answers);
+            drop(lock(&shared.server_in).take());
+            let status = stop(&mut child, STOP_GRACE);
+            shared.say("the server closed its output; the session ended");
+            Ok(Outcome::ServerExited(status))
+        }
+        Event::Ended(ending) => {
+            drop(lock(&shared.server_in).take());
+            let _ = child.kill();
+            let _ = child.wait();
+            Ok(Outcome::Ended(ending))
         }
     }
-    Ok(ending)
 }
 
 /// Waits for the server to exit by itself for up to `grace`, then kills it. Its exit status,

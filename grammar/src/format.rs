@@ -12,6 +12,15 @@ const WIDTH: usize = 100;
 
 /// Formats a parsed file. `source` is the text it was parsed from (used for blank lines and to
 /// place comments).
+/// `{ inner }`, or `{ }` when there is nothing inside.
+fn braced(inner: &str) -> String {
+    if inner.is_empty() {
+        "{ }".to_owned()
+    } else {
+        format!("{{ {inner} }}")
+    }
+}
+
 pub fn format(file: &File, comments: &[Comment], source: &str) -> String {
     let mut printer = Printer {
         out: String::new(),
@@ -115,7 +124,7 @@ impl Printer<'_> {
             }
             Item::Domain(domain) => {
                 let labels: Vec<&str> = domain.labels.iter().map(|n| n.name.as_str()).collect();
-                let text = format!("domain {} {{ {} }}", domain.name.name, labels.join(", "));
+                let text = format!("domain {} {}", domain.name.name, braced(&labels.join(", ")));
                 self.line(span.start, span.end, "", &text);
             }
             Item::Tool(tool) => {
@@ -294,7 +303,7 @@ fn test_step(step: &TestStep) -> String {
     }
     let _ = write!(text, " calls {}", step.tool.text());
     if !step.args.is_empty() {
-        let _ = write!(text, " {{ {} }}", attrs(&step.args));
+        let _ = write!(text, " {}", braced(&attrs(&step.args)));
     }
     if let Some(env) = &step.env {
         let _ = write!(text, " in {}", env.name);
@@ -342,9 +351,9 @@ fn tool_prop(kind: &ToolPropKind) -> String {
                 .iter()
                 .map(|arg| format!("{}: {}", arg.name.name, type_expr(&arg.ty)))
                 .collect();
-            format!("args {{ {} }}", args.join(", "))
+            format!("args {}", braced(&args.join(", ")))
         }
-        ToolPropKind::Attrs(list) => format!("attrs {{ {} }}", attrs(list)),
+        ToolPropKind::Attrs(list) => format!("attrs {}", braced(&attrs(list))),
         ToolPropKind::Creates(name) => format!("creates {}", name.name),
         ToolPropKind::Grants(name) => format!("grants {}", name.name),
     }
@@ -369,7 +378,7 @@ fn agent_prop(kind: &AgentPropKind) -> String {
             let roles: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
             format!("roles [{}]", roles.join(", "))
         }
-        AgentPropKind::Attrs(list) => format!("attrs {{ {} }}", attrs(list)),
+        AgentPropKind::Attrs(list) => format!("attrs {}", braced(&attrs(list))),
         AgentPropKind::CredentialTtl(ttl) => format!("credential_ttl {}", duration(ttl.seconds)),
         AgentPropKind::Budget { amount, window } => {
             format!("budget {} per {}", amount.value, duration(window.seconds))

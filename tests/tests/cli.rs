@@ -458,3 +458,72 @@ fn unverified_policies_are_refused_unless_allowed_and_marked() {
     let (code, err) = gate("");
     assert_eq!(code, 0, "{err}");
 }
+
+/// `tollgate import mcp` on the saved `tools/list` results of the three reference MCP servers
+/// the gateway's tests run (`tests/mcp/tools/*.json`, captured from the pinned servers with an
+/// `initialize` and a `tools/list` over stdio).
+#[test]
+fn import_mcp_tool_lists_of_the_reference_servers() {
+    for (server, domain) in [
+        ("filesystem", "files"),
+        ("everything", "demo"),
+        ("memory", "knowledge"),
+    ] {
+        let file = format!("tests/mcp/tools/{server}.json");
+        insta::assert_snapshot!(
+            format!("import_mcp_{server}"),
+            cli(&["import", "mcp", &file, "--prefix", server, "--domain", domain])
+        );
+    }
+}
+
+/// What `import` writes checks as soon as the domain is declared: the file system server's
+/// tools become a policy the gate can enforce.
+#[test]
+fn imported_declarations_check_once_the_domain_is_declared() {
+    std::env::set_current_dir(root()).unwrap();
+    let (code, text, _) = run_cli(
+        &[
+            "import",
+            "mcp",
+            "tests/mcp/tools/filesystem.json",
+            "--prefix",
+            "fs",
+            "--domain",
+            "files",
+        ],
+        "",
+    );
+    assert_eq!(code, 0);
+    let dir = std::env::temp_dir().join(format!("tollgate-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toll");
+    std::fs::write(&policy, &text).unwrap();
+    let path = policy.display().to_string();
+    let (code, _, _) = run_cli(&["fmt", "--check", &path], "");
+    assert_eq!(code, 0, "the import is written in canonical form");
+    // Without the domain the checker refuses the file, naming it.
+    let (code, _, err) = run_cli(&["check", &path], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("files"), "{err}");
+    std::fs::write(
+        &policy,
+        format!("{text}\ndomain files {{ private }}\nagent a {{ roles [r] }}\nread: permit agent a to call effect read;\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run_cli(&["check", &path], "");
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn import_openai_function_definitions() {
+    insta::assert_snapshot!(cli(&[
+        "import",
+        "openai",
+        "tests/fixtures/cli/openai_tools.json",
+        "--prefix",
+        "pay",
+        "--domain",
+        "payments"
+    ]));
+}

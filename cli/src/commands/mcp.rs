@@ -47,8 +47,10 @@ pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
             ))
         }
     };
-    let gate = match gate::start(gate_args, &bytes) {
-        Ok(gate) => gate,
+    // The gate lives as long as the process: the relay's threads share it.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    let gate = match gate::start(gate_args, bytes) {
+        Ok(gate) => &*Box::leak(Box::new(gate)),
         Err((exit, message)) => {
             io.err(&format!("error: {message}\n"));
             return exit;
@@ -59,7 +61,7 @@ pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
         deny_as: args.deny_as,
         allow_methods: args.allow_methods,
     };
-    let mut relay = match Relay::new(&gate, credential, options) {
+    let relay = match Relay::new(gate, credential, options) {
         Ok(relay) => relay,
         Err(reason) => {
             let _ = gate.close();
@@ -79,12 +81,12 @@ pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
         return Exit::Revoked;
     }
     let outcome = stdio::run(
-        &mut relay,
+        relay,
         &args.command,
         args.max_message,
         std::io::stdin(),
-        io.stdout,
-        io.stderr,
+        Box::new(std::io::stdout()),
+        Box::new(std::io::stderr()),
     );
     let closed = gate.close();
     if let (Ok(note), Some(latest)) = (&closed, &gate_args.latest) {

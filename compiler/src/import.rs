@@ -1,0 +1,330 @@
+//! Tool declarations from the JSON Schema of real tools: a saved MCP `tools/list` result, or
+//! OpenAI-style function-calling definitions. The output is `.toll` text (canonically formatted)
+//! plus one note per schema construct the language cannot express yet — reported, never silently
+//! dropped.
+//!
+//! Mapping:
+//!
+//! | JSON Schema | declared as |
+//! |---|---|
+//! | `string` | `string` |
+//! | `string` with an `enum` of identifiers | `enum[a, b]` |
+//! | `integer` (with `minimum`/`maximum`) | `int` (`int[MIN..MAX]`) |
+//! | `number` | `int`, noted: a fraction is denied as malformed |
+//! | `boolean` | `bool` |
+//! | an optional property, `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
+//!
+//! The effect comes from MCP tool annotations: `readOnlyHint` → `read` (`external` with
+//! `openWorldHint`), otherwise `write` (MCP's defaults: not read-only, destructive). The data
+//! domain is not in any schema: the caller names it, and the output leaves it undeclared, so the
+//! checker refuses the file until the author declares it with its labels.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+use tollgate_grammar::lexer::is_keyword;
+
+/// Where the tool definitions come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// An MCP `tools/list` result: `{"tools": [{"name", "inputSchema", "annotations"}]}` (or the
+    /// whole JSON-RPC response around it, or a bare list).
+    Mcp,
+    /// OpenAI function-calling tools: `[{"type": "function", "function": {"name", "parameters"}}]`
+    /// (also the flatter Responses API form `{"type": "function", "name", "parameters"}`).
+    OpenAi,
+}
+
+/// What to name and where to put the imported tools.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Tool names become `PREFIX.name`.
+    pub prefix: String,
+    /// The data domain every imported tool is declared in.
+    pub domain: String,
+    /// Where the definitions were read from (a file, a command), for the header comment.
+    pub origin: String,
+}
+
+/// The generated text and what it could not express.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    pub text: String,
+    pub tools: usize,
+    /// One line per construct the language cannot express, `tool: what`.
+    pub notes: Vec<String>,
+}
+
+/// Why an input cannot be imported at all.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error("no tool list found: expected {0}")]
+    Shape(&'static str),
+    #[error("`{0}` is not a name: use letters, digits and `_`, starting with a letter or `_`")]
+    Name(String),
+}
+
+fn is_identifier(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The tool definitions of `input` as (name, input schema, annotations).
+fn definitions(input: &Value, source: Source) -> Result<Vec<(String, Value, Value)>, ImportError> {
+    let list = match source {
+        Source::Mcp => input
+            .get("result")
+            .and_then(|r| r.get("tools"))
+            .or_else(|| input.get("tools"))
+            .or(Some(input))
+            .and_then(Value::as_array)
+            .ok_or(ImportError::Shape(
+                "a `tools/list` result: {\"tools\": [...]}",
+            ))?,
+        Source::OpenAi => input
+            .get("tools")
+            .or(Some(input))
+            .and_then(Value::as_array)
+            .ok_or(ImportError::Shape(
+                "a list of function tools: [{\"type\": \"function\", \"function\": {...}}]",
+            ))?,
+    };
+    Ok(list
+        .iter()
+        .filter_map(|tool| {
+            let (name, schema, annotations) = match source {
+                Source::Mcp => (
+                    tool.get("name")?,
+                    tool.get("inputSchema"),
+                    tool.get("annotations"),
+                ),
+                Source::OpenAi => {
+                    let function = tool.get("function").unwrap_or(tool);
+                    (function.get("name")?, function.get("parameters"), None)
+                }
+            };
+            Some((
+                name.as_str()?.to_owned(),
+                schema.cloned().unwrap_or(Value::Null),
+                annotations.cloned().unwrap_or(Value::Null),
+            ))
+        })
+        .collect())
+}
+
+/// The declared type of a required property, or why it cannot be declared.
+fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
+    let kind = schema.get("type").and_then(Value::as_str);
+    match kind {
+        Some("string") => match schema.get("enum").and_then(Value::as_array) {
+            Some(values) => {
+                let names: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
+                if names.len() == values.len()
+                    && !names.is_empty()
+                    && names.iter().all(|n| is_identifier(n) && !is_keyword(n))
+                {
+                    Ok((format!("enum[{}]", names.join(", ")), None))
+                } else {
+                    Ok((
+                        "string".to_owned(),
+                        Some("its enum values are not all names: declared as `string`".to_owned()),
+                    ))
+                }
+            }
+            None => Ok(("string".to_owned(), None)),
+        },
+        Some("integer") => {
+            let min = schema.get("minimum").and_then(Value::as_i64);
+            let max = schema.get("maximum").and_then(Value::as_i64);
+            match (min, max) {
+                (Some(min), Some(max)) if min <= max => Ok((format!("int[{min}..{max}]"), None)),
+                _ => Ok(("int".to_owned(), None)),
+            }
+        }
+        Some("number") => Ok((
+            "int".to_owned(),
+            Some("a number: declared as `int`; a call with a fraction is denied as malformed until the language has decimals".to_owned()),
+        )),
+        Some("boolean") => Ok(("bool".to_owned(), None)),
+        Some(other) => Err(format!("is of type `{other}`, which the language cannot express yet")),
+        None => Err("has no single type (`anyOf`, `oneOf` or none), which the language cannot express yet".to_owned()),
+    }
+}
+
+fn effect(annotations: &Value) -> (&'static str, Option<String>) {
+    let hint = |name: &str| annotations.get(name).and_then(Value::as_bool);
+    match (hint("readOnlyHint"), hint("openWorldHint")) {
+        (Some(true), Some(true)) => ("external", None),
+        (Some(true), _) => ("read", None),
+        (Some(false), _) => ("write", None),
+        (None, _) => (
+            "write",
+            Some("no `readOnlyHint` annotation: effect `write` assumed (a tool is not read-only unless it says so)".to_owned()),
+        ),
+    }
+}
+
+/// Generates `.toll` tool declarations for every tool of `input`.
+pub fn import(input: &Value, source: Source, options: &Options) -> Result<Imported, ImportError> {
+    for part in options.prefix.split('.') {
+        if !is_identifier(part) {
+            return Err(ImportError::Name(options.prefix.clone()));
+        }
+    }
+    if !is_identifier(&options.domain) {
+        return Err(ImportError::Name(options.domain.clone()));
+    }
+    let mut text = format!(
+        "// Imported from {} by `tollgate import`. Declare the data domain before use:\n// domain {} {{ private }}  (its labels: private, untrusted, public)\n",
+        options.origin, options.domain
+    );
+    let mut notes = Vec::new();
+    let mut tools = 0;
+    for (name, schema, annotations) in definitions(input, source)? {
+        let full = format!("{}.{name}", options.prefix);
+        if !is_identifier(&name) || is_keyword(&name) {
+            let why = format!(
+                "not imported: `{name}` is not a name the language can declare (letters, digits and `_`, not a keyword), so the gateway never lists or allows it"
+            );
+            let _ = writeln!(text, "\n// {full}: {why}");
+            notes.push(format!("{full}: {why}"));
+            continue;
+        }
+        let mut tool_notes = Vec::new();
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut args = Vec::new();
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for (property, property_schema) in properties {
+                if !required.contains(&property.as_str()) {
+                    tool_notes.push(format!(
+                        "optional argument `{property}` left out: the language has no optional arguments yet, so a call that passes it is denied"
+                    ));
+                    continue;
+                }
+                if !is_identifier(property) || is_keyword(property) {
+                    tool_notes.push(format!(
+                        "argument `{property}` left out: not a name the language can declare; every call needs it, so every call is denied"
+                    ));
+                    continue;
+                }
+                match declared_type(property_schema) {
+                    Ok((declared, note)) => {
+                        args.push(format!("{property}: {declared}"));
+                        if let Some(note) = note {
+                            tool_notes.push(format!("argument `{property}` is {note}"));
+                        }
+                    }
+                    Err(why) => tool_notes.push(format!(
+                        "required argument `{property}` left out: it {why}; every call needs it, so every call is denied"
+                    )),
+                }
+            }
+        }
+        if schema.get("additionalProperties").and_then(Value::as_bool) == Some(true) {
+            tool_notes.push(
+                "`additionalProperties: true`: the gate denies arguments that are not declared"
+                    .to_owned(),
+            );
+        }
+        let (effect, note) = effect(&annotations);
+        tool_notes.extend(note);
+        let _ = writeln!(text);
+        for note in &tool_notes {
+            let _ = writeln!(text, "// not expressed: {note}");
+        }
+        let _ = writeln!(
+            text,
+            "tool {full} {{\n    domain {}\n    effect {effect}\n    args {{ {} }}\n}}",
+            options.domain,
+            args.join(", ")
+        );
+        notes.extend(tool_notes.into_iter().map(|n| format!("{full}: {n}")));
+        tools += 1;
+    }
+    // Canonical form: what `tollgate fmt` would write.
+    let parsed = tollgate_grammar::parse(&text, tollgate_grammar::FileId(0));
+    if parsed.errors.is_empty() {
+        text = tollgate_grammar::format::format(&parsed.file, &parsed.comments, &text);
+    }
+    Ok(Imported { text, tools, notes })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test should fail loudly")]
+    use super::*;
+    use serde_json::json;
+
+    fn options() -> Options {
+        Options {
+            prefix: "fs".to_owned(),
+            domain: "files".to_owned(),
+            origin: "a test".to_owned(),
+        }
+    }
+
+    #[test]
+    fn required_scalars_are_declared_and_everything_else_is_noted() {
+        let list = json!({"tools": [{
+            "name": "read",
+            "inputSchema": {"type": "object", "required": ["path", "n", "mode", "x", "tags"], "properties": {
+                "path": {"type": "string"},
+                "n": {"type": "integer", "minimum": 1, "maximum": 5},
+                "mode": {"type": "string", "enum": ["fast", "slow"]},
+                "x": {"type": "number"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "head": {"type": "integer"}
+            }},
+            "annotations": {"readOnlyHint": true}
+        }, {"name": "get-sum", "inputSchema": {}}]});
+        let imported = import(&list, Source::Mcp, &options()).unwrap();
+        assert!(imported
+            .text
+            .contains("args { path: string, n: int[1..5], mode: enum[fast, slow], x: int }"));
+        assert!(imported.text.contains("effect read"));
+        assert_eq!(imported.tools, 1);
+        let notes = imported.notes.join("\n");
+        assert!(notes.contains("`x` is a number"), "{notes}");
+        assert!(
+            notes.contains("required argument `tags` left out"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("optional argument `head` left out"),
+            "{notes}"
+        );
+        assert!(notes.contains("`get-sum` is not a name"), "{notes}");
+    }
+
+    #[test]
+    fn openai_function_tools_are_read_too() {
+        let tools = json!([{"type": "function", "function": {"name": "refund",
+            "parameters": {"type": "object", "required": ["amount"], "properties": {"amount": {"type": "integer"}}}}}]);
+        let imported = import(&tools, Source::OpenAi, &options()).unwrap();
+        assert!(imported.text.contains("tool fs.refund"));
+        assert!(imported.text.contains("effect write"));
+        assert!(imported.notes[0].contains("no `readOnlyHint`"));
+    }
+
+    #[test]
+    fn a_bad_prefix_or_shape_is_refused() {
+        let bad = Options {
+            prefix: "my-fs".to_owned(),
+            ..options()
+        };
+        assert!(matches!(
+            import(&json!({"tools": []}), Source::Mcp, &bad),
+            Err(ImportError::Name(_))
+        ));
+        assert!(matches!(
+            import(&json!({"nope": 1}), Source::Mcp, &options()),
+            Err(ImportError::Shape(_))
+        ));
+    }
+}
