@@ -400,7 +400,15 @@ where
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        // Stateless, JSON answers: each POST is answered in its own HTTP response, without a
+        // session to keep or an SSE stream to open (the gateway sends no request of its own to
+        // the client, and each request names its agent anyway).
+        {
+            let mut config = StreamableHttpServerConfig::default();
+            config.legacy_session_mode = false;
+            config.json_response = true;
+            config
+        },
     );
     let router = axum::Router::new()
         .nest_service("/mcp", service)

@@ -568,6 +568,14 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
         if self.ended {
             return Vec::new();
         }
+        // The common case, a response passed through as it came (a tool's result): read only its
+        // envelope, without building the result's value tree.
+        if let Some(id) = response_id(line) {
+            if let Some(Pending::Other) = self.client_requests.get(&id) {
+                self.client_requests.remove(&id);
+                return vec![Action::ToClient(raw(line))];
+            }
+        }
         let message = match read(line) {
             Ok(Some(message)) => message,
             Ok(None) => {
@@ -817,6 +825,33 @@ pub(crate) fn request_line(
     request
 }
 
+/// The envelope of a JSON-RPC message, read without the value trees of its members.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    jsonrpc: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    result: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// The id (as a key) of a well-formed JSON-RPC 2.0 response: one object, no duplicate member,
+/// a string or integer id, exactly one of `result` and `error`, no `method`. `None` for
+/// anything else (which the full reading then judges).
+fn response_id(line: &[u8]) -> Option<String> {
+    let envelope: Envelope<'_> = serde_json::from_slice(line).ok()?;
+    let id = envelope
+        .id
+        .filter(|id| id.is_string() || id.is_i64() || id.is_u64())?;
+    let one_outcome = envelope.result.is_some() != envelope.error.is_some();
+    (envelope.jsonrpc == "2.0" && envelope.method.is_none() && one_outcome).then(|| key(&id))
+}
+
 /// A line as text, for forwarding unchanged.
 fn raw(line: &[u8]) -> String {
     String::from_utf8_lossy(line).into_owned()
@@ -850,5 +885,48 @@ fn classify(message: &Map<String, Value>) -> Kind<'_> {
             Kind::Response { id }
         }
         _ => Kind::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_newer, response_id};
+
+    #[test]
+    fn only_well_formed_responses_take_the_envelope_path() {
+        assert_eq!(
+            response_id(br#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#),
+            Some("7".to_owned())
+        );
+        assert_eq!(
+            response_id(br#"{"id":"a","jsonrpc":"2.0","error":{"code":1,"message":"x"}}"#),
+            Some("\"a\"".to_owned())
+        );
+        for refused in [
+            &br#"{"jsonrpc":"2.0","id":7,"id":8,"result":{}}"#[..],
+            br#"{"jsonrpc":"2.0","id":7,"result":{},"error":{}}"#,
+            br#"{"jsonrpc":"2.0","id":7}"#,
+            br#"{"jsonrpc":"2.0","id":7,"method":"ping","result":{}}"#,
+            br#"{"jsonrpc":"1.0","id":7,"result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":7,"result":{"a":1,}}"#,
+            b"[1]",
+        ] {
+            assert_eq!(
+                response_id(refused),
+                None,
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
+    fn newer_means_a_later_date() {
+        assert!(is_newer("2026-07-28"));
+        assert!(!is_newer("2025-11-25"));
+        assert!(!is_newer("2024-11-05"));
+        assert!(!is_newer("zzzz-zz-zz"));
+        assert!(!is_newer("2026-07-28x"));
     }
 }

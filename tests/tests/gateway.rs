@@ -428,16 +428,25 @@ fn progress_and_list_changes_pass_both_ways() {
         // A call in flight, with a progress token.
         let line = json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"read_text_file",
             "arguments":{"path":"docs/a"},"_meta":{"progressToken":"p8"}}});
-        assert_eq!(to_server(&relay.from_client(line.to_string().as_bytes())).len(), 1);
+        assert_eq!(
+            to_server(&relay.from_client(line.to_string().as_bytes())).len(),
+            1
+        );
         let progress = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p8","progress":1,"total":2}});
         assert_eq!(
             relay.from_server(progress.to_string().as_bytes()),
             vec![Action::ToClient(progress.to_string())]
         );
         let changed = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"});
-        assert_eq!(to_client(&relay.from_server(changed.to_string().as_bytes())).len(), 1);
+        assert_eq!(
+            to_client(&relay.from_server(changed.to_string().as_bytes())).len(),
+            1
+        );
         // The client's own progress notifications (for a server request) pass too.
         let back = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"s1","progress":1}});
-        assert_eq!(to_server(&relay.from_client(back.to_string().as_bytes())).len(), 1);
+        assert_eq!(
+            to_server(&relay.from_client(back.to_string().as_bytes())).len(),
+            1
+        );
     });
 }
