@@ -15,7 +15,9 @@
 //! The added latency is the gateway arm's percentile minus the direct arm's; the HTTP gateway is
 //! also set against the server called directly over stdio (`http/stdio`), which is how the
 //! gateway reaches it. Set
-//! `TOLLGATE_MCP_CALLS` to change the number of calls per arm (default 10,000).
+//! `TOLLGATE_MCP_CALLS` to change the number of calls per arm (default 10,000). The arms run
+//! in blocks of 500 calls, one arm after the other (each block after 20 untimed calls), so that
+//! all four meet the same machine while each stays warm within its block.
 
 #![allow(
     clippy::unwrap_used,
@@ -33,6 +35,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 const WARM_UP: usize = 300;
+/// Timed calls per arm in a row, and untimed calls before them.
+const BLOCK: usize = 500;
+const BLOCK_WARM_UP: usize = 20;
 
 const POLICY: &str = r#"
 domain demo { public }
@@ -138,49 +143,70 @@ fn prefixed_echo(id: usize) -> String {
     echo(id).replace(r#""name":"echo""#, r#""name":"everything.echo""#)
 }
 
-/// Times `calls` echo calls over stdio to the process `command` starts.
-fn stdio(mut command: Command, calls: usize) -> Vec<Duration> {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+/// A client of a server started over stdio.
+struct StdioClient {
+    child: Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+    line: String,
+}
+
+impl StdioClient {
+    fn start(mut command: Command) -> StdioClient {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        let mut client = StdioClient {
+            child,
+            input,
+            output,
+            line: String::new(),
+        };
+        writeln!(client.input, "{}", initialize(0)).unwrap();
+        client.answer(0);
+        writeln!(
+            client.input,
+            r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+        )
         .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let mut output = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let mut answer = |output: &mut BufReader<_>, id: usize| loop {
-        line.clear();
-        assert!(
-            output.read_line(&mut line).unwrap() > 0,
-            "the server exited"
-        );
-        if line.contains(&format!(r#""id":{id},"#)) || line.contains(&format!(r#""id":{id}}}"#)) {
-            assert!(!line.contains("isError\":true"), "{line}");
-            return;
-        }
-    };
-    writeln!(input, "{}", initialize(0)).unwrap();
-    answer(&mut output, 0);
-    writeln!(
-        input,
-        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
-    )
-    .unwrap();
-    let mut times = Vec::with_capacity(calls);
-    for id in 1..=WARM_UP + calls {
-        let started = Instant::now();
-        input.write_all(echo(id).as_bytes()).unwrap();
-        input.write_all(b"\n").unwrap();
-        input.flush().unwrap();
-        answer(&mut output, id);
-        if id > WARM_UP {
-            times.push(started.elapsed());
+        client
+    }
+
+    fn answer(&mut self, id: usize) {
+        loop {
+            self.line.clear();
+            assert!(
+                self.output.read_line(&mut self.line).unwrap() > 0,
+                "the server exited"
+            );
+            if self.line.contains(&format!(r#""id":{id},"#))
+                || self.line.contains(&format!(r#""id":{id}}}"#))
+            {
+                assert!(!self.line.contains("isError\":true"), "{}", self.line);
+                return;
+            }
         }
     }
-    drop(input);
-    stop(child);
-    times
+
+    /// One echo call, timed from the first byte written to the answer read.
+    fn call(&mut self, id: usize) -> Duration {
+        let started = Instant::now();
+        self.input.write_all(echo(id).as_bytes()).unwrap();
+        self.input.write_all(b"\n").unwrap();
+        self.input.flush().unwrap();
+        self.answer(id);
+        started.elapsed()
+    }
+
+    fn stop(self) {
+        drop(self.input);
+        stop(self.child);
+    }
 }
 
 fn stop(mut child: Child) {
@@ -277,39 +303,48 @@ impl Http {
     }
 }
 
-/// Times `calls` echo calls over Streamable HTTP at `address`.
-fn http(address: &str, bearer: Option<String>, prefixed: bool, calls: usize) -> Vec<Duration> {
-    let mut client = Http::connect(address);
-    if let Some(token) = bearer {
+/// A Streamable HTTP client, initialized.
+struct HttpClient {
+    http: Http,
+    prefixed: bool,
+}
+
+impl HttpClient {
+    fn start(address: &str, bearer: Option<String>, prefixed: bool) -> HttpClient {
+        let mut client = Http::connect(address);
+        if let Some(token) = bearer {
+            client
+                .headers
+                .push(("Authorization".into(), format!("Bearer {token}")));
+        }
+        let (headers, _) = client.post(&initialize(0));
+        if let Some((_, session)) = headers.iter().find(|(n, _)| n == "mcp-session-id") {
+            client
+                .headers
+                .push(("Mcp-Session-Id".into(), session.clone()));
+        }
         client
             .headers
-            .push(("Authorization".into(), format!("Bearer {token}")));
+            .push(("MCP-Protocol-Version".into(), "2025-11-25".into()));
+        client.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        HttpClient {
+            http: client,
+            prefixed,
+        }
     }
-    let (headers, _) = client.post(&initialize(0));
-    if let Some((_, session)) = headers.iter().find(|(n, _)| n == "mcp-session-id") {
-        client
-            .headers
-            .push(("Mcp-Session-Id".into(), session.clone()));
-    }
-    client
-        .headers
-        .push(("MCP-Protocol-Version".into(), "2025-11-25".into()));
-    client.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-    let mut times = Vec::with_capacity(calls);
-    for id in 1..=WARM_UP + calls {
-        let message = if prefixed {
+
+    fn call(&mut self, id: usize) -> Duration {
+        let message = if self.prefixed {
             prefixed_echo(id)
         } else {
             echo(id)
         };
         let started = Instant::now();
-        let (_, body) = client.post(&message);
+        let (_, body) = self.http.post(&message);
+        let elapsed = started.elapsed();
         assert!(body.contains(&format!("call {id}")), "{body}");
-        if id > WARM_UP {
-            times.push(started.elapsed());
-        }
+        elapsed
     }
-    times
 }
 
 fn percentile(times: &mut [Duration], p: f64) -> Duration {
@@ -343,7 +378,6 @@ fn main() {
         .trim()
         .to_owned();
 
-    let mut direct_stdio = stdio(Command::new(&server), calls);
     let mut gateway = Command::new(BIN);
     gateway
         .arg("mcp")
@@ -354,33 +388,68 @@ fn main() {
         ])
         .args(["--prefix", "everything", "--"])
         .arg(&server);
-    let mut gateway_stdio = stdio(gateway, calls);
-
-    let port = free_port();
-    let direct = Command::new(&server)
+    let http_port = free_port();
+    let direct_server = Command::new(&server)
         .arg("streamableHttp")
-        .env("PORT", port.to_string())
+        .env("PORT", http_port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut direct_http = http(&format!("127.0.0.1:{port}"), None, false, calls);
-    stop(direct);
-
-    let port = free_port();
+    let gateway_port = free_port();
     let serve = Command::new(BIN)
         .args(["mcp", "serve"])
         .args(gate_flags(&dir, "http"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
         .args(["--upstream", &format!("everything={}", server.display())])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut gateway_http = http(&format!("127.0.0.1:{port}"), Some(credential), true, calls);
+    let mut direct_stdio_client = StdioClient::start(Command::new(&server));
+    let mut gateway_stdio_client = StdioClient::start(gateway);
+    let mut direct_http_client = HttpClient::start(&format!("127.0.0.1:{http_port}"), None, false);
+    let mut gateway_http_client =
+        HttpClient::start(&format!("127.0.0.1:{gateway_port}"), Some(credential), true);
+    // In blocks: each arm in turn makes BLOCK timed calls after a short warm-up of its own, so
+    // every arm meets the same machine over the run while its processes stay warm in a block.
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut id = 0;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    for _ in 0..WARM_UP {
+        direct_stdio_client.call(next());
+        gateway_stdio_client.call(next());
+        direct_http_client.call(next());
+        gateway_http_client.call(next());
+    }
+    let mut done = 0;
+    while done < calls {
+        let block = BLOCK.min(calls - done);
+        for (arm, times) in times.iter_mut().enumerate() {
+            for round in 0..BLOCK_WARM_UP + block {
+                let time = match arm {
+                    0 => direct_stdio_client.call(next()),
+                    1 => gateway_stdio_client.call(next()),
+                    2 => direct_http_client.call(next()),
+                    _ => gateway_http_client.call(next()),
+                };
+                if round >= BLOCK_WARM_UP {
+                    times.push(time);
+                }
+            }
+        }
+        done += block;
+    }
+    direct_stdio_client.stop();
+    gateway_stdio_client.stop();
+    stop(direct_server);
     stop(serve);
+    let [mut direct_stdio, mut gateway_stdio, mut direct_http, mut gateway_http] = times;
 
-    println!("MCP gateway latency, {calls} sequential tools/call `echo` per arm (server-everything 2026.8.31), after {WARM_UP} warm-up calls");
+    println!("MCP gateway latency, {calls} sequential tools/call `echo` per arm, arms in alternating blocks of {BLOCK} (server-everything 2026.8.31), after {WARM_UP} warm-up calls");
     println!(
         "{:<10} {:>12} {:>12} {:>12} {:>12} {:>14} {:>14}",
         "transport",

@@ -1,11 +1,11 @@
 //! The Streamable HTTP gateway: one gateway, several upstream MCP servers, many agents.
 //!
-//! Built on `rmcp`: its Streamable HTTP server transport (sessions, SSE, origin and host checks)
-//! faces the agents, and its client over a child process's stdio faces each upstream. The
+//! Built on `rmcp`: its Streamable HTTP server transport (stateless, JSON answers; origin and
+//! host checks) faces the agents, and its client over a child process's stdio faces each upstream. The
 //! gateway is an MCP server of its own whose tools are the upstreams' tools, named `NAME.tool`.
 //! Every HTTP request carries the agent's credential as `Authorization: Bearer <credential>`
-//! (the base64 text `tollgate issue` writes); the credential of the request — not of the
-//! session — is the identity each decision is made for:
+//! (the base64 text `tollgate issue` writes); the credential of the request is the identity each
+//! decision is made for:
 //!
 //! - no or unreadable credential, a forged one, one for another policy: `401`;
 //! - a revoked agent: `403` for every later request, also after a restart (the revocation is in
@@ -103,7 +103,7 @@ where
     deny_as: DenyAs,
 }
 
-/// The gateway's MCP server: one per HTTP session, all sharing the gate and the upstreams.
+/// The gateway's MCP server: one per request (stateless), all sharing the gate and the upstreams.
 pub struct Handler<C: 'static, S: 'static, A: 'static> {
     shared: Arc<Shared<C, S, A>>,
 }
@@ -275,7 +275,7 @@ where
             return Err(ErrorData::new(
                 ErrorCode(SESSION_ENDED as i32),
                 format!(
-                    "agent `{}` is revoked: the tollgate gateway ends its sessions ({})",
+                    "agent `{}` is revoked: the tollgate gateway refuses it from now on ({})",
                     decision.agent,
                     explanation(&decision)
                 ),
