@@ -362,7 +362,11 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
     // Different agents, different tools, through the same gateway.
     assert_eq!(
         researcher["tools"],
-        serde_json::json!(["everything.echo", "memory.search_nodes"])
+        serde_json::json!([
+            "everything.echo",
+            "everything.get-sum",
+            "memory.search_nodes"
+        ])
     );
     assert_eq!(
         curator["tools"],
@@ -375,6 +379,12 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
         .unwrap()
         .contains("hello"));
     assert_eq!(researcher["search"]["is_error"], false, "{report}");
+    // A tool whose MCP name is not a plain name, declared as `everything."get-sum"`.
+    assert_eq!(researcher["sum"]["is_error"], false, "{report}");
+    assert!(
+        researcher["sum"]["text"].as_str().unwrap().contains('5'),
+        "{report}"
+    );
     assert_eq!(curator["graph"]["is_error"], false, "{report}");
     // A denial says why, with the rule and the audit sequence.
     assert_eq!(researcher["secret"]["is_error"], true);
@@ -413,8 +423,8 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
         &path("gate.pub"),
         &path("audit.log"),
     ]));
-    // researcher: 4 + 2 decisions; curator: 4 decisions and a revocation record.
-    assert!(verified.contains("ok: 11 records"), "{verified}");
+    // researcher: 5 + 2 decisions; curator: 4 decisions and a revocation record.
+    assert!(verified.contains("ok: 12 records"), "{verified}");
 }
 
 /// `tollgate import mcp -- COMMAND` asks the live server for its tools and writes the same

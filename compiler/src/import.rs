@@ -14,6 +14,9 @@
 //! | `boolean` | `bool` |
 //! | an optional property, `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
 //!
+//! A tool name that is not a plain name (`get-sum`) is declared as a quoted segment:
+//! `tool everything."get-sum"`.
+//!
 //! The effect comes from MCP tool annotations: `readOnlyHint` → `read` (`external` with
 //! `openWorldHint`), otherwise `write` (MCP's defaults: not read-only, destructive). The data
 //! domain is not in any schema: the caller names it, and the output leaves it undeclared, so the
@@ -21,7 +24,9 @@
 
 use serde_json::Value;
 use std::fmt::Write as _;
+use tollgate_grammar::ast::{DottedName, Ident};
 use tollgate_grammar::lexer::is_keyword;
+use tollgate_grammar::{FileId, Span};
 
 /// Where the tool definitions come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,14 +189,28 @@ pub fn import(input: &Value, source: Source, options: &Options) -> Result<Import
     let mut tools = 0;
     for (name, schema, annotations) in definitions(input, source)? {
         let full = format!("{}.{name}", options.prefix);
-        if !is_identifier(&name) || is_keyword(&name) {
+        if name.is_empty() || name.contains('.') {
             let why = format!(
-                "not imported: `{name}` is not a name the language can declare (letters, digits and `_`, not a keyword), so the gateway never lists or allows it"
+                "not imported: `{name}` cannot be one segment of a tool name, so the gateway never lists or allows it"
             );
             let _ = writeln!(text, "\n// {full}: {why}");
             notes.push(format!("{full}: {why}"));
             continue;
         }
+        // A name that is not plain (`get-sum`) is written as a quoted segment.
+        let declared = DottedName {
+            segments: options
+                .prefix
+                .split('.')
+                .chain(std::iter::once(name.as_str()))
+                .map(|segment| Ident {
+                    name: segment.to_owned(),
+                    span: Span::new(FileId(0), 0, 0),
+                })
+                .collect(),
+            span: Span::new(FileId(0), 0, 0),
+        }
+        .source();
         let mut tool_notes = Vec::new();
         let required: Vec<&str> = schema
             .get("required")
@@ -217,7 +236,7 @@ pub fn import(input: &Value, source: Source, options: &Options) -> Result<Import
                     Ok((declared, note)) => {
                         args.push(format!("{property}: {declared}"));
                         if let Some(note) = note {
-                            tool_notes.push(format!("argument `{property}` is {note}"));
+                            tool_notes.push(format!("argument `{property}`: {note}"));
                         }
                     }
                     Err(why) => tool_notes.push(format!(
@@ -240,7 +259,7 @@ pub fn import(input: &Value, source: Source, options: &Options) -> Result<Import
         }
         let _ = writeln!(
             text,
-            "tool {full} {{\n    domain {}\n    effect {effect}\n    args {{ {} }}\n}}",
+            "tool {declared} {{\n    domain {}\n    effect {effect}\n    args {{ {} }}\n}}",
             options.domain,
             args.join(", ")
         );
@@ -288,9 +307,9 @@ mod tests {
             .text
             .contains("args { path: string, n: int[1..5], mode: enum[fast, slow], x: int }"));
         assert!(imported.text.contains("effect read"));
-        assert_eq!(imported.tools, 1);
+        assert_eq!(imported.tools, 2);
         let notes = imported.notes.join("\n");
-        assert!(notes.contains("`x` is a number"), "{notes}");
+        assert!(notes.contains("`x`: a number"), "{notes}");
         assert!(
             notes.contains("required argument `tags` left out"),
             "{notes}"
@@ -299,7 +318,11 @@ mod tests {
             notes.contains("optional argument `head` left out"),
             "{notes}"
         );
-        assert!(notes.contains("`get-sum` is not a name"), "{notes}");
+        assert!(
+            imported.text.contains("tool fs.\"get-sum\" {"),
+            "{}",
+            imported.text
+        );
     }
 
     #[test]

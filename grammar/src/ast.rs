@@ -18,10 +18,39 @@ pub struct DottedName {
 }
 
 impl DottedName {
+    /// The name as the policy means it: the segments joined by `.`.
     pub fn text(&self) -> String {
         let parts: Vec<&str> = self.segments.iter().map(|s| s.name.as_str()).collect();
         parts.join(".")
     }
+
+    /// The name as source text: a segment that is not a name (or is a keyword) is quoted, as in
+    /// `everything."get-sum"`.
+    pub fn source(&self) -> String {
+        let parts: Vec<String> = self
+            .segments
+            .iter()
+            .map(|segment| {
+                if is_plain_name(&segment.name) {
+                    segment.name.clone()
+                } else {
+                    crate::format::string(&segment.name)
+                }
+            })
+            .collect();
+        parts.join(".")
+    }
+}
+
+/// Whether `text` lexes as one name (letters, digits and `_`, not starting with a digit, not a
+/// keyword).
+pub fn is_plain_name(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !crate::lexer::is_keyword(text)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

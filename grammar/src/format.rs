@@ -128,7 +128,7 @@ impl Printer<'_> {
                 self.line(span.start, span.end, "", &text);
             }
             Item::Tool(tool) => {
-                self.open_block(span.start, &format!("tool {}", tool.name.text()));
+                self.open_block(span.start, &format!("tool {}", tool.name.source()));
                 for prop in &tool.props {
                     let text = tool_prop(&prop.kind);
                     self.line(prop.span.start, prop.span.end, INDENT, &text);
@@ -230,10 +230,10 @@ impl Printer<'_> {
                         format!("acknowledge trifecta {}", agent.name)
                     }
                     AcknowledgeKind::Escalation { agent, tool } => {
-                        format!("acknowledge escalation {} -> {}", agent.name, tool.text())
+                        format!("acknowledge escalation {} -> {}", agent.name, tool.source())
                     }
                     AcknowledgeKind::Widening { agent, tool } => {
-                        format!("acknowledge widening {} -> {}", agent.name, tool.text())
+                        format!("acknowledge widening {} -> {}", agent.name, tool.source())
                     }
                 };
                 if let Some(reason) = &acknowledge.reason {
@@ -301,7 +301,7 @@ fn test_step(step: &TestStep) -> String {
         let via: Vec<&str> = step.via.iter().map(|v| v.name.as_str()).collect();
         let _ = write!(text, " via [{}]", via.join(", "));
     }
-    let _ = write!(text, " calls {}", step.tool.text());
+    let _ = write!(text, " calls {}", step.tool.source());
     if !step.args.is_empty() {
         let _ = write!(text, " {}", braced(&attrs(&step.args)));
     }
@@ -405,8 +405,8 @@ fn principal(principal: &Principal) -> String {
 fn tool_pattern(pattern: &ToolPattern) -> String {
     match &pattern.kind {
         ToolPatternKind::Any => "any".to_owned(),
-        ToolPatternKind::Exact(name) => name.text(),
-        ToolPatternKind::Prefix(name) => format!("{}.*", name.text()),
+        ToolPatternKind::Exact(name) => name.source(),
+        ToolPatternKind::Prefix(name) => format!("{}.*", name.source()),
         ToolPatternKind::Domain(name) => format!("domain {}", name.name),
         ToolPatternKind::Effect(name) => format!("effect {}", name.name),
     }
@@ -520,6 +520,19 @@ mod tests {
             format(&again.file, &again.comments, &once),
             once,
             "not idempotent"
+        );
+    }
+
+    #[test]
+    fn tool_name_segments_are_quoted_only_when_they_are_not_plain_names() {
+        check(
+            "tool everything.\"get-sum\" { domain d effect read args { } }\nr: permit any to call fs.\"read\";\ns: permit any to call everything.\"get-sum\";\n",
+            "tool everything.\"get-sum\" {\n    domain d\n    effect read\n    args { }\n}\nr: permit any to call fs.read;\ns: permit any to call everything.\"get-sum\";\n",
+        );
+        // A keyword as a segment stays quoted.
+        check(
+            "r: permit any to call fs.\"test\";\n",
+            "r: permit any to call fs.\"test\";\n",
         );
     }
 

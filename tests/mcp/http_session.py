@@ -65,6 +65,7 @@ async def main(url, phase, researcher, curator):
                 ("secret", "everything.echo", {"message": "the secret is 42"}),
                 ("echo2", "everything.echo", {"message": "two"}),
                 ("search", "memory.search_nodes", {"query": "tollgate"}),
+                ("sum", "everything.get-sum", {"a": 2, "b": 3}),
             ],
         )
         # A second session of the same agent: the rate limit (3 per minute) still counts.
