@@ -164,8 +164,9 @@ enum McpCommand {
         /// picks a free port, which is printed
         #[arg(long, default_value = "127.0.0.1:8765")]
         listen: std::net::SocketAddr,
-        /// An upstream MCP server, NAME=COMMAND (run by `sh -c`, over stdio); repeat for several
-        #[arg(long = "upstream", value_name = "NAME=COMMAND", required = true)]
+        /// An upstream MCP server: NAME=COMMAND (run by `sh -c`, over stdio) or
+        /// NAME=http://HOST:PORT/PATH (Streamable HTTP, plain http); repeat for several
+        #[arg(long = "upstream", value_name = "NAME=COMMAND|URL", required = true)]
         upstreams: Vec<tollgate_gateway::http::UpstreamSpec>,
         /// Answer a denied call with a tool result marked `isError`, or with a JSON-RPC error
         #[arg(long, value_enum, default_value = "result")]

@@ -239,8 +239,9 @@ mod tollgate_gateway_codes {
     pub const SESSION_ENDED: i64 = -32002;
 }
 
-/// Starts `tollgate mcp serve` on a free port; returns the child and its URL.
-fn serve(dir: &Path) -> (std::process::Child, String) {
+/// Starts `tollgate mcp serve` on a free port, in front of server-everything at `everything`
+/// (its Streamable HTTP URL) and server-memory (a command); returns the child and its URL.
+fn serve(dir: &Path, everything: &str) -> (std::process::Child, String) {
     use std::io::BufRead as _;
     let path = |file: &str| dir.join(file).display().to_string();
     let bin = root().join("tests/mcp/node_modules/.bin");
@@ -263,7 +264,7 @@ fn serve(dir: &Path) -> (std::process::Child, String) {
             "--listen",
             "127.0.0.1:0",
             "--upstream",
-            &format!("everything={}", bin.join("mcp-server-everything").display()),
+            &format!("everything={everything}"),
             "--upstream",
             &format!("memory={}", bin.join("mcp-server-memory").display()),
         ])
@@ -290,6 +291,7 @@ fn serve(dir: &Path) -> (std::process::Child, String) {
     (child, url)
 }
 
+/// Stops the gateway with `SIGTERM`: it closes its log and exits 0.
 fn stop(mut child: std::process::Child) {
     let terminated = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -318,6 +320,8 @@ fn http_session(python: &Path, url: &str, phase: &str, dir: &Path) -> Value {
     })
 }
 
+/// Two agents through one HTTP gateway to two real servers: server-everything reached by its URL
+/// (Streamable HTTP) and server-memory started as a command (stdio).
 #[test]
 fn two_agents_through_one_http_gateway_to_two_servers() {
     let (python, _) = peers();
@@ -352,7 +356,31 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
         ]));
     }
 
-    let (gateway, url) = serve(&dir);
+    // server-everything over its own Streamable HTTP transport: an upstream reached by URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let everything = Command::new(root().join("tests/mcp/node_modules/.bin/mcp-server-everything"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server-everything did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let everything_url = format!("http://127.0.0.1:{port}/mcp");
+
+    let (gateway, url) = serve(&dir, &everything_url);
     let report = http_session(&python, &url, "first", &dir);
     stop(gateway);
 
@@ -409,9 +437,12 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
     assert_eq!(report["anonymous_status"], 401);
 
     // The revocation survives a restart of the gateway.
-    let (gateway, url) = serve(&dir);
+    let (gateway, url) = serve(&dir, &everything_url);
     let report = http_session(&python, &url, "restarted", &dir);
     stop(gateway);
+    let mut everything = everything;
+    let _ = everything.kill();
+    let _ = everything.wait();
     assert_eq!(report["curator_status"], 403);
     assert_eq!(report["researcher_status"], 200);
 

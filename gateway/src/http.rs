@@ -1,8 +1,9 @@
 //! The Streamable HTTP gateway: one gateway, several upstream MCP servers, many agents.
 //!
 //! Built on `rmcp`: its Streamable HTTP server transport (stateless, JSON answers; origin and
-//! host checks) faces the agents, and its client over a child process's stdio faces each upstream. The
-//! gateway is an MCP server of its own whose tools are the upstreams' tools, named `NAME.tool`.
+//! host checks) faces the agents, and its client — over a child process's stdio, or over plain
+//! HTTP to an upstream's URL — faces each upstream. The gateway is an MCP server of its own whose
+//! tools are the upstreams' tools, named `NAME.tool`.
 //! Every HTTP request carries the agent's credential as `Authorization: Bearer <credential>`
 //! (the base64 text `tollgate issue` writes); the credential of the request is the identity each
 //! decision is made for:
@@ -33,7 +34,10 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RunningService};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService, TokioChildProcess};
+use rmcp::transport::{
+    StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService,
+    TokioChildProcess,
+};
 use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -47,22 +51,30 @@ use tollgate_host::store::StateStore;
 const VERSIONS: [ProtocolVersion; 2] =
     [ProtocolVersion::V_2025_11_25, ProtocolVersion::V_2025_06_18];
 
+/// How the gateway reaches an upstream MCP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A command started by `sh -c`, spoken to over its stdio.
+    Command(String),
+    /// A Streamable HTTP endpoint (`http://`; this build has no TLS client).
+    Url(String),
+}
+
 /// An upstream MCP server as the operator names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamSpec {
     /// The prefix of its tools: `NAME.tool`.
     pub name: String,
-    /// The command that starts it (run by `sh -c`).
-    pub command: String,
+    pub target: Target,
 }
 
 impl std::str::FromStr for UpstreamSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<UpstreamSpec, String> {
-        let (name, command) = text
+        let (name, target) = text
             .split_once('=')
-            .ok_or_else(|| format!("`{text}` is not NAME=COMMAND"))?;
+            .ok_or_else(|| format!("`{text}` is not NAME=COMMAND or NAME=URL"))?;
         let valid = !name.is_empty()
             && name
                 .bytes()
@@ -72,17 +84,22 @@ impl std::str::FromStr for UpstreamSpec {
                 "`{name}` is not an upstream name: use letters, digits, `_` and `-`"
             ));
         }
-        if command.starts_with("http://") || command.starts_with("https://") {
+        if target.starts_with("https://") {
             return Err(format!(
-                "upstream `{name}` is a URL: this gateway starts its upstreams over stdio only; run the server as a command"
+                "upstream `{name}` is an https URL: this gateway speaks plain http to its upstreams (keep them on a private network or loopback), or run the server as a command"
             ));
         }
-        if command.trim().is_empty() {
-            return Err(format!("upstream `{name}` has no command"));
+        if target.trim().is_empty() {
+            return Err(format!("upstream `{name}` has no command or URL"));
         }
+        let target = if target.starts_with("http://") {
+            Target::Url(target.to_owned())
+        } else {
+            Target::Command(target.to_owned())
+        };
         Ok(UpstreamSpec {
             name: name.to_owned(),
-            command: command.to_owned(),
+            target,
         })
     }
 }
@@ -373,15 +390,24 @@ where
 {
     let mut upstreams = Vec::new();
     for spec in &options.upstreams {
-        let mut command = tokio::process::Command::new("sh");
-        command.arg("-c").arg(format!("exec {}", spec.command));
-        let transport = TokioChildProcess::new(command).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot start upstream `{}`: {e}", spec.name),
-            )
-        })?;
-        let client = ().serve(transport).await.map_err(|e| {
+        let client = match &spec.target {
+            Target::Command(command) => {
+                let mut process = tokio::process::Command::new("sh");
+                process.arg("-c").arg(format!("exec {command}"));
+                let transport = TokioChildProcess::new(process).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot start upstream `{}`: {e}", spec.name),
+                    )
+                })?;
+                ().serve(transport).await
+            }
+            Target::Url(url) => {
+                let transport = StreamableHttpClientTransport::from_uri(url.as_str());
+                ().serve(transport).await
+            }
+        }
+        .map_err(|e| {
             std::io::Error::other(format!("upstream `{}` did not initialize: {e}", spec.name))
         })?;
         upstreams.push(Upstream {
@@ -463,4 +489,27 @@ where
         };
         serve(gate, options, ready, shutdown).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test should fail loudly")]
+    use super::{Target, UpstreamSpec};
+
+    #[test]
+    fn upstreams_are_commands_or_plain_http_urls() {
+        let command: UpstreamSpec = "fs=npx -y server /tmp".parse().unwrap();
+        assert_eq!(
+            command.target,
+            Target::Command("npx -y server /tmp".to_owned())
+        );
+        let url: UpstreamSpec = "remote=http://10.0.0.2:3001/mcp".parse().unwrap();
+        assert_eq!(
+            url.target,
+            Target::Url("http://10.0.0.2:3001/mcp".to_owned())
+        );
+        for refused in ["no-equals", "=cmd", "bad name=cmd", "x=", "x=https://a/mcp"] {
+            assert!(refused.parse::<UpstreamSpec>().is_err(), "{refused}");
+        }
+    }
 }
