@@ -121,6 +121,10 @@ pub struct Gate<'t, C, S, A> {
     checkpoint_every: u64,
     snapshot_every: u64,
     inner: Mutex<Inner<S, A>>,
+    /// Credentials whose signature and policy checked, by bytes, with their agent (bounded like
+    /// the session cache): a gateway asks for each request's agent before deciding it.
+    checked: Mutex<HashMap<Vec<u8>, String>>,
+    max_checked: usize,
 }
 
 impl<C, S, A> std::fmt::Debug for Gate<'_, C, S, A> {
@@ -261,6 +265,8 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                 snapshot_due: false,
                 failed: false,
             }),
+            checked: Mutex::new(HashMap::new()),
+            max_checked: options.max_sessions.max(1),
         };
         Ok((
             gate,
@@ -642,7 +648,27 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
     /// The agent a credential names, once its issuer signature and policy are checked. Reads no
     /// state and records nothing: what a gateway needs to know whose session it serves before
     /// any call. Every call is still admitted and decided in full by [`Gate::decide_request`].
+    /// A credential that checked is remembered by its bytes (bounded like the session cache), so
+    /// asking again costs a lookup, not a signature check.
     pub fn credential_agent(&self, bytes: &[u8]) -> Result<String, Reason> {
+        let lock = || {
+            self.checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(agent) = lock().get(bytes) {
+            return Ok(agent.clone());
+        }
+        let agent = self.check_credential(bytes)?;
+        let mut checked = lock();
+        if checked.len() >= self.max_checked {
+            checked.clear();
+        }
+        checked.insert(bytes.to_vec(), agent.clone());
+        Ok(agent)
+    }
+
+    fn check_credential(&self, bytes: &[u8]) -> Result<String, Reason> {
         let parsed = credential::Credential::parse(bytes)?;
         parsed.verify(&self.issuer_key)?;
         if &parsed.policy_hash != self.table.policy_hash() {
