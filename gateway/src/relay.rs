@@ -406,20 +406,7 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
                 "tasks" => self.family_allowed("tasks"),
                 _ => false,
             };
-            let removed: Vec<String> = capabilities
-                .keys()
-                .filter(|name| !keep(name))
-                .cloned()
-                .collect();
-            for name in &removed {
-                capabilities.remove(name);
-            }
-            if !removed.is_empty() {
-                actions.push(Action::Log(format!(
-                    "removed the client's capabilities the gateway does not pass: {}",
-                    removed.join(", ")
-                )));
-            }
+            actions.extend(keep_only(capabilities, keep, "client"));
         }
         self.client_requests.insert(key(id), Pending::Initialize);
         actions.push(Action::ToServer(Value::Object(message).to_string()));
@@ -663,20 +650,7 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
                     "tasks" => self.family_allowed("tasks"),
                     _ => false,
                 };
-                let removed: Vec<String> = capabilities
-                    .keys()
-                    .filter(|name| !keep(name))
-                    .cloned()
-                    .collect();
-                for name in &removed {
-                    capabilities.remove(name);
-                }
-                if !removed.is_empty() {
-                    actions.push(Action::Log(format!(
-                        "removed the server's capabilities the gateway does not pass: {}",
-                        removed.join(", ")
-                    )));
-                }
+                actions.extend(keep_only(capabilities, keep, "server"));
             }
         }
         actions.push(Action::ToClient(Value::Object(message).to_string()));
@@ -850,6 +824,28 @@ fn response_id(line: &[u8]) -> Option<String> {
         .filter(|id| id.is_string() || id.is_i64() || id.is_u64())?;
     let one_outcome = envelope.result.is_some() != envelope.error.is_some();
     (envelope.jsonrpc == "2.0" && envelope.method.is_none() && one_outcome).then(|| key(&id))
+}
+
+/// Removes the capabilities `keep` refuses; a log line naming them, when there were any.
+fn keep_only(
+    capabilities: &mut Map<String, Value>,
+    keep: impl Fn(&str) -> bool,
+    side: &str,
+) -> Option<Action> {
+    let removed: Vec<String> = capabilities
+        .keys()
+        .filter(|name| !keep(name))
+        .cloned()
+        .collect();
+    for name in &removed {
+        capabilities.remove(name);
+    }
+    (!removed.is_empty()).then(|| {
+        Action::Log(format!(
+            "removed the {side}'s capabilities the gateway does not pass: {}",
+            removed.join(", ")
+        ))
+    })
 }
 
 /// A line as text, for forwarding unchanged.

@@ -20,16 +20,54 @@ pub struct McpArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
-    let bytes = match std::fs::read(&gate_args.table) {
-        Ok(bytes) => bytes,
+/// The gate a gateway process runs on: it lives as long as the process, since the gateway's
+/// threads and tasks share it.
+type ProcessGate = tollgate_host::gate::Gate<
+    'static,
+    gate::HostClock,
+    tollgate_host::store::FileStore,
+    tollgate_host::audit_log::AuditFile,
+>;
+
+fn start_gate(io: &mut Io<'_>, gate_args: &GateArgs) -> Result<&'static ProcessGate, Exit> {
+    let bytes = std::fs::read(&gate_args.table).map_err(|error| {
+        io.usage(&format!(
+            "cannot read `{}`: {error}",
+            gate_args.table.display()
+        ))
+    })?;
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    match gate::start(gate_args, bytes) {
+        Ok(gate) => Ok(&*Box::leak(Box::new(gate))),
+        Err((exit, message)) => {
+            io.err(&format!("error: {message}\n"));
+            Err(exit)
+        }
+    }
+}
+
+/// Closes the gate's log (a final checkpoint, also written to `--latest`); whether it closed.
+fn close_gate(io: &mut Io<'_>, gate: &ProcessGate, gate_args: &GateArgs) -> bool {
+    let note = match gate.close() {
+        Ok(note) => note,
         Err(error) => {
-            return io.usage(&format!(
-                "cannot read `{}`: {error}",
-                gate_args.table.display()
-            ))
+            io.err(&format!("error: {error}\n"));
+            return false;
         }
     };
+    if let Some(latest) = &gate_args.latest {
+        if let Err(error) = std::fs::write(latest, note) {
+            io.err(&format!(
+                "error: cannot write `{}`: {error}\n",
+                latest.display()
+            ));
+            return false;
+        }
+    }
+    true
+}
+
+pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
     let credential = match std::fs::read_to_string(&args.credential) {
         Ok(text) => match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
             Ok(credential) => credential,
@@ -47,14 +85,9 @@ pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
             ))
         }
     };
-    // The gate lives as long as the process: the relay's threads share it.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    let gate = match gate::start(gate_args, bytes) {
-        Ok(gate) => &*Box::leak(Box::new(gate)),
-        Err((exit, message)) => {
-            io.err(&format!("error: {message}\n"));
-            return exit;
-        }
+    let gate = match start_gate(io, gate_args) {
+        Ok(gate) => gate,
+        Err(exit) => return exit,
     };
     let options = Options {
         prefix: args.prefix,
@@ -88,18 +121,7 @@ pub fn run(io: &mut Io<'_>, gate_args: &GateArgs, args: McpArgs) -> Exit {
         Box::new(std::io::stdout()),
         Box::new(std::io::stderr()),
     );
-    let closed = gate.close();
-    if let (Ok(note), Some(latest)) = (&closed, &gate_args.latest) {
-        if let Err(error) = std::fs::write(latest, note) {
-            io.err(&format!(
-                "error: cannot write `{}`: {error}\n",
-                latest.display()
-            ));
-            return Exit::Failure;
-        }
-    }
-    if let Err(error) = &closed {
-        io.err(&format!("error: {error}\n"));
+    if !close_gate(io, gate, gate_args) {
         return Exit::Failure;
     }
     match outcome {
@@ -128,23 +150,9 @@ pub fn serve(
     gate_args: &GateArgs,
     options: tollgate_gateway::http::HttpOptions,
 ) -> Exit {
-    let bytes = match std::fs::read(&gate_args.table) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            return io.usage(&format!(
-                "cannot read `{}`: {error}",
-                gate_args.table.display()
-            ))
-        }
-    };
-    // The gate lives as long as the process: the server's tasks share it.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    let gate = match gate::start(gate_args, bytes) {
-        Ok(gate) => &*Box::leak(Box::new(gate)),
-        Err((exit, message)) => {
-            io.err(&format!("error: {message}\n"));
-            return exit;
-        }
+    let gate = match start_gate(io, gate_args) {
+        Ok(gate) => gate,
+        Err(exit) => return exit,
     };
     let names: Vec<String> = options.upstreams.iter().map(|u| u.name.clone()).collect();
     let served = {
@@ -158,23 +166,11 @@ pub fn serve(
             let _ = stderr.flush();
         })
     };
-    let closed = gate.close();
-    if let (Ok(note), Some(latest)) = (&closed, &gate_args.latest) {
-        if let Err(error) = std::fs::write(latest, note) {
-            io.err(&format!(
-                "error: cannot write `{}`: {error}\n",
-                latest.display()
-            ));
-            return Exit::Failure;
-        }
-    }
-    match (served, closed) {
-        (Ok(()), Ok(_)) => Exit::Success,
-        (Err(error), _) => {
-            io.err(&format!("error: {error}\n"));
-            Exit::Failure
-        }
-        (_, Err(error)) => {
+    let closed = close_gate(io, gate, gate_args);
+    match served {
+        Ok(()) if closed => Exit::Success,
+        Ok(()) => Exit::Failure,
+        Err(error) => {
             io.err(&format!("error: {error}\n"));
             Exit::Failure
         }
