@@ -48,6 +48,26 @@ pub mod section {
     /// rule), so a decision names its rule in words.
     pub const RULES: usize = 16;
     pub const COUNT: usize = 17;
+    /// Each section's name in words, by index (a refused table names the section at fault).
+    pub const NAMES: [&str; COUNT] = [
+        "strings",
+        "symbols",
+        "environments",
+        "agents",
+        "tools",
+        "arguments",
+        "enum variants",
+        "dispatch",
+        "buckets",
+        "bucket entries",
+        "limit references",
+        "limits",
+        "delegations",
+        "failure responses",
+        "failure response references",
+        "programs",
+        "rule labels",
+    ];
 }
 
 /// Where each header field starts: magic, format version, reserved, policy hash, policy version,

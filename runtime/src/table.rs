@@ -19,10 +19,56 @@ pub enum LoadError {
     Invalid,
     /// A condition program is malformed.
     BadProgram,
+    /// One of the above (`OutOfBounds`, `Invalid`, `BadProgram`), in the section named by
+    /// `format::section::NAMES[section]`.
+    InSection {
+        section: u8,
+        fault: Fault,
+    },
+}
+
+/// What is wrong inside a section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    OutOfBounds,
+    Invalid,
+    BadProgram,
+}
+
+impl LoadError {
+    /// This error, placed in section `section` (errors that are not about a section's contents
+    /// stay as they are).
+    fn in_section(self, section: usize) -> LoadError {
+        let fault = match self {
+            LoadError::OutOfBounds => Fault::OutOfBounds,
+            LoadError::Invalid => Fault::Invalid,
+            LoadError::BadProgram => Fault::BadProgram,
+            other => return other,
+        };
+        LoadError::InSection {
+            section: u8::try_from(section).unwrap_or(u8::MAX),
+            fault,
+        }
+    }
 }
 
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if let LoadError::InSection { section, fault } = self {
+            let name = format::section::NAMES
+                .get(usize::from(*section))
+                .copied()
+                .unwrap_or("unknown");
+            return write!(
+                f,
+                "its `{name}` section is damaged: {}",
+                match fault {
+                    Fault::OutOfBounds => "a record or reference points outside the table",
+                    Fault::Invalid => "names are unsorted or a value is not one the format allows",
+                    Fault::BadProgram => "a condition program is malformed",
+                }
+            );
+        }
         f.write_str(match self {
             LoadError::TooShort => "it is shorter than a table header and signature",
             LoadError::BadMagic => "it is not a decision table (bad magic)",
@@ -32,6 +78,7 @@ impl core::fmt::Display for LoadError {
             LoadError::OutOfBounds => "a section or reference points outside the table",
             LoadError::Invalid => "names are unsorted or a value is not one the format allows",
             LoadError::BadProgram => "a condition program is malformed",
+            LoadError::InSection { .. } => "",
         })
     }
 }
@@ -161,14 +208,15 @@ impl<'a> Table<'a> {
         let mut sections = [Section::default(); section::COUNT];
         for (index, (entry, size)) in sections.iter_mut().zip(SIZES).enumerate() {
             let at = header::SECTIONS + index * 8;
-            let offset = data.u32(at).ok_or(LoadError::OutOfBounds)? as usize;
-            let count = data.u32(at + 4).ok_or(LoadError::OutOfBounds)? as usize;
+            let bounds = LoadError::OutOfBounds.in_section(index);
+            let offset = data.u32(at).ok_or(bounds)? as usize;
+            let count = data.u32(at + 4).ok_or(bounds)? as usize;
             let end = count
                 .checked_mul(size)
                 .and_then(|len| offset.checked_add(len))
-                .ok_or(LoadError::OutOfBounds)?;
+                .ok_or(bounds)?;
             if offset < format::HEADER_SIZE || end > body_end {
-                return Err(LoadError::OutOfBounds);
+                return Err(bounds);
             }
             *entry = Section { offset, count };
         }
@@ -179,7 +227,10 @@ impl<'a> Table<'a> {
             policy_version,
             flags,
         };
-        table.validate()?;
+        let current = core::cell::Cell::new(section::SYMBOLS);
+        table
+            .validate(&current)
+            .map_err(|error| error.in_section(current.get()))?;
         Ok(table)
     }
 
@@ -400,13 +451,17 @@ impl<'a> Table<'a> {
         None
     }
 
-    fn validate(&self) -> Result<(), LoadError> {
+    /// Checks every section; `current` says which section is being checked, so that a refusal
+    /// can name it.
+    fn validate(&self, current: &core::cell::Cell<usize>) -> Result<(), LoadError> {
         let bounds = LoadError::OutOfBounds;
         let symbols = self.count(section::SYMBOLS);
         let agents = self.count(section::AGENTS);
         let tools = self.count(section::TOOLS);
         self.sorted_names(section::SYMBOLS, 0, symbols)?;
+        current.set(section::AGENTS);
         self.sorted_names(section::AGENTS, 0, agents)?;
+        current.set(section::TOOLS);
         self.sorted_names(section::TOOLS, 0, tools)?;
         if agents > usize::from(u16::MAX)
             || tools > usize::from(u16::MAX)
@@ -414,18 +469,21 @@ impl<'a> Table<'a> {
         {
             return Err(LoadError::Invalid);
         }
+        current.set(section::ENVS);
         for index in 0..self.count(section::ENVS) {
             let symbol = self.u16_item(section::ENVS, index).ok_or(bounds)?;
             if usize::from(symbol) >= symbols {
                 return Err(bounds);
             }
         }
+        current.set(section::VARIANTS);
         for index in 0..self.count(section::VARIANTS) {
             let symbol = self.u16_item(section::VARIANTS, index).ok_or(bounds)?;
             if usize::from(symbol) >= symbols {
                 return Err(bounds);
             }
         }
+        current.set(section::AGENTS);
         for agent in 0..agents {
             let at = self.record(section::AGENTS, agent).ok_or(bounds)?;
             let symbol = self
@@ -453,6 +511,7 @@ impl<'a> Table<'a> {
                 }
             }
         }
+        current.set(section::TOOLS);
         for tool in 0..tools {
             let at = self.record(section::TOOLS, tool).ok_or(bounds)?;
             let start = usize::from(
@@ -470,6 +529,7 @@ impl<'a> Table<'a> {
             }
             self.sorted_names(section::ARGS, start, count)?;
         }
+        current.set(section::ARGS);
         for index in 0..self.count(section::ARGS) {
             let at = self.record(section::ARGS, index).ok_or(bounds)?;
             self.ref_at(at).ok_or(bounds)?;
@@ -501,6 +561,7 @@ impl<'a> Table<'a> {
                 return Err(LoadError::Invalid);
             }
         }
+        current.set(section::DISPATCH);
         if self.count(section::DISPATCH) != agents.checked_mul(tools).ok_or(bounds)? {
             return Err(bounds);
         }
@@ -512,6 +573,7 @@ impl<'a> Table<'a> {
                 return Err(bounds);
             }
         }
+        current.set(section::RULES);
         for index in 0..self.count(section::RULES) {
             let at = self.record(section::RULES, index).ok_or(bounds)?;
             let label = self.ref_at(at).ok_or(bounds)?;
@@ -520,6 +582,7 @@ impl<'a> Table<'a> {
             }
         }
         let programs = self.sections[section::PROGRAMS];
+        current.set(section::BUCKETS);
         for bucket in 0..buckets {
             let at = self.record(section::BUCKETS, bucket).ok_or(bounds)?;
             let start = self
@@ -560,6 +623,7 @@ impl<'a> Table<'a> {
                 }
             }
         }
+        current.set(section::ENTRIES);
         for index in 0..self.count(section::ENTRIES) {
             let at = self.record(section::ENTRIES, index).ok_or(bounds)?;
             let program = self
@@ -569,8 +633,11 @@ impl<'a> Table<'a> {
             if program >= programs.count {
                 return Err(bounds);
             }
+            current.set(section::PROGRAMS);
             self.validate_program(programs.offset + program)?;
+            current.set(section::ENTRIES);
         }
+        current.set(section::LIMITS);
         for index in 0..self.count(section::LIMITS) {
             let at = self.record(section::LIMITS, index).ok_or(bounds)?;
             let kind = self
@@ -596,6 +663,7 @@ impl<'a> Table<'a> {
             }
         }
         let mut previous: Option<(u16, u16)> = None;
+        current.set(section::DELEGATIONS);
         for index in 0..self.count(section::DELEGATIONS) {
             let at = self.record(section::DELEGATIONS, index).ok_or(bounds)?;
             let pair = (
@@ -614,6 +682,7 @@ impl<'a> Table<'a> {
             }
             previous = Some(pair);
         }
+        current.set(section::RESPONSES);
         for index in 0..self.count(section::RESPONSES) {
             let at = self.record(section::RESPONSES, index).ok_or(bounds)?;
             if self

@@ -441,3 +441,45 @@ fn translation_validation_catches_a_miscompiled_program() {
         other => panic!("expected a program mismatch, got {other:?}"),
     }
 }
+
+/// A table whose body is damaged but whose hash matches it (a compiler bug, not an attacker:
+/// the signature would catch that) is refused with the section at fault named.
+#[test]
+fn a_refused_table_names_the_section_at_fault() {
+    use sha2::Digest as _;
+    use tollgate_runtime::format::{self, field, header, section};
+    let (_, policy) = load_dir(&tollgate_tests::root().join("examples/support-desk"));
+    let compiled = codegen::compile(&policy, &key()).unwrap();
+    let damaged = |section_id: usize, at: usize, bytes: &[u8]| {
+        let mut table = compiled.bytes.clone();
+        let entry = header::SECTIONS + section_id * 8;
+        let offset = u32::from_le_bytes(table[entry..entry + 4].try_into().unwrap()) as usize;
+        table[offset + at..offset + at + bytes.len()].copy_from_slice(bytes);
+        let body_end = table.len() - format::SIGNATURE_SIZE;
+        let hash = sha2::Sha256::digest(&table[format::HEADER_SIZE..body_end]);
+        table[header::POLICY_HASH..header::POLICY_HASH + 32].copy_from_slice(&hash);
+        Table::parse(&table).err().unwrap().to_string()
+    };
+    // A rate limit with a zero window.
+    let error = damaged(section::LIMITS, field::limit::WINDOW, &0u64.to_le_bytes());
+    assert_eq!(
+        error,
+        "its `limits` section is damaged: names are unsorted or a value is not one the format allows"
+    );
+    // A dispatch entry pointing at a bucket that does not exist.
+    let error = damaged(
+        section::DISPATCH,
+        0,
+        &u32::MAX.wrapping_sub(1).to_le_bytes(),
+    );
+    assert!(
+        error.starts_with("its `dispatch` section is damaged"),
+        "{error}"
+    );
+    // A program with an unknown opcode.
+    let error = damaged(section::PROGRAMS, 0, &[0xEE]);
+    assert!(
+        error.starts_with("its `programs` section is damaged"),
+        "{error}"
+    );
+}
