@@ -506,12 +506,7 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
             Ending::Revoked => format!("agent `{}` is revoked: the session ended", self.agent),
             Ending::AuditFailed => "the audit log cannot be written: the session ended".to_owned(),
         };
-        let mut actions: Vec<Action> = self
-            .client_requests
-            .drain()
-            .filter_map(|(id, _)| serde_json::from_str::<Value>(&id).ok())
-            .map(|id| Action::ToClient(error(&id, SESSION_ENDED, &message, None)))
-            .collect();
+        let mut actions = self.fail_open_requests(&message);
         actions.push(Action::Log(message));
         actions.push(Action::End(ending));
         actions
@@ -572,18 +567,24 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
             }
             Err(why) => return vec![Action::Log(format!("dropped a server message: {why}"))],
         };
-        match classify(&message) {
-            Kind::Response { id } => match self.client_requests.remove(&key(id)) {
-                Some(Pending::Initialize) => {
-                    let id = id.clone();
-                    self.initialized(&id, message.clone())
-                }
-                Some(Pending::ToolsList) => self.listed(message.clone()),
+        let response = match classify(&message) {
+            Kind::Response { id } => Some((id.clone(), self.client_requests.remove(&key(id)))),
+            _ => None,
+        };
+        if let Some((id, pending)) = response {
+            // The message is no longer borrowed: a result to rewrite is taken, not copied.
+            return match pending {
+                Some(Pending::Initialize) => self.initialized(&id, message),
+                Some(Pending::ToolsList) => self.listed(message),
                 Some(Pending::Other) => vec![Action::ToClient(raw(line))],
                 None => vec![Action::Log(format!(
                     "dropped a server response to unknown request id {id}"
                 ))],
-            },
+            };
+        }
+        match classify(&message) {
+            // Answered above.
+            Kind::Response { .. } => Vec::new(),
             Kind::Request { id, method } => {
                 if method == "ping" || self.allowed(method) {
                     self.server_requests.insert(key(id));
@@ -702,17 +703,15 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
     /// The server has gone: every request still open gets an error.
     pub fn server_closed(&mut self) -> Vec<Action> {
         self.ended = true;
+        self.fail_open_requests("the MCP server behind the tollgate gateway has exited")
+    }
+
+    /// Answers every request still open at the server with a `-32002` error saying `why`.
+    fn fail_open_requests(&mut self, why: &str) -> Vec<Action> {
         self.client_requests
             .drain()
             .filter_map(|(id, _)| serde_json::from_str::<Value>(&id).ok())
-            .map(|id| {
-                Action::ToClient(error(
-                    &id,
-                    SESSION_ENDED,
-                    "the MCP server behind the tollgate gateway has exited",
-                    None,
-                ))
-            })
+            .map(|id| Action::ToClient(error(&id, SESSION_ENDED, why, None)))
             .collect()
     }
 }
