@@ -12,6 +12,7 @@
 
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
+use std::io::Write as _;
 use std::time::Instant;
 use tollgate_compiler::credential::{issue, Claims};
 use tollgate_host::audit_log::{AuditFile, SyncPolicy};
@@ -35,6 +36,20 @@ fn rss_kb() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Rounds per arm: this machine's figures vary by tens of percent between runs, so each arm runs
+/// this many times and the median (with the fastest and slowest) is printed.
+const ROUNDS: usize = 5;
+
+/// Median, fastest and slowest of a round's per-item seconds.
+fn spread(mut rounds: Vec<f64>) -> (f64, f64, f64) {
+    rounds.sort_by(f64::total_cmp);
+    (
+        rounds[rounds.len() / 2],
+        rounds[0],
+        rounds[rounds.len() - 1],
+    )
 }
 
 fn main() {
@@ -96,58 +111,73 @@ fn main() {
         ("customer_id", ArgValue::Str("c-1")),
         ("note", ArgValue::Str("called back")),
     ];
-    let started = Instant::now();
-    for i in 0..lines.len() {
-        let call = if i % 4 < 2 {
-            SessionCall {
-                tool: "crm.read_customer",
-                args: &read_args,
-            }
-        } else {
-            SessionCall {
-                tool: "crm.update_notes",
-                args: &note_args,
-            }
-        };
-        std::hint::black_box(credential::decide(&table, &mut state, &session, &call, NOW));
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for i in 0..lines.len() {
+            let call = if i % 4 < 2 {
+                SessionCall {
+                    tool: "crm.read_customer",
+                    args: &read_args,
+                }
+            } else {
+                SessionCall {
+                    tool: "crm.update_notes",
+                    args: &note_args,
+                }
+            };
+            std::hint::black_box(credential::decide(&table, &mut state, &session, &call, NOW));
+        }
+        rounds.push(started.elapsed().as_secs_f64() / lines.len() as f64);
     }
-    let runtime = started.elapsed().as_secs_f64() / lines.len() as f64;
+    let (runtime, fastest, slowest) = spread(rounds);
     println!(
-        "runtime decide (in process, no audit):      {:>8.3} µs per decision",
-        runtime * 1e6
+        "runtime decide (in process, no audit):      {:>8.3} µs per decision (median of {ROUNDS}; {:.3}–{:.3})",
+        runtime * 1e6,
+        fastest * 1e6,
+        slowest * 1e6
     );
 
+    // `HOST_BENCH_ONLY=batch` (or `none`, `every`, `memory`) runs only that arm (for a profiler).
+    let only = std::env::var("HOST_BENCH_ONLY").ok();
     // The host with its log in memory: the protocol, sessions, state and records, without IO.
-    {
-        let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
-        let (gate, _) = Gate::start(
-            table,
-            issuer.verifying_key(),
-            SigningKey::from_bytes(&[3; 32]),
-            FixedClock::new(NOW),
-            tollgate_host::store::MemoryStore::default(),
-            tollgate_host::audit_log::MemoryAudit::default(),
-            &[],
-            &GateOptions {
-                env: Some("prod".to_owned()),
-                ..GateOptions::default()
-            },
-        )
-        .unwrap();
-        let started = Instant::now();
+    if only.as_deref().is_none_or(|only| only == "memory") {
+        let mut rounds = Vec::new();
         let mut allowed = 0usize;
-        for line in &lines {
-            let decision = gate.decide_line(line);
-            allowed += usize::from(decision.allowed);
-            std::hint::black_box(decision.to_json());
+        for _ in 0..ROUNDS {
+            let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+            let (gate, _) = Gate::start(
+                table,
+                issuer.verifying_key(),
+                SigningKey::from_bytes(&[3; 32]),
+                FixedClock::new(NOW),
+                tollgate_host::store::MemoryStore::default(),
+                tollgate_host::audit_log::MemoryAudit::default(),
+                &[],
+                &GateOptions {
+                    env: Some("prod".to_owned()),
+                    ..GateOptions::default()
+                },
+            )
+            .unwrap();
+            allowed = 0;
+            let started = Instant::now();
+            for line in &lines {
+                let decision = gate.decide_line(line);
+                allowed += usize::from(decision.allowed);
+                std::hint::black_box(decision.to_json());
+            }
+            rounds.push(started.elapsed().as_secs_f64() / lines.len() as f64);
         }
-        let per = started.elapsed().as_secs_f64() / lines.len() as f64;
+        let (per, fastest, slowest) = spread(rounds);
         println!(
-            "host decide_line, audit in memory:           {:>8.3} µs per decision, {:>9.0} decisions/s ({} lines, {allowed} allowed; {:.1}× the runtime)",
+            "host decide_line, audit in memory:           {:>8.3} µs per decision, {:>9.0} decisions/s ({} lines, {allowed} allowed; {:.1}× the runtime; {:.3}–{:.3})",
             per * 1e6,
             1.0 / per,
             lines.len(),
-            per / runtime
+            per / runtime,
+            fastest * 1e6,
+            slowest * 1e6
         );
     }
 
@@ -156,53 +186,69 @@ fn main() {
         ("batch", SyncPolicy::Batch, lines.len()),
         ("every", SyncPolicy::Every, 2_000),
     ] {
-        let dir =
-            std::env::temp_dir().join(format!("tollgate-bench-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
-        let store = FileStore::open(&dir.join("state")).unwrap();
-        let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
-        let (gate, _) = Gate::start(
-            table,
-            issuer.verifying_key(),
-            SigningKey::from_bytes(&[3; 32]),
-            FixedClock::new(NOW),
-            store,
-            audit,
-            &existing,
-            &GateOptions {
-                env: Some("prod".to_owned()),
-                ..GateOptions::default()
-            },
-        )
-        .unwrap();
-        // As `tollgate gate` does with piped input: lines that are already waiting are decided
-        // together and their records appended in one write (at most 256 at a time).
-        let started = Instant::now();
-        let mut allowed = 0usize;
-        for chunk in lines[..count].chunks(256) {
-            let requests: Vec<_> = chunk
-                .iter()
-                .map(|line| tollgate_host::protocol::read_request(line))
-                .collect();
-            for decision in gate.decide_batch(&requests) {
-                allowed += usize::from(decision.allowed);
-                std::hint::black_box(decision.to_json());
-            }
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
         }
-        gate.close().unwrap();
-        let seconds = started.elapsed().as_secs_f64();
-        let per = seconds / count as f64;
+        let mut rounds = Vec::new();
+        let mut allowed = 0usize;
+        for round in 0..ROUNDS {
+            let dir = std::env::temp_dir().join(format!(
+                "tollgate-bench-{}-{name}-{round}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+            let store = FileStore::open(&dir.join("state")).unwrap();
+            let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
+            let (gate, _) = Gate::start(
+                table,
+                issuer.verifying_key(),
+                SigningKey::from_bytes(&[3; 32]),
+                FixedClock::new(NOW),
+                store,
+                audit,
+                &existing,
+                &GateOptions {
+                    env: Some("prod".to_owned()),
+                    ..GateOptions::default()
+                },
+            )
+            .unwrap();
+            // As `tollgate gate` does with piped input: lines that are already waiting are decided
+            // together and their records appended in one write (at most 256 at a time), and the
+            // decision lines written to a buffered standard output.
+            let mut output = std::io::BufWriter::new(std::io::sink());
+            let mut reader = tollgate_host::protocol::Reader::default();
+            allowed = 0;
+            let started = Instant::now();
+            for chunk in lines[..count].chunks(256) {
+                let requests: Vec<_> = chunk.iter().map(|line| reader.read(line)).collect();
+                for decision in gate.decide_batch(&requests) {
+                    allowed += usize::from(decision.allowed);
+                    decision.write_json(&mut output).unwrap();
+                    output.write_all(b"\n").unwrap();
+                }
+                output.flush().unwrap();
+            }
+            gate.close().unwrap();
+            rounds.push(started.elapsed().as_secs_f64() / count as f64);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let (per, fastest, slowest) = spread(rounds);
         println!(
-            "host decide_batch(256), audit on a file, --sync {name:<5}: {:>8.3} µs per JSON line, {:>9.0} decisions/s ({count} lines, {allowed} allowed; {:.1}× the runtime)",
+            "host decide_batch(256), audit on a file, --sync {name:<5}: {:>8.3} µs per JSON line, {:>9.0} decisions/s ({count} lines, {allowed} allowed; {:.1}× the runtime; {:.3}–{:.3})",
             per * 1e6,
             1.0 / per,
-            per / runtime
+            per / runtime,
+            fastest * 1e6,
+            slowest * 1e6
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
+    if only.is_some() {
+        return;
+    }
     // 100,000 distinct forged credentials: none is admitted, so none is cached; memory stays flat.
     let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
     let (gate, _) = Gate::start(

@@ -66,6 +66,30 @@ pub struct StateEntry {
     pub slots: Vec<(u32, Slot)>,
 }
 
+/// Appends a whole state entry (tag, length, body) for `slots` to `out`, without building the
+/// entry first: the host stages one per decision that changed a counter.
+pub fn encode_state_into(
+    out: &mut Vec<u8>,
+    policy: &[u8; 8],
+    latest: u64,
+    slots: impl ExactSizeIterator<Item = (u32, Slot)>,
+) {
+    // At most what a 16-bit length can frame (a decision changes at most `MAX_CHANGES` slots,
+    // far fewer).
+    let fit = slots
+        .len()
+        .min((usize::from(u16::MAX) - 16) / (4 + SLOT_SIZE));
+    let body = 16 + fit * (4 + SLOT_SIZE);
+    out.push(b'S');
+    out.extend_from_slice(&(body as u16).to_le_bytes());
+    out.extend_from_slice(policy);
+    out.extend_from_slice(&latest.to_le_bytes());
+    for (index, slot) in slots.take(fit) {
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&slot.encode());
+    }
+}
+
 impl StateEntry {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.slots.len() * (4 + SLOT_SIZE));
@@ -680,4 +704,35 @@ pub fn recover(path: &Path, now: u64) -> Result<Option<Recovered>, HostError> {
         saved_to,
         seq,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_entry_staged_in_place_is_the_entry_encoded() {
+        let slot = Slot {
+            value: 7,
+            window: 3,
+            ..Slot::EMPTY
+        };
+        let entry = StateEntry {
+            policy: [5; 8],
+            latest: 1_767_261_600,
+            slots: vec![(2, slot), (9, Slot::EMPTY)],
+        };
+        let mut staged = vec![b'x'];
+        encode_state_into(
+            &mut staged,
+            &entry.policy,
+            entry.latest,
+            entry.slots.iter().copied(),
+        );
+        let mut expected = vec![b'x'];
+        expected.extend(encode(&Entry::State(entry.encode())));
+        assert_eq!(staged, expected);
+        let body = staged.get(4..).unwrap_or(&[]);
+        assert_eq!(StateEntry::decode(body), Some(entry));
+    }
 }

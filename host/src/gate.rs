@@ -17,7 +17,7 @@
 //! entries after it; revocations come from the store. So a restart, a crash or a `kill -9` neither
 //! loses a released decision's record, nor un-revokes an agent, nor refills a budget.
 
-use crate::audit_log::{self, AuditStore, Entry, StateEntry};
+use crate::audit_log::{self, AuditStore, Entry};
 use crate::clock::Clock;
 use crate::protocol::{self, DecisionLine, RequestLine};
 use crate::store::{Snapshot, StateStore};
@@ -33,6 +33,9 @@ use tollgate_runtime::Reason;
 
 /// The name the gate's key signs checkpoints under.
 pub const GATE_KEY_NAME: &str = "tollgate-gate";
+
+/// Arguments a decision reads from the stack; a request with more takes a heap copy.
+const ARGS_ON_STACK: usize = 16;
 
 /// How a gate runs.
 #[derive(Clone, Debug)]
@@ -95,6 +98,8 @@ struct Inner<S, A> {
     slots: Vec<Slot>,
     latest: u64,
     sessions: Sessions,
+    /// The last admitted credential and its session: a stream from one agent skips the hash.
+    last: Option<(Vec<u8>, Session)>,
     store: S,
     audit: A,
     log: Log,
@@ -255,6 +260,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                     by_credential: HashMap::new(),
                     max: options.max_sessions.max(1),
                 },
+                last: None,
                 store,
                 audit,
                 log: resumed.log,
@@ -339,8 +345,16 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         if inner.failed {
             return refusal(request, Reason::AuditUnavailable);
         }
-        let admitted = match inner.sessions.by_credential.get(&request.credential) {
-            Some(session) => Ok(*session),
+        let cached = match &inner.last {
+            Some((bytes, session)) if *bytes == request.credential => Some(*session),
+            _ => inner
+                .sessions
+                .by_credential
+                .get(&request.credential)
+                .copied(),
+        };
+        let admitted = match cached {
+            Some(session) => Ok(session),
             None if request.credential.is_empty() => Err(Reason::CredentialMalformed),
             None => credential::admit(
                 &self.table,
@@ -352,7 +366,19 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             )
             .inspect(|session| inner.sessions.insert(&request.credential, *session, now)),
         };
-        let args = request.arg_values();
+        // The arguments in the runtime's form, on the stack for any call the gate can allow.
+        let mut on_stack = [("", tollgate_runtime::gate::ArgValue::Bool(false)); ARGS_ON_STACK];
+        let spilled;
+        let args: &[(&str, tollgate_runtime::gate::ArgValue<'_>)] =
+            if request.args.len() <= ARGS_ON_STACK {
+                for (slot, (name, value)) in on_stack.iter_mut().zip(&request.args) {
+                    *slot = (name.as_str(), value.as_value());
+                }
+                on_stack.get(..request.args.len()).unwrap_or(&[])
+            } else {
+                spilled = request.arg_values();
+                &spilled
+            };
         let decision = match (&request.refused, admitted) {
             // A line the agent had no right to send: denied, and counted against an admitted agent.
             (Some((reason, _)), Ok(session)) => {
@@ -366,17 +392,37 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                 &session,
                 &SessionCall {
                     tool: &request.tool,
-                    args: &args,
+                    args,
                 },
                 now,
             ),
         };
+        if let Ok(session) = admitted {
+            if inner
+                .last
+                .as_ref()
+                .is_none_or(|(bytes, _)| *bytes != request.credential)
+            {
+                inner.last = Some((request.credential.clone(), session));
+            }
+        }
         let time = state.latest();
         let (changes, overflowed) = state.changes();
-        let changed: Vec<(u32, Slot)> = changes
-            .iter()
-            .filter_map(|&index| Some((index, *state.slots().get(index as usize)?)))
-            .collect();
+        if !overflowed && !changes.is_empty() {
+            // The counters this decision changed, staged ahead of its record.
+            let policy: [u8; 8] = self.table.policy_hash()[..8].try_into().unwrap_or([0; 8]);
+            audit_log::encode_state_into(
+                &mut inner.pending,
+                &policy,
+                time,
+                // Changed indexes are in range; a slot that were not is replayed as ignored.
+                changes.iter().map(|&index| {
+                    let slot = state.slots().get(index as usize);
+                    (index, slot.copied().unwrap_or(Slot::EMPTY))
+                }),
+            );
+        }
+        inner.snapshot_due |= overflowed;
         inner.latest = time;
         let session = admitted.ok();
         let mut chain_names = [""; credential::MAX_CHAIN];
@@ -407,12 +453,12 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         let call = Call {
             agent,
             tool: &request.tool,
-            args: &args,
+            args,
             via: chain,
             env: host.env,
             time,
         };
-        let seq = Some(self.stage(inner, &call, &decision, &subject, &changed, overflowed));
+        let seq = Some(self.stage(inner, &call, &decision, &subject));
         if decision.revoked_agent {
             let reason = decision.reason.map_or("", |r| r.as_str());
             if inner.store.record_revocation(agent, time, reason).is_err() {
@@ -450,14 +496,8 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         call: &Call<'_>,
         decision: &Decision,
         subject: &Subject,
-        changed: &[(u32, Slot)],
-        overflowed: bool,
     ) -> u64 {
         let policy_hash = self.table.policy_hash();
-        if !overflowed {
-            inner.pending.extend(self.state_entry(call.time, changed));
-        }
-        inner.snapshot_due |= overflowed;
         let seq = inner.log.size();
         let revocation = decision.revoked_agent.then_some(audit::KIND_REVOCATION);
         for kind in std::iter::once(audit::KIND_DECISION).chain(revocation) {
@@ -507,15 +547,12 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
 
     /// The encoded state entry for slots a decision changed (nothing when none changed).
     fn state_entry(&self, latest: u64, changed: &[(u32, Slot)]) -> Vec<u8> {
-        if changed.is_empty() {
-            return Vec::new();
+        let mut out = Vec::new();
+        if !changed.is_empty() {
+            let policy: [u8; 8] = self.table.policy_hash()[..8].try_into().unwrap_or([0; 8]);
+            audit_log::encode_state_into(&mut out, &policy, latest, changed.iter().copied());
         }
-        let entry = StateEntry {
-            policy: self.table.policy_hash()[..8].try_into().unwrap_or([0; 8]),
-            latest,
-            slots: changed.to_vec(),
-        };
-        audit_log::encode(&Entry::State(entry.encode()))
+        out
     }
 
     fn note(&self, log: &Log) -> Option<Vec<u8>> {

@@ -175,7 +175,7 @@ impl RequestLine {
 #[serde(deny_unknown_fields)]
 struct Wire<'a> {
     #[serde(borrow)]
-    credential: Option<std::borrow::Cow<'a, str>>,
+    credential: Option<WireBytes<'a>>,
     #[serde(borrow)]
     tool: std::borrow::Cow<'a, str>,
     args: Option<WireArgs>,
@@ -185,6 +185,36 @@ struct Wire<'a> {
     context: Option<serde::de::IgnoredAny>,
     env: Option<serde::de::IgnoredAny>,
     time: Option<serde::de::IgnoredAny>,
+}
+
+/// A JSON string's bytes, escapes resolved, without a UTF-8 check (the credential is base64:
+/// any byte outside its alphabet makes it malformed anyway).
+struct WireBytes<'a>(std::borrow::Cow<'a, [u8]>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for WireBytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = std::borrow::Cow<'de, [u8]>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Borrowed(v))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Owned(v.to_vec()))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Borrowed(v.as_bytes()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Owned(v.as_bytes().to_vec()))
+            }
+        }
+        // serde_json reads a JSON string as bytes here: escapes resolved, no UTF-8 validation.
+        deserializer.deserialize_bytes(Visitor).map(WireBytes)
+    }
 }
 
 /// Arguments: integers, strings and booleans, each name once.
@@ -261,15 +291,41 @@ impl<'de> serde::Deserialize<'de> for StrictId {
 /// Reads one request line (without its newline). Well-formed lines take a typed fast path; any
 /// line it refuses is read again through a value tree, which says precisely what is wrong.
 pub fn read_request(bytes: &[u8]) -> RequestLine {
-    if bytes.len() <= MAX_LINE {
-        if let Ok(line) = read_typed(bytes) {
-            return line;
-        }
-    }
-    read_request_slowly(bytes)
+    Reader::default().read(bytes)
 }
 
-fn read_typed(bytes: &[u8]) -> Result<RequestLine, ()> {
+/// Reads a stream of request lines, remembering the last credential it decoded: an agent sends
+/// the same credential on every line, so its base64 is decoded once, not per line.
+#[derive(Debug, Default)]
+pub struct Reader {
+    text: Vec<u8>,
+    decoded: Option<Vec<u8>>,
+}
+
+impl Reader {
+    /// Reads one request line, as [`read_request`] does.
+    pub fn read(&mut self, bytes: &[u8]) -> RequestLine {
+        if bytes.len() <= MAX_LINE {
+            if let Ok(line) = read_typed(bytes, self) {
+                return line;
+            }
+        }
+        read_request_slowly(bytes)
+    }
+
+    /// The credential that `text` encodes (empty when it is not base64).
+    fn decode(&mut self, text: &[u8]) -> Vec<u8> {
+        let text = text.trim_ascii();
+        if self.text != text {
+            self.text.clear();
+            self.text.extend_from_slice(text);
+            self.decoded = base64::engine::general_purpose::STANDARD.decode(text).ok();
+        }
+        self.decoded.clone().unwrap_or_default()
+    }
+}
+
+fn read_typed(bytes: &[u8], reader: &mut Reader) -> Result<RequestLine, ()> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let wire = <Wire<'_> as serde::Deserialize>::deserialize(&mut deserializer).map_err(|_| ())?;
     deserializer.end().map_err(|_| ())?;
@@ -280,7 +336,10 @@ fn read_typed(bytes: &[u8]) -> Result<RequestLine, ()> {
         ("env", wire.env.is_some()),
         ("time", wire.time.is_some()),
     ];
-    if untrusted.iter().any(|(_, present)| *present) {
+    if untrusted.iter().any(|(_, present)| *present)
+        || wire.credential.as_ref().is_some_and(|c| !c.0.is_ascii())
+    {
+        // (A credential that is not ASCII is not base64, and the line may not be UTF-8.)
         // Rare: let the slow path word the refusal.
         return Err(());
     }
@@ -288,11 +347,7 @@ fn read_typed(bytes: &[u8]) -> Result<RequestLine, ()> {
         id: wire.id.map(|id| id.0),
         credential: wire
             .credential
-            .and_then(|c| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(c.trim())
-                    .ok()
-            })
+            .map(|c| reader.decode(&c.0))
             .unwrap_or_default(),
         tool: wire.tool.into_owned(),
         args: wire.args.map(|a| a.0).unwrap_or_default(),
@@ -412,6 +467,14 @@ pub struct DecisionLine {
 impl DecisionLine {
     /// The JSON form, one line (written straight from the fields, without building a map).
     pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(160);
+        // Writing to a `Vec` cannot fail, and serde_json writes UTF-8.
+        let _ = self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes the JSON form (one line, no newline) to `out`, without an intermediate string.
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         #[derive(serde::Serialize)]
         struct Line<'l> {
             agent: &'l str,
@@ -447,7 +510,7 @@ impl DecisionLine {
             via: &self.via,
             detail: self.detail.as_deref(),
         };
-        serde_json::to_string(&line).unwrap_or_default()
+        serde_json::to_writer(out, &line).map_err(std::io::Error::from)
     }
 }
 
@@ -467,6 +530,36 @@ mod tests {
         assert!(parse_strict(r#"{"a":1} trailing"#).is_err());
         let value = parse_strict(r#"{"a":[1,-2,1.5,"s",true,null,{"b":{}}]}"#).unwrap();
         assert_eq!(value, json!({"a":[1,-2,1.5,"s",true,null,{"b":{}}]}));
+    }
+
+    #[test]
+    fn a_reader_decodes_a_repeated_credential_once_and_each_new_one_afresh() {
+        let mut reader = Reader::default();
+        let first = reader.read(br#"{"credential":"AAEC","tool":"t"}"#);
+        let again = reader.read(br#"{"credential":"AAEC","tool":"u"}"#);
+        let other = reader.read(br#"{"credential":"AwQF","tool":"t"}"#);
+        let broken = reader.read(br#"{"credential":"A!==","tool":"t"}"#);
+        let back = reader.read(br#"{"credential":"AAEC","tool":"t"}"#);
+        assert_eq!(first.credential, vec![0, 1, 2]);
+        assert_eq!(again.credential, vec![0, 1, 2]);
+        assert_eq!(other.credential, vec![3, 4, 5]);
+        assert_eq!(broken.credential, Vec::<u8>::new());
+        assert_eq!(back.credential, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_credential_is_read_as_bytes_yet_a_line_that_is_not_utf8_is_malformed() {
+        let line = read_request(br#"{"credential":" AAEC\n","tool":"t"}"#);
+        assert_eq!(line.credential, vec![0, 1, 2]);
+        assert_eq!(line.refused, None);
+        let mut bytes = br#"{"credential":"AA"#.to_vec();
+        bytes.push(0xff);
+        bytes.extend_from_slice(br#"==","tool":"t"}"#);
+        let line = read_request(&bytes);
+        assert_eq!(
+            line.refused,
+            Some((Reason::Malformed, "the line is not UTF-8".to_owned()))
+        );
     }
 
     fn reason(line: &str) -> Option<Reason> {
@@ -506,7 +599,7 @@ mod tests {
         ];
         for line in lines {
             let slow = read_request_slowly(line.as_bytes());
-            match read_typed(line.as_bytes()) {
+            match read_typed(line.as_bytes(), &mut Reader::default()) {
                 Ok(fast) => assert_eq!(fast, slow, "{line}"),
                 Err(()) => assert!(slow.refused.is_some(), "{line}"),
             }

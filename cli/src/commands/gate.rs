@@ -17,15 +17,14 @@ const BATCH: usize = 256;
 /// Reads the next non-blank request line; `None` at the end of input. A line over `MAX_LINE`
 /// bytes is read up to one byte past the limit (so it is refused as oversize) and the rest of it
 /// skipped.
-fn read_request_line(input: &mut impl BufRead) -> std::io::Result<Option<RequestLine>> {
-    let mut line = Vec::new();
+fn read_request_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    reader: &mut protocol::Reader,
+) -> std::io::Result<Option<RequestLine>> {
     loop {
         line.clear();
-        if input
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)?
-            == 0
-        {
+        if input.take(MAX_LINE as u64 + 1).read_until(b'\n', line)? == 0 {
             return Ok(None);
         }
         if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
@@ -36,7 +35,7 @@ fn read_request_line(input: &mut impl BufRead) -> std::io::Result<Option<Request
             line.pop();
         }
         if !line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Some(protocol::read_request(&line)));
+            return Ok(Some(reader.read(line)));
         }
     }
 }
@@ -142,13 +141,15 @@ pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
     let mut input = std::io::BufReader::new(stdin);
     let mut output = std::io::BufWriter::new(stdout);
     let mut batch = Vec::new();
+    let mut line = Vec::new();
+    let mut reader = protocol::Reader::default();
     let mut closed = false;
     while !closed {
         // Take the next line, and every further line already waiting (up to a batch), so a piped
         // file is decided in batches while a live agent gets each answer at once.
         batch.clear();
         loop {
-            match read_request_line(&mut input) {
+            match read_request_line(&mut input, &mut line, &mut reader) {
                 Ok(Some(line)) => batch.push(line),
                 Ok(None) => {
                     closed = true;
@@ -171,7 +172,9 @@ pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
         let decisions = gate.decide_batch(&batch);
         let mut written = Ok(());
         for decision in &decisions {
-            written = written.and_then(|()| writeln!(output, "{}", decision.to_json()));
+            written = written
+                .and_then(|()| decision.write_json(&mut output))
+                .and_then(|()| output.write_all(b"\n"));
         }
         if written.and_then(|()| output.flush()).is_err() {
             let _ = gate.close();
