@@ -120,6 +120,62 @@ fn arg_ty(ty: &ArgType) -> Ty {
 struct Scope {
     agents: Vec<AgentId>,
     tools: Vec<ToolId>,
+    /// Optional arguments a condition here may read: an earlier `has` guarantees them.
+    present: Vec<String>,
+}
+
+impl Scope {
+    /// This scope, with more arguments known present.
+    fn knowing(&self, present: Vec<String>) -> Scope {
+        let mut known = self.present.clone();
+        known.extend(present);
+        Scope {
+            agents: self.agents.clone(),
+            tools: self.tools.clone(),
+            present: known,
+        }
+    }
+}
+
+/// The arguments a condition guarantees present when it holds.
+fn present_when_true(condition: &Condition) -> Vec<String> {
+    match &condition.kind {
+        ConditionKind::Has(name) => vec![name.clone()],
+        ConditionKind::And(a, b) => {
+            let mut both = present_when_true(a);
+            both.extend(present_when_true(b));
+            both
+        }
+        ConditionKind::Or(a, b) => {
+            let right = present_when_true(b);
+            present_when_true(a)
+                .into_iter()
+                .filter(|name| right.contains(name))
+                .collect()
+        }
+        ConditionKind::Not(inner) => present_when_false(inner),
+        _ => Vec::new(),
+    }
+}
+
+/// The arguments a condition guarantees present when it does not hold.
+fn present_when_false(condition: &Condition) -> Vec<String> {
+    match &condition.kind {
+        ConditionKind::Or(a, b) => {
+            let mut both = present_when_false(a);
+            both.extend(present_when_false(b));
+            both
+        }
+        ConditionKind::And(a, b) => {
+            let right = present_when_false(b);
+            present_when_false(a)
+                .into_iter()
+                .filter(|name| right.contains(name))
+                .collect()
+        }
+        ConditionKind::Not(inner) => present_when_true(inner),
+        _ => Vec::new(),
+    }
 }
 
 /// A checked operand: its term, its type (`None` when unknown after an error, or when it is a
@@ -406,6 +462,7 @@ impl Checker {
                             Some(ty) => schema.push(ArgSchema {
                                 name: arg.name.name.clone(),
                                 ty,
+                                optional: arg.optional,
                                 span: arg.name.span,
                             }),
                             None => {
@@ -797,6 +854,7 @@ impl Checker {
         let scope = Scope {
             agents: self.policy.agents_matching(principal),
             tools: self.policy.tools_matching(tools),
+            present: Vec::new(),
         };
         let before = self.diagnostics.len();
         let checked = self.condition(condition, &scope);
@@ -1024,15 +1082,34 @@ impl Checker {
 
     fn condition(&mut self, expr: &ast::Expr, scope: &Scope) -> Option<Condition> {
         let kind = match &expr.kind {
+            // Left to right, as a reader reads it: the right side of `and` may read what the
+            // left side tested present; the right side of `or` what the left side's failure
+            // implies present (`not has args.x or args.x > 5`).
             ast::ExprKind::Or(a, b) => {
                 let a = self.condition(a, scope);
-                let b = self.condition(b, scope);
+                let known = a.as_ref().map(present_when_false).unwrap_or_default();
+                let b = self.condition(b, &scope.knowing(known));
                 ConditionKind::Or(Box::new(a?), Box::new(b?))
             }
             ast::ExprKind::And(a, b) => {
                 let a = self.condition(a, scope);
-                let b = self.condition(b, scope);
+                let known = a.as_ref().map(present_when_true).unwrap_or_default();
+                let b = self.condition(b, &scope.knowing(known));
                 ConditionKind::And(Box::new(a?), Box::new(b?))
+            }
+            ast::ExprKind::Has(operand) => {
+                let ast::Operand::Field {
+                    root: ast::FieldRoot::Args,
+                    name,
+                    span,
+                } = operand
+                else {
+                    let d = diagnostic::has_not_argument(&operand_text(operand), expr.span);
+                    self.error(d);
+                    return None;
+                };
+                self.arg_field(&name.name, *span, scope, false)?;
+                ConditionKind::Has(name.name.clone())
             }
             ast::ExprKind::Not(inner) => {
                 ConditionKind::Not(Box::new(self.condition(inner, scope)?))
@@ -1261,7 +1338,7 @@ impl Checker {
         let (term, ty) = match root {
             ast::FieldRoot::Args => (
                 Term::Arg(field.to_owned()),
-                self.arg_field(field, *span, scope)?,
+                self.arg_field(field, *span, scope, true)?,
             ),
             ast::FieldRoot::Context => match field {
                 "env" => (Term::Context(ContextField::Env), Ty::Env),
@@ -1326,7 +1403,9 @@ impl Checker {
         Some(())
     }
 
-    fn arg_field(&mut self, field: &str, span: Span, scope: &Scope) -> Option<Ty> {
+    /// The type of `args.FIELD` across the tools in scope; `read` when the condition reads its
+    /// value (an optional argument must then be known present).
+    fn arg_field(&mut self, field: &str, span: Span, scope: &Scope, read: bool) -> Option<Ty> {
         let mut found: Option<(Ty, &str, Span)> = None;
         let mut problem = None;
         let mut untyped = false;
@@ -1343,6 +1422,12 @@ impl Checker {
                 ));
                 break;
             };
+            if read && arg.optional && !scope.present.iter().any(|p| p == field) {
+                problem = Some(diagnostic::unguarded_optional(
+                    field, span, &tool.name, arg.span,
+                ));
+                break;
+            }
             let ty = arg_ty(&arg.ty);
             found = match found.take() {
                 None => Some((ty, &tool.name, arg.span)),

@@ -276,6 +276,11 @@ pub fn compile_stamped(
             let record = format::ArgRecord {
                 name,
                 kind,
+                flags: if schema.optional {
+                    format::arg_flag::OPTIONAL
+                } else {
+                    0
+                },
                 variants_start: start,
                 variants_count: count,
                 min,
@@ -596,6 +601,21 @@ impl Generator<'_> {
                     Ok(())
                 }
             },
+            ConditionKind::Has(name) => {
+                let declared = &self.policy.tools[tool];
+                match declared.arg(name) {
+                    // A required argument is always given (validation denies a call without it).
+                    Some(arg) if !arg.optional => Err(true),
+                    _ => {
+                        let slot = self.slots[tool]
+                            .iter()
+                            .position(|n| n == name)
+                            .unwrap_or(usize::from(u8::MAX));
+                        code.extend_from_slice(&[op::HAS, slot.min(usize::from(u8::MAX)) as u8]);
+                        Ok(())
+                    }
+                }
+            }
             ConditionKind::Bool(term) => match self.constant_term(term, agent, tool) {
                 Some(Value::Bool(value)) => Err(value),
                 _ => {
@@ -701,7 +721,7 @@ fn depth(condition: &Condition) -> usize {
             }
         }
         ConditionKind::Not(inner) => depth(inner),
-        ConditionKind::Bool(_) => 1,
+        ConditionKind::Bool(_) | ConditionKind::Has(_) => 1,
         ConditionKind::Compare { .. } | ConditionKind::Str { .. } | ConditionKind::In { .. } => 3,
     }
 }

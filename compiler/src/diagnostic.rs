@@ -68,6 +68,8 @@ codes! {
     NotBoolean = "TG0304", "condition is not boolean";
     InvalidType = "TG0305", "invalid type";
     BareName = "TG0306", "bare name where a value is needed";
+    UnguardedOptional = "TG0307", "optional argument read without a presence test";
+    HasNotArgument = "TG0308", "`has` applied to something other than an argument";
     ZeroQuantity = "TG0401", "zero window, count or lifetime";
     NegativeQuantity = "TG0402", "negative cost, budget or bound";
     MissingEnvironment = "TG0501", "test step has no environment";
@@ -565,6 +567,29 @@ pub fn not_boolean(text: &str, ty: &str, span: Span) -> Diagnostic {
         format!("this is {ty}"),
     )
     .help(format!("compare it, e.g. `{text} == ...`"))
+}
+
+pub fn unguarded_optional(name: &str, span: Span, tool: &str, declared: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::UnguardedOptional,
+        format!("`args.{name}` is optional in `{tool}` and may be absent here"),
+        span,
+        "read without a presence test",
+    )
+    .related(declared, format!("declared optional here (`{name}?`)"))
+    .help(format!(
+        "test it first: `has args.{name} and ...`, or `not has args.{name} or ...`"
+    ))
+}
+
+pub fn has_not_argument(text: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::HasNotArgument,
+        format!("`has {text}` does not test an argument"),
+        span,
+        "not an argument",
+    )
+    .help("`has` tests whether a call gives an optional argument: `has args.NAME`".to_owned())
 }
 
 pub fn invalid_type(message: String, span: Span, help: &str) -> Diagnostic {

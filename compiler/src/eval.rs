@@ -383,6 +383,9 @@ pub fn validate_args(
     let mut args = BTreeMap::new();
     for schema in &tool.args {
         let Some(value) = given.get(&schema.name) else {
+            if schema.optional {
+                continue;
+            }
             return Err(format!("argument `{}` is missing", schema.name));
         };
         let normalized = match (&schema.ty, value) {
@@ -556,6 +559,9 @@ fn evaluate(context: &Context<'_>, agent: AgentId, condition: &Condition) -> Opt
             }
         }
         ConditionKind::Not(inner) => evaluate(context, agent, inner).map(|value| !value),
+        // An absent optional argument is a missing term: `has` guards every read of it (checking
+        // enforces that), so a condition never depends on a value the call did not give.
+        ConditionKind::Has(name) => Some(context.args.contains_key(name)),
         ConditionKind::Bool(t) => match term(context, agent, t)? {
             Value::Bool(value) => Some(value),
             _ => None,
@@ -632,7 +638,7 @@ mod tests {
         environments prod, sandbox;
         domain d { private }
         domain w { untrusted }
-        tool t.read { domain d effect read args { n: int[0..100], s: string, c: enum[x, y] } }
+        tool t.read { domain d effect read args { n: int[0..100], s: string, c: enum[x, y], o?: int[0..9] } }
         tool t.write { domain d effect write cost 3 }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
@@ -753,6 +759,43 @@ mod tests {
                 "deny invalid_argument",
                 "allow by rule #1",
             ],
+        );
+    }
+
+    #[test]
+    fn v_args_an_optional_argument_may_be_left_out_and_has_tests_it() {
+        check(
+            "permit any to call t.read when has args.o and args.o > 2;\n\
+             forbid any to call t.read when not has args.o or args.o == 9;",
+            &[
+                call("a", "t.read"),
+                with(call("a", "t.read"), "o", Value::Int(5)),
+                with(call("a", "t.read"), "o", Value::Int(9)),
+                with(call("a", "t.read"), "o", Value::Int(1)),
+                with(call("a", "t.read"), "o", Value::Int(10)),
+                with(call("a", "t.read"), "o", Value::Str("5".to_owned())),
+            ],
+            &[
+                "deny forbidden by rule #2",
+                "allow by rule #1",
+                "deny forbidden by rule #2",
+                "deny not_permitted",
+                "deny invalid_argument",
+                "deny invalid_argument",
+            ],
+        );
+    }
+
+    #[test]
+    fn l_repeat_a_call_without_an_optional_argument_differs_from_one_with_it() {
+        check(
+            "permit any to call t.read;\nlimit any on t.read repeat 1 within 1h;",
+            &[
+                call("a", "t.read"),
+                with(call("a", "t.read"), "o", Value::Int(0)),
+                call("a", "t.read"),
+            ],
+            &["allow by rule #1", "allow by rule #1", "deny loop_guard"],
         );
     }
 

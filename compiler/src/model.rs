@@ -177,6 +177,8 @@ pub enum ArgType {
 pub struct ArgSchema {
     pub name: String,
     pub ty: ArgType,
+    /// `name?: type`: a call may leave it out; conditions read it only after `has args.name`.
+    pub optional: bool,
     pub span: Span,
 }
 
@@ -313,6 +315,8 @@ pub enum ConditionKind {
     },
     /// A boolean term used as a condition.
     Bool(Term),
+    /// `has args.NAME`: the call gives this argument.
+    Has(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

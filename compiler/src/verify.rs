@@ -386,6 +386,12 @@ pub(crate) fn request_from_model(
         let Some(var) = space.args.get(&arg.name) else {
             continue;
         };
+        // An optional argument the model leaves out is left out of the request.
+        if let Some(present) = space.present.get(&arg.name) {
+            if model.eval(present, true).and_then(|v| v.as_bool()) != Some(true) {
+                continue;
+            }
+        }
         let value = match var {
             Zv::Int(v) => model.eval(v, true).and_then(|v| v.as_i64()).map(Value::Int),
             Zv::Bool(v) => model

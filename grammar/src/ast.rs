@@ -149,6 +149,8 @@ pub struct ToolProp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ArgDecl {
     pub name: Ident,
+    /// `name?: type`: a call may leave the argument out.
+    pub optional: bool,
     pub ty: TypeExpr,
     pub span: Span,
 }
@@ -496,6 +498,8 @@ pub enum ExprKind {
     },
     /// A bare operand used as a condition, e.g. `args.urgent` or `true`.
     Operand(Operand),
+    /// `has args.head`: whether the call gives an optional argument.
+    Has(Operand),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -349,7 +349,10 @@ fn tool_prop(kind: &ToolPropKind) -> String {
         ToolPropKind::Args(args) => {
             let args: Vec<String> = args
                 .iter()
-                .map(|arg| format!("{}: {}", arg.name.name, type_expr(&arg.ty)))
+                .map(|arg| {
+                    let optional = if arg.optional { "?" } else { "" };
+                    format!("{}{optional}: {}", arg.name.name, type_expr(&arg.ty))
+                })
                 .collect();
             format!("args {}", braced(&args.join(", ")))
         }
@@ -497,6 +500,7 @@ fn expr_at(node: &Expr, context: u8) -> String {
             format!("{} {} {}", operand(lhs), op.keyword(), operand(rhs))
         }
         ExprKind::Operand(value) => operand(value),
+        ExprKind::Has(value) => format!("has {}", operand(value)),
     };
     if precedence(node) < context {
         format!("({text})")

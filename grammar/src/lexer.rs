@@ -66,6 +66,8 @@ enum Raw {
     Ge,
     #[token("-")]
     Minus,
+    #[token("?")]
+    Question,
 }
 
 macro_rules! tokens {
@@ -80,7 +82,7 @@ macro_rules! tokens {
             Duration(u64),
             LBrace, RBrace, LBracket, RBracket, LParen, RParen,
             Semi, Comma, Colon, Dot, DotDot, DotStar, Arrow,
-            EqEq, NotEq, Lt, Le, Gt, Ge, Minus,
+            EqEq, NotEq, Lt, Le, Gt, Ge, Minus, Question,
         }
 
         /// Every reserved word of the language, in the order the grammar lists them.
@@ -106,7 +108,7 @@ macro_rules! tokens {
                     Tok::Semi => ";", Tok::Comma => ",", Tok::Colon => ":", Tok::Dot => ".",
                     Tok::DotDot => "..", Tok::DotStar => ".*", Tok::Arrow => "->",
                     Tok::EqEq => "==", Tok::NotEq => "!=", Tok::Lt => "<", Tok::Le => "<=",
-                    Tok::Gt => ">", Tok::Ge => ">=", Tok::Minus => "-",
+                    Tok::Gt => ">", Tok::Ge => ">=", Tok::Minus => "-", Tok::Question => "?",
                 };
                 f.write_str(text)
             }
@@ -148,6 +150,7 @@ tokens! {
     "for" => For,
     "forbid" => Forbid,
     "grants" => Grants,
+    "has" => Has,
     "in" => In,
     "limit" => Limit,
     "never" => Never,
@@ -279,6 +282,7 @@ pub fn lex(source: &str, file: FileId) -> Lexed {
             Ok(Raw::Gt) => Tok::Gt,
             Ok(Raw::Ge) => Tok::Ge,
             Ok(Raw::Minus) => Tok::Minus,
+            Ok(Raw::Question) => Tok::Question,
         };
         out.tokens.push((range.start, token, range.end));
     }

@@ -172,7 +172,9 @@ pub mod field {
     pub mod arg {
         pub const NAME: usize = 0;
         pub const KIND: usize = 8;
-        pub const RESERVED: usize = 9;
+        /// `arg_flag::*` bits.
+        pub const FLAGS: usize = 9;
+        pub const RESERVED: usize = 10;
         pub const VARIANTS_START: usize = 12;
         pub const VARIANTS_COUNT: usize = 16;
         pub const MIN: usize = 20;
@@ -274,6 +276,8 @@ pub struct ArgRecord {
     pub name: Ref,
     /// One of `arg::*`.
     pub kind: u8,
+    /// `arg_flag::*` bits.
+    pub flags: u8,
     pub variants_start: u32,
     pub variants_count: u32,
     pub min: i64,
@@ -286,6 +290,7 @@ impl ArgRecord {
         let mut out = [0u8; ARG_SIZE];
         put(&mut out, NAME, &self.name.encode());
         put(&mut out, KIND, &[self.kind]);
+        put(&mut out, FLAGS, &[self.flags]);
         put(&mut out, VARIANTS_START, &self.variants_start.to_le_bytes());
         put(&mut out, VARIANTS_COUNT, &self.variants_count.to_le_bytes());
         put(&mut out, MIN, &self.min.to_le_bytes());
@@ -399,6 +404,14 @@ pub mod arg {
     pub const ENUM: u8 = 4;
 }
 
+/// Argument flags.
+pub mod arg_flag {
+    /// A call may leave the argument out (`name?: type`); `HAS` tests whether it did.
+    pub const OPTIONAL: u8 = 1;
+    /// Every flag a loader accepts.
+    pub const ALL: u8 = OPTIONAL;
+}
+
 /// Limit kinds.
 pub mod limit {
     pub const RATE: u8 = 1;
@@ -421,6 +434,8 @@ pub mod op {
     pub const ARG: u8 = 0x05;
     /// `u8` context field: `CTX_ENV`, `CTX_HOUR`, `CTX_DEPTH`, `CTX_ORIGIN`.
     pub const CTX: u8 = 0x06;
+    /// `u8` argument slot: whether the call gives that (optional) argument.
+    pub const HAS: u8 = 0x07;
     pub const EQ: u8 = 0x10;
     pub const NE: u8 = 0x11;
     pub const LT: u8 = 0x12;

@@ -458,8 +458,30 @@ enum Value<'a> {
     Sym(u16),
 }
 
-/// A validated argument: the schema's value, enum values as symbols.
-type Args<'a> = [Option<Value<'a>>; format::MAX_ARGS];
+/// The validated arguments, in schema (name) order: each one's value (enum values as symbols)
+/// and which optional ones the call left out. An absent argument holds a value of its type within
+/// its bounds, which no condition reads: checking guards every read with `has`.
+struct Args<'a> {
+    values: [Option<Value<'a>>; format::MAX_ARGS],
+    /// Bit `slot`: the call left that optional argument out.
+    absent: u32,
+}
+
+impl Args<'_> {
+    const fn new() -> Self {
+        Args {
+            values: [None; format::MAX_ARGS],
+            absent: 0,
+        }
+    }
+
+    fn present(&self, slot: usize) -> Option<bool> {
+        if slot >= format::MAX_ARGS {
+            return None;
+        }
+        Some(self.absent.checked_shr(slot as u32).unwrap_or(0) & 1 == 0)
+    }
+}
 
 struct Context {
     env: Option<u16>,
@@ -605,7 +627,7 @@ fn decide_known(
         (Env::Known(symbol), declared) if declared > 0 => Some(symbol),
         _ => return Decision::deny(Reason::InvalidRequest),
     };
-    let mut args: Args<'_> = [None; format::MAX_ARGS];
+    let mut args = Args::new();
     if !validate_args(table, tool, call.args, &mut args) {
         return Decision::deny(Reason::InvalidArgument);
     }
@@ -892,7 +914,13 @@ fn tool_cost(table: &Table<'_>, tool: usize) -> i64 {
 fn call_digest(tool: usize, args: &Args<'_>) -> [u8; 16] {
     let mut hasher = Sha256::new();
     hasher.update((tool as u32).to_le_bytes());
-    for value in args.iter().flatten() {
+    // Which optional arguments were left out, when any was (a call that gives every argument
+    // hashes as it did before optional arguments existed).
+    if args.absent != 0 {
+        hasher.update([5]);
+        hasher.update(args.absent.to_le_bytes());
+    }
+    for value in args.values.iter().flatten() {
         match value {
             Value::Int(v) => {
                 hasher.update([1]);
@@ -918,8 +946,8 @@ fn call_digest(tool: usize, args: &Args<'_>) -> [u8; 16] {
     out
 }
 
-/// (V-Args): every schema argument present once with the right type and within bounds, nothing
-/// else. Fills `args` in schema (name) order.
+/// (V-Args): every required schema argument present once, every optional one at most once, each
+/// with the right type and within bounds, nothing else. Fills `args` in schema (name) order.
 fn validate_args<'a>(
     table: &Table<'a>,
     tool: usize,
@@ -931,20 +959,36 @@ fn validate_args<'a>(
     };
     let start = usize::from(table.bytes.u16(at + field::tool::ARGS_START).unwrap_or(0));
     let count = usize::from(table.bytes.u16(at + field::tool::ARGS_COUNT).unwrap_or(0));
-    if given.len() != count {
+    if given.len() > count {
         return false;
     }
-    for (slot, index) in args.iter_mut().zip(start..start.saturating_add(count)) {
+    let mut matched = 0usize;
+    for (slot, index) in (start..start.saturating_add(count)).enumerate() {
         let Some(record) = table.record(section::ARGS, index) else {
             return false;
         };
         let Some(name) = table.ref_at(record) else {
             return false;
         };
-        let mut named = given.iter().filter(|(n, _)| n.as_bytes() == name);
-        let (Some((_, value)), None) = (named.next(), named.next()) else {
-            return false; // missing or given twice
+        let Some(value_slot) = args.values.get_mut(slot) else {
+            return false;
         };
+        let mut named = given.iter().filter(|(n, _)| n.as_bytes() == name);
+        let value = match (named.next(), named.next()) {
+            (Some((_, value)), None) => value,
+            (None, _) => {
+                let flags = table.bytes.u8(record + field::arg::FLAGS).unwrap_or(0);
+                if flags & format::arg_flag::OPTIONAL == 0 {
+                    return false; // a required argument is missing
+                }
+                args.absent |= 1u32.checked_shl(slot as u32).unwrap_or(0);
+                *value_slot = Some(absent_value(table, record));
+                continue;
+            }
+            _ => return false, // given twice
+        };
+        matched += 1;
+        let slot = value_slot;
         let kind = table.bytes.u8(record + field::arg::KIND).unwrap_or(0);
         *slot = match (kind, value) {
             (format::arg::INT, ArgValue::Int(v)) => {
@@ -982,7 +1026,25 @@ fn validate_args<'a>(
             _ => return false,
         };
     }
-    true
+    // Every name given matched a declared argument (none is unknown).
+    matched == given.len()
+}
+
+/// The value an absent optional argument holds: of its type and within its bounds (the smallest
+/// integer allowed, the first enum value), so a program reading it computes as on a real call.
+fn absent_value<'a>(table: &Table<'a>, record: usize) -> Value<'a> {
+    match table.bytes.u8(record + field::arg::KIND).unwrap_or(0) {
+        format::arg::INT => Value::Int(table.bytes.i64(record + field::arg::MIN).unwrap_or(0)),
+        format::arg::STR => Value::Str(&[]),
+        format::arg::ENUM => {
+            let first = table
+                .bytes
+                .u32(record + field::arg::VARIANTS_START)
+                .unwrap_or(0) as usize;
+            Value::Sym(table.u16_item(section::VARIANTS, first).unwrap_or(0))
+        }
+        _ => Value::Bool(false),
+    }
 }
 
 enum Authority {
@@ -1066,7 +1128,12 @@ fn run(table: &Table<'_>, program: usize, args: &Args<'_>, context: &Context) ->
             op::ARG => {
                 let slot = usize::from(bytes.u8(at)?);
                 at += 1;
-                (*args.get(slot)?)?
+                (*args.values.get(slot)?)?
+            }
+            op::HAS => {
+                let slot = usize::from(bytes.u8(at)?);
+                at += 1;
+                Value::Bool(args.present(slot)?)
             }
             op::CTX => {
                 let field = bytes.u8(at)?;

@@ -386,6 +386,26 @@ impl<'a> Table<'a> {
         self.ref_at(self.record(section::ARGS, start.checked_add(slot)?)?)
     }
 
+    /// The number of arguments tool `tool` declares.
+    pub fn arg_count(&self, tool: usize) -> Option<usize> {
+        let at = self.record(section::TOOLS, tool)?;
+        Some(usize::from(
+            self.bytes.u16(at + format::field::tool::ARGS_COUNT)?,
+        ))
+    }
+
+    /// Whether argument `slot` of tool `tool` is optional.
+    pub fn arg_optional(&self, tool: usize, slot: usize) -> Option<bool> {
+        let at = self.record(section::TOOLS, tool)?;
+        let start = usize::from(self.bytes.u16(at + format::field::tool::ARGS_START)?);
+        if slot >= self.arg_count(tool)? {
+            return None;
+        }
+        let record = self.record(section::ARGS, start.checked_add(slot)?)?;
+        let flags = self.bytes.u8(record + format::field::arg::FLAGS)?;
+        Some(flags & format::arg_flag::OPTIONAL != 0)
+    }
+
     /// String constant bytes by (offset, length) into the string pool.
     pub fn string_at(&self, offset: u32, len: u32) -> Option<&'a [u8]> {
         self.string(offset, len)
@@ -534,6 +554,10 @@ impl<'a> Table<'a> {
             let at = self.record(section::ARGS, index).ok_or(bounds)?;
             self.ref_at(at).ok_or(bounds)?;
             let kind = self.bytes.u8(at + format::field::arg::KIND).ok_or(bounds)?;
+            let flags = self.bytes.u8(at + format::field::arg::FLAGS).ok_or(bounds)?;
+            if flags & !format::arg_flag::ALL != 0 {
+                return Err(LoadError::Invalid);
+            }
             let start = self
                 .bytes
                 .u32(at + format::field::arg::VARIANTS_START)
@@ -745,7 +769,7 @@ impl<'a> Table<'a> {
                     }
                     (2, 1, 0)
                 }
-                op::ARG => {
+                op::ARG | op::HAS => {
                     if usize::from(self.bytes.u8(at + 1).ok_or(bad)?) >= format::MAX_ARGS {
                         return Err(bad);
                     }

@@ -55,6 +55,16 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(|a| format!("context.origin == {a}")),
         (0..3i64).prop_map(|k| format!("agent.level >= {k}")),
         (0..4i64).prop_map(|k| format!("tool.cost > {k}")),
+        // Optional arguments, read only behind `has`.
+        Just("has args.o".to_owned()),
+        (0..4i64).prop_map(|k| format!("(has args.o and args.o >= {k})")),
+        (0..4i64).prop_map(|k| format!("(not has args.o or args.o < {k})")),
+        proptest::sample::select(vec![
+            "(has args.q and args.q starts_with \"a\")",
+            "not has args.q",
+            "(not (has args.q) or args.q == \"x\")",
+        ])
+        .prop_map(str::to_owned),
     ]
 }
 
@@ -141,7 +151,7 @@ fn policy() -> impl Strategy<Value = String> {
             let mut text = String::from("environments prod, dev;\ndomain dp { private }\ndomain dq { public }\n");
             for (name, (cost, effect)) in ["t.a", "t.b", "u.c"].iter().zip(&tool_defs) {
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -176,18 +186,22 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
         any::<bool>(),
         value_s,
         0..10u8,
+        proptest::option::of(prop_oneof![4 => (-1..5i64).prop_map(Value::Int), 1 => Just(Value::Bool(true))]),
+        proptest::option::of(proptest::sample::select(vec!["", "abc", "x"]).prop_map(|s| Value::Str(s.into()))),
         proptest::collection::vec(proptest::sample::select(AGENTS.to_vec()), 0..3),
         proptest::sample::select(vec![Some("prod"), Some("dev"), None, Some("mars")]),
         // Mostly forward, sometimes back: the gate's clock must never move back.
         prop_oneof![6 => 0..5_000i64, 1 => -8_000..0i64],
     )
-        .prop_map(|(agent, tool, n, c, b, s, shape, via, env, step)| {
+        .prop_map(|(agent, tool, n, c, b, s, shape, o, q, via, env, step)| {
             let mut args = BTreeMap::from([
                 ("n".to_owned(), n),
                 ("c".to_owned(), c),
                 ("b".to_owned(), Value::Bool(b)),
                 ("s".to_owned(), s),
             ]);
+            args.extend(o.map(|o| ("o".to_owned(), o)));
+            args.extend(q.map(|q| ("q".to_owned(), q)));
             match shape {
                 0 => {
                     args.remove("b");
@@ -440,6 +454,51 @@ fn translation_validation_catches_a_miscompiled_program() {
         }
         other => panic!("expected a program mismatch, got {other:?}"),
     }
+}
+
+#[test]
+fn translation_validation_catches_an_optional_argument_compiled_as_required() {
+    use ed25519_dalek::Signer;
+    use sha2::{Digest, Sha256};
+    use tollgate_compiler::verify::translation::{validate, Mismatch};
+    use tollgate_runtime::format::{self, arg, arg_flag};
+    let path = tollgate_tests::root().join("tests/fixtures/valid/optional_arguments.toll");
+    let policy = tollgate_compiler::load(&tollgate_tests::source_set(&path)).unwrap();
+    let mut bytes = codegen::compile(&policy, &key()).unwrap().bytes;
+    // The first optional integer argument (`head`): its kind, then its flags and reserved bytes.
+    let pattern = [arg::INT, arg_flag::OPTIONAL, 0, 0];
+    let at = bytes.windows(4).position(|w| w == pattern).unwrap();
+    bytes[at + 1] = 0;
+    let header = format::HEADER_SIZE;
+    let body_end = bytes.len() - 64;
+    let hash: [u8; 32] = Sha256::digest(&bytes[header..body_end]).into();
+    let hash_at = format::header::POLICY_HASH;
+    bytes[hash_at..hash_at + 32].copy_from_slice(&hash);
+    let signature = key().sign(&bytes[..body_end]);
+    bytes[body_end..].copy_from_slice(&signature.to_bytes());
+    let table = Table::load(&bytes, &key().verifying_key()).unwrap();
+    match validate(&policy, &table, &Default::default()) {
+        Err(Mismatch::Entries { tool, detail, .. }) => {
+            assert_eq!(tool, "fs.read_text_file");
+            assert!(detail.contains("(\"head\", false)"), "{detail}");
+        }
+        other => panic!("expected an argument mismatch, got {other:?}"),
+    }
+    // And the difference is real: the damaged table denies a call the policy allows.
+    let request = Request {
+        agent: "reader".into(),
+        tool: "fs.read_text_file".into(),
+        args: BTreeMap::from([("path".to_owned(), Value::Str("docs/a.md".into()))]),
+        via: Vec::new(),
+        env: None,
+        time: 0,
+    };
+    assert!(eval::decide(&policy, &request, &mut State::new()).is_allow());
+    let (mut args, mut via) = (Vec::new(), Vec::new());
+    let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 8)];
+    let mut state = GateState::new(&table, &mut slots).unwrap();
+    let decision = gate::decide(&table, &mut state, &to_gate(&request, &mut args, &mut via));
+    assert_eq!(decision.reason, Some(tollgate_runtime::Reason::InvalidArgument));
 }
 
 /// A table whose body is damaged but whose hash matches it (a compiler bug, not an attacker:

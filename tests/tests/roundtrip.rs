@@ -112,6 +112,7 @@ fn expr() -> BoxedStrategy<Expr> {
             .prop_map(|(lhs, set)| ExprKind::In { lhs, set }),
         (string_op, operand(), operand()).prop_map(|(op, lhs, rhs)| ExprKind::Str { op, lhs, rhs }),
         operand().prop_map(ExprKind::Operand),
+        operand().prop_map(ExprKind::Has),
     ]
     .prop_map(|kind| Expr { kind, span: span() });
     leaf.prop_recursive(4, 24, 2, |inner| {
@@ -179,8 +180,9 @@ fn tool_prop() -> impl Strategy<Value = ToolProp> {
         ident().prop_map(ToolPropKind::Env),
         int().prop_map(ToolPropKind::Cost),
         proptest::collection::vec(
-            (field_name(), type_expr()).prop_map(|(name, ty)| ArgDecl {
+            (field_name(), any::<bool>(), type_expr()).prop_map(|(name, optional, ty)| ArgDecl {
                 name,
+                optional,
                 ty,
                 span: span()
             }),

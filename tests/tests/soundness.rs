@@ -52,6 +52,13 @@ fn atom() -> impl Strategy<Value = String> {
         .prop_map(str::to_owned),
         proptest::sample::select(AGENTS.to_vec()).prop_map(|a| format!("context.origin == {a}")),
         (0..3i64).prop_map(|k| format!("agent.level >= {k}")),
+        // The optional argument, read only behind `has`.
+        proptest::sample::select(vec![
+            "has args.o",
+            "(has args.o and args.o >= 1)",
+            "(not has args.o or args.o == 0)",
+        ])
+        .prop_map(str::to_owned),
     ]
 }
 
@@ -122,7 +129,7 @@ fn policy() -> impl Strategy<Value = String> {
             let mut text = String::from("environments prod, dev;\ndomain dp { private }\ndomain du { untrusted }\ndomain dq { public }\n");
             for (name, (domain, effect)) in TOOLS.iter().zip(&tool_defs) {
                 text.push_str(&format!(
-                    "tool {name} {{ domain {domain} effect {effect} args {{ n: int[0..3], c: enum[x, y], b: bool }} }}\n"
+                    "tool {name} {{ domain {domain} effect {effect} args {{ n: int[0..3], c: enum[x, y], b: bool, o?: int[0..1] }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\n");
@@ -221,11 +228,16 @@ fn small_domain() -> Requests {
     for n in 0..4 {
         for c in ["x", "y"] {
             for b in [false, true] {
-                args.push(BTreeMap::from([
-                    ("n".to_owned(), Value::Int(n)),
-                    ("c".to_owned(), Value::Str(c.to_owned())),
-                    ("b".to_owned(), Value::Bool(b)),
-                ]));
+                // The optional `o`: left out, 0 or 1.
+                for o in [None, Some(0), Some(1)] {
+                    let mut given = BTreeMap::from([
+                        ("n".to_owned(), Value::Int(n)),
+                        ("c".to_owned(), Value::Str(c.to_owned())),
+                        ("b".to_owned(), Value::Bool(b)),
+                    ]);
+                    given.extend(o.map(|o| ("o".to_owned(), Value::Int(o))));
+                    args.push(given);
+                }
             }
         }
     }

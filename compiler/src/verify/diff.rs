@@ -102,7 +102,10 @@ fn compatible(old: &Tool, new: &Tool) -> bool {
         && old
             .args
             .iter()
-            .all(|a| new.arg(&a.name).is_some_and(|b| kind(&a.ty) == kind(&b.ty)))
+            .all(|a| {
+                new.arg(&a.name)
+                    .is_some_and(|b| kind(&a.ty) == kind(&b.ty) && a.optional == b.optional)
+            })
 }
 
 /// A schema that admits every value either version admits.
@@ -125,6 +128,7 @@ fn merged_schema(old: &Tool, new: &Tool) -> Vec<ArgSchema> {
             ArgSchema {
                 name: a.name.clone(),
                 ty,
+                optional: a.optional,
                 span: a.span,
             }
         })
@@ -499,6 +503,7 @@ fn condition_key(condition: &Condition) -> String {
         ConditionKind::In { lhs, set } => format!("{lhs:?} in {set:?}"),
         ConditionKind::Str { op, lhs, rhs } => format!("{lhs:?} {op:?} {rhs:?}"),
         ConditionKind::Bool(term) => format!("{term:?}"),
+        ConditionKind::Has(name) => format!("has {name}"),
     }
 }
 

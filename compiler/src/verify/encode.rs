@@ -304,7 +304,7 @@ fn collect(
             collect(policy, b, constants, excluded);
         }
         ConditionKind::Not(inner) => collect(policy, inner, constants, excluded),
-        ConditionKind::Bool(_) => {}
+        ConditionKind::Bool(_) | ConditionKind::Has(_) => {}
         ConditionKind::Compare { lhs, rhs, .. } => match (lhs, rhs) {
             (Term::Arg(name), other) | (other, Term::Arg(name)) => {
                 match string_constants(policy, other) {
@@ -534,6 +534,10 @@ pub struct Chain {
 pub struct Space {
     pub symbols: Symbols,
     pub args: BTreeMap<String, Zv>,
+    /// Whether the call gives each optional argument (`args.NAME?`). An absent argument's value
+    /// variable stays in the space, unconstrained by the call: checking guarantees that no
+    /// condition depends on it then.
+    pub present: BTreeMap<String, Bool>,
     pub env: Int,
     pub hour: Int,
     pub chain: Int,
@@ -574,9 +578,13 @@ impl Space {
         finite: &FiniteStrings,
     ) -> Space {
         let mut args = BTreeMap::new();
+        let mut present = BTreeMap::new();
         let mut domain = vec![];
         for arg in schema {
             let name = format!("args.{}", arg.name);
+            if arg.optional {
+                present.insert(arg.name.clone(), Bool::new_const(format!("{name}?")));
+            }
             let value = match &arg.ty {
                 ArgType::Int { min, max } => {
                     let v = Int::new_const(name);
@@ -620,6 +628,7 @@ impl Space {
         Space {
             symbols,
             args,
+            present,
             env,
             hour,
             chain,
@@ -813,6 +822,13 @@ impl Encoder<'_> {
                 self.condition(agent, chain, b)?,
             ]),
             ConditionKind::Not(inner) => self.condition(agent, chain, inner)?.not(),
+            // A required argument is always given.
+            ConditionKind::Has(name) => self
+                .space
+                .present
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Bool::from_bool(true)),
             ConditionKind::Bool(term) => match self.term(agent, chain, term)? {
                 Zv::Bool(b) => b,
                 _ => return None,

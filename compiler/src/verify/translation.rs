@@ -78,6 +78,41 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
     let index = RuleIndex::new(policy);
     let solver = new_solver(options);
     let mut proved = Proved::default();
+    // Every tool's arguments: the same names, in slot order, and the same ones optional.
+    for declared in &policy.tools {
+        let Some(table_tool) = table.find_tool(declared.name.as_bytes()) else {
+            continue; // reported below, per agent
+        };
+        let mut expected: Vec<(&str, bool)> = declared
+            .args
+            .iter()
+            .map(|a| (a.name.as_str(), a.optional))
+            .collect();
+        expected.sort();
+        let found: Vec<(String, bool)> = (0..table.arg_count(table_tool).unwrap_or(0))
+            .map(|slot| {
+                let name = table.arg_name(table_tool, slot).unwrap_or_default();
+                (
+                    String::from_utf8_lossy(name).into_owned(),
+                    table.arg_optional(table_tool, slot).unwrap_or(false),
+                )
+            })
+            .collect();
+        let same = found.len() == expected.len()
+            && found
+                .iter()
+                .zip(&expected)
+                .all(|((name, optional), (want, want_optional))| {
+                    name == want && optional == want_optional
+                });
+        if !same {
+            return Err(entries(
+                "-",
+                &declared.name,
+                &format!("declares arguments (name, optional) {found:?}, the source {expected:?}"),
+            ));
+        }
+    }
     for agent in 0..policy.agents.len() {
         let agent_name = &policy.agents[agent].name;
         let Some(table_agent) = table.find_agent(agent_name.as_bytes()) else {
@@ -258,6 +293,18 @@ fn decompile(
                 let name =
                     std::str::from_utf8(table.arg_name(tool, usize::from(*code.get(at)?))?).ok()?;
                 stack.push(space.args.get(name)?.clone());
+                at += 1;
+            }
+            op::HAS => {
+                let name =
+                    std::str::from_utf8(table.arg_name(tool, usize::from(*code.get(at)?))?).ok()?;
+                stack.push(Zv::Bool(
+                    space
+                        .present
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_else(|| Bool::from_bool(true)),
+                ));
                 at += 1;
             }
             op::CTX => {
