@@ -161,6 +161,12 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         .as_str()
         .unwrap()
         .contains("hello docs"));
+    // So does a read that gives the optional `head` the policy declares.
+    assert_eq!(report["read_head"]["is_error"], false, "{report}");
+    assert!(report["read_head"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("hello docs"));
     // A denied write is an error result with the reason, and the file is unchanged.
     assert_eq!(report["write_docs"]["is_error"], true);
     assert!(report["write_docs"]["text"]
@@ -207,7 +213,7 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         !Path::new(&format!("/proc/{}", pid.trim())).exists(),
         "the server (pid {pid}) is still running"
     );
-    // The audit log verifies and holds every decision: 2 allowed, 3 + attempts denied, plus the
+    // The audit log verifies and holds every decision: 3 allowed, 3 + attempts denied, plus the
     // revocation record.
     let verified = ok(tollgate(&[
         "audit",
@@ -216,7 +222,7 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         &dir.join("gate.pub").display().to_string(),
         &dir.join("audit.log").display().to_string(),
     ]));
-    let decisions = 2 + 3 + 1 + attempts.len();
+    let decisions = 3 + 3 + 1 + attempts.len();
     assert!(
         verified.contains(&format!("ok: {} records", decisions + 1)),
         "{verified} (expected {decisions} decisions and a revocation)"

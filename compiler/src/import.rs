@@ -12,7 +12,8 @@
 //! | `integer` (with `minimum`/`maximum`) | `int` (`int[MIN..MAX]`) |
 //! | `number` | `int`, noted: a fraction is denied as malformed |
 //! | `boolean` | `bool` |
-//! | an optional property, `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
+//! | an optional property of those types | `name?: type` (a call may leave it out) |
+//! | `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
 //!
 //! A tool name that is not a plain name (`get-sum`) is declared as a quoted segment:
 //! `tool everything."get-sum"`.
@@ -220,27 +221,30 @@ pub fn import(input: &Value, source: Source, options: &Options) -> Result<Import
         let mut args = Vec::new();
         if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
             for (property, property_schema) in properties {
-                if !required.contains(&property.as_str()) {
-                    tool_notes.push(format!(
-                        "optional argument `{property}` left out: the language has no optional arguments yet, so a call that passes it is denied"
-                    ));
-                    continue;
-                }
+                let optional = !required.contains(&property.as_str());
+                // What leaving the argument out costs: a call that needs it is denied.
+                let consequence = if optional {
+                    "a call that passes it is denied"
+                } else {
+                    "every call needs it, so every call is denied"
+                };
+                let kind = if optional { "optional" } else { "required" };
                 if !is_identifier(property) || is_keyword(property) {
                     tool_notes.push(format!(
-                        "argument `{property}` left out: not a name the language can declare; every call needs it, so every call is denied"
+                        "{kind} argument `{property}` left out: not a name the language can declare; {consequence}"
                     ));
                     continue;
                 }
                 match declared_type(property_schema) {
                     Ok((declared, note)) => {
-                        args.push(format!("{property}: {declared}"));
+                        let mark = if optional { "?" } else { "" };
+                        args.push(format!("{property}{mark}: {declared}"));
                         if let Some(note) = note {
                             tool_notes.push(format!("argument `{property}`: {note}"));
                         }
                     }
                     Err(why) => tool_notes.push(format!(
-                        "required argument `{property}` left out: it {why}; every call needs it, so every call is denied"
+                        "{kind} argument `{property}` left out: it {why}; {consequence}"
                     )),
                 }
             }
@@ -298,14 +302,19 @@ mod tests {
                 "mode": {"type": "string", "enum": ["fast", "slow"]},
                 "x": {"type": "number"},
                 "tags": {"type": "array", "items": {"type": "string"}},
-                "head": {"type": "integer"}
+                "head": {"type": "integer"},
+                "exclude": {"type": "array", "items": {"type": "string"}}
             }},
             "annotations": {"readOnlyHint": true}
         }, {"name": "get-sum", "inputSchema": {}}]});
         let imported = import(&list, Source::Mcp, &options()).unwrap();
-        assert!(imported
-            .text
-            .contains("args { path: string, n: int[1..5], mode: enum[fast, slow], x: int }"));
+        assert!(
+            imported.text.contains(
+                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, head?: int }"
+            ),
+            "{}",
+            imported.text
+        );
         assert!(imported.text.contains("effect read"));
         assert_eq!(imported.tools, 2);
         let notes = imported.notes.join("\n");
@@ -314,8 +323,9 @@ mod tests {
             notes.contains("required argument `tags` left out"),
             "{notes}"
         );
+        assert!(!notes.contains("`head`"), "{notes}");
         assert!(
-            notes.contains("optional argument `head` left out"),
+            notes.contains("optional argument `exclude` left out: it is of type `array`"),
             "{notes}"
         );
         assert!(

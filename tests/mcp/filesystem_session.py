@@ -38,6 +38,8 @@ async def main():
             report["capabilities"] = sorted(init.capabilities.model_dump(exclude_none=True).keys())
             report["tools"] = sorted(t.name for t in (await session.list_tools()).tools)
             report["read"] = await call(session, "read_text_file", {"path": "docs/readme.md"})
+            # An optional argument the policy declares (`head?`) passes through to the server.
+            report["read_head"] = await call(session, "read_text_file", {"path": "docs/readme.md", "head": 1})
             report["write_docs"] = await call(session, "write_file", {"path": "docs/readme.md", "content": "defaced"})
             report["climb"] = await call(session, "read_text_file", {"path": "docs/../../etc/passwd"})
             report["write_out"] = await call(session, "write_file", {"path": "out/summary.md", "content": "all good"})
