@@ -177,11 +177,11 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         std::fs::read_to_string(workspace.join("docs/readme.md")).unwrap(),
         "hello docs\n"
     );
-    // Climbing out with `..` is denied by the policy, before the server sees it.
+    // Climbing out with `..` is an invalid path argument, denied before the server sees it.
     assert_eq!(report["climb"]["is_error"], true);
     assert_eq!(
-        report["climb"]["meta"]["tollgate/decision"]["rule"],
-        "no_climbing"
+        report["climb"]["meta"]["tollgate/decision"]["reason"],
+        "invalid_argument"
     );
     // An allowed write lands; a private key does not.
     assert_eq!(report["write_out"]["is_error"], false, "{report}");

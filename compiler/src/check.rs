@@ -111,7 +111,8 @@ fn arg_ty(ty: &ArgType) -> Ty {
     match ty {
         ArgType::Int { .. } => Ty::Int,
         ArgType::Bool => Ty::Bool,
-        ArgType::Str => Ty::Str,
+        // A path is a string (in normal form) to every operator; `under` asks for a path.
+        ArgType::Str | ArgType::Path => Ty::Str,
         ArgType::Enum(variants) => Ty::Enum(variants.clone()),
     }
 }
@@ -564,7 +565,7 @@ impl Checker {
     }
 
     fn arg_type(&mut self, ty: &ast::TypeExpr) -> Option<ArgType> {
-        const TYPES: [&str; 4] = ["int", "bool", "string", "enum"];
+        const TYPES: [&str; 5] = ["int", "bool", "string", "enum", "path"];
         match &ty.kind {
             ast::TypeExprKind::Named(name) => match name.name.as_str() {
                 "int" => Some(ArgType::Int {
@@ -573,6 +574,7 @@ impl Checker {
                 }),
                 "bool" => Some(ArgType::Bool),
                 "string" => Some(ArgType::Str),
+                "path" => Some(ArgType::Path),
                 "enum" => {
                     let d = diagnostic::invalid_type(
                         "`enum` needs its variants".to_owned(),
@@ -1097,6 +1099,7 @@ impl Checker {
                 let b = self.condition(b, &scope.knowing(known));
                 ConditionKind::And(Box::new(a?), Box::new(b?))
             }
+            ast::ExprKind::Under { lhs, root } => return self.under(expr, lhs, root, scope),
             ast::ExprKind::Has(operand) => {
                 let ast::Operand::Field {
                     root: ast::FieldRoot::Args,
@@ -1227,6 +1230,92 @@ impl Checker {
         Some(Condition {
             kind,
             span: expr.span,
+        })
+    }
+
+    /// `args.P under "ROOT"`: P is a path argument of every tool in scope, ROOT a path literal in
+    /// normal form. It means `args.P == ROOT or args.P starts_with "ROOT/"` (for `/`: any
+    /// absolute path; for `.`: any relative one), so evaluation, verification and code
+    /// generation need nothing new.
+    fn under(
+        &mut self,
+        expr: &ast::Expr,
+        lhs: &ast::Operand,
+        root: &ast::Operand,
+        scope: &Scope,
+    ) -> Option<Condition> {
+        let typed = self.operand(lhs, scope)?;
+        let Term::Arg(name) = &typed.term else {
+            let d = diagnostic::under_needs_path(
+                format!("`{}` is not a path argument", typed.text),
+                (typed.span, "not an argument"),
+                "declare the argument as `path` and test `args.NAME under \"ROOT\"`",
+                None,
+            );
+            self.error(d);
+            return None;
+        };
+        for &id in &scope.tools {
+            let tool = &self.policy.tools[id];
+            if let Some(arg) = tool.arg(name).filter(|a| a.ty != ArgType::Path) {
+                let d = diagnostic::under_needs_path(
+                    format!("`args.{name}` is not a path in `{}`", tool.name),
+                    (typed.span, "not a path"),
+                    "declare it `path` (requests are normalized, so `..` cannot escape the root)",
+                    Some(arg.span),
+                );
+                self.error(d);
+                return None;
+            }
+        }
+        let ast::Operand::Literal(ast::Literal::Str(literal)) = root else {
+            let d = diagnostic::under_needs_path(
+                "the root of `under` must be a path in quotes".to_owned(),
+                (root.span(), "not a string"),
+                "write the root as a string, as in `args.path under \"docs\"`",
+                None,
+            );
+            self.error(d);
+            return None;
+        };
+        let root_text = literal.value.as_str();
+        if !tollgate_runtime::path::is_normal(root_text) {
+            let mut buffer = vec![0u8; root_text.len().max(1)];
+            let help = match tollgate_runtime::path::normalize(root_text, &mut buffer) {
+                Some(normal) => format!("write it in normal form: `\"{normal}\"`"),
+                None => "a root cannot climb above itself with `..`".to_owned(),
+            };
+            let d = diagnostic::under_needs_path(
+                format!("the root `\"{root_text}\"` is not a path in normal form"),
+                (literal.span, "not in normal form"),
+                &help,
+                None,
+            );
+            self.error(d);
+            return None;
+        }
+        let span = expr.span;
+        let leaf = |kind| Condition { kind, span };
+        let arg = || Term::Arg(name.clone());
+        let text = |t: &str| Term::Const(Value::Str(t.to_owned()));
+        let starts_with = |prefix: &str| {
+            leaf(ConditionKind::Str {
+                op: tollgate_grammar::ast::StringOp::StartsWith,
+                lhs: arg(),
+                rhs: text(prefix),
+            })
+        };
+        Some(match root_text {
+            "/" => starts_with("/"),
+            "." => leaf(ConditionKind::Not(Box::new(starts_with("/")))),
+            _ => leaf(ConditionKind::Or(
+                Box::new(leaf(ConditionKind::Compare {
+                    op: tollgate_grammar::ast::CompareOp::Eq,
+                    lhs: arg(),
+                    rhs: text(root_text),
+                })),
+                Box::new(starts_with(&format!("{root_text}/"))),
+            )),
         })
     }
 

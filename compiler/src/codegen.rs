@@ -264,6 +264,7 @@ pub fn compile_stamped(
                 ArgType::Int { min, max } => (format::arg::INT, 0, 0, *min, *max),
                 ArgType::Bool => (format::arg::BOOL, 0, 0, 0, 0),
                 ArgType::Str => (format::arg::STR, 0, 0, 0, 0),
+                ArgType::Path => (format::arg::PATH, 0, 0, 0, 0),
                 ArgType::Enum(list) => {
                     let start = variant_count;
                     for variant in list {

@@ -70,6 +70,7 @@ codes! {
     BareName = "TG0306", "bare name where a value is needed";
     UnguardedOptional = "TG0307", "optional argument read without a presence test";
     HasNotArgument = "TG0308", "`has` applied to something other than an argument";
+    UnderNeedsPath = "TG0309", "`under` needs a path argument and a root in normal form";
     ZeroQuantity = "TG0401", "zero window, count or lifetime";
     NegativeQuantity = "TG0402", "negative cost, budget or bound";
     MissingEnvironment = "TG0501", "test step has no environment";
@@ -580,6 +581,19 @@ pub fn unguarded_optional(name: &str, span: Span, tool: &str, declared: Span) ->
     .help(format!(
         "test it first: `has args.{name} and ...`, or `not has args.{name} or ...`"
     ))
+}
+
+pub fn under_needs_path(
+    message: String,
+    (span, label): (Span, &str),
+    help: &str,
+    declared: Option<Span>,
+) -> Diagnostic {
+    let d = Diagnostic::error(Code::UnderNeedsPath, message, span, label).help(help.to_owned());
+    match declared {
+        Some(declared) => d.related(declared, "declared here"),
+        None => d,
+    }
 }
 
 pub fn has_not_argument(text: &str, span: Span) -> Diagnostic {

@@ -400,6 +400,19 @@ pub fn validate_args(
             }
             (ArgType::Bool, Value::Bool(v)) => Value::Bool(*v),
             (ArgType::Str, Value::Str(v)) => Value::Str(v.clone()),
+            // A path is decided in normal form; one that climbs above its root is invalid.
+            (ArgType::Path, Value::Str(v)) => {
+                let mut buffer = vec![0u8; v.len().max(1)];
+                match tollgate_runtime::path::normalize(v, &mut buffer) {
+                    Some(normal) => Value::Str(normal.to_owned()),
+                    None => {
+                        return Err(format!(
+                            "argument `{}` is the path `{v}`, which climbs above its root",
+                            schema.name
+                        ))
+                    }
+                }
+            }
             (ArgType::Enum(variants), Value::Str(v) | Value::Sym(v)) => {
                 if !variants.contains(v) {
                     return Err(format!(
@@ -415,6 +428,7 @@ pub fn validate_args(
                     ArgType::Int { .. } => "an integer",
                     ArgType::Bool => "a boolean",
                     ArgType::Str => "a string",
+                    ArgType::Path => "a path",
                     ArgType::Enum(_) => "an enum value",
                 };
                 return Err(format!(

@@ -167,10 +167,15 @@ impl Effect {
 /// The type of an argument as declared in a tool's schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ArgType {
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     Str,
     Enum(Vec<String>),
+    /// A string in normal form (`tollgate_runtime::path`): requests are normalized first.
+    Path,
 }
 
 #[derive(Clone, Debug)]

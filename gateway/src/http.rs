@@ -274,6 +274,12 @@ where
             };
             let mut forwarded = request.clone();
             forwarded.name = Cow::Owned(tool);
+            // The server gets the paths the gate decided: their normal form.
+            if let Some(arguments) = forwarded.arguments.as_mut() {
+                for (name, normal) in &decision.normalized {
+                    arguments.insert(name.clone(), Value::String(normal.clone()));
+                }
+            }
             let result = upstream
                 .client
                 .peer()

@@ -424,7 +424,22 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
         // Decided and audited: the record is in the log before anything is forwarded.
         let decision = self.gate.decide_request(&request);
         if decision.allowed {
-            return self.forward(id, Pending::Other, line);
+            if decision.normalized.is_empty() {
+                return self.forward(id, Pending::Other, line);
+            }
+            // The server gets the paths the gate decided: their normal form.
+            let mut rewritten = message.clone();
+            if let Some(arguments) = rewritten
+                .get_mut("params")
+                .and_then(|p| p.get_mut("arguments"))
+                .and_then(Value::as_object_mut)
+            {
+                for (name, normal) in &decision.normalized {
+                    arguments.insert(name.clone(), Value::String(normal.clone()));
+                }
+            }
+            let text = Value::Object(rewritten).to_string();
+            return self.forward(id, Pending::Other, text.as_bytes());
         }
         let mut actions = vec![Action::Log(format!(
             "denied `{}` for `{}`: {}{}",

@@ -500,6 +500,11 @@ pub enum ExprKind {
     Operand(Operand),
     /// `has args.head`: whether the call gives an optional argument.
     Has(Operand),
+    /// `args.path under "docs"`: a path argument is the root or inside it, segment by segment.
+    Under {
+        lhs: Operand,
+        root: Operand,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -501,6 +501,7 @@ fn expr_at(node: &Expr, context: u8) -> String {
         }
         ExprKind::Operand(value) => operand(value),
         ExprKind::Has(value) => format!("has {}", operand(value)),
+        ExprKind::Under { lhs, root } => format!("{} under {}", operand(lhs), operand(root)),
     };
     if precedence(node) < context {
         format!("({text})")

@@ -171,6 +171,7 @@ tokens! {
     "tool" => Tool,
     "trifecta" => Trifecta,
     "true" => True,
+    "under" => Under,
     "via" => Via,
     "when" => When,
     "widening" => Widening,

@@ -19,7 +19,7 @@
 
 use crate::audit_log::{self, AuditStore, Entry};
 use crate::clock::Clock;
-use crate::protocol::{self, DecisionLine, RequestLine};
+use crate::protocol::{self, Arg, DecisionLine, RequestLine};
 use crate::store::{Snapshot, StateStore};
 use crate::HostError;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -27,7 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use tollgate_runtime::audit::{self, Log, Subject, MAX_NOTE};
 use tollgate_runtime::credential::{self, Host, Session, SessionCall};
-use tollgate_runtime::gate::{self, Call, Decision, Slot, State, Verdict};
+use tollgate_runtime::format;
+use tollgate_runtime::gate::{self, ArgValue, Call, Decision, Slot, State, Verdict};
 use tollgate_runtime::table::Table;
 use tollgate_runtime::Reason;
 
@@ -366,19 +367,25 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             )
             .inspect(|session| inner.sessions.insert(&request.credential, *session, now)),
         };
+        // Path arguments are decided, and forwarded, in normal form (one that climbs above its
+        // root has none: it reaches the gate as sent, which refuses it).
+        let normalized = self.normalize_paths(request);
         // The arguments in the runtime's form, on the stack for any call the gate can allow.
-        let mut on_stack = [("", tollgate_runtime::gate::ArgValue::Bool(false)); ARGS_ON_STACK];
-        let spilled;
-        let args: &[(&str, tollgate_runtime::gate::ArgValue<'_>)] =
-            if request.args.len() <= ARGS_ON_STACK {
-                for (slot, (name, value)) in on_stack.iter_mut().zip(&request.args) {
-                    *slot = (name.as_str(), value.as_value());
-                }
-                on_stack.get(..request.args.len()).unwrap_or(&[])
-            } else {
-                spilled = request.arg_values();
-                &spilled
-            };
+        let mut on_stack = [("", ArgValue::Bool(false)); ARGS_ON_STACK];
+        let spilled: Vec<(&str, ArgValue<'_>)>;
+        let args: &[(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
+            for (slot, (name, value)) in on_stack.iter_mut().zip(&request.args) {
+                *slot = (name.as_str(), decided_value(name, value, &normalized));
+            }
+            on_stack.get(..request.args.len()).unwrap_or(&[])
+        } else {
+            spilled = request
+                .args
+                .iter()
+                .map(|(name, value)| (name.as_str(), decided_value(name, value, &normalized)))
+                .collect();
+            &spilled
+        };
         let decision = match (&request.refused, admitted) {
             // A line the agent had no right to send: denied, and counted against an admitted agent.
             (Some((reason, _)), Ok(session)) => {
@@ -485,7 +492,30 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             revoked_agent: decision.revoked_agent,
             seq,
             detail: request.refused.as_ref().map(|(_, detail)| detail.clone()),
+            normalized,
         }
+    }
+
+    /// The normal form of each `path` argument of the request that is not already in it (and
+    /// has one): what the gate decides and what must be forwarded instead of what was sent.
+    fn normalize_paths(&self, request: &RequestLine) -> Vec<(String, String)> {
+        let mut normalized = Vec::new();
+        let Some(tool) = self.table.find_tool(request.tool.as_bytes()) else {
+            return normalized;
+        };
+        for (name, value) in &request.args {
+            let Arg::Str(text) = value else { continue };
+            if tollgate_runtime::path::is_normal(text)
+                || self.table.arg_kind(tool, name.as_bytes()) != Some(format::arg::PATH)
+            {
+                continue;
+            }
+            let mut buffer = vec![0u8; text.len().max(1)];
+            if let Some(normal) = tollgate_runtime::path::normalize(text, &mut buffer) {
+                normalized.push((name.clone(), normal.to_owned()));
+            }
+        }
+        normalized
     }
 
     /// Stages a decision's entries (its state changes, record(s) and a due checkpoint) for the
@@ -748,6 +778,19 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
     }
 }
 
+/// An argument as the gate decides it: its normal form when it is a path that had to be
+/// normalized, else as sent.
+fn decided_value<'a>(
+    name: &str,
+    value: &'a Arg,
+    normalized: &'a [(String, String)],
+) -> ArgValue<'a> {
+    normalized
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or_else(|| value.as_value(), |(_, normal)| ArgValue::Str(normal))
+}
+
 fn denial(reason: Reason) -> Decision {
     Decision {
         verdict: Verdict::Deny,
@@ -773,5 +816,6 @@ fn refusal(request: &RequestLine, reason: Reason) -> DecisionLine {
         revoked_agent: false,
         seq: None,
         detail: None,
+        normalized: Vec::new(),
     }
 }

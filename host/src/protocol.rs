@@ -11,10 +11,13 @@
 //! A decision line is a JSON object: `agent`, `tool`, `verdict` (`allow`/`deny`), `reason`,
 //! `rule` (its id) and `rule_label` (its label), `revoked_agent`, `seq` (the audit record's
 //! sequence number), and `id`, `via` (the attested chain), `agent_verified: false` (a refused
-//! credential's claim) and `detail` where they apply.
+//! credential's claim), `detail`, and `normalized` where they apply. `normalized` maps each
+//! `path` argument that was not in normal form to the normal form the gate decided: whoever
+//! forwards an allowed call forwards those values, never the ones sent.
 
 use base64::Engine as _;
 use serde::de::DeserializeSeed as _;
+use std::collections::BTreeMap;
 use tollgate_runtime::gate::ArgValue;
 use tollgate_runtime::Reason;
 
@@ -462,6 +465,9 @@ pub struct DecisionLine {
     /// The decision's audit record sequence number.
     pub seq: Option<u64>,
     pub detail: Option<String>,
+    /// `path` arguments that were not in normal form, with the normal form the gate decided:
+    /// whoever forwards the call forwards these values instead of those sent.
+    pub normalized: Vec<(String, String)>,
 }
 
 impl DecisionLine {
@@ -495,6 +501,8 @@ impl DecisionLine {
             via: &'l [String],
             #[serde(skip_serializing_if = "Option::is_none")]
             detail: Option<&'l str>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            normalized: BTreeMap<&'l str, &'l str>,
         }
         let line = Line {
             agent: &self.agent,
@@ -509,6 +517,11 @@ impl DecisionLine {
             id: self.id.as_ref(),
             via: &self.via,
             detail: self.detail.as_deref(),
+            normalized: self
+                .normalized
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect(),
         };
         serde_json::to_writer(out, &line).map_err(std::io::Error::from)
     }

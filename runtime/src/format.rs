@@ -402,6 +402,9 @@ pub mod arg {
     pub const BOOL: u8 = 2;
     pub const STR: u8 = 3;
     pub const ENUM: u8 = 4;
+    /// A string in normal form (`crate::path`): the host normalizes it before deciding and
+    /// forwards the normal form; the gate refuses one that is not.
+    pub const PATH: u8 = 5;
 }
 
 /// Argument flags.

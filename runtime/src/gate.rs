@@ -1003,6 +1003,10 @@ fn validate_args<'a>(
             }
             (format::arg::BOOL, ArgValue::Bool(v)) => Some(Value::Bool(*v)),
             (format::arg::STR, ArgValue::Str(v)) => Some(Value::Str(v.as_bytes())),
+            // Hosts normalize path arguments (`path::normalize`) before deciding.
+            (format::arg::PATH, ArgValue::Str(v)) if crate::path::is_normal(v) => {
+                Some(Value::Str(v.as_bytes()))
+            }
             (format::arg::ENUM, ArgValue::Str(v)) => {
                 let variants_start = table
                     .bytes
@@ -1036,6 +1040,7 @@ fn absent_value<'a>(table: &Table<'a>, record: usize) -> Value<'a> {
     match table.bytes.u8(record + field::arg::KIND).unwrap_or(0) {
         format::arg::INT => Value::Int(table.bytes.i64(record + field::arg::MIN).unwrap_or(0)),
         format::arg::STR => Value::Str(&[]),
+        format::arg::PATH => Value::Str(b"."),
         format::arg::ENUM => {
             let first = table
                 .bytes

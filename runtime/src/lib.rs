@@ -17,6 +17,7 @@ pub mod audit;
 pub mod credential;
 pub mod format;
 pub mod gate;
+pub mod path;
 pub mod reason;
 pub mod table;
 

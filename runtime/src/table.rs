@@ -394,6 +394,18 @@ impl<'a> Table<'a> {
         ))
     }
 
+    /// The kind (`format::arg::*`) of tool `tool`'s argument called `name`.
+    pub fn arg_kind(&self, tool: usize, name: &[u8]) -> Option<u8> {
+        let at = self.record(section::TOOLS, tool)?;
+        let start = usize::from(self.bytes.u16(at + format::field::tool::ARGS_START)?);
+        (0..self.arg_count(tool)?).find_map(|slot| {
+            let record = self.record(section::ARGS, start.checked_add(slot)?)?;
+            (self.ref_at(record)? == name)
+                .then(|| self.bytes.u8(record + format::field::arg::KIND))
+                .flatten()
+        })
+    }
+
     /// Whether argument `slot` of tool `tool` is optional.
     pub fn arg_optional(&self, tool: usize, slot: usize) -> Option<bool> {
         let at = self.record(section::TOOLS, tool)?;
@@ -554,7 +566,10 @@ impl<'a> Table<'a> {
             let at = self.record(section::ARGS, index).ok_or(bounds)?;
             self.ref_at(at).ok_or(bounds)?;
             let kind = self.bytes.u8(at + format::field::arg::KIND).ok_or(bounds)?;
-            let flags = self.bytes.u8(at + format::field::arg::FLAGS).ok_or(bounds)?;
+            let flags = self
+                .bytes
+                .u8(at + format::field::arg::FLAGS)
+                .ok_or(bounds)?;
             if flags & !format::arg_flag::ALL != 0 {
                 return Err(LoadError::Invalid);
             }
@@ -572,7 +587,7 @@ impl<'a> Table<'a> {
             );
             let valid = match kind {
                 format::arg::INT => min <= max,
-                format::arg::BOOL | format::arg::STR => true,
+                format::arg::BOOL | format::arg::STR | format::arg::PATH => true,
                 format::arg::ENUM => {
                     count > 0
                         && start

@@ -55,6 +55,16 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(|a| format!("context.origin == {a}")),
         (0..3i64).prop_map(|k| format!("agent.level >= {k}")),
         (0..4i64).prop_map(|k| format!("tool.cost > {k}")),
+        // A path argument, decided in normal form.
+        proptest::sample::select(vec![
+            "args.p under \"a\"",
+            "args.p under \"a/b\"",
+            "args.p under \"/\"",
+            "args.p under \".\"",
+            "args.p == \"a/b\"",
+            "args.p contains \"..\"",
+        ])
+        .prop_map(str::to_owned),
         // Optional arguments, read only behind `has`.
         Just("has args.o".to_owned()),
         (0..4i64).prop_map(|k| format!("(has args.o and args.o >= {k})")),
@@ -151,7 +161,7 @@ fn policy() -> impl Strategy<Value = String> {
             let mut text = String::from("environments prod, dev;\ndomain dp { private }\ndomain dq { public }\n");
             for (name, (cost, effect)) in ["t.a", "t.b", "u.c"].iter().zip(&tool_defs) {
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string, p: path }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -186,41 +196,54 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
         any::<bool>(),
         value_s,
         0..10u8,
-        proptest::option::of(prop_oneof![4 => (-1..5i64).prop_map(Value::Int), 1 => Just(Value::Bool(true))]),
-        proptest::option::of(proptest::sample::select(vec!["", "abc", "x"]).prop_map(|s| Value::Str(s.into()))),
+        (
+            proptest::sample::select(vec![
+                "a", "a/b", "a/./b//", "a/x/../b", "../x", "a/../..", "/a", "//a/b/", "a2/b", ".",
+                "", "a/..b", "/",
+            ]),
+            proptest::option::of(
+                prop_oneof![4 => (-1..5i64).prop_map(Value::Int), 1 => Just(Value::Bool(true))],
+            ),
+            proptest::option::of(
+                proptest::sample::select(vec!["", "abc", "x"]).prop_map(|s| Value::Str(s.into())),
+            ),
+        ),
         proptest::collection::vec(proptest::sample::select(AGENTS.to_vec()), 0..3),
         proptest::sample::select(vec![Some("prod"), Some("dev"), None, Some("mars")]),
         // Mostly forward, sometimes back: the gate's clock must never move back.
         prop_oneof![6 => 0..5_000i64, 1 => -8_000..0i64],
     )
-        .prop_map(|(agent, tool, n, c, b, s, shape, o, q, via, env, step)| {
-            let mut args = BTreeMap::from([
-                ("n".to_owned(), n),
-                ("c".to_owned(), c),
-                ("b".to_owned(), Value::Bool(b)),
-                ("s".to_owned(), s),
-            ]);
-            args.extend(o.map(|o| ("o".to_owned(), o)));
-            args.extend(q.map(|q| ("q".to_owned(), q)));
-            match shape {
-                0 => {
-                    args.remove("b");
+        .prop_map(
+            |(agent, tool, n, c, b, s, shape, (p, o, q), via, env, step)| {
+                let mut args = BTreeMap::from([
+                    ("n".to_owned(), n),
+                    ("c".to_owned(), c),
+                    ("b".to_owned(), Value::Bool(b)),
+                    ("s".to_owned(), s),
+                ]);
+                args.insert("p".to_owned(), Value::Str(p.to_owned()));
+                args.extend(o.map(|o| ("o".to_owned(), o)));
+                args.extend(q.map(|q| ("q".to_owned(), q)));
+                match shape {
+                    0 => {
+                        args.remove("b");
+                    }
+                    1 => {
+                        args.insert("extra".into(), Value::Int(0));
+                    }
+                    _ => {}
                 }
-                1 => {
-                    args.insert("extra".into(), Value::Int(0));
-                }
-                _ => {}
-            }
-            let request = Request {
-                agent: agent.into(),
-                tool: tool.into(),
-                args,
-                via: via.into_iter().map(str::to_owned).collect(),
-                env: env.map(str::to_owned),
-                time: 0,
-            };
-            (request, step)
-        })
+                let request = Request {
+                    agent: agent.into(),
+                    tool: tool.into(),
+                    args,
+                    via: via.into_iter().map(str::to_owned).collect(),
+                    env: env.map(str::to_owned),
+                    time: 0,
+                };
+                (request, step)
+            },
+        )
 }
 
 fn to_gate<'a>(
@@ -249,6 +272,26 @@ fn to_gate<'a>(
     }
 }
 
+/// A request as a host hands it to the gate: every `path` argument in normal form, where it has
+/// one (`tollgate-host` does the same before deciding).
+fn as_hosted(table: &Table<'_>, request: &Request) -> Request {
+    let mut hosted = request.clone();
+    let Some(tool) = table.find_tool(request.tool.as_bytes()) else {
+        return hosted;
+    };
+    for (name, value) in &mut hosted.args {
+        let Value::Str(text) = value else { continue };
+        if table.arg_kind(tool, name.as_bytes()) != Some(tollgate_runtime::format::arg::PATH) {
+            continue;
+        }
+        let mut buffer = vec![0u8; text.len().max(1)];
+        if let Some(normal) = tollgate_runtime::path::normalize(text, &mut buffer) {
+            *text = normal.to_owned();
+        }
+    }
+    hosted
+}
+
 /// Runs a history through both; returns the first disagreement.
 fn differ(policy: &Policy, table: &Table<'_>, history: &[(Request, i64)]) -> Result<usize, String> {
     let mut state = State::new();
@@ -260,8 +303,10 @@ fn differ(policy: &Policy, table: &Table<'_>, history: &[(Request, i64)]) -> Res
         let mut request = request.clone();
         request.time = time;
         let expected = eval::decide(policy, &request, &mut state);
+        // The gate receives paths as a host sends them: in normal form where they have one.
+        let hosted = as_hosted(table, &request);
         let (mut args, mut via) = (Vec::new(), Vec::new());
-        let call = to_gate(&request, &mut args, &mut via);
+        let call = to_gate(&hosted, &mut args, &mut via);
         let actual = gate::decide(table, &mut slots, &call);
         let same = (expected.verdict == Verdict::Allow) == (actual.verdict == gate::Verdict::Allow)
             && expected.reason == actual.reason
@@ -350,9 +395,10 @@ fn every_example_compiles_loads_and_replays_its_tests_through_the_gate() {
             let mut slots = GateState::new(&table, &mut slots).unwrap();
             for (request, _) in &history {
                 let expected = eval::decide(&policy, request, &mut state);
+                let hosted = as_hosted(&table, request);
                 let (mut args, mut via) = (Vec::new(), Vec::new());
                 let actual =
-                    gate::decide(&table, &mut slots, &to_gate(request, &mut args, &mut via));
+                    gate::decide(&table, &mut slots, &to_gate(&hosted, &mut args, &mut via));
                 assert_eq!(
                     expected.reason, actual.reason,
                     "{} {:?}",
@@ -498,7 +544,10 @@ fn translation_validation_catches_an_optional_argument_compiled_as_required() {
     let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 8)];
     let mut state = GateState::new(&table, &mut slots).unwrap();
     let decision = gate::decide(&table, &mut state, &to_gate(&request, &mut args, &mut via));
-    assert_eq!(decision.reason, Some(tollgate_runtime::Reason::InvalidArgument));
+    assert_eq!(
+        decision.reason,
+        Some(tollgate_runtime::Reason::InvalidArgument)
+    );
 }
 
 /// A table whose body is damaged but whose hash matches it (a compiler bug, not an attacker:

@@ -129,12 +129,44 @@ fn an_allowed_call_is_audited_then_forwarded_unchanged() {
 }
 
 #[test]
+fn a_path_is_decided_and_forwarded_in_normal_form_and_a_climb_never_leaves() {
+    with_relay(fs_options(), |gate, relay| {
+        // `docs/./guide/../readme.md` is `docs/readme.md`: allowed, and forwarded as that.
+        let line = call(
+            1,
+            "read_text_file",
+            json!({"path": "docs/./guide/../readme.md"}),
+        );
+        let forwarded = to_server(&relay.from_client(&line));
+        assert_eq!(forwarded.len(), 1);
+        let message: Value = serde_json::from_str(&forwarded[0]).unwrap();
+        assert_eq!(message["params"]["arguments"]["path"], "docs/readme.md");
+        assert_eq!(message["id"], 1);
+        // `docs/../secrets.txt` is `secrets.txt`, not under docs; a climb above the root is
+        // invalid. Neither reaches the server.
+        for (id, path, reason) in [
+            (2, "docs/../secrets.txt", "not_permitted"),
+            (3, "docs/../../etc/passwd", "invalid_argument"),
+        ] {
+            let actions = relay.from_client(&call(id, "read_text_file", json!({ "path": path })));
+            assert!(to_server(&actions).is_empty(), "{path}");
+            let answer = &to_client(&actions)[0];
+            assert_eq!(
+                answer["result"]["_meta"]["tollgate/decision"]["reason"], reason,
+                "{path}"
+            );
+        }
+        assert_eq!(gate.records(), 3);
+    });
+}
+
+#[test]
 fn a_denied_call_is_answered_here_with_the_reason_and_the_audit_sequence() {
     with_relay(fs_options(), |gate, relay| {
         let actions = relay.from_client(&call(
             7,
-            "read_text_file",
-            json!({"path": "docs/../../etc/passwd"}),
+            "write_file",
+            json!({"path": "out/id_rsa", "content": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
         ));
         assert!(to_server(&actions).is_empty(), "nothing reaches the server");
         let answer = &to_client(&actions)[0];
@@ -142,10 +174,10 @@ fn a_denied_call_is_answered_here_with_the_reason_and_the_audit_sequence() {
         assert_eq!(answer["result"]["isError"], true);
         let text = answer["result"]["content"][0]["text"].as_str().unwrap();
         assert!(text.contains("forbids"), "{text}");
-        assert!(text.contains("rule `no_climbing`"), "{text}");
+        assert!(text.contains("rule `no_private_keys`"), "{text}");
         let decision = &answer["result"]["_meta"]["tollgate/decision"];
         assert_eq!(decision["reason"], "forbidden");
-        assert_eq!(decision["rule"], "no_climbing");
+        assert_eq!(decision["rule"], "no_private_keys");
         assert_eq!(decision["seq"], 0);
         assert_eq!(gate.records(), 1);
         // Its cancellation is dropped: the server never saw the call.

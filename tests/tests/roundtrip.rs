@@ -113,6 +113,7 @@ fn expr() -> BoxedStrategy<Expr> {
         (string_op, operand(), operand()).prop_map(|(op, lhs, rhs)| ExprKind::Str { op, lhs, rhs }),
         operand().prop_map(ExprKind::Operand),
         operand().prop_map(ExprKind::Has),
+        (operand(), operand()).prop_map(|(lhs, root)| ExprKind::Under { lhs, root }),
     ]
     .prop_map(|kind| Expr { kind, span: span() });
     leaf.prop_recursive(4, 24, 2, |inner| {

@@ -210,7 +210,11 @@ fn holds(
     let Some(condition) = condition else {
         return true;
     };
-    let args = eval::validate_args(&policy.tools[tool], &request.args).unwrap();
+    // An invalid request (a path that climbs above its root) is no call an assertion speaks of:
+    // it is denied before any rule is read, and the verifier's request space holds valid ones.
+    let Ok(args) = eval::validate_args(&policy.tools[tool], &request.args) else {
+        return false;
+    };
     eval::evaluate_condition(policy, request, &args, agent, tool, condition) == Some(true)
 }
 
@@ -404,10 +408,14 @@ fn compare(text: &str) -> Result<usize, String> {
 }
 
 fn compare_over(text: &str, requests: &Requests) -> Result<usize, String> {
+    compare_with(text, requests, &Options::default())
+}
+
+fn compare_with(text: &str, requests: &Requests, options: &Options) -> Result<usize, String> {
     let sources = SourceSet::single("generated.toll", text);
     let policy = tollgate_compiler::load(&sources)
         .map_err(|d| format!("generated policy does not check: {:?}", d[0].message))?;
-    let report = verify::verify(&policy, &Options::default());
+    let report = verify::verify(&policy, options);
     let truth = brute_force(&policy, requests);
     let found = |code: Code, subject: Subject| {
         report
@@ -712,6 +720,139 @@ fn string_verdicts_agree_with_enumeration_over_constants_and_fillers() {
     assert!(
         claims >= 10 * ran as usize,
         "only {claims} verdicts compared"
+    );
+}
+
+fn path_atom() -> impl Strategy<Value = String> {
+    let constant = proptest::sample::select(vec!["a", "a/b", "b", "/", ".", "/a", "a..b"]);
+    prop_oneof![
+        constant.clone().prop_map(|k| format!("args.p under {k:?}")),
+        (
+            proptest::sample::select(vec!["starts_with", "ends_with", "contains", "==", "!="]),
+            proptest::sample::select(vec!["a", "a/", "/", "..", "b", "a/b", "."]),
+        )
+            .prop_map(|(op, k)| format!("args.p {op} {k:?}")),
+    ]
+}
+
+fn path_policy() -> impl Strategy<Value = String> {
+    let condition = path_atom().prop_recursive(2, 6, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    });
+    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
+        let effect = if permit { "permit" } else { "forbid" };
+        format!("{effect} any to call t.a when {c};")
+    });
+    let assertion = (any::<bool>(), condition).prop_map(|(never, c)| {
+        let kind = if never { "never" } else { "always" };
+        format!("assert {kind} any calls t.a when {c};")
+    });
+    (
+        proptest::collection::vec(rule, 1..5),
+        proptest::collection::vec(assertion, 0..3),
+    )
+        .prop_map(|(rules, assertions)| {
+            let mut text = String::from(
+                "domain dp { private }
+tool t.a { domain dp effect read args { p: path } }
+agent a0 { roles [r0] }
+",
+            );
+            for line in rules.iter().chain(&assertions) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text
+        })
+}
+
+/// Raw paths as agents send them: up to three segments (names, `.`, `..`, empty) with and
+/// without a leading `/`. The evaluator normalizes each (or refuses a climb); their normal forms
+/// cover every case the conditions of `path_atom` tell apart.
+fn path_domain() -> Requests {
+    // Names around the constants' dots and letters (`..a` is a name, not a climb), then the
+    // segments normalization acts on.
+    let segments = [
+        "a", "b", "#", "a..b", "..a", "a..", "...", ".a", "a.", "..", ".", "",
+    ];
+    let mut values: BTreeSet<String> = BTreeSet::new();
+    for lead in ["", "/"] {
+        values.insert(lead.to_owned());
+        for x in segments {
+            values.insert(format!("{lead}{x}"));
+            for y in segments {
+                values.insert(format!("{lead}{x}/{y}"));
+                for z in segments {
+                    values.insert(format!("{lead}{x}/{y}/{z}"));
+                }
+            }
+        }
+    }
+    Requests {
+        args: values
+            .into_iter()
+            .map(|v| BTreeMap::from([("p".to_owned(), Value::Str(v))]))
+            .collect(),
+        envs: vec![None],
+        hours: vec![0],
+    }
+}
+
+#[test]
+fn path_verdicts_agree_with_enumeration_over_raw_paths() {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&20_261_128u64.to_le_bytes());
+    let cases = cases_or(40);
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = proptest::test_runner::TestRng::from_seed(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+        &bytes,
+    );
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let domain = path_domain();
+    let claims = std::cell::Cell::new(0usize);
+    let inconclusive = std::cell::Cell::new(0u32);
+    // Path queries are string queries under a normal-form constraint: a short timeout keeps the
+    // run bounded, and a policy the solver cannot decide in it is reported inconclusive (never
+    // as safe) and counted, not compared.
+    let options = Options {
+        timeout_ms: 1_000,
+        ..Options::default()
+    };
+    let result = runner.run(&path_policy(), |text| {
+        match compare_with(&text, &domain, &options) {
+            Ok(verdicts) => claims.set(claims.get() + verdicts),
+            Err(why) if why.starts_with("inconclusive") => inconclusive.set(inconclusive.get() + 1),
+            Err(why) => return Err(TestCaseError::fail(format!("{why}\nin policy:\n{text}"))),
+        }
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    println!(
+        "path soundness: {cases} random policies over {} raw paths, {} verdicts, 0 disagreements, {} inconclusive",
+        domain.args.len(),
+        claims.get(),
+        inconclusive.get()
+    );
+    assert!(
+        inconclusive.get() * 5 <= cases,
+        "{} of {cases} inconclusive",
+        inconclusive.get()
+    );
+    assert!(
+        claims.get() >= 5 * cases as usize,
+        "only {} verdicts",
+        claims.get()
     );
 }
 

@@ -92,6 +92,7 @@ fn kind(ty: &ArgType) -> u8 {
         ArgType::Bool => 1,
         ArgType::Str => 2,
         ArgType::Enum(_) => 3,
+        ArgType::Path => 4,
     }
 }
 
@@ -99,13 +100,10 @@ fn kind(ty: &ArgType) -> u8 {
 /// valid in both.
 fn compatible(old: &Tool, new: &Tool) -> bool {
     old.args.len() == new.args.len()
-        && old
-            .args
-            .iter()
-            .all(|a| {
-                new.arg(&a.name)
-                    .is_some_and(|b| kind(&a.ty) == kind(&b.ty) && a.optional == b.optional)
-            })
+        && old.args.iter().all(|a| {
+            new.arg(&a.name)
+                .is_some_and(|b| kind(&a.ty) == kind(&b.ty) && a.optional == b.optional)
+        })
 }
 
 /// A schema that admits every value either version admits.

@@ -490,6 +490,36 @@ pub fn string_from_model(model: &Model, value: &ZString) -> Option<String> {
     String::from_utf8(bytes_from_model(model, value)?).ok()
 }
 
+/// `path` is in normal form (`tollgate_runtime::path::is_normal`): `/`, `.`, or segments joined by
+/// `/` (with a leading `/` when absolute), none empty, `.` or `..`. Said with `contains`, `prefix`
+/// and `suffix`, which the string solver decides far faster than the equivalent regular
+/// expression.
+pub fn normal_path(path: &ZString) -> Bool {
+    let text = |t: &str| z3_string(t);
+    let is = |t: &str| path.eq(text(t));
+    let contains = |t: &str| path.contains(text(t));
+    let starts = |t: &str| text(t).prefix(path);
+    let ends = |t: &str| text(t).suffix(path);
+    Bool::or(&[
+        is("/"),
+        is("."),
+        Bool::and(&[
+            is("").not(),
+            is("..").not(),
+            is("/.").not(),
+            is("/..").not(),
+            contains("//").not(),
+            contains("/./").not(),
+            contains("/../").not(),
+            starts("./").not(),
+            starts("../").not(),
+            ends("/").not(),
+            ends("/.").not(),
+            ends("/..").not(),
+        ]),
+    ])
+}
+
 /// The strings whose characters are bytes forming valid UTF-8 (RFC 3629: no overlong forms, no
 /// surrogates, nothing above U+10FFFF): the strings the gate can receive.
 pub fn valid_utf8() -> Regexp {
@@ -593,6 +623,12 @@ impl Space {
                     Zv::Int(v)
                 }
                 ArgType::Bool => Zv::Bool(Bool::new_const(name)),
+                // A path: any string in normal form (what requests are normalized to).
+                ArgType::Path => {
+                    let v = ZString::new_const(name);
+                    domain.push(normal_path(&v));
+                    Zv::Str(v)
+                }
                 ArgType::Str => match finite.get(&arg.name) {
                     Some(pieces) => {
                         Zv::Finite(Rc::new(FiniteString::new(&name, pieces, &mut domain)))
@@ -1191,6 +1227,33 @@ mod tests {
             SatResult::Sat => solver.get_model(),
             _ => None,
         }
+    }
+
+    #[test]
+    fn the_normal_path_expression_is_the_runtimes_normal_form() {
+        let paths = [
+            "/", ".", "a", "a/b", "/a/b", ".x", "..x", "...", "a/.b/..c", "é/ü", "", "a/", "//",
+            "a//b", "./a", "a/.", "a/./b", "..", "../a", "a/..", "/..", "/a/", "a/../b",
+        ];
+        for path in paths {
+            let value = z3_string(path);
+            let accepted = solved(&normal_path(&value)).is_some();
+            assert_eq!(
+                accepted,
+                tollgate_runtime::path::is_normal(path),
+                "{path:?}"
+            );
+        }
+        // And a free path variable constrained to normal form has models only in normal form.
+        let free = ZString::new_const("p");
+        let model = solved(&Bool::and(&[
+            normal_path(&free),
+            free.contains(z3_string("..")),
+            free.regex_matches(&valid_utf8()),
+        ]))
+        .unwrap();
+        let found = string_from_model(&model, &free).unwrap();
+        assert!(tollgate_runtime::path::is_normal(&found), "{found:?}");
     }
 
     #[test]
