@@ -4,6 +4,7 @@
 //! by step and keeps no cleverness.
 
 use crate::model::*;
+use crate::Error;
 use std::collections::{BTreeMap, BTreeSet};
 use tollgate_grammar::ast::{CompareOp, StringOp};
 use tollgate_grammar::Span;
@@ -179,7 +180,7 @@ fn decide_known_agent(
     }
     let args = match validate_args(&policy.tools[tool], &request.args) {
         Ok(args) => args,
-        Err(detail) => return Decision::deny(Reason::InvalidArgument, detail),
+        Err(error) => return Decision::deny(Reason::InvalidArgument, error.to_string()),
     };
 
     // (2) A revoked agent is denied everything, and so is a chain that holds one.
@@ -376,22 +377,27 @@ fn count_denial(policy: &Policy, request: &Request, agent: AgentId, state: &mut 
 pub fn validate_args(
     tool: &Tool,
     given: &BTreeMap<String, Value>,
-) -> Result<BTreeMap<String, Value>, String> {
+) -> Result<BTreeMap<String, Value>, Error> {
     if let Some(extra) = given.keys().find(|name| tool.arg(name).is_none()) {
-        return Err(format!("`{}` takes no argument `{extra}`", tool.name));
+        return Err(Error::UnexpectedArgument {
+            tool: tool.name.clone(),
+            argument: extra.clone(),
+        });
     }
     let mut args = BTreeMap::new();
     for schema in &tool.args {
         let Some(value) = given.get(&schema.name) else {
-            return Err(format!("argument `{}` is missing", schema.name));
+            return Err(Error::MissingArgument(schema.name.clone()));
         };
         let normalized = match (&schema.ty, value) {
             (ArgType::Int { min, max }, Value::Int(v)) => {
                 if v < min || v > max {
-                    return Err(format!(
-                        "argument `{}` is {v}, outside {min}..{max}",
-                        schema.name
-                    ));
+                    return Err(Error::ArgumentOutOfRange {
+                        argument: schema.name.clone(),
+                        value: *v,
+                        min: *min,
+                        max: *max,
+                    });
                 }
                 Value::Int(*v)
             }
@@ -399,11 +405,11 @@ pub fn validate_args(
             (ArgType::Str, Value::Str(v)) => Value::Str(v.clone()),
             (ArgType::Enum(variants), Value::Str(v) | Value::Sym(v)) => {
                 if !variants.contains(v) {
-                    return Err(format!(
-                        "argument `{}` is `{v}`, not one of {}",
-                        schema.name,
-                        variants.join(", ")
-                    ));
+                    return Err(Error::ArgumentNotVariant {
+                        argument: schema.name.clone(),
+                        value: v.clone(),
+                        variants: variants.clone(),
+                    });
                 }
                 Value::Sym(v.clone())
             }
@@ -414,10 +420,11 @@ pub fn validate_args(
                     ArgType::Str => "a string",
                     ArgType::Enum(_) => "an enum value",
                 };
-                return Err(format!(
-                    "argument `{}` should be {expected}, found `{value}`",
-                    schema.name
-                ));
+                return Err(Error::ArgumentType {
+                    argument: schema.name.clone(),
+                    expected,
+                    found: value.clone(),
+                });
             }
         };
         args.insert(schema.name.clone(), normalized);

@@ -294,15 +294,13 @@ fn the_gate_decides_as_the_evaluator() {
         let policy = tollgate_compiler::load(&SourceSet::single("generated.toll", &text))
             .map_err(|d| TestCaseError::fail(format!("does not check: {}", d[0].message)))?;
         let compiled =
-            codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let table = Table::load(&compiled.bytes, &key().verifying_key())
             .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         // Translation validation on every fifth random policy (Z3 is the slow part).
         if decided.get().is_multiple_of(1_000) {
             tollgate_compiler::verify::translation::validate(&policy, &table, &Default::default())
-                .map_err(|m| {
-                    TestCaseError::fail(format!("translation validation: {m}\nin policy:\n{text}"))
-                })?;
+                .map_err(|m| TestCaseError::fail(format!("{m}\nin policy:\n{text}")))?;
             validated.set(validated.get() + 1);
         }
         let count = differ(&policy, &table, &history)
@@ -400,7 +398,8 @@ fn translation_validation_proves_every_example() {
 fn translation_validation_catches_a_miscompiled_program() {
     use ed25519_dalek::Signer;
     use sha2::{Digest, Sha256};
-    use tollgate_compiler::verify::translation::{validate, Mismatch};
+    use tollgate_compiler::verify::translation::validate;
+    use tollgate_compiler::Error;
     let (_, policy) = load_dir(&tollgate_tests::root().join("examples/support-desk"));
     let mut bytes = codegen::compile(&policy, &key()).unwrap().bytes;
     // Change `args.amount <= 100` (small_refunds) to `<= 101` in the bytecode, then fix up the hash
@@ -421,7 +420,7 @@ fn translation_validation_catches_a_miscompiled_program() {
     bytes[body_end..].copy_from_slice(&signature.to_bytes());
     let table = Table::load(&bytes, &key().verifying_key()).unwrap();
     match validate(&policy, &table, &Default::default()) {
-        Err(Mismatch::Program {
+        Err(Error::ProgramDiffers {
             mut request, rule, ..
         }) => {
             assert_eq!(policy.rule_name(rule), "small_refunds");
