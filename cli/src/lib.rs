@@ -814,6 +814,18 @@ pub(crate) fn plural(count: usize) -> &'static str {
     }
 }
 
+/// A measured time as a person reads it: `2.31s`, `14.20ms`, `870.00µs`.
+pub(crate) fn elapsed(time: std::time::Duration) -> String {
+    let seconds = time.as_secs_f64();
+    if seconds >= 1.0 {
+        format!("{seconds:.2}s")
+    } else if seconds >= 0.001 {
+        format!("{:.2}ms", seconds * 1e3)
+    } else {
+        format!("{:.2}µs", seconds * 1e6)
+    }
+}
+
 pub(crate) fn location(sources: &SourceSet, span: tollgate_grammar::Span) -> String {
     let (line, column) = sources.line_column(span);
     let path = sources
@@ -924,5 +936,13 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "tollgate", &mut missing);
         assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    #[test]
+    fn elapsed_times_read_in_their_unit() {
+        use std::time::Duration;
+        assert_eq!(super::elapsed(Duration::from_millis(2_310)), "2.31s");
+        assert_eq!(super::elapsed(Duration::from_micros(14_200)), "14.20ms");
+        assert_eq!(super::elapsed(Duration::from_nanos(870_000)), "870.00µs");
     }
 }

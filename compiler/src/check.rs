@@ -1698,12 +1698,12 @@ impl Checker {
                 .filter(|&&t| !self.untyped_args.iter().any(|(owner, _)| *owner == t))
                 .and_then(|&t| self.policy.tools.get(t));
             if let Some(schema) = schema {
-                if let (Err(detail), false) =
+                if let (Err(error), false) =
                     (crate::eval::validate_args(schema, &args), tests_invalid)
                 {
                     let denies = matches!(expect, Expectation::Deny { .. });
                     self.error(diagnostic::test_arguments_invalid(
-                        &tool, &detail, step.span, denies,
+                        &tool, &error, step.span, denies,
                     ));
                 }
             }

@@ -4,48 +4,12 @@
 //! give the same bytes.
 
 use crate::model::*;
+use crate::Error;
 use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use tollgate_grammar::ast::{CompareOp, StringOp};
 use tollgate_runtime::format::{self, op, section};
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CodegenError {
-    /// The policy is larger than the format's 16-bit indexes allow.
-    TooLarge(&'static str),
-    /// A condition needs a deeper value stack than the gate has.
-    TooDeep { rule: RuleId },
-    /// A tool declares more arguments than the gate supports.
-    TooManyArgs { tool: ToolId },
-}
-
-impl std::fmt::Display for CodegenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CodegenError::TooLarge(what) => {
-                write!(
-                    f,
-                    "the policy has more {what} than the table format's 16-bit indexes allow"
-                )
-            }
-            CodegenError::TooDeep { rule } => write!(
-                f,
-                "the condition of rule #{} needs a deeper value stack than the gate's {}",
-                rule + 1,
-                format::MAX_STACK
-            ),
-            CodegenError::TooManyArgs { tool } => write!(
-                f,
-                "tool #{} declares more than the gate's {} arguments",
-                tool + 1,
-                format::MAX_ARGS
-            ),
-        }
-    }
-}
-
-impl std::error::Error for CodegenError {}
 
 /// Sizes of a compiled table, for reports and the book's size budget.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,7 +69,7 @@ struct Generator<'p> {
 }
 
 /// Compiles a policy and signs the table, with policy version 0.
-pub fn compile(policy: &Policy, key: &SigningKey) -> Result<Compiled, CodegenError> {
+pub fn compile(policy: &Policy, key: &SigningKey) -> Result<Compiled, Error> {
     compile_version(policy, key, 0)
 }
 
@@ -115,7 +79,7 @@ pub fn compile_version(
     policy: &Policy,
     key: &SigningKey,
     policy_version: u64,
-) -> Result<Compiled, CodegenError> {
+) -> Result<Compiled, Error> {
     compile_stamped(policy, key, policy_version, 0)
 }
 
@@ -125,7 +89,7 @@ pub fn compile_stamped(
     key: &SigningKey,
     policy_version: u64,
     flags: u16,
-) -> Result<Compiled, CodegenError> {
+) -> Result<Compiled, Error> {
     let mut body_sections: Vec<(usize, Vec<u8>, usize)> = Vec::new(); // (section id, bytes, count)
     let mut generator = Generator {
         policy,
@@ -152,7 +116,7 @@ pub fn compile_stamped(
     names.sort();
     names.dedup();
     if names.len() > usize::from(u16::MAX) {
-        return Err(CodegenError::TooLarge("symbols"));
+        return Err(Error::TableTooLarge { what: "symbols" });
     }
     for (id, name) in names.iter().enumerate() {
         generator.symbols.insert(name.clone(), id as u16);
@@ -174,7 +138,9 @@ pub fn compile_stamped(
             .cmp(policy.tools[*b].name.as_bytes())
     });
     if agent_order.len() > usize::from(u16::MAX) || tool_order.len() > usize::from(u16::MAX) {
-        return Err(CodegenError::TooLarge("agents or tools"));
+        return Err(Error::TableTooLarge {
+            what: "agents or tools",
+        });
     }
     let mut agent_index = vec![0u16; policy.agents.len()];
     for (position, &agent) in agent_order.iter().enumerate() {
@@ -190,7 +156,7 @@ pub fn compile_stamped(
         .iter()
         .position(|t| t.args.len() > format::MAX_ARGS)
     {
-        return Err(CodegenError::TooManyArgs { tool });
+        return Err(Error::ToolTooManyArguments { tool });
     }
 
     let mut symbols_section = Vec::new();
@@ -292,7 +258,7 @@ pub fn compile_stamped(
         }
     }
     if arg_count > usize::from(u16::MAX) {
-        return Err(CodegenError::TooLarge("arguments"));
+        return Err(Error::TableTooLarge { what: "arguments" });
     }
 
     // Limits, in model order.
@@ -322,7 +288,9 @@ pub fn compile_stamped(
         );
     }
     if policy.limits.len() > usize::from(u16::MAX) || policy.rules.len() > usize::from(u16::MAX) {
-        return Err(CodegenError::TooLarge("rules or limits"));
+        return Err(Error::TableTooLarge {
+            what: "rules or limits",
+        });
     }
 
     // Buckets: per (agent, tool) in table order, the rules that can apply (forbids first) and
@@ -463,13 +431,13 @@ impl Generator<'_> {
 
     /// The program of `rule` for `agent` calling `tool` (attributes folded to constants), stored
     /// once per distinct byte content; returns its offset.
-    fn program(&mut self, rule: RuleId, agent: AgentId, tool: ToolId) -> Result<u32, CodegenError> {
+    fn program(&mut self, rule: RuleId, agent: AgentId, tool: ToolId) -> Result<u32, Error> {
         let mut code = Vec::new();
         match &self.policy.rules[rule].condition {
             None => code.extend_from_slice(&[op::PUSH_BOOL, 1]),
             Some(condition) => {
                 if depth(condition) > format::MAX_STACK {
-                    return Err(CodegenError::TooDeep { rule });
+                    return Err(Error::ConditionTooDeep { rule });
                 }
                 if let Err(constant) = self.condition(&mut code, condition, agent, tool) {
                     code.extend_from_slice(&[op::PUSH_BOOL, u8::from(constant)]);

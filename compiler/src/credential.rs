@@ -6,55 +6,12 @@
 //! the chain is known and not revoked, and the lifetime is within every chain member's
 //! `credential_ttl` (or the default cap where the policy names none).
 
+use crate::Error;
 use ed25519_dalek::{Signer, SigningKey};
 use tollgate_runtime::credential::{
     self as layout, DEFAULT_MAX_TTL, MAX_CHAIN, MAX_NAME, MAX_SCOPE,
 };
 use tollgate_runtime::table::Table;
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum IssueError {
-    #[error("no agent is called `{name}`{}", did_you_mean(.suggestion))]
-    UnknownAgent {
-        name: String,
-        suggestion: Option<String>,
-    },
-    /// The requested lifetime exceeds an agent's `credential_ttl` (or the default cap).
-    #[error(
-        "a lifetime of {} exceeds the {} of {} for `{agent}`",
-        tollgate_grammar::format::duration(*requested),
-        if *default_cap { "default credential lifetime cap" } else { "`credential_ttl`" },
-        tollgate_grammar::format::duration(*allowed)
-    )]
-    TtlTooLong {
-        agent: String,
-        requested: u64,
-        allowed: u64,
-        default_cap: bool,
-    },
-    #[error("a credential must live longer than zero seconds")]
-    ZeroTtl,
-    /// A scope entry names no tool (or a prefix that matches none).
-    #[error("scope entry `{0}` matches no tool")]
-    UnknownScope(String),
-    #[error("{0} is too long for a credential")]
-    TooLong(&'static str),
-    #[error(
-        "`{from}` may not delegate to `{to}`: the policy declares no `delegate {from} -> {to}`"
-    )]
-    NoDelegation { from: String, to: String },
-    #[error("`{0}` is revoked: no credential is issued for it or for a chain that holds it")]
-    Revoked(String),
-    #[error("the policy declares no environment `{0}`")]
-    UnknownEnvironment(String),
-}
-
-fn did_you_mean(suggestion: &Option<String>) -> String {
-    suggestion
-        .as_ref()
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default()
-}
 
 /// What to put in a credential.
 #[derive(Clone, Debug)]
@@ -73,12 +30,12 @@ pub struct Claims<'a> {
     pub id: [u8; 16],
 }
 
-fn agent_index(table: &Table<'_>, name: &str) -> Result<usize, IssueError> {
+fn agent_index(table: &Table<'_>, name: &str) -> Result<usize, Error> {
     table.find_agent(name.as_bytes()).ok_or_else(|| {
         let known = (0..table.agent_count())
             .filter_map(|a| table.agent_name(a))
             .filter_map(|n| std::str::from_utf8(n).ok());
-        IssueError::UnknownAgent {
+        Error::UnknownAgent {
             name: name.to_owned(),
             suggestion: known
                 .map(|k| (strsim::levenshtein(k, name), k))
@@ -96,7 +53,7 @@ pub fn issue(
     claims: &Claims<'_>,
     key: &SigningKey,
     revoked: &dyn Fn(&str) -> bool,
-) -> Result<Vec<u8>, IssueError> {
+) -> Result<Vec<u8>, Error> {
     issue_for_hash(table, table.policy_hash(), claims, key, revoked)
 }
 
@@ -107,12 +64,16 @@ pub fn issue_for_hash(
     claims: &Claims<'_>,
     key: &SigningKey,
     revoked: &dyn Fn(&str) -> bool,
-) -> Result<Vec<u8>, IssueError> {
+) -> Result<Vec<u8>, Error> {
     if claims.agent.len() > MAX_NAME {
-        return Err(IssueError::TooLong("the agent name"));
+        return Err(Error::CredentialTooLong {
+            what: "the agent name",
+        });
     }
     if claims.via.len() > MAX_CHAIN {
-        return Err(IssueError::TooLong("the delegation chain"));
+        return Err(Error::CredentialTooLong {
+            what: "the delegation chain",
+        });
     }
     let members: Vec<&str> = claims
         .via
@@ -127,7 +88,7 @@ pub fn issue_for_hash(
     for pair in indexes.windows(2).zip(members.windows(2)) {
         if let ([from, to], [from_name, to_name]) = pair {
             if table.delegation(*from, *to).is_none() {
-                return Err(IssueError::NoDelegation {
+                return Err(Error::NoDelegation {
                     from: (*from_name).to_owned(),
                     to: (*to_name).to_owned(),
                 });
@@ -135,10 +96,10 @@ pub fn issue_for_hash(
         }
     }
     if let Some(name) = members.iter().find(|name| revoked(name)) {
-        return Err(IssueError::Revoked((*name).to_owned()));
+        return Err(Error::Revoked((*name).to_owned()));
     }
     if claims.ttl == 0 {
-        return Err(IssueError::ZeroTtl);
+        return Err(Error::ZeroTtl);
     }
     for (index, name) in indexes.iter().zip(&members) {
         let ttl = u64::from(table.agent_ttl(*index).unwrap_or(0));
@@ -148,7 +109,7 @@ pub fn issue_for_hash(
             (ttl, false)
         };
         if claims.ttl > allowed {
-            return Err(IssueError::TtlTooLong {
+            return Err(Error::TtlTooLong {
                 agent: (*name).to_owned(),
                 requested: claims.ttl,
                 allowed,
@@ -158,11 +119,11 @@ pub fn issue_for_hash(
     }
     if let Some(env) = claims.env {
         if !table.declares_env(env) {
-            return Err(IssueError::UnknownEnvironment(env.to_owned()));
+            return Err(Error::UnknownEnvironment(env.to_owned()));
         }
     }
     if claims.scope.len() > MAX_SCOPE {
-        return Err(IssueError::TooLong("the scope"));
+        return Err(Error::CredentialTooLong { what: "the scope" });
     }
     let tools: Vec<&[u8]> = (0..table.tool_count())
         .filter_map(|t| table.tool_name(t))
@@ -176,10 +137,12 @@ pub fn issue_for_hash(
             None => tools.contains(&entry.as_bytes()),
         };
         if !known {
-            return Err(IssueError::UnknownScope(entry.clone()));
+            return Err(Error::UnknownScope(entry.clone()));
         }
         if entry.is_empty() || entry.len() > MAX_NAME {
-            return Err(IssueError::TooLong("a scope entry"));
+            return Err(Error::CredentialTooLong {
+                what: "a scope entry",
+            });
         }
     }
     let via: Vec<&str> = claims.via.iter().map(String::as_str).collect();
@@ -196,7 +159,8 @@ pub fn issue_for_hash(
         scope: &scope,
     };
     let mut bytes = vec![0u8; layout::MAX_SIZE];
-    let len = layout::encode(&encoded, &mut bytes).map_err(|_| IssueError::TooLong("a name"))?;
+    let len = layout::encode(&encoded, &mut bytes)
+        .map_err(|_| Error::CredentialTooLong { what: "a name" })?;
     bytes.truncate(len);
     let signature = key.sign(&bytes);
     bytes.extend_from_slice(&signature.to_bytes());

@@ -653,12 +653,17 @@ pub fn missing_environment(span: Span, environments: &[&str]) -> Diagnostic {
     ))
 }
 
-pub fn test_arguments_invalid(tool: &str, detail: &str, span: Span, denies: bool) -> Diagnostic {
+pub fn test_arguments_invalid(
+    tool: &str,
+    detail: &crate::Error,
+    span: Span,
+    denies: bool,
+) -> Diagnostic {
     let d = Diagnostic::error(
         Code::InvalidTestArguments,
         format!("this step's arguments do not fit `{tool}`"),
         span,
-        detail.to_owned(),
+        detail.to_string(),
     );
     if denies {
         d.help("the gate would deny it as malformed whatever the rules say; fix the arguments, or write `expect deny invalid_argument` if that is what the step tests")

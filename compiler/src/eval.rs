@@ -4,6 +4,7 @@
 //! by step and keeps no cleverness.
 
 use crate::model::*;
+use crate::Error;
 use std::collections::{BTreeMap, BTreeSet};
 use tollgate_grammar::ast::{CompareOp, StringOp};
 use tollgate_grammar::Span;
@@ -179,7 +180,7 @@ fn decide_known_agent(
     }
     let args = match validate_args(&policy.tools[tool], &request.args) {
         Ok(args) => args,
-        Err(detail) => return Decision::deny(Reason::InvalidArgument, detail),
+        Err(error) => return Decision::deny(Reason::InvalidArgument, error.to_string()),
     };
 
     // (2) A revoked agent is denied everything, and so is a chain that holds one.
@@ -376,9 +377,12 @@ fn count_denial(policy: &Policy, request: &Request, agent: AgentId, state: &mut 
 pub fn validate_args(
     tool: &Tool,
     given: &BTreeMap<String, Value>,
-) -> Result<BTreeMap<String, Value>, String> {
+) -> Result<BTreeMap<String, Value>, Error> {
     if let Some(extra) = given.keys().find(|name| tool.arg(name).is_none()) {
-        return Err(format!("`{}` takes no argument `{extra}`", tool.name));
+        return Err(Error::UnexpectedArgument {
+            tool: tool.name.clone(),
+            argument: extra.clone(),
+        });
     }
     let mut args = BTreeMap::new();
     for schema in &tool.args {
@@ -386,15 +390,17 @@ pub fn validate_args(
             if schema.optional {
                 continue;
             }
-            return Err(format!("argument `{}` is missing", schema.name));
+            return Err(Error::MissingArgument(schema.name.clone()));
         };
         let normalized = match (&schema.ty, value) {
             (ArgType::Int { min, max }, Value::Int(v)) => {
                 if v < min || v > max {
-                    return Err(format!(
-                        "argument `{}` is {v}, outside {min}..{max}",
-                        schema.name
-                    ));
+                    return Err(Error::ArgumentOutOfRange {
+                        argument: schema.name.clone(),
+                        value: *v,
+                        min: *min,
+                        max: *max,
+                    });
                 }
                 Value::Int(*v)
             }
@@ -406,20 +412,20 @@ pub fn validate_args(
                 match tollgate_runtime::path::normalize(v, &mut buffer) {
                     Some(normal) => Value::Str(normal.to_owned()),
                     None => {
-                        return Err(format!(
-                            "argument `{}` is the path `{v}`, which climbs above its root",
-                            schema.name
-                        ))
+                        return Err(Error::PathClimbs {
+                            argument: schema.name.clone(),
+                            path: v.clone(),
+                        })
                     }
                 }
             }
             (ArgType::Enum(variants), Value::Str(v) | Value::Sym(v)) => {
                 if !variants.contains(v) {
-                    return Err(format!(
-                        "argument `{}` is `{v}`, not one of {}",
-                        schema.name,
-                        variants.join(", ")
-                    ));
+                    return Err(Error::ArgumentNotVariant {
+                        argument: schema.name.clone(),
+                        value: v.clone(),
+                        variants: variants.clone(),
+                    });
                 }
                 Value::Sym(v.clone())
             }
@@ -431,10 +437,11 @@ pub fn validate_args(
                     ArgType::Path => "a path",
                     ArgType::Enum(_) => "an enum value",
                 };
-                return Err(format!(
-                    "argument `{}` should be {expected}, found `{value}`",
-                    schema.name
-                ));
+                return Err(Error::ArgumentType {
+                    argument: schema.name.clone(),
+                    expected,
+                    found: value.clone(),
+                });
             }
         };
         args.insert(schema.name.clone(), normalized);

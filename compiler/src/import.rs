@@ -23,6 +23,7 @@
 //! domain is not in any schema: the caller names it, and the output leaves it undeclared, so the
 //! checker refuses the file until the author declares it with its labels.
 
+use crate::Error;
 use serde_json::Value;
 use std::fmt::Write as _;
 use tollgate_grammar::ast::{DottedName, Ident};
@@ -60,15 +61,6 @@ pub struct Imported {
     pub notes: Vec<String>,
 }
 
-/// Why an input cannot be imported at all.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ImportError {
-    #[error("no tool list found: expected {0}")]
-    Shape(&'static str),
-    #[error("`{0}` is not a name: use letters, digits and `_`, starting with a letter or `_`")]
-    Name(String),
-}
-
 fn is_identifier(text: &str) -> bool {
     let mut bytes = text.bytes();
     bytes
@@ -78,7 +70,7 @@ fn is_identifier(text: &str) -> bool {
 }
 
 /// The tool definitions of `input` as (name, input schema, annotations).
-fn definitions(input: &Value, source: Source) -> Result<Vec<(String, Value, Value)>, ImportError> {
+fn definitions(input: &Value, source: Source) -> Result<Vec<(String, Value, Value)>, Error> {
     let list = match source {
         Source::Mcp => input
             .get("result")
@@ -86,16 +78,17 @@ fn definitions(input: &Value, source: Source) -> Result<Vec<(String, Value, Valu
             .or_else(|| input.get("tools"))
             .or(Some(input))
             .and_then(Value::as_array)
-            .ok_or(ImportError::Shape(
-                "a `tools/list` result: {\"tools\": [...]}",
-            ))?,
+            .ok_or(Error::NoToolList {
+                expected: "a `tools/list` result: {\"tools\": [...]}",
+            })?,
         Source::OpenAi => input
             .get("tools")
             .or(Some(input))
             .and_then(Value::as_array)
-            .ok_or(ImportError::Shape(
-                "a list of function tools: [{\"type\": \"function\", \"function\": {...}}]",
-            ))?,
+            .ok_or(Error::NoToolList {
+                expected:
+                    "a list of function tools: [{\"type\": \"function\", \"function\": {...}}]",
+            })?,
     };
     Ok(list
         .iter()
@@ -173,14 +166,14 @@ fn effect(annotations: &Value) -> (&'static str, Option<String>) {
 }
 
 /// Generates `.toll` tool declarations for every tool of `input`.
-pub fn import(input: &Value, source: Source, options: &Options) -> Result<Imported, ImportError> {
+pub fn import(input: &Value, source: Source, options: &Options) -> Result<Imported, Error> {
     for part in options.prefix.split('.') {
         if !is_identifier(part) {
-            return Err(ImportError::Name(options.prefix.clone()));
+            return Err(Error::NotAName(options.prefix.clone()));
         }
     }
     if !is_identifier(&options.domain) {
-        return Err(ImportError::Name(options.domain.clone()));
+        return Err(Error::NotAName(options.domain.clone()));
     }
     let mut text = format!(
         "// Imported from {} by `tollgate import`. Declare the data domain before use:\n// domain {} {{ private }}  (its labels: private, untrusted, public)\n",
@@ -353,11 +346,11 @@ mod tests {
         };
         assert!(matches!(
             import(&json!({"tools": []}), Source::Mcp, &bad),
-            Err(ImportError::Name(_))
+            Err(Error::NotAName(_))
         ));
         assert!(matches!(
             import(&json!({"nope": 1}), Source::Mcp, &options()),
-            Err(ImportError::Shape(_))
+            Err(Error::NoToolList { .. })
         ));
     }
 }

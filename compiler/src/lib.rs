@@ -10,11 +10,15 @@
 //! The library does no IO: it takes a [`source::SourceSet`] and returns values. The `tollgate`
 //! command line (the `tollgate-cli` crate) is the only place that touches files, the clock, stdin
 //! and stdout.
+//!
+//! Policy text is reported through [`diagnostic::Diagnostic`]s ([`load`], [`load_subset`]); every
+//! other fallible function returns the crate's one error type, [`Error`].
 
 pub mod check;
 pub mod codegen;
 pub mod credential;
 pub mod diagnostic;
+pub mod error;
 pub mod eval;
 pub mod import;
 pub mod model;
@@ -24,6 +28,8 @@ pub mod sarif;
 pub mod source;
 pub mod testing;
 pub mod verify;
+
+pub use error::Error;
 
 use diagnostic::Diagnostic;
 use model::Policy;

@@ -269,7 +269,7 @@ impl fmt::Display for Value {
         match self {
             Value::Int(v) => write!(f, "{v}"),
             Value::Bool(v) => write!(f, "{v}"),
-            Value::Str(v) => write!(f, "{v:?}"),
+            Value::Str(v) => f.write_str(&tollgate_grammar::format::string(v)),
             Value::Sym(v) => write!(f, "{v}"),
         }
     }

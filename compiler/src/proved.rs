@@ -3,25 +3,13 @@
 //! [`compile`], which runs the code generator and then the proof, so no caller can write a table
 //! that skipped it.
 
-use crate::codegen::{self, CodegenError, TableStats};
+use crate::codegen::{self, TableStats};
 use crate::model::Policy;
-use crate::verify::translation::{self, Mismatch, Proved};
+use crate::verify::translation::{self, Proved};
 use crate::verify::Options;
+use crate::Error;
 use ed25519_dalek::SigningKey;
-use tollgate_runtime::table::{LoadError, Table};
-
-/// Why a policy did not become a proved table.
-#[derive(Debug, thiserror::Error)]
-pub enum CompileError {
-    #[error("cannot compile: {0}")]
-    Codegen(#[from] CodegenError),
-    #[error("the compiler wrote a table its own loader refuses: {0}")]
-    Load(LoadError),
-    #[error("translation validation failed: {0}")]
-    Mismatch(Box<Mismatch>),
-    #[error("the policy is not verified: {0}; fix it, or compile with `--allow-unverified` (the table then says so, and `gate --require-verified` refuses it)")]
-    Unverified(String),
-}
+use tollgate_runtime::table::Table;
 
 /// A signed table with its proof of equivalence to the policy it came from.
 #[derive(Debug)]
@@ -62,22 +50,20 @@ impl ProvedTable {
     }
 }
 
-/// Whether a policy passes its own tests and `verify` reports no errors; `Err` says what fails.
-pub fn check_verified(policy: &Policy, options: &Options) -> Result<(), String> {
+/// Whether a policy passes its own tests and `verify` reports no errors; `Err` says what fails
+/// ([`Error::TestsFail`] or [`Error::VerifyErrors`]).
+pub fn check_verified(policy: &Policy, options: &Options) -> Result<(), Error> {
     let failing: Vec<String> = crate::testing::run_all(policy)
         .into_iter()
         .filter(|outcome| !outcome.passed())
-        .map(|outcome| format!("`{}`", outcome.name))
+        .map(|outcome| outcome.name)
         .collect();
     if !failing.is_empty() {
-        return Err(format!("its test {} fails", failing.join(", ")));
+        return Err(Error::TestsFail { tests: failing });
     }
     let errors = crate::verify::verify(policy, options).errors();
     if errors > 0 {
-        return Err(format!(
-            "`tollgate verify` reports {errors} error{}",
-            if errors == 1 { "" } else { "s" }
-        ));
+        return Err(Error::VerifyErrors { count: errors });
     }
     Ok(())
 }
@@ -92,10 +78,10 @@ pub fn compile(
     policy_version: u64,
     allow_unverified: bool,
     options: &Options,
-) -> Result<ProvedTable, CompileError> {
+) -> Result<ProvedTable, Error> {
     let verified = match check_verified(policy, options) {
         Ok(()) => true,
-        Err(why) if !allow_unverified => return Err(CompileError::Unverified(why)),
+        Err(unverified) if !allow_unverified => return Err(unverified),
         Err(_) => false,
     };
     let flags = if verified {
@@ -105,9 +91,8 @@ pub fn compile(
     };
     let compiled = codegen::compile_stamped(policy, key, policy_version, flags)?;
     let started = std::time::Instant::now();
-    let table = Table::parse(&compiled.bytes).map_err(CompileError::Load)?;
-    let proof = translation::validate(policy, &table, options)
-        .map_err(|mismatch| CompileError::Mismatch(Box::new(mismatch)))?;
+    let table = Table::parse(&compiled.bytes).map_err(Error::TableRefused)?;
+    let proof = translation::validate(policy, &table, options)?;
     let proof_time = started.elapsed();
     Ok(ProvedTable {
         policy_hash: compiled.policy_hash,

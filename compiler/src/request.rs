@@ -12,6 +12,7 @@
 //! either means exactly one thing or is refused.
 
 use crate::model::{Request, Value};
+use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -38,8 +39,9 @@ struct JsonContext {
 }
 
 /// Reads one request; `default_time` stands in for a missing `context.time`.
-pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request, String> {
-    let parsed: JsonRequest = serde_json::from_value(value).map_err(|e| e.to_string())?;
+pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request, Error> {
+    let parsed: JsonRequest =
+        serde_json::from_value(value).map_err(|e| Error::MalformedRequest(e.to_string()))?;
     let mut args = BTreeMap::new();
     for (name, value) in parsed.args {
         let value = match value {
@@ -47,17 +49,9 @@ pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request,
             serde_json::Value::String(s) => Value::Str(s),
             serde_json::Value::Number(n) => match n.as_i64() {
                 Some(i) => Value::Int(i),
-                None => {
-                    return Err(format!(
-                        "argument `{name}` is `{n}`, but numbers must be 64-bit integers"
-                    ))
-                }
+                None => return Err(Error::ArgumentNotInteger { name, number: n }),
             },
-            other => {
-                return Err(format!(
-                "argument `{name}` is `{other}`, but arguments are integers, strings or booleans"
-            ))
-            }
+            other => return Err(Error::ArgumentNotScalar { name, value: other }),
         };
         args.insert(name, value);
     }
@@ -127,8 +121,17 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_fractions_are_refused() {
-        assert!(from_json(json!({"agent": "a", "tool": "t", "role": "admin"}), 0).is_err());
-        assert!(from_json(json!({"agent": "a", "tool": "t", "args": {"n": 1.5}}), 0).is_err());
-        assert!(from_json(json!({"agent": "a", "tool": "t", "args": {"n": null}}), 0).is_err());
+        assert!(matches!(
+            from_json(json!({"agent": "a", "tool": "t", "role": "admin"}), 0),
+            Err(Error::MalformedRequest(_))
+        ));
+        assert!(matches!(
+            from_json(json!({"agent": "a", "tool": "t", "args": {"n": 1.5}}), 0),
+            Err(Error::ArgumentNotInteger { .. })
+        ));
+        assert!(matches!(
+            from_json(json!({"agent": "a", "tool": "t", "args": {"n": null}}), 0),
+            Err(Error::ArgumentNotScalar { .. })
+        ));
     }
 }

@@ -13,7 +13,8 @@
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use tollgate_compiler::codegen;
-use tollgate_compiler::credential::{issue, issue_for_hash, Claims, IssueError};
+use tollgate_compiler::credential::{issue, issue_for_hash, Claims};
+use tollgate_compiler::Error;
 use tollgate_runtime::credential::{self, Credential, Host, Session, SessionCall};
 use tollgate_runtime::gate::{self, ArgValue, Slot, State, Verdict};
 use tollgate_runtime::table::Table;
@@ -173,7 +174,7 @@ fn each_failure_has_its_own_reason() {
     let long = claims("support_bot", &[], &scope, 3_600);
     assert_eq!(
         issue(&table, &long, &issuer(), &|_| false),
-        Err(IssueError::TtlTooLong {
+        Err(Error::TtlTooLong {
             agent: "support_bot".to_owned(),
             requested: 3_600,
             allowed: 900,
@@ -254,7 +255,7 @@ fn an_agent_without_a_lifetime_limit_gets_the_default_cap() {
     );
     assert_eq!(
         issue(&table, &century, &issuer(), &|_| false),
-        Err(IssueError::TtlTooLong {
+        Err(Error::TtlTooLong {
             agent: agent.clone(),
             requested: 36_500 * 86_400,
             allowed: credential::DEFAULT_MAX_TTL,
@@ -360,7 +361,7 @@ fn the_chain_comes_from_the_credential_and_is_checked_at_issue() {
             &key,
             &|_| false
         ),
-        Err(IssueError::NoDelegation {
+        Err(Error::NoDelegation {
             from: "payments_bot".to_owned(),
             to: "analyst_bot".to_owned()
         })
@@ -372,7 +373,7 @@ fn the_chain_comes_from_the_credential_and_is_checked_at_issue() {
             &key,
             &|a| a == "analyst_bot"
         ),
-        Err(IssueError::Revoked("analyst_bot".to_owned()))
+        Err(Error::Revoked("analyst_bot".to_owned()))
     );
     // The lifetime is capped by every agent on the chain (payments_bot: 5m).
     assert!(matches!(
@@ -382,7 +383,7 @@ fn the_chain_comes_from_the_credential_and_is_checked_at_issue() {
             &key,
             &|_| false
         ),
-        Err(IssueError::TtlTooLong { .. })
+        Err(Error::TtlTooLong { .. })
     ));
 }
 

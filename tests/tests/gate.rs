@@ -353,15 +353,13 @@ fn the_gate_decides_as_the_evaluator() {
         let policy = tollgate_compiler::load(&SourceSet::single("generated.toll", &text))
             .map_err(|d| TestCaseError::fail(format!("does not check: {}", d[0].message)))?;
         let compiled =
-            codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let table = Table::load(&compiled.bytes, &key().verifying_key())
             .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         // Translation validation on every fifth random policy (Z3 is the slow part).
         if decided.get().is_multiple_of(1_000) {
             tollgate_compiler::verify::translation::validate(&policy, &table, &Default::default())
-                .map_err(|m| {
-                    TestCaseError::fail(format!("translation validation: {m}\nin policy:\n{text}"))
-                })?;
+                .map_err(|m| TestCaseError::fail(format!("{m}\nin policy:\n{text}")))?;
             validated.set(validated.get() + 1);
         }
         let count = differ(&policy, &table, &history)
@@ -460,7 +458,8 @@ fn translation_validation_proves_every_example() {
 fn translation_validation_catches_a_miscompiled_program() {
     use ed25519_dalek::Signer;
     use sha2::{Digest, Sha256};
-    use tollgate_compiler::verify::translation::{validate, Mismatch};
+    use tollgate_compiler::verify::translation::validate;
+    use tollgate_compiler::Error;
     let (_, policy) = load_dir(&tollgate_tests::root().join("examples/support-desk"));
     let mut bytes = codegen::compile(&policy, &key()).unwrap().bytes;
     // Change `args.amount <= 100` (small_refunds) to `<= 101` in the bytecode, then fix up the hash
@@ -481,7 +480,7 @@ fn translation_validation_catches_a_miscompiled_program() {
     bytes[body_end..].copy_from_slice(&signature.to_bytes());
     let table = Table::load(&bytes, &key().verifying_key()).unwrap();
     match validate(&policy, &table, &Default::default()) {
-        Err(Mismatch::Program {
+        Err(Error::ProgramDiffers {
             mut request, rule, ..
         }) => {
             assert_eq!(policy.rule_name(rule), "small_refunds");
@@ -506,7 +505,8 @@ fn translation_validation_catches_a_miscompiled_program() {
 fn translation_validation_catches_an_optional_argument_compiled_as_required() {
     use ed25519_dalek::Signer;
     use sha2::{Digest, Sha256};
-    use tollgate_compiler::verify::translation::{validate, Mismatch};
+    use tollgate_compiler::verify::translation::validate;
+    use tollgate_compiler::Error;
     use tollgate_runtime::format::{self, arg, arg_flag};
     let path = tollgate_tests::root().join("tests/fixtures/valid/optional_arguments.toll");
     let policy = tollgate_compiler::load(&tollgate_tests::source_set(&path)).unwrap();
@@ -523,13 +523,21 @@ fn translation_validation_catches_an_optional_argument_compiled_as_required() {
     let signature = key().sign(&bytes[..body_end]);
     bytes[body_end..].copy_from_slice(&signature.to_bytes());
     let table = Table::load(&bytes, &key().verifying_key()).unwrap();
-    match validate(&policy, &table, &Default::default()) {
-        Err(Mismatch::Entries { tool, detail, .. }) => {
-            assert_eq!(tool, "fs.read_text_file");
-            assert!(detail.contains("(\"head\", false)"), "{detail}");
-        }
-        other => panic!("expected an argument mismatch, got {other:?}"),
-    }
+    let error = validate(&policy, &table, &Default::default()).expect_err("the tables differ");
+    let Error::ToolArguments {
+        ref tool,
+        ref listed,
+        ..
+    } = error
+    else {
+        panic!("expected an argument mismatch, got {error:?}");
+    };
+    assert_eq!(tool, "fs.read_text_file");
+    assert!(listed.contains(&("head".to_owned(), false)), "{listed:?}");
+    assert!(
+        error.to_string().contains("{ head, path, tail? }"),
+        "{error}"
+    );
     // And the difference is real: the damaged table denies a call the policy allows.
     let request = Request {
         agent: "reader".into(),

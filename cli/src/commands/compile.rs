@@ -1,7 +1,7 @@
 //! `tollgate compile`: compile a policy into a signed decision table, after proving the table
 //! equivalent to the policy.
 
-use crate::{load, Exit, Format, Io};
+use crate::{elapsed, load, Exit, Format, Io};
 use std::path::Path;
 use tollgate_host::keys;
 
@@ -55,8 +55,8 @@ pub fn run(
     ));
     if verbose {
         io.out(&format!(
-            "  buckets {}, rule entries {}, program bytes {}\n  translation validated: {} programs in {} buckets equivalent to their rules (Z3, {:.2?})\n",
-            proved.stats().buckets, proved.stats().entries, proved.stats().programs_bytes, proved.proof().programs, proved.proof().buckets, proved.proof_time()
+            "  buckets {}, rule entries {}, program bytes {}\n  translation validated: {} programs in {} buckets equivalent to their rules (Z3, {})\n",
+            proved.stats().buckets, proved.stats().entries, proved.stats().programs_bytes, proved.proof().programs, proved.proof().buckets, elapsed(proved.proof_time())
         ));
     }
     Exit::Success

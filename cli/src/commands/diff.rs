@@ -156,7 +156,12 @@ pub fn run(
                     .map(|p| {
                         serde_json::json!({
                             "agent": p.agent, "tool": p.tool,
-                            "change": format!("{:?}", p.change).to_lowercase(),
+                            "change": match p.change {
+                                Change::Widened => "widened",
+                                Change::Narrowed => "narrowed",
+                                Change::Changed => "changed",
+                                Change::Unchanged => "unchanged",
+                            },
                             "acknowledged": p.acknowledged,
                         })
                     })

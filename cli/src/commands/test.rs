@@ -15,7 +15,10 @@ pub fn run(io: &mut Io<'_>, path: &Path, format: Format) -> Exit {
         Format::Human => {
             for outcome in &outcomes {
                 let status = if outcome.passed() { "ok" } else { "FAILED" };
-                io.out(&format!("test {:?} ... {status}\n", outcome.name));
+                io.out(&format!(
+                    "test {} ... {status}\n",
+                    tollgate_grammar::format::string(&outcome.name)
+                ));
                 for step in outcome.steps.iter().filter(|s| !s.passed) {
                     let request = &policy
                         .tests

@@ -18,7 +18,7 @@ pub fn run(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> 
     };
     let started = std::time::Instant::now();
     let report = tollgate_compiler::verify::verify(&policy, &verify_options(timeout));
-    let elapsed = started.elapsed();
+    let took = started.elapsed();
     let count = |severity: diagnostic::Severity| {
         report
             .findings
@@ -51,7 +51,7 @@ pub fn run(io: &mut Io<'_>, path: &Path, format: ReportFormat, timeout: u32) -> 
                 report.stats.queries,
                 report.stats.unknown,
             ));
-            io.err(&format!("verified in {:.2?}\n", elapsed));
+            io.err(&format!("verified in {}\n", crate::elapsed(took)));
         }
         ReportFormat::Json => {
             let diagnostics: Vec<Diagnostic> = report

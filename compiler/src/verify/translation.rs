@@ -9,56 +9,11 @@
 use super::encode::{chains_to, z3_string, Chain, Encoder, RuleIndex, Space, Symbols, Zv};
 use super::{new_solver, request_from_model, Options};
 use crate::model::*;
+use crate::Error;
 use tollgate_runtime::format::op;
 use tollgate_runtime::table::Table;
 use z3::ast::{Bool, Int};
 use z3::SatResult;
-
-/// Why a table does not decide as its source.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Mismatch {
-    /// The bucket lists other rules or limits than the source says apply.
-    Entries {
-        agent: String,
-        tool: String,
-        detail: String,
-    },
-    /// A program means something else than its rule's condition; the request tells them apart.
-    Program {
-        agent: String,
-        tool: String,
-        rule: RuleId,
-        request: Box<Request>,
-    },
-    /// A program cannot be read back.
-    Unreadable {
-        agent: String,
-        tool: String,
-        rule: RuleId,
-    },
-    /// The solver could not decide equivalence.
-    Unknown {
-        agent: String,
-        tool: String,
-        rule: RuleId,
-    },
-}
-
-impl std::fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Mismatch::Entries { agent, tool, detail } => write!(f, "the table's bucket for `{agent}` calling `{tool}` {detail}"),
-            Mismatch::Program { agent, tool, rule, request } => write!(
-                f,
-                "rule {} compiles to a program for `{agent}` calling `{tool}` that decides differently, e.g. for {}",
-                rule + 1,
-                crate::request::to_json(request)
-            ),
-            Mismatch::Unreadable { agent, tool, rule } => write!(f, "rule {}'s program for `{agent}` calling `{tool}` cannot be read back", rule + 1),
-            Mismatch::Unknown { agent, tool, rule } => write!(f, "the solver could not prove rule {}'s program for `{agent}` calling `{tool}` equivalent (inconclusive)", rule + 1),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Proved {
@@ -67,13 +22,13 @@ pub struct Proved {
 }
 
 /// Proves that `table` (already loaded) decides as `policy`.
-pub fn validate(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, Mismatch> {
+pub fn validate(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, Error> {
     let mut config = z3::Config::new();
     config.set_timeout_msec(u64::from(options.timeout_ms));
     z3::with_z3_config(&config, || run(policy, table, options))
 }
 
-fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, Mismatch> {
+fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, Error> {
     let symbols = Symbols::of(&[policy]);
     let index = RuleIndex::new(policy);
     let solver = new_solver(options);
@@ -83,10 +38,10 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
         let Some(table_tool) = table.find_tool(declared.name.as_bytes()) else {
             continue; // reported below, per agent
         };
-        let mut expected: Vec<(&str, bool)> = declared
+        let mut expected: Vec<(String, bool)> = declared
             .args
             .iter()
-            .map(|a| (a.name.as_str(), a.optional))
+            .map(|a| (a.name.clone(), a.optional))
             .collect();
         expected.sort();
         let found: Vec<(String, bool)> = (0..table.arg_count(table_tool).unwrap_or(0))
@@ -98,72 +53,62 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                 )
             })
             .collect();
-        let same = found.len() == expected.len()
-            && found
-                .iter()
-                .zip(&expected)
-                .all(|((name, optional), (want, want_optional))| {
-                    name == want && optional == want_optional
-                });
-        if !same {
-            return Err(entries(
-                "-",
-                &declared.name,
-                &format!("declares arguments (name, optional) {found:?}, the source {expected:?}"),
-            ));
+        if found != expected {
+            return Err(Error::ToolArguments {
+                tool: declared.name.clone(),
+                listed: found,
+                expected,
+            });
         }
     }
     for agent in 0..policy.agents.len() {
         let agent_name = &policy.agents[agent].name;
         let Some(table_agent) = table.find_agent(agent_name.as_bytes()) else {
-            return Err(entries(
-                agent_name,
-                "-",
-                "is missing: the agent is not in the table",
-            ));
+            return Err(Error::AgentNotInTable {
+                agent: agent_name.clone(),
+            });
         };
         let (chains, _) = chains_to(policy, agent, options.max_chains);
         for tool in 0..policy.tools.len() {
             let tool_name = &policy.tools[tool].name;
             let Some(table_tool) = table.find_tool(tool_name.as_bytes()) else {
-                return Err(entries(
-                    agent_name,
-                    tool_name,
-                    "is missing: the tool is not in the table",
-                ));
+                return Err(Error::ToolNotInTable {
+                    agent: agent_name.clone(),
+                    tool: tool_name.clone(),
+                });
             };
             let matching = |effect: RuleEffect| policy.rules_matching(agent, tool, effect);
-            let expected: Vec<(u16, bool)> = matching(RuleEffect::Forbid)
+            let expected: Vec<(RuleId, bool)> = matching(RuleEffect::Forbid)
                 .into_iter()
-                .map(|r| (r as u16, true))
-                .chain(
-                    matching(RuleEffect::Permit)
-                        .into_iter()
-                        .map(|r| (r as u16, false)),
-                )
+                .map(|r| (r, true))
+                .chain(matching(RuleEffect::Permit).into_iter().map(|r| (r, false)))
                 .collect();
             let found: Vec<(u16, bool, usize)> =
                 table.bucket_entries(table_agent, table_tool).collect();
-            let listed: Vec<(u16, bool)> = found.iter().map(|(r, f, _)| (*r, *f)).collect();
-            if listed != expected {
-                return Err(entries(
-                    agent_name,
-                    tool_name,
-                    &format!("lists rules {listed:?}, the source {expected:?}"),
-                ));
-            }
-            let limits: Vec<u16> = table.bucket_limits(table_agent, table_tool).collect();
-            let applying: Vec<u16> = policy
-                .limits_matching(agent, tool)
-                .into_iter()
-                .map(|l| l as u16)
+            let listed: Vec<(RuleId, bool)> = found
+                .iter()
+                .map(|(r, f, _)| (usize::from(*r), *f))
                 .collect();
+            if listed != expected {
+                return Err(Error::BucketRules {
+                    agent: agent_name.clone(),
+                    tool: tool_name.clone(),
+                    listed,
+                    expected,
+                });
+            }
+            let limits: Vec<usize> = table
+                .bucket_limits(table_agent, table_tool)
+                .map(usize::from)
+                .collect();
+            let applying: Vec<usize> = policy.limits_matching(agent, tool).into_iter().collect();
             if limits != applying {
-                return Err(entries(
-                    agent_name,
-                    tool_name,
-                    &format!("applies limits {limits:?}, the source {applying:?}"),
-                ));
+                return Err(Error::BucketLimits {
+                    agent: agent_name.clone(),
+                    tool: tool_name.clone(),
+                    listed: limits,
+                    expected: applying,
+                });
             }
             if found.is_empty() {
                 continue;
@@ -188,7 +133,7 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                 for (position, chain) in space.chains.iter().enumerate() {
                     let compiled =
                         decompile(table, table_tool, offset, &space, policy, agent, chain)
-                            .ok_or_else(|| Mismatch::Unreadable {
+                            .ok_or_else(|| Error::ProgramUnreadable {
                                 agent: agent_name.clone(),
                                 tool: tool_name.clone(),
                                 rule,
@@ -219,7 +164,7 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                                 env: None,
                                 time: 0,
                             });
-                        return Err(Mismatch::Program {
+                        return Err(Error::ProgramDiffers {
                             agent: agent_name.clone(),
                             tool: tool_name.clone(),
                             rule,
@@ -227,7 +172,7 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                         });
                     }
                     SatResult::Unknown => {
-                        return Err(Mismatch::Unknown {
+                        return Err(Error::ProofUnknown {
                             agent: agent_name.clone(),
                             tool: tool_name.clone(),
                             rule,
@@ -238,14 +183,6 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
         }
     }
     Ok(proved)
-}
-
-fn entries(agent: &str, tool: &str, detail: &str) -> Mismatch {
-    Mismatch::Entries {
-        agent: agent.to_owned(),
-        tool: tool.to_owned(),
-        detail: detail.to_owned(),
-    }
 }
 
 /// Reads a program back into a formula over the space, for one agent and chain.
