@@ -42,7 +42,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::str::FromStr;
-use tollgate_bench::{run, time, Arm, Settings, Stats};
+use tollgate_bench::{load_average, run, time, Arm, Settings, Stats};
 use tollgate_compiler::source::SourceSet;
 use tollgate_runtime::audit::{AuditSink, Auditor, RECORD_SIZE};
 use tollgate_runtime::gate::{self, ArgValue, Call, Decision, Slot, State, Verdict};
@@ -792,10 +792,17 @@ fn main() {
         settings.rounds,
         settings.slice.as_millis()
     );
+    let load_at_start = load_average();
     let key = SigningKey::from_bytes(&[1u8; 32]);
     let rows: Vec<Row> = SIZES
         .iter()
         .map(|&size| measure_size(size, &settings, &key))
         .collect();
+    // Other work on the machine slows every engine; the arms take turns so that it slows them
+    // alike, but the absolute figures should be read beside the load.
+    println!(
+        "\nload average (1, 5, 15 min): {load_at_start} at the start, {} at the end",
+        load_average()
+    );
     report(&rows);
 }

@@ -35,8 +35,8 @@ pub struct Settings {
 
 impl Settings {
     pub const FULL: Settings = Settings {
-        rounds: 15,
-        slice: Duration::from_millis(150),
+        rounds: 40,
+        slice: Duration::from_millis(50),
         min_samples: 7,
         max_time: Duration::from_secs(20),
         warm_up: Duration::from_millis(300),
@@ -138,6 +138,19 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
     let rank = (p / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
     sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64)
+}
+
+/// The machine's load averages (`/proc/loadavg`), to print beside figures taken while other
+/// work may be running; empty where there is no such file.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 /// A duration in nanoseconds, in the unit that reads best.
