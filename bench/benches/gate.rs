@@ -1,23 +1,60 @@
-//! `cargo bench --manifest-path bench/Cargo.toml`: the gate against cedar-policy and regorus on
-//! the same generated workload (agents × tools, a conditional permit per pair, a conditional
-//! forbid per tool) at 10, 100, 1,000 and 10,000 rules; the audit cost (hash chain + Merkle tree,
-//! and per-record signing for comparison); and table size. Criterion measures; at the end the
-//! medians are read back from `target/criterion` and the ratios the issue asks for are printed.
+//! `bash bench/run` (or `bash bench/run --quick`): the gate against cedar-policy and regorus on
+//! one generated workload at 10, 100, 1,000 and 10,000 rules, with the audit cost and the table
+//! size. The harness is `tollgate_bench`'s (a pass over the 512 requests is one sample; arms
+//! take turns; p50 over samples).
+//!
+//! The workload: agents × tools; one permit per (agent, tool) grant with its own amount cap
+//! (`args.amount <= CAP and (context.env == prod or agent.level >= 2)`); one forbid per tool
+//! (`args.amount > 50000 or (args.region == us and args.note contains "override")`). A *rule* is
+//! one permit or forbid. Each engine gets its best fair encoding of it:
+//!
+//! - **gate**: the Tollgate policy compiled to a table, decided by `gate::decide` with a `State`.
+//!   The policy also carries limits on every call: a rate limit per tool, a budget over every
+//!   tool (tools have a `cost`) and a repeat guard on half the tools, with counts too large to
+//!   trip, so every call pays the counter probes and updates and still gets the verdict the
+//!   peers give. `gate w/o limits` is the same policy without them, for reference.
+//! - **cedar-indexed**: two policies (one permit, one forbid) and one `Grant` entity per grant,
+//!   holding its agent and cap, with its tool as parent; the request's resource is the grant
+//!   `Grant::"AGENT/TOOL"`, which the host names from the call, so Cedar finds a grant by its
+//!   entity store's index and the policy count does not grow with the grants.
+//! - **cedar-naive**: one static policy per grant and one per tool's forbid, as a policy author
+//!   might first write it; its cost grows with the rule count by construction.
+//! - **regorus**: one Rego module over a data document indexed by agent and tool
+//!   (`data.permits[input.agent][input.tool]`), in both of regorus's forms: its compiled form (the
+//!   policy compiled to bytecode for the RVM, regorus's virtual machine) and its interpreter. The
+//!   faster is the one compared.
+//!
+//! Cedar cannot keep counters, and Rego could only if the host passed them in, so no peer
+//! enforces the limits: their figures exclude counting, which favours them. Before timing, every
+//! engine must give the gate's verdict on every request at every size; after timing, the gate,
+//! with the counters the timing left, must still give the same verdicts (no limit tripped).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "a benchmark fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark fails loudly"
+)]
 
-use criterion::{black_box, criterion_group, BenchmarkId, Criterion};
 use ed25519_dalek::{Signer, SigningKey};
+use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::hint::black_box;
 use std::str::FromStr;
-use std::time::Duration;
+use tollgate_bench::{load_average, run, time, Arm, Settings, Stats};
 use tollgate_compiler::source::SourceSet;
 use tollgate_runtime::audit::{AuditSink, Auditor, RECORD_SIZE};
-use tollgate_runtime::gate::{self, ArgValue, Call, Slot};
+use tollgate_runtime::gate::{self, ArgValue, Call, Decision, Slot, State, Verdict};
 use tollgate_runtime::table::Table;
+use tollgate_runtime::Reason;
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 const REQUESTS: usize = 512;
+/// Repeat-guard slots per agent: the host's default (`tollgate-host`'s `repeat_room`).
+const REPEAT_ROOM: usize = 1_024;
+/// Limit counts no run reaches (a full run makes well under 10⁹ calls per agent and tool).
+const NEVER: i64 = 1_000_000_000;
 
 struct Workload {
     rules: usize,
@@ -32,7 +69,9 @@ fn workload(rules: usize) -> Workload {
     let tools = (rules / 2).clamp(1, 20);
     let permit_count = rules - tools;
     let agents = permit_count.div_ceil(tools).max(1);
-    let permits = (0..permit_count).map(|i| (i / tools, i % tools, 100 + ((i * 37) % 900) as i64)).collect();
+    let permits = (0..permit_count)
+        .map(|i| (i / tools, i % tools, 100 + ((i * 37) % 900) as i64))
+        .collect();
     Workload {
         rules,
         agents,
@@ -42,13 +81,23 @@ fn workload(rules: usize) -> Workload {
     }
 }
 
-fn tollgate_source(w: &Workload) -> String {
+/// The Tollgate policy; `limits` adds a rate limit per tool, a budget over all tools and a
+/// repeat guard on every other tool, none of which a run can trip.
+fn tollgate_source(w: &Workload, limits: bool) -> String {
     let mut text = String::from("environments prod, sandbox;\ndomain money { private }\n");
     for t in 0..w.tools {
-        let _ = writeln!(text, "tool svc{t}.op {{ domain money effect write args {{ amount: int[0..100000], region: enum[eu, us], note: string }} }}");
+        let _ = writeln!(
+            text,
+            "tool svc{t}.op {{ domain money effect write cost {} args {{ amount: int[0..100000], region: enum[eu, us], note: string }} }}",
+            1 + t % 3
+        );
     }
     for a in 0..w.agents {
-        let _ = writeln!(text, "agent a{a} {{ roles [team] attrs {{ level: {} }} }}", w.levels[a]);
+        let _ = writeln!(
+            text,
+            "agent a{a} {{ roles [team] attrs {{ level: {} }} }}",
+            w.levels[a]
+        );
     }
     for (a, t, cap) in &w.permits {
         let _ = writeln!(text, "permit agent a{a} to call svc{t}.op when args.amount <= {cap} and (context.env == prod or agent.level >= 2);");
@@ -56,10 +105,46 @@ fn tollgate_source(w: &Workload) -> String {
     for t in 0..w.tools {
         let _ = writeln!(text, "forbid any to call svc{t}.op when args.amount > 50000 or (args.region == us and args.note contains \"override\");");
     }
+    if limits {
+        for t in 0..w.tools {
+            let _ = writeln!(text, "limit role team on svc{t}.op rate {NEVER} per 1h;");
+            if t % 2 == 0 {
+                let _ = writeln!(
+                    text,
+                    "limit role team on svc{t}.op repeat {NEVER} within 1h;"
+                );
+            }
+        }
+        let _ = writeln!(text, "limit role team budget {} per 1d;", NEVER * 1_000);
+    }
     text
 }
 
-fn cedar_source(w: &Workload) -> String {
+/// Cedar, indexed: two policies; the grants are entities.
+const CEDAR_INDEXED: &str = r#"
+permit(principal, action == Action::"call", resource is Grant)
+when { resource.agent == principal && context.amount <= resource.cap && (context.env == "prod" || principal.level >= 2) };
+forbid(principal, action == Action::"call", resource)
+when { context.amount > 50000 || (context.region == "us" && context.note like "*override*") };
+"#;
+
+fn cedar_indexed_entities(w: &Workload) -> serde_json::Value {
+    let mut entities: Vec<serde_json::Value> = (0..w.agents)
+        .map(|a| serde_json::json!({ "uid": { "type": "Agent", "id": format!("a{a}") }, "attrs": { "level": w.levels[a] }, "parents": [] }))
+        .collect();
+    entities.extend((0..w.tools).map(|t| serde_json::json!({ "uid": { "type": "Tool", "id": format!("svc{t}.op") }, "attrs": {}, "parents": [] })));
+    entities.extend(w.permits.iter().map(|(a, t, cap)| {
+        serde_json::json!({
+            "uid": { "type": "Grant", "id": format!("a{a}/svc{t}.op") },
+            "attrs": { "agent": { "__entity": { "type": "Agent", "id": format!("a{a}") } }, "cap": cap },
+            "parents": [{ "type": "Tool", "id": format!("svc{t}.op") }]
+        })
+    }));
+    serde_json::Value::Array(entities)
+}
+
+/// Cedar, naive: one policy per grant and per tool's forbid.
+fn cedar_naive_source(w: &Workload) -> String {
     let mut text = String::new();
     for (a, t, cap) in &w.permits {
         let _ = writeln!(
@@ -74,6 +159,14 @@ fn cedar_source(w: &Workload) -> String {
         );
     }
     text
+}
+
+fn cedar_naive_entities(w: &Workload) -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..w.agents)
+            .map(|a| serde_json::json!({ "uid": { "type": "Agent", "id": format!("a{a}") }, "attrs": { "level": w.levels[a] }, "parents": [] }))
+            .collect(),
+    )
 }
 
 const REGO: &str = r#"
@@ -104,14 +197,25 @@ forbidden if {
 }
 "#;
 
+const REGO_RULE: &str = "data.tollgate.allow";
+
 fn rego_data(w: &Workload) -> serde_json::Value {
     let mut permits = serde_json::Map::new();
     for (a, t, cap) in &w.permits {
-        let entry = permits.entry(format!("a{a}")).or_insert_with(|| serde_json::json!({}));
-        entry.as_object_mut().unwrap().insert(format!("svc{t}.op"), serde_json::json!(cap));
+        let entry = permits
+            .entry(format!("a{a}"))
+            .or_insert_with(|| serde_json::json!({}));
+        entry
+            .as_object_mut()
+            .unwrap()
+            .insert(format!("svc{t}.op"), serde_json::json!(cap));
     }
-    let levels: serde_json::Map<String, serde_json::Value> = (0..w.agents).map(|a| (format!("a{a}"), serde_json::json!(w.levels[a]))).collect();
-    let forbids: serde_json::Map<String, serde_json::Value> = (0..w.tools).map(|t| (format!("svc{t}.op"), serde_json::json!(true))).collect();
+    let levels: serde_json::Map<String, serde_json::Value> = (0..w.agents)
+        .map(|a| (format!("a{a}"), serde_json::json!(w.levels[a])))
+        .collect();
+    let forbids: serde_json::Map<String, serde_json::Value> = (0..w.tools)
+        .map(|t| (format!("svc{t}.op"), serde_json::json!(true)))
+        .collect();
     serde_json::json!({ "permits": permits, "levels": levels, "forbids": forbids })
 }
 
@@ -159,190 +263,546 @@ impl AuditSink for NullSink {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let key = SigningKey::from_bytes(&[1u8; 32]);
-    let mut sizes_report = Vec::new();
-    let mut group = c.benchmark_group("decide");
-    group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
-    for &size in &SIZES {
-        let w = workload(size);
-        let requests = requests(&w);
+const TIME: u64 = 1_767_261_600;
 
-        // Tollgate
-        let policy = tollgate_compiler::load(&SourceSet::single("bench.toll", &tollgate_source(&w))).unwrap();
-        let compiled = tollgate_compiler::codegen::compile(&policy, &key).unwrap();
-        sizes_report.push((w.rules, compiled.bytes.len()));
-        let table = Table::load(&compiled.bytes, &key.verifying_key()).unwrap();
-        let mut state = vec![Slot::EMPTY; gate::slots_needed(&table, 64) * 2];
-        let args: Vec<[(&str, ArgValue<'_>); 3]> = requests
-            .iter()
-            .map(|r| [("amount", ArgValue::Int(r.amount)), ("note", ArgValue::Str(r.note)), ("region", ArgValue::Str(r.region))])
-            .collect();
-        let calls: Vec<Call<'_>> = requests
-            .iter()
-            .zip(&args)
-            .map(|(r, args)| Call { agent: &r.agent, tool: &r.tool, args, via: &[], env: Some(r.env), time: 1_767_261_600 })
-            .collect();
-        group.bench_with_input(BenchmarkId::new("tollgate", size), &calls, |b, calls| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 1) % calls.len();
-                black_box(gate::decide(&table, &mut state, &calls[i]))
-            })
-        });
-        if size == 1_000 {
-            let gate_key = SigningKey::from_bytes(&[3u8; 32]);
-            let mut auditor = Auditor::new(NullSink, &gate_key, "tollgate/bench", "tollgate-gate", 1_000, *table.policy_hash());
-            group.bench_with_input(BenchmarkId::new("tollgate+audit", size), &calls, |b, calls| {
-                let mut i = 0;
-                b.iter(|| {
-                    i = (i + 1) % calls.len();
-                    let decision = gate::decide(&table, &mut state, &calls[i]);
-                    auditor.record(&calls[i], &decision);
-                    black_box(decision)
-                })
-            });
-            group.bench_with_input(BenchmarkId::new("tollgate+audit+sign-each", size), &calls, |b, calls| {
-                let mut i = 0;
-                b.iter(|| {
-                    i = (i + 1) % calls.len();
-                    let decision = gate::decide(&table, &mut state, &calls[i]);
-                    let record = tollgate_runtime::audit::decision_record(&calls[i], &decision, table.policy_hash(), 1);
-                    black_box(gate_key.sign(&record));
-                    black_box(decision)
-                })
-            });
-        }
+fn compile(source: &str, key: &SigningKey) -> Vec<u8> {
+    let policy = tollgate_compiler::load(&SourceSet::single("bench.toll", source)).unwrap();
+    tollgate_compiler::codegen::compile(&policy, key)
+        .unwrap()
+        .bytes
+}
 
-        // Cedar
-        let cedar_policies = cedar_policy::PolicySet::from_str(&cedar_source(&w)).unwrap();
-        let entities_json: Vec<serde_json::Value> = (0..w.agents)
-            .map(|a| serde_json::json!({ "uid": { "type": "Agent", "id": format!("a{a}") }, "attrs": { "level": w.levels[a] }, "parents": [] }))
-            .collect();
-        let entities = cedar_policy::Entities::from_json_value(serde_json::Value::Array(entities_json), None).unwrap();
-        let action = cedar_policy::EntityUid::from_str(r#"Action::"call""#).unwrap();
-        let cedar_requests: Vec<cedar_policy::Request> = requests
-            .iter()
-            .map(|r| {
-                let context = cedar_policy::Context::from_json_value(
-                    serde_json::json!({ "amount": r.amount, "region": r.region, "note": r.note, "env": r.env }),
-                    None,
-                )
-                .unwrap();
-                cedar_policy::Request::new(
-                    cedar_policy::EntityUid::from_str(&format!("Agent::\"{}\"", r.agent)).unwrap(),
-                    action.clone(),
-                    cedar_policy::EntityUid::from_str(&format!("Tool::\"{}\"", r.tool)).unwrap(),
-                    context,
-                    None,
-                )
-                .unwrap()
-            })
-            .collect();
-        let authorizer = cedar_policy::Authorizer::new();
-        // Same answers, or the comparison means nothing.
-        let mut check_state = vec![Slot::EMPTY; gate::slots_needed(&table, 64) * 2];
-        for (call, request) in calls.iter().zip(&cedar_requests) {
-            let ours = gate::decide(&table, &mut check_state, call).verdict == gate::Verdict::Allow;
-            let theirs = authorizer.is_authorized(request, &cedar_policies, &entities).decision() == cedar_policy::Decision::Allow;
-            assert_eq!(ours, theirs, "tollgate and cedar disagree on {call:?}");
-        }
-        group.bench_with_input(BenchmarkId::new("cedar", size), &cedar_requests, |b, requests| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 1) % requests.len();
-                black_box(authorizer.is_authorized(&requests[i], &cedar_policies, &entities).decision())
-            })
-        });
+fn fresh_slots(table: &Table<'_>) -> Vec<Slot> {
+    vec![Slot::EMPTY; gate::slots_needed(table, REPEAT_ROOM)]
+}
 
-        // regorus
-        let mut engine = regorus::Engine::new();
-        engine.add_policy("tollgate.rego".to_owned(), REGO.to_owned()).unwrap();
-        engine.add_data(regorus::Value::from_json_str(&rego_data(&w).to_string()).unwrap()).unwrap();
-        let inputs: Vec<regorus::Value> = requests
-            .iter()
-            .map(|r| {
-                regorus::Value::from_json_str(
-                    &serde_json::json!({ "agent": r.agent, "tool": r.tool, "amount": r.amount, "region": r.region, "note": r.note, "env": r.env }).to_string(),
-                )
-                .unwrap()
-            })
-            .collect();
-        for (call, input) in calls.iter().zip(&inputs).take(64) {
-            engine.set_input(input.clone());
-            let theirs = engine.eval_rule("data.tollgate.allow".to_owned()).unwrap() == regorus::Value::from(true);
-            let ours = gate::decide(&table, &mut check_state, call).verdict == gate::Verdict::Allow;
-            assert_eq!(ours, theirs, "tollgate and regorus disagree on {call:?}");
-        }
-        group.bench_with_input(BenchmarkId::new("regorus", size), &inputs, |b, inputs| {
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 1) % inputs.len();
-                engine.set_input(inputs[i].clone());
-                black_box(engine.eval_rule("data.tollgate.allow".to_owned()).unwrap())
-            })
-        });
+/// The gate's verdicts; panics on a denial by a limit, which would make the peers' verdicts
+/// (they keep no counters) incomparable.
+fn gate_verdicts(table: &Table<'_>, state: &mut State<'_>, calls: &[Call<'_>]) -> Vec<bool> {
+    calls
+        .iter()
+        .map(|call| {
+            let decision: Decision = gate::decide(table, state, call);
+            let counted = [
+                Reason::RateLimited,
+                Reason::BudgetExhausted,
+                Reason::LoopGuard,
+                Reason::StateFull,
+            ];
+            assert!(
+                decision.limit.is_none() && !decision.reason.is_some_and(|r| counted.contains(&r)),
+                "a limit decided {call:?}: {decision:?}; the limits must be too large to trip"
+            );
+            decision.verdict == Verdict::Allow
+        })
+        .collect()
+}
+
+fn agree(
+    engine: &str,
+    size: usize,
+    expected: &[bool],
+    theirs: impl Iterator<Item = bool>,
+    requests: &[Req],
+) {
+    let mut checked = 0;
+    for ((i, ours), theirs) in expected.iter().enumerate().zip(theirs) {
+        let r = &requests[i];
+        assert_eq!(
+            *ours, theirs,
+            "at {size} rules the gate and {engine} disagree on request {i} ({} calls {} with amount {}, region {}, note {:?}, env {})",
+            r.agent, r.tool, r.amount, r.region, r.note, r.env
+        );
+        checked += 1;
     }
-    group.finish();
-    SIZE_REPORT.with(|r| *r.borrow_mut() = sizes_report);
+    assert_eq!(
+        checked,
+        expected.len(),
+        "{engine} answered {checked} of {} requests",
+        expected.len()
+    );
 }
 
-thread_local! {
-    static SIZE_REPORT: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+struct Row {
+    rules: usize,
+    limits: usize,
+    table_bytes: usize,
+    bare_table_bytes: usize,
+    allowed: usize,
+    /// In the order the arms were timed.
+    stats: Vec<(&'static str, Stats)>,
 }
 
-/// Criterion's median for one benchmark, in nanoseconds.
-fn median(function: &str, size: usize) -> Option<f64> {
-    let path = format!("target/criterion/decide/{function}/{size}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
+impl Row {
+    fn p50(&self, arm: &str) -> f64 {
+        self.stats
+            .iter()
+            .find(|(name, _)| *name == arm)
+            .map_or(f64::NAN, |(_, s)| s.p50)
+    }
+
+    /// The faster of regorus's forms, and its name.
+    fn regorus(&self) -> (f64, &'static str) {
+        let (rvm, interpreter) = (self.p50("regorus-rvm"), self.p50("regorus-interp"));
+        if rvm <= interpreter {
+            (rvm, "rvm")
+        } else {
+            (interpreter, "interp")
+        }
+    }
 }
 
-fn summary() {
-    println!("\n{:>7} {:>12} {:>12} {:>12} {:>14} {:>14} {:>12}", "rules", "tollgate", "cedar", "regorus", "cedar/gate", "regorus/gate", "table B/rule");
-    let sizes = SIZE_REPORT.with(|r| r.borrow().clone());
-    for &size in &SIZES {
-        let (Some(gate), Some(cedar), Some(rego)) = (median("tollgate", size), median("cedar", size), median("regorus", size)) else {
-            continue;
-        };
-        let bytes = sizes.iter().find(|(r, _)| *r == size).map_or(0, |(_, b)| *b);
+fn measure_size(size: usize, settings: &Settings, key: &SigningKey) -> Row {
+    let w = workload(size);
+    assert_eq!(w.rules, w.permits.len() + w.tools);
+    let requests = requests(&w);
+
+    // Tollgate, with limits and without.
+    let with_limits = compile(&tollgate_source(&w, true), key);
+    let without_limits = compile(&tollgate_source(&w, false), key);
+    let table = Table::load(&with_limits, &key.verifying_key()).unwrap();
+    let bare_table = Table::load(&without_limits, &key.verifying_key()).unwrap();
+    let limits = table.limit_count();
+    let args: Vec<[(&str, ArgValue<'_>); 3]> = requests
+        .iter()
+        .map(|r| {
+            [
+                ("amount", ArgValue::Int(r.amount)),
+                ("note", ArgValue::Str(r.note)),
+                ("region", ArgValue::Str(r.region)),
+            ]
+        })
+        .collect();
+    let calls: Vec<Call<'_>> = requests
+        .iter()
+        .zip(&args)
+        .map(|(r, args)| Call {
+            agent: &r.agent,
+            tool: &r.tool,
+            args,
+            via: &[],
+            env: Some(r.env),
+            time: TIME,
+        })
+        .collect();
+    // A repeat room at most half full, as a host would size it, keeps its probes short.
+    let distinct_calls = requests
+        .iter()
+        .map(|r| (&r.agent, &r.tool, r.amount, r.region, r.note))
+        .collect::<HashSet<_>>();
+    let busiest = (0..w.agents)
+        .map(|a| {
+            distinct_calls
+                .iter()
+                .filter(|c| *c.0 == format!("a{a}"))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        busiest * 2 <= REPEAT_ROOM,
+        "an agent makes {busiest} distinct calls: more than half its repeat room"
+    );
+
+    let mut check_slots = fresh_slots(&table);
+    let expected = gate_verdicts(
+        &table,
+        &mut State::new(&table, &mut check_slots).unwrap(),
+        &calls,
+    );
+    let allowed = expected.iter().filter(|&&allow| allow).count();
+    assert!(
+        allowed > 0 && allowed < expected.len(),
+        "the workload must both allow and deny"
+    );
+    let mut bare_check_slots = fresh_slots(&bare_table);
+    agree(
+        "the gate without limits",
+        size,
+        &expected,
+        gate_verdicts(
+            &bare_table,
+            &mut State::new(&bare_table, &mut bare_check_slots).unwrap(),
+            &calls,
+        )
+        .into_iter(),
+        &requests,
+    );
+
+    // Cedar.
+    let authorizer = cedar_policy::Authorizer::new();
+    let action = cedar_policy::EntityUid::from_str(r#"Action::"call""#).unwrap();
+    let context = |r: &Req| {
+        cedar_policy::Context::from_json_value(serde_json::json!({ "amount": r.amount, "region": r.region, "note": r.note, "env": r.env }), None).unwrap()
+    };
+    let principal =
+        |r: &Req| cedar_policy::EntityUid::from_str(&format!("Agent::\"{}\"", r.agent)).unwrap();
+    let indexed_policies = cedar_policy::PolicySet::from_str(CEDAR_INDEXED).unwrap();
+    let indexed_entities =
+        cedar_policy::Entities::from_json_value(cedar_indexed_entities(&w), None).unwrap();
+    let indexed_requests: Vec<cedar_policy::Request> = requests
+        .iter()
+        .map(|r| {
+            let grant = cedar_policy::EntityUid::from_type_name_and_id(
+                "Grant".parse().unwrap(),
+                format!("{}/{}", r.agent, r.tool).parse().unwrap(),
+            );
+            cedar_policy::Request::new(principal(r), action.clone(), grant, context(r), None)
+                .unwrap()
+        })
+        .collect();
+    let naive_policies = cedar_policy::PolicySet::from_str(&cedar_naive_source(&w)).unwrap();
+    let naive_entities =
+        cedar_policy::Entities::from_json_value(cedar_naive_entities(&w), None).unwrap();
+    let naive_requests: Vec<cedar_policy::Request> = requests
+        .iter()
+        .map(|r| {
+            let tool = cedar_policy::EntityUid::from_str(&format!("Tool::\"{}\"", r.tool)).unwrap();
+            cedar_policy::Request::new(principal(r), action.clone(), tool, context(r), None)
+                .unwrap()
+        })
+        .collect();
+    let cedar_allows = |requests: &[cedar_policy::Request],
+                        policies: &cedar_policy::PolicySet,
+                        entities: &cedar_policy::Entities| {
+        requests
+            .iter()
+            .map(|request| {
+                let response = authorizer.is_authorized(request, policies, entities);
+                assert!(
+                    response.diagnostics().errors().next().is_none(),
+                    "cedar reported errors on {request}"
+                );
+                response.decision() == cedar_policy::Decision::Allow
+            })
+            .collect::<Vec<_>>()
+    };
+    agree(
+        "cedar-indexed",
+        size,
+        &expected,
+        cedar_allows(&indexed_requests, &indexed_policies, &indexed_entities).into_iter(),
+        &requests,
+    );
+    agree(
+        "cedar-naive",
+        size,
+        &expected,
+        cedar_allows(&naive_requests, &naive_policies, &naive_entities).into_iter(),
+        &requests,
+    );
+
+    // regorus: the interpreter and the RVM.
+    let data = regorus::Value::from_json_str(&rego_data(&w).to_string()).unwrap();
+    let inputs: Vec<regorus::Value> = requests
+        .iter()
+        .map(|r| {
+            regorus::Value::from_json_str(&serde_json::json!({ "agent": r.agent, "tool": r.tool, "amount": r.amount, "region": r.region, "note": r.note, "env": r.env }).to_string())
+                .unwrap()
+        })
+        .collect();
+    let mut interpreter = regorus::Engine::new();
+    interpreter
+        .add_policy("tollgate.rego".to_owned(), REGO.to_owned())
+        .unwrap();
+    interpreter.add_data(data.clone()).unwrap();
+    let mut compiler = regorus::Engine::new();
+    compiler
+        .add_policy("tollgate.rego".to_owned(), REGO.to_owned())
+        .unwrap();
+    let compiled = compiler.compile_with_entrypoint(&REGO_RULE.into()).unwrap();
+    let program =
+        regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[REGO_RULE])
+            .unwrap();
+    let mut vm = regorus::rvm::vm::RegoVM::new();
+    vm.load_program(program);
+    vm.set_data(data).unwrap();
+    let truth = regorus::Value::from(true);
+    let interpreted: Vec<bool> = inputs
+        .iter()
+        .map(|input| {
+            interpreter.set_input(input.clone());
+            interpreter.eval_rule(REGO_RULE.to_owned()).unwrap() == truth
+        })
+        .collect();
+    agree(
+        "regorus (interpreter)",
+        size,
+        &expected,
+        interpreted.into_iter(),
+        &requests,
+    );
+    let executed: Vec<bool> = inputs
+        .iter()
+        .map(|input| {
+            vm.set_input(input.clone());
+            vm.execute().unwrap() == truth
+        })
+        .collect();
+    agree(
+        "regorus (rvm)",
+        size,
+        &expected,
+        executed.into_iter(),
+        &requests,
+    );
+
+    // Time them.
+    let mut gate_slots = fresh_slots(&table);
+    let mut gate_state = State::new(&table, &mut gate_slots).unwrap();
+    let mut bare_slots = fresh_slots(&bare_table);
+    let mut bare_state = State::new(&bare_table, &mut bare_slots).unwrap();
+    // For the audit arms (at 1,000 rules only).
+    let gate_key = SigningKey::from_bytes(&[3u8; 32]);
+    let mut audit_slots = fresh_slots(&table);
+    let mut audit_state = State::new(&table, &mut audit_slots).unwrap();
+    let mut auditor = Auditor::new(
+        NullSink,
+        &gate_key,
+        "tollgate/bench",
+        "tollgate-gate",
+        1_000,
+        *table.policy_hash(),
+    );
+    let mut sign_slots = fresh_slots(&table);
+    let mut sign_state = State::new(&table, &mut sign_slots).unwrap();
+    let mut arms = vec![
+        Arm::new("gate", REQUESTS, || {
+            for call in &calls {
+                black_box(gate::decide(&table, &mut gate_state, black_box(call)));
+            }
+        }),
+        Arm::new("gate w/o limits", REQUESTS, || {
+            for call in &calls {
+                black_box(gate::decide(&bare_table, &mut bare_state, black_box(call)));
+            }
+        }),
+        Arm::new("cedar-indexed", REQUESTS, || {
+            for request in &indexed_requests {
+                black_box(
+                    authorizer
+                        .is_authorized(black_box(request), &indexed_policies, &indexed_entities)
+                        .decision(),
+                );
+            }
+        }),
+        Arm::new("cedar-naive", REQUESTS, || {
+            for request in &naive_requests {
+                black_box(
+                    authorizer
+                        .is_authorized(black_box(request), &naive_policies, &naive_entities)
+                        .decision(),
+                );
+            }
+        }),
+        Arm::new("regorus-rvm", REQUESTS, || {
+            for input in &inputs {
+                vm.set_input(black_box(input).clone());
+                black_box(vm.execute().unwrap());
+            }
+        }),
+        Arm::new("regorus-interp", REQUESTS, || {
+            for input in &inputs {
+                interpreter.set_input(black_box(input).clone());
+                black_box(interpreter.eval_rule(REGO_RULE.to_owned()).unwrap());
+            }
+        }),
+    ];
+    if size == 1_000 {
+        // The audit cost: a decision and its record (hash chain + Merkle tree, a signed
+        // checkpoint every 1,000 records), and, for comparison, a signature on every record.
+        arms.push(Arm::new("gate+audit", REQUESTS, || {
+            for call in &calls {
+                let decision = gate::decide(&table, &mut audit_state, black_box(call));
+                auditor.record(call, &decision);
+                black_box(decision);
+            }
+        }));
+        arms.push(Arm::new("gate+audit+sign-each", REQUESTS, || {
+            for call in &calls {
+                let decision = gate::decide(&table, &mut sign_state, black_box(call));
+                let record = tollgate_runtime::audit::decision_record(
+                    call,
+                    &decision,
+                    table.policy_hash(),
+                    1,
+                );
+                black_box(gate_key.sign(&record));
+                black_box(decision);
+            }
+        }));
+    }
+    run(&mut arms, settings);
+    let stats: Vec<(&'static str, Stats)> =
+        arms.iter().map(|arm| (arm.name, arm.stats())).collect();
+    drop(arms);
+
+    // The counters the timing left must not have changed a verdict.
+    agree(
+        "the gate after timing",
+        size,
+        &expected,
+        gate_verdicts(&table, &mut gate_state, &calls).into_iter(),
+        &requests,
+    );
+
+    let row = Row {
+        rules: size,
+        limits,
+        table_bytes: with_limits.len(),
+        bare_table_bytes: without_limits.len(),
+        allowed,
+        stats,
+    };
+    println!("{size} rules ({} agents, {} tools, {limits} limits; {allowed} of {REQUESTS} requests allowed by every engine):", w.agents, w.tools);
+    for (name, s) in &row.stats {
         println!(
-            "{:>7} {:>10.0}ns {:>10.0}ns {:>10.0}ns {:>13.0}x {:>13.0}x {:>12.1}",
-            size,
-            gate,
-            cedar,
-            rego,
-            cedar / gate,
-            rego / gate,
-            bytes as f64 / size as f64
+            "  {name:<22} p50 {:>9}   p10–p90 {:>9} – {:<9} {:>5} passes",
+            time(s.p50),
+            time(s.p10),
+            time(s.p90),
+            s.samples
         );
     }
-    if let (Some(small), Some(large)) = (median("tollgate", 10), median("tollgate", 10_000)) {
-        println!("gate cost from 10 to 10,000 rules: {:.2}x (target: at most 2x)", large / small);
-    }
-    if let (Some(gate), Some(cedar)) = (median("tollgate", 1_000), median("cedar", 1_000)) {
-        println!("at 1,000 rules the gate is {:.0}x faster than cedar-policy (target: at least 1,000x)", cedar / gate);
-    }
-    if let (Some(bare), Some(audited), Some(signed)) = (
-        median("tollgate", 1_000),
-        median("tollgate+audit", 1_000),
-        median("tollgate+audit+sign-each", 1_000),
-    ) {
-        println!(
-            "audit (hash chain + Merkle tree, checkpoint every 1,000): {:.0}ns = {:.2}x the bare decision (target: at most 3x); signing every record instead: {:.0}ns = {:.1}x",
-            audited,
-            audited / bare,
-            signed,
-            signed / bare
-        );
+    row
+}
+
+fn ratio(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}×")
+    } else {
+        format!("{value:.1}×")
     }
 }
 
-criterion_group!(benches, bench);
+fn target(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
+fn report(rows: &[Row]) {
+    println!();
+    println!("decide, p50 per request over passes of {REQUESTS} requests; peers enforce no limits (the gate does), which favours them");
+    println!(
+        "{:>7} {:>6} {:>9} {:>15} {:>14} {:>12} {:>12} {:>15} {:>15} {:>17} {:>15} {:>13} {:>22}",
+        "rules",
+        "limits",
+        "gate",
+        "gate w/o limits",
+        "cedar-indexed",
+        "cedar-naive",
+        "regorus-rvm",
+        "regorus-interp",
+        "cedar-idx/gate",
+        "cedar-naive/gate",
+        "regorus/gate",
+        "table B/rule",
+        "table w/o limits B/rule"
+    );
+    for row in rows {
+        let gate = row.p50("gate");
+        let (regorus, form) = row.regorus();
+        println!(
+            "{:>7} {:>6} {:>9} {:>15} {:>14} {:>12} {:>12} {:>15} {:>15} {:>17} {:>15} {:>13.1} {:>22.1}",
+            row.rules,
+            row.limits,
+            time(gate),
+            time(row.p50("gate w/o limits")),
+            time(row.p50("cedar-indexed")),
+            time(row.p50("cedar-naive")),
+            time(row.p50("regorus-rvm")),
+            time(row.p50("regorus-interp")),
+            ratio(row.p50("cedar-indexed") / gate),
+            ratio(row.p50("cedar-naive") / gate),
+            format!("{} ({form})", ratio(regorus / gate)),
+            row.table_bytes as f64 / row.rules as f64,
+            row.bare_table_bytes as f64 / row.rules as f64
+        );
+    }
+    println!("table B/rule: the table's bytes divided by the permits and forbids (rules); the limits are not counted as rules");
+    let find = |rules: usize| rows.iter().find(|row| row.rules == rules);
+    if let (Some(small), Some(large)) = (find(10), find(10_000)) {
+        let growth = large.p50("gate") / small.p50("gate");
+        println!(
+            "gate cost from 10 to 10,000 rules: {growth:.2}× (target ≤ 2×: {})",
+            target(growth <= 2.0)
+        );
+    }
+    let Some(row) = find(1_000) else {
+        return;
+    };
+    let gate = row.p50("gate");
+    let cedar = row.p50("cedar-indexed") / gate;
+    let (regorus, form) = row.regorus();
+    let regorus = regorus / gate;
+    let audited = row.p50("gate+audit");
+    let audit = audited - gate;
+    let bytes = row.table_bytes as f64 / row.rules as f64;
+    let bare_bytes = row.bare_table_bytes as f64 / row.rules as f64;
+    println!(
+        "at 1,000 rules ({} of {REQUESTS} requests allowed):",
+        row.allowed
+    );
+    println!(
+        "  decide p50 {} with limits (target ≤ 60 ns: {})",
+        time(gate),
+        target(gate <= 60.0)
+    );
+    println!(
+        "  cedar-indexed ÷ gate {} (target ≥ 50×: {})",
+        ratio(cedar),
+        target(cedar >= 50.0)
+    );
+    println!(
+        "  regorus ({form}) ÷ gate {} (target ≥ 50×: {})",
+        ratio(regorus),
+        target(regorus >= 50.0)
+    );
+    println!(
+        "  table {bytes:.1} bytes per rule with its limits, {bare_bytes:.1} without (target ≤ 64: {} with, {} without)",
+        target(bytes <= 64.0),
+        target(bare_bytes <= 64.0)
+    );
+    println!(
+        "  audit (hash chain + Merkle tree, checkpoint every 1,000): {} on top of the decision, {} in all = {:.2}× the bare decision (target ≤ 3×: {}); signing every record instead: {} in all = {}",
+        time(audit),
+        time(audited),
+        audited / gate,
+        target(audited / gate <= 3.0),
+        time(row.p50("gate+audit+sign-each")),
+        ratio(row.p50("gate+audit+sign-each") / gate)
+    );
+    println!("summary: decide p50 {gate:.0} ns at 1000 rules (with limits); cedar-indexed/gate {cedar:.1}×; regorus/gate {regorus:.1}×; audit {audit:.0} ns");
+}
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    summary();
+    let quick = std::env::args().any(|arg| arg == "--quick")
+        || std::env::var_os("TOLLGATE_BENCH_QUICK").is_some_and(|v| v == "1");
+    let settings = if quick {
+        Settings::QUICK
+    } else {
+        Settings::FULL
+    };
+    println!(
+        "tollgate gate vs cedar-policy 4.14 and regorus 0.14 ({} run: {} rounds of {} ms per arm; regorus compared in its faster form of rvm and interpreter)",
+        if quick { "quick" } else { "full" },
+        settings.rounds,
+        settings.slice.as_millis()
+    );
+    let load_at_start = load_average();
+    let key = SigningKey::from_bytes(&[1u8; 32]);
+    let rows: Vec<Row> = SIZES
+        .iter()
+        .map(|&size| measure_size(size, &settings, &key))
+        .collect();
+    // Other work on the machine slows every engine; the arms take turns so that it slows them
+    // alike, but the absolute figures should be read beside the load.
+    println!(
+        "\nload average (1, 5, 15 min): {load_at_start} at the start, {} at the end",
+        load_average()
+    );
+    report(&rows);
 }
