@@ -460,10 +460,11 @@ impl Checker {
                         }
                         declared.insert(&arg.name.name, arg.name.span);
                         match self.arg_type(&arg.ty) {
-                            Some(ty) => schema.push(ArgSchema {
+                            Some((ty, length)) => schema.push(ArgSchema {
                                 name: arg.name.name.clone(),
                                 ty,
                                 optional: arg.optional,
+                                length,
                                 span: arg.name.span,
                             }),
                             None => {
@@ -564,7 +565,44 @@ impl Checker {
         }
     }
 
-    fn arg_type(&mut self, ty: &ast::TypeExpr) -> Option<ArgType> {
+    /// An argument's type, and its length bounds for a bounded string or path.
+    fn arg_type(&mut self, ty: &ast::TypeExpr) -> Option<(ArgType, Option<(u64, u64)>)> {
+        if let ast::TypeExprKind::Bounded { base, min, max } = &ty.kind {
+            if base.name == "string" || base.name == "path" {
+                let (Ok(low), Ok(high)) = (u64::try_from(min.value), u64::try_from(max.value))
+                else {
+                    let d = diagnostic::invalid_type(
+                        format!(
+                            "a length cannot be negative: `{}..{}`",
+                            min.value, max.value
+                        ),
+                        ty.span,
+                        "bound the length in bytes, as in `string[0..280]`",
+                    );
+                    self.error(d);
+                    return None;
+                };
+                if low > high {
+                    let d = diagnostic::invalid_type(
+                        format!("empty range `{low}..{high}`"),
+                        ty.span,
+                        "the lower bound must not exceed the upper bound",
+                    );
+                    self.error(d);
+                    return None;
+                }
+                let kind = if base.name == "path" {
+                    ArgType::Path
+                } else {
+                    ArgType::Str
+                };
+                return Some((kind, Some((low, high))));
+            }
+        }
+        self.scalar_type(ty).map(|ty| (ty, None))
+    }
+
+    fn scalar_type(&mut self, ty: &ast::TypeExpr) -> Option<ArgType> {
         const TYPES: [&str; 5] = ["int", "bool", "string", "enum", "path"];
         match &ty.kind {
             ast::TypeExprKind::Named(name) => match name.name.as_str() {
@@ -595,7 +633,7 @@ impl Checker {
                     let d = diagnostic::invalid_type(
                         format!("`{}` cannot have bounds", base.name),
                         ty.span,
-                        "only `int` takes bounds, as in `int[0..1000]`",
+                        "`int` takes bounds (`int[0..1000]`), and `string` and `path` a length in bytes (`string[0..280]`)",
                     );
                     self.error(d);
                     return None;

@@ -226,11 +226,18 @@ pub fn compile_stamped(
                 continue;
             };
             let name = generator.strings.reference(&name);
+            // A bounded string's length bounds go where an integer's bounds go.
+            let (low, high) = schema.length.map_or((0, 0), |(low, high)| {
+                (
+                    i64::try_from(low).unwrap_or(i64::MAX),
+                    i64::try_from(high).unwrap_or(i64::MAX),
+                )
+            });
             let (kind, start, count, min, max) = match &schema.ty {
                 ArgType::Int { min, max } => (format::arg::INT, 0, 0, *min, *max),
                 ArgType::Bool => (format::arg::BOOL, 0, 0, 0, 0),
-                ArgType::Str => (format::arg::STR, 0, 0, 0, 0),
-                ArgType::Path => (format::arg::PATH, 0, 0, 0, 0),
+                ArgType::Str => (format::arg::STR, 0, 0, low, high),
+                ArgType::Path => (format::arg::PATH, 0, 0, low, high),
                 ArgType::Enum(list) => {
                     let start = variant_count;
                     for variant in list {
@@ -245,6 +252,10 @@ pub fn compile_stamped(
                 kind,
                 flags: if schema.optional {
                     format::arg_flag::OPTIONAL
+                } else {
+                    0
+                } | if schema.length.is_some() {
+                    format::arg_flag::LENGTH
                 } else {
                     0
                 },

@@ -45,6 +45,13 @@ pub enum Error {
     },
     #[error("argument `{argument}` is the path `{path}`, which climbs above its root")]
     PathClimbs { argument: String, path: String },
+    #[error("argument `{argument}` is {length} bytes long, outside {min}..{max}")]
+    ArgumentLength {
+        argument: String,
+        length: u64,
+        min: u64,
+        max: u64,
+    },
     /// `expected` names the declared type with its article: "an integer".
     #[error("argument `{argument}` should be {expected}, found `{found}`")]
     ArgumentType {
@@ -70,12 +77,13 @@ pub enum Error {
     AgentNotInTable { agent: String },
     #[error("translation validation failed: the table's bucket for `{agent}` calling `{tool}` is missing: the tool is not in the table")]
     ToolNotInTable { agent: String, tool: String },
-    /// A tool's arguments in the table differ from the source: (name, optional), in slot order.
+    /// A tool's arguments in the table differ from the source: each declared as in the source
+    /// (`head?: int[0..9]`), in slot (name) order.
     #[error("translation validation failed: the table declares the arguments of `{tool}` as {}, the source as {}", argument_list(.listed), argument_list(.expected))]
     ToolArguments {
         tool: String,
-        listed: Vec<(String, bool)>,
-        expected: Vec<(String, bool)>,
+        listed: Vec<String>,
+        expected: Vec<String>,
     },
     /// The bucket lists other rules than the source says apply: (rule, is a forbid), table order.
     #[error("translation validation failed: the table's bucket for `{agent}` calling `{tool}` lists rules {}, the source {}", rule_list(.listed), rule_list(.expected))]
@@ -191,13 +199,9 @@ fn rule_list(rules: &[(RuleId, bool)]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Arguments as declared: `{ head?, path }`.
-fn argument_list(arguments: &[(String, bool)]) -> String {
-    let items: Vec<String> = arguments
-        .iter()
-        .map(|(name, optional)| format!("{name}{}", if *optional { "?" } else { "" }))
-        .collect();
-    format!("{{ {} }}", items.join(", "))
+/// Arguments as declared: `{ head?: int[0..9], path: path }`.
+fn argument_list(arguments: &[String]) -> String {
+    format!("{{ {} }}", arguments.join(", "))
 }
 
 /// Limits as authors count them (from 1): `[#1, #2]`.
@@ -254,6 +258,12 @@ mod tests {
                 argument: text("path"),
                 path: text("../X."),
             },
+            Error::ArgumentLength {
+                argument: text("note"),
+                length: 300,
+                min: 0,
+                max: 280,
+            },
             Error::ArgumentType {
                 argument: text("n"),
                 expected: "an integer",
@@ -272,8 +282,8 @@ mod tests {
             },
             Error::ToolArguments {
                 tool: text("T.x"),
-                listed: vec![(text("head"), false), (text("path"), false)],
-                expected: vec![(text("head"), true), (text("path"), false)],
+                listed: vec![text("head: int[0..9]"), text("path: path")],
+                expected: vec![text("head?: int[0..9]"), text("path: path")],
             },
             Error::BucketRules {
                 agent: text("Bot"),
@@ -347,6 +357,7 @@ mod tests {
             | Error::ArgumentNotVariant { .. }
             | Error::ArgumentType { .. }
             | Error::PathClimbs { .. }
+            | Error::ArgumentLength { .. }
             | Error::TableTooLarge { .. }
             | Error::ConditionTooDeep { .. }
             | Error::ToolTooManyArguments { .. }
@@ -377,7 +388,7 @@ mod tests {
     #[test]
     fn every_message_is_lowercase_without_a_final_period() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 33, "one value per variant");
+        assert_eq!(errors.len(), 34, "one value per variant");
         for error in &errors {
             covered(error);
             let message = error.to_string();

@@ -444,6 +444,18 @@ pub fn validate_args(
                 });
             }
         };
+        // A bounded string or path: its length in bytes (a path's, in normal form).
+        if let (Some((min, max)), Value::Str(text)) = (schema.length, &normalized) {
+            let length = text.len() as u64;
+            if length < min || length > max {
+                return Err(Error::ArgumentLength {
+                    argument: schema.name.clone(),
+                    length,
+                    min,
+                    max,
+                });
+            }
+        }
         args.insert(schema.name.clone(), normalized);
     }
     Ok(args)

@@ -7,7 +7,7 @@
 //!
 //! | JSON Schema | declared as |
 //! |---|---|
-//! | `string` | `string` |
+//! | `string` (with `maxLength`, and `minLength`) | `string` (`string[MIN..4×MAX]`: bytes, noted) |
 //! | `string` with an `enum` of identifiers | `enum[a, b]` |
 //! | `integer` (with `minimum`/`maximum`) | `int` (`int[MIN..MAX]`) |
 //! | `number` | `int`, noted: a fraction is denied as malformed |
@@ -132,7 +132,17 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
                     ))
                 }
             }
-            None => Ok(("string".to_owned(), None)),
+            None => {
+                let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
+                // JSON Schema counts characters, the language bytes (at most four per character).
+                match (bound("minLength"), bound("maxLength")) {
+                    (min, Some(max)) if min.unwrap_or(0) <= max => Ok((
+                        format!("string[{}..{}]", min.unwrap_or(0), max.saturating_mul(4)),
+                        Some(format!("`maxLength: {max}` counts characters: declared as at most {} bytes", max.saturating_mul(4))),
+                    )),
+                    _ => Ok(("string".to_owned(), None)),
+                }
+            }
         },
         Some("integer") => {
             let min = schema.get("minimum").and_then(Value::as_i64);
@@ -296,6 +306,7 @@ mod tests {
                 "x": {"type": "number"},
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "head": {"type": "integer"},
+                "title": {"type": "string", "maxLength": 10},
                 "exclude": {"type": "array", "items": {"type": "string"}}
             }},
             "annotations": {"readOnlyHint": true}
@@ -303,7 +314,7 @@ mod tests {
         let imported = import(&list, Source::Mcp, &options()).unwrap();
         assert!(
             imported.text.contains(
-                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, head?: int }"
+                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, head?: int, title?: string[0..40] }"
             ),
             "{}",
             imported.text

@@ -184,6 +184,9 @@ pub struct ArgSchema {
     pub ty: ArgType,
     /// `name?: type`: a call may leave it out; conditions read it only after `has args.name`.
     pub optional: bool,
+    /// `string[MIN..MAX]`, `path[MIN..MAX]`: the value's length in bytes (of a path, its normal
+    /// form) must lie in these bounds.
+    pub length: Option<(u64, u64)>,
     pub span: Span,
 }
 

@@ -411,8 +411,11 @@ pub mod arg {
 pub mod arg_flag {
     /// A call may leave the argument out (`name?: type`); `HAS` tests whether it did.
     pub const OPTIONAL: u8 = 1;
+    /// A string or path whose length in bytes lies within `min..=max` (otherwise those fields
+    /// are unused for strings).
+    pub const LENGTH: u8 = 2;
     /// Every flag a loader accepts.
-    pub const ALL: u8 = OPTIONAL;
+    pub const ALL: u8 = OPTIONAL | LENGTH;
 }
 
 /// Limit kinds.

@@ -990,6 +990,20 @@ fn validate_args<'a>(
         matched += 1;
         let slot = value_slot;
         let kind = table.bytes.u8(record + field::arg::KIND).unwrap_or(0);
+        // A bounded string or path: its length in bytes within `min..=max`.
+        if table.bytes.u8(record + field::arg::FLAGS).unwrap_or(0) & format::arg_flag::LENGTH != 0 {
+            let ArgValue::Str(text) = value else {
+                return false;
+            };
+            let (min, max) = (
+                table.bytes.i64(record + field::arg::MIN).unwrap_or(0),
+                table.bytes.i64(record + field::arg::MAX).unwrap_or(-1),
+            );
+            let length = i64::try_from(text.len()).unwrap_or(i64::MAX);
+            if length < min || length > max {
+                return false;
+            }
+        }
         *slot = match (kind, value) {
             (format::arg::INT, ArgValue::Int(v)) => {
                 let (min, max) = (

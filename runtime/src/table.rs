@@ -156,6 +156,30 @@ const SIZES: [usize; section::COUNT] = [
     format::REF_SIZE,
 ];
 
+/// One argument's schema as a table holds it (see [`Table::arg_schema`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ArgSchema<'a, 't> {
+    table: &'t Table<'a>,
+    pub kind: u8,
+    pub flags: u8,
+    pub min: i64,
+    pub max: i64,
+    variants_start: usize,
+    variants_count: usize,
+}
+
+impl<'a> ArgSchema<'a, '_> {
+    /// The names of an enum argument's values, in table order.
+    pub fn variants(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (self.variants_start..self.variants_start.saturating_add(self.variants_count)).filter_map(
+            |i| {
+                let symbol = self.table.u16_item(section::VARIANTS, i)?;
+                self.table.symbol_name(usize::from(symbol))
+            },
+        )
+    }
+}
+
 impl<'a> Table<'a> {
     /// Verifies the signature with the compiler's public key, then validates everything.
     pub fn load(bytes: &'a [u8], compiler_key: &VerifyingKey) -> Result<Table<'a>, LoadError> {
@@ -406,6 +430,27 @@ impl<'a> Table<'a> {
         })
     }
 
+    /// Argument `slot` of tool `tool` as the gate reads it: kind, flags, `min`, `max` (integer
+    /// bounds, or length bounds with `arg_flag::LENGTH`), and its enum variants' symbols.
+    pub fn arg_schema(&self, tool: usize, slot: usize) -> Option<ArgSchema<'a, '_>> {
+        let at = self.record(section::TOOLS, tool)?;
+        let start = usize::from(self.bytes.u16(at + format::field::tool::ARGS_START)?);
+        if slot >= self.arg_count(tool)? {
+            return None;
+        }
+        let record = self.record(section::ARGS, start.checked_add(slot)?)?;
+        let field = |offset: usize| record + offset;
+        Some(ArgSchema {
+            table: self,
+            kind: self.bytes.u8(field(format::field::arg::KIND))?,
+            flags: self.bytes.u8(field(format::field::arg::FLAGS))?,
+            min: self.bytes.i64(field(format::field::arg::MIN))?,
+            max: self.bytes.i64(field(format::field::arg::MAX))?,
+            variants_start: self.bytes.u32(field(format::field::arg::VARIANTS_START))? as usize,
+            variants_count: self.bytes.u32(field(format::field::arg::VARIANTS_COUNT))? as usize,
+        })
+    }
+
     /// Whether argument `slot` of tool `tool` is optional.
     pub fn arg_optional(&self, tool: usize, slot: usize) -> Option<bool> {
         let at = self.record(section::TOOLS, tool)?;
@@ -585,6 +630,12 @@ impl<'a> Table<'a> {
                 self.bytes.i64(at + format::field::arg::MIN).ok_or(bounds)?,
                 self.bytes.i64(at + format::field::arg::MAX).ok_or(bounds)?,
             );
+            let bounded = flags & format::arg_flag::LENGTH != 0;
+            if bounded
+                && !(matches!(kind, format::arg::STR | format::arg::PATH) && 0 <= min && min <= max)
+            {
+                return Err(LoadError::Invalid);
+            }
             let valid = match kind {
                 format::arg::INT => min <= max,
                 format::arg::BOOL | format::arg::STR | format::arg::PATH => true,

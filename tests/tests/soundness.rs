@@ -758,7 +758,7 @@ fn path_policy() -> impl Strategy<Value = String> {
         .prop_map(|(rules, assertions)| {
             let mut text = String::from(
                 "domain dp { private }
-tool t.a { domain dp effect read args { p: path } }
+tool t.a { domain dp effect read args { p: path[0..6] } }
 agent a0 { roles [r0] }
 ",
             );

@@ -127,6 +127,15 @@ fn merged_schema(old: &Tool, new: &Tool) -> Vec<ArgSchema> {
                 name: a.name.clone(),
                 ty,
                 optional: a.optional,
+                // Bounds that admit both versions' lengths (each version's own are asserted by
+                // `validity`); a bounded string is a string variable, not a choice of candidates.
+                length: match (a.length, new.arg(&a.name).and_then(|b| b.length)) {
+                    (None, None) => None,
+                    (x, y) => Some((
+                        x.map_or(0, |l| l.0).min(y.map_or(0, |l| l.0)),
+                        x.map_or(u64::MAX, |l| l.1).max(y.map_or(u64::MAX, |l| l.1)),
+                    )),
+                },
                 span: a.span,
             }
         })
@@ -148,6 +157,11 @@ fn validity(space: &Space, policy: &Policy, tool: &Tool) -> Bool {
                     .map(|x| v.eq(Int::from_i64(space.symbols.index(x))))
                     .collect();
                 parts.push(Bool::or(&options));
+            }
+            (ArgType::Str | ArgType::Path, Some(super::encode::Zv::Str(v))) => {
+                if let Some(length) = super::encode::length_within(v, arg.length) {
+                    parts.push(length);
+                }
             }
             _ => {}
         }

@@ -490,6 +490,14 @@ pub fn string_from_model(model: &Model, value: &ZString) -> Option<String> {
     String::from_utf8(bytes_from_model(model, value)?).ok()
 }
 
+/// `value`'s length in bytes (one character per byte) lies within `bounds`, if there are any.
+pub fn length_within(value: &ZString, bounds: Option<(u64, u64)>) -> Option<Bool> {
+    let (low, high) = bounds?;
+    let length = value.length();
+    let bound = |n: u64| Int::from_u64(n);
+    Some(Bool::and(&[length.ge(bound(low)), length.le(bound(high))]))
+}
+
 /// `path` is in normal form (`tollgate_runtime::path::is_normal`): `/`, `.`, or segments joined by
 /// `/` (with a leading `/` when absolute), none empty, `.` or `..`. Said with `contains`, `prefix`
 /// and `suffix`, which the string solver decides far faster than the equivalent regular
@@ -612,21 +620,33 @@ impl Space {
         let mut domain = vec![];
         for arg in schema {
             let name = format!("args.{}", arg.name);
-            if arg.optional {
-                present.insert(arg.name.clone(), Bool::new_const(format!("{name}?")));
+            let presence = arg.optional.then(|| Bool::new_const(format!("{name}?")));
+            if let Some(presence) = &presence {
+                present.insert(arg.name.clone(), presence.clone());
             }
+            // The value's own range: for an optional argument, only when it is given (an absent
+            // one's value is free, so proofs also cover the gate's placeholder for it).
+            let mut range: Vec<Bool> = Vec::new();
             let value = match &arg.ty {
                 ArgType::Int { min, max } => {
                     let v = Int::new_const(name);
-                    domain.push(v.ge(Int::from_i64(*min)));
-                    domain.push(v.le(Int::from_i64(*max)));
+                    range.push(v.ge(Int::from_i64(*min)));
+                    range.push(v.le(Int::from_i64(*max)));
                     Zv::Int(v)
                 }
                 ArgType::Bool => Zv::Bool(Bool::new_const(name)),
                 // A path: any string in normal form (what requests are normalized to).
                 ArgType::Path => {
                     let v = ZString::new_const(name);
-                    domain.push(normal_path(&v));
+                    range.push(normal_path(&v));
+                    range.extend(length_within(&v, arg.length));
+                    Zv::Str(v)
+                }
+                // A bounded string is a string variable with its length constrained (the choice
+                // over candidates knows nothing of lengths).
+                ArgType::Str if arg.length.is_some() => {
+                    let v = ZString::new_const(name);
+                    range.extend(length_within(&v, arg.length));
                     Zv::Str(v)
                 }
                 ArgType::Str => match finite.get(&arg.name) {
@@ -641,10 +661,15 @@ impl Space {
                         .iter()
                         .map(|x| v.eq(Int::from_i64(symbols.index(x))))
                         .collect();
-                    domain.push(Bool::or(&options));
+                    range.push(Bool::or(&options));
                     Zv::Sym(v)
                 }
             };
+            match (presence, range.is_empty()) {
+                (_, true) => {}
+                (Some(presence), false) => domain.push(presence.implies(Bool::and(&range))),
+                (None, false) => domain.extend(range),
+            }
             args.insert(arg.name.clone(), value);
         }
         let env = Int::new_const("context.env");

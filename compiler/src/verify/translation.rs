@@ -10,7 +10,7 @@ use super::encode::{chains_to, z3_string, Chain, Encoder, RuleIndex, Space, Symb
 use super::{new_solver, request_from_model, Options};
 use crate::model::*;
 use crate::Error;
-use tollgate_runtime::format::op;
+use tollgate_runtime::format::{self, op};
 use tollgate_runtime::table::Table;
 use z3::ast::{Bool, Int};
 use z3::SatResult;
@@ -38,20 +38,11 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
         let Some(table_tool) = table.find_tool(declared.name.as_bytes()) else {
             continue; // reported below, per agent
         };
-        let mut expected: Vec<(String, bool)> = declared
-            .args
-            .iter()
-            .map(|a| (a.name.clone(), a.optional))
-            .collect();
-        expected.sort();
-        let found: Vec<(String, bool)> = (0..table.arg_count(table_tool).unwrap_or(0))
-            .map(|slot| {
-                let name = table.arg_name(table_tool, slot).unwrap_or_default();
-                (
-                    String::from_utf8_lossy(name).into_owned(),
-                    table.arg_optional(table_tool, slot).unwrap_or(false),
-                )
-            })
+        let mut sorted: Vec<&ArgSchema> = declared.args.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let expected: Vec<String> = sorted.iter().map(|a| source_declaration(a)).collect();
+        let found: Vec<String> = (0..table.arg_count(table_tool).unwrap_or(0))
+            .map(|slot| table_declaration(table, table_tool, slot))
             .collect();
         if found != expected {
             return Err(Error::ToolArguments {
@@ -186,6 +177,58 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
 }
 
 /// Reads a program back into a formula over the space, for one agent and chain.
+/// An argument as the source declares it, written as the table's is by [`table_declaration`].
+fn source_declaration(arg: &ArgSchema) -> String {
+    let optional = if arg.optional { "?" } else { "" };
+    let length = |base: &str| match arg.length {
+        Some((min, max)) => format!("{base}[{min}..{max}]"),
+        None => base.to_owned(),
+    };
+    let ty = match &arg.ty {
+        ArgType::Int { min, max } => format!("int[{min}..{max}]"),
+        ArgType::Bool => "bool".to_owned(),
+        ArgType::Str => length("string"),
+        ArgType::Path => length("path"),
+        ArgType::Enum(variants) => format!("enum[{}]", variants.join(", ")),
+    };
+    format!("{}{optional}: {ty}", arg.name)
+}
+
+/// Argument `slot` of a table's tool, declared as the source would declare it.
+fn table_declaration(table: &Table<'_>, tool: usize, slot: usize) -> String {
+    let name = String::from_utf8_lossy(table.arg_name(tool, slot).unwrap_or_default()).into_owned();
+    let Some(schema) = table.arg_schema(tool, slot) else {
+        return format!("{name}: (unreadable)");
+    };
+    let optional = if schema.flags & format::arg_flag::OPTIONAL != 0 {
+        "?"
+    } else {
+        ""
+    };
+    let length = |base: &str| {
+        if schema.flags & format::arg_flag::LENGTH != 0 {
+            format!("{base}[{}..{}]", schema.min, schema.max)
+        } else {
+            base.to_owned()
+        }
+    };
+    let ty = match schema.kind {
+        format::arg::INT => format!("int[{}..{}]", schema.min, schema.max),
+        format::arg::BOOL => "bool".to_owned(),
+        format::arg::STR => length("string"),
+        format::arg::PATH => length("path"),
+        format::arg::ENUM => {
+            let variants: Vec<String> = schema
+                .variants()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            format!("enum[{}]", variants.join(", "))
+        }
+        other => format!("(kind {other})"),
+    };
+    format!("{name}{optional}: {ty}")
+}
+
 fn decompile(
     table: &Table<'_>,
     tool: usize,
