@@ -671,7 +671,7 @@ mod tests {
         environments prod, sandbox;
         domain d { private }
         domain w { untrusted }
-        tool t.read { domain d effect read args { n: int[0..100], s: string, c: enum[x, y], o?: int[0..9] } }
+        tool t.read { domain d effect read args { n: int[0..100], s: string, c: enum[x, y], o?: int[0..9], t?: string[1..3] } }
         tool t.write { domain d effect write cost 3 }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
@@ -813,6 +813,25 @@ mod tests {
                 "allow by rule #1",
                 "deny forbidden by rule #2",
                 "deny not_permitted",
+                "deny invalid_argument",
+                "deny invalid_argument",
+            ],
+        );
+    }
+
+    #[test]
+    fn v_args_a_bounded_string_is_counted_in_bytes() {
+        check(
+            "permit any to call t.read;",
+            &[
+                with(call("a", "t.read"), "t", Value::Str("abc".to_owned())),
+                with(call("a", "t.read"), "t", Value::Str("é".to_owned())),
+                with(call("a", "t.read"), "t", Value::Str("éé".to_owned())),
+                with(call("a", "t.read"), "t", Value::Str(String::new())),
+            ],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
                 "deny invalid_argument",
                 "deny invalid_argument",
             ],
