@@ -305,6 +305,7 @@ impl Checker {
                     env: None,
                     cost: 0,
                     args: Vec::new(),
+                    open_args: false,
                     attrs: BTreeMap::new(),
                     creates: None,
                     grants: None,
@@ -393,7 +394,7 @@ impl Checker {
                 ast::ToolPropKind::Effect(_) => "effect",
                 ast::ToolPropKind::Env(_) => "env",
                 ast::ToolPropKind::Cost(_) => "cost",
-                ast::ToolPropKind::Args(_) => "args",
+                ast::ToolPropKind::Args { .. } => "args",
                 ast::ToolPropKind::Attrs(_) => "attrs",
                 ast::ToolPropKind::Creates(_) => "creates",
                 ast::ToolPropKind::Grants(_) => "grants",
@@ -444,7 +445,8 @@ impl Checker {
                     }
                     self.policy.tools[id].cost = cost.value;
                 }
-                ast::ToolPropKind::Args(args) => {
+                ast::ToolPropKind::Args { args, open } => {
+                    self.policy.tools[id].open_args = *open;
                     let mut schema: Vec<ArgSchema> = Vec::new();
                     let mut declared: BTreeMap<&str, Span> = BTreeMap::new();
                     for arg in args {

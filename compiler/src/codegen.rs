@@ -219,6 +219,11 @@ pub fn compile_stamped(
             cost: declared.cost,
             args_start: arg_count as u16,
             args_count: declared.args.len() as u16,
+            flags: if declared.open_args {
+                format::tool_flag::OPEN_ARGS
+            } else {
+                0
+            },
         };
         tools.extend_from_slice(&record.encode());
         for name in generator.slots[tool].clone() {

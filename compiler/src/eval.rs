@@ -378,12 +378,16 @@ pub fn validate_args(
     tool: &Tool,
     given: &BTreeMap<String, Value>,
 ) -> Result<BTreeMap<String, Value>, Error> {
-    if let Some(extra) = given.keys().find(|name| tool.arg(name).is_none()) {
+    if let Some(extra) = given
+        .keys()
+        .find(|name| !tool.open_args && tool.arg(name).is_none())
+    {
         return Err(Error::UnexpectedArgument {
             tool: tool.name.clone(),
             argument: extra.clone(),
         });
     }
+    // Undeclared arguments of an open tool are let through, and read by no condition.
     let mut args = BTreeMap::new();
     for schema in &tool.args {
         let Some(value) = given.get(&schema.name) else {
@@ -673,6 +677,7 @@ mod tests {
         domain w { untrusted }
         tool t.read { domain d effect read args { n: int[0..100], s: string, c: enum[x, y], o?: int[0..9], t?: string[1..3] } }
         tool t.write { domain d effect write cost 3 }
+        tool t.open { domain d effect read args { n: int[0..9], .. } }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
         agent b { roles [q] attrs { level: 1 } }
@@ -813,6 +818,33 @@ mod tests {
                 "allow by rule #1",
                 "deny forbidden by rule #2",
                 "deny not_permitted",
+                "deny invalid_argument",
+                "deny invalid_argument",
+            ],
+        );
+    }
+
+    #[test]
+    fn v_args_an_open_tool_lets_undeclared_arguments_through_unread() {
+        let open = |extra: Option<(&str, Value)>| {
+            let mut request = call("a", "t.open");
+            request.args.insert("n".to_owned(), Value::Int(1));
+            if let Some((name, value)) = extra {
+                request.args.insert(name.to_owned(), value);
+            }
+            request
+        };
+        check(
+            "permit any to call t.open when args.n == 1;",
+            &[
+                open(None),
+                open(Some(("anything", Value::Str("x".to_owned())))),
+                open(Some(("n", Value::Int(10)))),
+                with(call("a", "t.read"), "anything", Value::Int(0)),
+            ],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
                 "deny invalid_argument",
                 "deny invalid_argument",
             ],

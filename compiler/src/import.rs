@@ -14,6 +14,7 @@
 //! | `boolean` | `bool` |
 //! | an optional property of those types | `name?: type` (a call may leave it out) |
 //! | `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
+//! | `additionalProperties: true` | an open argument list, `args { …, .. }` |
 //!
 //! A tool name that is not a plain name (`get-sum`) is declared as a quoted segment:
 //! `tool everything."get-sum"`.
@@ -252,11 +253,10 @@ pub fn import(input: &Value, source: Source, options: &Options) -> Result<Import
                 }
             }
         }
+        // `additionalProperties: true` says so explicitly: an open argument list. (JSON Schema's
+        // silence means the same, but the gate's default is to deny what is not declared.)
         if schema.get("additionalProperties").and_then(Value::as_bool) == Some(true) {
-            tool_notes.push(
-                "`additionalProperties: true`: the gate denies arguments that are not declared"
-                    .to_owned(),
-            );
+            args.push("..".to_owned());
         }
         let (effect, note) = effect(&annotations);
         tool_notes.extend(note);
@@ -310,7 +310,11 @@ mod tests {
                 "exclude": {"type": "array", "items": {"type": "string"}}
             }},
             "annotations": {"readOnlyHint": true}
-        }, {"name": "get-sum", "inputSchema": {}}]});
+        }, {"name": "get-sum", "inputSchema": {}}, {
+            "name": "open",
+            "inputSchema": {"type": "object", "required": ["path"], "additionalProperties": true,
+                            "properties": {"path": {"type": "string"}}}
+        }]});
         let imported = import(&list, Source::Mcp, &options()).unwrap();
         assert!(
             imported.text.contains(
@@ -320,7 +324,12 @@ mod tests {
             imported.text
         );
         assert!(imported.text.contains("effect read"));
-        assert_eq!(imported.tools, 2);
+        assert_eq!(imported.tools, 3);
+        assert!(
+            imported.text.contains("args { path: string, .. }"),
+            "{}",
+            imported.text
+        );
         let notes = imported.notes.join("\n");
         assert!(notes.contains("`x`: a number"), "{notes}");
         assert!(

@@ -198,6 +198,9 @@ pub struct Tool {
     pub env: Option<String>,
     pub cost: i64,
     pub args: Vec<ArgSchema>,
+    /// `args { …, .. }`: a call may also give undeclared arguments (integers, strings,
+    /// booleans), which no condition reads and the gate lets through unexamined.
+    pub open_args: bool,
     pub attrs: BTreeMap<String, (Value, Span)>,
     /// For `spawn` tools: the agent the tool creates.
     pub creates: Option<AgentId>,

@@ -134,7 +134,12 @@ pub enum ToolPropKind {
     Effect(Ident),
     Env(Ident),
     Cost(IntLit),
-    Args(Vec<ArgDecl>),
+    /// `args { … }`; `open` when it ends in `..`: a call may also give undeclared arguments,
+    /// which no condition reads and the gate lets through.
+    Args {
+        args: Vec<ArgDecl>,
+        open: bool,
+    },
     Attrs(Vec<AttrDecl>),
     Creates(Ident),
     Grants(Ident),

@@ -346,14 +346,17 @@ fn tool_prop(kind: &ToolPropKind) -> String {
         ToolPropKind::Effect(name) => format!("effect {}", name.name),
         ToolPropKind::Env(name) => format!("env {}", name.name),
         ToolPropKind::Cost(cost) => format!("cost {}", cost.value),
-        ToolPropKind::Args(args) => {
-            let args: Vec<String> = args
+        ToolPropKind::Args { args, open } => {
+            let mut args: Vec<String> = args
                 .iter()
                 .map(|arg| {
                     let optional = if arg.optional { "?" } else { "" };
                     format!("{}{optional}: {}", arg.name.name, type_expr(&arg.ty))
                 })
                 .collect();
+            if *open {
+                args.push("..".to_owned());
+            }
             format!("args {}", braced(&args.join(", ")))
         }
         ToolPropKind::Attrs(list) => format!("attrs {}", braced(&attrs(list))),

@@ -166,7 +166,9 @@ pub mod field {
         pub const COST: usize = 8;
         pub const ARGS_START: usize = 16;
         pub const ARGS_COUNT: usize = 18;
-        pub const RESERVED: usize = 20;
+        /// `tool_flag::*` bits.
+        pub const FLAGS: usize = 20;
+        pub const RESERVED: usize = 21;
     }
     /// ARGS records.
     pub mod arg {
@@ -256,6 +258,8 @@ pub struct ToolRecord {
     pub cost: i64,
     pub args_start: u16,
     pub args_count: u16,
+    /// `tool_flag::*` bits.
+    pub flags: u8,
 }
 
 impl ToolRecord {
@@ -266,6 +270,7 @@ impl ToolRecord {
         put(&mut out, COST, &self.cost.to_le_bytes());
         put(&mut out, ARGS_START, &self.args_start.to_le_bytes());
         put(&mut out, ARGS_COUNT, &self.args_count.to_le_bytes());
+        put(&mut out, FLAGS, &[self.flags]);
         out
     }
 }
@@ -405,6 +410,14 @@ pub mod arg {
     /// A string in normal form (`crate::path`): the host normalizes it before deciding and
     /// forwards the normal form; the gate refuses one that is not.
     pub const PATH: u8 = 5;
+}
+
+/// Tool flags.
+pub mod tool_flag {
+    /// `args { …, .. }`: a call may give undeclared arguments, which the gate lets through.
+    pub const OPEN_ARGS: u8 = 1;
+    /// Every flag a loader accepts.
+    pub const ALL: u8 = OPEN_ARGS;
 }
 
 /// Argument flags.

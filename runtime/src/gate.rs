@@ -959,7 +959,9 @@ fn validate_args<'a>(
     };
     let start = usize::from(table.bytes.u16(at + field::tool::ARGS_START).unwrap_or(0));
     let count = usize::from(table.bytes.u16(at + field::tool::ARGS_COUNT).unwrap_or(0));
-    if given.len() > count {
+    let open =
+        table.bytes.u8(at + field::tool::FLAGS).unwrap_or(0) & format::tool_flag::OPEN_ARGS != 0;
+    if given.len() > count && !open {
         return false;
     }
     let mut matched = 0usize;
@@ -1044,8 +1046,8 @@ fn validate_args<'a>(
             _ => return false,
         };
     }
-    // Every name given matched a declared argument (none is unknown).
-    matched == given.len()
+    // Every name given matched a declared argument (none is unknown), unless the tool is open.
+    open || matched == given.len()
 }
 
 /// The value an absent optional argument holds: of its type and within its bounds (the smallest

@@ -451,6 +451,13 @@ impl<'a> Table<'a> {
         })
     }
 
+    /// Whether tool `tool` lets undeclared arguments through (`args { …, .. }`).
+    pub fn tool_open_args(&self, tool: usize) -> Option<bool> {
+        let at = self.record(section::TOOLS, tool)?;
+        let flags = self.bytes.u8(at + format::field::tool::FLAGS)?;
+        Some(flags & format::tool_flag::OPEN_ARGS != 0)
+    }
+
     /// Whether argument `slot` of tool `tool` is optional.
     pub fn arg_optional(&self, tool: usize, slot: usize) -> Option<bool> {
         let at = self.record(section::TOOLS, tool)?;
@@ -603,6 +610,13 @@ impl<'a> Table<'a> {
             );
             if count > format::MAX_ARGS || start + count > self.count(section::ARGS) {
                 return Err(bounds);
+            }
+            let flags = self
+                .bytes
+                .u8(at + format::field::tool::FLAGS)
+                .ok_or(bounds)?;
+            if flags & !format::tool_flag::ALL != 0 {
+                return Err(LoadError::Invalid);
             }
             self.sorted_names(section::ARGS, start, count)?;
         }

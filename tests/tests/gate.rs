@@ -160,8 +160,10 @@ fn policy() -> impl Strategy<Value = String> {
         .prop_map(|(tool_defs, edges, rules, limits)| {
             let mut text = String::from("environments prod, dev;\ndomain dp { private }\ndomain dq { public }\n");
             for (name, (cost, effect)) in ["t.a", "t.b", "u.c"].iter().zip(&tool_defs) {
+                // `u.c` lets undeclared arguments through.
+                let open = if *name == "u.c" { ", .." } else { "" };
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], p: path }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], p: path{open} }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");

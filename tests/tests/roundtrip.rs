@@ -180,16 +180,21 @@ fn tool_prop() -> impl Strategy<Value = ToolProp> {
         ident().prop_map(ToolPropKind::Effect),
         ident().prop_map(ToolPropKind::Env),
         int().prop_map(ToolPropKind::Cost),
-        proptest::collection::vec(
-            (field_name(), any::<bool>(), type_expr()).prop_map(|(name, optional, ty)| ArgDecl {
-                name,
-                optional,
-                ty,
-                span: span()
-            }),
-            0..3
+        (
+            proptest::collection::vec(
+                (field_name(), any::<bool>(), type_expr()).prop_map(|(name, optional, ty)| {
+                    ArgDecl {
+                        name,
+                        optional,
+                        ty,
+                        span: span(),
+                    }
+                }),
+                0..3
+            ),
+            any::<bool>()
         )
-        .prop_map(ToolPropKind::Args),
+            .prop_map(|(args, open)| ToolPropKind::Args { args, open }),
         attrs().prop_map(ToolPropKind::Attrs),
         ident().prop_map(ToolPropKind::Creates),
         ident().prop_map(ToolPropKind::Grants),

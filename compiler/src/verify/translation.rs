@@ -40,10 +40,16 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
         };
         let mut sorted: Vec<&ArgSchema> = declared.args.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        let expected: Vec<String> = sorted.iter().map(|a| source_declaration(a)).collect();
-        let found: Vec<String> = (0..table.arg_count(table_tool).unwrap_or(0))
+        let mut expected: Vec<String> = sorted.iter().map(|a| source_declaration(a)).collect();
+        let mut found: Vec<String> = (0..table.arg_count(table_tool).unwrap_or(0))
             .map(|slot| table_declaration(table, table_tool, slot))
             .collect();
+        if declared.open_args {
+            expected.push("..".to_owned());
+        }
+        if table.tool_open_args(table_tool).unwrap_or(false) {
+            found.push("..".to_owned());
+        }
         if found != expected {
             return Err(Error::ToolArguments {
                 tool: declared.name.clone(),
