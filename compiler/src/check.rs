@@ -304,6 +304,7 @@ impl Checker {
                     effect: Effect::Read,
                     env: None,
                     cost: 0,
+                    cost_per: None,
                     args: Vec::new(),
                     open_args: false,
                     attrs: BTreeMap::new(),
@@ -388,12 +389,13 @@ impl Checker {
         let mut effect = None;
         let mut creates = None;
         let mut grants = None;
+        let mut cost_per: Option<&ast::Ident> = None;
         for prop in &tool.props {
             let key = match &prop.kind {
                 ast::ToolPropKind::Domain(_) => "domain",
                 ast::ToolPropKind::Effect(_) => "effect",
                 ast::ToolPropKind::Env(_) => "env",
-                ast::ToolPropKind::Cost(_) => "cost",
+                ast::ToolPropKind::Cost { .. } => "cost",
                 ast::ToolPropKind::Args { .. } => "args",
                 ast::ToolPropKind::Attrs(_) => "attrs",
                 ast::ToolPropKind::Creates(_) => "creates",
@@ -439,11 +441,12 @@ impl Checker {
                     let env = self.resolve_environment(name);
                     self.policy.tools[id].env = env;
                 }
-                ast::ToolPropKind::Cost(cost) => {
-                    if cost.value < 0 {
-                        self.error(diagnostic::negative_quantity("cost", cost.span));
+                ast::ToolPropKind::Cost { amount, per } => {
+                    if amount.value < 0 {
+                        self.error(diagnostic::negative_quantity("cost", amount.span));
                     }
-                    self.policy.tools[id].cost = cost.value;
+                    self.policy.tools[id].cost = amount.value;
+                    cost_per = per.as_ref();
                 }
                 ast::ToolPropKind::Args { args, open } => {
                     self.policy.tools[id].open_args = *open;
@@ -517,6 +520,35 @@ impl Checker {
                 None
             }
         };
+        if let Some(per) = cost_per {
+            let declared = &self.policy.tools[id];
+            let problem = match declared.arg(&per.name) {
+                None if !self.untyped_args.contains(&(id, per.name.clone())) => Some(format!(
+                    "`{}` declares no argument `{}` to charge per",
+                    declared.name, per.name
+                )),
+                None => None, // its type was already reported
+                Some(arg) if arg.optional => Some(format!(
+                    "the cost is charged per `args.{}`, which a call may leave out",
+                    per.name
+                )),
+                Some(arg) => match arg.ty {
+                    ArgType::Int { min, .. } if min >= 0 => None,
+                    ArgType::Int { .. } => Some(format!(
+                        "the cost is charged per `args.{}`, which may be negative",
+                        per.name
+                    )),
+                    _ => Some(format!(
+                        "the cost is charged per `args.{}`, which is not an integer",
+                        per.name
+                    )),
+                },
+            };
+            match problem {
+                Some(message) => self.error(diagnostic::cost_per(message, per.span)),
+                None => self.policy.tools[id].cost_per = Some(per.name.clone()),
+            }
+        }
         match (creates, effect) {
             (Some((agent, _)), Some(Effect::Spawn)) => {
                 self.policy.tools[id].creates = self.resolve_agent(agent);

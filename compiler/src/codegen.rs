@@ -224,6 +224,12 @@ pub fn compile_stamped(
             } else {
                 0
             },
+            // Slots are the arguments in name order.
+            cost_per: declared
+                .cost_per
+                .as_ref()
+                .and_then(|name| generator.slots[tool].iter().position(|n| n == name))
+                .map_or(0, |slot| (slot + 1).min(usize::from(u8::MAX)) as u8),
         };
         tools.extend_from_slice(&record.encode());
         for name in generator.slots[tool].clone() {

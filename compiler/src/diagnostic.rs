@@ -71,6 +71,7 @@ codes! {
     UnguardedOptional = "TG0307", "optional argument read without a presence test";
     HasNotArgument = "TG0308", "`has` applied to something other than an argument";
     UnderNeedsPath = "TG0309", "`under` needs a path argument and a root in normal form";
+    CostPer = "TG0310", "cost charged per an argument that is not a required non-negative integer";
     ZeroQuantity = "TG0401", "zero window, count or lifetime";
     NegativeQuantity = "TG0402", "negative cost, budget or bound";
     MissingEnvironment = "TG0501", "test step has no environment";
@@ -594,6 +595,13 @@ pub fn under_needs_path(
         Some(declared) => d.related(declared, "declared here"),
         None => d,
     }
+}
+
+pub fn cost_per(message: String, span: Span) -> Diagnostic {
+    Diagnostic::error(Code::CostPer, message, span, "charged per this").help(
+        "charge per a required argument declared `int[0..MAX]`, as in `cost 20 * args.instances`"
+            .to_owned(),
+    )
 }
 
 pub fn has_not_argument(text: &str, span: Span) -> Diagnostic {

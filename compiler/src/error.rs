@@ -77,9 +77,9 @@ pub enum Error {
     AgentNotInTable { agent: String },
     #[error("translation validation failed: the table's bucket for `{agent}` calling `{tool}` is missing: the tool is not in the table")]
     ToolNotInTable { agent: String, tool: String },
-    /// A tool's arguments in the table differ from the source: each declared as in the source
-    /// (`head?: int[0..9]`), in slot (name) order.
-    #[error("translation validation failed: the table declares the arguments of `{tool}` as {}, the source as {}", argument_list(.listed), argument_list(.expected))]
+    /// A tool's arguments or cost in the table differ from the source: each declared as in the
+    /// source (`head?: int[0..9]`), in slot (name) order, then `..` if open, then the cost.
+    #[error("translation validation failed: the table declares `{tool}` with {}, the source with {}", argument_list(.listed), argument_list(.expected))]
     ToolArguments {
         tool: String,
         listed: Vec<String>,

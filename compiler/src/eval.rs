@@ -283,7 +283,14 @@ fn decide_known_agent(
         .enumerate()
         .filter(|(_, limit)| limit_applies(policy, limit, agent, tool))
         .collect();
-    let cost = i128::from(policy.tools[tool].cost);
+    // A call's cost: the declared amount, times the argument it is charged per (exact in i128:
+    // a product past i64::MAX exceeds every budget).
+    let declared = &policy.tools[tool];
+    let per = match declared.cost_per.as_ref().and_then(|name| args.get(name)) {
+        Some(Value::Int(units)) => i128::from(*units),
+        _ => 1,
+    };
+    let cost = i128::from(declared.cost) * per;
     for &(id, limit) in &charged {
         let exceeded = match limit.kind {
             LimitKind::Rate { count, window } => {
@@ -678,6 +685,7 @@ mod tests {
         tool t.read { domain d effect read args { n: int[0..100], s: string, c: enum[x, y], o?: int[0..9], t?: string[1..3] } }
         tool t.write { domain d effect write cost 3 }
         tool t.open { domain d effect read args { n: int[0..9], .. } }
+        tool t.scale { domain d effect write cost 20 * args.k args { k: int[0..100] } }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
         agent b { roles [q] attrs { level: 1 } }
@@ -847,6 +855,25 @@ mod tests {
                 "allow by rule #1",
                 "deny invalid_argument",
                 "deny invalid_argument",
+            ],
+        );
+    }
+
+    #[test]
+    fn l_budget_a_cost_charged_per_argument_counts_units() {
+        let scale = |k: i64| {
+            let mut request = call("a", "t.scale");
+            request.args.insert("k".to_owned(), Value::Int(k));
+            request
+        };
+        check(
+            "permit any to call t.scale;\nlimit any on t.scale budget 100 per 1h;",
+            &[scale(3), scale(3), scale(0), scale(6)],
+            &[
+                "allow by rule #1",
+                "deny budget_exhausted",
+                "allow by rule #1",
+                "deny budget_exhausted",
             ],
         );
     }

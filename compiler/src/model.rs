@@ -196,7 +196,11 @@ pub struct Tool {
     pub domain: DomainId,
     pub effect: Effect,
     pub env: Option<String>,
+    /// The declared cost: of every call, or per unit of `cost_per`.
     pub cost: i64,
+    /// `cost N * args.NAME`: a call costs N times this (required, non-negative integer)
+    /// argument; a product past `i64::MAX` exceeds every budget.
+    pub cost_per: Option<String>,
     pub args: Vec<ArgSchema>,
     /// `args { …, .. }`: a call may also give undeclared arguments (integers, strings,
     /// booleans), which no condition reads and the gate lets through unexamined.

@@ -133,7 +133,11 @@ pub enum ToolPropKind {
     Domain(Ident),
     Effect(Ident),
     Env(Ident),
-    Cost(IntLit),
+    /// `cost 3`, or `cost 20 * args.instances`: a call's cost is the amount times the argument.
+    Cost {
+        amount: IntLit,
+        per: Option<Ident>,
+    },
     /// `args { … }`; `open` when it ends in `..`: a call may also give undeclared arguments,
     /// which no condition reads and the gate lets through.
     Args {

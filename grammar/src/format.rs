@@ -345,7 +345,10 @@ fn tool_prop(kind: &ToolPropKind) -> String {
         ToolPropKind::Domain(name) => format!("domain {}", name.name),
         ToolPropKind::Effect(name) => format!("effect {}", name.name),
         ToolPropKind::Env(name) => format!("env {}", name.name),
-        ToolPropKind::Cost(cost) => format!("cost {}", cost.value),
+        ToolPropKind::Cost { amount, per } => match per {
+            Some(arg) => format!("cost {} * args.{}", amount.value, arg.name),
+            None => format!("cost {}", amount.value),
+        },
         ToolPropKind::Args { args, open } => {
             let mut args: Vec<String> = args
                 .iter()

@@ -68,6 +68,8 @@ enum Raw {
     Minus,
     #[token("?")]
     Question,
+    #[token("*")]
+    Star,
 }
 
 macro_rules! tokens {
@@ -82,7 +84,7 @@ macro_rules! tokens {
             Duration(u64),
             LBrace, RBrace, LBracket, RBracket, LParen, RParen,
             Semi, Comma, Colon, Dot, DotDot, DotStar, Arrow,
-            EqEq, NotEq, Lt, Le, Gt, Ge, Minus, Question,
+            EqEq, NotEq, Lt, Le, Gt, Ge, Minus, Question, Star,
         }
 
         /// Every reserved word of the language, in the order the grammar lists them.
@@ -108,7 +110,7 @@ macro_rules! tokens {
                     Tok::Semi => ";", Tok::Comma => ",", Tok::Colon => ":", Tok::Dot => ".",
                     Tok::DotDot => "..", Tok::DotStar => ".*", Tok::Arrow => "->",
                     Tok::EqEq => "==", Tok::NotEq => "!=", Tok::Lt => "<", Tok::Le => "<=",
-                    Tok::Gt => ">", Tok::Ge => ">=", Tok::Minus => "-", Tok::Question => "?",
+                    Tok::Gt => ">", Tok::Ge => ">=", Tok::Minus => "-", Tok::Question => "?", Tok::Star => "*",
                 };
                 f.write_str(text)
             }
@@ -284,6 +286,7 @@ pub fn lex(source: &str, file: FileId) -> Lexed {
             Ok(Raw::Ge) => Tok::Ge,
             Ok(Raw::Minus) => Tok::Minus,
             Ok(Raw::Question) => Tok::Question,
+            Ok(Raw::Star) => Tok::Star,
         };
         out.tokens.push((range.start, token, range.end));
     }

@@ -168,7 +168,9 @@ pub mod field {
         pub const ARGS_COUNT: usize = 18;
         /// `tool_flag::*` bits.
         pub const FLAGS: usize = 20;
-        pub const RESERVED: usize = 21;
+        /// 0, or 1 + the slot of the integer argument the cost is charged per.
+        pub const COST_PER: usize = 21;
+        pub const RESERVED: usize = 22;
     }
     /// ARGS records.
     pub mod arg {
@@ -260,6 +262,8 @@ pub struct ToolRecord {
     pub args_count: u16,
     /// `tool_flag::*` bits.
     pub flags: u8,
+    /// 0, or 1 + the slot of the argument the cost is charged per.
+    pub cost_per: u8,
 }
 
 impl ToolRecord {
@@ -271,6 +275,7 @@ impl ToolRecord {
         put(&mut out, ARGS_START, &self.args_start.to_le_bytes());
         put(&mut out, ARGS_COUNT, &self.args_count.to_le_bytes());
         put(&mut out, FLAGS, &[self.flags]);
+        put(&mut out, COST_PER, &[self.cost_per]);
         out
     }
 }

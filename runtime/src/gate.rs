@@ -708,7 +708,7 @@ fn decide_known(
     }
 
     // (6) Limits, in order. Sums are exact: a total past `i64::MAX` exceeds every limit.
-    let cost = tool_cost(table, tool);
+    let cost = tool_cost(table, tool, &args);
     // Only repeat guards need the call's digest; most buckets have none, so compute it lazily.
     let has_repeat = limits_of(table, bucket)
         .any(|l| limit_record(table, l).is_some_and(|(kind, _, _)| kind == format::limit::REPEAT));
@@ -737,7 +737,10 @@ fn decide_known(
                 None => return Decision::deny(Reason::Malformed),
             }
         };
-        if used.checked_add(amount).is_none_or(|total| total > value) {
+        let exceeded = amount
+            .and_then(|amount| used.checked_add(amount))
+            .is_none_or(|total| total > value);
+        if exceeded {
             let mut decision = Decision::deny(reason);
             decision.limit = Some(limit);
             return decision;
@@ -749,7 +752,8 @@ fn decide_known(
         let Some((kind, _, window)) = limit_record(table, limit) else {
             continue;
         };
-        let Some((slot_kind, amount, _)) = counter(kind, cost) else {
+        // (A cost past i64::MAX was denied in (6) by every budget; nothing else charges it.)
+        let Some((slot_kind, Some(amount), _)) = counter(kind, cost) else {
             continue;
         };
         let window = window_index(now, window);
@@ -785,10 +789,12 @@ fn decide_known(
 
 /// What a counting limit counts: its slot kind, how much one allowed call adds, and the reason
 /// it denies with. `None` for depth limits, which count nothing.
-fn counter(kind: u8, cost: i64) -> Option<(SlotKind, i64, Reason)> {
+/// What a limit counts and charges per call: `None` for the amount when it is past `i64::MAX`
+/// (a cost charged per an argument), which exceeds every limit.
+fn counter(kind: u8, cost: Option<i64>) -> Option<(SlotKind, Option<i64>, Reason)> {
     match kind {
-        format::limit::RATE => Some((SlotKind::Limit, 1, Reason::RateLimited)),
-        format::limit::REPEAT => Some((SlotKind::Repeat, 1, Reason::LoopGuard)),
+        format::limit::RATE => Some((SlotKind::Limit, Some(1), Reason::RateLimited)),
+        format::limit::REPEAT => Some((SlotKind::Repeat, Some(1), Reason::LoopGuard)),
         format::limit::BUDGET => Some((SlotKind::Limit, cost, Reason::BudgetExhausted)),
         _ => None,
     }
@@ -903,11 +909,17 @@ fn limit_record(table: &Table<'_>, limit: u16) -> Option<(u8, i64, u64)> {
     ))
 }
 
-fn tool_cost(table: &Table<'_>, tool: usize) -> i64 {
-    table
-        .record(section::TOOLS, tool)
-        .and_then(|at| table.bytes.i64(at + field::tool::COST))
-        .unwrap_or(0)
+/// A call's cost: the declared amount, times the argument it is charged per; `None` past
+/// `i64::MAX`, which exceeds every budget (as the evaluator's exact product does).
+fn tool_cost(table: &Table<'_>, tool: usize, args: &Args<'_>) -> Option<i64> {
+    let amount = table.tool_cost(tool).unwrap_or(0);
+    match table
+        .tool_cost_per(tool)
+        .and_then(|slot| *args.values.get(slot)?)
+    {
+        Some(Value::Int(units)) => amount.checked_mul(units),
+        _ => Some(amount),
+    }
 }
 
 /// Identifies a call for repeat guards: SHA-256 of the tool and its validated arguments.

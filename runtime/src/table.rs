@@ -451,6 +451,19 @@ impl<'a> Table<'a> {
         })
     }
 
+    /// The slot of the argument tool `tool`'s cost is charged per, if any.
+    pub fn tool_cost_per(&self, tool: usize) -> Option<usize> {
+        let at = self.record(section::TOOLS, tool)?;
+        let per = self.bytes.u8(at + format::field::tool::COST_PER)?;
+        usize::from(per).checked_sub(1)
+    }
+
+    /// Tool `tool`'s declared cost (of every call, or per unit of its cost argument).
+    pub fn tool_cost(&self, tool: usize) -> Option<i64> {
+        let at = self.record(section::TOOLS, tool)?;
+        self.bytes.i64(at + format::field::tool::COST)
+    }
+
     /// Whether tool `tool` lets undeclared arguments through (`args { …, .. }`).
     pub fn tool_open_args(&self, tool: usize) -> Option<bool> {
         let at = self.record(section::TOOLS, tool)?;
@@ -617,6 +630,29 @@ impl<'a> Table<'a> {
                 .ok_or(bounds)?;
             if flags & !format::tool_flag::ALL != 0 {
                 return Err(LoadError::Invalid);
+            }
+            // A cost charged per an argument: a non-negative integer argument of this tool.
+            let per = usize::from(
+                self.bytes
+                    .u8(at + format::field::tool::COST_PER)
+                    .ok_or(bounds)?,
+            );
+            if per > count {
+                return Err(LoadError::Invalid);
+            }
+            if per > 0 {
+                let record = self.record(section::ARGS, start + per - 1).ok_or(bounds)?;
+                let kind = self
+                    .bytes
+                    .u8(record + format::field::arg::KIND)
+                    .ok_or(bounds)?;
+                let min = self
+                    .bytes
+                    .i64(record + format::field::arg::MIN)
+                    .ok_or(bounds)?;
+                if kind != format::arg::INT || min < 0 {
+                    return Err(LoadError::Invalid);
+                }
             }
             self.sorted_names(section::ARGS, start, count)?;
         }

@@ -160,10 +160,12 @@ fn policy() -> impl Strategy<Value = String> {
         .prop_map(|(tool_defs, edges, rules, limits)| {
             let mut text = String::from("environments prod, dev;\ndomain dp { private }\ndomain dq { public }\n");
             for (name, (cost, effect)) in ["t.a", "t.b", "u.c"].iter().zip(&tool_defs) {
-                // `u.c` lets undeclared arguments through.
+                // `u.c` lets undeclared arguments through; `t.b` costs per `args.n` (up to
+                // 3 × 2^62: past i64::MAX, which must exceed every budget in both).
                 let open = if *name == "u.c" { ", .." } else { "" };
+                let per = if *name == "t.b" { " * args.n" } else { "" };
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], p: path{open} }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], p: path{open} }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -541,7 +543,7 @@ fn translation_validation_catches_an_optional_argument_compiled_as_required() {
     );
     assert!(
         error.to_string().contains(
-            "the source as { head?: int[0..100000], path: string, tail?: int[0..100000] }"
+            "the source with { head?: int[0..100000], path: string, tail?: int[0..100000], cost 0 }"
         ),
         "{error}"
     );

@@ -179,7 +179,8 @@ fn tool_prop() -> impl Strategy<Value = ToolProp> {
         ident().prop_map(ToolPropKind::Domain),
         ident().prop_map(ToolPropKind::Effect),
         ident().prop_map(ToolPropKind::Env),
-        int().prop_map(ToolPropKind::Cost),
+        (int(), proptest::option::of(field_name()))
+            .prop_map(|(amount, per)| ToolPropKind::Cost { amount, per }),
         (
             proptest::collection::vec(
                 (field_name(), any::<bool>(), type_expr()).prop_map(|(name, optional, ty)| {

@@ -536,20 +536,9 @@ fn every_verdict_agrees_with_exhaustive_enumeration() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_261_126);
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
     // Bounded in CI; `TOLLGATE_SOUNDNESS_CASES=N` runs longer on demand.
     let cases = cases_or(1_000);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let rng = proptest::test_runner::TestRng::from_seed(
-        proptest::test_runner::RngAlgorithm::ChaCha,
-        &bytes,
-    );
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = seeded_runner(seed, cases);
     let ran = std::cell::Cell::new(0u32);
     let claims = std::cell::Cell::new(0usize);
     let result = runner.run(&policy(), |text| {
@@ -685,19 +674,8 @@ fn string_verdicts_agree_with_enumeration_over_constants_and_fillers() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_261_127);
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let cases = cases_or(300);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let rng = proptest::test_runner::TestRng::from_seed(
-        proptest::test_runner::RngAlgorithm::ChaCha,
-        &bytes,
-    );
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = seeded_runner(seed, cases);
     let domain = string_domain();
     let ran = std::cell::Cell::new(0u32);
     let claims = std::cell::Cell::new(0usize);
@@ -804,19 +782,8 @@ fn path_domain() -> Requests {
 
 #[test]
 fn path_verdicts_agree_with_enumeration_over_raw_paths() {
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&20_261_128u64.to_le_bytes());
     let cases = cases_or(40);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let rng = proptest::test_runner::TestRng::from_seed(
-        proptest::test_runner::RngAlgorithm::ChaCha,
-        &bytes,
-    );
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = seeded_runner(20_261_128u64, cases);
     let domain = path_domain();
     let claims = std::cell::Cell::new(0usize);
     let inconclusive = std::cell::Cell::new(0u32);
@@ -862,18 +829,7 @@ fn path_verdicts_agree_with_enumeration_over_raw_paths() {
 #[test]
 fn diff_verdicts_agree_with_enumeration_over_strings() {
     use tollgate_compiler::verify::diff::{self, Change};
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&20_261_128u64.to_le_bytes());
-    let config = Config {
-        cases: 150,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let rng = proptest::test_runner::TestRng::from_seed(
-        proptest::test_runner::RngAlgorithm::ChaCha,
-        &bytes,
-    );
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = seeded_runner(20_261_128u64, 150);
     let domain = string_domain();
     let pairs_compared = std::cell::Cell::new(0usize);
     let result = runner.run(&(string_policy(), string_policy()), |(old_text, new_text)| {
@@ -941,6 +897,22 @@ fn diff_verdicts_agree_with_enumeration_over_strings() {
 }
 
 /// The number of random cases a property runs: `default`, or `TOLLGATE_SOUNDNESS_CASES`.
+/// A runner whose random choices come from `seed` alone (so a failure names its case).
+fn seeded_runner(seed: u64, cases: u32) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = proptest::test_runner::TestRng::from_seed(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+        &bytes,
+    );
+    TestRunner::new_with_rng(config, rng)
+}
+
 fn cases_or(default: u32) -> u32 {
     std::env::var("TOLLGATE_SOUNDNESS_CASES")
         .ok()

@@ -702,3 +702,35 @@ fn no_unicode_string_constant_crashes_the_verifier() {
     }
     assert_eq!(verified.get(), 40);
 }
+
+#[test]
+fn a_budget_bounds_a_cost_charged_per_argument() {
+    let path = root().join("tests/fixtures/valid/costs_per_argument.toll");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let load = |text: &str| {
+        tollgate_compiler::load(&tollgate_compiler::source::SourceSet::single(
+            "p.toll", text,
+        ))
+        .unwrap()
+    };
+    // 20 per instance within a budget of 200: no call asks for more than 10 instances.
+    let report = verify::verify(&load(&text), &Options::default());
+    assert_eq!(codes(&report), Vec::<&str>::new(), "{:?}", report.findings);
+    assert_eq!(report.proved.len(), 1);
+    // With a budget of 400, 11 instances fit: the assertion fails, with a witness that replays.
+    let wider = text.replace("budget 200 per 1h", "budget 400 per 1h");
+    let policy = load(&wider);
+    let report = verify::verify(&policy, &Options::default());
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::AssertionViolated)
+        .expect("the assertion fails");
+    let witness = finding.witnesses.first().expect("with a witness");
+    assert!(replay(&policy, witness), "the witness replays");
+    let instances = match witness.request.args.get("instances") {
+        Some(tollgate_compiler::model::Value::Int(n)) => *n,
+        other => panic!("{other:?}"),
+    };
+    assert!((11..=20).contains(&instances), "{instances}");
+}

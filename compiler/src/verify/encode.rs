@@ -1004,11 +1004,37 @@ impl Encoder<'_> {
         if budget_blocked(self.policy, agent, self.tool) {
             return Bool::from_bool(false);
         }
-        let parts: Vec<Bool> = required
+        let mut parts: Vec<Bool> = required
             .into_iter()
             .map(|member| self.authorized(member, chain))
             .collect();
+        parts.extend(self.budgets_fit(agent));
         Bool::and(&parts)
+    }
+
+    /// For a tool charged per an argument: its first call fits every budget that applies
+    /// (`cost × args.N ≤ amount`, exact integers).
+    fn budgets_fit(&self, agent: AgentId) -> Vec<Bool> {
+        let Some(tool) = self.policy.tools.get(self.tool) else {
+            return Vec::new();
+        };
+        let Some(Zv::Int(units)) = tool.cost_per.as_ref().and_then(|n| self.space.args.get(n))
+        else {
+            return Vec::new();
+        };
+        let cost = Int::mul(&[Int::from_i64(tool.cost), units.clone()]);
+        self.policy
+            .limits
+            .iter()
+            .filter(|limit| {
+                self.policy.principal_matches(&limit.principal, agent)
+                    && self.policy.tool_matches(&limit.tools, self.tool)
+            })
+            .filter_map(|limit| match limit.kind {
+                LimitKind::Budget { amount, .. } => Some(cost.le(Int::from_i64(amount))),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Allowed through any chain of the space.
@@ -1059,6 +1085,10 @@ pub fn required_agents(
 
 /// A budget smaller than the tool's cost denies even the first call.
 pub fn budget_blocked(policy: &Policy, agent: AgentId, tool: ToolId) -> bool {
+    // A cost charged per an argument depends on the call: `Encoder::allowed_on` says it.
+    if policy.tools.get(tool).is_some_and(|t| t.cost_per.is_some()) {
+        return false;
+    }
     let cost = policy.tools.get(tool).map_or(0, |t| t.cost);
     policy.limits.iter().any(|limit| {
         matches!(limit.kind, LimitKind::Budget { amount, .. } if amount < cost)

@@ -50,6 +50,22 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
         if table.tool_open_args(table_tool).unwrap_or(false) {
             found.push("..".to_owned());
         }
+        // And its cost: the amount, and what it is charged per.
+        let per = |name: Option<&str>| name.map(|n| format!(" * args.{n}")).unwrap_or_default();
+        expected.push(format!(
+            "cost {}{}",
+            declared.cost,
+            per(declared.cost_per.as_deref())
+        ));
+        let table_per = table
+            .tool_cost_per(table_tool)
+            .and_then(|slot| table.arg_name(table_tool, slot))
+            .map(|n| String::from_utf8_lossy(n).into_owned());
+        found.push(format!(
+            "cost {}{}",
+            table.tool_cost(table_tool).unwrap_or(0),
+            per(table_per.as_deref())
+        ));
         if found != expected {
             return Err(Error::ToolArguments {
                 tool: declared.name.clone(),
