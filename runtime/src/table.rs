@@ -420,14 +420,9 @@ impl<'a> Table<'a> {
 
     /// The kind (`format::arg::*`) of tool `tool`'s argument called `name`.
     pub fn arg_kind(&self, tool: usize, name: &[u8]) -> Option<u8> {
-        let at = self.record(section::TOOLS, tool)?;
-        let start = usize::from(self.bytes.u16(at + format::field::tool::ARGS_START)?);
-        (0..self.arg_count(tool)?).find_map(|slot| {
-            let record = self.record(section::ARGS, start.checked_add(slot)?)?;
-            (self.ref_at(record)? == name)
-                .then(|| self.bytes.u8(record + format::field::arg::KIND))
-                .flatten()
-        })
+        let slot =
+            (0..self.arg_count(tool)?).find(|&slot| self.arg_name(tool, slot) == Some(name))?;
+        self.arg_schema(tool, slot).map(|schema| schema.kind)
     }
 
     /// Argument `slot` of tool `tool` as the gate reads it: kind, flags, `min`, `max` (integer
@@ -469,18 +464,6 @@ impl<'a> Table<'a> {
         let at = self.record(section::TOOLS, tool)?;
         let flags = self.bytes.u8(at + format::field::tool::FLAGS)?;
         Some(flags & format::tool_flag::OPEN_ARGS != 0)
-    }
-
-    /// Whether argument `slot` of tool `tool` is optional.
-    pub fn arg_optional(&self, tool: usize, slot: usize) -> Option<bool> {
-        let at = self.record(section::TOOLS, tool)?;
-        let start = usize::from(self.bytes.u16(at + format::field::tool::ARGS_START)?);
-        if slot >= self.arg_count(tool)? {
-            return None;
-        }
-        let record = self.record(section::ARGS, start.checked_add(slot)?)?;
-        let flags = self.bytes.u8(record + format::field::arg::FLAGS)?;
-        Some(flags & format::arg_flag::OPTIONAL != 0)
     }
 
     /// String constant bytes by (offset, length) into the string pool.
