@@ -49,6 +49,9 @@ enum Ty {
     Enum(Vec<String>),
     Env,
     Agent,
+    /// A decimal argument's value, in units of `10^-scale`; a decimal literal has the scale it
+    /// is written with until it meets a decimal argument.
+    Decimal(u8),
 }
 
 impl Ty {
@@ -60,13 +63,14 @@ impl Ty {
             Ty::Enum(_) => "an enum",
             Ty::Env => "an environment",
             Ty::Agent => "an agent",
+            Ty::Decimal(_) => "a decimal",
         }
     }
 
     /// The operators that apply to a value of this type.
     fn operators(&self) -> &'static [&'static str] {
         match self {
-            Ty::Int => &["==", "!=", "<", "<=", ">", ">=", "in [...]"],
+            Ty::Int | Ty::Decimal(_) => &["==", "!=", "<", "<=", ">", ">=", "in [...]"],
             Ty::Str => &[
                 "==",
                 "!=",
@@ -80,7 +84,14 @@ impl Ty {
     }
 
     fn same_kind(&self, other: &Ty) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
+        match (self, other) {
+            (Ty::Decimal(a), Ty::Decimal(b)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+
+    fn ordered(&self) -> bool {
+        matches!(self, Ty::Int | Ty::Decimal(_))
     }
 
     fn example(&self) -> String {
@@ -94,6 +105,14 @@ impl Ty {
             },
             Ty::Env => "an environment name without quotes".to_owned(),
             Ty::Agent => "an agent name without quotes".to_owned(),
+            Ty::Decimal(0) => "a whole number such as `12`".to_owned(),
+            Ty::Decimal(scale) => format!(
+                "a number with at most {scale} digits after the point, such as `{}`",
+                tollgate_grammar::format::decimal(
+                    1250 * 10i128.pow(u32::from(*scale)) / 100,
+                    *scale
+                )
+            ),
         }
     }
 }
@@ -104,6 +123,7 @@ fn value_ty(value: &Value) -> Ty {
         Value::Bool(_) => Ty::Bool,
         Value::Str(_) => Ty::Str,
         Value::Sym(_) => Ty::Enum(Vec::new()),
+        Value::Decimal(text) => Ty::Decimal(places(text)),
     }
 }
 
@@ -114,6 +134,23 @@ fn arg_ty(ty: &ArgType) -> Ty {
         // A path is a string (in normal form) to every operator; `under` asks for a path.
         ArgType::Str | ArgType::Path => Ty::Str,
         ArgType::Enum(variants) => Ty::Enum(variants.clone()),
+        ArgType::Decimal { scale, .. } => Ty::Decimal(*scale),
+    }
+}
+
+/// How many digits a decimal literal has after its point.
+fn places(text: &str) -> u8 {
+    text.split_once('.').map_or(0, |(_, fraction)| {
+        u8::try_from(fraction.len()).unwrap_or(u8::MAX)
+    })
+}
+
+/// A number constant (`12`, `12.5`) in `10^-scale` units, when it has no more places than that.
+fn constant_units(value: &Value, scale: u8) -> Option<i64> {
+    match value {
+        Value::Int(v) => v.checked_mul(10i64.checked_pow(u32::from(scale))?),
+        Value::Decimal(text) => crate::decimal::units(text, scale),
+        _ => None,
     }
 }
 
@@ -187,6 +224,40 @@ struct Typed {
     bare_name: Option<String>,
     text: String,
     span: Span,
+}
+
+/// A number constant that a `decimal(scale)` cannot hold: too many places, or too large.
+fn decimal_constant(text: &str, value: &Value, scale: u8, span: Span) -> Diagnostic {
+    // Too fine: it fits at its own scale but not at this one.
+    let finer = match value {
+        Value::Decimal(digits) => {
+            places(digits) > scale && crate::decimal::units(digits, places(digits)).is_some()
+        }
+        _ => false,
+    };
+    if finer {
+        diagnostic::decimal_scale(
+            format!("`{text}` has more digits after the point than `decimal({scale})` holds"),
+            (span, format!("more than {scale} places")),
+            None,
+            "write the constant with at most as many places as the scale; amounts are never rounded",
+        )
+    } else {
+        diagnostic::decimal_scale(
+            format!("`{text}` is out of range for `decimal({scale})`"),
+            (span, "out of range".to_owned()),
+            None,
+            "a decimal holds `value × 10^scale` in a signed 64-bit integer",
+        )
+    }
+}
+
+/// `decimal(2)` or `an integer`, for messages about scales.
+fn scale_words(ty: &Ty) -> String {
+    match ty {
+        Ty::Decimal(scale) => format!("`decimal({scale})`"),
+        other => other.describe().to_owned(),
+    }
 }
 
 fn operand_text(operand: &ast::Operand) -> String {
@@ -368,6 +439,18 @@ impl Checker {
                 ast::Literal::Bool(value, _) => Value::Bool(*value),
                 ast::Literal::Name(name) => {
                     self.error(diagnostic::bare_name(&name.name, name.span));
+                    continue;
+                }
+                ast::Literal::Decimal(number) => {
+                    let d = diagnostic::invalid_type(
+                        format!(
+                            "attribute `{}` is a decimal",
+                            attr.name.name
+                        ),
+                        number.span,
+                        "attributes are integers, strings or booleans: give the amount in its smallest unit (`1250` cents)",
+                    );
+                    self.error(d);
                     continue;
                 }
             };
@@ -636,8 +719,70 @@ impl Checker {
         self.scalar_type(ty).map(|ty| (ty, None))
     }
 
+    /// `decimal(SCALE)` with optional bounds, in units of `10^-SCALE`.
+    fn decimal_type(
+        &mut self,
+        span: Span,
+        base: &ast::Ident,
+        scale: &ast::IntLit,
+        bounds: Option<&(ast::Literal, ast::Literal)>,
+    ) -> Option<ArgType> {
+        if base.name != "decimal" {
+            let d = diagnostic::invalid_type(
+                format!("`{}` takes no scale", base.name),
+                span,
+                "only `decimal` has a scale, as in `decimal(2)`",
+            );
+            self.error(d);
+            return None;
+        }
+        let Some(scale) = u8::try_from(scale.value)
+            .ok()
+            .filter(|s| *s <= tollgate_grammar::lexer::MAX_SCALE)
+        else {
+            let d = diagnostic::invalid_type(
+                format!("scale `{}` is out of range", scale.value),
+                scale.span,
+                "a decimal has 0 to 18 digits after the point",
+            );
+            self.error(d);
+            return None;
+        };
+        let (mut min, mut max) = (i64::MIN, i64::MAX);
+        if let Some((low, high)) = bounds {
+            let mut bound = |literal: &ast::Literal| -> Option<i64> {
+                let value = match literal {
+                    ast::Literal::Int(int) => Value::Int(int.value),
+                    ast::Literal::Decimal(_) => {
+                        Value::Decimal(tollgate_grammar::format::literal(literal))
+                    }
+                    _ => return None,
+                };
+                let units = constant_units(&value, scale);
+                if units.is_none() {
+                    let text = tollgate_grammar::format::literal(literal);
+                    self.error(decimal_constant(&text, &value, scale, literal.span()));
+                }
+                units
+            };
+            let (low, high) = (bound(low), bound(high));
+            let (low, high) = (low?, high?);
+            if low > high {
+                let d = diagnostic::invalid_type(
+                    "empty range".to_owned(),
+                    span,
+                    "the lower bound must not exceed the upper bound",
+                );
+                self.error(d);
+                return None;
+            }
+            (min, max) = (low, high);
+        }
+        Some(ArgType::Decimal { scale, min, max })
+    }
+
     fn scalar_type(&mut self, ty: &ast::TypeExpr) -> Option<ArgType> {
-        const TYPES: [&str; 5] = ["int", "bool", "string", "enum", "path"];
+        const TYPES: [&str; 6] = ["int", "bool", "string", "enum", "path", "decimal"];
         match &ty.kind {
             ast::TypeExprKind::Named(name) => match name.name.as_str() {
                 "int" => Some(ArgType::Int {
@@ -647,6 +792,15 @@ impl Checker {
                 "bool" => Some(ArgType::Bool),
                 "string" => Some(ArgType::Str),
                 "path" => Some(ArgType::Path),
+                "decimal" => {
+                    let d = diagnostic::invalid_type(
+                        "`decimal` needs its scale".to_owned(),
+                        ty.span,
+                        "write `decimal(2)` for amounts with two digits after the point",
+                    );
+                    self.error(d);
+                    None
+                }
                 "enum" => {
                     let d = diagnostic::invalid_type(
                         "`enum` needs its variants".to_owned(),
@@ -686,6 +840,11 @@ impl Checker {
                     max: max.value,
                 })
             }
+            ast::TypeExprKind::Decimal {
+                base,
+                scale,
+                bounds,
+            } => self.decimal_type(ty.span, base, scale, bounds.as_ref()),
             ast::TypeExprKind::Enum { base, variants } => {
                 if base.name != "enum" {
                     let d = diagnostic::invalid_type(
@@ -1218,7 +1377,7 @@ impl Checker {
                 // on a string, and a type mismatch would suggest quoting the number.
                 if ordering {
                     for side in [&lhs, &rhs] {
-                        if let Some(ty) = side.ty.as_ref().filter(|ty| **ty != Ty::Int) {
+                        if let Some(ty) = side.ty.as_ref().filter(|ty| !ty.ordered()) {
                             let d = diagnostic::not_ordered(
                                 op.symbol(),
                                 &side.text,
@@ -1396,6 +1555,11 @@ impl Checker {
         let span = literal.span();
         let (term, ty, bare_name) = match literal {
             ast::Literal::Int(int) => (Term::Const(Value::Int(int.value)), Some(Ty::Int), None),
+            ast::Literal::Decimal(number) => (
+                Term::Const(Value::Decimal(text.clone())),
+                Some(Ty::Decimal(number.scale)),
+                None,
+            ),
             ast::Literal::Str(s) => (
                 Term::Const(Value::Str(s.value.clone())),
                 Some(Ty::Str),
@@ -1419,6 +1583,9 @@ impl Checker {
 
     /// Gives both sides one type: a bare name takes its meaning from the other side.
     fn unify(&mut self, lhs: Typed, rhs: Typed) -> Option<(Typed, Typed)> {
+        if let Some(pair) = self.unify_decimal(&lhs, &rhs) {
+            return pair;
+        }
         match (&lhs.ty, &rhs.ty) {
             (Some(_), None) if rhs.bare_name.is_some() => {
                 let rhs = self.resolve_bare(&lhs, rhs)?;
@@ -1445,6 +1612,77 @@ impl Checker {
             }
             _ => Some((lhs, rhs)),
         }
+    }
+
+    /// Decimals: a number constant meeting a decimal argument becomes an integer in the
+    /// argument's units (an error when it has more places than the argument's scale); two
+    /// decimal constants meet at the finer scale. `None` when neither side is a decimal.
+    fn unify_decimal(&mut self, lhs: &Typed, rhs: &Typed) -> Option<Option<(Typed, Typed)>> {
+        let constant = |typed: &Typed| match &typed.term {
+            Term::Const(value @ (Value::Int(_) | Value::Decimal(_))) => Some(value.clone()),
+            _ => None,
+        };
+        let (lhs_scale, rhs_scale) = match (&lhs.ty, &rhs.ty) {
+            (Some(Ty::Decimal(a)), Some(Ty::Decimal(b))) => (Some(*a), Some(*b)),
+            (Some(Ty::Decimal(a)), Some(Ty::Int)) => (Some(*a), None),
+            (Some(Ty::Int), Some(Ty::Decimal(b))) => (None, Some(*b)),
+            _ => return None,
+        };
+        let (lhs_constant, rhs_constant) = (constant(lhs), constant(rhs));
+        // The scale both sides meet at: an argument's, else the finer constant's.
+        let scale = match (lhs_constant.is_some(), rhs_constant.is_some()) {
+            (false, false) => None,
+            (false, true) => lhs_scale,
+            (true, false) => rhs_scale,
+            (true, true) => Some(lhs_scale.unwrap_or(0).max(rhs_scale.unwrap_or(0))),
+        };
+        let Some(scale) = scale else {
+            if lhs.ty == rhs.ty {
+                return None;
+            }
+            // Two fields: only decimals of one scale compare.
+            let (a, b) = (lhs.ty.clone()?, rhs.ty.clone()?);
+            let d = diagnostic::decimal_scale(
+                format!(
+                    "`{}` is {} and `{}` is {}",
+                    lhs.text,
+                    scale_words(&a),
+                    rhs.text,
+                    scale_words(&b)
+                ),
+                (rhs.span, format!("this is {}", scale_words(&b))),
+                Some((lhs.span, format!("this is {}", scale_words(&a)))),
+                "compare decimals declared with the same scale, or a decimal with a constant",
+            );
+            self.error(d);
+            return Some(None);
+        };
+        let mut convert = |typed: &Typed, constant: Option<Value>| -> Option<Typed> {
+            let Some(value) = constant else {
+                return Some(Typed {
+                    term: typed.term.clone(),
+                    ty: typed.ty.clone(),
+                    bare_name: None,
+                    text: typed.text.clone(),
+                    span: typed.span,
+                });
+            };
+            let Some(units) = constant_units(&value, scale) else {
+                let d = decimal_constant(&typed.text, &value, scale, typed.span);
+                self.error(d);
+                return None;
+            };
+            Some(Typed {
+                term: Term::Const(Value::Int(units)),
+                ty: Some(Ty::Decimal(scale)),
+                bare_name: None,
+                text: typed.text.clone(),
+                span: typed.span,
+            })
+        };
+        let lhs = convert(lhs, lhs_constant);
+        let rhs = convert(rhs, rhs_constant);
+        Some(lhs.zip(rhs))
     }
 
     fn resolve_bare(&mut self, typed: &Typed, bare: Typed) -> Option<Typed> {
@@ -1732,6 +1970,9 @@ impl Checker {
             for arg in &step.args {
                 let value = match &arg.value {
                     ast::Literal::Int(int) => Value::Int(int.value),
+                    ast::Literal::Decimal(_) => {
+                        Value::Decimal(tollgate_grammar::format::literal(&arg.value))
+                    }
                     ast::Literal::Str(s) => Value::Str(s.value.clone()),
                     ast::Literal::Bool(b, _) => Value::Bool(*b),
                     ast::Literal::Name(name) => Value::Sym(name.name.clone()),

@@ -244,8 +244,13 @@ pub fn compile_stamped(
                     i64::try_from(high).unwrap_or(i64::MAX),
                 )
             });
+            let scale = match schema.ty {
+                ArgType::Decimal { scale, .. } => scale,
+                _ => 0,
+            };
             let (kind, start, count, min, max) = match &schema.ty {
                 ArgType::Int { min, max } => (format::arg::INT, 0, 0, *min, *max),
+                ArgType::Decimal { min, max, .. } => (format::arg::DECIMAL, 0, 0, *min, *max),
                 ArgType::Bool => (format::arg::BOOL, 0, 0, 0, 0),
                 ArgType::Str => (format::arg::STR, 0, 0, low, high),
                 ArgType::Path => (format::arg::PATH, 0, 0, low, high),
@@ -270,6 +275,7 @@ pub fn compile_stamped(
                 } else {
                     0
                 },
+                scale,
                 variants_start: start,
                 variants_count: count,
                 min,
@@ -492,6 +498,15 @@ impl Generator<'_> {
             Value::Sym(v) => {
                 code.push(op::PUSH_SYM);
                 code.extend_from_slice(&self.symbol(v).to_le_bytes());
+            }
+            // Checking turns every decimal constant into an integer in its argument's units;
+            // were one left, it would be text, and comparing it with a number denies as
+            // malformed (and translation validation reports the difference).
+            Value::Decimal(v) => {
+                let (offset, len) = self.strings.add(v.as_bytes());
+                code.push(op::PUSH_STR);
+                code.extend_from_slice(&offset.to_le_bytes());
+                code.extend_from_slice(&len.to_le_bytes());
             }
         }
     }

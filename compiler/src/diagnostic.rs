@@ -72,6 +72,7 @@ codes! {
     HasNotArgument = "TG0308", "`has` applied to something other than an argument";
     UnderNeedsPath = "TG0309", "`under` needs a path argument and a root in normal form";
     CostPer = "TG0310", "cost charged per an argument that is not a required non-negative integer";
+    DecimalScale = "TG0311", "decimal constant or comparison does not fit the scale";
     ZeroQuantity = "TG0401", "zero window, count or lifetime";
     NegativeQuantity = "TG0402", "negative cost, budget or bound";
     MissingEnvironment = "TG0501", "test step has no environment";
@@ -602,6 +603,20 @@ pub fn cost_per(message: String, span: Span) -> Diagnostic {
         "charge per a required argument declared `int[0..MAX]`, as in `cost 20 * args.instances`"
             .to_owned(),
     )
+}
+
+/// `labels`: the primary span and its label, and optionally a second span with its own.
+pub fn decimal_scale(
+    message: String,
+    primary: (Span, String),
+    secondary: Option<(Span, String)>,
+    help: &str,
+) -> Diagnostic {
+    let mut d = Diagnostic::error(Code::DecimalScale, message, primary.0, primary.1);
+    if let Some((span, label)) = secondary {
+        d = d.related(span, label);
+    }
+    d.help(help.to_owned())
 }
 
 pub fn has_not_argument(text: &str, span: Span) -> Diagnostic {

@@ -14,12 +14,7 @@ pub enum Error {
     /// The JSON is not a request: serde's account of the first field at fault.
     #[error("{0}")]
     MalformedRequest(String),
-    #[error("argument `{name}` is `{number}`, but numbers must be 64-bit integers")]
-    ArgumentNotInteger {
-        name: String,
-        number: serde_json::Number,
-    },
-    #[error("argument `{name}` is `{value}`, but arguments are integers, strings or booleans")]
+    #[error("argument `{name}` is `{value}`, but arguments are numbers, strings or booleans")]
     ArgumentNotScalar {
         name: String,
         value: serde_json::Value,
@@ -36,6 +31,19 @@ pub enum Error {
         value: i64,
         min: i64,
         max: i64,
+    },
+    #[error("argument `{argument}` is `{value}`, which `decimal({scale})` cannot hold exactly")]
+    DecimalNotExact {
+        argument: String,
+        value: String,
+        scale: u8,
+    },
+    #[error("argument `{argument}` is {value}, outside {min}..{max}")]
+    DecimalOutOfRange {
+        argument: String,
+        value: String,
+        min: String,
+        max: String,
     },
     #[error("argument `{argument}` is `{value}`, not one of {}", .variants.join(", "))]
     ArgumentNotVariant {
@@ -230,10 +238,6 @@ mod tests {
         };
         vec![
             Error::MalformedRequest(text("missing field `agent`")),
-            Error::ArgumentNotInteger {
-                name: text("n"),
-                number: serde_json::Number::from_f64(1.5).unwrap_or_else(|| 0.into()),
-            },
             Error::ArgumentNotScalar {
                 name: text("n"),
                 value: serde_json::Value::Null,
@@ -253,6 +257,17 @@ mod tests {
                 argument: text("c"),
                 value: text("Eur."),
                 variants: vec![text("usd"), text("gbp")],
+            },
+            Error::DecimalNotExact {
+                argument: text("amount"),
+                value: text("12.345"),
+                scale: 2,
+            },
+            Error::DecimalOutOfRange {
+                argument: text("amount"),
+                value: text("12.50"),
+                min: text("0.00"),
+                max: text("10.00"),
             },
             Error::PathClimbs {
                 argument: text("path"),
@@ -349,7 +364,6 @@ mod tests {
     fn covered(error: &Error) {
         match error {
             Error::MalformedRequest(_)
-            | Error::ArgumentNotInteger { .. }
             | Error::ArgumentNotScalar { .. }
             | Error::UnexpectedArgument { .. }
             | Error::MissingArgument(_)
@@ -357,6 +371,8 @@ mod tests {
             | Error::ArgumentNotVariant { .. }
             | Error::ArgumentType { .. }
             | Error::PathClimbs { .. }
+            | Error::DecimalNotExact { .. }
+            | Error::DecimalOutOfRange { .. }
             | Error::ArgumentLength { .. }
             | Error::TableTooLarge { .. }
             | Error::ConditionTooDeep { .. }
@@ -388,7 +404,7 @@ mod tests {
     #[test]
     fn every_message_is_lowercase_without_a_final_period() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 34, "one value per variant");
+        assert_eq!(errors.len(), 35, "one value per variant");
         for error in &errors {
             covered(error);
             let message = error.to_string();

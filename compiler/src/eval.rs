@@ -415,6 +415,35 @@ pub fn validate_args(
                 }
                 Value::Int(*v)
             }
+            // A decimal is decided as a whole number of `10^-scale` units, read exactly from
+            // a JSON number or from a string holding one (`"12.50"`).
+            (
+                ArgType::Decimal { scale, min, max },
+                Value::Int(_) | Value::Decimal(_) | Value::Str(_),
+            ) => {
+                let text = match value {
+                    Value::Str(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                let Some(units) = crate::decimal::units(&text, *scale) else {
+                    return Err(Error::DecimalNotExact {
+                        argument: schema.name.clone(),
+                        value: text,
+                        scale: *scale,
+                    });
+                };
+                if units < *min || units > *max {
+                    let show =
+                        |units: i64| tollgate_grammar::format::decimal(i128::from(units), *scale);
+                    return Err(Error::DecimalOutOfRange {
+                        argument: schema.name.clone(),
+                        value: text,
+                        min: show(*min),
+                        max: show(*max),
+                    });
+                }
+                Value::Int(units)
+            }
             (ArgType::Bool, Value::Bool(v)) => Value::Bool(*v),
             (ArgType::Str, Value::Str(v)) => Value::Str(v.clone()),
             // A path is decided in normal form; one that climbs above its root is invalid.
@@ -447,6 +476,7 @@ pub fn validate_args(
                     ArgType::Str => "a string",
                     ArgType::Path => "a path",
                     ArgType::Enum(_) => "an enum value",
+                    ArgType::Decimal { .. } => "a number",
                 };
                 return Err(Error::ArgumentType {
                     argument: schema.name.clone(),
@@ -686,6 +716,7 @@ mod tests {
         tool t.write { domain d effect write cost 3 }
         tool t.open { domain d effect read args { n: int[0..9], .. } }
         tool t.scale { domain d effect write cost 20 * args.k args { k: int[0..100] } }
+        tool t.pay { domain d effect write args { amount: decimal(2)[0.01..500.00] } }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
         agent b { roles [q] attrs { level: 1 } }
@@ -875,6 +906,49 @@ mod tests {
                 "allow by rule #1",
                 "deny budget_exhausted",
             ],
+        );
+    }
+
+    #[test]
+    fn v_args_a_decimal_is_read_exactly_in_units_of_its_scale() {
+        let pay = |amount: Value| with(call("a", "t.pay"), "amount", amount);
+        let text = |t: &str| Value::Decimal(t.to_owned());
+        check(
+            "permit any to call t.pay when args.amount <= 250.5;",
+            &[
+                pay(text("250.50")),
+                pay(text("250.500")),
+                pay(text("2.505e2")),
+                pay(Value::Int(250)),
+                pay(Value::Str("12.25".to_owned())),
+                pay(text("250.51")),
+                pay(text("12.345")),
+                pay(text("0.001")),
+                pay(text("500.01")),
+                pay(Value::Int(0)),
+                pay(Value::Str("twelve".to_owned())),
+                pay(Value::Bool(true)),
+            ],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
+                "allow by rule #1",
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny not_permitted",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+            ],
+        );
+        // An integer argument takes no fraction, even a zero one.
+        check(
+            "permit any to call t.read;",
+            &[with(call("a", "t.read"), "n", text("5.0"))],
+            &["deny invalid_argument"],
         );
     }
 

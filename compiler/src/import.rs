@@ -10,7 +10,8 @@
 //! | `string` (with `maxLength`, and `minLength`) | `string` (`string[MIN..4×MAX]`: bytes, noted) |
 //! | `string` with an `enum` of identifiers | `enum[a, b]` |
 //! | `integer` (with `minimum`/`maximum`) | `int` (`int[MIN..MAX]`) |
-//! | `number` | `int`, noted: a fraction is denied as malformed |
+//! | `number` with `multipleOf` `0.01` (a power of ten below one) | `decimal(2)` (with bounds) |
+//! | `number` otherwise | `int`, noted: a call with a fraction is an invalid argument |
 //! | `boolean` | `bool` |
 //! | an optional property of those types | `name?: type` (a call may leave it out) |
 //! | `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
@@ -139,7 +140,10 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
                 match (bound("minLength"), bound("maxLength")) {
                     (min, Some(max)) if min.unwrap_or(0) <= max => Ok((
                         format!("string[{}..{}]", min.unwrap_or(0), max.saturating_mul(4)),
-                        Some(format!("`maxLength: {max}` counts characters: declared as at most {} bytes", max.saturating_mul(4))),
+                        Some(format!(
+                            "`maxLength: {max}` counts characters: declared as at most {} bytes",
+                            max.saturating_mul(4)
+                        )),
                     )),
                     _ => Ok(("string".to_owned(), None)),
                 }
@@ -153,13 +157,41 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
                 _ => Ok(("int".to_owned(), None)),
             }
         }
-        Some("number") => Ok((
-            "int".to_owned(),
-            Some("a number: declared as `int`; a call with a fraction is denied as malformed until the language has decimals".to_owned()),
-        )),
+        Some("number") => Ok(number(schema)),
         Some("boolean") => Ok(("bool".to_owned(), None)),
-        Some(other) => Err(format!("is of type `{other}`, which the language cannot express yet")),
-        None => Err("has no single type (`anyOf`, `oneOf` or none), which the language cannot express yet".to_owned()),
+        Some(other) => Err(format!(
+            "is of type `{other}`, which the language cannot express yet"
+        )),
+        None => Err(
+            "has no single type (`anyOf`, `oneOf` or none), which the language cannot express yet"
+                .to_owned(),
+        ),
+    }
+}
+
+/// A JSON Schema `number`: `decimal(k)` when `multipleOf` is `10^-k` (the schema states the
+/// precision), else `int` with a note (no scale holds every real number; fractions are denied
+/// until the author declares the scale the tool takes).
+fn number(schema: &Value) -> (String, Option<String>) {
+    let text = |key: &str| match schema.get(key) {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let scale = text("multipleOf")
+        .and_then(|step| (1..=18u8).find(|k| crate::decimal::units(&step, *k) == Some(1)));
+    let Some(scale) = scale else {
+        return (
+            "int".to_owned(),
+            Some("a number without a power-of-ten `multipleOf`: declared as `int`, so a call with a fraction is an invalid argument; declare `decimal(SCALE)` if the tool takes fractions".to_owned()),
+        );
+    };
+    let bound = |key: &str| {
+        let units = crate::decimal::units(&text(key)?, scale)?;
+        Some(tollgate_grammar::format::decimal(i128::from(units), scale))
+    };
+    match (bound("minimum"), bound("maximum")) {
+        (Some(min), Some(max)) => (format!("decimal({scale})[{min}..{max}]"), None),
+        _ => (format!("decimal({scale})"), None),
     }
 }
 
@@ -345,6 +377,29 @@ mod tests {
             imported.text.contains("tool fs.\"get-sum\" {"),
             "{}",
             imported.text
+        );
+    }
+
+    #[test]
+    fn a_number_with_a_decimal_precision_is_a_decimal() {
+        let tools = json!([{"type": "function", "function": {"name": "refund",
+        "parameters": {"type": "object", "required": ["amount", "price", "step"], "properties": {
+            "amount": {"type": "number", "multipleOf": 0.01, "minimum": 0.01, "maximum": 500},
+            "price": {"type": "number", "multipleOf": 0.0001},
+            "step": {"type": "number", "multipleOf": 0.25}
+        }}}}]);
+        let imported = import(&tools, Source::OpenAi, &options()).unwrap();
+        assert!(
+            imported.text.contains(
+                "args { amount: decimal(2)[0.01..500.00], price: decimal(4), step: int }"
+            ),
+            "{}",
+            imported.text
+        );
+        let notes = imported.notes.join("\n");
+        assert!(
+            notes.contains("`step`: a number without a power-of-ten `multipleOf`"),
+            "{notes}"
         );
     }
 

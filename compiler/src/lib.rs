@@ -17,6 +17,7 @@
 pub mod check;
 pub mod codegen;
 pub mod credential;
+pub mod decimal;
 pub mod diagnostic;
 pub mod error;
 pub mod eval;

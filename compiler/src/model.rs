@@ -176,6 +176,14 @@ pub enum ArgType {
     Enum(Vec<String>),
     /// A string in normal form (`tollgate_runtime::path`): requests are normalized first.
     Path,
+    /// `decimal(SCALE)[MIN..MAX]`: an exact number with at most `scale` digits after the point,
+    /// held (in conditions, the table and the gate) as the integer `value × 10^scale`; `min` and
+    /// `max` are in those units.
+    Decimal {
+        scale: u8,
+        min: i64,
+        max: i64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -272,6 +280,10 @@ pub enum Value {
     Str(String),
     /// An enum variant, environment or agent name.
     Sym(String),
+    /// A number with a fraction as a request gives it (`"12.50"`, `"1.5e2"`): exact decimal
+    /// text, never a float. A decimal argument takes it when it has no more places than the
+    /// argument's scale; conditions see it as an integer in the argument's units.
+    Decimal(String),
 }
 
 impl fmt::Display for Value {
@@ -281,6 +293,7 @@ impl fmt::Display for Value {
             Value::Bool(v) => write!(f, "{v}"),
             Value::Str(v) => f.write_str(&tollgate_grammar::format::string(v)),
             Value::Sym(v) => write!(f, "{v}"),
+            Value::Decimal(v) => f.write_str(v),
         }
     }
 }

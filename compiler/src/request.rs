@@ -47,9 +47,11 @@ pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request,
         let value = match value {
             serde_json::Value::Bool(b) => Value::Bool(b),
             serde_json::Value::String(s) => Value::Str(s),
+            // Any other number is kept as its text (an `f64`'s shortest form, or an integer
+            // past `i64`): a decimal argument reads it exactly, anything else refuses it.
             serde_json::Value::Number(n) => match n.as_i64() {
                 Some(i) => Value::Int(i),
-                None => return Err(Error::ArgumentNotInteger { name, number: n }),
+                None => Value::Decimal(n.to_string()),
             },
             other => return Err(Error::ArgumentNotScalar { name, value: other }),
         };
@@ -76,6 +78,20 @@ pub fn to_json(request: &Request) -> serde_json::Value {
                 Value::Int(i) => serde_json::Value::from(*i),
                 Value::Bool(b) => serde_json::Value::from(*b),
                 Value::Str(s) | Value::Sym(s) => serde_json::Value::from(s.clone()),
+                // A number's text stays a number (as text when JSON's reader would round it).
+                // A number stays a number when JSON's reader reads back the same value
+                // (`10.50` as `10.5`); else it is written as text, which decimals also take.
+                Value::Decimal(s) => {
+                    let places = s.split_once('.').map_or(0, |(_, f)| f.len().min(18) as u8);
+                    let exact = |text: &str| crate::decimal::units(text, places);
+                    serde_json::from_str::<serde_json::Number>(s)
+                        .ok()
+                        .filter(|n| exact(&n.to_string()).is_some_and(|v| Some(v) == exact(s)))
+                        .map_or_else(
+                            || serde_json::Value::from(s.clone()),
+                            serde_json::Value::Number,
+                        )
+                }
             };
             (name.clone(), json)
         })
@@ -114,6 +130,23 @@ mod tests {
     }
 
     #[test]
+    fn a_decimal_is_written_as_a_number_when_json_reads_back_its_value() {
+        let mut request = from_json(json!({"agent": "a", "tool": "t.x"}), 0).unwrap();
+        for (text, written) in [
+            ("10.50", json!(10.5)),
+            ("0.01", json!(0.01)),
+            ("-3.0", json!(-3.0)),
+            // More digits than a double holds: kept exact, as text.
+            ("12345678901234567.89", json!("12345678901234567.89")),
+        ] {
+            request
+                .args
+                .insert("n".to_owned(), Value::Decimal(text.to_owned()));
+            assert_eq!(to_json(&request)["args"]["n"], written, "{text}");
+        }
+    }
+
+    #[test]
     fn missing_time_takes_the_default() {
         let request = from_json(json!({"agent": "a", "tool": "t"}), 42).unwrap();
         assert_eq!(request.time, 42);
@@ -125,10 +158,11 @@ mod tests {
             from_json(json!({"agent": "a", "tool": "t", "role": "admin"}), 0),
             Err(Error::MalformedRequest(_))
         ));
-        assert!(matches!(
-            from_json(json!({"agent": "a", "tool": "t", "args": {"n": 1.5}}), 0),
-            Err(Error::ArgumentNotInteger { .. })
-        ));
+        assert_eq!(
+            from_json(json!({"agent": "a", "tool": "t", "args": {"n": 1.5}}), 0)
+                .map(|r| r.args.get("n").cloned()),
+            Ok(Some(Value::Decimal("1.5".to_owned())))
+        );
         assert!(matches!(
             from_json(json!({"agent": "a", "tool": "t", "args": {"n": null}}), 0),
             Err(Error::ArgumentNotScalar { .. })

@@ -393,7 +393,16 @@ pub(crate) fn request_from_model(
             }
         }
         let value = match var {
-            Zv::Int(v) => model.eval(v, true).and_then(|v| v.as_i64()).map(Value::Int),
+            // A decimal's units are written back as the number they stand for.
+            Zv::Int(v) => model
+                .eval(v, true)
+                .and_then(|v| v.as_i64())
+                .map(|units| match arg.ty {
+                    ArgType::Decimal { scale, .. } => {
+                        Value::Decimal(tollgate_grammar::format::decimal(i128::from(units), scale))
+                    }
+                    _ => Value::Int(units),
+                }),
             Zv::Bool(v) => model
                 .eval(v, true)
                 .and_then(|v| v.as_bool())

@@ -193,10 +193,7 @@ fn argument(value: &Value) -> Result<Arg, &'static str> {
     match value {
         Value::Bool(b) => Ok(Arg::Bool(*b)),
         Value::String(s) => Ok(Arg::Str(s.clone())),
-        Value::Number(n) => n
-            .as_i64()
-            .map(Arg::Int)
-            .ok_or("a number that is not a 64-bit integer"),
+        Value::Number(n) => Ok(Arg::number(n)),
         Value::Null => Err("null"),
         Value::Array(_) => Err("a list"),
         Value::Object(_) => Err("an object"),
@@ -424,10 +421,17 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
         // Decided and audited: the record is in the log before anything is forwarded.
         let decision = self.gate.decide_request(&request);
         if decision.allowed {
-            if decision.normalized.is_empty() {
+            if decision.normalized.is_empty()
+                && !request
+                    .args
+                    .iter()
+                    .any(|(_, a)| matches!(a, Arg::Decimal(_)))
+            {
                 return self.forward(id, Pending::Other, line);
             }
-            // The server gets the paths the gate decided: their normal form.
+            // The server gets the paths the gate decided (their normal form) and the numbers
+            // it decided (a number with a fraction is written as the gate read it, not as the
+            // client spelled it: `100.000000000000000001` reaches the server as `100.0`).
             let mut rewritten = message.clone();
             if let Some(arguments) = rewritten
                 .get_mut("params")
@@ -796,7 +800,7 @@ pub(crate) fn request_line(
                     Err(kind) => {
                         request.refused = Some((
                             Reason::Malformed,
-                            format!("argument `{name}` is {kind}: the policy decides strings, integers and booleans"),
+                            format!("argument `{name}` is {kind}: the policy decides strings, numbers and booleans"),
                         ));
                         break;
                     }

@@ -59,6 +59,15 @@ pub struct IntLit {
     pub span: Span,
 }
 
+/// A decimal number such as `12.50`: `units / 10^scale`, with the scale as written (`12.50` has
+/// scale 2, `12.5` scale 1), so that it prints back as it was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DecimalLit {
+    pub units: i64,
+    pub scale: u8,
+    pub span: Span,
+}
+
 /// A duration such as `15m` or `1h30m`, in seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DurationLit {
@@ -176,6 +185,13 @@ pub enum TypeExprKind {
     },
     /// `enum[usd, eur]`
     Enum { base: Ident, variants: Vec<Ident> },
+    /// `decimal(2)` or `decimal(2)[0..5000.00]`: a number with at most `scale` digits after
+    /// the point, optionally within bounds (integers or decimals).
+    Decimal {
+        base: Ident,
+        scale: IntLit,
+        bounds: Option<(Literal, Literal)>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -390,6 +406,7 @@ pub struct Expectation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Literal {
     Int(IntLit),
+    Decimal(DecimalLit),
     Str(StringLit),
     Bool(bool, Span),
     /// A bare identifier: an enum variant, environment or agent name.
@@ -400,6 +417,7 @@ impl Literal {
     pub fn span(&self) -> Span {
         match self {
             Literal::Int(x) => x.span,
+            Literal::Decimal(x) => x.span,
             Literal::Str(x) => x.span,
             Literal::Bool(_, span) => *span,
             Literal::Name(x) => x.span,

@@ -378,6 +378,20 @@ fn type_expr(ty: &TypeExpr) -> String {
             let variants: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
             format!("{}[{}]", base.name, variants.join(", "))
         }
+        TypeExprKind::Decimal {
+            base,
+            scale,
+            bounds,
+        } => match bounds {
+            None => format!("{}({})", base.name, scale.value),
+            Some((min, max)) => format!(
+                "{}({})[{}..{}]",
+                base.name,
+                scale.value,
+                literal(min),
+                literal(max)
+            ),
+        },
     }
 }
 
@@ -425,6 +439,7 @@ fn tool_pattern(pattern: &ToolPattern) -> String {
 pub fn literal(literal: &Literal) -> String {
     match literal {
         Literal::Int(int) => int.value.to_string(),
+        Literal::Decimal(number) => decimal(i128::from(number.units), number.scale),
         Literal::Str(text) => string(&text.value),
         Literal::Bool(value, _) => value.to_string(),
         Literal::Name(name) => name.name.clone(),
@@ -451,6 +466,20 @@ pub fn string(value: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `units / 10^scale` written out with exactly `scale` digits after the point: `(1250, 2)` is
+/// `12.50`, `(-5, 1)` is `-0.5`, `(7, 0)` is `7`.
+pub fn decimal(units: i128, scale: u8) -> String {
+    let digits = units.unsigned_abs().to_string();
+    let sign = if units < 0 { "-" } else { "" };
+    let scale = usize::from(scale);
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    format!("{sign}{whole}.{fraction}")
 }
 
 /// Seconds in the largest units that divide them: `5400` is `1h30m`.
@@ -545,6 +574,15 @@ mod tests {
             "r: permit any to call fs.\"test\";\n",
             "r: permit any to call fs.\"test\";\n",
         );
+    }
+
+    #[test]
+    fn decimals_keep_their_scale() {
+        assert_eq!(decimal(1250, 2), "12.50");
+        assert_eq!(decimal(-5, 1), "-0.5");
+        assert_eq!(decimal(5, 3), "0.005");
+        assert_eq!(decimal(7, 0), "7");
+        assert_eq!(decimal(i128::from(i64::MIN), 2), "-92233720368547758.08");
     }
 
     #[test]

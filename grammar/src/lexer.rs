@@ -17,6 +17,9 @@ enum Raw {
     Word,
     #[regex(r"[0-9]+")]
     Int,
+    /// `12.50`: digits on both sides of the point (so `0..10` stays a range).
+    #[regex(r"[0-9]+\.[0-9]+")]
+    Decimal,
     #[regex(r"[0-9]+[smhd]([0-9]+[smhd])*")]
     Duration,
     #[regex(r#""([^"\\\n]|\\[^\n])*""#)]
@@ -80,6 +83,8 @@ macro_rules! tokens {
             $($variant,)*
             Ident(String),
             Int(u64),
+            /// A decimal literal: its digits without the point, and how many follow the point.
+            Decimal(u64, u8),
             Str(String),
             Duration(u64),
             LBrace, RBrace, LBracket, RBracket, LParen, RParen,
@@ -103,6 +108,7 @@ macro_rules! tokens {
                     $(Tok::$variant => $keyword,)*
                     Tok::Ident(name) => return write!(f, "{name}"),
                     Tok::Int(value) => return write!(f, "{value}"),
+                    Tok::Decimal(units, scale) => return f.write_str(&crate::format::decimal(i128::from(*units), *scale)),
                     Tok::Str(value) => return write!(f, "{value:?}"),
                     Tok::Duration(seconds) => return write!(f, "{}", crate::format::duration(*seconds)),
                     Tok::LBrace => "{", Tok::RBrace => "}", Tok::LBracket => "[",
@@ -228,6 +234,16 @@ pub fn lex(source: &str, file: FileId) -> Lexed {
                     Tok::Int(0)
                 }
             },
+            Ok(Raw::Decimal) => match parse_decimal(slice) {
+                Some((units, scale)) => Tok::Decimal(units, scale),
+                None => {
+                    out.errors.push(SyntaxError {
+                        kind: SyntaxErrorKind::IntegerTooLarge,
+                        span,
+                    });
+                    Tok::Decimal(0, 0)
+                }
+            },
             Ok(Raw::Duration) => match parse_duration(slice) {
                 Some(seconds) => Tok::Duration(seconds),
                 None => {
@@ -291,6 +307,26 @@ pub fn lex(source: &str, file: FileId) -> Lexed {
         out.tokens.push((range.start, token, range.end));
     }
     out
+}
+
+/// The largest number of digits after a decimal point: `10^18` still fits an `i64`.
+pub const MAX_SCALE: u8 = 18;
+
+/// `12.50` to `(1250, 2)`; `None` when the digits do not fit an `i64` or there are more than
+/// [`MAX_SCALE`] of them after the point.
+fn parse_decimal(text: &str) -> Option<(u64, u8)> {
+    let (whole, fraction) = text.split_once('.')?;
+    let scale = u8::try_from(fraction.len())
+        .ok()
+        .filter(|s| *s <= MAX_SCALE)?;
+    let mut units: u64 = 0;
+    for character in whole.chars().chain(fraction.chars()) {
+        units = units
+            .checked_mul(10)?
+            .checked_add(u64::from(character.to_digit(10)?))?;
+    }
+    i64::try_from(units).ok()?;
+    Some((units, scale))
 }
 
 /// `1h30m` to seconds; `None` on overflow.
@@ -418,6 +454,11 @@ mod tests {
     #[test]
     fn ranges_are_not_decimals() {
         assert_eq!(kinds("0..10"), vec![Tok::Int(0), Tok::DotDot, Tok::Int(10)]);
+        assert_eq!(
+            kinds("0.50..10.25"),
+            vec![Tok::Decimal(50, 2), Tok::DotDot, Tok::Decimal(1025, 2)]
+        );
+        assert_eq!(kinds("1.0"), vec![Tok::Decimal(10, 1)]);
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub enum Arg {
     Int(i64),
     Bool(bool),
     Str(String),
+    /// Any other JSON number, as text: an `f64`'s shortest form (what JSON readers round the
+    /// number to) or an integer past `i64`. A decimal argument reads it exactly; an integer
+    /// argument refuses it.
+    Decimal(String),
 }
 
 impl Arg {
@@ -138,6 +142,15 @@ impl Arg {
             Arg::Int(v) => ArgValue::Int(*v),
             Arg::Bool(v) => ArgValue::Bool(*v),
             Arg::Str(v) => ArgValue::Str(v),
+            Arg::Decimal(v) => ArgValue::Decimal(v),
+        }
+    }
+
+    /// A JSON number as an argument.
+    pub fn number(number: &serde_json::Number) -> Arg {
+        match number.as_i64() {
+            Some(v) => Arg::Int(v),
+            None => Arg::Decimal(number.to_string()),
         }
     }
 }
@@ -258,7 +271,7 @@ impl<'de> serde::Deserialize<'de> for WireArg {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = WireArg;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an integer, a string or a boolean")
+                f.write_str("a number, a string or a boolean")
             }
             fn visit_bool<E>(self, v: bool) -> Result<WireArg, E> {
                 Ok(WireArg(Arg::Bool(v)))
@@ -266,10 +279,13 @@ impl<'de> serde::Deserialize<'de> for WireArg {
             fn visit_i64<E>(self, v: i64) -> Result<WireArg, E> {
                 Ok(WireArg(Arg::Int(v)))
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WireArg, E> {
-                i64::try_from(v)
-                    .map(|v| WireArg(Arg::Int(v)))
-                    .map_err(|_| E::custom("not a 64-bit integer"))
+            fn visit_u64<E>(self, v: u64) -> Result<WireArg, E> {
+                Ok(WireArg(Arg::number(&v.into())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WireArg, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| WireArg(Arg::number(&n)))
+                    .ok_or_else(|| E::custom("not a finite number"))
             }
             fn visit_str<E>(self, v: &str) -> Result<WireArg, E> {
                 Ok(WireArg(Arg::Str(v.to_owned())))
@@ -417,18 +433,10 @@ fn read_request_slowly(bytes: &[u8]) -> RequestLine {
                 let arg = match value {
                     serde_json::Value::Bool(b) => Arg::Bool(b),
                     serde_json::Value::String(s) => Arg::Str(s),
-                    serde_json::Value::Number(n) => match n.as_i64() {
-                        Some(i) => Arg::Int(i),
-                        None => {
-                            let detail = format!(
-                                "argument `{name}` is `{n}`, but numbers must be 64-bit integers"
-                            );
-                            return refuse(line, Reason::Malformed, detail);
-                        }
-                    },
+                    serde_json::Value::Number(n) => Arg::number(&n),
                     other => {
                         let detail = format!(
-                            "argument `{name}` is `{other}`, but arguments are integers, strings or booleans"
+                            "argument `{name}` is `{other}`, but arguments are numbers, strings or booleans"
                         );
                         return refuse(line, Reason::Malformed, detail);
                     }
@@ -606,6 +614,8 @@ mod tests {
             r#"{"tool":"t.x","id":{"a":1,"a":2}}"#,
             r#"{"tool":"t.x","via":["a"]}"#,
             r#"{"tool":"t.x","args":{"f":1.5}}"#,
+            r#"{"tool":"t.x","args":{"f":1.5e2,"g":-0.0,"h":1e400}}"#,
+            r#"{"tool":"t.x","args":{"f":100.000000000000000001}}"#,
             r#"{"tool":"t.x","args":{"o":{}}}"#,
             r#"{"tool":"t.x","extra":1}"#,
             r#"{"tool":null}"#,
@@ -621,6 +631,24 @@ mod tests {
     }
 
     #[test]
+    fn a_number_with_a_fraction_is_read_as_its_shortest_text() {
+        let read = read_request(br#"{"tool":"t","args":{"a":12.5,"b":1.5e2,"c":18446744073709551615,"d":100.000000000000000001}}"#);
+        assert_eq!(
+            read.args,
+            vec![
+                ("a".to_owned(), Arg::Decimal("12.5".to_owned())),
+                ("b".to_owned(), Arg::Decimal("150.0".to_owned())),
+                (
+                    "c".to_owned(),
+                    Arg::Decimal("18446744073709551615".to_owned())
+                ),
+                ("d".to_owned(), Arg::Decimal("100.0".to_owned())),
+            ]
+        );
+        assert_eq!(read.refused, None);
+    }
+
+    #[test]
     fn each_bad_line_is_malformed_alone() {
         assert_eq!(reason("{\"tool\":\"t\"\u{0}"), Some(Reason::Malformed));
         assert_eq!(
@@ -631,10 +659,7 @@ mod tests {
             reason(r#"{"tool":"t","role":"admin"}"#),
             Some(Reason::Malformed)
         );
-        assert_eq!(
-            reason(r#"{"tool":"t","args":{"n":1.5}}"#),
-            Some(Reason::Malformed)
-        );
+        assert_eq!(reason(r#"{"tool":"t","args":{"n":1.5}}"#), None);
         assert_eq!(
             reason(r#"{"tool":"t","args":[1]}"#),
             Some(Reason::Malformed)

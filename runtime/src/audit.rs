@@ -257,6 +257,12 @@ pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
                 hasher.update((v.len() as u64).to_le_bytes());
                 hasher.update(v.as_bytes());
             }
+            // The number as the request wrote it.
+            ArgValue::Decimal(v) => {
+                hasher.update([6]);
+                hasher.update((v.len() as u64).to_le_bytes());
+                hasher.update(v.as_bytes());
+            }
         }
         last = Some(name);
     }

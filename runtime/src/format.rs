@@ -178,7 +178,9 @@ pub mod field {
         pub const KIND: usize = 8;
         /// `arg_flag::*` bits.
         pub const FLAGS: usize = 9;
-        pub const RESERVED: usize = 10;
+        /// Digits after the point of a decimal argument (0 for every other kind).
+        pub const SCALE: usize = 10;
+        pub const RESERVED: usize = 11;
         pub const VARIANTS_START: usize = 12;
         pub const VARIANTS_COUNT: usize = 16;
         pub const MIN: usize = 20;
@@ -288,6 +290,9 @@ pub struct ArgRecord {
     pub kind: u8,
     /// `arg_flag::*` bits.
     pub flags: u8,
+    /// Digits after the point of a `DECIMAL` argument, whose `min` and `max` are in units of
+    /// `10^-scale`.
+    pub scale: u8,
     pub variants_start: u32,
     pub variants_count: u32,
     pub min: i64,
@@ -301,6 +306,7 @@ impl ArgRecord {
         put(&mut out, NAME, &self.name.encode());
         put(&mut out, KIND, &[self.kind]);
         put(&mut out, FLAGS, &[self.flags]);
+        put(&mut out, SCALE, &[self.scale]);
         put(&mut out, VARIANTS_START, &self.variants_start.to_le_bytes());
         put(&mut out, VARIANTS_COUNT, &self.variants_count.to_le_bytes());
         put(&mut out, MIN, &self.min.to_le_bytes());
@@ -415,7 +421,13 @@ pub mod arg {
     /// A string in normal form (`crate::path`): the host normalizes it before deciding and
     /// forwards the normal form; the gate refuses one that is not.
     pub const PATH: u8 = 5;
+    /// An exact number with at most `scale` digits after the point, decided as the integer
+    /// `value × 10^scale` (`crate::decimal::units`); `min` and `max` are in those units.
+    pub const DECIMAL: u8 = 6;
 }
+
+/// The largest scale a decimal argument may have (`10^18` fits an `i64`).
+pub const MAX_SCALE: u8 = 18;
 
 /// Tool flags.
 pub mod tool_flag {

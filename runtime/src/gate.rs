@@ -15,6 +15,9 @@ pub enum ArgValue<'a> {
     Bool(bool),
     /// A string, or an enum value by name.
     Str(&'a str),
+    /// A number with a fraction or an exponent, as its JSON text (`12.50`, `1.5e2`): a decimal
+    /// argument reads it exactly ([`crate::decimal::units`]); no float is involved.
+    Decimal(&'a str),
 }
 
 /// One tool call to decide, with every input named.
@@ -1029,6 +1032,31 @@ fn validate_args<'a>(
                 }
                 Some(Value::Int(*v))
             }
+            // A decimal is decided as an integer count of `10^-scale` units.
+            // A JSON number, or a string holding one (`"12.50"`).
+            (format::arg::DECIMAL, ArgValue::Int(_) | ArgValue::Decimal(_) | ArgValue::Str(_)) => {
+                let scale = table
+                    .bytes
+                    .u8(record + field::arg::SCALE)
+                    .unwrap_or(u8::MAX);
+                let units = match value {
+                    ArgValue::Int(v) => 10i64
+                        .checked_pow(u32::from(scale))
+                        .and_then(|unit| v.checked_mul(unit)),
+                    ArgValue::Decimal(text) | ArgValue::Str(text) => {
+                        crate::decimal::units(text.as_bytes(), scale)
+                    }
+                    _ => None,
+                };
+                let (min, max) = (
+                    table.bytes.i64(record + field::arg::MIN),
+                    table.bytes.i64(record + field::arg::MAX),
+                );
+                match (units, min, max) {
+                    (Some(v), Some(min), Some(max)) if min <= v && v <= max => Some(Value::Int(v)),
+                    _ => return false,
+                }
+            }
             (format::arg::BOOL, ArgValue::Bool(v)) => Some(Value::Bool(*v)),
             (format::arg::STR, ArgValue::Str(v)) => Some(Value::Str(v.as_bytes())),
             // Hosts normalize path arguments (`path::normalize`) before deciding.
@@ -1066,7 +1094,9 @@ fn validate_args<'a>(
 /// integer allowed, the first enum value), so a program reading it computes as on a real call.
 fn absent_value<'a>(table: &Table<'a>, record: usize) -> Value<'a> {
     match table.bytes.u8(record + field::arg::KIND).unwrap_or(0) {
-        format::arg::INT => Value::Int(table.bytes.i64(record + field::arg::MIN).unwrap_or(0)),
+        format::arg::INT | format::arg::DECIMAL => {
+            Value::Int(table.bytes.i64(record + field::arg::MIN).unwrap_or(0))
+        }
         format::arg::STR => Value::Str(&[]),
         format::arg::PATH => Value::Str(b"."),
         format::arg::ENUM => {

@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod credential;
+pub mod decimal;
 pub mod format;
 pub mod gate;
 pub mod path;

@@ -162,6 +162,8 @@ pub struct ArgSchema<'a, 't> {
     table: &'t Table<'a>,
     pub kind: u8,
     pub flags: u8,
+    /// Digits after the point of a decimal argument.
+    pub scale: u8,
     pub min: i64,
     pub max: i64,
     variants_start: usize,
@@ -439,6 +441,7 @@ impl<'a> Table<'a> {
             table: self,
             kind: self.bytes.u8(field(format::field::arg::KIND))?,
             flags: self.bytes.u8(field(format::field::arg::FLAGS))?,
+            scale: self.bytes.u8(field(format::field::arg::SCALE))?,
             min: self.bytes.i64(field(format::field::arg::MIN))?,
             max: self.bytes.i64(field(format::field::arg::MAX))?,
             variants_start: self.bytes.u32(field(format::field::arg::VARIANTS_START))? as usize,
@@ -663,6 +666,13 @@ impl<'a> Table<'a> {
                 self.bytes.i64(at + format::field::arg::MIN).ok_or(bounds)?,
                 self.bytes.i64(at + format::field::arg::MAX).ok_or(bounds)?,
             );
+            let scale = self
+                .bytes
+                .u8(at + format::field::arg::SCALE)
+                .ok_or(bounds)?;
+            if scale > format::MAX_SCALE || (scale != 0 && kind != format::arg::DECIMAL) {
+                return Err(LoadError::Invalid);
+            }
             let bounded = flags & format::arg_flag::LENGTH != 0;
             if bounded
                 && !(matches!(kind, format::arg::STR | format::arg::PATH) && 0 <= min && min <= max)
@@ -670,7 +680,7 @@ impl<'a> Table<'a> {
                 return Err(LoadError::Invalid);
             }
             let valid = match kind {
-                format::arg::INT => min <= max,
+                format::arg::INT | format::arg::DECIMAL => min <= max,
                 format::arg::BOOL | format::arg::STR | format::arg::PATH => true,
                 format::arg::ENUM => {
                     count > 0

@@ -69,6 +69,12 @@ fn atom() -> impl Strategy<Value = String> {
         Just("has args.o".to_owned()),
         (0..4i64).prop_map(|k| format!("(has args.o and args.o >= {k})")),
         (0..4i64).prop_map(|k| format!("(not has args.o or args.o < {k})")),
+        // A decimal, compared in units of its scale.
+        (
+            proptest::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]),
+            proptest::sample::select(vec!["0.5", "1", "-0.5", "2.5", "0", "1.0"])
+        )
+            .prop_map(|(op, k)| format!("(has args.m and args.m {op} {k})")),
         proptest::sample::select(vec![
             "(has args.q and args.q starts_with \"a\")",
             "not has args.q",
@@ -165,7 +171,7 @@ fn policy() -> impl Strategy<Value = String> {
                 let open = if *name == "u.c" { ", .." } else { "" };
                 let per = if *name == "t.b" { " * args.n" } else { "" };
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], p: path{open} }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path{open} }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -211,6 +217,16 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
             proptest::option::of(
                 proptest::sample::select(vec!["", "abc", "x"]).prop_map(|s| Value::Str(s.into())),
             ),
+            // Decimals as numbers with a fraction, integers, and strings; some too fine, some
+            // out of range, some not numbers at all.
+            proptest::option::of(prop_oneof![
+                4 => proptest::sample::select(vec![
+                    "0.5", "1.25", "2.50", "1e0", "-1.0", "3.0", "0.05e1", "-0.00", "2.5", "25e-1", "1e400",
+                ])
+                .prop_map(|s| Value::Decimal(s.into())),
+                2 => (-2..4i64).prop_map(Value::Int),
+                1 => proptest::sample::select(vec!["0.5", "1", "x", ""]).prop_map(|s| Value::Str(s.into())),
+            ]),
         ),
         proptest::collection::vec(proptest::sample::select(AGENTS.to_vec()), 0..3),
         proptest::sample::select(vec![Some("prod"), Some("dev"), None, Some("mars")]),
@@ -218,7 +234,7 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
         prop_oneof![6 => 0..5_000i64, 1 => -8_000..0i64],
     )
         .prop_map(
-            |(agent, tool, n, c, b, s, shape, (p, o, q), via, env, step)| {
+            |(agent, tool, n, c, b, s, shape, (p, o, q, m), via, env, step)| {
                 let mut args = BTreeMap::from([
                     ("n".to_owned(), n),
                     ("c".to_owned(), c),
@@ -228,6 +244,7 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
                 args.insert("p".to_owned(), Value::Str(p.to_owned()));
                 args.extend(o.map(|o| ("o".to_owned(), o)));
                 args.extend(q.map(|q| ("q".to_owned(), q)));
+                args.extend(m.map(|m| ("m".to_owned(), m)));
                 match shape {
                     0 => {
                         args.remove("b");
@@ -262,6 +279,7 @@ fn to_gate<'a>(
                 Value::Int(v) => ArgValue::Int(*v),
                 Value::Bool(v) => ArgValue::Bool(*v),
                 Value::Str(v) | Value::Sym(v) => ArgValue::Str(v.as_str()),
+                Value::Decimal(v) => ArgValue::Decimal(v.as_str()),
             },
         ));
     }

@@ -62,9 +62,25 @@ fn string() -> impl Strategy<Value = StringLit> {
     })
 }
 
+fn decimal() -> impl Strategy<Value = DecimalLit> {
+    (-i64::MAX..=i64::MAX, 1u8..=18).prop_map(|(units, scale)| DecimalLit {
+        units,
+        scale,
+        span: span(),
+    })
+}
+
+fn number() -> impl Strategy<Value = Literal> {
+    prop_oneof![
+        int().prop_map(Literal::Int),
+        decimal().prop_map(Literal::Decimal)
+    ]
+}
+
 fn literal() -> impl Strategy<Value = Literal> {
     prop_oneof![
         int().prop_map(Literal::Int),
+        decimal().prop_map(Literal::Decimal),
         string().prop_map(Literal::Str),
         any::<bool>().prop_map(|b| Literal::Bool(b, span())),
         ident().prop_map(Literal::Name),
@@ -170,6 +186,13 @@ fn type_expr() -> impl Strategy<Value = TypeExpr> {
         }),
         (ident(), proptest::collection::vec(ident(), 0..3))
             .prop_map(|(base, variants)| TypeExprKind::Enum { base, variants }),
+        (ident(), int(), proptest::option::of((number(), number()))).prop_map(
+            |(base, scale, bounds)| TypeExprKind::Decimal {
+                base,
+                scale,
+                bounds
+            }
+        ),
     ]
     .prop_map(|kind| TypeExpr { kind, span: span() })
 }

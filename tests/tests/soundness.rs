@@ -52,6 +52,15 @@ fn atom() -> impl Strategy<Value = String> {
         .prop_map(str::to_owned),
         proptest::sample::select(AGENTS.to_vec()).prop_map(|a| format!("context.origin == {a}")),
         (0..3i64).prop_map(|k| format!("agent.level >= {k}")),
+        // A decimal, in tenths: 0.1 or 0.2.
+        proptest::sample::select(vec![
+            "args.d > 0.1",
+            "args.d == 0.2",
+            "args.d != 0.10",
+            "args.d < 1",
+            "args.d >= 0"
+        ])
+        .prop_map(str::to_owned),
         // The optional argument, read only behind `has`.
         proptest::sample::select(vec![
             "has args.o",
@@ -129,7 +138,7 @@ fn policy() -> impl Strategy<Value = String> {
             let mut text = String::from("environments prod, dev;\ndomain dp { private }\ndomain du { untrusted }\ndomain dq { public }\n");
             for (name, (domain, effect)) in TOOLS.iter().zip(&tool_defs) {
                 text.push_str(&format!(
-                    "tool {name} {{ domain {domain} effect {effect} args {{ n: int[0..3], c: enum[x, y], b: bool, o?: int[0..1] }} }}\n"
+                    "tool {name} {{ domain {domain} effect {effect} args {{ n: int[0..3], c: enum[x, y], b: bool, o?: int[0..1], d: decimal(1)[0.1..0.2] }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\n");
@@ -232,15 +241,18 @@ fn small_domain() -> Requests {
     for n in 0..4 {
         for c in ["x", "y"] {
             for b in [false, true] {
-                // The optional `o`: left out, 0 or 1.
+                // The optional `o`: left out, 0 or 1; the decimal `d`: 0.1 or 0.2.
                 for o in [None, Some(0), Some(1)] {
-                    let mut given = BTreeMap::from([
-                        ("n".to_owned(), Value::Int(n)),
-                        ("c".to_owned(), Value::Str(c.to_owned())),
-                        ("b".to_owned(), Value::Bool(b)),
-                    ]);
-                    given.extend(o.map(|o| ("o".to_owned(), Value::Int(o))));
-                    args.push(given);
+                    for d in ["0.1", "2e-1"] {
+                        let mut given = BTreeMap::from([
+                            ("n".to_owned(), Value::Int(n)),
+                            ("c".to_owned(), Value::Str(c.to_owned())),
+                            ("b".to_owned(), Value::Bool(b)),
+                            ("d".to_owned(), Value::Decimal(d.to_owned())),
+                        ]);
+                        given.extend(o.map(|o| ("o".to_owned(), Value::Int(o))));
+                        args.push(given);
+                    }
                 }
             }
         }

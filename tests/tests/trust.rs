@@ -69,6 +69,7 @@ fn both(
                         ArgValue::Int(v) => Value::Int(v),
                         ArgValue::Bool(v) => Value::Bool(v),
                         ArgValue::Str(v) => Value::Str(v.to_owned()),
+                        ArgValue::Decimal(v) => Value::Decimal(v.to_owned()),
                     },
                 )]),
                 via: Vec::new(),

@@ -93,6 +93,7 @@ fn kind(ty: &ArgType) -> u8 {
         ArgType::Str => 2,
         ArgType::Enum(_) => 3,
         ArgType::Path => 4,
+        ArgType::Decimal { scale, .. } => 5u8.saturating_add(*scale),
     }
 }
 
@@ -113,6 +114,11 @@ fn merged_schema(old: &Tool, new: &Tool) -> Vec<ArgSchema> {
         .map(|a| {
             let ty = match (&a.ty, new.arg(&a.name).map(|b| &b.ty)) {
                 (ArgType::Int { .. }, _) => ArgType::Int {
+                    min: i64::MIN,
+                    max: i64::MAX,
+                },
+                (ArgType::Decimal { scale, .. }, _) => ArgType::Decimal {
+                    scale: *scale,
                     min: i64::MIN,
                     max: i64::MAX,
                 },
@@ -147,7 +153,10 @@ fn validity(space: &Space, policy: &Policy, tool: &Tool) -> Bool {
     let mut parts = Vec::new();
     for arg in &tool.args {
         match (&arg.ty, space.args.get(&arg.name)) {
-            (ArgType::Int { min, max }, Some(super::encode::Zv::Int(v))) => {
+            (
+                ArgType::Int { min, max } | ArgType::Decimal { min, max, .. },
+                Some(super::encode::Zv::Int(v)),
+            ) => {
                 parts.push(v.ge(Int::from_i64(*min)));
                 parts.push(v.le(Int::from_i64(*max)));
             }

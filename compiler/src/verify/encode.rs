@@ -628,7 +628,8 @@ impl Space {
             // one's value is free, so proofs also cover the gate's placeholder for it).
             let mut range: Vec<Bool> = Vec::new();
             let value = match &arg.ty {
-                ArgType::Int { min, max } => {
+                // A decimal is its integer count of `10^-scale` units.
+                ArgType::Int { min, max } | ArgType::Decimal { min, max, .. } => {
                     let v = Int::new_const(name);
                     range.push(v.ge(Int::from_i64(*min)));
                     range.push(v.le(Int::from_i64(*max)));
@@ -768,6 +769,9 @@ impl Encoder<'_> {
             Value::Bool(v) => Zv::Bool(Bool::from_bool(*v)),
             Value::Str(v) => Zv::Str(z3_string(v)),
             Value::Sym(v) => Zv::Sym(Int::from_i64(self.space.symbols.index(v))),
+            // Checking leaves no decimal constant (each becomes its argument's units); as
+            // text, one would compare with nothing numeric, as in the gate.
+            Value::Decimal(v) => Zv::Str(z3_string(v)),
         }
     }
 

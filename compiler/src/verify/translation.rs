@@ -212,6 +212,7 @@ fn source_declaration(arg: &ArgSchema) -> String {
         ArgType::Str => length("string"),
         ArgType::Path => length("path"),
         ArgType::Enum(variants) => format!("enum[{}]", variants.join(", ")),
+        ArgType::Decimal { scale, min, max } => format!("decimal({scale})[{min}..{max}]"),
     };
     format!("{}{optional}: {ty}", arg.name)
 }
@@ -236,6 +237,9 @@ fn table_declaration(table: &Table<'_>, tool: usize, slot: usize) -> String {
     };
     let ty = match schema.kind {
         format::arg::INT => format!("int[{}..{}]", schema.min, schema.max),
+        format::arg::DECIMAL => {
+            format!("decimal({})[{}..{}]", schema.scale, schema.min, schema.max)
+        }
         format::arg::BOOL => "bool".to_owned(),
         format::arg::STR => length("string"),
         format::arg::PATH => length("path"),
