@@ -104,11 +104,43 @@ fn eval_reads_stdin_and_uses_the_given_time() {
 
 #[test]
 fn eval_rejects_malformed_requests() {
-    let request = r#"{"agent": "coder", "tool": "shell.run", "args": {"timeout_s": 1.5}}"#;
+    let request = r#"{"agent": "coder", "tool": "shell.run", "args": {"timeout_s": null}}"#;
     insta::assert_snapshot!(cli_with_stdin(
         &["eval", "examples/coding-agent", "--request", "-"],
         request
     ));
+}
+
+/// Money is exact: `250.00` is allowed, a cent more is not permitted, and a fraction of a cent
+/// (`12.345`) or a fraction for an integer is an invalid argument, never rounded.
+#[test]
+fn eval_decides_decimal_amounts_exactly() {
+    let requests = r#"[
+{"agent": "refund_bot", "tool": "payments.refund", "args": {"order": "A-1", "amount": 250.00, "currency": "usd"}},
+{"agent": "refund_bot", "tool": "payments.refund", "args": {"order": "A-1", "amount": "250.01", "currency": "usd"}},
+{"agent": "refund_bot", "tool": "payments.refund", "args": {"order": "A-1", "amount": 12.345, "currency": "usd"}},
+{"agent": "refund_bot", "tool": "payments.refund", "args": {"order": "A-1", "amount": 2.5e1, "currency": "usd"}}
+]"#;
+    let output = cli_with_stdin(&["eval", "examples/payouts", "--request", "-"], requests);
+    let decisions: Vec<&str> = output
+        .lines()
+        .filter(|l| l.starts_with("request "))
+        .collect();
+    assert_eq!(decisions.len(), 4, "{output}");
+    assert!(
+        decisions[0].ends_with(": allow by small_refunds"),
+        "{output}"
+    );
+    assert!(decisions[1].ends_with(": deny not_permitted"), "{output}");
+    assert!(
+        decisions[2].ends_with(": deny invalid_argument"),
+        "{output}"
+    );
+    assert!(
+        decisions[3].ends_with(": allow by small_refunds"),
+        "{output}"
+    );
+    insta::assert_snapshot!(output);
 }
 
 #[test]

@@ -33,7 +33,11 @@ fn issuer() -> SigningKey {
 }
 
 fn table_bytes() -> Vec<u8> {
-    let (_, policy) = load_dir(&root().join("examples/mcp-filesystem"));
+    table_bytes_of("examples/mcp-filesystem")
+}
+
+fn table_bytes_of(dir: &str) -> Vec<u8> {
+    let (_, policy) = load_dir(&root().join(dir));
     codegen::compile(&policy, &compiler()).unwrap().bytes
 }
 
@@ -58,7 +62,16 @@ fn with_relay(
     options: Options,
     f: impl FnOnce(&TestGate<'_>, &mut Relay<'_, '_, FixedClock, MemoryStore, MemoryAudit>),
 ) {
-    let bytes = table_bytes();
+    with_relay_on("examples/mcp-filesystem", "writer", options, f);
+}
+
+fn with_relay_on(
+    dir: &str,
+    agent: &str,
+    options: Options,
+    f: impl FnOnce(&TestGate<'_>, &mut Relay<'_, '_, FixedClock, MemoryStore, MemoryAudit>),
+) {
+    let bytes = table_bytes_of(dir);
     let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
     let (gate, _) = Gate::start(
         table,
@@ -71,7 +84,7 @@ fn with_relay(
         &GateOptions::default(),
     )
     .unwrap();
-    let mut relay = Relay::new(&gate, credential(&bytes, "writer"), options).unwrap();
+    let mut relay = Relay::new(&gate, credential(&bytes, agent), options).unwrap();
     f(&gate, &mut relay);
 }
 
@@ -157,6 +170,55 @@ fn a_path_is_decided_and_forwarded_in_normal_form_and_a_climb_never_leaves() {
             );
         }
         assert_eq!(gate.records(), 3);
+    });
+}
+
+/// A number with a fraction reaches the server as the gate read it (the double JSON gives, in its
+/// shortest form), never as the digits the client spelled; a fraction of a cent, or a fraction
+/// for an integer argument, never leaves.
+#[test]
+fn a_decimal_is_decided_exactly_and_forwarded_as_decided() {
+    let options = Options {
+        prefix: Some("payments".to_owned()),
+        ..fs_options()
+    };
+    with_relay_on("examples/payouts", "refund_bot", options, |gate, relay| {
+        // JSON's reader rounds this to 250.0: decided as 250.00, and forwarded as `250.0`.
+        let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refund","arguments":{"order":"A-1","amount":250.000000000000000001,"currency":"usd"}}}"#;
+        let forwarded = to_server(&relay.from_client(line));
+        assert_eq!(forwarded.len(), 1);
+        assert!(
+            forwarded[0].contains(r#""amount":250.0"#),
+            "{}",
+            forwarded[0]
+        );
+        for (id, amount, reason) in [
+            (2, json!(250.01), "not_permitted"),
+            (3, json!(12.345), "invalid_argument"),
+        ] {
+            let arguments = json!({"order": "A-1", "amount": amount, "currency": "usd"});
+            let actions = relay.from_client(&call(id, "refund", arguments));
+            assert!(to_server(&actions).is_empty(), "{amount}");
+            let answer = &to_client(&actions)[0];
+            assert_eq!(
+                answer["result"]["_meta"]["tollgate/decision"]["reason"], reason,
+                "{amount}"
+            );
+        }
+        assert_eq!(gate.records(), 3);
+    });
+    with_relay(fs_options(), |_, relay| {
+        let line = call(
+            1,
+            "read_text_file",
+            json!({"path": "docs/readme.md", "head": 5.5}),
+        );
+        let actions = relay.from_client(&line);
+        assert!(to_server(&actions).is_empty());
+        assert_eq!(
+            to_client(&actions)[0]["result"]["_meta"]["tollgate/decision"]["reason"],
+            "invalid_argument"
+        );
     });
 }
 
