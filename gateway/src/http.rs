@@ -20,7 +20,8 @@
 //! tools only). Protocol versions: 2025-11-25 and 2025-06-18.
 
 use crate::relay::{
-    decision_meta, explanation, is_revocation, request_line, DenyAs, SESSION_ENDED,
+    decision_meta, explanation, family_allowed, is_revocation, method_allowed, method_refused,
+    request_line, DenyAs, SESSION_ENDED,
 };
 use crate::upstream::{Answer, Client};
 use axum::body::Body;
@@ -119,6 +120,7 @@ where
     gate: &'static Gate<'static, C, S, A>,
     upstreams: Vec<Upstream>,
     deny_as: DenyAs,
+    allow_methods: Vec<String>,
 }
 
 /// The gateway's MCP server: one per request (stateless), all sharing the gate and the upstreams.
@@ -219,7 +221,18 @@ where
             .iter()
             .map(|u| u.name.as_str())
             .collect();
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+        let allowed = |family| family_allowed(&self.shared.allow_methods, family);
+        let mut capabilities = ServerCapabilities::builder().enable_tools().build();
+        if allowed("resources") {
+            capabilities.resources = Some(Default::default());
+        }
+        if allowed("prompts") {
+            capabilities.prompts = Some(Default::default());
+        }
+        if method_allowed(&self.shared.allow_methods, "completion/complete") {
+            capabilities.completions = Some(Default::default());
+        }
+        InitializeResult::new(capabilities)
             .with_server_info(Implementation::new("tollgate-gateway", env!("CARGO_PKG_VERSION")))
             .with_instructions(format!(
                 "The tools of {} behind a Tollgate policy: every call is decided and audited before it runs; a denial says why.",
@@ -372,12 +385,14 @@ where
             .get("id")
             .filter(|id| id.is_string() || id.is_i64() || id.is_u64())?
             .clone();
+        let method = message.get("method").and_then(Value::as_str)?.to_owned();
         let plain = message.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
-            && message.get("method").and_then(Value::as_str) == Some("tools/call")
             && !message.contains_key("result")
             && !message.contains_key("error");
-        let Some(Value::Object(params)) = message.remove("params") else {
-            return None;
+        let params = match message.remove("params") {
+            Some(Value::Object(params)) => params,
+            None if method != "tools/call" => Map::new(),
+            _ => return None,
         };
         // A request that negotiates its protocol version in `_meta` is `rmcp`'s to judge.
         let negotiates = params
@@ -390,8 +405,15 @@ where
         if !plain || negotiates {
             return None;
         }
-        let credential = bearer(headers)?;
-        let answer = self.call(&credential, params).await;
+        let answer = match method.as_str() {
+            "tools/call" => self.call(&bearer(headers)?, params).await,
+            // The gateway's own MCP handling: `rmcp`'s service.
+            "initialize" | "ping" | "tools/list" | "logging/setLevel" => return None,
+            _ if method_allowed(&self.shared.allow_methods, &method) => {
+                self.pass(&method, params).await
+            }
+            _ => return Some(json_response(method_refused(&id, &method).into_bytes())),
+        };
         let mut body = br#"{"jsonrpc":"2.0","id":"#.to_vec();
         serde_json::to_writer(&mut body, &id).ok()?;
         match answer {
@@ -405,15 +427,123 @@ where
             }
         }
         body.push(b'}');
-        Some(
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response(),
-        )
+        Some(json_response(body))
     }
+
+    /// A request of a method `--allow-method` lets pass, relayed to the upstream it names: a
+    /// prompt's `NAME.` prefix names its upstream (and is removed); a list (`resources/list`,
+    /// `prompts/list`, …) is every upstream's, page by page, prompts named `NAME.prompt`; any
+    /// other request (`resources/read` of a URI, …) goes to each upstream in turn until one
+    /// answers it with a result.
+    async fn pass(
+        &self,
+        method: &str,
+        mut params: Map<String, Value>,
+    ) -> Result<Box<RawValue>, ErrorData> {
+        let upstreams = &self.shared.upstreams;
+        let failed = |upstream: &Upstream, why: String| {
+            ErrorData::internal_error(format!("upstream `{}` failed: {why}", upstream.name), None)
+        };
+        let as_error = |upstream: &Upstream, error: Box<RawValue>| {
+            serde_json::from_str::<ErrorData>(error.get())
+                .unwrap_or_else(|e| failed(upstream, format!("an unreadable error: {e}")))
+        };
+        let named = params
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|name| self.upstream(name));
+        if let Some((upstream, name)) = named {
+            params.insert("name".to_owned(), Value::String(name));
+            return match upstream
+                .client
+                .request(method, &params)
+                .await
+                .map_err(|why| failed(upstream, why))?
+            {
+                Answer::Result(result) => Ok(result),
+                Answer::Error(error) => Err(as_error(upstream, error)),
+            };
+        }
+        if method.ends_with("/list") {
+            let mut member = None;
+            let mut items = Vec::new();
+            for upstream in upstreams {
+                let mut page = Map::new();
+                loop {
+                    let result = match upstream
+                        .client
+                        .request(method, &page)
+                        .await
+                        .map_err(|why| failed(upstream, why))?
+                    {
+                        Answer::Result(result) => result,
+                        Answer::Error(error) => return Err(as_error(upstream, error)),
+                    };
+                    let Ok(Value::Object(mut result)) = serde_json::from_str(result.get()) else {
+                        return Err(failed(
+                            upstream,
+                            format!("a `{method}` result that is not an object"),
+                        ));
+                    };
+                    let list = result.iter_mut().find(|(_, value)| value.is_array());
+                    if let Some((name, Value::Array(list))) = list {
+                        member.get_or_insert_with(|| name.clone());
+                        for mut item in list.drain(..) {
+                            if method == "prompts/list" {
+                                if let Some(Value::String(prompt)) = item.get_mut("name") {
+                                    *prompt = format!("{}.{prompt}", upstream.name);
+                                }
+                            }
+                            items.push(item);
+                        }
+                    }
+                    match result.get("nextCursor") {
+                        Some(cursor @ Value::String(_)) => {
+                            page.insert("cursor".to_owned(), cursor.clone());
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            let mut result = Map::new();
+            result.insert(
+                member.unwrap_or_else(|| {
+                    method
+                        .trim_end_matches("/list")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("items")
+                        .to_owned()
+                }),
+                Value::Array(items),
+            );
+            return serde_json::value::to_raw_value(&result).map_err(|e| {
+                ErrorData::internal_error(format!("cannot write the list: {e}"), None)
+            });
+        }
+        let mut last = ErrorData::new(
+            ErrorCode(-32601),
+            format!("no upstream answers `{method}`"),
+            None,
+        );
+        for upstream in upstreams {
+            match upstream.client.request(method, &params).await {
+                Ok(Answer::Result(result)) => return Ok(result),
+                Ok(Answer::Error(error)) => last = as_error(upstream, error),
+                Err(why) => last = failed(upstream, why),
+            }
+        }
+        Err(last)
+    }
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// Whether a request is one the gateway may answer without `rmcp`'s service: every check that
@@ -531,6 +661,9 @@ pub struct HttpOptions {
     pub listen: std::net::SocketAddr,
     pub upstreams: Vec<UpstreamSpec>,
     pub deny_as: DenyAs,
+    /// Methods passed beyond tools (exact names, or a family as `resources/*`); anything else
+    /// is refused with `-32601`.
+    pub allow_methods: Vec<String>,
 }
 
 /// Starts the upstreams, then serves agents on `options.listen` until `shutdown` resolves; the
@@ -561,6 +694,7 @@ where
         gate,
         upstreams,
         deny_as: options.deny_as,
+        allow_methods: options.allow_methods,
     });
     let handler = Handler {
         shared: Arc::clone(&shared),

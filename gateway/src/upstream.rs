@@ -88,6 +88,31 @@ impl Client {
         }
     }
 
+    /// Forwards a request of a method `--allow-method` lets pass; the upstream's answer.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Answer, String> {
+        match self {
+            Client::Lines(lines) => lines.request(method, params).await,
+            Client::Rmcp(client) => {
+                let request = rmcp::model::ClientRequest::CustomRequest(
+                    rmcp::model::CustomRequest::new(method, Some(Value::Object(params.clone()))),
+                );
+                match client.peer().send_request(request).await {
+                    Ok(result) => serde_json::value::to_raw_value(&result)
+                        .map(Answer::Result)
+                        .map_err(|e| e.to_string()),
+                    Err(ServiceError::McpError(error)) => serde_json::value::to_raw_value(&error)
+                        .map(Answer::Error)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
+    }
+
     /// Closes the upstream: a command's input is closed and it is stopped.
     pub(crate) async fn stop(self) {
         match self {
