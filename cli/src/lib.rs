@@ -171,6 +171,10 @@ enum McpCommand {
         /// Answer a denied call with a tool result marked `isError`, or with a JSON-RPC error
         #[arg(long, value_enum, default_value = "result")]
         deny_as: DenyAsFlag,
+        /// Also pass this MCP method (or a family, `resources/*`) to the upstreams; resources,
+        /// prompts and completion are refused by default, as is anything unknown
+        #[arg(long = "allow-method", value_name = "METHOD")]
+        allow_methods: Vec<String>,
     },
 }
 
@@ -636,6 +640,7 @@ pub fn run(
                     listen,
                     upstreams,
                     deny_as,
+                    allow_methods,
                 }),
             ..
         } => commands::mcp::serve(
@@ -645,6 +650,7 @@ pub fn run(
                 listen,
                 upstreams,
                 deny_as: deny_as.into(),
+                allow_methods,
             },
         ),
         Command::Mcp {

@@ -248,9 +248,22 @@ mod tollgate_gateway_codes {
 /// Starts `tollgate mcp serve` on a free port, in front of server-everything at `everything`
 /// (its Streamable HTTP URL) and server-memory (a command); returns the child and its URL.
 fn serve(dir: &Path, everything: &str) -> (std::process::Child, String) {
+    let bin = root().join("tests/mcp/node_modules/.bin");
+    serve_with(
+        dir,
+        &[
+            "--upstream".to_owned(),
+            format!("everything={everything}"),
+            "--upstream".to_owned(),
+            format!("memory={}", bin.join("mcp-server-memory").display()),
+        ],
+    )
+}
+
+/// Starts `tollgate mcp serve` on a free port with these upstreams and flags.
+fn serve_with(dir: &Path, flags: &[String]) -> (std::process::Child, String) {
     use std::io::BufRead as _;
     let path = |file: &str| dir.join(file).display().to_string();
-    let bin = root().join("tests/mcp/node_modules/.bin");
     let mut child = Command::new(BIN)
         .args([
             "mcp",
@@ -269,11 +282,8 @@ fn serve(dir: &Path, everything: &str) -> (std::process::Child, String) {
             &path("state"),
             "--listen",
             "127.0.0.1:0",
-            "--upstream",
-            &format!("everything={everything}"),
-            "--upstream",
-            &format!("memory={}", bin.join("mcp-server-memory").display()),
         ])
+        .args(flags)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -462,6 +472,137 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
     ]));
     // researcher: 5 + 2 decisions; curator: 4 decisions and a revocation record.
     assert!(verified.contains("ok: 12 records"), "{verified}");
+}
+
+/// One JSON-RPC request POSTed to a Streamable HTTP endpoint (`http://HOST:PORT/mcp`) with a
+/// bearer credential, as a client sends it; the answer's status and JSON body.
+fn post(url: &str, credential: &str, message: &Value) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let address = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap();
+    let body = message.to_string();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nAuthorization: Bearer {credential}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}")),
+    )
+}
+
+/// Over HTTP, what the policy cannot decide (resources, prompts, …) is refused with `-32601`
+/// and the flag that would pass it; `--allow-method` passes exactly the methods it names to the
+/// real server.
+#[test]
+fn http_methods_the_policy_cannot_decide_pass_only_when_allowed() {
+    let _ = peers();
+    let dir = std::env::temp_dir().join(format!("tollgate-mcp-{}-methods", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |file: &str| dir.join(file).display().to_string();
+    for key in ["compiler", "issuer", "gate"] {
+        ok(tollgate(&["keygen", &path(key)]));
+    }
+    ok(tollgate(&[
+        "compile",
+        "examples/mcp-gateway",
+        "-o",
+        &path("policy.tgt"),
+        "--key",
+        &path("compiler.key"),
+    ]));
+    ok(tollgate(&[
+        "issue",
+        "--table",
+        &path("policy.tgt"),
+        "--agent",
+        "researcher",
+        "--ttl",
+        "10m",
+        "--key",
+        &path("issuer.key"),
+        "-o",
+        &path("researcher.cred"),
+    ]));
+    let credential = std::fs::read_to_string(dir.join("researcher.cred")).unwrap();
+    let credential = credential.trim();
+    let everything = format!(
+        "everything={}",
+        root()
+            .join("tests/mcp/node_modules/.bin/mcp-server-everything")
+            .display()
+    );
+    let list = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"resources/list","params":{}});
+    let prompts = serde_json::json!({"jsonrpc":"2.0","id":"p","method":"prompts/list"});
+
+    // By default: refused, with the flag that would pass it; the gateway does not claim the
+    // capability.
+    let (gateway, url) = serve_with(&dir, &["--upstream".to_owned(), everything.clone()]);
+    let (status, refused) = post(&url, credential, &list);
+    let init = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let (_, initialized) = post(&url, credential, &init);
+    stop(gateway);
+    assert_eq!(status, 200);
+    assert_eq!(refused["id"], 1);
+    assert_eq!(refused["error"]["code"], -32601, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`resources/list`"),
+        "{refused}"
+    );
+    assert_eq!(
+        refused["error"]["data"]["help"],
+        "the operator can allow it with `--allow-method resources/list`"
+    );
+    let capabilities = &initialized["result"]["capabilities"];
+    assert!(capabilities.get("resources").is_none(), "{initialized}");
+
+    // Allowed: the real server's resources come back, and one can be read; prompts, not
+    // allowed, are still refused.
+    let (gateway, url) = serve_with(
+        &dir,
+        &[
+            "--upstream".to_owned(),
+            everything,
+            "--allow-method".to_owned(),
+            "resources/*".to_owned(),
+        ],
+    );
+    let (_, listed) = post(&url, credential, &list);
+    let resources = listed["result"]["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(!resources.is_empty(), "{listed}");
+    let uri = resources[0]["uri"].as_str().unwrap();
+    let read =
+        serde_json::json!({"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":uri}});
+    let (_, read) = post(&url, credential, &read);
+    let (_, prompts) = post(&url, credential, &prompts);
+    let (_, initialized) = post(&url, credential, &init);
+    stop(gateway);
+    assert_eq!(read["id"], 2);
+    assert_eq!(read["result"]["contents"][0]["uri"], uri, "{read}");
+    assert_eq!(prompts["id"], "p");
+    assert_eq!(prompts["error"]["code"], -32601, "{prompts}");
+    assert!(
+        initialized["result"]["capabilities"]
+            .get("resources")
+            .is_some(),
+        "{initialized}"
+    );
 }
 
 /// `tollgate import mcp -- COMMAND` asks the live server for its tools and writes the same

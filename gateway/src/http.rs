@@ -16,14 +16,20 @@
 //!   upstream; a denial is an `isError` result with the reason (or a `-32001` error), a tool
 //!   the agent cannot see is `-32602`, and the call that revokes the agent gets `-32002`.
 //!
-//! Resources, prompts, sampling and elicitation are not offered (the gateway's capabilities list
-//! tools only). Protocol versions: 2025-11-25 and 2025-06-18.
+//! A plain `tools/call` is answered without `rmcp`'s typed model (see [`relay`]): decided on the
+//! request's task and relayed to a command upstream as lines, its result as the server wrote it.
+//! Resources, prompts and completion are refused (`-32601`, with the flag that passes them)
+//! unless `--allow-method` passes them; sampling and elicitation are not offered. Protocol
+//! versions: 2025-11-25 and 2025-06-18.
 
 use crate::relay::{
-    decision_meta, explanation, is_revocation, request_line, DenyAs, SESSION_ENDED,
+    decision_meta, explanation, family_allowed, is_revocation, method_allowed, method_refused,
+    request_line, DenyAs, SESSION_ENDED,
 };
+use crate::upstream::{Answer, Client};
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -32,19 +38,18 @@ use rmcp::model::{
     Implementation, InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams,
     ProtocolVersion, ServerCapabilities, Tool,
 };
-use rmcp::service::{RequestContext, RunningService};
+use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{
-    StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService,
-    TokioChildProcess,
-};
-use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceExt};
-use serde_json::Value;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 use tollgate_host::audit_log::AuditStore;
 use tollgate_host::clock::Clock;
 use tollgate_host::gate::Gate;
+use tollgate_host::protocol::parse_strict;
 use tollgate_host::store::StateStore;
 
 /// The protocol versions the HTTP gateway speaks, newest first.
@@ -106,7 +111,7 @@ impl std::str::FromStr for UpstreamSpec {
 
 struct Upstream {
     name: String,
-    client: RunningService<RoleClient, ()>,
+    client: Client,
 }
 
 struct Shared<C, S, A>
@@ -118,6 +123,7 @@ where
     gate: &'static Gate<'static, C, S, A>,
     upstreams: Vec<Upstream>,
     deny_as: DenyAs,
+    allow_methods: Vec<String>,
 }
 
 /// The gateway's MCP server: one per request (stateless), all sharing the gate and the upstreams.
@@ -187,7 +193,7 @@ where
         let visible = self.shared.gate.visible_tools(agent);
         let mut tools = Vec::new();
         for upstream in &self.shared.upstreams {
-            let listed = upstream.client.peer().list_all_tools().await.map_err(|e| {
+            let listed = upstream.client.list_tools().await.map_err(|e| {
                 ErrorData::internal_error(
                     format!("upstream `{}` did not list its tools: {e}", upstream.name),
                     None,
@@ -218,7 +224,18 @@ where
             .iter()
             .map(|u| u.name.as_str())
             .collect();
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+        let allowed = |family| family_allowed(&self.shared.allow_methods, family);
+        let mut capabilities = ServerCapabilities::builder().enable_tools().build();
+        if allowed("resources") {
+            capabilities.resources = Some(Default::default());
+        }
+        if allowed("prompts") {
+            capabilities.prompts = Some(Default::default());
+        }
+        if method_allowed(&self.shared.allow_methods, "completion/complete") {
+            capabilities.completions = Some(Default::default());
+        }
+        InitializeResult::new(capabilities)
             .with_server_info(Implementation::new("tollgate-gateway", env!("CARGO_PKG_VERSION")))
             .with_instructions(format!(
                 "The tools of {} behind a Tollgate policy: every call is decided and audited before it runs; a denial says why.",
@@ -255,43 +272,69 @@ where
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let credential = request_credential(&context)?;
-        let arguments = request.arguments.clone().map(Value::Object);
-        let line = request_line(
-            &credential,
-            Some(request.name.to_string()),
-            arguments.as_ref(),
-        );
-        // Decided and audited: the record is in the log before anything is forwarded.
+        let params = match serde_json::to_value(&request) {
+            Ok(Value::Object(params)) => params,
+            _ => return Err(ErrorData::invalid_params("unreadable `tools/call`", None)),
+        };
+        let result = self.call(&credential, params).await?;
+        serde_json::from_str::<CallToolResult>(result.get())
+            .map(CallToolResponse::Complete)
+            .map_err(|e| ErrorData::internal_error(format!("an unreadable tool result: {e}"), None))
+    }
+}
+
+impl<C, S, A> Handler<C, S, A>
+where
+    C: Clock + Send + Sync + 'static,
+    S: StateStore + Send + 'static,
+    A: AuditStore + Send + 'static,
+{
+    /// A `tools/call` with these params, for the agent of this credential: decided and audited,
+    /// and only when allowed forwarded. The result as JSON (the upstream's as it sent it), or the
+    /// JSON-RPC error to answer with.
+    async fn call(
+        &self,
+        credential: &[u8],
+        mut params: Map<String, Value>,
+    ) -> Result<Box<RawValue>, ErrorData> {
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let line = request_line(credential, name.clone(), params.get("arguments"));
+        let name = name.unwrap_or_default();
+        // Decided and audited: the record is in the log before anything is forwarded. On this
+        // task: a decision takes microseconds, and handing it to a blocking thread
+        // (`block_in_place`) cost more than that (about 45 µs a call, measured); with
+        // `--sync every` the worker waits for the log's fsync.
         let gate = self.shared.gate;
-        let decision = tokio::task::block_in_place(|| gate.decide_request(&line));
-        let target = self.upstream(&request.name);
+        let decision = gate.decide_request(&line);
+        let target = self.upstream(&name);
         if decision.allowed {
             let Some((upstream, tool)) = target else {
                 return Err(ErrorData::invalid_params(
-                    format!("unknown tool: `{}`", request.name),
+                    format!("unknown tool: `{name}`"),
                     None,
                 ));
             };
-            let mut forwarded = request.clone();
-            forwarded.name = Cow::Owned(tool);
+            params.insert("name".to_owned(), Value::String(tool));
             // The server gets the paths the gate decided: their normal form.
-            if let Some(arguments) = forwarded.arguments.as_mut() {
+            if let Some(Value::Object(arguments)) = params.get_mut("arguments") {
                 for (name, normal) in &decision.normalized {
                     arguments.insert(name.clone(), Value::String(normal.clone()));
                 }
             }
-            let result = upstream
-                .client
-                .peer()
-                .call_tool(forwarded)
-                .await
-                .map_err(|e| {
-                    ErrorData::internal_error(
-                        format!("upstream `{}` failed: {e}", upstream.name),
-                        None,
-                    )
-                })?;
-            return Ok(CallToolResponse::Complete(result));
+            let failed = |why: String| {
+                ErrorData::internal_error(
+                    format!("upstream `{}` failed: {why}", upstream.name),
+                    None,
+                )
+            };
+            return match upstream.client.call_tool(&params).await.map_err(failed)? {
+                Answer::Result(result) => Ok(result),
+                Answer::Error(error) => Err(serde_json::from_str::<ErrorData>(error.get())
+                    .unwrap_or_else(|e| failed(format!("an unreadable error: {e}")))),
+            };
         }
         let meta = decision_meta(&decision);
         if is_revocation(&decision) {
@@ -305,13 +348,11 @@ where
                 Some(meta),
             ));
         }
-        let visible = decision.agent_verified
-            && gate
-                .visible_tools(&decision.agent)
-                .contains(&request.name.as_ref());
+        let visible =
+            decision.agent_verified && gate.visible_tools(&decision.agent).contains(&name.as_str());
         if !visible && line.refused.is_none() && decision.agent_verified {
             return Err(ErrorData::invalid_params(
-                format!("unknown tool: `{}`", request.name),
+                format!("unknown tool: `{name}`"),
                 Some(serde_json::json!({ "tollgate/seq": decision.seq })),
             ));
         }
@@ -322,7 +363,9 @@ where
                 if let Value::Object(meta) = meta {
                     result.meta = Some(MetaObject(meta));
                 }
-                Ok(CallToolResponse::Complete(result))
+                serde_json::value::to_raw_value(&result).map_err(|e| {
+                    ErrorData::internal_error(format!("cannot write the denial: {e}"), None)
+                })
             }
             DenyAs::Error => Err(ErrorData::new(
                 ErrorCode(crate::relay::DENIED as i32),
@@ -330,6 +373,248 @@ where
                 Some(meta),
             )),
         }
+    }
+
+    /// A POST the gateway answers itself, without `rmcp`'s typed model: one `tools/call`
+    /// request. `None` for anything else, which `rmcp`'s service handles.
+    async fn relay(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+        let message = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| parse_strict(text).ok());
+        let Some(Value::Object(mut message)) = message else {
+            return None;
+        };
+        let id = message
+            .get("id")
+            .filter(|id| id.is_string() || id.is_i64() || id.is_u64())?
+            .clone();
+        let method = message.get("method").and_then(Value::as_str)?.to_owned();
+        let plain = message.get("jsonrpc").and_then(Value::as_str) == Some("2.0")
+            && !message.contains_key("result")
+            && !message.contains_key("error");
+        let params = match message.remove("params") {
+            Some(Value::Object(params)) => params,
+            None if method != "tools/call" => Map::new(),
+            _ => return None,
+        };
+        // A request that negotiates its protocol version in `_meta` is `rmcp`'s to judge.
+        let negotiates = params
+            .get("_meta")
+            .and_then(Value::as_object)
+            .is_some_and(|meta| {
+                meta.keys()
+                    .any(|key| key.starts_with("io.modelcontextprotocol/"))
+            });
+        if !plain || negotiates {
+            return None;
+        }
+        let answer = match method.as_str() {
+            "tools/call" => self.call(&bearer(headers)?, params).await,
+            // The gateway's own MCP handling: `rmcp`'s service.
+            "initialize" | "ping" | "tools/list" | "logging/setLevel" => return None,
+            _ if method_allowed(&self.shared.allow_methods, &method) => {
+                self.pass(&method, params).await
+            }
+            _ => return Some(json_response(method_refused(&id, &method).into_bytes())),
+        };
+        let mut body = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+        serde_json::to_writer(&mut body, &id).ok()?;
+        match answer {
+            Ok(result) => {
+                body.extend_from_slice(br#","result":"#);
+                body.extend_from_slice(result.get().as_bytes());
+            }
+            Err(error) => {
+                body.extend_from_slice(br#","error":"#);
+                serde_json::to_writer(&mut body, &error).ok()?;
+            }
+        }
+        body.push(b'}');
+        Some(json_response(body))
+    }
+
+    /// A request of a method `--allow-method` lets pass, relayed to the upstream it names: a
+    /// prompt's `NAME.` prefix names its upstream (and is removed); a list (`resources/list`,
+    /// `prompts/list`, …) is every upstream's, page by page, prompts named `NAME.prompt`; any
+    /// other request (`resources/read` of a URI, …) goes to each upstream in turn until one
+    /// answers it with a result.
+    async fn pass(
+        &self,
+        method: &str,
+        mut params: Map<String, Value>,
+    ) -> Result<Box<RawValue>, ErrorData> {
+        let upstreams = &self.shared.upstreams;
+        let failed = |upstream: &Upstream, why: String| {
+            ErrorData::internal_error(format!("upstream `{}` failed: {why}", upstream.name), None)
+        };
+        let as_error = |upstream: &Upstream, error: Box<RawValue>| {
+            serde_json::from_str::<ErrorData>(error.get())
+                .unwrap_or_else(|e| failed(upstream, format!("an unreadable error: {e}")))
+        };
+        let named = params
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|name| self.upstream(name));
+        if let Some((upstream, name)) = named {
+            params.insert("name".to_owned(), Value::String(name));
+            return match upstream
+                .client
+                .request(method, &params)
+                .await
+                .map_err(|why| failed(upstream, why))?
+            {
+                Answer::Result(result) => Ok(result),
+                Answer::Error(error) => Err(as_error(upstream, error)),
+            };
+        }
+        if method.ends_with("/list") {
+            let mut member = None;
+            let mut items = Vec::new();
+            for upstream in upstreams {
+                let mut page = Map::new();
+                loop {
+                    let result = match upstream
+                        .client
+                        .request(method, &page)
+                        .await
+                        .map_err(|why| failed(upstream, why))?
+                    {
+                        Answer::Result(result) => result,
+                        Answer::Error(error) => return Err(as_error(upstream, error)),
+                    };
+                    let Ok(Value::Object(mut result)) = serde_json::from_str(result.get()) else {
+                        return Err(failed(
+                            upstream,
+                            format!("a `{method}` result that is not an object"),
+                        ));
+                    };
+                    let list = result.iter_mut().find(|(_, value)| value.is_array());
+                    if let Some((name, Value::Array(list))) = list {
+                        member.get_or_insert_with(|| name.clone());
+                        for mut item in list.drain(..) {
+                            if method == "prompts/list" {
+                                if let Some(Value::String(prompt)) = item.get_mut("name") {
+                                    *prompt = format!("{}.{prompt}", upstream.name);
+                                }
+                            }
+                            items.push(item);
+                        }
+                    }
+                    match result.get("nextCursor") {
+                        Some(cursor @ Value::String(_)) => {
+                            page.insert("cursor".to_owned(), cursor.clone());
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            let mut result = Map::new();
+            result.insert(
+                member.unwrap_or_else(|| {
+                    method
+                        .trim_end_matches("/list")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("items")
+                        .to_owned()
+                }),
+                Value::Array(items),
+            );
+            return serde_json::value::to_raw_value(&result).map_err(|e| {
+                ErrorData::internal_error(format!("cannot write the list: {e}"), None)
+            });
+        }
+        let mut last = ErrorData::new(
+            ErrorCode(-32601),
+            format!("no upstream answers `{method}`"),
+            None,
+        );
+        for upstream in upstreams {
+            match upstream.client.request(method, &params).await {
+                Ok(Answer::Result(result)) => return Ok(result),
+                Ok(Answer::Error(error)) => last = as_error(upstream, error),
+                Err(why) => last = failed(upstream, why),
+            }
+        }
+        Err(last)
+    }
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether a request is one the gateway may answer without `rmcp`'s service: every check that
+/// service makes before handling a `tools/call` passes on its face (a loopback `Host`, no
+/// `Origin`, both media types accepted, a JSON body, a protocol version the gateway speaks).
+/// Anything less plain goes to the service, which answers it as it would have.
+fn plain(request: &Request) -> bool {
+    let headers = request.headers();
+    let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
+    let host = text(header::HOST)
+        .and_then(|host| host.parse::<axum::http::uri::Authority>().ok())
+        .is_some_and(|host| matches!(host.host(), "localhost" | "127.0.0.1"));
+    let accepts = |wanted: &str| {
+        headers.get_all(header::ACCEPT).iter().any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|entry| entry.trim().eq_ignore_ascii_case(wanted))
+            })
+        })
+    };
+    let json_body = text(header::CONTENT_TYPE).is_some_and(|value| {
+        value
+            .split(';')
+            .next()
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+    });
+    let version = text(header::HeaderName::from_static("mcp-protocol-version"))
+        .is_none_or(|version| VERSIONS.iter().any(|known| known.as_str() == version));
+    request.method() == Method::POST
+        && request.uri().path() == "/mcp"
+        && host
+        && !headers.contains_key(header::ORIGIN)
+        && accepts("application/json")
+        && accepts("text/event-stream")
+        && json_body
+        && version
+}
+
+/// The largest request body the gateway reads (as `rmcp`'s service).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Answers a plain `tools/call` without `rmcp`'s service (see [`Handler::relay`]); hands
+/// everything else on.
+async fn relay<C, S, A>(
+    State(handler): State<Handler<C, S, A>>,
+    request: Request,
+    next: Next,
+) -> Response
+where
+    C: Clock + Send + Sync + 'static,
+    S: StateStore + Send + 'static,
+    A: AuditStore + Send + 'static,
+{
+    if !plain(&request) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a request body of more than {MAX_BODY} bytes\n"),
+        )
+            .into_response();
+    };
+    match handler.relay(&parts.headers, &body).await {
+        Some(response) => response,
+        None => next.run(Request::from_parts(parts, Body::from(body))).await,
     }
 }
 
@@ -379,6 +664,9 @@ pub struct HttpOptions {
     pub listen: std::net::SocketAddr,
     pub upstreams: Vec<UpstreamSpec>,
     pub deny_as: DenyAs,
+    /// Methods passed beyond tools (exact names, or a family as `resources/*`); anything else
+    /// is refused with `-32601`.
+    pub allow_methods: Vec<String>,
 }
 
 /// Starts the upstreams, then serves agents on `options.listen` until `shutdown` resolves; the
@@ -397,25 +685,9 @@ where
     let mut upstreams = Vec::new();
     for spec in &options.upstreams {
         let client = match &spec.target {
-            Target::Command(command) => {
-                let mut process = tokio::process::Command::new("sh");
-                process.arg("-c").arg(format!("exec {command}"));
-                let transport = TokioChildProcess::new(process).map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("cannot start upstream `{}`: {e}", spec.name),
-                    )
-                })?;
-                ().serve(transport).await
-            }
-            Target::Url(url) => {
-                let transport = StreamableHttpClientTransport::from_uri(url.as_str());
-                ().serve(transport).await
-            }
-        }
-        .map_err(|e| {
-            std::io::Error::other(format!("upstream `{}` did not initialize: {e}", spec.name))
-        })?;
+            Target::Command(command) => Client::command(&spec.name, command).await?,
+            Target::Url(url) => Client::url(&spec.name, url).await?,
+        };
         upstreams.push(Upstream {
             name: spec.name.clone(),
             client,
@@ -425,6 +697,7 @@ where
         gate,
         upstreams,
         deny_as: options.deny_as,
+        allow_methods: options.allow_methods,
     });
     let handler = Handler {
         shared: Arc::clone(&shared),
@@ -444,6 +717,12 @@ where
     );
     let router = axum::Router::new()
         .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(
+            Handler {
+                shared: Arc::clone(&shared),
+            },
+            relay::<C, S, A>,
+        ))
         .layer(axum::middleware::from_fn_with_state(gate, admit::<C, S, A>));
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     ready(listener.local_addr()?);
@@ -457,7 +736,7 @@ where
         .await?;
     if let Ok(shared) = Arc::try_unwrap(shared) {
         for upstream in shared.upstreams {
-            let _ = upstream.client.cancel().await;
+            upstream.client.stop().await;
         }
     }
     Ok(())

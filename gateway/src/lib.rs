@@ -13,5 +13,6 @@
 pub mod http;
 pub mod relay;
 pub mod stdio;
+mod upstream;
 
 pub use relay::{Action, DenyAs, Ending, Options, Relay};

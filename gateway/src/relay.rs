@@ -255,23 +255,11 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
     }
 
     fn allowed(&self, method: &str) -> bool {
-        let method = method.strip_prefix("notifications/").unwrap_or(method);
-        self.options.allow_methods.iter().any(|allowed| {
-            allowed == method
-                || allowed.strip_suffix("/*").is_some_and(|family| {
-                    method
-                        .strip_prefix(family)
-                        .is_some_and(|rest| rest.starts_with('/'))
-                })
-        })
+        method_allowed(&self.options.allow_methods, method)
     }
 
     fn family_allowed(&self, family: &str) -> bool {
-        self.options.allow_methods.iter().any(|allowed| {
-            allowed
-                .strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('/'))
-        })
+        family_allowed(&self.options.allow_methods, family)
     }
 
     /// A message from the client (one line, without its newline).
@@ -340,14 +328,7 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
             _ if self.allowed(method) => self.forward(id, Pending::Other, line),
             _ => vec![
                 Action::Log(format!("refused the client's `{method}` request")),
-                Action::ToClient(error(
-                    id,
-                    METHOD_NOT_FOUND,
-                    &format!("method `{method}` is not available through the tollgate gateway"),
-                    Some(
-                        json!({ "help": format!("the operator can allow it with `--allow-method {method}`") }),
-                    ),
-                )),
+                Action::ToClient(method_refused(id, method)),
             ],
         }
     }
@@ -733,6 +714,43 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
             .map(|id| Action::ToClient(error(&id, SESSION_ENDED, why, None)))
             .collect()
     }
+}
+
+/// Whether `--allow-method` lets this method (or notification) pass: by its exact name, or by
+/// its family (`resources/*`).
+pub(crate) fn method_allowed(allow_methods: &[String], method: &str) -> bool {
+    let method = method.strip_prefix("notifications/").unwrap_or(method);
+    allow_methods.iter().any(|allowed| {
+        allowed == method
+            || allowed.strip_suffix("/*").is_some_and(|family| {
+                method
+                    .strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+    })
+}
+
+/// Whether `--allow-method` lets some method of this family pass (`resources` for
+/// `resources/read`).
+pub(crate) fn family_allowed(allow_methods: &[String], family: &str) -> bool {
+    allow_methods.iter().any(|allowed| {
+        allowed
+            .strip_prefix(family)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// The answer to a client's request for a method the gateway does not pass: `-32601`, with the
+/// flag that would let it pass.
+pub(crate) fn method_refused(id: &Value, method: &str) -> String {
+    error(
+        id,
+        METHOD_NOT_FOUND,
+        &format!("method `{method}` is not available through the tollgate gateway"),
+        Some(
+            json!({ "help": format!("the operator can allow it with `--allow-method {method}`") }),
+        ),
+    )
 }
 
 /// A denial in words, for the model to read: the reason, the rule, the detail, the audit record.
