@@ -274,10 +274,10 @@ where
             };
             let mut forwarded = request.clone();
             forwarded.name = Cow::Owned(tool);
-            // The server gets the paths the gate decided: their normal form.
+            // The server gets the paths the gate decided: their normal form (a list whole).
             if let Some(arguments) = forwarded.arguments.as_mut() {
-                for (name, normal) in &decision.normalized {
-                    arguments.insert(name.clone(), Value::String(normal.clone()));
+                for (name, decided) in &decision.normalized {
+                    arguments.insert(name.clone(), decided.clone());
                 }
             }
             let result = upstream
