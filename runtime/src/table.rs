@@ -171,6 +171,11 @@ pub struct ArgSchema<'a, 't> {
 }
 
 impl<'a, 't> ArgSchema<'a, 't> {
+    /// The ARGS records a list (its element) or an object (its fields) points to.
+    pub fn children(&self) -> core::ops::Range<usize> {
+        self.variants_start..self.variants_start.saturating_add(self.variants_count)
+    }
+
     /// A list argument's element schema (`None` for every other kind).
     pub fn element(&self) -> Option<ArgSchema<'a, 't>> {
         if self.kind != format::arg::LIST {
@@ -458,6 +463,15 @@ impl<'a> Table<'a> {
             return None;
         }
         self.schema_at(start.checked_add(slot)?)
+    }
+
+    /// The ARGS record at `index` — a tool's argument, or a list's element or an object's field
+    /// ([`ArgSchema::children`]) — with its name.
+    pub fn arg_record(&self, index: usize) -> Option<(&'a [u8], ArgSchema<'a, '_>)> {
+        Some((
+            self.ref_at(self.record(section::ARGS, index)?)?,
+            self.schema_at(index)?,
+        ))
     }
 
     /// The schema in ARGS record `index`.
@@ -874,7 +888,7 @@ impl<'a> Table<'a> {
     }
 
     /// An ARGS record's kind, flags and `variants_start`, `variants_count`.
-    fn arg_record(&self, index: usize) -> Option<(u8, u8, usize, usize)> {
+    fn arg_shape(&self, index: usize) -> Option<(u8, u8, usize, usize)> {
         let at = self.record(section::ARGS, index)?;
         Some((
             self.bytes.u8(at + format::field::arg::KIND)?,
@@ -900,7 +914,7 @@ impl<'a> Table<'a> {
             if index < top_end {
                 return Err(invalid); // inside some tool's own arguments
             }
-            let (kind, flags, start, count) = self.arg_record(index).ok_or(bounds)?;
+            let (kind, flags, start, count) = self.arg_shape(index).ok_or(bounds)?;
             if flags & format::arg_flag::OPTIONAL != 0 {
                 return Err(invalid);
             }
@@ -909,7 +923,7 @@ impl<'a> Table<'a> {
         for tool in 0..tools {
             let (start, count) = self.tool_args(tool).ok_or(bounds)?;
             for index in start..start + count {
-                let (kind, _, element, _) = self.arg_record(index).ok_or(bounds)?;
+                let (kind, _, element, _) = self.arg_shape(index).ok_or(bounds)?;
                 match kind {
                     format::arg::LIST => {}
                     format::arg::OBJECT => return Err(invalid),
