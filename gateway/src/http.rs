@@ -318,10 +318,10 @@ where
                 ));
             };
             params.insert("name".to_owned(), Value::String(tool));
-            // The server gets the paths the gate decided: their normal form.
+            // The server gets the paths the gate decided: their normal form (a list whole).
             if let Some(Value::Object(arguments)) = params.get_mut("arguments") {
-                for (name, normal) in &decision.normalized {
-                    arguments.insert(name.clone(), Value::String(normal.clone()));
+                for (name, decided) in &decision.normalized {
+                    arguments.insert(name.clone(), decided.clone());
                 }
             }
             let failed = |why: String| {

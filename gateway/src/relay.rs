@@ -187,17 +187,20 @@ pub(crate) fn is_revocation(decision: &DecisionLine) -> bool {
         )
 }
 
-/// An argument as the gate reads it, or what kind of value it is when the language cannot
-/// decide it.
-fn argument(value: &Value) -> Result<Arg, &'static str> {
-    match value {
-        Value::Bool(b) => Ok(Arg::Bool(*b)),
-        Value::String(s) => Ok(Arg::Str(s.clone())),
-        Value::Number(n) => Ok(Arg::number(n)),
-        Value::Null => Err("null"),
-        Value::Array(_) => Err("a list"),
-        Value::Object(_) => Err("an object"),
+/// Whether an argument is, or holds, a number with a fraction (which is forwarded as decided).
+fn holds_decimal(arg: &Arg) -> bool {
+    match arg {
+        Arg::Decimal(_) => true,
+        Arg::List(items) => items.iter().any(holds_decimal),
+        Arg::Object(fields) => fields.iter().any(|(_, field)| holds_decimal(field)),
+        _ => false,
     }
+}
+
+/// An argument as the gate reads it (scalars, lists of scalars, lists of objects of scalars:
+/// the host's one nesting rule), or why the language cannot decide it.
+fn argument(value: &Value) -> Result<Arg, String> {
+    tollgate_host::protocol::arg_from_json(value)
 }
 
 /// Whether a protocol version is date-shaped and newer than every version the gateway speaks.
@@ -402,11 +405,7 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
         // Decided and audited: the record is in the log before anything is forwarded.
         let decision = self.gate.decide_request(&request);
         if decision.allowed {
-            if decision.normalized.is_empty()
-                && !request
-                    .args
-                    .iter()
-                    .any(|(_, a)| matches!(a, Arg::Decimal(_)))
+            if decision.normalized.is_empty() && !request.args.iter().any(|(_, a)| holds_decimal(a))
             {
                 return self.forward(id, Pending::Other, line);
             }
@@ -419,8 +418,10 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
                 .and_then(|p| p.get_mut("arguments"))
                 .and_then(Value::as_object_mut)
             {
-                for (name, normal) in &decision.normalized {
-                    arguments.insert(name.clone(), Value::String(normal.clone()));
+                // A path as a string; a list whole, its paths (and its objects' path fields)
+                // in normal form.
+                for (name, decided) in &decision.normalized {
+                    arguments.insert(name.clone(), decided.clone());
                 }
             }
             let text = Value::Object(rewritten).to_string();
@@ -815,11 +816,9 @@ pub(crate) fn request_line(
             for (name, value) in arguments {
                 match argument(value) {
                     Ok(arg) => request.args.push((name.clone(), arg)),
-                    Err(kind) => {
-                        request.refused = Some((
-                            Reason::Malformed,
-                            format!("argument `{name}` is {kind}: the policy decides strings, numbers and booleans"),
-                        ));
+                    Err(why) => {
+                        request.refused =
+                            Some((Reason::Malformed, format!("argument `{name}` {why}")));
                         break;
                     }
                 }

@@ -370,19 +370,36 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         // Path arguments are decided, and forwarded, in normal form (one that climbs above its
         // root has none: it reaches the gate as sent, which refuses it).
         let normalized = self.normalize_paths(request);
+        let decided = |arg| decided_arg(arg, &normalized);
+        // Lists and objects: their elements and fields, built bottom-up before the arguments
+        // borrow them (nothing is built for a call without lists).
+        let nested = request.args.iter().any(|(_, a)| matches!(a, Arg::List(_)));
+        let fields = match nested {
+            true => protocol::object_fields(request.args.iter().map(decided)),
+            false => Vec::new(),
+        };
+        let elements = match nested {
+            true => protocol::list_elements(request.args.iter().map(decided), &fields),
+            false => Vec::new(),
+        };
+        let mut used = 0usize;
         // The arguments in the runtime's form, on the stack for any call the gate can allow.
         let mut on_stack = [("", ArgValue::Bool(false)); ARGS_ON_STACK];
         let spilled: Vec<(&str, ArgValue<'_>)>;
         let args: &[(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
-            for (slot, (name, value)) in on_stack.iter_mut().zip(&request.args) {
-                *slot = (name.as_str(), decided_value(name, value, &normalized));
+            for (slot, arg) in on_stack.iter_mut().zip(&request.args) {
+                let value = protocol::argument_value(decided(arg), &elements, &mut used);
+                *slot = (arg.0.as_str(), value);
             }
             on_stack.get(..request.args.len()).unwrap_or(&[])
         } else {
             spilled = request
                 .args
                 .iter()
-                .map(|(name, value)| (name.as_str(), decided_value(name, value, &normalized)))
+                .map(|arg| {
+                    let value = protocol::argument_value(decided(arg), &elements, &mut used);
+                    (arg.0.as_str(), value)
+                })
                 .collect();
             &spilled
         };
@@ -492,30 +509,84 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             revoked_agent: decision.revoked_agent,
             seq,
             detail: request.refused.as_ref().map(|(_, detail)| detail.clone()),
-            normalized,
+            normalized: normalized
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_json()))
+                .collect(),
         }
     }
 
-    /// The normal form of each `path` argument of the request that is not already in it (and
-    /// has one): what the gate decides and what must be forwarded instead of what was sent.
-    fn normalize_paths(&self, request: &RequestLine) -> Vec<(String, String)> {
+    /// The decided form of each argument of the request that holds a `path` not in normal form
+    /// (and has one): a path argument's normal form; a list of paths, or of objects with path
+    /// fields, whole, with each such path in normal form. What the gate decides, and what must
+    /// be forwarded instead of what was sent.
+    fn normalize_paths(&self, request: &RequestLine) -> Vec<(String, Arg)> {
         let mut normalized = Vec::new();
         let Some(tool) = self.table.find_tool(request.tool.as_bytes()) else {
             return normalized;
         };
         for (name, value) in &request.args {
-            let Arg::Str(text) = value else { continue };
-            if tollgate_runtime::path::is_normal(text)
-                || self.table.arg_kind(tool, name.as_bytes()) != Some(format::arg::PATH)
-            {
-                continue;
-            }
-            let mut buffer = vec![0u8; text.len().max(1)];
-            if let Some(normal) = tollgate_runtime::path::normalize(text, &mut buffer) {
-                normalized.push((name.clone(), normal.to_owned()));
+            let decided = match value {
+                Arg::Str(text) => {
+                    if tollgate_runtime::path::is_normal(text)
+                        || self.table.arg_kind(tool, name.as_bytes()) != Some(format::arg::PATH)
+                    {
+                        continue;
+                    }
+                    normal_path(text).map(Arg::Str)
+                }
+                Arg::List(items) => self.normalize_list(tool, name, items),
+                _ => None,
+            };
+            if let Some(decided) = decided {
+                normalized.push((name.clone(), decided));
             }
         }
         normalized
+    }
+
+    /// A list argument with its `path` elements, or its objects' `path` fields, in normal form;
+    /// `None` when every one already is (or the argument is no such list).
+    fn normalize_list(&self, tool: usize, name: &str, items: &[Arg]) -> Option<Arg> {
+        let slot = (0..self.table.arg_count(tool)?)
+            .find(|&slot| self.table.arg_name(tool, slot) == Some(name.as_bytes()))?;
+        let element = self.table.arg_schema(tool, slot)?.element()?;
+        let path_fields: Vec<&[u8]> = element
+            .fields()
+            .filter(|(_, field)| field.kind == format::arg::PATH)
+            .map(|(field_name, _)| field_name)
+            .collect();
+        let is_path = element.kind == format::arg::PATH;
+        if !is_path && path_fields.is_empty() {
+            return None;
+        }
+        let mut changed = false;
+        let mut decide = |value: &Arg, path: bool| match value {
+            Arg::Str(text) if path => match normal_path(text) {
+                Some(normal) => {
+                    changed = true;
+                    Arg::Str(normal)
+                }
+                None => value.clone(),
+            },
+            other => other.clone(),
+        };
+        let decided: Vec<Arg> = items
+            .iter()
+            .map(|item| match item {
+                Arg::Object(fields) => Arg::Object(
+                    fields
+                        .iter()
+                        .map(|(field, value)| {
+                            let path = path_fields.contains(&field.as_bytes());
+                            (field.clone(), decide(value, path))
+                        })
+                        .collect(),
+                ),
+                scalar => decide(scalar, is_path),
+            })
+            .collect();
+        changed.then_some(Arg::List(decided))
     }
 
     /// Stages a decision's entries (its state changes, record(s) and a due checkpoint) for the
@@ -778,17 +849,23 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
     }
 }
 
-/// An argument as the gate decides it: its normal form when it is a path that had to be
-/// normalized, else as sent.
-fn decided_value<'a>(
-    name: &str,
-    value: &'a Arg,
-    normalized: &'a [(String, String)],
-) -> ArgValue<'a> {
+/// An argument as the gate decides it: the value normalized for it (a path argument, or a list
+/// with paths), else as sent.
+fn decided_arg<'a>((name, value): &'a (String, Arg), normalized: &'a [(String, Arg)]) -> &'a Arg {
     normalized
         .iter()
         .find(|(n, _)| n == name)
-        .map_or_else(|| value.as_value(), |(_, normal)| ArgValue::Str(normal))
+        .map_or(value, |(_, decided)| decided)
+}
+
+/// The normal form of a path that is not in it; `None` when it already is, or has none (it
+/// climbs above its root: the gate refuses it as sent).
+fn normal_path(text: &str) -> Option<String> {
+    if tollgate_runtime::path::is_normal(text) {
+        return None;
+    }
+    let mut buffer = vec![0u8; text.len().max(1)];
+    tollgate_runtime::path::normalize(text, &mut buffer).map(str::to_owned)
 }
 
 fn denial(reason: Reason) -> Decision {

@@ -1,7 +1,8 @@
 //! The JSON-lines protocol, defined once.
 //!
-//! A request line is a JSON object: `credential` (base64), `tool`, `args` (an object of integers,
-//! strings and booleans) and an optional `id`, echoed in the decision line. That is the agent's
+//! A request line is a JSON object: `credential` (base64), `tool`, `args` (an object of numbers,
+//! strings, booleans and lists of those or of objects of those; see [`arg_from_json`]) and an
+//! optional `id`, echoed in the decision line. That is the agent's
 //! intent and nothing else: a line that carries `agent`, `via`, `context`, `env` or `time` is
 //! refused ([`Reason::UntrustedField`]), because identity and chain come from the credential and
 //! time and environment from the host. Duplicate keys at any depth, a line that is not UTF-8 or
@@ -12,8 +13,10 @@
 //! `rule` (its id) and `rule_label` (its label), `revoked_agent`, `seq` (the audit record's
 //! sequence number), and `id`, `via` (the attested chain), `agent_verified: false` (a refused
 //! credential's claim), `detail`, and `normalized` where they apply. `normalized` maps each
-//! `path` argument that was not in normal form to the normal form the gate decided: whoever
-//! forwards an allowed call forwards those values, never the ones sent.
+//! argument that held a `path` not in normal form to the value the gate decided: a path argument
+//! to its normal form (a string), a list argument to the whole list with every `path` element
+//! (and every `path` field of its objects) in normal form. Whoever forwards an allowed call
+//! forwards those values, never the ones sent.
 
 use base64::Engine as _;
 use serde::de::DeserializeSeed as _;
@@ -134,15 +137,41 @@ pub enum Arg {
     /// number to) or an integer past `i64`. A decimal argument reads it exactly; an integer
     /// argument refuses it.
     Decimal(String),
+    /// A JSON array: of scalars, or of objects of scalars (never deeper).
+    List(Vec<Arg>),
+    /// A JSON object of scalars, each name once: only as a list's element.
+    Object(Vec<(String, Arg)>),
 }
 
 impl Arg {
+    /// A scalar in the runtime's form. A list or an object needs slices built for it (see
+    /// [`object_fields`]); here it is an empty one.
     pub fn as_value(&self) -> ArgValue<'_> {
         match self {
             Arg::Int(v) => ArgValue::Int(*v),
             Arg::Bool(v) => ArgValue::Bool(*v),
             Arg::Str(v) => ArgValue::Str(v),
             Arg::Decimal(v) => ArgValue::Decimal(v),
+            Arg::List(_) => ArgValue::List(&[]),
+            Arg::Object(_) => ArgValue::Object(&[]),
+        }
+    }
+
+    /// The JSON value this argument reads as (a decimal as the number its text spells).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Arg::Int(v) => (*v).into(),
+            Arg::Bool(v) => (*v).into(),
+            Arg::Str(v) => v.as_str().into(),
+            Arg::Decimal(v) => v
+                .parse::<serde_json::Number>()
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Arg::List(items) => items.iter().map(Arg::to_json).collect(),
+            Arg::Object(fields) => fields
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
         }
     }
 
@@ -152,6 +181,129 @@ impl Arg {
             Some(v) => Arg::Int(v),
             None => Arg::Decimal(number.to_string()),
         }
+    }
+}
+
+/// Where an argument value sits: the nesting the gate decides is an argument that is a scalar
+/// or a list, a list's element that is a scalar or an object, an object's field that is a
+/// scalar. Anything deeper, an object outside a list and `null` anywhere are malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Argument,
+    Element,
+    Field,
+}
+
+/// A JSON value as an argument, under the nesting rule of [`Level`]; the error completes
+/// "argument `name` …" (one rule for the host's lines and the gateway's `tools/call`s).
+pub fn arg_from_json(value: &serde_json::Value) -> Result<Arg, String> {
+    arg_at(value, Level::Argument)
+}
+
+fn arg_at(value: &serde_json::Value, level: Level) -> Result<Arg, String> {
+    use serde_json::Value;
+    match (value, level) {
+        (Value::Bool(b), _) => Ok(Arg::Bool(*b)),
+        (Value::String(s), _) => Ok(Arg::Str(s.clone())),
+        (Value::Number(n), _) => Ok(Arg::number(n)),
+        (Value::Null, Level::Argument) => {
+            Err("is `null`, but arguments are numbers, strings, booleans or lists".to_owned())
+        }
+        (Value::Array(items), Level::Argument) => {
+            let mut list = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                list.push(
+                    arg_at(item, Level::Element).map_err(|why| format!("element {index} {why}"))?,
+                );
+            }
+            Ok(Arg::List(list))
+        }
+        (Value::Object(_), Level::Argument) => {
+            Err("is an object, but only a list's elements may be objects".to_owned())
+        }
+        (Value::Object(object), Level::Element) => {
+            let mut fields = Vec::with_capacity(object.len());
+            for (name, field) in object {
+                let field =
+                    arg_at(field, Level::Field).map_err(|why| format!("field `{name}` {why}"))?;
+                fields.push((name.clone(), field));
+            }
+            Ok(Arg::Object(fields))
+        }
+        (Value::Null, _) => Err(
+            "is `null`, but elements and fields are numbers, strings, booleans or objects of those"
+                .to_owned(),
+        ),
+        (Value::Array(_), _) => {
+            Err("is a list, but a list's elements are scalars or objects of scalars".to_owned())
+        }
+        (Value::Object(_), Level::Field) => {
+            Err("is an object, but an object's fields are numbers, strings or booleans".to_owned())
+        }
+    }
+}
+
+/// The fields of every object element of every list among `args`, in order: the first of the
+/// three levels of a call's arguments in the runtime's form. Each level is built in full before
+/// the next borrows it ([`list_elements`], then [`argument_value`]), so no slice moves and
+/// nothing outlives the call.
+pub fn object_fields<'a>(args: impl Iterator<Item = &'a Arg>) -> Vec<(&'a str, ArgValue<'a>)> {
+    let mut fields = Vec::new();
+    for arg in args {
+        let Arg::List(items) = arg else { continue };
+        for item in items {
+            if let Arg::Object(object) = item {
+                fields.extend(
+                    object
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_value())),
+                );
+            }
+        }
+    }
+    fields
+}
+
+/// The elements of every list among `args`, in order, objects borrowing `fields` (from
+/// [`object_fields`] over the same arguments).
+pub fn list_elements<'a>(
+    args: impl Iterator<Item = &'a Arg>,
+    fields: &'a [(&'a str, ArgValue<'a>)],
+) -> Vec<ArgValue<'a>> {
+    let mut elements = Vec::new();
+    let mut used = 0usize;
+    for arg in args {
+        let Arg::List(items) = arg else { continue };
+        for item in items {
+            elements.push(match item {
+                Arg::Object(object) => {
+                    let end = used + object.len();
+                    let value = ArgValue::Object(fields.get(used..end).unwrap_or(&[]));
+                    used = end;
+                    value
+                }
+                scalar => scalar.as_value(),
+            });
+        }
+    }
+    elements
+}
+
+/// An argument in the runtime's form; a list borrows its elements from `elements` (from
+/// [`list_elements`] over the same arguments, in the same order), starting at `*used`.
+pub fn argument_value<'a>(
+    arg: &'a Arg,
+    elements: &'a [ArgValue<'a>],
+    used: &mut usize,
+) -> ArgValue<'a> {
+    match arg {
+        Arg::List(items) => {
+            let end = *used + items.len();
+            let value = ArgValue::List(elements.get(*used..end).unwrap_or(&[]));
+            *used = end;
+            value
+        }
+        scalar => scalar.as_value(),
     }
 }
 
@@ -174,14 +326,6 @@ impl RequestLine {
             refused: Some((reason, detail)),
             ..RequestLine::default()
         }
-    }
-
-    /// The arguments in the runtime's form.
-    pub fn arg_values(&self) -> Vec<(&str, ArgValue<'_>)> {
-        self.args
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_value()))
-            .collect()
     }
 }
 
@@ -253,8 +397,8 @@ impl<'de> serde::Deserialize<'de> for WireArgs {
                     if args.iter().any(|(n, _)| *n == name) {
                         return Err(serde::de::Error::custom(format!("duplicate key `{name}`")));
                     }
-                    let value = map.next_value::<WireArg>()?;
-                    args.push((name, value.0));
+                    let value = map.next_value_seed(WireArg(Level::Argument))?;
+                    args.push((name, value));
                 }
                 Ok(WireArgs(args))
             }
@@ -263,38 +407,67 @@ impl<'de> serde::Deserialize<'de> for WireArgs {
     }
 }
 
-struct WireArg(Arg);
+/// One value at a [`Level`], read straight into an [`Arg`]: lists only as arguments, objects
+/// only as elements (each field name once), never `null`. Anything else fails, and the slow path
+/// then words the refusal.
+struct WireArg(Level);
 
-impl<'de> serde::Deserialize<'de> for WireArg {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = WireArg;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a number, a string or a boolean")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<WireArg, E> {
-                Ok(WireArg(Arg::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<WireArg, E> {
-                Ok(WireArg(Arg::Int(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<WireArg, E> {
-                Ok(WireArg(Arg::number(&v.into())))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WireArg, E> {
-                serde_json::Number::from_f64(v)
-                    .map(|n| WireArg(Arg::number(&n)))
-                    .ok_or_else(|| E::custom("not a finite number"))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<WireArg, E> {
-                Ok(WireArg(Arg::Str(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<WireArg, E> {
-                Ok(WireArg(Arg::Str(v)))
-            }
+impl<'de> serde::de::DeserializeSeed<'de> for WireArg {
+    type Value = Arg;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Arg, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WireArg {
+    type Value = Arg;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number, a string, a boolean, or a list of those or of objects of those")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Arg, E> {
+        Ok(Arg::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Arg, E> {
+        Ok(Arg::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Arg, E> {
+        Ok(Arg::number(&v.into()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Arg, E> {
+        serde_json::Number::from_f64(v)
+            .map(|n| Arg::number(&n))
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Arg, E> {
+        Ok(Arg::Str(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Arg, E> {
+        Ok(Arg::Str(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Arg, A::Error> {
+        if self.0 != Level::Argument {
+            return Err(serde::de::Error::custom("a list below an argument"));
         }
-        deserializer.deserialize_any(Visitor)
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(WireArg(Level::Element))? {
+            items.push(item);
+        }
+        Ok(Arg::List(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Arg, A::Error> {
+        if self.0 != Level::Element {
+            return Err(serde::de::Error::custom("an object outside a list"));
+        }
+        let mut fields: Vec<(String, Arg)> = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if fields.iter().any(|(n, _)| *n == name) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{name}`")));
+            }
+            let value = map.next_value_seed(WireArg(Level::Field))?;
+            fields.push((name, value));
+        }
+        Ok(Arg::Object(fields))
     }
 }
 
@@ -430,18 +603,13 @@ fn read_request_slowly(bytes: &[u8]) -> RequestLine {
         None => {}
         Some(serde_json::Value::Object(given)) => {
             for (name, value) in given {
-                let arg = match value {
-                    serde_json::Value::Bool(b) => Arg::Bool(b),
-                    serde_json::Value::String(s) => Arg::Str(s),
-                    serde_json::Value::Number(n) => Arg::number(&n),
-                    other => {
-                        let detail = format!(
-                            "argument `{name}` is `{other}`, but arguments are numbers, strings or booleans"
-                        );
+                match arg_from_json(&value) {
+                    Ok(arg) => line.args.push((name, arg)),
+                    Err(why) => {
+                        let detail = format!("argument `{name}` {why}");
                         return refuse(line, Reason::Malformed, detail);
                     }
-                };
-                line.args.push((name, arg));
+                }
             }
         }
         Some(_) => {
@@ -473,9 +641,10 @@ pub struct DecisionLine {
     /// The decision's audit record sequence number.
     pub seq: Option<u64>,
     pub detail: Option<String>,
-    /// `path` arguments that were not in normal form, with the normal form the gate decided:
-    /// whoever forwards the call forwards these values instead of those sent.
-    pub normalized: Vec<(String, String)>,
+    /// Arguments that held a `path` not in normal form, with the value the gate decided (a
+    /// path's normal form as a string; a list whole, its paths in normal form): whoever
+    /// forwards the call forwards these values instead of those sent.
+    pub normalized: Vec<(String, serde_json::Value)>,
 }
 
 impl DecisionLine {
@@ -510,7 +679,7 @@ impl DecisionLine {
             #[serde(skip_serializing_if = "Option::is_none")]
             detail: Option<&'l str>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-            normalized: BTreeMap<&'l str, &'l str>,
+            normalized: BTreeMap<&'l str, &'l serde_json::Value>,
         }
         let line = Line {
             agent: &self.agent,
@@ -528,7 +697,7 @@ impl DecisionLine {
             normalized: self
                 .normalized
                 .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .map(|(name, value)| (name.as_str(), value))
                 .collect(),
         };
         serde_json::to_writer(out, &line).map_err(std::io::Error::from)
@@ -617,6 +786,13 @@ mod tests {
             r#"{"tool":"t.x","args":{"f":1.5e2,"g":-0.0,"h":1e400}}"#,
             r#"{"tool":"t.x","args":{"f":100.000000000000000001}}"#,
             r#"{"tool":"t.x","args":{"o":{}}}"#,
+            r#"{"tool":"t.x","args":{"l":[1,"a",true,1.5,{"k":"v","n":2}],"m":[]}}"#,
+            r#"{"tool":"t.x","args":{"l":[{"k":1,"k":2}]}}"#,
+            r#"{"tool":"t.x","args":{"l":[[1]]}}"#,
+            r#"{"tool":"t.x","args":{"l":[{"k":[1]}]}}"#,
+            r#"{"tool":"t.x","args":{"l":[{"k":{}}]}}"#,
+            r#"{"tool":"t.x","args":{"l":[null]}}"#,
+            r#"{"tool":"t.x","args":{"l":[{"k":null}]}}"#,
             r#"{"tool":"t.x","extra":1}"#,
             r#"{"tool":null}"#,
         ];
@@ -646,6 +822,61 @@ mod tests {
             ]
         );
         assert_eq!(read.refused, None);
+    }
+
+    #[test]
+    fn lists_of_scalars_and_of_objects_of_scalars_are_read_and_nothing_deeper() {
+        let read = read_request(br#"{"tool":"t","args":{"l":[1,"a",{"k":"v","n":2.5}],"e":[]}}"#);
+        assert_eq!(read.refused, None);
+        assert_eq!(
+            read.args,
+            vec![
+                (
+                    "l".to_owned(),
+                    Arg::List(vec![
+                        Arg::Int(1),
+                        Arg::Str("a".to_owned()),
+                        Arg::Object(vec![
+                            ("k".to_owned(), Arg::Str("v".to_owned())),
+                            ("n".to_owned(), Arg::Decimal("2.5".to_owned())),
+                        ]),
+                    ])
+                ),
+                ("e".to_owned(), Arg::List(Vec::new())),
+            ]
+        );
+        for (line, says) in [
+            (
+                r#"{"tool":"t","args":{"l":[[1]]}}"#,
+                "argument `l` element 0 is a list",
+            ),
+            (
+                r#"{"tool":"t","args":{"o":{"k":1}}}"#,
+                "argument `o` is an object",
+            ),
+            (
+                r#"{"tool":"t","args":{"l":[1,null]}}"#,
+                "argument `l` element 1 is `null`",
+            ),
+            (
+                r#"{"tool":"t","args":{"l":[{"k":[]}]}}"#,
+                "argument `l` element 0 field `k` is a list",
+            ),
+            (
+                r#"{"tool":"t","args":{"l":[{"k":1,"k":1}]}}"#,
+                "duplicate key `k`",
+            ),
+        ] {
+            let (reason, detail) = read_request(line.as_bytes()).refused.unwrap();
+            assert_eq!(reason, Reason::Malformed, "{line}");
+            assert!(detail.contains(says), "{line}: {detail}");
+        }
+    }
+
+    #[test]
+    fn a_list_reads_back_as_the_json_it_came_from() {
+        let value = json!([1, "a", true, 1.5, {"k": "v", "n": -2}]);
+        assert_eq!(arg_from_json(&value).unwrap().to_json(), value);
     }
 
     #[test]

@@ -233,7 +233,10 @@ pub fn chain_digest(chain: &[&str]) -> Hash {
     hasher.finalize().into()
 }
 
-/// SHA-256 over the arguments in name order: name length, name, type tag, value.
+/// SHA-256 over the arguments in name order: name length, name, type tag, value. A list is a
+/// tag, its length and its elements; an object a tag, its field count and its fields (name
+/// length, name, value) in the order given. The arguments are unvalidated input, so nesting is
+/// hashed to [`MAX_DIGEST_DEPTH`] levels and deeper values as a marker (the stack stays bounded).
 pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
     let mut hasher = Sha256::new();
     let mut last: Option<&str> = None;
@@ -246,27 +249,53 @@ pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
         let Some((name, value)) = next else { break };
         hasher.update((name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
-        match value {
-            ArgValue::Int(v) => {
-                hasher.update([1]);
-                hasher.update(v.to_le_bytes());
-            }
-            ArgValue::Bool(v) => hasher.update([2, u8::from(*v)]),
-            ArgValue::Str(v) => {
-                hasher.update([3]);
-                hasher.update((v.len() as u64).to_le_bytes());
-                hasher.update(v.as_bytes());
-            }
-            // The number as the request wrote it.
-            ArgValue::Decimal(v) => {
-                hasher.update([6]);
-                hasher.update((v.len() as u64).to_le_bytes());
-                hasher.update(v.as_bytes());
-            }
-        }
+        hash_value(&mut hasher, value, 0);
         last = Some(name);
     }
     hasher.finalize().into()
+}
+
+/// How deep [`args_digest`] hashes nested lists and objects (a top-level argument is level 0).
+pub const MAX_DIGEST_DEPTH: usize = 4;
+
+fn hash_value(hasher: &mut Sha256, value: &ArgValue<'_>, depth: usize) {
+    match value {
+        ArgValue::Int(v) => {
+            hasher.update([1]);
+            hasher.update(v.to_le_bytes());
+        }
+        ArgValue::Bool(v) => hasher.update([2, u8::from(*v)]),
+        ArgValue::Str(v) => {
+            hasher.update([3]);
+            hasher.update((v.len() as u64).to_le_bytes());
+            hasher.update(v.as_bytes());
+        }
+        // The number as the request wrote it.
+        ArgValue::Decimal(v) => {
+            hasher.update([6]);
+            hasher.update((v.len() as u64).to_le_bytes());
+            hasher.update(v.as_bytes());
+        }
+        ArgValue::List(_) | ArgValue::Object(_) if depth >= MAX_DIGEST_DEPTH => {
+            hasher.update([0xFE]);
+        }
+        ArgValue::List(items) => {
+            hasher.update([7]);
+            hasher.update((items.len() as u64).to_le_bytes());
+            for item in items.iter() {
+                hash_value(hasher, item, depth.saturating_add(1));
+            }
+        }
+        ArgValue::Object(fields) => {
+            hasher.update([8]);
+            hasher.update((fields.len() as u64).to_le_bytes());
+            for (name, field) in fields.iter() {
+                hasher.update((name.len() as u64).to_le_bytes());
+                hasher.update(name.as_bytes());
+                hash_value(hasher, field, depth.saturating_add(1));
+            }
+        }
+    }
 }
 
 /// Who a record is about, beyond the call: the credential presented and whether its agent was
@@ -509,5 +538,53 @@ impl<'k, S: AuditSink> Auditor<'k, S> {
                 self.sink.checkpoint(text);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(value: ArgValue<'_>) -> Hash {
+        args_digest(&[("a", value)])
+    }
+
+    #[test]
+    fn lists_and_objects_hash_by_structure() {
+        let joined = [ArgValue::Str("ab")];
+        let split = [ArgValue::Str("a"), ArgValue::Str("b")];
+        assert_ne!(
+            digest(ArgValue::List(&joined)),
+            digest(ArgValue::List(&split))
+        );
+        assert_ne!(digest(ArgValue::List(&joined)), digest(ArgValue::Str("ab")));
+        assert_ne!(digest(ArgValue::List(&[])), digest(ArgValue::Object(&[])));
+        let one = [("k", ArgValue::Str("v"))];
+        let renamed = [("kv", ArgValue::Str(""))];
+        assert_ne!(
+            digest(ArgValue::Object(&one)),
+            digest(ArgValue::Object(&renamed))
+        );
+        let in_list = [ArgValue::Object(&one)];
+        assert_ne!(
+            digest(ArgValue::List(&in_list)),
+            digest(ArgValue::Object(&one))
+        );
+        assert_eq!(
+            digest(ArgValue::List(&split)),
+            digest(ArgValue::List(&split))
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_bound_hashes_as_a_marker() {
+        // Levels 0..=4 are hashed; what lies below level 4 is one marker, whatever it holds.
+        let (x, y) = ([ArgValue::Int(1)], [ArgValue::Int(2)]);
+        let (x1, y1) = ([ArgValue::List(&x)], [ArgValue::List(&y)]);
+        let (x2, y2) = ([ArgValue::List(&x1)], [ArgValue::List(&y1)]);
+        let (x3, y3) = ([ArgValue::List(&x2)], [ArgValue::List(&y2)]);
+        let (x4, y4) = ([ArgValue::List(&x3)], [ArgValue::List(&y3)]);
+        assert_ne!(digest(ArgValue::List(&x3)), digest(ArgValue::List(&y3)));
+        assert_eq!(digest(ArgValue::List(&x4)), digest(ArgValue::List(&y4)));
     }
 }

@@ -424,7 +424,23 @@ pub mod arg {
     /// An exact number with at most `scale` digits after the point, decided as the integer
     /// `value × 10^scale` (`crate::decimal::units`); `min` and `max` are in those units.
     pub const DECIMAL: u8 = 6;
+    /// A list: `variants_start` is the absolute ARGS index of its element record,
+    /// `variants_count` is 1, and `min..=max` bounds its number of elements. The element record
+    /// is a scalar kind (`INT`..=`DECIMAL`) or `OBJECT`, never `LIST`.
+    pub const LIST: u8 = 7;
+    /// An object with named fields, only as a list's element: `variants_start` and
+    /// `variants_count` are the ARGS range of its field records, sorted by name, each a required
+    /// scalar. A value must give exactly those fields, each once.
+    pub const OBJECT: u8 = 8;
+
+    /// Whether `kind` is a scalar kind (one value, no records below it).
+    pub const fn is_scalar(kind: u8) -> bool {
+        matches!(kind, INT | BOOL | STR | ENUM | PATH | DECIMAL)
+    }
 }
+
+/// The most fields an object may declare (a `FIELD` operand is below it).
+pub const MAX_FIELDS: usize = 32;
 
 /// The largest scale a decimal argument may have (`10^18` fits an `i64`).
 pub const MAX_SCALE: u8 = 18;
@@ -472,6 +488,15 @@ pub mod op {
     pub const CTX: u8 = 0x06;
     /// `u8` argument slot: whether the call gives that (optional) argument.
     pub const HAS: u8 = 0x07;
+    /// No operand: push the current element of the innermost `ALL`/`ANY` (only inside a body),
+    /// converted by its element record as `ARG` converts an argument (an object element is an
+    /// object value).
+    pub const VAR: u8 = 0x08;
+    /// `u8` field index (position among the object's fields, sorted by name): pop an object,
+    /// push that field's value.
+    pub const FIELD: u8 = 0x09;
+    /// No operand: pop a list, push its number of elements.
+    pub const LEN: u8 = 0x0A;
     pub const EQ: u8 = 0x10;
     pub const NE: u8 = 0x11;
     pub const LT: u8 = 0x12;
@@ -484,6 +509,12 @@ pub mod op {
     pub const NOT: u8 = 0x20;
     pub const AND: u8 = 0x21;
     pub const OR: u8 = 0x22;
+    /// `u16` body length in bytes: pop a list; the body (the next `length` bytes, a fragment
+    /// without `END` leaving one boolean, run once per element with that element current) must
+    /// be true for every element (true for an empty list). Bodies never nest.
+    pub const ALL: u8 = 0x30;
+    /// As `ALL`, true when the body is true for some element (false for an empty list).
+    pub const ANY: u8 = 0x31;
     pub const END: u8 = 0xFF;
 
     pub const CTX_ENV: u8 = 0;

@@ -18,6 +18,10 @@ pub enum ArgValue<'a> {
     /// A number with a fraction or an exponent, as its JSON text (`12.50`, `1.5e2`): a decimal
     /// argument reads it exactly ([`crate::decimal::units`]); no float is involved.
     Decimal(&'a str),
+    /// A list (a JSON array), its elements as sent.
+    List(&'a [ArgValue<'a>]),
+    /// An object (a JSON object), its fields as sent; only a list's element in this format.
+    Object(&'a [(&'a str, ArgValue<'a>)]),
 }
 
 /// One tool call to decide, with every input named.
@@ -459,6 +463,11 @@ enum Value<'a> {
     Bool(bool),
     Str(&'a [u8]),
     Sym(u16),
+    /// A list argument: its validated elements as sent, and the ARGS index of its element
+    /// record, which converts each element when a body reads it.
+    List(&'a [ArgValue<'a>], u32),
+    /// An object element: its validated fields as sent, and the ARGS index of its record.
+    Object(&'a [(&'a str, ArgValue<'a>)], u32),
 }
 
 /// The validated arguments, in schema (name) order: each one's value (enum values as symbols)
@@ -716,7 +725,7 @@ fn decide_known(
     let has_repeat = limits_of(table, bucket)
         .any(|l| limit_record(table, l).is_some_and(|(kind, _, _)| kind == format::limit::REPEAT));
     let digest = if has_repeat {
-        call_digest(tool, &args)
+        call_digest(table, tool, &args)
     } else {
         NO_DIGEST
     };
@@ -925,8 +934,10 @@ fn tool_cost(table: &Table<'_>, tool: usize, args: &Args<'_>) -> Option<i64> {
     }
 }
 
-/// Identifies a call for repeat guards: SHA-256 of the tool and its validated arguments.
-fn call_digest(tool: usize, args: &Args<'_>) -> [u8; 16] {
+/// Identifies a call for repeat guards: SHA-256 of the tool and its validated arguments. A list
+/// is hashed as a tag, its length and each element's validated value (an object's fields in
+/// schema order), so two different lists never hash the same input.
+fn call_digest(table: &Table<'_>, tool: usize, args: &Args<'_>) -> [u8; 16] {
     let mut hasher = Sha256::new();
     hasher.update((tool as u32).to_le_bytes());
     // Which optional arguments were left out, when any was (a call that gives every argument
@@ -936,20 +947,27 @@ fn call_digest(tool: usize, args: &Args<'_>) -> [u8; 16] {
         hasher.update(args.absent.to_le_bytes());
     }
     for value in args.values.iter().flatten() {
-        match value {
-            Value::Int(v) => {
-                hasher.update([1]);
-                hasher.update(v.to_le_bytes());
-            }
-            Value::Bool(v) => hasher.update([2, u8::from(*v)]),
-            Value::Str(v) => {
-                hasher.update([3]);
-                hasher.update((v.len() as u64).to_le_bytes());
-                hasher.update(v);
-            }
-            Value::Sym(v) => {
-                hasher.update([4]);
-                hasher.update(v.to_le_bytes());
+        let Value::List(items, element) = value else {
+            hash_scalar(&mut hasher, value);
+            continue;
+        };
+        hasher.update([7]);
+        hasher.update((items.len() as u64).to_le_bytes());
+        for item in items.iter() {
+            match element_value(table, *element, item) {
+                Some(Value::Object(fields, record)) => {
+                    let count = field_count(table, record).unwrap_or(0);
+                    hasher.update([8]);
+                    hasher.update((count as u64).to_le_bytes());
+                    for index in 0..count {
+                        match field_value(table, record, fields, index) {
+                            Some(field) => hash_scalar(&mut hasher, &field),
+                            None => hasher.update([0xFF]),
+                        }
+                    }
+                }
+                Some(scalar) => hash_scalar(&mut hasher, &scalar),
+                None => hasher.update([0xFF]),
             }
         }
     }
@@ -959,6 +977,28 @@ fn call_digest(tool: usize, args: &Args<'_>) -> [u8; 16] {
         *o = *d;
     }
     out
+}
+
+/// Hashes a scalar value with its type tag (a list or object here, which validation never
+/// leaves, hashes as a marker of its own).
+fn hash_scalar(hasher: &mut Sha256, value: &Value<'_>) {
+    match value {
+        Value::Int(v) => {
+            hasher.update([1]);
+            hasher.update(v.to_le_bytes());
+        }
+        Value::Bool(v) => hasher.update([2, u8::from(*v)]),
+        Value::Str(v) => {
+            hasher.update([3]);
+            hasher.update((v.len() as u64).to_le_bytes());
+            hasher.update(v);
+        }
+        Value::Sym(v) => {
+            hasher.update([4]);
+            hasher.update(v.to_le_bytes());
+        }
+        Value::List(..) | Value::Object(..) => hasher.update([0xFE]),
+    }
 }
 
 /// (V-Args): every required schema argument present once, every optional one at most once, each
@@ -1005,89 +1045,190 @@ fn validate_args<'a>(
             _ => return false, // given twice
         };
         matched += 1;
-        let slot = value_slot;
-        let kind = table.bytes.u8(record + field::arg::KIND).unwrap_or(0);
-        // A bounded string or path: its length in bytes within `min..=max`.
-        if table.bytes.u8(record + field::arg::FLAGS).unwrap_or(0) & format::arg_flag::LENGTH != 0 {
-            let ArgValue::Str(text) = value else {
-                return false;
-            };
-            let (min, max) = (
-                table.bytes.i64(record + field::arg::MIN).unwrap_or(0),
-                table.bytes.i64(record + field::arg::MAX).unwrap_or(-1),
-            );
-            let length = i64::try_from(text.len()).unwrap_or(i64::MAX);
-            if length < min || length > max {
-                return false;
-            }
-        }
-        *slot = match (kind, value) {
-            (format::arg::INT, ArgValue::Int(v)) => {
-                let (min, max) = (
-                    table.bytes.i64(record + field::arg::MIN),
-                    table.bytes.i64(record + field::arg::MAX),
-                );
-                if min.is_none_or(|m| *v < m) || max.is_none_or(|m| *v > m) {
-                    return false;
-                }
-                Some(Value::Int(*v))
-            }
-            // A decimal is decided as an integer count of `10^-scale` units.
-            // A JSON number, or a string holding one (`"12.50"`).
-            (format::arg::DECIMAL, ArgValue::Int(_) | ArgValue::Decimal(_) | ArgValue::Str(_)) => {
-                let scale = table
-                    .bytes
-                    .u8(record + field::arg::SCALE)
-                    .unwrap_or(u8::MAX);
-                let units = match value {
-                    ArgValue::Int(v) => 10i64
-                        .checked_pow(u32::from(scale))
-                        .and_then(|unit| v.checked_mul(unit)),
-                    ArgValue::Decimal(text) | ArgValue::Str(text) => {
-                        crate::decimal::units(text.as_bytes(), scale)
-                    }
-                    _ => None,
-                };
-                let (min, max) = (
-                    table.bytes.i64(record + field::arg::MIN),
-                    table.bytes.i64(record + field::arg::MAX),
-                );
-                match (units, min, max) {
-                    (Some(v), Some(min), Some(max)) if min <= v && v <= max => Some(Value::Int(v)),
-                    _ => return false,
-                }
-            }
-            (format::arg::BOOL, ArgValue::Bool(v)) => Some(Value::Bool(*v)),
-            (format::arg::STR, ArgValue::Str(v)) => Some(Value::Str(v.as_bytes())),
-            // Hosts normalize path arguments (`path::normalize`) before deciding.
-            (format::arg::PATH, ArgValue::Str(v)) if crate::path::is_normal(v) => {
-                Some(Value::Str(v.as_bytes()))
-            }
-            (format::arg::ENUM, ArgValue::Str(v)) => {
-                let variants_start = table
-                    .bytes
-                    .u32(record + field::arg::VARIANTS_START)
-                    .unwrap_or(0) as usize;
-                let variants = table
-                    .bytes
-                    .u32(record + field::arg::VARIANTS_COUNT)
-                    .unwrap_or(0) as usize;
-                let Some(symbol) = table.find(section::SYMBOLS, v.as_bytes()).map(|s| s as u16)
-                else {
-                    return false;
-                };
-                let listed = (variants_start..variants_start.saturating_add(variants))
-                    .any(|i| table.u16_item(section::VARIANTS, i) == Some(symbol));
-                if !listed {
-                    return false;
-                }
-                Some(Value::Sym(symbol))
-            }
-            _ => return false,
+        let checked = if table.bytes.u8(record + field::arg::KIND) == Some(format::arg::LIST) {
+            list(table, record, value)
+        } else {
+            scalar(table, record, value)
         };
+        match checked {
+            Some(checked) => *value_slot = Some(checked),
+            None => return false,
+        }
     }
     // Every name given matched a declared argument (none is unknown), unless the tool is open.
     open || matched == given.len()
+}
+
+/// A list argument checked against its record (at byte offset `record`): its length within
+/// `min..=max` and every element against the element record, as a top-level argument is.
+fn list<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<Value<'a>> {
+    let ArgValue::List(items) = value else {
+        return None;
+    };
+    let (min, max) = (
+        table.bytes.i64(record + field::arg::MIN)?,
+        table.bytes.i64(record + field::arg::MAX)?,
+    );
+    let length = i64::try_from(items.len()).ok()?;
+    if length < min || length > max {
+        return None;
+    }
+    let element = table.bytes.u32(record + field::arg::VARIANTS_START)?;
+    let element_record = table.record(section::ARGS, element as usize)?;
+    let is_object = table.bytes.u8(element_record + field::arg::KIND)? == format::arg::OBJECT;
+    for item in items.iter() {
+        let fits = if is_object {
+            object_fits(table, element_record, item)
+        } else {
+            scalar(table, element_record, item).is_some()
+        };
+        if !fits {
+            return None;
+        }
+    }
+    Some(Value::List(items, element))
+}
+
+/// Whether an object value gives exactly the fields of the object record at byte offset
+/// `record`, each once and each fitting its field record (no field missing, none unknown).
+fn object_fits(table: &Table<'_>, record: usize, value: &ArgValue<'_>) -> bool {
+    let ArgValue::Object(fields) = value else {
+        return false;
+    };
+    let (Some(start), Some(count)) = (
+        table.bytes.u32(record + field::arg::VARIANTS_START),
+        table.bytes.u32(record + field::arg::VARIANTS_COUNT),
+    ) else {
+        return false;
+    };
+    let (start, count) = (start as usize, count as usize);
+    // With as many fields as declared and each declared name given once, none is unknown.
+    if fields.len() != count {
+        return false;
+    }
+    (start..start.saturating_add(count)).all(|index| {
+        let Some(at) = table.record(section::ARGS, index) else {
+            return false;
+        };
+        let Some(name) = table.ref_at(at) else {
+            return false;
+        };
+        let mut named = fields.iter().filter(|(n, _)| n.as_bytes() == name);
+        match (named.next(), named.next()) {
+            (Some((_, value)), None) => scalar(table, at, value).is_some(),
+            _ => false,
+        }
+    })
+}
+
+/// A scalar value checked against its ARGS record (at byte offset `record`) and converted as a
+/// program reads it: an integer within bounds, a decimal as its exact units within bounds, an
+/// enum value as its symbol, a path only in normal form, a bounded string's length within
+/// bounds. `None` when it does not fit.
+fn scalar<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<Value<'a>> {
+    let kind = table.bytes.u8(record + field::arg::KIND)?;
+    // A bounded string or path: its length in bytes within `min..=max`.
+    if table.bytes.u8(record + field::arg::FLAGS)? & format::arg_flag::LENGTH != 0 {
+        let ArgValue::Str(text) = value else {
+            return None;
+        };
+        let (min, max) = (
+            table.bytes.i64(record + field::arg::MIN)?,
+            table.bytes.i64(record + field::arg::MAX)?,
+        );
+        let length = i64::try_from(text.len()).unwrap_or(i64::MAX);
+        if length < min || length > max {
+            return None;
+        }
+    }
+    Some(match (kind, value) {
+        (format::arg::INT, ArgValue::Int(v)) => {
+            let (min, max) = (
+                table.bytes.i64(record + field::arg::MIN)?,
+                table.bytes.i64(record + field::arg::MAX)?,
+            );
+            if *v < min || *v > max {
+                return None;
+            }
+            Value::Int(*v)
+        }
+        // A decimal is decided as an integer count of `10^-scale` units.
+        // A JSON number, or a string holding one (`"12.50"`).
+        (format::arg::DECIMAL, ArgValue::Int(_) | ArgValue::Decimal(_) | ArgValue::Str(_)) => {
+            let scale = table.bytes.u8(record + field::arg::SCALE)?;
+            let units = match value {
+                ArgValue::Int(v) => 10i64
+                    .checked_pow(u32::from(scale))
+                    .and_then(|unit| v.checked_mul(unit)),
+                ArgValue::Decimal(text) | ArgValue::Str(text) => {
+                    crate::decimal::units(text.as_bytes(), scale)
+                }
+                _ => None,
+            }?;
+            let (min, max) = (
+                table.bytes.i64(record + field::arg::MIN)?,
+                table.bytes.i64(record + field::arg::MAX)?,
+            );
+            if units < min || units > max {
+                return None;
+            }
+            Value::Int(units)
+        }
+        (format::arg::BOOL, ArgValue::Bool(v)) => Value::Bool(*v),
+        (format::arg::STR, ArgValue::Str(v)) => Value::Str(v.as_bytes()),
+        // Hosts normalize path arguments (`path::normalize`) before deciding.
+        (format::arg::PATH, ArgValue::Str(v)) if crate::path::is_normal(v) => {
+            Value::Str(v.as_bytes())
+        }
+        (format::arg::ENUM, ArgValue::Str(v)) => {
+            let variants_start = table.bytes.u32(record + field::arg::VARIANTS_START)? as usize;
+            let variants = table.bytes.u32(record + field::arg::VARIANTS_COUNT)? as usize;
+            let symbol = table.find(section::SYMBOLS, v.as_bytes())? as u16;
+            let listed = (variants_start..variants_start.saturating_add(variants))
+                .any(|i| table.u16_item(section::VARIANTS, i) == Some(symbol));
+            if !listed {
+                return None;
+            }
+            Value::Sym(symbol)
+        }
+        _ => return None,
+    })
+}
+
+/// A list element as a program reads it (`VAR`), by its element record (ARGS index
+/// `element`): a scalar as [`scalar`] converts it, an object as an object value.
+fn element_value<'a>(table: &Table<'a>, element: u32, value: &ArgValue<'a>) -> Option<Value<'a>> {
+    let record = table.record(section::ARGS, element as usize)?;
+    match (table.bytes.u8(record + field::arg::KIND)?, value) {
+        (format::arg::OBJECT, ArgValue::Object(fields)) => Some(Value::Object(fields, element)),
+        (format::arg::OBJECT, _) => None,
+        _ => scalar(table, record, value),
+    }
+}
+
+/// The number of fields of the object record at ARGS index `record`.
+fn field_count(table: &Table<'_>, record: u32) -> Option<usize> {
+    let at = table.record(section::ARGS, record as usize)?;
+    Some(table.bytes.u32(at + field::arg::VARIANTS_COUNT)? as usize)
+}
+
+/// Field `index` (in name order) of an object value whose record is ARGS index `record`, as a
+/// program reads it (`FIELD`).
+fn field_value<'a>(
+    table: &Table<'a>,
+    record: u32,
+    fields: &'a [(&'a str, ArgValue<'a>)],
+    index: usize,
+) -> Option<Value<'a>> {
+    let at = table.record(section::ARGS, record as usize)?;
+    let start = table.bytes.u32(at + field::arg::VARIANTS_START)? as usize;
+    if index >= field_count(table, record)? {
+        return None;
+    }
+    let field_record = table.record(section::ARGS, start.checked_add(index)?)?;
+    let name = table.ref_at(field_record)?;
+    let (_, value) = fields.iter().find(|(n, _)| n.as_bytes() == name)?;
+    scalar(table, field_record, value)
 }
 
 /// The value an absent optional argument holds: of its type and within its bounds (the smallest
@@ -1099,6 +1240,14 @@ fn absent_value<'a>(table: &Table<'a>, record: usize) -> Value<'a> {
         }
         format::arg::STR => Value::Str(&[]),
         format::arg::PATH => Value::Str(b"."),
+        // An absent list is empty.
+        format::arg::LIST => Value::List(
+            &[],
+            table
+                .bytes
+                .u32(record + field::arg::VARIANTS_START)
+                .unwrap_or(0),
+        ),
         format::arg::ENUM => {
             let first = table
                 .bytes
@@ -1160,11 +1309,46 @@ fn authority(
 /// Runs a program to its boolean result; `None` on a type mismatch or a bad operand.
 fn run(table: &Table<'_>, program: usize, args: &Args<'_>, context: &Context) -> Option<bool> {
     let programs = table.sections.get(section::PROGRAMS)?;
-    let mut at = programs.offset.checked_add(program)?;
-    let mut stack: [Value<'_>; format::MAX_STACK] = [Value::Bool(false); format::MAX_STACK];
+    exec(
+        table,
+        args,
+        context,
+        programs.offset.checked_add(program)?,
+        None,
+    )
+}
+
+/// The body an `ALL`/`ANY` runs: where it ends, the current element as sent and the ARGS index
+/// of its element record.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    end: usize,
+    element: &'a ArgValue<'a>,
+    record: u32,
+}
+
+/// Runs code from byte `at`: a program to its `END`, or (with `body`) one element's run of an
+/// `ALL`/`ANY` body to the body's end. Bodies run on a stack of their own and never nest (the
+/// loader refuses nesting; here it is `None`), so the recursion is one level deep.
+fn exec<'a>(
+    table: &Table<'a>,
+    args: &Args<'a>,
+    context: &Context,
+    mut at: usize,
+    body: Option<Body<'a>>,
+) -> Option<bool> {
+    let mut stack: [Value<'a>; format::MAX_STACK] = [Value::Bool(false); format::MAX_STACK];
     let mut depth = 0usize;
     let bytes = table.bytes;
     loop {
+        if let Some(body) = body {
+            if at >= body.end {
+                return match (at == body.end, depth, stack.first()) {
+                    (true, 1, Some(Value::Bool(v))) => Some(*v),
+                    _ => None,
+                };
+            }
+        }
         let code = bytes.u8(at)?;
         at += 1;
         let pushed = match code {
@@ -1208,6 +1392,51 @@ fn run(table: &Table<'_>, program: usize, args: &Args<'_>, context: &Context) ->
                     _ => Value::Sym(context.origin),
                 }
             }
+            op::VAR => {
+                let body = body?;
+                element_value(table, body.record, body.element)?
+            }
+            op::FIELD => {
+                let index = usize::from(bytes.u8(at)?);
+                at += 1;
+                depth = depth.checked_sub(1)?;
+                let Value::Object(fields, record) = *stack.get(depth)? else {
+                    return None;
+                };
+                field_value(table, record, fields, index)?
+            }
+            op::LEN => {
+                depth = depth.checked_sub(1)?;
+                let Value::List(items, _) = *stack.get(depth)? else {
+                    return None;
+                };
+                Value::Int(i64::try_from(items.len()).ok()?)
+            }
+            op::ALL | op::ANY if body.is_none() => {
+                let length = usize::from(bytes.u16(at)?);
+                let start = at.checked_add(2)?;
+                let end = start.checked_add(length)?;
+                depth = depth.checked_sub(1)?;
+                let Value::List(items, record) = *stack.get(depth)? else {
+                    return None;
+                };
+                // ALL: true unless some element is false; ANY: false unless some is true.
+                let every = code == op::ALL;
+                let mut result = every;
+                for element in items.iter() {
+                    let inner = Body {
+                        end,
+                        element,
+                        record,
+                    };
+                    if exec(table, args, context, start, Some(inner))? != every {
+                        result = !every;
+                        break;
+                    }
+                }
+                at = end;
+                Value::Bool(result)
+            }
             op::NOT => {
                 depth = depth.checked_sub(1)?;
                 let Value::Bool(v) = *stack.get(depth)? else {
@@ -1215,7 +1444,7 @@ fn run(table: &Table<'_>, program: usize, args: &Args<'_>, context: &Context) ->
                 };
                 Value::Bool(!v)
             }
-            op::END => {
+            op::END if body.is_none() => {
                 return match (depth, stack.first()) {
                     (1, Some(Value::Bool(v))) => Some(*v),
                     _ => None,

@@ -170,7 +170,34 @@ pub struct ArgSchema<'a, 't> {
     variants_count: usize,
 }
 
-impl<'a> ArgSchema<'a, '_> {
+impl<'a, 't> ArgSchema<'a, 't> {
+    /// The ARGS records a list (its element) or an object (its fields) points to.
+    pub fn children(&self) -> core::ops::Range<usize> {
+        self.variants_start..self.variants_start.saturating_add(self.variants_count)
+    }
+
+    /// A list argument's element schema (`None` for every other kind).
+    pub fn element(&self) -> Option<ArgSchema<'a, 't>> {
+        if self.kind != format::arg::LIST {
+            return None;
+        }
+        self.table.schema_at(self.variants_start)
+    }
+
+    /// An object's fields, by name (sorted), with their schemas (none for every other kind).
+    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], ArgSchema<'a, 't>)> + 't {
+        let count = if self.kind == format::arg::OBJECT {
+            self.variants_count
+        } else {
+            0
+        };
+        let table = self.table;
+        (self.variants_start..self.variants_start.saturating_add(count)).filter_map(move |index| {
+            let name = table.ref_at(table.record(section::ARGS, index)?)?;
+            Some((name, table.schema_at(index)?))
+        })
+    }
+
     /// The names of an enum argument's values, in table order.
     pub fn variants(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
         (self.variants_start..self.variants_start.saturating_add(self.variants_count)).filter_map(
@@ -435,7 +462,21 @@ impl<'a> Table<'a> {
         if slot >= self.arg_count(tool)? {
             return None;
         }
-        let record = self.record(section::ARGS, start.checked_add(slot)?)?;
+        self.schema_at(start.checked_add(slot)?)
+    }
+
+    /// The ARGS record at `index` — a tool's argument, or a list's element or an object's field
+    /// ([`ArgSchema::children`]) — with its name.
+    pub fn arg_record(&self, index: usize) -> Option<(&'a [u8], ArgSchema<'a, '_>)> {
+        Some((
+            self.ref_at(self.record(section::ARGS, index)?)?,
+            self.schema_at(index)?,
+        ))
+    }
+
+    /// The schema in ARGS record `index`.
+    fn schema_at(&self, index: usize) -> Option<ArgSchema<'a, '_>> {
+        let record = self.record(section::ARGS, index)?;
         let field = |offset: usize| record + offset;
         Some(ArgSchema {
             table: self,
@@ -688,12 +729,23 @@ impl<'a> Table<'a> {
                             .checked_add(count)
                             .is_some_and(|e| e <= self.count(section::VARIANTS))
                 }
+                // Bounds on the number of elements; the element record is checked below.
+                format::arg::LIST => {
+                    count == 1 && start < self.count(section::ARGS) && 0 <= min && min <= max
+                }
+                format::arg::OBJECT => {
+                    count <= format::MAX_FIELDS
+                        && start
+                            .checked_add(count)
+                            .is_some_and(|e| e <= self.count(section::ARGS))
+                }
                 _ => false,
             };
             if !valid {
                 return Err(LoadError::Invalid);
             }
         }
+        self.validate_shapes(tools)?;
         current.set(section::DISPATCH);
         if self.count(section::DISPATCH) != agents.checked_mul(tools).ok_or(bounds)? {
             return Err(bounds);
@@ -835,6 +887,73 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
+    /// An ARGS record's kind, flags and `variants_start`, `variants_count`.
+    fn arg_shape(&self, index: usize) -> Option<(u8, u8, usize, usize)> {
+        let at = self.record(section::ARGS, index)?;
+        Some((
+            self.bytes.u8(at + format::field::arg::KIND)?,
+            self.bytes.u8(at + format::field::arg::FLAGS)?,
+            self.bytes.u32(at + format::field::arg::VARIANTS_START)? as usize,
+            self.bytes.u32(at + format::field::arg::VARIANTS_COUNT)? as usize,
+        ))
+    }
+
+    /// Argument shapes nest no deeper than list → object → scalar: a tool's argument is a
+    /// scalar or a list (never an object); a list's element is a required scalar or object
+    /// stored after every tool's range; an object's fields are required scalars stored there
+    /// too, strictly sorted by name. Every record's own fields were checked before.
+    fn validate_shapes(&self, tools: usize) -> Result<(), LoadError> {
+        let bounds = LoadError::OutOfBounds;
+        let invalid = LoadError::Invalid;
+        let mut top_end = 0usize;
+        for tool in 0..tools {
+            let (start, count) = self.tool_args(tool).ok_or(bounds)?;
+            top_end = top_end.max(start + count);
+        }
+        let below = |index: usize| -> Result<(u8, u8, usize, usize), LoadError> {
+            if index < top_end {
+                return Err(invalid); // inside some tool's own arguments
+            }
+            let (kind, flags, start, count) = self.arg_shape(index).ok_or(bounds)?;
+            if flags & format::arg_flag::OPTIONAL != 0 {
+                return Err(invalid);
+            }
+            Ok((kind, flags, start, count))
+        };
+        for tool in 0..tools {
+            let (start, count) = self.tool_args(tool).ok_or(bounds)?;
+            for index in start..start + count {
+                let (kind, _, element, _) = self.arg_shape(index).ok_or(bounds)?;
+                match kind {
+                    format::arg::LIST => {}
+                    format::arg::OBJECT => return Err(invalid),
+                    _ => continue,
+                }
+                let (kind, _, fields, count) = below(element)?;
+                if kind == format::arg::OBJECT {
+                    self.sorted_names(section::ARGS, fields, count)?;
+                    for field in fields..fields + count {
+                        if !format::arg::is_scalar(below(field)?.0) {
+                            return Err(invalid);
+                        }
+                    }
+                } else if !format::arg::is_scalar(kind) {
+                    return Err(invalid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tool `tool`'s argument range in ARGS: start and count.
+    fn tool_args(&self, tool: usize) -> Option<(usize, usize)> {
+        let at = self.record(section::TOOLS, tool)?;
+        Some((
+            usize::from(self.bytes.u16(at + format::field::tool::ARGS_START)?),
+            usize::from(self.bytes.u16(at + format::field::tool::ARGS_COUNT)?),
+        ))
+    }
+
     /// Records `start..start + count` of a named section are strictly sorted by name.
     fn sorted_names(&self, id: usize, start: usize, count: usize) -> Result<(), LoadError> {
         let mut previous: Option<&[u8]> = None;
@@ -851,13 +970,30 @@ impl<'a> Table<'a> {
     }
 
     /// Walks a program: every opcode known, every operand in bounds, the stack within
-    /// `MAX_STACK`, exactly one value left at `END`.
+    /// `MAX_STACK`, exactly one value left at `END`; every `ALL`/`ANY` body inside the program,
+    /// free of `END`, `ALL` and `ANY`, within `MAX_STACK` from an empty stack and leaving exactly
+    /// one value; `VAR` only inside a body.
     fn validate_program(&self, start: usize) -> Result<(), LoadError> {
-        let bad = LoadError::BadProgram;
         let end = self.sections[section::PROGRAMS].offset + self.sections[section::PROGRAMS].count;
+        self.walk(start, end, None).map(|_| ())
+    }
+
+    /// Walks code from `start`: to its `END` (`body_end` `None`), or a body to exactly
+    /// `body_end`. `end` is the end of the program section.
+    fn walk(&self, start: usize, end: usize, body_end: Option<usize>) -> Result<(), LoadError> {
+        let bad = LoadError::BadProgram;
+        let in_body = body_end.is_some();
         let mut at = start;
         let mut depth: usize = 0;
         loop {
+            if let Some(stop) = body_end {
+                if at == stop {
+                    return if depth == 1 { Ok(()) } else { Err(bad) };
+                }
+                if at > stop {
+                    return Err(bad); // an operand runs past the body
+                }
+            }
             if at >= end {
                 return Err(bad);
             }
@@ -890,6 +1026,24 @@ impl<'a> Table<'a> {
                     }
                     (1, 1, 0)
                 }
+                op::VAR if in_body => (0, 1, 0),
+                op::FIELD => {
+                    if usize::from(self.bytes.u8(at + 1).ok_or(bad)?) >= format::MAX_FIELDS {
+                        return Err(bad);
+                    }
+                    (1, 1, 1)
+                }
+                op::LEN | op::NOT => (0, 1, 1),
+                op::ALL | op::ANY if !in_body => {
+                    let length = usize::from(self.bytes.u16(at + 1).ok_or(bad)?);
+                    let body = at + 3;
+                    let stop = body.checked_add(length).ok_or(bad)?;
+                    if stop > end {
+                        return Err(bad);
+                    }
+                    self.walk(body, end, Some(stop))?;
+                    (2 + length, 1, 1)
+                }
                 op::EQ
                 | op::NE
                 | op::LT
@@ -901,8 +1055,7 @@ impl<'a> Table<'a> {
                 | op::CONTAINS
                 | op::AND
                 | op::OR => (0, 1, 2),
-                op::NOT => (0, 1, 1),
-                op::END => {
+                op::END if !in_body => {
                     return if depth == 1 { Ok(()) } else { Err(bad) };
                 }
                 _ => return Err(bad),

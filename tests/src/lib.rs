@@ -2,6 +2,8 @@
 
 #![allow(clippy::panic, reason = "test helpers fail loudly")]
 
+pub mod tables;
+
 use std::path::{Path, PathBuf};
 use tollgate_compiler::source::SourceSet;
 

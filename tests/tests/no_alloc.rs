@@ -1,6 +1,7 @@
 //! The runtime allocates nothing: a counting global allocator watches `Table::load`,
 //! `credential::admit`, `credential::decide`, `gate::decide` and the audit log (records and
-//! checkpoints) and must see zero allocations. One test in this binary, so no other test thread
+//! checkpoints) and must see zero allocations, also for calls with lists and objects (`ALL`,
+//! `ANY`, `VAR`, `FIELD`, `LEN`) on a hand-assembled table. One test in this binary, so no other test thread
 //! allocates while it measures.
 
 // The only unsafe code in the workspace: a `GlobalAlloc` must be an `unsafe impl`. It forwards
@@ -24,8 +25,10 @@ use tollgate_compiler::codegen;
 use tollgate_compiler::credential::{issue, Claims};
 use tollgate_runtime::audit::{AuditSink, Auditor, RECORD_SIZE};
 use tollgate_runtime::credential::{self, SessionCall};
+use tollgate_runtime::format::{arg, op, ArgRecord};
 use tollgate_runtime::gate::{self, ArgValue, Call, Slot};
 use tollgate_runtime::table::Table;
+use tollgate_tests::tables::TableBuilder;
 use tollgate_tests::{load_dir, root};
 
 struct Counting;
@@ -108,7 +111,36 @@ fn load_admit_decide_and_audit_allocate_nothing() {
         ("customer_id", ArgValue::Str("c-1")),
     ];
 
+    let list_bytes = list_table();
+    let mut list_slots = vec![Slot::EMPTY; 64];
+    let edit = [
+        ("text", ArgValue::Str("hello")),
+        ("path", ArgValue::Str("/ws/a")),
+    ];
+    let edits = [ArgValue::Object(&edit), ArgValue::Object(&edit)];
+    let paths = [
+        ArgValue::Str("/ws/a"),
+        ArgValue::Str("/ws/b"),
+        ArgValue::Str("/ws/c"),
+    ];
+    let list_args = [
+        ("edits", ArgValue::List(&edits)),
+        ("paths", ArgValue::List(&paths)),
+    ];
+
     let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let list_table = Table::parse(&list_bytes).unwrap();
+    let mut list_state = gate::State::new(&list_table, &mut list_slots).unwrap();
+    let list_call = Call {
+        agent: "a",
+        tool: "t",
+        args: &list_args,
+        via: &[],
+        env: None,
+        time: 1_000,
+    };
+    let list_decision = gate::decide(&list_table, &mut list_state, &list_call);
+    let list_digest = tollgate_runtime::audit::args_digest(&list_args);
     let table = Table::load(&bytes, &compiler_public).unwrap();
     let mut state = gate::State::new(&table, &mut slots).unwrap();
     let host = credential::Host {
@@ -158,6 +190,8 @@ fn load_admit_decide_and_audit_allocate_nothing() {
     sink_auditor.checkpoint();
     let after = ALLOCATIONS.load(Ordering::SeqCst);
 
+    assert_eq!(list_decision.verdict, gate::Verdict::Allow);
+    assert_ne!(list_digest, [0; 32]);
     // 40 decisions; the rate limit (10 per hour) then five denials revoke the agent: one more record.
     assert_eq!(sink_auditor.sink.records, 41);
     assert!(sink_auditor.sink.notes >= 10);
@@ -168,4 +202,54 @@ fn load_admit_decide_and_audit_allocate_nothing() {
         "the runtime allocated {} times",
         after - before
     );
+}
+
+/// Tool `t` of agent `a`: `edits: list[{path: path, text: string}]`, `paths: list[path]`,
+/// permitted when `all p in args.paths: p starts_with "/ws/"`, `any e in args.edits:
+/// e.path starts_with "/ws/"` and `args.edits.len <= 2`, with a repeat guard.
+fn list_table() -> Vec<u8> {
+    let mut t = TableBuilder::new(&["a"]);
+    t.args = vec![
+        ArgRecord {
+            variants_start: 2,
+            variants_count: 1,
+            ..t.arg("edits", arg::LIST)
+        },
+        ArgRecord {
+            variants_start: 5,
+            variants_count: 1,
+            ..t.arg("paths", arg::LIST)
+        },
+        ArgRecord {
+            variants_start: 3,
+            variants_count: 2,
+            ..t.arg("", arg::OBJECT)
+        },
+        t.arg("path", arg::PATH),
+        t.arg("text", arg::STR),
+        t.arg("", arg::PATH),
+    ];
+    t.tool_args = 2;
+    let mut all = vec![op::VAR];
+    t.push_str(&mut all, "/ws/");
+    all.push(op::STARTS_WITH);
+    let mut any = vec![op::VAR, op::FIELD, 0];
+    t.push_str(&mut any, "/ws/");
+    any.push(op::STARTS_WITH);
+    let mut code = vec![op::ARG, 1, op::ALL];
+    code.extend_from_slice(&(all.len() as u16).to_le_bytes());
+    code.extend_from_slice(&all);
+    code.extend_from_slice(&[op::ARG, 0, op::ANY]);
+    code.extend_from_slice(&(any.len() as u16).to_le_bytes());
+    code.extend_from_slice(&any);
+    code.extend_from_slice(&[op::AND, op::ARG, 0, op::LEN, op::PUSH_INT]);
+    code.extend_from_slice(&2i64.to_le_bytes());
+    code.extend_from_slice(&[op::LE, op::AND, op::END]);
+    t.permits.push(code);
+    t.limits.push(tollgate_runtime::format::LimitRecord {
+        kind: tollgate_runtime::format::limit::REPEAT,
+        value: 100,
+        window: 3_600,
+    });
+    t.build()
 }

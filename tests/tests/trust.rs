@@ -70,6 +70,9 @@ fn both(
                         ArgValue::Bool(v) => Value::Bool(v),
                         ArgValue::Str(v) => Value::Str(v.to_owned()),
                         ArgValue::Decimal(v) => Value::Decimal(v.to_owned()),
+                        ArgValue::List(_) | ArgValue::Object(_) => {
+                            panic!("this property sends scalars only")
+                        }
                     },
                 )]),
                 via: Vec::new(),
