@@ -147,9 +147,11 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         report["tools"],
         serde_json::json!([
             "create_directory",
+            "edit_file",
             "get_file_info",
             "list_allowed_directories",
             "list_directory",
+            "read_multiple_files",
             "read_text_file",
             "write_file"
         ]),
@@ -167,6 +169,17 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         .as_str()
         .unwrap()
         .contains("hello docs"));
+    // A list of paths, decided in normal form: the server reads both (the same file).
+    assert_eq!(report["read_many"]["is_error"], false, "{report}");
+    assert_eq!(
+        report["read_many"]["text"]
+            .as_str()
+            .unwrap()
+            .matches("hello docs")
+            .count(),
+        2,
+        "{report}"
+    );
     // A denied write is an error result with the reason, and the file is unchanged.
     assert_eq!(report["write_docs"]["is_error"], true);
     assert!(report["write_docs"]["text"]
@@ -183,11 +196,13 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         report["climb"]["meta"]["tollgate/decision"]["reason"],
         "invalid_argument"
     );
-    // An allowed write lands; a private key does not.
+    // An allowed write lands, and an allowed edit (a list of objects) changes it; a private key
+    // does not land.
     assert_eq!(report["write_out"]["is_error"], false, "{report}");
+    assert_eq!(report["edit_out"]["is_error"], false, "{report}");
     assert_eq!(
         std::fs::read_to_string(workspace.join("out/summary.md")).unwrap(),
-        "all good"
+        "all great"
     );
     assert_eq!(report["private_key"]["is_error"], true);
     assert!(!workspace.join("out/id_rsa").exists());
@@ -213,7 +228,7 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         !Path::new(&format!("/proc/{}", pid.trim())).exists(),
         "the server (pid {pid}) is still running"
     );
-    // The audit log verifies and holds every decision: 3 allowed, 3 + attempts denied, plus the
+    // The audit log verifies and holds every decision: 5 allowed, 3 + attempts denied, plus the
     // revocation record.
     let verified = ok(tollgate(&[
         "audit",
@@ -222,7 +237,7 @@ fn a_python_agent_through_the_gateway_to_the_file_system_server() {
         &dir.join("gate.pub").display().to_string(),
         &dir.join("audit.log").display().to_string(),
     ]));
-    let decisions = 3 + 3 + 1 + attempts.len();
+    let decisions = 5 + 3 + 1 + attempts.len();
     assert!(
         verified.contains(&format!("ok: {} records", decisions + 1)),
         "{verified} (expected {decisions} decisions and a revocation)"

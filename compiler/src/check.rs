@@ -52,6 +52,10 @@ enum Ty {
     /// A decimal argument's value, in units of `10^-scale`; a decimal literal has the scale it
     /// is written with until it meets a decimal argument.
     Decimal(u8),
+    /// A list argument, with its element's type.
+    List(Box<Ty>),
+    /// A list element's fields.
+    Object(Vec<(String, Ty)>),
 }
 
 impl Ty {
@@ -64,6 +68,8 @@ impl Ty {
             Ty::Env => "an environment",
             Ty::Agent => "an agent",
             Ty::Decimal(_) => "a decimal",
+            Ty::List(_) => "a list",
+            Ty::Object(_) => "an object",
         }
     }
 
@@ -80,12 +86,20 @@ impl Ty {
                 "contains",
             ],
             Ty::Bool | Ty::Enum(_) | Ty::Env | Ty::Agent => &["==", "!=", "in [...]"],
+            Ty::List(_) => &[
+                "all x in … { … }",
+                "any x in … { … }",
+                "VALUE in …",
+                "len(…)",
+            ],
+            Ty::Object(_) => &["x.FIELD"],
         }
     }
 
     fn same_kind(&self, other: &Ty) -> bool {
         match (self, other) {
             (Ty::Decimal(a), Ty::Decimal(b)) => a == b,
+            (Ty::List(_) | Ty::Object(_), _) => self == other,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
@@ -105,6 +119,8 @@ impl Ty {
             },
             Ty::Env => "an environment name without quotes".to_owned(),
             Ty::Agent => "an agent name without quotes".to_owned(),
+            Ty::List(_) => "an element, inside `all x in LIST { … }`".to_owned(),
+            Ty::Object(_) => "a field, as in `x.FIELD`".to_owned(),
             Ty::Decimal(0) => "a whole number such as `12`".to_owned(),
             Ty::Decimal(scale) => format!(
                 "a number with at most {scale} digits after the point, such as `{}`",
@@ -124,6 +140,8 @@ fn value_ty(value: &Value) -> Ty {
         Value::Str(_) => Ty::Str,
         Value::Sym(_) => Ty::Enum(Vec::new()),
         Value::Decimal(text) => Ty::Decimal(places(text)),
+        Value::List(_) => Ty::List(Box::new(Ty::Bool)),
+        Value::Object(_) => Ty::Object(Vec::new()),
     }
 }
 
@@ -135,6 +153,13 @@ fn arg_ty(ty: &ArgType) -> Ty {
         ArgType::Str | ArgType::Path => Ty::Str,
         ArgType::Enum(variants) => Ty::Enum(variants.clone()),
         ArgType::Decimal { scale, .. } => Ty::Decimal(*scale),
+        ArgType::List { element, .. } => Ty::List(Box::new(arg_ty(&element.ty))),
+        ArgType::Object(fields) => Ty::Object(
+            fields
+                .iter()
+                .map(|f| (f.name.clone(), arg_ty(&f.ty)))
+                .collect(),
+        ),
     }
 }
 
@@ -160,6 +185,8 @@ struct Scope {
     tools: Vec<ToolId>,
     /// Optional arguments a condition here may read: an earlier `has` guarantees them.
     present: Vec<String>,
+    /// Inside a quantifier's body: its variable's name, the element's type and the list's name.
+    var: Option<(String, Ty, String)>,
 }
 
 impl Scope {
@@ -171,6 +198,7 @@ impl Scope {
             agents: self.agents.clone(),
             tools: self.tools.clone(),
             present: known,
+            var: self.var.clone(),
         }
     }
 }
@@ -252,6 +280,26 @@ fn decimal_constant(text: &str, value: &Value, scale: u8, span: Span) -> Diagnos
     }
 }
 
+/// A test step's value as a request carries it.
+fn test_value(value: &ast::TestValue) -> Value {
+    match value {
+        ast::TestValue::Literal(literal) => match literal {
+            ast::Literal::Int(int) => Value::Int(int.value),
+            ast::Literal::Decimal(_) => Value::Decimal(tollgate_grammar::format::literal(literal)),
+            ast::Literal::Str(s) => Value::Str(s.value.clone()),
+            ast::Literal::Bool(b, _) => Value::Bool(*b),
+            ast::Literal::Name(name) => Value::Sym(name.name.clone()),
+        },
+        ast::TestValue::List(items, _) => Value::List(items.iter().map(test_value).collect()),
+        ast::TestValue::Object(fields, _) => Value::Object(
+            fields
+                .iter()
+                .map(|f| (f.name.name.clone(), test_value(&f.value)))
+                .collect(),
+        ),
+    }
+}
+
 /// `decimal(2)` or `an integer`, for messages about scales.
 fn scale_words(ty: &Ty) -> String {
     match ty {
@@ -262,6 +310,11 @@ fn scale_words(ty: &Ty) -> String {
 
 fn operand_text(operand: &ast::Operand) -> String {
     match operand {
+        ast::Operand::Var { name, field, .. } => match field {
+            Some(field) => format!("{}.{}", name.name, field.name),
+            None => name.name.clone(),
+        },
+        ast::Operand::Call { func, arg, .. } => format!("{}({})", func.name, operand_text(arg)),
         ast::Operand::Field { root, name, .. } => format!("{}.{}", root.keyword(), name.name),
         ast::Operand::Literal(literal) => tollgate_grammar::format::literal(literal),
     }
@@ -684,6 +737,27 @@ impl Checker {
 
     /// An argument's type, and its length bounds for a bounded string or path.
     fn arg_type(&mut self, ty: &ast::TypeExpr) -> Option<(ArgType, Option<(u64, u64)>)> {
+        match &ty.kind {
+            ast::TypeExprKind::List {
+                base,
+                elements,
+                length,
+            } => {
+                return self
+                    .list_type(ty.span, base, elements, length.as_ref())
+                    .map(|list| (list, None))
+            }
+            ast::TypeExprKind::Object { .. } => {
+                let d = diagnostic::invalid_type(
+                    "an object is declared as a list's element".to_owned(),
+                    ty.span,
+                    "declare `list[{ FIELD: TYPE, … }]`; an object argument of its own is not supported yet",
+                );
+                self.error(d);
+                return None;
+            }
+            _ => {}
+        }
         if let ast::TypeExprKind::Bounded { base, min, max } = &ty.kind {
             if base.name == "string" || base.name == "path" {
                 let (Ok(low), Ok(high)) = (u64::try_from(min.value), u64::try_from(max.value))
@@ -717,6 +791,141 @@ impl Checker {
             }
         }
         self.scalar_type(ty).map(|ty| (ty, None))
+    }
+
+    /// `list[T]` or `list[T][MIN..MAX]`: T a scalar type or an object of required scalar fields.
+    fn list_type(
+        &mut self,
+        span: Span,
+        base: &ast::Ident,
+        elements: &[ast::TypeExpr],
+        length: Option<&(ast::IntLit, ast::IntLit)>,
+    ) -> Option<ArgType> {
+        if base.name != "list" {
+            let d = diagnostic::invalid_type(
+                format!("`{}` cannot take a type", base.name),
+                span,
+                "write `list[T]` for a list, or `enum[A, B]` for a set of names",
+            );
+            self.error(d);
+            return None;
+        }
+        let [element] = elements else {
+            let d = diagnostic::invalid_type(
+                format!("a list has one element type, not {}", elements.len()),
+                span,
+                "write `list[string]`, or `list[{ a: string, b: int }]` for elements with fields",
+            );
+            self.error(d);
+            return None;
+        };
+        let count = match length {
+            None => (0, i64::MAX as u64),
+            Some((min, max)) => match (u64::try_from(min.value), u64::try_from(max.value)) {
+                (Ok(low), Ok(high)) if low <= high => (low, high),
+                _ => {
+                    let d = diagnostic::invalid_type(
+                        format!(
+                            "`{}..{}` is not a range of element counts",
+                            min.value, max.value
+                        ),
+                        span,
+                        "bound the number of elements, as in `list[path][1..16]`",
+                    );
+                    self.error(d);
+                    return None;
+                }
+            },
+        };
+        let element = match &element.kind {
+            ast::TypeExprKind::Object { fields, open } => {
+                if *open {
+                    let d = diagnostic::invalid_type(
+                        "a list element's object cannot be open (`..`)".to_owned(),
+                        element.span,
+                        "list its fields; a call giving any other field is denied",
+                    );
+                    self.error(d);
+                    return None;
+                }
+                let mut schema: Vec<ArgSchema> = Vec::new();
+                let mut failed = false;
+                for field in fields {
+                    if let Some(first) = schema.iter().find(|f| f.name == field.name.name) {
+                        let d = diagnostic::duplicate(
+                            "field",
+                            &field.name.name,
+                            field.name.span,
+                            first.span,
+                        );
+                        self.error(d);
+                        failed = true;
+                        continue;
+                    }
+                    if field.optional {
+                        let d = diagnostic::invalid_type(
+                            format!("field `{}` of a list element cannot be optional", field.name.name),
+                            field.span,
+                            "a list element's fields are required in this version: declare it without `?`",
+                        );
+                        self.error(d);
+                        failed = true;
+                        continue;
+                    }
+                    match self.arg_type(&field.ty) {
+                        Some((ty, length)) if ty.is_scalar() => schema.push(ArgSchema {
+                            name: field.name.name.clone(),
+                            ty,
+                            optional: false,
+                            length,
+                            span: field.name.span,
+                        }),
+                        Some(_) => {
+                            let d = diagnostic::invalid_type(
+                                format!("field `{}` is not a single value", field.name.name),
+                                field.ty.span,
+                                "a list element's fields are integers, booleans, strings, enums, paths or decimals",
+                            );
+                            self.error(d);
+                            failed = true;
+                        }
+                        None => failed = true,
+                    }
+                }
+                if failed {
+                    return None;
+                }
+                ArgSchema {
+                    name: String::new(),
+                    ty: ArgType::Object(schema),
+                    optional: false,
+                    length: None,
+                    span: element.span,
+                }
+            }
+            _ => match self.arg_type(element)? {
+                (ty, length) if ty.is_scalar() => ArgSchema {
+                    name: String::new(),
+                    ty,
+                    optional: false,
+                    length,
+                    span: element.span,
+                },
+                _ => {
+                    let d = diagnostic::invalid_type(
+                        "a list's elements are not lists".to_owned(),
+                        element.span,
+                        "a list holds single values, or objects of single values",
+                    );
+                    self.error(d);
+                    return None;
+                }
+            },
+        };
+        Some(ArgType::List {
+            element: Box::new(element),
+            count,
+        })
     }
 
     /// `decimal(SCALE)` with optional bounds, in units of `10^-SCALE`.
@@ -845,6 +1054,16 @@ impl Checker {
                 scale,
                 bounds,
             } => self.decimal_type(ty.span, base, scale, bounds.as_ref()),
+            // `arg_type` takes these; in any other position they are not a single value.
+            ast::TypeExprKind::List { .. } | ast::TypeExprKind::Object { .. } => {
+                let d = diagnostic::invalid_type(
+                    "a list or an object where a single value is declared".to_owned(),
+                    ty.span,
+                    "lists and objects are argument types",
+                );
+                self.error(d);
+                None
+            }
             ast::TypeExprKind::Enum { base, variants } => {
                 if base.name != "enum" {
                     let d = diagnostic::invalid_type(
@@ -1088,6 +1307,7 @@ impl Checker {
             agents: self.policy.agents_matching(principal),
             tools: self.policy.tools_matching(tools),
             present: Vec::new(),
+            var: None,
         };
         let before = self.diagnostics.len();
         let checked = self.condition(condition, &scope);
@@ -1331,6 +1551,61 @@ impl Checker {
                 ConditionKind::And(Box::new(a?), Box::new(b?))
             }
             ast::ExprKind::Under { lhs, root } => return self.under(expr, lhs, root, scope),
+            ast::ExprKind::Member { lhs, list } => {
+                self.no_nesting(scope, expr.span)?;
+                let (name, element, list_span) = self.list_operand(list, scope)?;
+                if let Ty::Object(_) = element {
+                    let d = diagnostic::list_use(
+                        format!(
+                            "`{}` holds objects: `in` compares single values",
+                            operand_text(list)
+                        ),
+                        list_span,
+                        "a list of objects",
+                        "compare a field: `any e in LIST { e.FIELD == VALUE }`",
+                    );
+                    self.error(d);
+                    return None;
+                }
+                let value = self.operand(lhs, scope)?;
+                let each = Typed {
+                    term: Term::Var,
+                    ty: Some(element),
+                    bare_name: None,
+                    text: format!("an element of `{}`", operand_text(list)),
+                    span: list_span,
+                };
+                let (each, value) = self.unify(each, value)?;
+                ConditionKind::Quantified {
+                    all: false,
+                    list: name,
+                    body: Box::new(Condition {
+                        kind: ConditionKind::Compare {
+                            op: tollgate_grammar::ast::CompareOp::Eq,
+                            lhs: each.term,
+                            rhs: value.term,
+                        },
+                        span: expr.span,
+                    }),
+                }
+            }
+            ast::ExprKind::Quantified {
+                all,
+                var,
+                list,
+                body,
+            } => {
+                self.no_nesting(scope, expr.span)?;
+                let (name, element, _) = self.list_operand(list, scope)?;
+                let mut inner = scope.knowing(Vec::new());
+                inner.var = Some((var.name.clone(), element, name.clone()));
+                let body = self.condition(body, &inner)?;
+                ConditionKind::Quantified {
+                    all: *all,
+                    list: name,
+                    body: Box::new(body),
+                }
+            }
             ast::ExprKind::Has(operand) => {
                 let ast::Operand::Field {
                     root: ast::FieldRoot::Args,
@@ -1369,6 +1644,34 @@ impl Checker {
                 let lhs = self.operand(lhs, scope);
                 let rhs = self.operand(rhs, scope);
                 let (lhs, rhs) = (lhs?, rhs?);
+                for side in [&lhs, &rhs] {
+                    if let Some(ty @ (Ty::List(_) | Ty::Object(_))) = &side.ty {
+                        let d = diagnostic::list_use(
+                            format!("`{}` is {}: compare its parts", side.text, ty.describe()),
+                            side.span,
+                            "not a single value",
+                            "use `all x in LIST { x … }`, `any`, `VALUE in LIST` or `len(LIST)`; an element's field is `x.FIELD`",
+                        );
+                        self.error(d);
+                        return None;
+                    }
+                }
+                // `len(…)` against a constant only: the verifier's bound on list lengths counts
+                // the constants it is compared with.
+                for (side, other) in [(&lhs, &rhs), (&rhs, &lhs)] {
+                    if matches!(side.term, Term::Len(_))
+                        && !matches!(other.term, Term::Const(Value::Int(_)))
+                    {
+                        let d = diagnostic::list_use(
+                            format!("`{}` is compared with `{}`", side.text, other.text),
+                            other.span,
+                            "not a number constant",
+                            "compare `len(…)` with a number, as in `len(args.paths) <= 16`",
+                        );
+                        self.error(d);
+                        return None;
+                    }
+                }
                 let ordering = !matches!(
                     op,
                     tollgate_grammar::ast::CompareOp::Eq | tollgate_grammar::ast::CompareOp::Ne
@@ -1464,6 +1767,22 @@ impl Checker {
         })
     }
 
+    /// Quantifiers (and `in` over a list) do not nest: the verifier's bound on list lengths
+    /// (see the semantics chapter) holds for one level.
+    fn no_nesting(&mut self, scope: &Scope, span: Span) -> Option<()> {
+        if scope.var.is_none() {
+            return Some(());
+        }
+        let d = diagnostic::list_use(
+            "a quantifier inside a quantifier".to_owned(),
+            span,
+            "nested",
+            "quantifiers do not nest: test the other list in its own condition, joined with `and`",
+        );
+        self.error(d);
+        None
+    }
+
     /// `args.P under "ROOT"`: P is a path argument of every tool in scope, ROOT a path literal in
     /// normal form. It means `args.P == ROOT or args.P starts_with "ROOT/"` (for `/`: any
     /// absolute path; for `.`: any relative one), so evaluation, verification and code
@@ -1476,7 +1795,26 @@ impl Checker {
         scope: &Scope,
     ) -> Option<Condition> {
         let typed = self.operand(lhs, scope)?;
-        let Term::Arg(name) = &typed.term else {
+        // A path argument, a list's path element, or a path field of a list's element.
+        let declared = |tool: &Tool| -> Option<ArgSchema> {
+            let list = || match scope.var.as_ref().and_then(|(_, _, list)| tool.arg(list)) {
+                Some(ArgSchema {
+                    ty: ArgType::List { element, .. },
+                    ..
+                }) => Some((**element).clone()),
+                _ => None,
+            };
+            match &typed.term {
+                Term::Arg(name) => tool.arg(name).cloned(),
+                Term::Var => list(),
+                Term::VarField(field) => match list()?.ty {
+                    ArgType::Object(fields) => fields.into_iter().find(|f| f.name == *field),
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        if !matches!(typed.term, Term::Arg(_) | Term::Var | Term::VarField(_)) {
             let d = diagnostic::under_needs_path(
                 format!("`{}` is not a path argument", typed.text),
                 (typed.span, "not an argument"),
@@ -1485,12 +1823,13 @@ impl Checker {
             );
             self.error(d);
             return None;
-        };
+        }
+        let name = &typed.text;
         for &id in &scope.tools {
             let tool = &self.policy.tools[id];
-            if let Some(arg) = tool.arg(name).filter(|a| a.ty != ArgType::Path) {
+            if let Some(arg) = declared(tool).filter(|a| a.ty != ArgType::Path) {
                 let d = diagnostic::under_needs_path(
-                    format!("`args.{name}` is not a path in `{}`", tool.name),
+                    format!("`{name}` is not a path in `{}`", tool.name),
                     (typed.span, "not a path"),
                     "declare it `path` (requests are normalized, so `..` cannot escape the root)",
                     Some(arg.span),
@@ -1527,7 +1866,8 @@ impl Checker {
         }
         let span = expr.span;
         let leaf = |kind| Condition { kind, span };
-        let arg = || Term::Arg(name.clone());
+        let subject = typed.term.clone();
+        let arg = || subject.clone();
         let text = |t: &str| Term::Const(Value::Str(t.to_owned()));
         let starts_with = |prefix: &str| {
             leaf(ConditionKind::Str {
@@ -1726,6 +2066,29 @@ impl Checker {
     }
 
     fn operand(&mut self, operand: &ast::Operand, scope: &Scope) -> Option<Typed> {
+        match operand {
+            // A quantifier's variable shadows any name of the same spelling.
+            ast::Operand::Literal(ast::Literal::Name(name))
+                if scope
+                    .var
+                    .as_ref()
+                    .is_some_and(|(var, _, _)| *var == name.name) =>
+            {
+                let ty = scope.var.as_ref().map(|(_, ty, _)| ty.clone());
+                return Some(Typed {
+                    term: Term::Var,
+                    ty,
+                    bare_name: None,
+                    text: name.name.clone(),
+                    span: name.span,
+                });
+            }
+            ast::Operand::Var { name, field, span } => {
+                return self.var_field(name, field.as_ref(), *span, scope)
+            }
+            ast::Operand::Call { func, arg, span } => return self.call(func, arg, *span, scope),
+            _ => {}
+        }
         let ast::Operand::Field { root, name, span } = operand else {
             let ast::Operand::Literal(literal) = operand else {
                 return None;
@@ -1778,6 +2141,128 @@ impl Checker {
             text,
             span: *span,
         })
+    }
+
+    /// `e.FIELD`: a field of the element the quantifier is at.
+    fn var_field(
+        &mut self,
+        name: &ast::Ident,
+        field: Option<&ast::Ident>,
+        span: Span,
+        scope: &Scope,
+    ) -> Option<Typed> {
+        let text = match field {
+            Some(field) => format!("{}.{}", name.name, field.name),
+            None => name.name.clone(),
+        };
+        let Some((_, element, _)) = scope.var.as_ref().filter(|(var, _, _)| *var == name.name)
+        else {
+            let d = diagnostic::list_use(
+                format!("`{}` is not a quantified variable", name.name),
+                name.span,
+                "not bound here",
+                "`x.FIELD` reads a field of the element `x` in `all x in args.LIST { … }` or `any`",
+            );
+            self.error(d);
+            return None;
+        };
+        let Some(field) = field else {
+            return Some(Typed {
+                term: Term::Var,
+                ty: Some(element.clone()),
+                bare_name: None,
+                text,
+                span,
+            });
+        };
+        let Ty::Object(fields) = element else {
+            let d = diagnostic::list_use(
+                format!(
+                    "`{}` has no fields: its elements are {}",
+                    name.name,
+                    element.describe()
+                ),
+                span,
+                "not an object",
+                &format!("compare the element itself: `{}`", name.name),
+            );
+            self.error(d);
+            return None;
+        };
+        let Some((_, ty)) = fields.iter().find(|(f, _)| *f == field.name) else {
+            let known: Vec<&str> = fields.iter().map(|(f, _)| f.as_str()).collect();
+            let d = diagnostic::list_use(
+                format!("the elements have no field `{}`", field.name),
+                field.span,
+                "unknown field",
+                &format!("the fields are: {}", known.join(", ")),
+            );
+            self.error(d);
+            return None;
+        };
+        Some(Typed {
+            term: Term::VarField(field.name.clone()),
+            ty: Some(ty.clone()),
+            bare_name: None,
+            text,
+            span,
+        })
+    }
+
+    /// `len(args.LIST)`, the one function.
+    fn call(
+        &mut self,
+        func: &ast::Ident,
+        arg: &ast::Operand,
+        span: Span,
+        scope: &Scope,
+    ) -> Option<Typed> {
+        if func.name != "len" {
+            let d = diagnostic::list_use(
+                format!("unknown function `{}`", func.name),
+                func.span,
+                "not a function",
+                "`len(args.LIST)` counts a list's elements; it is the only function",
+            );
+            self.error(d);
+            return None;
+        }
+        let (name, _, _) = self.list_operand(arg, scope)?;
+        Some(Typed {
+            term: Term::Len(name),
+            ty: Some(Ty::Int),
+            bare_name: None,
+            text: format!("len({})", operand_text(arg)),
+            span,
+        })
+    }
+
+    /// An operand that names a list argument: its name, element type and span.
+    fn list_operand(
+        &mut self,
+        operand: &ast::Operand,
+        scope: &Scope,
+    ) -> Option<(String, Ty, Span)> {
+        let typed = self.operand(operand, scope)?;
+        match (&typed.term, typed.ty) {
+            (Term::Arg(name), Some(Ty::List(element))) => {
+                Some((name.clone(), *element, typed.span))
+            }
+            (_, ty) => {
+                let d = diagnostic::list_use(
+                    format!(
+                        "`{}` is {}, not a list argument",
+                        typed.text,
+                        ty.as_ref().map_or("a name", Ty::describe)
+                    ),
+                    typed.span,
+                    "not a list",
+                    "quantifiers, `in` and `len` read a list argument: `args.NAME` declared `list[T]`",
+                );
+                self.error(d);
+                None
+            }
+        }
     }
 
     /// Checks that every tool in scope has a property; reports the first that lacks it.
@@ -1968,15 +2453,7 @@ impl Checker {
             }
             let mut args = BTreeMap::new();
             for arg in &step.args {
-                let value = match &arg.value {
-                    ast::Literal::Int(int) => Value::Int(int.value),
-                    ast::Literal::Decimal(_) => {
-                        Value::Decimal(tollgate_grammar::format::literal(&arg.value))
-                    }
-                    ast::Literal::Str(s) => Value::Str(s.value.clone()),
-                    ast::Literal::Bool(b, _) => Value::Bool(*b),
-                    ast::Literal::Name(name) => Value::Sym(name.name.clone()),
-                };
+                let value = test_value(&arg.value);
                 if args.insert(arg.name.name.clone(), value).is_some() {
                     let first = step
                         .args

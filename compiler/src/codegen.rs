@@ -66,6 +66,132 @@ struct Generator<'p> {
     slots: Vec<Vec<String>>,
     programs: Vec<u8>,
     program_index: BTreeMap<Vec<u8>, u32>,
+    /// While a quantifier's body is emitted: the schema of the list's element (`FIELD` operands
+    /// are positions among its fields in name order).
+    element: Option<ArgSchema>,
+}
+
+/// An argument's enum variants, with those of a list's element and its fields.
+fn enum_variants(schema: &ArgSchema, out: &mut Vec<String>) {
+    match &schema.ty {
+        ArgType::Enum(variants) => out.extend(variants.iter().cloned()),
+        ArgType::List { element, .. } => enum_variants(element, out),
+        ArgType::Object(fields) => fields.iter().for_each(|f| enum_variants(f, out)),
+        _ => {}
+    }
+}
+
+/// Where argument records go: each tool's arguments in its range, and the element and field
+/// records of lists after every tool's range (`nested_base` onward).
+struct ArgRecords {
+    variants: Vec<u8>,
+    variant_count: u32,
+    nested: Vec<u8>,
+    nested_count: usize,
+    nested_base: usize,
+}
+
+impl ArgRecords {
+    /// The record of `schema`, named `name`; a list's element (and an object's fields) are
+    /// appended to the nested records, which its own record points to.
+    fn record(
+        &mut self,
+        generator: &mut Generator<'_>,
+        name: &str,
+        schema: &ArgSchema,
+    ) -> [u8; format::ARG_SIZE] {
+        let name = generator.strings.reference(name);
+        // A bounded string's length bounds go where an integer's bounds go.
+        let (low, high) = schema.length.map_or((0, 0), |(low, high)| {
+            (
+                i64::try_from(low).unwrap_or(i64::MAX),
+                i64::try_from(high).unwrap_or(i64::MAX),
+            )
+        });
+        let scale = match schema.ty {
+            ArgType::Decimal { scale, .. } => scale,
+            _ => 0,
+        };
+        let (kind, start, count, min, max) = match &schema.ty {
+            ArgType::Int { min, max } => (format::arg::INT, 0, 0, *min, *max),
+            ArgType::Decimal { min, max, .. } => (format::arg::DECIMAL, 0, 0, *min, *max),
+            ArgType::Bool => (format::arg::BOOL, 0, 0, 0, 0),
+            ArgType::Str => (format::arg::STR, 0, 0, low, high),
+            ArgType::Path => (format::arg::PATH, 0, 0, low, high),
+            ArgType::Enum(list) => {
+                let start = self.variant_count;
+                for variant in list {
+                    self.variants
+                        .extend_from_slice(&generator.symbol(variant).to_le_bytes());
+                    self.variant_count += 1;
+                }
+                (format::arg::ENUM, start, list.len() as u32, 0, 0)
+            }
+            ArgType::List { element, count } => {
+                let index = self.reserve(1);
+                let record = self.record(generator, "", element);
+                self.put(index, &record);
+                (
+                    format::arg::LIST,
+                    (self.nested_base + index) as u32,
+                    1,
+                    i64::try_from(count.0).unwrap_or(i64::MAX),
+                    i64::try_from(count.1).unwrap_or(i64::MAX),
+                )
+            }
+            ArgType::Object(fields) => {
+                let mut sorted: Vec<&ArgSchema> = fields.iter().collect();
+                sorted.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+                let first = self.reserve(sorted.len());
+                for (offset, field) in sorted.iter().enumerate() {
+                    let record = self.record(generator, &field.name, field);
+                    self.put(first + offset, &record);
+                }
+                (
+                    format::arg::OBJECT,
+                    (self.nested_base + first) as u32,
+                    sorted.len() as u32,
+                    0,
+                    0,
+                )
+            }
+        };
+        format::ArgRecord {
+            name,
+            kind,
+            flags: if schema.optional {
+                format::arg_flag::OPTIONAL
+            } else {
+                0
+            } | if schema.length.is_some() {
+                format::arg_flag::LENGTH
+            } else {
+                0
+            },
+            scale,
+            variants_start: start,
+            variants_count: count,
+            min,
+            max,
+        }
+        .encode()
+    }
+
+    /// Reserves `count` nested records; the index (from `nested_base`) of the first.
+    fn reserve(&mut self, count: usize) -> usize {
+        let first = self.nested_count;
+        self.nested
+            .resize(self.nested.len() + count * format::ARG_SIZE, 0);
+        self.nested_count += count;
+        first
+    }
+
+    fn put(&mut self, index: usize, record: &[u8; format::ARG_SIZE]) {
+        let at = index * format::ARG_SIZE;
+        if let Some(slot) = self.nested.get_mut(at..at + format::ARG_SIZE) {
+            slot.copy_from_slice(record);
+        }
+    }
 }
 
 /// Compiles a policy and signs the table, with policy version 0.
@@ -101,6 +227,7 @@ pub fn compile_stamped(
         slots: Vec::new(),
         programs: Vec::new(),
         program_index: BTreeMap::new(),
+        element: None,
     };
 
     // Symbols: environments, enum variants and agents, sorted by bytes.
@@ -108,9 +235,7 @@ pub fn compile_stamped(
     names.extend(policy.agents.iter().map(|a| a.name.clone()));
     for tool in &policy.tools {
         for arg in &tool.args {
-            if let ArgType::Enum(variants) = &arg.ty {
-                names.extend(variants.iter().cloned());
-            }
+            enum_variants(arg, &mut names);
         }
     }
     names.sort();
@@ -210,8 +335,13 @@ pub fn compile_stamped(
     let mut tools = Vec::new();
     let mut args = Vec::new();
     let mut arg_count = 0usize;
-    let mut variants = Vec::new();
-    let mut variant_count = 0u32;
+    let mut records = ArgRecords {
+        variants: Vec::new(),
+        variant_count: 0,
+        nested: Vec::new(),
+        nested_count: 0,
+        nested_base: tool_order.iter().map(|&t| policy.tools[t].args.len()).sum(),
+    };
     for &tool in &tool_order {
         let declared = &policy.tools[tool];
         let record = format::ToolRecord {
@@ -236,55 +366,15 @@ pub fn compile_stamped(
             let Some(schema) = declared.arg(&name) else {
                 continue;
             };
-            let name = generator.strings.reference(&name);
-            // A bounded string's length bounds go where an integer's bounds go.
-            let (low, high) = schema.length.map_or((0, 0), |(low, high)| {
-                (
-                    i64::try_from(low).unwrap_or(i64::MAX),
-                    i64::try_from(high).unwrap_or(i64::MAX),
-                )
-            });
-            let scale = match schema.ty {
-                ArgType::Decimal { scale, .. } => scale,
-                _ => 0,
-            };
-            let (kind, start, count, min, max) = match &schema.ty {
-                ArgType::Int { min, max } => (format::arg::INT, 0, 0, *min, *max),
-                ArgType::Decimal { min, max, .. } => (format::arg::DECIMAL, 0, 0, *min, *max),
-                ArgType::Bool => (format::arg::BOOL, 0, 0, 0, 0),
-                ArgType::Str => (format::arg::STR, 0, 0, low, high),
-                ArgType::Path => (format::arg::PATH, 0, 0, low, high),
-                ArgType::Enum(list) => {
-                    let start = variant_count;
-                    for variant in list {
-                        variants.extend_from_slice(&generator.symbol(variant).to_le_bytes());
-                        variant_count += 1;
-                    }
-                    (format::arg::ENUM, start, list.len() as u32, 0, 0)
-                }
-            };
-            let record = format::ArgRecord {
-                name,
-                kind,
-                flags: if schema.optional {
-                    format::arg_flag::OPTIONAL
-                } else {
-                    0
-                } | if schema.length.is_some() {
-                    format::arg_flag::LENGTH
-                } else {
-                    0
-                },
-                scale,
-                variants_start: start,
-                variants_count: count,
-                min,
-                max,
-            };
-            args.extend_from_slice(&record.encode());
+            let record = records.record(&mut generator, &name, schema);
+            args.extend_from_slice(&record);
             arg_count += 1;
         }
     }
+    // Lists' element and field records, after every tool's arguments.
+    args.extend_from_slice(&records.nested);
+    arg_count += records.nested_count;
+    let (variants, variant_count) = (records.variants, records.variant_count);
     if arg_count > usize::from(u16::MAX) {
         return Err(Error::TableTooLarge { what: "arguments" });
     }
@@ -499,6 +589,14 @@ impl Generator<'_> {
                 code.push(op::PUSH_SYM);
                 code.extend_from_slice(&self.symbol(v).to_le_bytes());
             }
+            // Lists and objects are never constants in a checked condition; as text they
+            // compare with nothing, as above.
+            Value::List(_) | Value::Object(_) => {
+                let (offset, len) = self.strings.add(b"");
+                code.push(op::PUSH_STR);
+                code.extend_from_slice(&offset.to_le_bytes());
+                code.extend_from_slice(&len.to_le_bytes());
+            }
             // Checking turns every decimal constant into an integer in its argument's units;
             // were one left, it would be text, and comparing it with a number denies as
             // malformed (and translation validation reports the difference).
@@ -546,6 +644,27 @@ impl Generator<'_> {
                 None => code.extend_from_slice(&[op::PUSH_BOOL, 0]),
             },
             Term::Const(value) => self.constant(code, value),
+            Term::Var => code.push(op::VAR),
+            Term::VarField(field) => {
+                let index = match self.element.as_ref().map(|e| &e.ty) {
+                    Some(ArgType::Object(fields)) => {
+                        let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+                        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                        names.iter().position(|n| n == field)
+                    }
+                    _ => None,
+                };
+                // A field a checked policy always has; the impossible miss is an index the
+                // loader refuses.
+                let index = index
+                    .unwrap_or(usize::from(u8::MAX))
+                    .min(usize::from(u8::MAX));
+                code.extend_from_slice(&[op::VAR, op::FIELD, index as u8]);
+            }
+            Term::Len(name) => {
+                self.term(code, &Term::Arg(name.clone()), agent, tool);
+                code.push(op::LEN);
+            }
         }
     }
 
@@ -558,7 +677,7 @@ impl Generator<'_> {
             Term::ToolCost => Some(Value::Int(policy.tools[tool].cost)),
             Term::ToolEnv => policy.tools[tool].env.clone().map(Value::Sym),
             Term::Const(value) => Some(value.clone()),
-            Term::Arg(_) | Term::Context(_) => None,
+            Term::Arg(_) | Term::Context(_) | Term::Var | Term::VarField(_) | Term::Len(_) => None,
         }
     }
 
@@ -621,6 +740,32 @@ impl Generator<'_> {
                         Ok(())
                     }
                 }
+            }
+            ConditionKind::Quantified { all, list, body } => {
+                let element = match self.policy.tools[tool].arg(list).map(|a| &a.ty) {
+                    Some(ArgType::List { element, .. }) => Some((**element).clone()),
+                    _ => None,
+                };
+                let outer = std::mem::replace(&mut self.element, element);
+                let mut body_code = Vec::new();
+                let folded = self.condition(&mut body_code, body, agent, tool);
+                self.element = outer;
+                match folded {
+                    // Every element of any list satisfies a true body; none a false one.
+                    Err(value) if value == *all => return Err(value),
+                    Err(value) => body_code = vec![op::PUSH_BOOL, u8::from(value)],
+                    Ok(()) => {}
+                }
+                let Ok(length) = u16::try_from(body_code.len()) else {
+                    // Too long to jump over: a program the loader refuses (it fails closed).
+                    code.push(op::END);
+                    return Ok(());
+                };
+                self.term(code, &Term::Arg(list.clone()), agent, tool);
+                code.push(if *all { op::ALL } else { op::ANY });
+                code.extend_from_slice(&length.to_le_bytes());
+                code.extend_from_slice(&body_code);
+                Ok(())
             }
             ConditionKind::Bool(term) => match self.constant_term(term, agent, tool) {
                 Some(Value::Bool(value)) => Err(value),
@@ -727,6 +872,8 @@ fn depth(condition: &Condition) -> usize {
             }
         }
         ConditionKind::Not(inner) => depth(inner),
+        // The list on the stack, then its result; the body runs on a stack of its own.
+        ConditionKind::Quantified { body, .. } => depth(body).max(1),
         ConditionKind::Bool(_) | ConditionKind::Has(_) => 1,
         ConditionKind::Compare { .. } | ConditionKind::Str { .. } | ConditionKind::In { .. } => 3,
     }

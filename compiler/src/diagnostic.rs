@@ -73,6 +73,7 @@ codes! {
     UnderNeedsPath = "TG0309", "`under` needs a path argument and a root in normal form";
     CostPer = "TG0310", "cost charged per an argument that is not a required non-negative integer";
     DecimalScale = "TG0311", "decimal constant or comparison does not fit the scale";
+    ListUse = "TG0312", "list, element or quantifier used where it does not apply";
     ZeroQuantity = "TG0401", "zero window, count or lifetime";
     NegativeQuantity = "TG0402", "negative cost, budget or bound";
     MissingEnvironment = "TG0501", "test step has no environment";
@@ -617,6 +618,10 @@ pub fn decimal_scale(
         d = d.related(span, label);
     }
     d.help(help.to_owned())
+}
+
+pub fn list_use(message: String, span: Span, label: &str, help: &str) -> Diagnostic {
+    Diagnostic::error(Code::ListUse, message, span, label).help(help.to_owned())
 }
 
 pub fn has_not_argument(text: &str, span: Span) -> Diagnostic {

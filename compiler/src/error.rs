@@ -14,7 +14,7 @@ pub enum Error {
     /// The JSON is not a request: serde's account of the first field at fault.
     #[error("{0}")]
     MalformedRequest(String),
-    #[error("argument `{name}` is `{value}`, but arguments are numbers, strings or booleans")]
+    #[error("argument `{name}` is `{value}`, but arguments are numbers, strings, booleans, lists or objects")]
     ArgumentNotScalar {
         name: String,
         value: serde_json::Value,
@@ -31,6 +31,19 @@ pub enum Error {
         value: i64,
         min: i64,
         max: i64,
+    },
+    #[error("argument `{argument}` has {count} elements, outside {min}..{max}")]
+    ListCount {
+        argument: String,
+        count: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("argument `{argument}` {} field `{field}`", if *.missing { "lacks" } else { "has no" })]
+    ObjectField {
+        argument: String,
+        field: String,
+        missing: bool,
     },
     #[error("argument `{argument}` is `{value}`, which `decimal({scale})` cannot hold exactly")]
     DecimalNotExact {
@@ -258,6 +271,17 @@ mod tests {
                 value: text("Eur."),
                 variants: vec![text("usd"), text("gbp")],
             },
+            Error::ListCount {
+                argument: text("paths"),
+                count: 17,
+                min: 1,
+                max: 16,
+            },
+            Error::ObjectField {
+                argument: text("edits[0]"),
+                field: text("newText"),
+                missing: true,
+            },
             Error::DecimalNotExact {
                 argument: text("amount"),
                 value: text("12.345"),
@@ -372,6 +396,8 @@ mod tests {
             | Error::ArgumentType { .. }
             | Error::PathClimbs { .. }
             | Error::DecimalNotExact { .. }
+            | Error::ListCount { .. }
+            | Error::ObjectField { .. }
             | Error::DecimalOutOfRange { .. }
             | Error::ArgumentLength { .. }
             | Error::TableTooLarge { .. }
@@ -404,7 +430,7 @@ mod tests {
     #[test]
     fn every_message_is_lowercase_without_a_final_period() {
         let errors = every_variant();
-        assert_eq!(errors.len(), 35, "one value per variant");
+        assert_eq!(errors.len(), 37, "one value per variant");
         for error in &errors {
             covered(error);
             let message = error.to_string();

@@ -403,106 +403,156 @@ pub fn validate_args(
             }
             return Err(Error::MissingArgument(schema.name.clone()));
         };
-        let normalized = match (&schema.ty, value) {
-            (ArgType::Int { min, max }, Value::Int(v)) => {
-                if v < min || v > max {
-                    return Err(Error::ArgumentOutOfRange {
-                        argument: schema.name.clone(),
-                        value: *v,
-                        min: *min,
-                        max: *max,
-                    });
-                }
-                Value::Int(*v)
-            }
-            // A decimal is decided as a whole number of `10^-scale` units, read exactly from
-            // a JSON number or from a string holding one (`"12.50"`).
-            (
-                ArgType::Decimal { scale, min, max },
-                Value::Int(_) | Value::Decimal(_) | Value::Str(_),
-            ) => {
-                let text = match value {
-                    Value::Str(text) => text.clone(),
-                    other => other.to_string(),
-                };
-                let Some(units) = crate::decimal::units(&text, *scale) else {
-                    return Err(Error::DecimalNotExact {
-                        argument: schema.name.clone(),
-                        value: text,
-                        scale: *scale,
-                    });
-                };
-                if units < *min || units > *max {
-                    let show =
-                        |units: i64| tollgate_grammar::format::decimal(i128::from(units), *scale);
-                    return Err(Error::DecimalOutOfRange {
-                        argument: schema.name.clone(),
-                        value: text,
-                        min: show(*min),
-                        max: show(*max),
-                    });
-                }
-                Value::Int(units)
-            }
-            (ArgType::Bool, Value::Bool(v)) => Value::Bool(*v),
-            (ArgType::Str, Value::Str(v)) => Value::Str(v.clone()),
-            // A path is decided in normal form; one that climbs above its root is invalid.
-            (ArgType::Path, Value::Str(v)) => {
-                let mut buffer = vec![0u8; v.len().max(1)];
-                match tollgate_runtime::path::normalize(v, &mut buffer) {
-                    Some(normal) => Value::Str(normal.to_owned()),
-                    None => {
-                        return Err(Error::PathClimbs {
-                            argument: schema.name.clone(),
-                            path: v.clone(),
-                        })
-                    }
-                }
-            }
-            (ArgType::Enum(variants), Value::Str(v) | Value::Sym(v)) => {
-                if !variants.contains(v) {
-                    return Err(Error::ArgumentNotVariant {
-                        argument: schema.name.clone(),
-                        value: v.clone(),
-                        variants: variants.clone(),
-                    });
-                }
-                Value::Sym(v.clone())
-            }
-            (ty, value) => {
-                let expected = match ty {
-                    ArgType::Int { .. } => "an integer",
-                    ArgType::Bool => "a boolean",
-                    ArgType::Str => "a string",
-                    ArgType::Path => "a path",
-                    ArgType::Enum(_) => "an enum value",
-                    ArgType::Decimal { .. } => "a number",
-                };
-                return Err(Error::ArgumentType {
-                    argument: schema.name.clone(),
-                    expected,
-                    found: value.clone(),
-                });
-            }
-        };
-        // A bounded string or path: its length in bytes (a path's, in normal form).
-        if let (Some((min, max)), Value::Str(text)) = (schema.length, &normalized) {
-            let length = text.len() as u64;
-            if length < min || length > max {
-                return Err(Error::ArgumentLength {
-                    argument: schema.name.clone(),
-                    length,
-                    min,
-                    max,
-                });
-            }
-        }
+        let normalized = validate_value(schema, &schema.name, value)?;
         args.insert(schema.name.clone(), normalized);
     }
     Ok(args)
 }
 
+/// One value against its schema (`name` says where it is: `paths[2]`, `edits[0].newText`).
+fn validate_value(schema: &ArgSchema, name: &str, value: &Value) -> Result<Value, Error> {
+    let normalized = match (&schema.ty, value) {
+        (ArgType::List { element, count }, Value::List(items)) => {
+            let length = items.len() as u64;
+            if length < count.0 || length > count.1 {
+                return Err(Error::ListCount {
+                    argument: name.to_owned(),
+                    count: length,
+                    min: count.0,
+                    max: count.1,
+                });
+            }
+            let mut valid = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                valid.push(validate_value(element, &format!("{name}[{index}]"), item)?);
+            }
+            Value::List(valid)
+        }
+        // Exactly the declared fields, each valid.
+        (ArgType::Object(fields), Value::Object(given)) => {
+            if let Some(extra) = given.keys().find(|f| !fields.iter().any(|d| d.name == **f)) {
+                return Err(Error::ObjectField {
+                    argument: name.to_owned(),
+                    field: extra.clone(),
+                    missing: false,
+                });
+            }
+            let mut valid = BTreeMap::new();
+            for field in fields {
+                let Some(value) = given.get(&field.name) else {
+                    return Err(Error::ObjectField {
+                        argument: name.to_owned(),
+                        field: field.name.clone(),
+                        missing: true,
+                    });
+                };
+                let path = format!("{name}.{}", field.name);
+                valid.insert(field.name.clone(), validate_value(field, &path, value)?);
+            }
+            Value::Object(valid)
+        }
+        (ArgType::Int { min, max }, Value::Int(v)) => {
+            if v < min || v > max {
+                return Err(Error::ArgumentOutOfRange {
+                    argument: name.to_owned(),
+                    value: *v,
+                    min: *min,
+                    max: *max,
+                });
+            }
+            Value::Int(*v)
+        }
+        // A decimal is decided as a whole number of `10^-scale` units, read exactly from
+        // a JSON number or from a string holding one (`"12.50"`).
+        (
+            ArgType::Decimal { scale, min, max },
+            Value::Int(_) | Value::Decimal(_) | Value::Str(_),
+        ) => {
+            let text = match value {
+                Value::Str(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let Some(units) = crate::decimal::units(&text, *scale) else {
+                return Err(Error::DecimalNotExact {
+                    argument: name.to_owned(),
+                    value: text,
+                    scale: *scale,
+                });
+            };
+            if units < *min || units > *max {
+                let show =
+                    |units: i64| tollgate_grammar::format::decimal(i128::from(units), *scale);
+                return Err(Error::DecimalOutOfRange {
+                    argument: name.to_owned(),
+                    value: text,
+                    min: show(*min),
+                    max: show(*max),
+                });
+            }
+            Value::Int(units)
+        }
+        (ArgType::Bool, Value::Bool(v)) => Value::Bool(*v),
+        (ArgType::Str, Value::Str(v)) => Value::Str(v.clone()),
+        // A path is decided in normal form; one that climbs above its root is invalid.
+        (ArgType::Path, Value::Str(v)) => {
+            let mut buffer = vec![0u8; v.len().max(1)];
+            match tollgate_runtime::path::normalize(v, &mut buffer) {
+                Some(normal) => Value::Str(normal.to_owned()),
+                None => {
+                    return Err(Error::PathClimbs {
+                        argument: name.to_owned(),
+                        path: v.clone(),
+                    })
+                }
+            }
+        }
+        (ArgType::Enum(variants), Value::Str(v) | Value::Sym(v)) => {
+            if !variants.contains(v) {
+                return Err(Error::ArgumentNotVariant {
+                    argument: name.to_owned(),
+                    value: v.clone(),
+                    variants: variants.clone(),
+                });
+            }
+            Value::Sym(v.clone())
+        }
+        (ty, value) => {
+            let expected = match ty {
+                ArgType::Int { .. } => "an integer",
+                ArgType::Bool => "a boolean",
+                ArgType::Str => "a string",
+                ArgType::Path => "a path",
+                ArgType::Enum(_) => "an enum value",
+                ArgType::Decimal { .. } => "a number",
+                ArgType::List { .. } => "a list",
+                ArgType::Object(_) => "an object",
+            };
+            return Err(Error::ArgumentType {
+                argument: name.to_owned(),
+                expected,
+                found: value.clone(),
+            });
+        }
+    };
+    // A bounded string or path: its length in bytes (a path's, in normal form).
+    if let (Some((min, max)), Value::Str(text)) = (schema.length, &normalized) {
+        let length = text.len() as u64;
+        if length < min || length > max {
+            return Err(Error::ArgumentLength {
+                argument: name.to_owned(),
+                length,
+                min,
+                max,
+            });
+        }
+    }
+    Ok(normalized)
+}
+
+#[derive(Clone, Copy)]
 struct Context<'a> {
+    /// The element a quantifier's body is evaluated at.
+    var: Option<&'a Value>,
     policy: &'a Policy,
     args: &'a BTreeMap<String, Value>,
     tool: ToolId,
@@ -521,6 +571,7 @@ impl<'a> Context<'a> {
         tool: ToolId,
     ) -> Self {
         Context {
+            var: None,
             policy,
             args,
             tool,
@@ -596,6 +647,15 @@ fn term(context: &Context<'_>, agent: AgentId, term: &Term) -> Option<Value> {
         Term::ToolCost => Some(Value::Int(tool.cost)),
         Term::ToolEnv => tool.env.clone().map(Value::Sym),
         Term::Const(value) => Some(value.clone()),
+        Term::Var => context.var.cloned(),
+        Term::VarField(field) => match context.var? {
+            Value::Object(fields) => fields.get(field).cloned(),
+            _ => None,
+        },
+        Term::Len(name) => match context.args.get(name)? {
+            Value::List(items) => Some(Value::Int(items.len() as i64)),
+            _ => None,
+        },
     }
 }
 
@@ -636,6 +696,26 @@ fn evaluate(context: &Context<'_>, agent: AgentId, condition: &Condition) -> Opt
         // An absent optional argument is a missing term: `has` guards every read of it (checking
         // enforces that), so a condition never depends on a value the call did not give.
         ConditionKind::Has(name) => Some(context.args.contains_key(name)),
+        // (C-All), (C-Any): the body at each element, in order; `all` of none holds, `any` of
+        // none does not.
+        ConditionKind::Quantified { all, list, body } => {
+            let Value::List(items) = context.args.get(list)? else {
+                return None;
+            };
+            let mut unknown = false;
+            for item in items {
+                let at = Context {
+                    var: Some(item),
+                    ..*context
+                };
+                match evaluate(&at, agent, body) {
+                    Some(holds) if holds != *all => return Some(holds),
+                    Some(_) => {}
+                    None => unknown = true,
+                }
+            }
+            (!unknown).then_some(*all)
+        }
         ConditionKind::Bool(t) => match term(context, agent, t)? {
             Value::Bool(value) => Some(value),
             _ => None,
@@ -717,6 +797,7 @@ mod tests {
         tool t.open { domain d effect read args { n: int[0..9], .. } }
         tool t.scale { domain d effect write cost 20 * args.k args { k: int[0..100] } }
         tool t.pay { domain d effect write args { amount: decimal(2)[0.01..500.00] } }
+        tool t.many { domain d effect read args { ps: list[path][0..3], es?: list[{ k: enum[x, y], v: int[0..9] }] } }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
         agent b { roles [q] attrs { level: 1 } }
@@ -905,6 +986,113 @@ mod tests {
                 "deny budget_exhausted",
                 "allow by rule #1",
                 "deny budget_exhausted",
+            ],
+        );
+    }
+
+    fn many(ps: &[&str], es: Option<&[(&str, i64)]>) -> Request {
+        let mut request = call("a", "t.many");
+        let list = ps.iter().map(|p| Value::Str((*p).to_owned())).collect();
+        request.args.insert("ps".to_owned(), Value::List(list));
+        if let Some(es) = es {
+            let items = es
+                .iter()
+                .map(|(k, v)| {
+                    Value::Object(BTreeMap::from([
+                        ("k".to_owned(), Value::Str((*k).to_owned())),
+                        ("v".to_owned(), Value::Int(*v)),
+                    ]))
+                })
+                .collect();
+            request.args.insert("es".to_owned(), Value::List(items));
+        }
+        request
+    }
+
+    #[test]
+    fn c_all_and_c_any_hold_for_every_or_some_element() {
+        check(
+            "permit any to call t.many when all p in args.ps { p under \"docs\" };\n\
+             forbid any to call t.many when has args.es and any e in args.es { e.k == y and e.v > 5 };",
+            &[
+                many(&["docs/a", "docs/./b/../c"], None),
+                // `all` of no element holds.
+                many(&[], None),
+                many(&["docs/a", "etc/passwd"], None),
+                many(&["docs/a"], Some(&[("x", 9), ("y", 5)])),
+                many(&["docs/a"], Some(&[("x", 1), ("y", 6)])),
+                // `any` of no element does not hold.
+                many(&["docs/a"], Some(&[])),
+            ],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny not_permitted",
+                "allow by rule #1",
+                "deny forbidden by rule #2",
+                "allow by rule #1",
+            ],
+        );
+    }
+
+    #[test]
+    fn c_len_and_member_read_a_list() {
+        check(
+            "permit any to call t.many when len(args.ps) >= 2 and \"b\" in args.ps;",
+            &[
+                many(&["a", "b"], None),
+                many(&["b"], None),
+                many(&["a", "c"], None),
+            ],
+            &[
+                "allow by rule #1",
+                "deny not_permitted",
+                "deny not_permitted",
+            ],
+        );
+    }
+
+    #[test]
+    fn v_args_a_list_is_counted_and_every_element_is_valid() {
+        let bad_field = with(
+            many(&["a"], None),
+            "es",
+            Value::List(vec![Value::Object(BTreeMap::from([(
+                "k".to_owned(),
+                Value::Str("x".to_owned()),
+            )]))]),
+        );
+        let extra_field = with(
+            many(&["a"], None),
+            "es",
+            Value::List(vec![Value::Object(BTreeMap::from([
+                ("k".to_owned(), Value::Str("x".to_owned())),
+                ("v".to_owned(), Value::Int(1)),
+                ("w".to_owned(), Value::Int(1)),
+            ]))]),
+        );
+        check(
+            "permit any to call t.many;",
+            &[
+                many(&["a", "b", "c"], Some(&[("x", 0)])),
+                // Too many elements; a path that climbs; a bad enum value; out of range.
+                many(&["a", "b", "c", "d"], None),
+                many(&["../a"], None),
+                many(&["a"], Some(&[("z", 0)])),
+                many(&["a"], Some(&[("x", 10)])),
+                bad_field,
+                extra_field,
+                with(call("a", "t.many"), "ps", Value::Str("a".to_owned())),
+            ],
+            &[
+                "allow by rule #1",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
             ],
         );
     }

@@ -14,7 +14,9 @@
 //! | `number` otherwise | `int`, noted: a call with a fraction is an invalid argument |
 //! | `boolean` | `bool` |
 //! | an optional property of those types | `name?: type` (a call may leave it out) |
-//! | `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
+//! | `array` of those (`minItems`/`maxItems`) | `list[T]` (`list[T][MIN..MAX]`) |
+//! | `array` of objects whose properties are all required single values | `list[{ a: T, b: T }]` |
+//! | any other `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
 //! | `additionalProperties: true` | an open argument list, `args { …, .. }` |
 //!
 //! A tool name that is not a plain name (`get-sum`) is declared as a quoted segment:
@@ -159,6 +161,7 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
         }
         Some("number") => Ok(number(schema)),
         Some("boolean") => Ok(("bool".to_owned(), None)),
+        Some("array") => list_type(schema),
         Some(other) => Err(format!(
             "is of type `{other}`, which the language cannot express yet"
         )),
@@ -167,6 +170,60 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
                 .to_owned(),
         ),
     }
+}
+
+/// A JSON Schema `array`: `list[T]` of a single-value type, or of objects whose properties are
+/// all required single values; `minItems`/`maxItems` become the count.
+fn list_type(schema: &Value) -> Result<(String, Option<String>), String> {
+    let items = schema
+        .get("items")
+        .ok_or("is an array without `items`, which the language cannot express")?;
+    let (element, note) = match items.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let required: Vec<&str> = items
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut fields = Vec::new();
+            let mut notes = Vec::new();
+            let properties = items.get("properties").and_then(Value::as_object);
+            for (field, field_schema) in properties.into_iter().flatten() {
+                if !required.contains(&field.as_str()) {
+                    return Err(format!(
+                        "is a list of objects with an optional field `{field}`, which the language cannot express yet"
+                    ));
+                }
+                if !is_identifier(field) || is_keyword(field) {
+                    return Err(format!(
+                        "is a list of objects with a field `{field}` that is not a plain name"
+                    ));
+                }
+                if matches!(
+                    field_schema.get("type").and_then(Value::as_str),
+                    Some("array" | "object")
+                ) {
+                    return Err(format!("is a list of objects whose field `{field}` is not a single value, which the language cannot express yet"));
+                }
+                let (declared, note) = declared_type(field_schema)
+                    .map_err(|why| format!("is a list of objects whose field `{field}` {why}"))?;
+                fields.push(format!("{field}: {declared}"));
+                notes.extend(note.map(|n| format!("field `{field}`: {n}")));
+            }
+            let note = (!notes.is_empty()).then(|| notes.join("; "));
+            (format!("{{ {} }}", fields.join(", ")), note)
+        }
+        Some("array") => {
+            return Err("is a list of lists, which the language cannot express yet".to_owned())
+        }
+        _ => declared_type(items).map_err(|why| format!("is a list whose elements {why}"))?,
+    };
+    let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
+    let count = match (bound("minItems"), bound("maxItems")) {
+        (None, None) => String::new(),
+        (min, max) => format!("[{}..{}]", min.unwrap_or(0), max.unwrap_or(i64::MAX as u64)),
+    };
+    Ok((format!("list[{element}]{count}"), note))
 }
 
 /// A JSON Schema `number`: `decimal(k)` when `multipleOf` is `10^-k` (the schema states the
@@ -339,7 +396,10 @@ mod tests {
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "head": {"type": "integer"},
                 "title": {"type": "string", "maxLength": 10},
-                "exclude": {"type": "array", "items": {"type": "string"}}
+                "exclude": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+                "nested": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+                "edits": {"type": "array", "items": {"type": "object", "required": ["a"],
+                          "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}
             }},
             "annotations": {"readOnlyHint": true}
         }, {"name": "get-sum", "inputSchema": {}}, {
@@ -350,7 +410,7 @@ mod tests {
         let imported = import(&list, Source::Mcp, &options()).unwrap();
         assert!(
             imported.text.contains(
-                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, head?: int, title?: string[0..40] }"
+                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, tags: list[string], head?: int, title?: string[0..40], exclude?: list[string][0..3] }"
             ),
             "{}",
             imported.text
@@ -365,14 +425,15 @@ mod tests {
         let notes = imported.notes.join("\n");
         assert!(notes.contains("`x`: a number"), "{notes}");
         assert!(
-            notes.contains("required argument `tags` left out"),
+            notes.contains("optional argument `nested` left out: it is a list of lists"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("optional argument `edits` left out: it is a list of objects with an optional field `b`"),
             "{notes}"
         );
         assert!(!notes.contains("`head`"), "{notes}");
-        assert!(
-            notes.contains("optional argument `exclude` left out: it is of type `array`"),
-            "{notes}"
-        );
+        assert!(!notes.contains("`exclude`"), "{notes}");
         assert!(
             imported.text.contains("tool fs.\"get-sum\" {"),
             "{}",

@@ -184,9 +184,24 @@ pub enum ArgType {
         min: i64,
         max: i64,
     },
+    /// `list[T][MIN..MAX]`: MIN to MAX elements, each valid for `element` (a scalar, or an
+    /// object of scalars). Conditions read a list through `all`, `any`, `in` and `len`.
+    List {
+        element: Box<ArgSchema>,
+        count: (u64, u64),
+    },
+    /// `{ name: T, … }`, a list's element: exactly these (required, scalar) fields.
+    Object(Vec<ArgSchema>),
 }
 
-#[derive(Clone, Debug)]
+impl ArgType {
+    /// Integers, booleans, strings, enums, paths and decimals: what a comparison reads.
+    pub fn is_scalar(&self) -> bool {
+        !matches!(self, ArgType::List { .. } | ArgType::Object(_))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArgSchema {
     pub name: String,
     pub ty: ArgType,
@@ -284,6 +299,10 @@ pub enum Value {
     /// text, never a float. A decimal argument takes it when it has no more places than the
     /// argument's scale; conditions see it as an integer in the argument's units.
     Decimal(String),
+    /// A JSON array: a list argument's elements.
+    List(Vec<Value>),
+    /// A JSON object: a list element's fields.
+    Object(BTreeMap<String, Value>),
 }
 
 impl fmt::Display for Value {
@@ -294,6 +313,26 @@ impl fmt::Display for Value {
             Value::Str(v) => f.write_str(&tollgate_grammar::format::string(v)),
             Value::Sym(v) => write!(f, "{v}"),
             Value::Decimal(v) => f.write_str(v),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Object(fields) => {
+                f.write_str("{")?;
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{name}: {value}")?;
+                }
+                f.write_str("}")
+            }
         }
     }
 }
@@ -320,6 +359,12 @@ pub enum Term {
     ToolCost,
     ToolEnv,
     Const(Value),
+    /// The element a quantifier is at (`p` in `all p in args.paths { … }`).
+    Var,
+    /// A field of the element a quantifier is at (`e.newText`).
+    VarField(String),
+    /// `len(args.NAME)`: how many elements a list argument has.
+    Len(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -345,6 +390,14 @@ pub enum ConditionKind {
     Bool(Term),
     /// `has args.NAME`: the call gives this argument.
     Has(String),
+    /// `all x in args.LIST { body }` (`all`) or `any …`: the body holds for every element (true
+    /// for none), or for some. In the body, `Term::Var` and `Term::VarField` read the element;
+    /// bodies do not nest. `v in args.LIST` is `any x in args.LIST { x == v }`.
+    Quantified {
+        all: bool,
+        list: String,
+        body: Box<Condition>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

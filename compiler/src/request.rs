@@ -38,23 +38,75 @@ struct JsonContext {
     time: Option<u64>,
 }
 
+/// One argument value: a number, string or boolean, or a list or object of them. `null` is no
+/// value at all.
+fn read_value(name: &str, value: serde_json::Value) -> Result<Value, Error> {
+    Ok(match value {
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::String(s) => Value::Str(s),
+        // Any other number is kept as its text (an `f64`'s shortest form, or an integer past
+        // `i64`): a decimal argument reads it exactly, anything else refuses it.
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Decimal(n.to_string()),
+        },
+        serde_json::Value::Array(items) => Value::List(
+            items
+                .into_iter()
+                .map(|item| read_value(name, item))
+                .collect::<Result<_, _>>()?,
+        ),
+        serde_json::Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(field, value)| Ok((field, read_value(name, value)?)))
+                .collect::<Result<_, Error>>()?,
+        ),
+        other => {
+            return Err(Error::ArgumentNotScalar {
+                name: name.to_owned(),
+                value: other,
+            })
+        }
+    })
+}
+
+/// A value as JSON (see [`to_json`]).
+fn write_value(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Bool(b) => serde_json::Value::from(*b),
+        Value::Str(s) | Value::Sym(s) => serde_json::Value::from(s.clone()),
+        // A number stays a number when JSON's reader reads back the same value (`10.50` as
+        // `10.5`); else it is written as text, which decimals also take.
+        Value::Decimal(s) => {
+            let places = s.split_once('.').map_or(0, |(_, f)| f.len().min(18) as u8);
+            let exact = |text: &str| crate::decimal::units(text, places);
+            serde_json::from_str::<serde_json::Number>(s)
+                .ok()
+                .filter(|n| exact(&n.to_string()).is_some_and(|v| Some(v) == exact(s)))
+                .map_or_else(
+                    || serde_json::Value::from(s.clone()),
+                    serde_json::Value::Number,
+                )
+        }
+        Value::List(items) => serde_json::Value::Array(items.iter().map(write_value).collect()),
+        Value::Object(fields) => serde_json::Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| (name.clone(), write_value(value)))
+                .collect(),
+        ),
+    }
+}
+
 /// Reads one request; `default_time` stands in for a missing `context.time`.
 pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request, Error> {
     let parsed: JsonRequest =
         serde_json::from_value(value).map_err(|e| Error::MalformedRequest(e.to_string()))?;
     let mut args = BTreeMap::new();
     for (name, value) in parsed.args {
-        let value = match value {
-            serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::String(s) => Value::Str(s),
-            // Any other number is kept as its text (an `f64`'s shortest form, or an integer
-            // past `i64`): a decimal argument reads it exactly, anything else refuses it.
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => Value::Decimal(n.to_string()),
-            },
-            other => return Err(Error::ArgumentNotScalar { name, value: other }),
-        };
+        let value = read_value(&name, value)?;
         args.insert(name, value);
     }
     Ok(Request {
@@ -73,28 +125,7 @@ pub fn to_json(request: &Request) -> serde_json::Value {
     let args: serde_json::Map<String, serde_json::Value> = request
         .args
         .iter()
-        .map(|(name, value)| {
-            let json = match value {
-                Value::Int(i) => serde_json::Value::from(*i),
-                Value::Bool(b) => serde_json::Value::from(*b),
-                Value::Str(s) | Value::Sym(s) => serde_json::Value::from(s.clone()),
-                // A number's text stays a number (as text when JSON's reader would round it).
-                // A number stays a number when JSON's reader reads back the same value
-                // (`10.50` as `10.5`); else it is written as text, which decimals also take.
-                Value::Decimal(s) => {
-                    let places = s.split_once('.').map_or(0, |(_, f)| f.len().min(18) as u8);
-                    let exact = |text: &str| crate::decimal::units(text, places);
-                    serde_json::from_str::<serde_json::Number>(s)
-                        .ok()
-                        .filter(|n| exact(&n.to_string()).is_some_and(|v| Some(v) == exact(s)))
-                        .map_or_else(
-                            || serde_json::Value::from(s.clone()),
-                            serde_json::Value::Number,
-                        )
-                }
-            };
-            (name.clone(), json)
-        })
+        .map(|(name, value)| (name.clone(), write_value(value)))
         .collect();
     let json = JsonRequest {
         agent: request.agent.clone(),

@@ -234,13 +234,29 @@ impl<'p> Bucket<'p> {
                 Some((chain, required))
             })
             .unzip();
+        // Lists are bounded by the atoms this bucket's queries can hold: the agents a chain
+        // conjoins, and each chain's origin once more (the escalation search adds its direct
+        // call, over this space).
+        let mut conjoined: Vec<AgentId> = required.iter().flatten().copied().collect();
+        conjoined.sort_unstable();
+        conjoined.dedup();
+        let mut origins: Vec<AgentId> = chains
+            .iter()
+            .filter_map(|c| c.via.first())
+            .filter_map(|name| policy.agents.iter().position(|a| a.name == *name))
+            .collect();
+        origins.sort_unstable();
+        origins.dedup();
+        conjoined.extend(origins);
+        let mut finite = index.finite.clone();
+        finite.lists = encode::ListAtoms::for_bucket(&[policy], tool, &conjoined, 1);
         let space = Space::with_finite_strings(
             symbols.clone(),
             &policy.tools[tool].args,
             &policy.environments,
             chains,
             truncated,
-            &index.finite,
+            &finite,
         );
         let mut members = vec![false; policy.agents.len()];
         for member in required.iter().flatten() {
@@ -267,6 +283,7 @@ impl<'p> Bucket<'p> {
             index: self.index,
             space: &self.space,
             tool: self.tool,
+            element: None,
         }
     }
 
@@ -373,6 +390,63 @@ impl<'p> Bucket<'p> {
 }
 
 /// The request a model of `space` describes, for `agent` calling `tool` of `policy`.
+/// A variable's value in a model, as a request gives it (`arg` is its schema).
+fn value_from_model(model: &Model, space: &Space, var: &Zv, arg: &ArgSchema) -> Option<Value> {
+    match var {
+        // A decimal's units are written back as the number they stand for.
+        Zv::Int(v) => model
+            .eval(v, true)
+            .and_then(|v| v.as_i64())
+            .map(|units| match arg.ty {
+                ArgType::Decimal { scale, .. } => {
+                    Value::Decimal(tollgate_grammar::format::decimal(i128::from(units), scale))
+                }
+                _ => Value::Int(units),
+            }),
+        Zv::Bool(v) => model
+            .eval(v, true)
+            .and_then(|v| v.as_bool())
+            .map(Value::Bool),
+        Zv::Str(v) => string_from_model(model, v).map(Value::Str),
+        Zv::Finite(value) => value.value(model).map(Value::Str),
+        Zv::Sym(v) => model
+            .eval(v, true)
+            .and_then(|v| v.as_i64())
+            .and_then(|i| space.symbols.name(i))
+            .map(|name| Value::Str(name.to_owned())),
+        // The list's first `len` elements.
+        Zv::List(list) => {
+            let ArgType::List { element, .. } = &arg.ty else {
+                return None;
+            };
+            let len = model.eval(&list.len, true).and_then(|v| v.as_i64())?;
+            let len = usize::try_from(len).ok()?.min(list.elements.len());
+            let items = list.elements.get(..len)?;
+            items
+                .iter()
+                .map(|item| value_from_model(model, space, item, element))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::List)
+        }
+        Zv::Object(fields) => {
+            let ArgType::Object(schema) = &arg.ty else {
+                return None;
+            };
+            schema
+                .iter()
+                .map(|field| {
+                    let var = fields.get(&field.name)?;
+                    Some((
+                        field.name.clone(),
+                        value_from_model(model, space, var, field)?,
+                    ))
+                })
+                .collect::<Option<BTreeMap<_, _>>>()
+                .map(Value::Object)
+        }
+    }
+}
+
 pub(crate) fn request_from_model(
     policy: &Policy,
     agent: AgentId,
@@ -392,29 +466,7 @@ pub(crate) fn request_from_model(
                 continue;
             }
         }
-        let value = match var {
-            // A decimal's units are written back as the number they stand for.
-            Zv::Int(v) => model
-                .eval(v, true)
-                .and_then(|v| v.as_i64())
-                .map(|units| match arg.ty {
-                    ArgType::Decimal { scale, .. } => {
-                        Value::Decimal(tollgate_grammar::format::decimal(i128::from(units), scale))
-                    }
-                    _ => Value::Int(units),
-                }),
-            Zv::Bool(v) => model
-                .eval(v, true)
-                .and_then(|v| v.as_bool())
-                .map(Value::Bool),
-            Zv::Str(v) => string_from_model(model, v).map(Value::Str),
-            Zv::Finite(value) => value.value(model).map(Value::Str),
-            Zv::Sym(v) => model
-                .eval(v, true)
-                .and_then(|v| v.as_i64())
-                .and_then(|i| space.symbols.name(i))
-                .map(|name| Value::Str(name.to_owned())),
-        };
+        let value = value_from_model(model, space, var, arg);
         if let Some(value) = value {
             args.insert(arg.name.clone(), value);
         }

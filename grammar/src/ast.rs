@@ -185,6 +185,15 @@ pub enum TypeExprKind {
     },
     /// `enum[usd, eur]`
     Enum { base: Ident, variants: Vec<Ident> },
+    /// `list[T]` or `list[T][MIN..MAX]` (MIN to MAX elements); a base other than `list`, or
+    /// other than one element type, is the checker's to report.
+    List {
+        base: Ident,
+        elements: Vec<TypeExpr>,
+        length: Option<(IntLit, IntLit)>,
+    },
+    /// `{ oldText: string, newText: string }`: an object's named fields (`..`: more allowed).
+    Object { fields: Vec<ArgDecl>, open: bool },
     /// `decimal(2)` or `decimal(2)[0..5000.00]`: a number with at most `scale` digits after
     /// the point, optionally within bounds (integers or decimals).
     Decimal {
@@ -373,13 +382,38 @@ pub struct StringLit {
     pub span: Span,
 }
 
+/// A test step's argument: `paths: ["a", "b"]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TestArg {
+    pub name: Ident,
+    pub value: TestValue,
+    pub span: Span,
+}
+
+/// A value a test step gives: a literal, a list `[…]`, or an object `{ name: value, … }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum TestValue {
+    Literal(Literal),
+    List(Vec<TestValue>, Span),
+    Object(Vec<TestArg>, Span),
+}
+
+impl TestValue {
+    pub fn span(&self) -> Span {
+        match self {
+            TestValue::Literal(literal) => literal.span(),
+            TestValue::List(_, span) | TestValue::Object(_, span) => *span,
+        }
+    }
+}
+
 /// `AGENT [via [A, B]] calls TOOL [{ ARGS }] [in ENV] [at TIME] expect OUTCOME;`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TestStep {
     pub agent: Ident,
     pub via: Vec<Ident>,
     pub tool: DottedName,
-    pub args: Vec<AttrDecl>,
+    pub args: Vec<TestArg>,
     pub env: Option<Ident>,
     pub at: Option<DurationLit>,
     pub expect: Expectation,
@@ -453,12 +487,26 @@ pub enum Operand {
         span: Span,
     },
     Literal(Literal),
+    /// A field of a quantified variable, `e.newText` (a bare variable parses as a name).
+    Var {
+        name: Ident,
+        field: Option<Ident>,
+        span: Span,
+    },
+    /// `len(args.paths)`: a function applied to an operand.
+    Call {
+        func: Ident,
+        arg: Box<Operand>,
+        span: Span,
+    },
 }
 
 impl Operand {
     pub fn span(&self) -> Span {
         match self {
             Operand::Field { span, .. } => *span,
+            Operand::Var { span, .. } => *span,
+            Operand::Call { span, .. } => *span,
             Operand::Literal(literal) => literal.span(),
         }
     }
@@ -531,6 +579,18 @@ pub enum ExprKind {
     Under {
         lhs: Operand,
         root: Operand,
+    },
+    /// `"x" in args.tags`: a list has an element equal to the value.
+    Member {
+        lhs: Operand,
+        list: Operand,
+    },
+    /// `all p in args.paths { … }` (`all: true`) or `any e in args.edits { … }`.
+    Quantified {
+        all: bool,
+        var: Ident,
+        list: Operand,
+        body: Box<Expr>,
     },
 }
 

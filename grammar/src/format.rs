@@ -303,7 +303,7 @@ fn test_step(step: &TestStep) -> String {
     }
     let _ = write!(text, " calls {}", step.tool.source());
     if !step.args.is_empty() {
-        let _ = write!(text, " {}", braced(&attrs(&step.args)));
+        let _ = write!(text, " {}", braced(&test_args(&step.args)));
     }
     if let Some(env) = &step.env {
         let _ = write!(text, " in {}", env.name);
@@ -349,27 +349,43 @@ fn tool_prop(kind: &ToolPropKind) -> String {
             Some(arg) => format!("cost {} * args.{}", amount.value, arg.name),
             None => format!("cost {}", amount.value),
         },
-        ToolPropKind::Args { args, open } => {
-            let mut args: Vec<String> = args
-                .iter()
-                .map(|arg| {
-                    let optional = if arg.optional { "?" } else { "" };
-                    format!("{}{optional}: {}", arg.name.name, type_expr(&arg.ty))
-                })
-                .collect();
-            if *open {
-                args.push("..".to_owned());
-            }
-            format!("args {}", braced(&args.join(", ")))
-        }
+        ToolPropKind::Args { args, open } => format!("args {}", arg_decls(args, *open)),
         ToolPropKind::Attrs(list) => format!("attrs {}", braced(&attrs(list))),
         ToolPropKind::Creates(name) => format!("creates {}", name.name),
         ToolPropKind::Grants(name) => format!("grants {}", name.name),
     }
 }
 
+/// `{ name: type, name?: type, .. }`
+fn arg_decls(args: &[ArgDecl], open: bool) -> String {
+    let mut args: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            let optional = if arg.optional { "?" } else { "" };
+            format!("{}{optional}: {}", arg.name.name, type_expr(&arg.ty))
+        })
+        .collect();
+    if open {
+        args.push("..".to_owned());
+    }
+    braced(&args.join(", "))
+}
+
 fn type_expr(ty: &TypeExpr) -> String {
     match &ty.kind {
+        TypeExprKind::List {
+            base,
+            elements,
+            length,
+        } => {
+            let elements: Vec<String> = elements.iter().map(type_expr).collect();
+            let length = length
+                .as_ref()
+                .map(|(min, max)| format!("[{}..{}]", min.value, max.value))
+                .unwrap_or_default();
+            format!("{}[{}]{length}", base.name, elements.join(", "))
+        }
+        TypeExprKind::Object { fields, open } => arg_decls(fields, *open),
         TypeExprKind::Named(name) => name.name.clone(),
         TypeExprKind::Bounded { base, min, max } => {
             format!("{}[{}..{}]", base.name, min.value, max.value)
@@ -406,6 +422,25 @@ fn agent_prop(kind: &AgentPropKind) -> String {
         AgentPropKind::Budget { amount, window } => {
             format!("budget {} per {}", amount.value, duration(window.seconds))
         }
+    }
+}
+
+fn test_args(list: &[TestArg]) -> String {
+    let parts: Vec<String> = list
+        .iter()
+        .map(|arg| format!("{}: {}", arg.name.name, test_value(&arg.value)))
+        .collect();
+    parts.join(", ")
+}
+
+fn test_value(value: &TestValue) -> String {
+    match value {
+        TestValue::Literal(value) => literal(value),
+        TestValue::List(items, _) => {
+            let items: Vec<String> = items.iter().map(test_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        TestValue::Object(fields, _) => braced(&test_args(fields)),
     }
 }
 
@@ -502,6 +537,11 @@ fn operand(operand: &Operand) -> String {
     match operand {
         Operand::Field { root, name, .. } => format!("{}.{}", root.keyword(), name.name),
         Operand::Literal(value) => literal(value),
+        Operand::Var { name, field, .. } => match field {
+            Some(field) => format!("{}.{}", name.name, field.name),
+            None => name.name.clone(),
+        },
+        Operand::Call { func, arg, .. } => format!("{}({})", func.name, self::operand(arg)),
     }
 }
 
@@ -537,6 +577,19 @@ fn expr_at(node: &Expr, context: u8) -> String {
         ExprKind::Operand(value) => operand(value),
         ExprKind::Has(value) => format!("has {}", operand(value)),
         ExprKind::Under { lhs, root } => format!("{} under {}", operand(lhs), operand(root)),
+        ExprKind::Member { lhs, list } => format!("{} in {}", operand(lhs), operand(list)),
+        ExprKind::Quantified {
+            all,
+            var,
+            list,
+            body,
+        } => format!(
+            "{} {} in {} {{ {} }}",
+            if *all { "all" } else { "any" },
+            var.name,
+            operand(list),
+            expr_at(body, 0)
+        ),
     };
     if precedence(node) < context {
         format!("({text})")
@@ -573,6 +626,14 @@ mod tests {
         check(
             "r: permit any to call fs.\"test\";\n",
             "r: permit any to call fs.\"test\";\n",
+        );
+    }
+
+    #[test]
+    fn lists_objects_and_quantifiers_print_back() {
+        check(
+            "tool fs.edit { domain d effect write args { paths: list[path][1..16], edits: list[{oldText: string, newText: string}], tags?: list[enum[a, b]] } }\nr: permit any to call fs.edit when all p in args.paths { p under \"docs\" } and len(args.paths) <= 4 and not any e in args.edits { e.newText contains \"KEY\" } and a in args.tags;\n",
+            "tool fs.edit {\n    domain d\n    effect write\n    args { paths: list[path][1..16], edits: list[{ oldText: string, newText: string }], tags?: list[enum[a, b]] }\n}\nr: permit any to call fs.edit\n    when all p in args.paths { p under \"docs\" } and len(args.paths) <= 4 and not any e in args.edits { e.newText contains \"KEY\" } and a in args.tags;\n",
         );
     }
 

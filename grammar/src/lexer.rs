@@ -127,6 +127,7 @@ macro_rules! tokens {
 tokens! {
     "acknowledge" => Acknowledge,
     "agent" => Agent,
+    "all" => All,
     "allow" => Allow,
     "always" => Always,
     "and" => And,

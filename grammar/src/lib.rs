@@ -258,6 +258,7 @@ fn readable(expected: Vec<String>) -> Vec<String> {
         .map(|terminal| match terminal.as_str() {
             "Name" => "a name".to_owned(),
             "Int" => "an integer".to_owned(),
+            "Dec" => "a decimal number".to_owned(),
             "Str" => "a string".to_owned(),
             "Dur" => "a duration".to_owned(),
             quoted => format!("`{}`", quoted.trim_matches('"')),

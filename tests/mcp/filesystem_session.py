@@ -40,9 +40,17 @@ async def main():
             report["read"] = await call(session, "read_text_file", {"path": "docs/readme.md"})
             # An optional argument the policy declares (`head?`) passes through to the server.
             report["read_head"] = await call(session, "read_text_file", {"path": "docs/readme.md", "head": 1})
+            # A list argument: every path is decided, and forwarded, in normal form.
+            report["read_many"] = await call(
+                session, "read_multiple_files", {"paths": ["docs/readme.md", "docs/./guide/../readme.md"]}
+            )
             report["write_docs"] = await call(session, "write_file", {"path": "docs/readme.md", "content": "defaced"})
             report["climb"] = await call(session, "read_text_file", {"path": "docs/../../etc/passwd"})
             report["write_out"] = await call(session, "write_file", {"path": "out/summary.md", "content": "all good"})
+            # A list of objects: an edit of the output is allowed (no private key in any edit).
+            report["edit_out"] = await call(
+                session, "edit_file", {"path": "out/summary.md", "edits": [{"oldText": "good", "newText": "great"}]}
+            )
             report["private_key"] = await call(
                 session,
                 "write_file",

@@ -69,6 +69,16 @@ fn atom() -> impl Strategy<Value = String> {
         Just("has args.o".to_owned()),
         (0..4i64).prop_map(|k| format!("(has args.o and args.o >= {k})")),
         (0..4i64).prop_map(|k| format!("(not has args.o or args.o < {k})")),
+        // Lists: quantifiers, membership and length, behind `has`.
+        proptest::sample::select(vec![
+            "(has args.ls and all p in args.ls { p under \"a\" })",
+            "(has args.ls and any p in args.ls { p == \"a/b\" or p starts_with \"/\" })",
+            "(has args.ls and len(args.ls) >= 2)",
+            "(has args.ls and \"a\" in args.ls)",
+            "(not has args.es or all e in args.es { e.v < 3 })",
+            "(has args.es and any e in args.es { e.k == y and e.v > args.n })",
+        ])
+        .prop_map(str::to_owned),
         // A decimal, compared in units of its scale.
         (
             proptest::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]),
@@ -171,7 +181,7 @@ fn policy() -> impl Strategy<Value = String> {
                 let open = if *name == "u.c" { ", .." } else { "" };
                 let per = if *name == "t.b" { " * args.n" } else { "" };
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path{open} }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path, ls?: list[path[0..4]][0..3], es?: list[{{ k: enum[x, y], v: int[0..3] }}][0..2]{open} }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -227,6 +237,48 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
                 2 => (-2..4i64).prop_map(Value::Int),
                 1 => proptest::sample::select(vec!["0.5", "1", "x", ""]).prop_map(|s| Value::Str(s.into())),
             ]),
+            (
+                // Lists of raw paths (some climb, some too long, one not a string), up to four
+                // (one past the bound).
+                proptest::option::of(prop_oneof![
+                    8 => proptest::collection::vec(
+                        proptest::sample::select(vec!["a", "a/b", "a/./b", "a/x/../b", "/a", "../x", "b", "abcde", ""])
+                            .prop_map(|p| Value::Str(p.into())),
+                        0..5
+                    )
+                    .prop_map(Value::List),
+                    1 => Just(Value::List(vec![Value::Int(1)])),
+                    1 => Just(Value::Str("a".into())),
+                ]),
+                // Lists of objects: valid, a bad variant, a missing or an extra field.
+                proptest::option::of(
+                    proptest::collection::vec(
+                        (
+                            proptest::sample::select(vec!["x", "y", "w"]),
+                            -1..5i64,
+                            0..8u8
+                        )
+                            .prop_map(|(k, v, shape)| {
+                                let mut fields = BTreeMap::from([
+                                    ("k".to_owned(), Value::Str(k.into())),
+                                    ("v".to_owned(), Value::Int(v)),
+                                ]);
+                                match shape {
+                                    0 => {
+                                        fields.remove("v");
+                                    }
+                                    1 => {
+                                        fields.insert("z".to_owned(), Value::Int(0));
+                                    }
+                                    _ => {}
+                                }
+                                Value::Object(fields)
+                            }),
+                        0..4
+                    )
+                    .prop_map(Value::List),
+                ),
+            ),
         ),
         proptest::collection::vec(proptest::sample::select(AGENTS.to_vec()), 0..3),
         proptest::sample::select(vec![Some("prod"), Some("dev"), None, Some("mars")]),
@@ -234,7 +286,7 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
         prop_oneof![6 => 0..5_000i64, 1 => -8_000..0i64],
     )
         .prop_map(
-            |(agent, tool, n, c, b, s, shape, (p, o, q, m), via, env, step)| {
+            |(agent, tool, n, c, b, s, shape, (p, o, q, m, (ls, es)), via, env, step)| {
                 let mut args = BTreeMap::from([
                     ("n".to_owned(), n),
                     ("c".to_owned(), c),
@@ -245,6 +297,8 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
                 args.extend(o.map(|o| ("o".to_owned(), o)));
                 args.extend(q.map(|q| ("q".to_owned(), q)));
                 args.extend(m.map(|m| ("m".to_owned(), m)));
+                args.extend(ls.map(|ls| ("ls".to_owned(), ls)));
+                args.extend(es.map(|es| ("es".to_owned(), es)));
                 match shape {
                     0 => {
                         args.remove("b");
@@ -267,21 +321,36 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
         )
 }
 
+/// A request value in the runtime's form. A list's and an object's slices are leaked: the test
+/// process holds a few thousand short lists, and the gate's borrowed form needs them to outlive
+/// the call (hosts build them per call; see `tollgate-host`).
+fn arg_value(value: &Value) -> ArgValue<'_> {
+    match value {
+        Value::Int(v) => ArgValue::Int(*v),
+        Value::Bool(v) => ArgValue::Bool(*v),
+        Value::Str(v) | Value::Sym(v) => ArgValue::Str(v.as_str()),
+        Value::Decimal(v) => ArgValue::Decimal(v.as_str()),
+        Value::List(items) => {
+            let items: Vec<ArgValue<'_>> = items.iter().map(arg_value).collect();
+            ArgValue::List(Box::leak(items.into_boxed_slice()))
+        }
+        Value::Object(fields) => {
+            let fields: Vec<(&str, ArgValue<'_>)> = fields
+                .iter()
+                .map(|(name, value)| (name.as_str(), arg_value(value)))
+                .collect();
+            ArgValue::Object(Box::leak(fields.into_boxed_slice()))
+        }
+    }
+}
+
 fn to_gate<'a>(
     request: &'a Request,
     args: &'a mut Vec<(&'a str, ArgValue<'a>)>,
     via: &'a mut Vec<&'a str>,
 ) -> Call<'a> {
     for (name, value) in &request.args {
-        args.push((
-            name.as_str(),
-            match value {
-                Value::Int(v) => ArgValue::Int(*v),
-                Value::Bool(v) => ArgValue::Bool(*v),
-                Value::Str(v) | Value::Sym(v) => ArgValue::Str(v.as_str()),
-                Value::Decimal(v) => ArgValue::Decimal(v.as_str()),
-            },
-        ));
+        args.push((name.as_str(), arg_value(value)));
     }
     via.extend(request.via.iter().map(String::as_str));
     Call {
@@ -294,21 +363,54 @@ fn to_gate<'a>(
     }
 }
 
-/// A request as a host hands it to the gate: every `path` argument in normal form, where it has
-/// one (`tollgate-host` does the same before deciding).
+/// A request as a host hands it to the gate: every `path` argument, list element and element
+/// field in normal form, where it has one (`tollgate-host` does the same before deciding).
 fn as_hosted(table: &Table<'_>, request: &Request) -> Request {
+    use tollgate_runtime::format::arg;
     let mut hosted = request.clone();
     let Some(tool) = table.find_tool(request.tool.as_bytes()) else {
         return hosted;
     };
-    for (name, value) in &mut hosted.args {
-        let Value::Str(text) = value else { continue };
-        if table.arg_kind(tool, name.as_bytes()) != Some(tollgate_runtime::format::arg::PATH) {
-            continue;
+    let normalize = |value: &mut Value| {
+        if let Value::Str(text) = value {
+            let mut buffer = vec![0u8; text.len().max(1)];
+            if let Some(normal) = tollgate_runtime::path::normalize(text, &mut buffer) {
+                *text = normal.to_owned();
+            }
         }
-        let mut buffer = vec![0u8; text.len().max(1)];
-        if let Some(normal) = tollgate_runtime::path::normalize(text, &mut buffer) {
-            *text = normal.to_owned();
+    };
+    let slots = table.arg_count(tool).unwrap_or(0);
+    for (name, value) in &mut hosted.args {
+        let Some(schema) = (0..slots)
+            .find(|&slot| table.arg_name(tool, slot) == Some(name.as_bytes()))
+            .and_then(|slot| table.arg_schema(tool, slot))
+        else {
+            continue;
+        };
+        match (schema.kind, value) {
+            (arg::PATH, value) => normalize(value),
+            (arg::LIST, Value::List(items)) => {
+                let Some(element) = schema.element() else {
+                    continue;
+                };
+                for item in items {
+                    match (element.kind, item) {
+                        (arg::PATH, item) => normalize(item),
+                        (arg::OBJECT, Value::Object(fields)) => {
+                            for (field, field_schema) in element.fields() {
+                                let field = String::from_utf8_lossy(field);
+                                if field_schema.kind == arg::PATH {
+                                    if let Some(value) = fields.get_mut(field.as_ref()) {
+                                        normalize(value);
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
         }
     }
     hosted

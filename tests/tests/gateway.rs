@@ -314,7 +314,7 @@ fn tools_list_shows_only_what_the_agent_could_ever_be_allowed() {
             .iter()
             .map(|t| t["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["read_text_file", "write_file"]);
+        assert_eq!(names, ["read_text_file", "write_file", "edit_file"]);
         assert_eq!(shown["result"]["nextCursor"], "p2", "paging passes through");
     });
 }

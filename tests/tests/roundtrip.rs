@@ -101,7 +101,26 @@ fn operand() -> impl Strategy<Value = Operand> {
             span: span()
         }),
         literal().prop_map(Operand::Literal),
+        // A bare variable prints as a name; a variable's field stays one.
+        (ident(), field_name()).prop_map(|(name, field)| Operand::Var {
+            name,
+            field: Some(field),
+            span: span()
+        }),
+        (ident(), root_field()).prop_map(|(func, arg)| Operand::Call {
+            func,
+            arg: Box::new(arg),
+            span: span()
+        }),
     ]
+}
+
+fn root_field() -> impl Strategy<Value = Operand> {
+    (Just(FieldRoot::Args), field_name()).prop_map(|(root, name)| Operand::Field {
+        root,
+        name,
+        span: span(),
+    })
 }
 
 fn expr() -> BoxedStrategy<Expr> {
@@ -130,6 +149,7 @@ fn expr() -> BoxedStrategy<Expr> {
         operand().prop_map(ExprKind::Operand),
         operand().prop_map(ExprKind::Has),
         (operand(), operand()).prop_map(|(lhs, root)| ExprKind::Under { lhs, root }),
+        (operand(), operand()).prop_map(|(lhs, list)| ExprKind::Member { lhs, list }),
     ]
     .prop_map(|kind| Expr { kind, span: span() });
     leaf.prop_recursive(4, 24, 2, |inner| {
@@ -138,7 +158,15 @@ fn expr() -> BoxedStrategy<Expr> {
                 .prop_map(|(a, b)| ExprKind::Or(Box::new(a), Box::new(b))),
             (inner.clone(), inner.clone())
                 .prop_map(|(a, b)| ExprKind::And(Box::new(a), Box::new(b))),
-            inner.prop_map(|e| ExprKind::Not(Box::new(e))),
+            inner.clone().prop_map(|e| ExprKind::Not(Box::new(e))),
+            (any::<bool>(), ident(), operand(), inner).prop_map(|(all, var, list, body)| {
+                ExprKind::Quantified {
+                    all,
+                    var,
+                    list,
+                    body: Box::new(body),
+                }
+            }),
         ]
         .prop_map(|kind| Expr { kind, span: span() })
     })
@@ -176,14 +204,15 @@ fn attrs() -> impl Strategy<Value = Vec<AttrDecl>> {
     )
 }
 
-fn type_expr() -> impl Strategy<Value = TypeExpr> {
-    prop_oneof![
+fn type_expr() -> BoxedStrategy<TypeExpr> {
+    let leaf = prop_oneof![
         ident().prop_map(TypeExprKind::Named),
         (ident(), int(), int()).prop_map(|(base, min, max)| TypeExprKind::Bounded {
             base,
             min,
             max
         }),
+        // (`list[a]` is a list: an enum's base is any other name.)
         (ident(), proptest::collection::vec(ident(), 0..3))
             .prop_map(|(base, variants)| TypeExprKind::Enum { base, variants }),
         (ident(), int(), proptest::option::of((number(), number()))).prop_map(
@@ -194,7 +223,40 @@ fn type_expr() -> impl Strategy<Value = TypeExpr> {
             }
         ),
     ]
-    .prop_map(|kind| TypeExpr { kind, span: span() })
+    .prop_map(|kind| TypeExpr { kind, span: span() });
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            (
+                proptest::collection::vec(inner.clone(), 1..3),
+                proptest::option::of((int(), int()))
+            )
+                .prop_map(|(elements, length)| TypeExprKind::List {
+                    base: Ident {
+                        name: "list".to_owned(),
+                        span: span()
+                    },
+                    elements,
+                    length
+                }),
+            (
+                proptest::collection::vec(
+                    (field_name(), any::<bool>(), inner).prop_map(|(name, optional, ty)| {
+                        ArgDecl {
+                            name,
+                            optional,
+                            ty,
+                            span: span(),
+                        }
+                    }),
+                    0..3
+                ),
+                any::<bool>()
+            )
+                .prop_map(|(fields, open)| TypeExprKind::Object { fields, open }),
+        ]
+        .prop_map(|kind| TypeExpr { kind, span: span() })
+    })
+    .boxed()
 }
 
 fn tool_prop() -> impl Strategy<Value = ToolProp> {
@@ -254,12 +316,43 @@ fn expectation() -> impl Strategy<Value = Expectation> {
     .prop_map(|kind| Expectation { kind, span: span() })
 }
 
+fn test_value() -> impl Strategy<Value = TestValue> {
+    literal()
+        .prop_map(TestValue::Literal)
+        .prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|items| TestValue::List(items, span())),
+                proptest::collection::vec(
+                    (field_name(), inner).prop_map(|(name, value)| TestArg {
+                        name,
+                        value,
+                        span: span(),
+                    }),
+                    0..3
+                )
+                .prop_map(|fields| TestValue::Object(fields, span())),
+            ]
+        })
+}
+
+fn test_args() -> impl Strategy<Value = Vec<TestArg>> {
+    proptest::collection::vec(
+        (field_name(), test_value()).prop_map(|(name, value)| TestArg {
+            name,
+            value,
+            span: span(),
+        }),
+        0..3,
+    )
+}
+
 fn test_step() -> impl Strategy<Value = TestStep> {
     (
         ident(),
         proptest::collection::vec(ident(), 0..3),
         dotted(),
-        attrs(),
+        test_args(),
         proptest::option::of(ident()),
         proptest::option::of(duration()),
         expectation(),

@@ -94,6 +94,10 @@ fn kind(ty: &ArgType) -> u8 {
         ArgType::Enum(_) => 3,
         ArgType::Path => 4,
         ArgType::Decimal { scale, .. } => 5u8.saturating_add(*scale),
+        // Lists and objects are compatible only when declared alike (a list's element shape
+        // is part of its kind).
+        ArgType::List { .. } => 100,
+        ArgType::Object(_) => 101,
     }
 }
 
@@ -102,8 +106,11 @@ fn kind(ty: &ArgType) -> u8 {
 fn compatible(old: &Tool, new: &Tool) -> bool {
     old.args.len() == new.args.len()
         && old.args.iter().all(|a| {
-            new.arg(&a.name)
-                .is_some_and(|b| kind(&a.ty) == kind(&b.ty) && a.optional == b.optional)
+            new.arg(&a.name).is_some_and(|b| {
+                kind(&a.ty) == kind(&b.ty)
+                    && a.optional == b.optional
+                    && (a.ty.is_scalar() || a.ty == b.ty)
+            })
         })
 }
 
@@ -200,6 +207,7 @@ impl Side<'_> {
             index: self.index,
             space,
             tool: self.tool,
+            element: None,
         };
         Bool::and(&[
             validity(space, self.policy, &self.policy.tools[self.tool]),
@@ -525,6 +533,11 @@ fn condition_key(condition: &Condition) -> String {
         ConditionKind::Str { op, lhs, rhs } => format!("{lhs:?} {op:?} {rhs:?}"),
         ConditionKind::Bool(term) => format!("{term:?}"),
         ConditionKind::Has(name) => format!("has {name}"),
+        ConditionKind::Quantified { all, list, body } => format!(
+            "{} in {list} {{ {} }}",
+            if *all { "all" } else { "any" },
+            condition_key(body)
+        ),
     }
 }
 

@@ -26,6 +26,142 @@ pub enum Zv {
     Sym(Int),
     /// A string argument decided over its policy's constants ([`FiniteStrings`]).
     Finite(Rc<FiniteString>),
+    /// A list argument: its length and its first elements (see [`ListAtoms`] for how many).
+    List(Rc<ZList>),
+    /// A list element's fields.
+    Object(Rc<BTreeMap<String, Zv>>),
+}
+
+/// A list in the encoding: its length, and values for elements `0..elements.len()`; the length
+/// never exceeds that many (the small-model bound of [`ListAtoms::bound`]).
+#[derive(Debug)]
+pub struct ZList {
+    pub len: Int,
+    pub elements: Vec<Zv>,
+}
+
+/// What bounds a list's length in the encoding, per list argument name: how many quantifier
+/// atoms (`all`, `any`, `in`) read it, and one past the largest constant `len(…)` meets.
+///
+/// Why a bounded length decides every query exactly (the semantics chapter states it): a
+/// query's formula is a boolean combination of atoms; over one list these are quantifiers
+/// `all x in L { B }` and `any x in L { B }` (bodies do not nest and read one element each) and
+/// comparisons of `len(L)` with constants. Take a request that satisfies the formula with a
+/// list of n elements. Keep one witness element per quantifier atom whose truth needs one (a
+/// true `any`, a false `all`) and pad with copies of any element up to m elements: a copy
+/// satisfies every body all elements satisfy and no body no element satisfies, so every
+/// quantifier atom keeps its value; every `len` comparison keeps its value when m and n are
+/// both at or past the threshold T. With q atoms in the query, m = max(q, T, declared minimum)
+/// suffices, and m ≤ n whenever n is larger. An atom of a rule's condition appears once per
+/// member of the chain (agent attributes differ per member) and twice in translation
+/// validation (source and program), so the bound is `max(min, T, 2 × atoms × members)`,
+/// capped at the declared maximum.
+#[derive(Clone, Debug, Default)]
+pub struct ListAtoms {
+    by_name: BTreeMap<String, (usize, u64)>,
+    /// Counted per bucket ([`ListAtoms::for_bucket`]): each rule once per member it applies to,
+    /// times `factor`; otherwise once per rule, times `2 × members` at [`ListAtoms::bound`].
+    per_bucket: Option<usize>,
+}
+
+impl ListAtoms {
+    pub fn of_all(policies: &[&Policy]) -> ListAtoms {
+        let mut atoms = ListAtoms::default();
+        for policy in policies {
+            for rule in &policy.rules {
+                if let Some(condition) = &rule.condition {
+                    atoms.count(condition);
+                }
+            }
+            for assertion in &policy.assertions {
+                if let AssertionKind::Never { condition, .. }
+                | AssertionKind::Always { condition, .. } = &assertion.kind
+                {
+                    if let Some(condition) = condition {
+                        atoms.count(condition);
+                    }
+                }
+            }
+        }
+        atoms
+    }
+
+    /// The atoms of one bucket's queries: each rule that can apply to `tool`, once for every
+    /// agent of `members` (the agents whose conditions a query conjoins) it matches; every
+    /// assertion once. `factor` is 2 when a query compares two formulas of the same rules
+    /// (translation validation), else 1.
+    pub fn for_bucket(
+        policies: &[&Policy],
+        tool: ToolId,
+        members: &[AgentId],
+        factor: usize,
+    ) -> ListAtoms {
+        let mut atoms = ListAtoms {
+            by_name: BTreeMap::new(),
+            per_bucket: Some(factor),
+        };
+        for policy in policies {
+            for rule in &policy.rules {
+                let Some(condition) = &rule.condition else {
+                    continue;
+                };
+                if !policy.tool_matches(&rule.tools, tool) {
+                    continue;
+                }
+                for &member in members {
+                    if policy.principal_matches(&rule.principal, member) {
+                        atoms.count(condition);
+                    }
+                }
+            }
+            for assertion in &policy.assertions {
+                if let AssertionKind::Never { condition, .. }
+                | AssertionKind::Always { condition, .. } = &assertion.kind
+                {
+                    if let Some(condition) = condition {
+                        atoms.count(condition);
+                    }
+                }
+            }
+        }
+        atoms
+    }
+
+    fn count(&mut self, condition: &Condition) {
+        match &condition.kind {
+            ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
+                self.count(a);
+                self.count(b);
+            }
+            ConditionKind::Not(inner) => self.count(inner),
+            ConditionKind::Quantified { list, body, .. } => {
+                self.by_name.entry(list.clone()).or_default().0 += 1;
+                self.count(body);
+            }
+            ConditionKind::Compare { lhs, rhs, .. } => {
+                for (side, other) in [(lhs, rhs), (rhs, lhs)] {
+                    if let (Term::Len(list), Term::Const(Value::Int(c))) = (side, other) {
+                        let entry = self.by_name.entry(list.clone()).or_default();
+                        entry.1 = entry
+                            .1
+                            .max(u64::try_from(*c).unwrap_or(0).saturating_add(1));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// How many elements the encoding gives list `name` declared with `count` bounds, when a
+    /// query conjoins conditions of at most `members` agents.
+    pub fn bound(&self, name: &str, count: (u64, u64), members: usize) -> u64 {
+        let (atoms, threshold) = self.by_name.get(name).copied().unwrap_or_default();
+        let needed = match self.per_bucket {
+            Some(factor) => atoms * factor,
+            None => 2 * atoms * members.max(1),
+        } as u64;
+        count.0.max(threshold).max(needed).min(count.1)
+    }
 }
 
 /// The pieces a [`FiniteString`] is built from, for one argument name.
@@ -195,6 +331,9 @@ fn one_of(index: &Int, values: &[String], holds: impl Fn(&str) -> bool) -> Bool 
 #[derive(Clone, Debug, Default)]
 pub struct FiniteStrings {
     by_name: BTreeMap<String, Rc<Pieces>>,
+    /// The list bounds of the same policies (carried here: every space that decides strings
+    /// over candidates also needs them).
+    pub lists: ListAtoms,
 }
 
 #[derive(Default)]
@@ -249,7 +388,10 @@ impl FiniteStrings {
                 }
             }
         }
-        FiniteStrings { by_name }
+        FiniteStrings {
+            by_name,
+            lists: ListAtoms::of_all(policies),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Rc<Pieces>> {
@@ -281,7 +423,7 @@ fn string_constants(policy: &Policy, term: &Term) -> Option<Vec<String>> {
                 .collect(),
         ),
         Term::ToolCost | Term::ToolEnv => Some(Vec::new()),
-        Term::Arg(_) | Term::Context(_) => None,
+        Term::Arg(_) | Term::Context(_) | Term::Var | Term::VarField(_) | Term::Len(_) => None,
     }
 }
 
@@ -305,6 +447,8 @@ fn collect(
         }
         ConditionKind::Not(inner) => collect(policy, inner, constants, excluded),
         ConditionKind::Bool(_) | ConditionKind::Has(_) => {}
+        // A body compares elements, which are never candidates; it reads no argument as one.
+        ConditionKind::Quantified { body, .. } => collect(policy, body, constants, excluded),
         ConditionKind::Compare { lhs, rhs, .. } => match (lhs, rhs) {
             (Term::Arg(name), other) | (other, Term::Arg(name)) => {
                 match string_constants(policy, other) {
@@ -401,15 +545,21 @@ impl Symbols {
             }
             for tool in &policy.tools {
                 for arg in &tool.args {
-                    if let ArgType::Enum(variants) = &arg.ty {
-                        for variant in variants {
-                            symbols.add(variant);
-                        }
-                    }
+                    symbols.add_variants(arg);
                 }
             }
         }
         symbols
+    }
+
+    /// The enum variants of an argument, of a list's element and of its fields.
+    fn add_variants(&mut self, arg: &ArgSchema) {
+        match &arg.ty {
+            ArgType::Enum(variants) => variants.iter().for_each(|v| self.add(v)),
+            ArgType::List { element, .. } => self.add_variants(element),
+            ArgType::Object(fields) => fields.iter().for_each(|f| self.add_variants(f)),
+            _ => {}
+        }
     }
 
     pub fn index(&self, name: &str) -> i64 {
@@ -561,6 +711,55 @@ pub fn valid_utf8() -> Regexp {
     character.star()
 }
 
+/// A variable for a single value of `arg`'s type (strings as Z3 strings), its range constraints
+/// added to `range`.
+fn scalar(name: &str, arg: &ArgSchema, symbols: &Symbols, range: &mut Vec<Bool>) -> Zv {
+    match &arg.ty {
+        // A decimal is its integer count of `10^-scale` units.
+        ArgType::Int { min, max } | ArgType::Decimal { min, max, .. } => {
+            let v = Int::new_const(name);
+            range.push(v.ge(Int::from_i64(*min)));
+            range.push(v.le(Int::from_i64(*max)));
+            Zv::Int(v)
+        }
+        ArgType::Bool => Zv::Bool(Bool::new_const(name)),
+        // A path: any string in normal form (what requests are normalized to).
+        ArgType::Path => {
+            let v = ZString::new_const(name);
+            range.push(normal_path(&v));
+            range.extend(length_within(&v, arg.length));
+            Zv::Str(v)
+        }
+        // A string, its length bounded when declared so.
+        ArgType::Str => {
+            let v = ZString::new_const(name);
+            range.extend(length_within(&v, arg.length));
+            Zv::Str(v)
+        }
+        ArgType::Enum(variants) => {
+            let v = Int::new_const(name);
+            let options: Vec<Bool> = variants
+                .iter()
+                .map(|x| v.eq(Int::from_i64(symbols.index(x))))
+                .collect();
+            range.push(Bool::or(&options));
+            Zv::Sym(v)
+        }
+        // Not a single value: checking never declares these where a scalar goes.
+        ArgType::List { .. } | ArgType::Object(_) => Zv::Bool(Bool::from_bool(false)),
+    }
+}
+
+/// Every string variable in a value, elements and fields included.
+fn strings_in<'v>(value: &'v Zv, out: &mut Vec<&'v ZString>) {
+    match value {
+        Zv::Str(v) => out.push(v),
+        Zv::List(list) => list.elements.iter().for_each(|e| strings_in(e, out)),
+        Zv::Object(fields) => fields.values().for_each(|f| strings_in(f, out)),
+        _ => {}
+    }
+}
+
 /// A delegation chain a request can come through: `via` (origin first) then the acting agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
@@ -628,43 +827,45 @@ impl Space {
             // one's value is free, so proofs also cover the gate's placeholder for it).
             let mut range: Vec<Bool> = Vec::new();
             let value = match &arg.ty {
-                // A decimal is its integer count of `10^-scale` units.
-                ArgType::Int { min, max } | ArgType::Decimal { min, max, .. } => {
-                    let v = Int::new_const(name);
-                    range.push(v.ge(Int::from_i64(*min)));
-                    range.push(v.le(Int::from_i64(*max)));
-                    Zv::Int(v)
-                }
-                ArgType::Bool => Zv::Bool(Bool::new_const(name)),
-                // A path: any string in normal form (what requests are normalized to).
-                ArgType::Path => {
-                    let v = ZString::new_const(name);
-                    range.push(normal_path(&v));
-                    range.extend(length_within(&v, arg.length));
-                    Zv::Str(v)
-                }
-                // A bounded string is a string variable with its length constrained (the choice
-                // over candidates knows nothing of lengths).
-                ArgType::Str if arg.length.is_some() => {
-                    let v = ZString::new_const(name);
-                    range.extend(length_within(&v, arg.length));
-                    Zv::Str(v)
-                }
-                ArgType::Str => match finite.get(&arg.name) {
+                ArgType::Str if arg.length.is_none() => match finite.get(&arg.name) {
                     Some(pieces) => {
                         Zv::Finite(Rc::new(FiniteString::new(&name, pieces, &mut domain)))
                     }
                     None => Zv::Str(ZString::new_const(name)),
                 },
-                ArgType::Enum(variants) => {
-                    let v = Int::new_const(name);
-                    let options: Vec<Bool> = variants
-                        .iter()
-                        .map(|x| v.eq(Int::from_i64(symbols.index(x))))
+                // A list: its length within the declared count, capped at the small-model bound;
+                // each element (and each of its fields) within its own schema.
+                ArgType::List { element, count } => {
+                    let members = chains.iter().map(|c| c.via.len() + 1).max().unwrap_or(1);
+                    let bound = finite.lists.bound(&arg.name, *count, members);
+                    let len = Int::new_const(format!("{name}#len"));
+                    range.push(len.ge(Int::from_i64(i64::try_from(count.0).unwrap_or(i64::MAX))));
+                    range.push(len.le(Int::from_i64(i64::try_from(bound).unwrap_or(i64::MAX))));
+                    let elements = (0..bound)
+                        .map(|i| {
+                            let at = format!("{name}[{i}]");
+                            match &element.ty {
+                                ArgType::Object(fields) => Zv::Object(Rc::new(
+                                    fields
+                                        .iter()
+                                        .map(|f| {
+                                            let value = scalar(
+                                                &format!("{at}.{}", f.name),
+                                                f,
+                                                &symbols,
+                                                &mut range,
+                                            );
+                                            (f.name.clone(), value)
+                                        })
+                                        .collect(),
+                                )),
+                                _ => scalar(&at, element, &symbols, &mut range),
+                            }
+                        })
                         .collect();
-                    range.push(Bool::or(&options));
-                    Zv::Sym(v)
+                    Zv::List(Rc::new(ZList { len, elements }))
                 }
+                _ => scalar(&name, arg, &symbols, &mut range),
             };
             match (presence, range.is_empty()) {
                 (_, true) => {}
@@ -702,20 +903,21 @@ impl Space {
 
     /// Whether every string argument of the model is valid UTF-8 bytes.
     pub fn receivable(&self, model: &Model) -> bool {
-        self.args.values().all(|value| match value {
-            Zv::Str(v) => string_from_model(model, v).is_some(),
-            _ => true,
-        })
+        let mut strings = Vec::new();
+        self.args.values().for_each(|v| strings_in(v, &mut strings));
+        strings
+            .into_iter()
+            .all(|v| string_from_model(model, v).is_some())
     }
 
     /// Constrains every string argument to valid UTF-8 bytes. Kept out of `domain` because
     /// the regular expression slows the string solver: proofs without it cover a superset of
     /// the requests, and only a model needs it.
     pub fn assert_receivable(&self, solver: &Solver) {
-        for value in self.args.values() {
-            if let Zv::Str(v) = value {
-                solver.assert(v.regex_matches(&valid_utf8()));
-            }
+        let mut strings = Vec::new();
+        self.args.values().for_each(|v| strings_in(v, &mut strings));
+        for v in strings {
+            solver.assert(v.regex_matches(&valid_utf8()));
         }
     }
 
@@ -760,6 +962,8 @@ pub struct Encoder<'a> {
     pub index: &'a RuleIndex,
     pub space: &'a Space,
     pub tool: ToolId,
+    /// In a quantifier's body: the element it is at.
+    pub element: Option<Zv>,
 }
 
 impl Encoder<'_> {
@@ -772,6 +976,8 @@ impl Encoder<'_> {
             // Checking leaves no decimal constant (each becomes its argument's units); as
             // text, one would compare with nothing numeric, as in the gate.
             Value::Decimal(v) => Zv::Str(z3_string(v)),
+            // Nor a list or object constant.
+            Value::List(_) | Value::Object(_) => Zv::Str(z3_string("")),
         }
     }
 
@@ -797,6 +1003,15 @@ impl Encoder<'_> {
                 self.space.symbols.index(tool.env.as_deref()?),
             )),
             Term::Const(value) => self.constant(value),
+            Term::Var => self.element.clone()?,
+            Term::VarField(field) => match self.element.as_ref()? {
+                Zv::Object(fields) => fields.get(field)?.clone(),
+                _ => return None,
+            },
+            Term::Len(name) => match self.space.args.get(name)? {
+                Zv::List(list) => Zv::Int(list.len.clone()),
+                _ => return None,
+            },
         })
     }
 
@@ -898,6 +1113,35 @@ impl Encoder<'_> {
                 Zv::Bool(b) => b,
                 _ => return None,
             },
+            // Element i counts when the list is longer than i: `all` is ∧ (len > i → B(i)),
+            // `any` is ∨ (len > i ∧ B(i)), over the elements the space gives the list.
+            ConditionKind::Quantified { all, list, body } => {
+                let Zv::List(zlist) = self.space.args.get(list)? else {
+                    return None;
+                };
+                let mut parts = Vec::with_capacity(zlist.elements.len());
+                for (i, element) in zlist.elements.iter().enumerate() {
+                    let at = Encoder {
+                        policy: self.policy,
+                        index: self.index,
+                        space: self.space,
+                        tool: self.tool,
+                        element: Some(element.clone()),
+                    };
+                    let counts = zlist.len.gt(Int::from_i64(i as i64));
+                    let holds = at.condition(agent, chain, body)?;
+                    parts.push(if *all {
+                        counts.implies(&holds)
+                    } else {
+                        Bool::and(&[counts, holds])
+                    });
+                }
+                if *all {
+                    Bool::and(&parts)
+                } else {
+                    Bool::or(&parts)
+                }
+            }
             ConditionKind::Compare { op, lhs, rhs } => {
                 let (lhs, rhs) = (self.term(agent, chain, lhs)?, self.term(agent, chain, rhs)?);
                 match (lhs, rhs, op) {
@@ -1002,6 +1246,16 @@ impl Encoder<'_> {
         let Some(chain) = self.space.chains.get(index) else {
             return Bool::from_bool(false);
         };
+        self.allowed_through(agent, chain)
+    }
+
+    /// `agent` calling this tool itself, over this space's variables (whichever bucket's space
+    /// it is: the escalation search compares a delegated call with the origin's direct one).
+    pub fn allowed_directly(&self, agent: AgentId) -> Bool {
+        self.allowed_through(agent, &Chain { via: Vec::new() })
+    }
+
+    fn allowed_through(&self, agent: AgentId, chain: &Chain) -> Bool {
         let Some(required) = required_agents(self.policy, agent, self.tool, chain) else {
             return Bool::from_bool(false);
         };
@@ -1135,7 +1389,15 @@ fn largest_value(policy: &Policy, term: &Term) -> Option<i64> {
             .max(),
         Term::Context(ContextField::Hour) => Some(23),
         Term::Context(ContextField::Depth) => Some(0),
-        Term::Context(_) | Term::ToolEnv => None,
+        Term::Context(_) | Term::ToolEnv | Term::Var | Term::VarField(_) => None,
+        Term::Len(name) => policy
+            .tools
+            .iter()
+            .filter_map(|tool| match tool.arg(name).map(|arg| &arg.ty) {
+                Some(ArgType::List { count, .. }) => i64::try_from(count.1).ok(),
+                _ => None,
+            })
+            .max(),
     }
 }
 

@@ -451,14 +451,14 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
 }
 
 /// A request `origin` gets allowed through a chain it starts (acting agent, chain) that it may
-/// not make directly, with the same arguments, environment and time. Both buckets of `tool`
-/// share the argument, environment and hour variables (same names, same schema), so one query
-/// compares the two requests; only the acting bucket's domain (its chain range) is asserted.
+/// not make directly, with the same arguments, environment and time. Both requests are encoded
+/// over the acting bucket's space (its lists are bounded for the origin's rules too), so one
+/// query compares them.
 fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> Search {
     let policy = verifier.policy;
-    let Some(direct) = verifier.buckets.get(&(origin, tool)) else {
+    if !verifier.buckets.contains_key(&(origin, tool)) {
         return Search::NotFound;
-    };
+    }
     let origin_name = policy.agents[origin].name.as_str();
     let starts_here = |bucket: &Bucket<'_>| {
         bucket
@@ -474,13 +474,13 @@ fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> 
         // No chain starts here and none was cut short: nothing to ask (most agents start none).
         return Search::NotFound;
     }
-    let denied_directly = direct.encoder().allowed_on(origin, 0).not();
     let mut unknown = None;
     for acting in 0..policy.agents.len() {
         let Some(bucket) = verifier.buckets.get(&(acting, tool)) else {
             continue;
         };
         let encoder = bucket.encoder();
+        let denied_directly = encoder.allowed_directly(origin).not();
         for (index, chain) in bucket.space.chains.iter().enumerate() {
             if chain.via.first().map(String::as_str) != Some(origin_name) {
                 continue;

@@ -127,18 +127,25 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                 continue;
             }
             proved.buckets += 1;
-            let space = Space::new(
+            // Lists get this bucket's small-model bounds: a query compares one rule's program
+            // with its source for the acting agent, so twice its atoms (strings stay Z3
+            // strings here).
+            let mut lists = super::encode::FiniteStrings::default();
+            lists.lists = super::encode::ListAtoms::for_bucket(&[policy], tool, &[agent], 2);
+            let space = Space::with_finite_strings(
                 symbols.clone(),
                 &policy.tools[tool].args,
                 &policy.environments,
                 chains.clone(),
                 false,
+                &lists,
             );
             let encoder = Encoder {
                 policy,
                 index: &index,
                 space: &space,
                 tool,
+                element: None,
             };
             for (rule, _, offset) in found {
                 let rule = usize::from(rule);
@@ -202,19 +209,32 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
 /// An argument as the source declares it, written as the table's is by [`table_declaration`].
 fn source_declaration(arg: &ArgSchema) -> String {
     let optional = if arg.optional { "?" } else { "" };
+    format!("{}{optional}: {}", arg.name, source_type(arg))
+}
+
+/// A type as [`table_type`] writes it: bounds explicit, an object's fields in name order.
+fn source_type(arg: &ArgSchema) -> String {
     let length = |base: &str| match arg.length {
         Some((min, max)) => format!("{base}[{min}..{max}]"),
         None => base.to_owned(),
     };
-    let ty = match &arg.ty {
+    match &arg.ty {
         ArgType::Int { min, max } => format!("int[{min}..{max}]"),
         ArgType::Bool => "bool".to_owned(),
         ArgType::Str => length("string"),
         ArgType::Path => length("path"),
         ArgType::Enum(variants) => format!("enum[{}]", variants.join(", ")),
         ArgType::Decimal { scale, min, max } => format!("decimal({scale})[{min}..{max}]"),
-    };
-    format!("{}{optional}: {ty}", arg.name)
+        ArgType::List { element, count } => {
+            format!("list[{}][{}..{}]", source_type(element), count.0, count.1)
+        }
+        ArgType::Object(fields) => {
+            let mut fields: Vec<&ArgSchema> = fields.iter().collect();
+            fields.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+            let fields: Vec<String> = fields.iter().map(|f| source_declaration(f)).collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
+    }
 }
 
 /// Argument `slot` of a table's tool, declared as the source would declare it.
@@ -228,6 +248,15 @@ fn table_declaration(table: &Table<'_>, tool: usize, slot: usize) -> String {
     } else {
         ""
     };
+    format!("{name}{optional}: {}", table_type(table, &schema, 0))
+}
+
+/// A table's argument type, written as [`source_type`] writes the source's.
+fn table_type(
+    table: &Table<'_>,
+    schema: &tollgate_runtime::table::ArgSchema<'_, '_>,
+    depth: usize,
+) -> String {
     let length = |base: &str| {
         if schema.flags & format::arg_flag::LENGTH != 0 {
             format!("{base}[{}..{}]", schema.min, schema.max)
@@ -235,7 +264,7 @@ fn table_declaration(table: &Table<'_>, tool: usize, slot: usize) -> String {
             base.to_owned()
         }
     };
-    let ty = match schema.kind {
+    match schema.kind {
         format::arg::INT => format!("int[{}..{}]", schema.min, schema.max),
         format::arg::DECIMAL => {
             format!("decimal({})[{}..{}]", schema.scale, schema.min, schema.max)
@@ -250,9 +279,39 @@ fn table_declaration(table: &Table<'_>, tool: usize, slot: usize) -> String {
                 .collect();
             format!("enum[{}]", variants.join(", "))
         }
+        // (Depth-bounded: a malformed table could point a record at itself.)
+        format::arg::LIST if depth < 4 => match table.arg_record(schema.children().start) {
+            Some((_, element)) => format!(
+                "list[{}][{}..{}]",
+                table_type(table, &element, depth + 1),
+                schema.min,
+                schema.max
+            ),
+            None => "list[(unreadable)]".to_owned(),
+        },
+        format::arg::OBJECT if depth < 4 => {
+            let fields: Vec<String> = schema
+                .children()
+                .map(|index| match table.arg_record(index) {
+                    Some((name, field)) => {
+                        let optional = if field.flags & format::arg_flag::OPTIONAL != 0 {
+                            "?"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "{}{optional}: {}",
+                            String::from_utf8_lossy(name),
+                            table_type(table, &field, depth + 1)
+                        )
+                    }
+                    None => "(unreadable)".to_owned(),
+                })
+                .collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
         other => format!("(kind {other})"),
-    };
-    format!("{name}{optional}: {ty}")
+    }
 }
 
 fn decompile(
@@ -264,107 +323,191 @@ fn decompile(
     agent: AgentId,
     chain: &Chain,
 ) -> Option<Bool> {
-    let code = table.program(offset)?;
-    let mut stack: Vec<Zv> = Vec::new();
-    let mut at = 0usize;
-    let read = |at: usize, len: usize| code.get(at..at + len);
-    loop {
-        let opcode = *code.get(at)?;
-        at += 1;
-        match opcode {
-            op::PUSH_INT => {
-                stack.push(Zv::Int(Int::from_i64(i64::from_le_bytes(
-                    read(at, 8)?.try_into().ok()?,
-                ))));
-                at += 8;
-            }
-            op::PUSH_BOOL => {
-                stack.push(Zv::Bool(Bool::from_bool(*code.get(at)? == 1)));
-                at += 1;
-            }
-            op::PUSH_STR => {
-                let offset = u32::from_le_bytes(read(at, 4)?.try_into().ok()?);
-                let len = u32::from_le_bytes(read(at + 4, 4)?.try_into().ok()?);
-                let text = std::str::from_utf8(table.string_at(offset, len)?).ok()?;
-                stack.push(Zv::Str(z3_string(text)));
-                at += 8;
-            }
-            op::PUSH_SYM => {
-                let id = u16::from_le_bytes(read(at, 2)?.try_into().ok()?);
-                let name = std::str::from_utf8(table.symbol_name(usize::from(id))?).ok()?;
-                stack.push(Zv::Sym(Int::from_i64(space.symbols.index(name))));
-                at += 2;
-            }
-            op::ARG => {
-                let name =
-                    std::str::from_utf8(table.arg_name(tool, usize::from(*code.get(at)?))?).ok()?;
-                stack.push(space.args.get(name)?.clone());
-                at += 1;
-            }
-            op::HAS => {
-                let name =
-                    std::str::from_utf8(table.arg_name(tool, usize::from(*code.get(at)?))?).ok()?;
-                stack.push(Zv::Bool(
-                    space
-                        .present
-                        .get(name)
-                        .cloned()
-                        .unwrap_or_else(|| Bool::from_bool(true)),
-                ));
-                at += 1;
-            }
-            op::CTX => {
-                let field = *code.get(at)?;
-                at += 1;
-                stack.push(match field {
-                    op::CTX_ENV => Zv::Sym(space.env.clone()),
-                    op::CTX_HOUR => Zv::Int(space.hour.clone()),
-                    op::CTX_DEPTH => Zv::Int(Int::from_i64(chain.via.len() as i64)),
-                    _ => {
-                        let origin = chain
-                            .via
-                            .first()
-                            .map_or(policy.agents.get(agent)?.name.as_str(), String::as_str);
-                        Zv::Sym(Int::from_i64(space.symbols.index(origin)))
-                    }
-                });
-            }
-            op::NOT => {
-                let Zv::Bool(value) = stack.pop()? else {
-                    return None;
-                };
-                stack.push(Zv::Bool(value.not()));
-            }
-            op::END => {
+    let reader = Decompiler {
+        code: table.program(offset)?,
+        table,
+        tool,
+        space,
+        policy,
+        agent,
+        chain,
+    };
+    reader.run(0, None, None)
+}
+
+/// A program read back over a space: `run` from `at` to `END` (or, for a quantifier's body,
+/// to `end`), with `element` the element the body is at.
+struct Decompiler<'t, 'a> {
+    code: &'a [u8],
+    table: &'t Table<'a>,
+    tool: usize,
+    space: &'t Space,
+    policy: &'t Policy,
+    agent: AgentId,
+    chain: &'t Chain,
+}
+
+impl Decompiler<'_, '_> {
+    fn run(&self, mut at: usize, end: Option<usize>, element: Option<&Zv>) -> Option<Bool> {
+        let (code, table, tool, space, policy, agent, chain) = (
+            self.code,
+            self.table,
+            self.tool,
+            self.space,
+            self.policy,
+            self.agent,
+            self.chain,
+        );
+        let mut stack: Vec<Zv> = Vec::new();
+        let read = |at: usize, len: usize| code.get(at..at + len);
+        loop {
+            if end == Some(at) {
                 let Zv::Bool(value) = stack.pop()? else {
                     return None;
                 };
                 return stack.is_empty().then_some(value);
             }
-            binary => {
-                let rhs = stack.pop()?;
-                let lhs = stack.pop()?;
-                let value = match (binary, lhs, rhs) {
-                    (op::EQ, Zv::Int(a), Zv::Int(b)) | (op::EQ, Zv::Sym(a), Zv::Sym(b)) => a.eq(&b),
-                    (op::EQ, Zv::Bool(a), Zv::Bool(b)) => a.iff(&b),
-                    (op::EQ, Zv::Str(a), Zv::Str(b)) => a.eq(&b),
-                    (op::NE, Zv::Int(a), Zv::Int(b)) | (op::NE, Zv::Sym(a), Zv::Sym(b)) => {
-                        a.eq(&b).not()
+            let opcode = *code.get(at)?;
+            at += 1;
+            match opcode {
+                op::PUSH_INT => {
+                    stack.push(Zv::Int(Int::from_i64(i64::from_le_bytes(
+                        read(at, 8)?.try_into().ok()?,
+                    ))));
+                    at += 8;
+                }
+                op::PUSH_BOOL => {
+                    stack.push(Zv::Bool(Bool::from_bool(*code.get(at)? == 1)));
+                    at += 1;
+                }
+                op::PUSH_STR => {
+                    let offset = u32::from_le_bytes(read(at, 4)?.try_into().ok()?);
+                    let len = u32::from_le_bytes(read(at + 4, 4)?.try_into().ok()?);
+                    let text = std::str::from_utf8(table.string_at(offset, len)?).ok()?;
+                    stack.push(Zv::Str(z3_string(text)));
+                    at += 8;
+                }
+                op::PUSH_SYM => {
+                    let id = u16::from_le_bytes(read(at, 2)?.try_into().ok()?);
+                    let name = std::str::from_utf8(table.symbol_name(usize::from(id))?).ok()?;
+                    stack.push(Zv::Sym(Int::from_i64(space.symbols.index(name))));
+                    at += 2;
+                }
+                op::ARG => {
+                    let name =
+                        std::str::from_utf8(table.arg_name(tool, usize::from(*code.get(at)?))?)
+                            .ok()?;
+                    stack.push(space.args.get(name)?.clone());
+                    at += 1;
+                }
+                op::HAS => {
+                    let name =
+                        std::str::from_utf8(table.arg_name(tool, usize::from(*code.get(at)?))?)
+                            .ok()?;
+                    stack.push(Zv::Bool(
+                        space
+                            .present
+                            .get(name)
+                            .cloned()
+                            .unwrap_or_else(|| Bool::from_bool(true)),
+                    ));
+                    at += 1;
+                }
+                op::CTX => {
+                    let field = *code.get(at)?;
+                    at += 1;
+                    stack.push(match field {
+                        op::CTX_ENV => Zv::Sym(space.env.clone()),
+                        op::CTX_HOUR => Zv::Int(space.hour.clone()),
+                        op::CTX_DEPTH => Zv::Int(Int::from_i64(chain.via.len() as i64)),
+                        _ => {
+                            let origin = chain
+                                .via
+                                .first()
+                                .map_or(policy.agents.get(agent)?.name.as_str(), String::as_str);
+                            Zv::Sym(Int::from_i64(space.symbols.index(origin)))
+                        }
+                    });
+                }
+                op::VAR => stack.push(element?.clone()),
+                // Fields in name order: the order of the space's map, which is the source's;
+                // the table's own field names are compared with the source's separately.
+                op::FIELD => {
+                    let index = usize::from(*code.get(at)?);
+                    at += 1;
+                    let Zv::Object(fields) = stack.pop()? else {
+                        return None;
+                    };
+                    stack.push(fields.values().nth(index)?.clone());
+                }
+                op::LEN => {
+                    let Zv::List(list) = stack.pop()? else {
+                        return None;
+                    };
+                    stack.push(Zv::Int(list.len.clone()));
+                }
+                op::ALL | op::ANY => {
+                    let length = usize::from(u16::from_le_bytes(read(at, 2)?.try_into().ok()?));
+                    let (start, stop) = (at + 2, at + 2 + length);
+                    let Zv::List(list) = stack.pop()? else {
+                        return None;
+                    };
+                    let mut parts = Vec::with_capacity(list.elements.len());
+                    for (i, item) in list.elements.iter().enumerate() {
+                        let counts = list.len.gt(Int::from_i64(i as i64));
+                        let holds = self.run(start, Some(stop), Some(item))?;
+                        parts.push(if opcode == op::ALL {
+                            counts.implies(&holds)
+                        } else {
+                            Bool::and(&[counts, holds])
+                        });
                     }
-                    (op::NE, Zv::Bool(a), Zv::Bool(b)) => a.iff(&b).not(),
-                    (op::NE, Zv::Str(a), Zv::Str(b)) => a.eq(&b).not(),
-                    (op::LT, Zv::Int(a), Zv::Int(b)) => a.lt(&b),
-                    (op::LE, Zv::Int(a), Zv::Int(b)) => a.le(&b),
-                    (op::GT, Zv::Int(a), Zv::Int(b)) => a.gt(&b),
-                    (op::GE, Zv::Int(a), Zv::Int(b)) => a.ge(&b),
-                    (op::STARTS_WITH, Zv::Str(a), Zv::Str(b)) => b.prefix(&a),
-                    (op::ENDS_WITH, Zv::Str(a), Zv::Str(b)) => b.suffix(&a),
-                    (op::CONTAINS, Zv::Str(a), Zv::Str(b)) => a.contains(&b),
-                    (op::AND, Zv::Bool(a), Zv::Bool(b)) => Bool::and(&[a, b]),
-                    (op::OR, Zv::Bool(a), Zv::Bool(b)) => Bool::or(&[a, b]),
-                    _ => return None,
-                };
-                stack.push(Zv::Bool(value));
+                    stack.push(Zv::Bool(if opcode == op::ALL {
+                        Bool::and(&parts)
+                    } else {
+                        Bool::or(&parts)
+                    }));
+                    at = stop;
+                }
+                op::NOT => {
+                    let Zv::Bool(value) = stack.pop()? else {
+                        return None;
+                    };
+                    stack.push(Zv::Bool(value.not()));
+                }
+                op::END if end.is_none() => {
+                    let Zv::Bool(value) = stack.pop()? else {
+                        return None;
+                    };
+                    return stack.is_empty().then_some(value);
+                }
+                binary => {
+                    let rhs = stack.pop()?;
+                    let lhs = stack.pop()?;
+                    let value = match (binary, lhs, rhs) {
+                        (op::EQ, Zv::Int(a), Zv::Int(b)) | (op::EQ, Zv::Sym(a), Zv::Sym(b)) => {
+                            a.eq(&b)
+                        }
+                        (op::EQ, Zv::Bool(a), Zv::Bool(b)) => a.iff(&b),
+                        (op::EQ, Zv::Str(a), Zv::Str(b)) => a.eq(&b),
+                        (op::NE, Zv::Int(a), Zv::Int(b)) | (op::NE, Zv::Sym(a), Zv::Sym(b)) => {
+                            a.eq(&b).not()
+                        }
+                        (op::NE, Zv::Bool(a), Zv::Bool(b)) => a.iff(&b).not(),
+                        (op::NE, Zv::Str(a), Zv::Str(b)) => a.eq(&b).not(),
+                        (op::LT, Zv::Int(a), Zv::Int(b)) => a.lt(&b),
+                        (op::LE, Zv::Int(a), Zv::Int(b)) => a.le(&b),
+                        (op::GT, Zv::Int(a), Zv::Int(b)) => a.gt(&b),
+                        (op::GE, Zv::Int(a), Zv::Int(b)) => a.ge(&b),
+                        (op::STARTS_WITH, Zv::Str(a), Zv::Str(b)) => b.prefix(&a),
+                        (op::ENDS_WITH, Zv::Str(a), Zv::Str(b)) => b.suffix(&a),
+                        (op::CONTAINS, Zv::Str(a), Zv::Str(b)) => a.contains(&b),
+                        (op::AND, Zv::Bool(a), Zv::Bool(b)) => Bool::and(&[a, b]),
+                        (op::OR, Zv::Bool(a), Zv::Bool(b)) => Bool::or(&[a, b]),
+                        _ => return None,
+                    };
+                    stack.push(Zv::Bool(value));
+                }
             }
         }
     }
