@@ -778,6 +778,72 @@ fn report(rows: &[Row]) {
     println!("summary: decide p50 {gate:.0} ns at 1000 rules (with limits); cedar-indexed/gate {cedar:.1}×; regorus/gate {regorus:.1}×; audit {audit:.0} ns");
 }
 
+/// The list workload: `paths: list[path][1..16]` under one permit, `all p in args.paths { p
+/// starts_with "/workspace/" }`, decided for calls of 1, 4 and 16 paths in normal form; the
+/// cost per element is the slope from 1 to 16 paths. (No peer takes part: the comparison above
+/// is the fair one; this measures how the gate's work grows with a list. `tests/tests/no_alloc.rs`
+/// shows list decisions allocate nothing.)
+fn lists(settings: &Settings, key: &SigningKey) {
+    let source = "domain files { private }\n\
+        tool fs.read_many { domain files effect read args { paths: list[path][1..16] } }\n\
+        agent reader { roles [r] }\n\
+        permit agent reader to call fs.read_many when all p in args.paths { p starts_with \"/workspace/\" };\n";
+    let bytes = compile(source, key);
+    let table = Table::load(&bytes, &key.verifying_key()).unwrap();
+    let paths: Vec<String> = (0..16)
+        .map(|i| format!("/workspace/docs/file{i}.md"))
+        .collect();
+    let counts = [1usize, 4, 16];
+    let items: Vec<Vec<ArgValue<'_>>> = counts
+        .iter()
+        .map(|&n| paths[..n].iter().map(|p| ArgValue::Str(p)).collect())
+        .collect();
+    let args: Vec<[(&str, ArgValue<'_>); 1]> = items
+        .iter()
+        .map(|list| [("paths", ArgValue::List(list))])
+        .collect();
+    let calls: Vec<Call<'_>> = args
+        .iter()
+        .map(|args| Call {
+            agent: "reader",
+            tool: "fs.read_many",
+            args,
+            via: &[],
+            env: None,
+            time: TIME,
+        })
+        .collect();
+    let mut slots: Vec<Vec<Slot>> = calls.iter().map(|_| fresh_slots(&table)).collect();
+    let mut states: Vec<State<'_>> = slots
+        .iter_mut()
+        .map(|slots| State::new(&table, slots).unwrap())
+        .collect();
+    for (call, state) in calls.iter().zip(states.iter_mut()) {
+        assert_eq!(gate::decide(&table, state, call).verdict, Verdict::Allow);
+    }
+    let names = ["gate, 1 path", "gate, 4 paths", "gate, 16 paths"];
+    let mut arms: Vec<Arm<'_>> = calls
+        .iter()
+        .zip(states.iter_mut())
+        .zip(names)
+        .map(|((call, state), name)| {
+            Arm::new(name, 1, move || {
+                black_box(gate::decide(&table, state, black_box(call)));
+            })
+        })
+        .collect();
+    run(&mut arms, settings);
+    let p50: Vec<f64> = arms.iter().map(|arm| arm.stats().p50).collect();
+    println!("\nlists: `all p in args.paths {{ p starts_with \"/workspace/\" }}` over list[path][1..16]");
+    for (name, p50) in names.iter().zip(&p50) {
+        println!("  {name:<16} decide p50 {}", time(*p50));
+    }
+    println!(
+        "  per element: {} (the slope from 1 to 16 paths)",
+        time((p50[2] - p50[0]) / 15.0)
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick")
         || std::env::var_os("TOLLGATE_BENCH_QUICK").is_some_and(|v| v == "1");
@@ -800,6 +866,7 @@ fn main() {
         .collect();
     // Other work on the machine slows every engine; the arms take turns so that it slows them
     // alike, but the absolute figures should be read beside the load.
+    lists(&settings, &key);
     println!(
         "\nload average (1, 5, 15 min): {load_at_start} at the start, {} at the end",
         load_average()

@@ -855,6 +855,105 @@ fn list_verdicts_agree_with_enumeration_over_every_list() {
     );
 }
 
+/// Lists of strings: elements are decided over the policy's constants (as string arguments are),
+/// so this checks that encoding inside quantifiers against every list of the domain.
+fn string_list_policy() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        (
+            proptest::sample::select(vec!["all", "any"]),
+            proptest::sample::select(vec!["starts_with", "ends_with", "contains", "==", "!="]),
+            proptest::sample::select(vec!["a", "b", "ab", ""]),
+        )
+            .prop_map(|(q, op, k)| format!("{q} x in args.l {{ x {op} {k:?} }}")),
+        proptest::sample::select(vec!["a", "ab", "x"]).prop_map(|k| format!("{k:?} in args.l")),
+        (0..4i64).prop_map(|k| format!("len(args.l) >= {k}")),
+        Just("any x in args.l { x starts_with \"a\" and not (x ends_with \"b\") }".to_owned()),
+    ];
+    let condition = atom.prop_recursive(2, 6, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    });
+    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
+        let effect = if permit { "permit" } else { "forbid" };
+        format!("{effect} any to call t.a when {c};")
+    });
+    let assertion = condition.prop_map(|c| format!("assert never any calls t.a when {c};"));
+    (
+        proptest::collection::vec(rule, 1..4),
+        proptest::collection::vec(assertion, 0..2),
+    )
+        .prop_map(|(rules, assertions)| {
+            let mut text = String::from(
+                "domain dp { private }\ntool t.a { domain dp effect read args { l: list[string][0..3] } }\nagent a0 { roles [r0] }\n",
+            );
+            for line in rules.iter().chain(&assertions) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text
+        })
+}
+
+/// Every list of up to three of these strings (1,885 lists): the constants, and each joined to a
+/// filler `#` on either side, which is what tells prefixes, suffixes and containment apart (the
+/// candidates' argument, for each element).
+fn string_list_domain() -> Requests {
+    let values = ["", "a", "ab", "b", "ba", "x", "#", "a#", "#b", "a#b", "ab#", "#ab"];
+    let mut lists: Vec<Vec<&str>> = vec![Vec::new()];
+    let mut frontier = lists.clone();
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for list in &frontier {
+            for v in values {
+                let mut longer = list.clone();
+                longer.push(v);
+                next.push(longer);
+            }
+        }
+        lists.extend(next.iter().cloned());
+        frontier = next;
+    }
+    Requests {
+        args: lists
+            .into_iter()
+            .map(|list| {
+                BTreeMap::from([(
+                    "l".to_owned(),
+                    Value::List(list.iter().map(|s| Value::Str((*s).to_owned())).collect()),
+                )])
+            })
+            .collect(),
+        envs: vec![None],
+        hours: vec![0],
+    }
+}
+
+#[test]
+fn string_list_verdicts_agree_with_enumeration() {
+    let cases = cases_or(60);
+    let mut runner = seeded_runner(20_261_129u64, cases);
+    let domain = string_list_domain();
+    let claims = std::cell::Cell::new(0usize);
+    let result = runner.run(&string_list_policy(), |text| {
+        let verdicts = compare_over(&text, &domain)
+            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
+        claims.set(claims.get() + verdicts);
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    println!(
+        "string list soundness: {cases} random policies over {} lists, {} verdicts, 0 disagreements",
+        domain.args.len(),
+        claims.get()
+    );
+    assert!(claims.get() >= 5 * cases as usize, "only {} verdicts", claims.get());
+}
+
 fn path_atom() -> impl Strategy<Value = String> {
     let constant = proptest::sample::select(vec!["a", "a/b", "b", "/", ".", "/a", "a..b"]);
     prop_oneof![

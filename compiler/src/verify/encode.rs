@@ -368,11 +368,41 @@ impl FiniteStrings {
                 }
             }
             for condition in conditions {
-                collect(policy, condition, &mut constants, &mut excluded);
+                collect(policy, condition, None, &mut constants, &mut excluded);
             }
         }
         let mut by_name = BTreeMap::new();
         for tool in policies.iter().flat_map(|p| &p.tools) {
+            // A list's string elements, and its elements' string fields, are string variables
+            // too (keys `LIST[]` and `LIST[].FIELD`).
+            for arg in &tool.args {
+                let ArgType::List { element, .. } = &arg.ty else {
+                    continue;
+                };
+                let mut keys = Vec::new();
+                match &element.ty {
+                    ArgType::Str if element.length.is_none() => {
+                        keys.push(format!("{}[]", arg.name))
+                    }
+                    ArgType::Object(fields) => keys.extend(
+                        fields
+                            .iter()
+                            .filter(|f| f.ty == ArgType::Str && f.length.is_none())
+                            .map(|f| format!("{}[].{}", arg.name, f.name)),
+                    ),
+                    _ => {}
+                }
+                for key in keys {
+                    if excluded.contains(&key) || by_name.contains_key(&key) {
+                        continue;
+                    }
+                    let empty = Constants::default();
+                    let found = constants.get(&key).unwrap_or(&empty);
+                    if let Some(pieces) = pieces(found) {
+                        by_name.insert(key, Rc::new(pieces));
+                    }
+                }
+            }
             for arg in &tool.args {
                 // One list per name: every tool's argument of that name meets the same atoms.
                 if !matches!(arg.ty, ArgType::Str)
@@ -427,44 +457,58 @@ fn string_constants(policy: &Policy, term: &Term) -> Option<Vec<String>> {
     }
 }
 
+/// The candidate key of a term read as a string variable: an argument's name, `LIST[]` for the
+/// element a quantifier over `LIST` is at, `LIST[].FIELD` for that element's field. Each is
+/// its own string variable (every element of a list gets candidates from the same constants).
+fn string_key(term: &Term, list: Option<&str>) -> Option<String> {
+    match (term, list) {
+        (Term::Arg(name), _) => Some(name.clone()),
+        (Term::Var, Some(list)) => Some(format!("{list}[]")),
+        (Term::VarField(field), Some(list)) => Some(format!("{list}[].{field}")),
+        _ => None,
+    }
+}
+
 fn collect(
     policy: &Policy,
     condition: &Condition,
+    list: Option<&str>,
     constants: &mut BTreeMap<String, Constants>,
     excluded: &mut BTreeSet<String>,
 ) {
-    let mut exclude_args = |terms: &[&Term]| {
+    let key = |term: &Term| string_key(term, list);
+    let mut exclude = |terms: &[&Term]| {
         for term in terms {
-            if let Term::Arg(name) = term {
-                excluded.insert(name.clone());
+            if let Some(name) = string_key(term, list) {
+                excluded.insert(name);
             }
         }
     };
     match &condition.kind {
         ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
-            collect(policy, a, constants, excluded);
-            collect(policy, b, constants, excluded);
+            collect(policy, a, list, constants, excluded);
+            collect(policy, b, list, constants, excluded);
         }
-        ConditionKind::Not(inner) => collect(policy, inner, constants, excluded),
+        ConditionKind::Not(inner) => collect(policy, inner, list, constants, excluded),
         ConditionKind::Bool(_) | ConditionKind::Has(_) => {}
-        // A body compares elements, which are never candidates; it reads no argument as one.
-        ConditionKind::Quantified { body, .. } => collect(policy, body, constants, excluded),
-        ConditionKind::Compare { lhs, rhs, .. } => match (lhs, rhs) {
-            (Term::Arg(name), other) | (other, Term::Arg(name)) => {
-                match string_constants(policy, other) {
-                    Some(values) => constants
-                        .entry(name.clone())
-                        .or_default()
-                        .equal
-                        .extend(values),
-                    None => exclude_args(&[lhs, rhs]),
-                }
+        ConditionKind::Quantified { list, body, .. } => {
+            collect(policy, body, Some(list), constants, excluded)
+        }
+        ConditionKind::Compare { lhs, rhs, .. } => {
+            let (name, other) = match (key(lhs), key(rhs)) {
+                (Some(name), None) => (name, rhs),
+                (None, Some(name)) => (name, lhs),
+                (Some(_), Some(_)) => return exclude(&[lhs, rhs]),
+                (None, None) => return,
+            };
+            match string_constants(policy, other) {
+                Some(values) => constants.entry(name).or_default().equal.extend(values),
+                None => exclude(&[lhs, rhs]),
             }
-            _ => {}
-        },
+        }
         ConditionKind::In { lhs, set } => {
-            if let Term::Arg(name) = lhs {
-                let entry = constants.entry(name.clone()).or_default();
+            if let Some(name) = key(lhs) {
+                let entry = constants.entry(name).or_default();
                 for value in set {
                     if let Value::Str(v) = value {
                         entry.equal.insert(v.clone());
@@ -472,18 +516,20 @@ fn collect(
                 }
             }
         }
-        ConditionKind::Str { op, lhs, rhs } => match (lhs, string_constants(policy, rhs)) {
-            (Term::Arg(name), Some(values)) if !matches!(rhs, Term::Arg(_)) => {
-                let entry = constants.entry(name.clone()).or_default();
-                let set = match op {
-                    StringOp::StartsWith => &mut entry.prefixes,
-                    StringOp::EndsWith => &mut entry.suffixes,
-                    StringOp::Contains => &mut entry.contained,
-                };
-                set.extend(values);
+        ConditionKind::Str { op, lhs, rhs } => {
+            match (key(lhs), key(rhs), string_constants(policy, rhs)) {
+                (Some(name), None, Some(values)) => {
+                    let entry = constants.entry(name).or_default();
+                    let set = match op {
+                        StringOp::StartsWith => &mut entry.prefixes,
+                        StringOp::EndsWith => &mut entry.suffixes,
+                        StringOp::Contains => &mut entry.contained,
+                    };
+                    set.extend(values);
+                }
+                _ => exclude(&[lhs, rhs]),
             }
-            _ => exclude_args(&[lhs, rhs]),
-        },
+        }
     }
 }
 
@@ -841,6 +887,19 @@ impl Space {
                     let len = Int::new_const(format!("{name}#len"));
                     range.push(len.ge(Int::from_i64(i64::try_from(count.0).unwrap_or(i64::MAX))));
                     range.push(len.le(Int::from_i64(i64::try_from(bound).unwrap_or(i64::MAX))));
+                    // A string element (or field) compared only with constants is decided over
+                    // candidates, as a string argument is.
+                    let mut value =
+                        |at: &str, key: String, schema: &ArgSchema, range: &mut Vec<Bool>| {
+                            match finite.get(&key) {
+                                Some(pieces)
+                                    if schema.ty == ArgType::Str && schema.length.is_none() =>
+                                {
+                                    Zv::Finite(Rc::new(FiniteString::new(at, pieces, &mut domain)))
+                                }
+                                _ => scalar(at, schema, &symbols, range),
+                            }
+                        };
                     let elements = (0..bound)
                         .map(|i| {
                             let at = format!("{name}[{i}]");
@@ -849,17 +908,13 @@ impl Space {
                                     fields
                                         .iter()
                                         .map(|f| {
-                                            let value = scalar(
-                                                &format!("{at}.{}", f.name),
-                                                f,
-                                                &symbols,
-                                                &mut range,
-                                            );
-                                            (f.name.clone(), value)
+                                            let key = format!("{}[].{}", arg.name, f.name);
+                                            let at = format!("{at}.{}", f.name);
+                                            (f.name.clone(), value(&at, key, f, &mut range))
                                         })
                                         .collect(),
                                 )),
-                                _ => scalar(&at, element, &symbols, &mut range),
+                                _ => value(&at, format!("{}[]", arg.name), element, &mut range),
                             }
                         })
                         .collect();
