@@ -901,7 +901,9 @@ fn string_list_policy() -> impl Strategy<Value = String> {
 /// filler `#` on either side, which is what tells prefixes, suffixes and containment apart (the
 /// candidates' argument, for each element).
 fn string_list_domain() -> Requests {
-    let values = ["", "a", "ab", "b", "ba", "x", "#", "a#", "#b", "a#b", "ab#", "#ab"];
+    let values = [
+        "", "a", "ab", "b", "ba", "x", "#", "a#", "#b", "a#b", "ab#", "#ab",
+    ];
     let mut lists: Vec<Vec<&str>> = vec![Vec::new()];
     let mut frontier = lists.clone();
     for _ in 0..3 {
@@ -951,7 +953,11 @@ fn string_list_verdicts_agree_with_enumeration() {
         domain.args.len(),
         claims.get()
     );
-    assert!(claims.get() >= 5 * cases as usize, "only {} verdicts", claims.get());
+    assert!(
+        claims.get() >= 5 * cases as usize,
+        "only {} verdicts",
+        claims.get()
+    );
 }
 
 fn path_atom() -> impl Strategy<Value = String> {
