@@ -834,7 +834,9 @@ fn lists(settings: &Settings, key: &SigningKey) {
         .collect();
     run(&mut arms, settings);
     let p50: Vec<f64> = arms.iter().map(|arm| arm.stats().p50).collect();
-    println!("\nlists: `all p in args.paths {{ p starts_with \"/workspace/\" }}` over list[path][1..16]");
+    println!(
+        "\nlists: `all p in args.paths {{ p starts_with \"/workspace/\" }}` over list[path][1..16]"
+    );
     for (name, p50) in names.iter().zip(&p50) {
         println!("  {name:<16} decide p50 {}", time(*p50));
     }
