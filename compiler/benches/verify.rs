@@ -131,13 +131,15 @@ fn generate_lists(rules: usize) -> String {
     text
 }
 
-fn lists(options: &Options) {
+/// Verifies `generate(100)` and `generate(1_000)` and prints the figures; `what` names the
+/// workload in the 1,000-rule target line.
+fn workload(options: &Options, what: &str, generate: fn(usize) -> String) {
     println!(
         "{:>6} {:>7} {:>12} {:>14} {:>9} {:>8}",
         "rules", "buckets", "verify", "verify/rule", "queries", "unknown"
     );
     for size in [100, 1_000] {
-        let policy = load(&generate_lists(size));
+        let policy = load(&generate(size));
         let rules = policy.rules.len();
         let started = Instant::now();
         let report = verify::verify(&policy, options);
@@ -153,37 +155,7 @@ fn lists(options: &Options) {
         );
         if size == 1_000 {
             println!(
-                "        lists at 1,000 rules: verify {:.1}s of 10s, {} unknown (target 0)",
-                time.as_secs_f64(),
-                report.stats.unknown
-            );
-        }
-    }
-}
-
-fn strings(options: &Options) {
-    println!(
-        "{:>6} {:>7} {:>12} {:>14} {:>9} {:>8}",
-        "rules", "buckets", "verify", "verify/rule", "queries", "unknown"
-    );
-    for size in [100, 1_000] {
-        let policy = load(&generate_strings(size));
-        let rules = policy.rules.len();
-        let started = Instant::now();
-        let report = verify::verify(&policy, options);
-        let time = started.elapsed();
-        println!(
-            "{:>6} {:>7} {:>10.2?} {:>12.2?} {:>9} {:>8}",
-            rules,
-            report.stats.buckets,
-            time,
-            time / rules as u32,
-            report.stats.queries,
-            report.stats.unknown,
-        );
-        if size == 1_000 {
-            println!(
-                "        strings at 1,000 rules: verify {:.1}s of 10s, {} unknown (target 0)",
+                "        {what} at 1,000 rules: verify {:.1}s of 10s, {} unknown (target 0)",
                 time.as_secs_f64(),
                 report.stats.unknown
             );
@@ -203,11 +175,11 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn main() {
     let options = Options::default();
     if std::env::args().any(|a| a == "strings") {
-        strings(&options);
+        workload(&options, "strings", generate_strings);
         return;
     }
     if std::env::args().any(|a| a == "lists") {
-        lists(&options);
+        workload(&options, "lists", generate_lists);
         return;
     }
     println!(
@@ -256,7 +228,7 @@ fn main() {
         }
     }
     println!("string-heavy workload:");
-    strings(&options);
+    workload(&options, "strings", generate_strings);
     println!("list-heavy workload:");
-    lists(&options);
+    workload(&options, "lists", generate_lists);
 }

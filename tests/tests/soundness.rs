@@ -830,29 +830,8 @@ fn list_domain() -> Requests {
 
 #[test]
 fn list_verdicts_agree_with_enumeration_over_every_list() {
-    let cases = cases_or(60);
-    let mut runner = seeded_runner(20_261_127u64, cases);
-    let domain = list_domain();
-    let claims = std::cell::Cell::new(0usize);
-    let result = runner.run(&list_policy(), |text| {
-        let verdicts = compare_over(&text, &domain)
-            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
-        claims.set(claims.get() + verdicts);
-        Ok(())
-    });
-    if let Err(error) = result {
-        panic!("{error}");
-    }
-    println!(
-        "list soundness: {cases} random policies over {} lists, {} verdicts, 0 disagreements",
-        domain.args.len(),
-        claims.get()
-    );
-    assert!(
-        claims.get() >= 5 * cases as usize,
-        "only {} verdicts",
-        claims.get()
-    );
+    let verdicts = agree_over(list_policy(), &list_domain(), 20_261_127, 60);
+    println!("list soundness: {verdicts} verdicts over every list, 0 disagreements");
 }
 
 /// Lists of strings: elements are decided over the policy's constants (as string arguments are),
@@ -935,12 +914,24 @@ fn string_list_domain() -> Requests {
 
 #[test]
 fn string_list_verdicts_agree_with_enumeration() {
-    let cases = cases_or(60);
-    let mut runner = seeded_runner(20_261_129u64, cases);
-    let domain = string_list_domain();
+    let verdicts = agree_over(string_list_policy(), &string_list_domain(), 20_261_129, 60);
+    println!("string list soundness: {verdicts} verdicts over every list, 0 disagreements");
+}
+
+/// Runs `cases` (or `TOLLGATE_SOUNDNESS_CASES`) random policies of `policies` from `seed`, each
+/// compared with brute force over `domain`; panics at the first disagreement. The verdicts
+/// compared, at least five per policy.
+fn agree_over(
+    policies: impl Strategy<Value = String>,
+    domain: &Requests,
+    seed: u64,
+    cases: u32,
+) -> usize {
+    let cases = cases_or(cases);
+    let mut runner = seeded_runner(seed, cases);
     let claims = std::cell::Cell::new(0usize);
-    let result = runner.run(&string_list_policy(), |text| {
-        let verdicts = compare_over(&text, &domain)
+    let result = runner.run(&policies, |text| {
+        let verdicts = compare_over(&text, domain)
             .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
         claims.set(claims.get() + verdicts);
         Ok(())
@@ -948,16 +939,12 @@ fn string_list_verdicts_agree_with_enumeration() {
     if let Err(error) = result {
         panic!("{error}");
     }
-    println!(
-        "string list soundness: {cases} random policies over {} lists, {} verdicts, 0 disagreements",
-        domain.args.len(),
-        claims.get()
-    );
     assert!(
         claims.get() >= 5 * cases as usize,
         "only {} verdicts",
         claims.get()
     );
+    claims.get()
 }
 
 fn path_atom() -> impl Strategy<Value = String> {
