@@ -511,17 +511,17 @@ pub fn main() -> std::process::ExitCode {
         return exit;
     }
     // Not locked for the whole run: `mcp` reads and writes them on threads of its own.
-    let mut stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    let exit = run(&args, &mut stdin, &mut stdout, &mut stderr);
+    let exit = run(&args, Box::new(std::io::stdin()), &mut stdout, &mut stderr);
     std::process::ExitCode::from(exit as u8)
 }
 
-/// Runs one command line against the given streams.
+/// Runs one command line against the given streams (standard input is owned: `gate` reads it on
+/// a thread of its own).
 pub fn run(
     args: &[String],
-    stdin: &mut dyn Read,
+    stdin: Box<dyn Read + Send>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Exit {
@@ -710,7 +710,7 @@ pub fn run(
 }
 
 pub(crate) struct Io<'a> {
-    pub(crate) stdin: &'a mut dyn Read,
+    pub(crate) stdin: Box<dyn Read + Send>,
     pub(crate) stdout: &'a mut dyn Write,
     pub(crate) stderr: &'a mut dyn Write,
 }

@@ -799,7 +799,7 @@ pub(crate) fn request_line(
 ) -> RequestLine {
     let mut request = RequestLine {
         id: None,
-        credential: credential.to_vec(),
+        credential: credential.into(),
         tool: tool.clone().unwrap_or_default(),
         args: Vec::new(),
         refused: None,

@@ -181,6 +181,55 @@ fn main() {
         );
     }
 
+    // Where a line's time goes: reading it, deciding it (audit in memory), writing its decision.
+    if only.as_deref().is_none_or(|only| only == "parts") {
+        let (mut read, mut decide, mut write) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+            let (gate, _) = Gate::start(
+                table,
+                issuer.verifying_key(),
+                SigningKey::from_bytes(&[3; 32]),
+                FixedClock::new(NOW),
+                tollgate_host::store::MemoryStore::default(),
+                tollgate_host::audit_log::MemoryAudit::default(),
+                &[],
+                &GateOptions {
+                    env: Some("prod".to_owned()),
+                    ..GateOptions::default()
+                },
+            )
+            .unwrap();
+            let mut reader = tollgate_host::protocol::Reader::default();
+            let started = Instant::now();
+            let requests: Vec<_> = lines.iter().map(|line| reader.read(line)).collect();
+            read.push(started.elapsed().as_secs_f64() / lines.len() as f64);
+            let started = Instant::now();
+            let decisions: Vec<_> = requests
+                .chunks(256)
+                .flat_map(|chunk| gate.decide_batch(chunk))
+                .collect();
+            decide.push(started.elapsed().as_secs_f64() / lines.len() as f64);
+            let mut output = std::io::BufWriter::new(std::io::sink());
+            let started = Instant::now();
+            for decision in &decisions {
+                decision.write_json(&mut output).unwrap();
+                output.write_all(b"\n").unwrap();
+            }
+            output.flush().unwrap();
+            write.push(started.elapsed().as_secs_f64() / lines.len() as f64);
+            drop(decisions);
+            drop(requests);
+        }
+        let (read, decide, write) = (spread(read).0, spread(decide).0, spread(write).0);
+        println!(
+            "host parts (medians of {ROUNDS}): read {:.3} µs, decide and audit in memory {:.3} µs, write {:.3} µs per line",
+            read * 1e6,
+            decide * 1e6,
+            write * 1e6
+        );
+    }
+
     for (name, sync, count) in [
         ("none", SyncPolicy::None, lines.len()),
         ("batch", SyncPolicy::Batch, lines.len()),
@@ -189,61 +238,97 @@ fn main() {
         if only.as_deref().is_some_and(|only| only != name) {
             continue;
         }
-        let mut rounds = Vec::new();
-        let mut allowed = 0usize;
+        let mut rounds = (Vec::new(), Vec::new());
+        let mut allowed = (0usize, 0usize);
+        let input: Vec<u8> = lines[..count]
+            .iter()
+            .flat_map(|line| line.iter().copied().chain([b'\n']))
+            .collect();
         for round in 0..ROUNDS {
             let dir = std::env::temp_dir().join(format!(
                 "tollgate-bench-{}-{name}-{round}",
                 std::process::id()
             ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
-            let store = FileStore::open(&dir.join("state")).unwrap();
-            let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
-            let (gate, _) = Gate::start(
-                table,
-                issuer.verifying_key(),
-                SigningKey::from_bytes(&[3; 32]),
-                FixedClock::new(NOW),
-                store,
-                audit,
-                &existing,
-                &GateOptions {
-                    env: Some("prod".to_owned()),
-                    ..GateOptions::default()
-                },
-            )
-            .unwrap();
-            // As `tollgate gate` does with piped input: lines that are already waiting are decided
-            // together and their records appended in one write (at most 256 at a time), and the
-            // decision lines written to a buffered standard output.
+            let open = |arm: &str| {
+                let dir = dir.join(arm);
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+                let store = FileStore::open(&dir.join("state")).unwrap();
+                let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
+                Gate::start(
+                    table,
+                    issuer.verifying_key(),
+                    SigningKey::from_bytes(&[3; 32]),
+                    FixedClock::new(NOW),
+                    store,
+                    audit,
+                    &existing,
+                    &GateOptions {
+                        env: Some("prod".to_owned()),
+                        ..GateOptions::default()
+                    },
+                )
+                .unwrap()
+                .0
+            };
+            // In one thread, as `tollgate gate` did before it read on a thread of its own: lines
+            // that are already waiting are read and decided together and their records appended
+            // in one write (at most 256 at a time), and the decision lines written to a buffered
+            // output.
+            let gate = open("one-thread");
             let mut output = std::io::BufWriter::new(std::io::sink());
             let mut reader = tollgate_host::protocol::Reader::default();
-            allowed = 0;
+            allowed.0 = 0;
             let started = Instant::now();
             for chunk in lines[..count].chunks(256) {
                 let requests: Vec<_> = chunk.iter().map(|line| reader.read(line)).collect();
                 for decision in gate.decide_batch(&requests) {
-                    allowed += usize::from(decision.allowed);
+                    allowed.0 += usize::from(decision.allowed);
                     decision.write_json(&mut output).unwrap();
                     output.write_all(b"\n").unwrap();
                 }
                 output.flush().unwrap();
             }
             gate.close().unwrap();
-            rounds.push(started.elapsed().as_secs_f64() / count as f64);
+            rounds
+                .0
+                .push(started.elapsed().as_secs_f64() / count as f64);
+            // As `tollgate gate` does: `stream::serve`, the bytes of the input read and split
+            // into lines on a thread of its own while the gate decides the previous batch.
+            let gate = open("stream");
+            let mut output = Vec::with_capacity(count * 256);
+            let input = std::io::Cursor::new(input.clone());
+            let started = Instant::now();
+            let ended = tollgate_host::stream::serve(&gate, input, &mut output);
+            gate.close().unwrap();
+            rounds
+                .1
+                .push(started.elapsed().as_secs_f64() / count as f64);
+            assert!(
+                matches!(ended, tollgate_host::stream::Ended::Closed),
+                "{ended:?}"
+            );
+            allowed.1 = output
+                .split(|&b| b == b'\n')
+                .filter(|line| line.windows(17).any(|w| w == b"\"verdict\":\"allow\""))
+                .count();
             let _ = std::fs::remove_dir_all(&dir);
         }
-        let (per, fastest, slowest) = spread(rounds);
-        println!(
-            "host decide_batch(256), audit on a file, --sync {name:<5}: {:>8.3} µs per JSON line, {:>9.0} decisions/s ({count} lines, {allowed} allowed; {:.1}× the runtime; {:.3}–{:.3})",
-            per * 1e6,
-            1.0 / per,
-            per / runtime,
-            fastest * 1e6,
-            slowest * 1e6
-        );
+        for (arm, rounds, allowed) in [
+            ("decide_batch(256), one thread", rounds.0, allowed.0),
+            ("stream::serve, reader thread ", rounds.1, allowed.1),
+        ] {
+            let (per, fastest, slowest) = spread(rounds);
+            println!(
+                "host {arm}, audit on a file, --sync {name:<5}: {:>8.3} µs per JSON line, {:>9.0} decisions/s ({count} lines, {allowed} allowed; {:.1}× the runtime; {:.3}–{:.3})",
+                per * 1e6,
+                1.0 / per,
+                per / runtime,
+                fastest * 1e6,
+                slowest * 1e6
+            );
+        }
     }
 
     if only.is_some() {

@@ -24,7 +24,7 @@ use crate::store::{Snapshot, StateStore};
 use crate::HostError;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tollgate_runtime::audit::{self, Log, Subject, MAX_NOTE};
 use tollgate_runtime::credential::{self, Host, Session, SessionCall};
 use tollgate_runtime::format;
@@ -100,7 +100,7 @@ struct Inner<S, A> {
     latest: u64,
     sessions: Sessions,
     /// The last admitted credential and its session: a stream from one agent skips the hash.
-    last: Option<(Vec<u8>, Session)>,
+    last: Option<(Arc<[u8]>, Session)>,
     store: S,
     audit: A,
     log: Log,
@@ -347,11 +347,11 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             return refusal(request, Reason::AuditUnavailable);
         }
         let cached = match &inner.last {
-            Some((bytes, session)) if *bytes == request.credential => Some(*session),
+            Some((bytes, session)) if **bytes == *request.credential => Some(*session),
             _ => inner
                 .sessions
                 .by_credential
-                .get(&request.credential)
+                .get(&*request.credential)
                 .copied(),
         };
         let admitted = match cached {
@@ -425,9 +425,9 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             if inner
                 .last
                 .as_ref()
-                .is_none_or(|(bytes, _)| *bytes != request.credential)
+                .is_none_or(|(bytes, _)| **bytes != *request.credential)
             {
-                inner.last = Some((request.credential.clone(), session));
+                inner.last = Some((Arc::clone(&request.credential), session));
             }
         }
         let time = state.latest();

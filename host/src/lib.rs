@@ -9,6 +9,8 @@
 //!   tail refused until `recover` sets it aside).
 //! - [`protocol`] is the JSON-lines protocol, defined once: strict request lines in, decision
 //!   lines out.
+//! - [`stream`] serves a stream of request lines: read on a thread of its own, decided in
+//!   batches, each answered after its record is in the log.
 //! - [`store`] keeps what must survive a restart: the newest accepted policy version, the
 //!   revocations, and snapshots of the counters (the log tail holds the changes since).
 //! - [`keys`] reads and writes Ed25519 keys as PKCS#8 / SPKI PEM.
@@ -20,5 +22,6 @@ pub mod gate;
 pub mod keys;
 pub mod protocol;
 pub mod store;
+pub mod stream;
 
 pub use error::HostError;

@@ -21,6 +21,7 @@
 use base64::Engine as _;
 use serde::de::DeserializeSeed as _;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tollgate_runtime::gate::ArgValue;
 use tollgate_runtime::Reason;
 
@@ -313,7 +314,8 @@ pub fn argument_value<'a>(
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestLine {
     pub id: Option<serde_json::Value>,
-    pub credential: Vec<u8>,
+    /// The credential's bytes, shared: a stream of lines from one agent holds one copy.
+    pub credential: Arc<[u8]>,
     pub tool: String,
     pub args: Vec<(String, Arg)>,
     /// Set when the line is refused before any credential or policy is consulted.
@@ -491,7 +493,7 @@ pub fn read_request(bytes: &[u8]) -> RequestLine {
 #[derive(Debug, Default)]
 pub struct Reader {
     text: Vec<u8>,
-    decoded: Option<Vec<u8>>,
+    decoded: Option<Arc<[u8]>>,
 }
 
 impl Reader {
@@ -506,14 +508,17 @@ impl Reader {
     }
 
     /// The credential that `text` encodes (empty when it is not base64).
-    fn decode(&mut self, text: &[u8]) -> Vec<u8> {
+    fn decode(&mut self, text: &[u8]) -> Arc<[u8]> {
         let text = text.trim_ascii();
         if self.text != text {
             self.text.clear();
             self.text.extend_from_slice(text);
-            self.decoded = base64::engine::general_purpose::STANDARD.decode(text).ok();
+            self.decoded = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()
+                .map(Arc::from);
         }
-        self.decoded.clone().unwrap_or_default()
+        self.decoded.clone().unwrap_or_else(|| Arc::from([]))
     }
 }
 
@@ -572,7 +577,8 @@ fn read_request_slowly(bytes: &[u8]) -> RequestLine {
                     .decode(c.trim())
                     .ok()
             })
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         tool: object
             .get("tool")
             .and_then(|t| t.as_str())
@@ -656,52 +662,84 @@ impl DecisionLine {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Writes the JSON form (one line, no newline) to `out`, without an intermediate string.
+    /// Writes the JSON form (one line, no newline) to `out`, without an intermediate string: the
+    /// fields in a fixed order, written one by one (a string that needs escaping, an id and the
+    /// normalized values go through serde_json).
     pub fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        #[derive(serde::Serialize)]
-        struct Line<'l> {
-            agent: &'l str,
-            tool: &'l str,
-            verdict: &'static str,
-            reason: Option<&'static str>,
-            rule: Option<u16>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            rule_label: Option<&'l str>,
-            revoked_agent: bool,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            agent_verified: Option<bool>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            seq: Option<u64>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<&'l serde_json::Value>,
-            #[serde(skip_serializing_if = "<[String]>::is_empty")]
-            via: &'l [String],
-            #[serde(skip_serializing_if = "Option::is_none")]
-            detail: Option<&'l str>,
-            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-            normalized: BTreeMap<&'l str, &'l serde_json::Value>,
+        out.write_all(b"{\"agent\":")?;
+        write_str(out, &self.agent)?;
+        out.write_all(b",\"tool\":")?;
+        write_str(out, &self.tool)?;
+        out.write_all(match self.allowed {
+            true => b",\"verdict\":\"allow\",\"reason\":",
+            false => b",\"verdict\":\"deny\",\"reason\":",
+        })?;
+        match self.reason {
+            Some(reason) => write_str(out, reason.as_str())?,
+            None => out.write_all(b"null")?,
         }
-        let line = Line {
-            agent: &self.agent,
-            tool: &self.tool,
-            verdict: if self.allowed { "allow" } else { "deny" },
-            reason: self.reason.map(Reason::as_str),
-            rule: self.rule,
-            rule_label: self.rule_label.as_deref(),
-            revoked_agent: self.revoked_agent,
-            agent_verified: (!self.agent_verified && !self.agent.is_empty()).then_some(false),
-            seq: self.seq,
-            id: self.id.as_ref(),
-            via: &self.via,
-            detail: self.detail.as_deref(),
-            normalized: self
+        out.write_all(b",\"rule\":")?;
+        match self.rule {
+            Some(rule) => write_json_value(out, &rule)?,
+            None => out.write_all(b"null")?,
+        }
+        if let Some(label) = &self.rule_label {
+            out.write_all(b",\"rule_label\":")?;
+            write_str(out, label)?;
+        }
+        out.write_all(match self.revoked_agent {
+            true => b",\"revoked_agent\":true",
+            false => b",\"revoked_agent\":false",
+        })?;
+        if !self.agent_verified && !self.agent.is_empty() {
+            out.write_all(b",\"agent_verified\":false")?;
+        }
+        if let Some(seq) = self.seq {
+            out.write_all(b",\"seq\":")?;
+            write_json_value(out, &seq)?;
+        }
+        if let Some(id) = &self.id {
+            out.write_all(b",\"id\":")?;
+            write_json_value(out, id)?;
+        }
+        if !self.via.is_empty() {
+            out.write_all(b",\"via\":")?;
+            write_json_value(out, &self.via)?;
+        }
+        if let Some(detail) = &self.detail {
+            out.write_all(b",\"detail\":")?;
+            write_str(out, detail)?;
+        }
+        if !self.normalized.is_empty() {
+            // By name, as a JSON object's keys are listed.
+            let normalized: BTreeMap<&str, &serde_json::Value> = self
                 .normalized
                 .iter()
                 .map(|(name, value)| (name.as_str(), value))
-                .collect(),
-        };
-        serde_json::to_writer(out, &line).map_err(std::io::Error::from)
+                .collect();
+            out.write_all(b",\"normalized\":")?;
+            write_json_value(out, &normalized)?;
+        }
+        out.write_all(b"}")
     }
+}
+
+/// A JSON string: copied between quotes when nothing in it needs escaping, else serde_json's.
+fn write_str(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.write_all(b"\"")?;
+        out.write_all(text.as_bytes())?;
+        out.write_all(b"\"")
+    } else {
+        write_json_value(out, text)
+    }
+}
+
+fn write_json_value<T: serde::Serialize + ?Sized>(
+    out: &mut impl std::io::Write,
+    value: &T,
+) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
@@ -730,17 +768,19 @@ mod tests {
         let other = reader.read(br#"{"credential":"AwQF","tool":"t"}"#);
         let broken = reader.read(br#"{"credential":"A!==","tool":"t"}"#);
         let back = reader.read(br#"{"credential":"AAEC","tool":"t"}"#);
-        assert_eq!(first.credential, vec![0, 1, 2]);
-        assert_eq!(again.credential, vec![0, 1, 2]);
-        assert_eq!(other.credential, vec![3, 4, 5]);
-        assert_eq!(broken.credential, Vec::<u8>::new());
-        assert_eq!(back.credential, vec![0, 1, 2]);
+        assert_eq!(*first.credential, vec![0, 1, 2][..]);
+        assert_eq!(*again.credential, vec![0, 1, 2][..]);
+        assert_eq!(*other.credential, vec![3, 4, 5][..]);
+        assert_eq!(*broken.credential, [0u8; 0]);
+        assert_eq!(*back.credential, vec![0, 1, 2][..]);
+        // One agent's stream holds one copy of its credential.
+        assert!(Arc::ptr_eq(&first.credential, &again.credential));
     }
 
     #[test]
     fn a_credential_is_read_as_bytes_yet_a_line_that_is_not_utf8_is_malformed() {
         let line = read_request(br#"{"credential":" AAEC\n","tool":"t"}"#);
-        assert_eq!(line.credential, vec![0, 1, 2]);
+        assert_eq!(*line.credential, vec![0, 1, 2][..]);
         assert_eq!(line.refused, None);
         let mut bytes = br#"{"credential":"AA"#.to_vec();
         bytes.push(0xff);
@@ -871,6 +911,51 @@ mod tests {
             assert_eq!(reason, Reason::Malformed, "{line}");
             assert!(detail.contains(says), "{line}: {detail}");
         }
+    }
+
+    #[test]
+    fn a_decision_line_is_written_field_by_field_and_escaped() {
+        let mut line = DecisionLine {
+            id: Some(json!({"n": [1, "x"]})),
+            agent: "bot \"q\"\n".to_owned(),
+            agent_verified: false,
+            tool: "crm.read".to_owned(),
+            via: vec!["lead".to_owned(), "a\\b".to_owned()],
+            allowed: false,
+            reason: Some(Reason::NotPermitted),
+            rule: Some(7),
+            rule_label: Some("no \u{1} secrets".to_owned()),
+            revoked_agent: true,
+            seq: Some(42),
+            detail: Some("é".to_owned()),
+            normalized: vec![
+                ("z".to_owned(), json!("a/b")),
+                ("p".to_owned(), json!(["c", "d"])),
+            ],
+        };
+        assert_eq!(
+            line.to_json(),
+            r#"{"agent":"bot \"q\"\n","tool":"crm.read","verdict":"deny","reason":"not_permitted","rule":7,"rule_label":"no \u0001 secrets","revoked_agent":true,"agent_verified":false,"seq":42,"id":{"n":[1,"x"]},"via":["lead","a\\b"],"detail":"é","normalized":{"p":["c","d"],"z":"a/b"}}"#
+        );
+        line = DecisionLine {
+            id: None,
+            agent: String::new(),
+            agent_verified: false,
+            tool: String::new(),
+            via: Vec::new(),
+            allowed: true,
+            reason: None,
+            rule: None,
+            rule_label: None,
+            revoked_agent: false,
+            seq: None,
+            detail: None,
+            normalized: Vec::new(),
+        };
+        assert_eq!(
+            line.to_json(),
+            r#"{"agent":"","tool":"","verdict":"allow","reason":null,"rule":null,"revoked_agent":false}"#
+        );
     }
 
     #[test]

@@ -138,10 +138,10 @@ pub fn source_set(path: &Path) -> SourceSet {
 pub fn run_cli(args: &[&str], stdin: &str) -> (u8, String, String) {
     let mut argv = vec!["tollgate".to_owned()];
     argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let mut input = stdin.as_bytes();
+    let input = Box::new(std::io::Cursor::new(stdin.as_bytes().to_vec()));
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let exit = tollgate_cli::run(&argv, &mut input, &mut out, &mut err);
+    let exit = tollgate_cli::run(&argv, input, &mut out, &mut err);
     (
         exit as u8,
         String::from_utf8_lossy(&out).into_owned(),

@@ -271,6 +271,79 @@ fn a_log_that_cannot_be_written_allows_nothing() {
     assert!(gate.failed());
 }
 
+/// A customer read (allowed, no limit) with an `id`.
+fn read(credential: &str, id: usize) -> String {
+    format!(
+        r#"{{"credential":"{credential}","tool":"crm.read_customer","args":{{"customer_id":"c-{id}"}},"id":{id}}}"#
+    )
+}
+
+#[test]
+fn a_stream_answers_every_line_in_order_once_its_record_is_in_the_log() {
+    let bytes = table_bytes("examples/support-desk");
+    let bot = credential(&bytes, "support_bot", 600);
+    let dir = temp("stream");
+    // 3,000 lines (several batches), a blank line, and a line that is not JSON.
+    let mut input: String = (0..3_000).map(|i| read(&bot, i) + "\n").collect();
+    input.push_str("\nnot json\n");
+    let (ended, output) = with_gate(&bytes, &dir, NOW, false, |gate| {
+        let mut output = Vec::new();
+        let ended = tollgate_host::stream::serve(gate, std::io::Cursor::new(input), &mut output);
+        (ended, String::from_utf8(output).unwrap())
+    });
+    assert!(
+        matches!(ended, tollgate_host::stream::Ended::Closed),
+        "{ended:?}"
+    );
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3_001);
+    for (i, line) in lines.iter().take(3_000).enumerate() {
+        assert_eq!(line["id"], i, "{line}");
+        assert_eq!(line["verdict"], "allow", "{line}");
+        assert_eq!(line["seq"], i, "{line}");
+    }
+    assert_eq!(lines[3_000]["reason"], "malformed");
+    let log = std::fs::read(dir.join("audit.log")).unwrap();
+    let verified = audit_log::verify(&log, &gate_key().verifying_key(), GATE_KEY_NAME).unwrap();
+    assert_eq!(verified.records, 3_001);
+}
+
+#[test]
+fn a_stream_whose_log_fails_answers_no_allow_and_stops() {
+    let bytes = table_bytes("examples/support-desk");
+    let bot = credential(&bytes, "support_bot", 600);
+    let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
+    let (gate, _) = Gate::start(
+        table,
+        issuer().verifying_key(),
+        gate_key(),
+        FixedClock::new(NOW),
+        MemoryStore::default(),
+        Full,
+        &[],
+        &options(),
+    )
+    .unwrap();
+    let input: String = (0..1_000).map(|i| read(&bot, i) + "\n").collect();
+    let mut output = Vec::new();
+    let ended = tollgate_host::stream::serve(&gate, std::io::Cursor::new(input), &mut output);
+    assert!(
+        matches!(ended, tollgate_host::stream::Ended::AuditFailed),
+        "{ended:?}"
+    );
+    let output = String::from_utf8(output).unwrap();
+    assert!(!output.is_empty());
+    assert!(!output.contains(r#""verdict":"allow""#), "{output}");
+    assert!(output
+        .lines()
+        .all(|line| line.contains("audit_unavailable")));
+    // It stopped at the first batch: the rest of the input was not answered.
+    assert!(output.lines().count() < 1_000);
+}
+
 /// A log that only counts what it is given.
 #[derive(Default)]
 struct Counting(u64);

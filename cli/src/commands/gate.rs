@@ -4,41 +4,13 @@
 //! file only wires files, streams and flags to them.
 
 use crate::{Exit, Io};
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use tollgate_host::audit_log::{AuditFile, SyncPolicy};
 use tollgate_host::clock::{Clock, SystemClock};
 use tollgate_host::gate::{Gate, GateOptions};
-use tollgate_host::protocol::{self, RequestLine, MAX_LINE};
+use tollgate_host::stream::{self, Ended};
 
-/// The most request lines decided (and appended to the log) together.
-const BATCH: usize = 256;
-
-/// Reads the next non-blank request line; `None` at the end of input. A line over `MAX_LINE`
-/// bytes is read up to one byte past the limit (so it is refused as oversize) and the rest of it
-/// skipped.
-fn read_request_line(
-    input: &mut impl BufRead,
-    line: &mut Vec<u8>,
-    reader: &mut protocol::Reader,
-) -> std::io::Result<Option<RequestLine>> {
-    loop {
-        line.clear();
-        if input.take(MAX_LINE as u64 + 1).read_until(b'\n', line)? == 0 {
-            return Ok(None);
-        }
-        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
-            let mut rest = Vec::new();
-            input.read_until(b'\n', &mut rest)?;
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        if !line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Some(reader.read(line)));
-        }
-    }
-}
 use tollgate_host::store::FileStore;
 use tollgate_host::{keys, HostError};
 use tollgate_runtime::table::Table;
@@ -133,54 +105,24 @@ pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
             return exit;
         }
     };
-    let Io {
-        stdin,
-        stdout,
-        stderr,
-    } = io;
-    let mut input = std::io::BufReader::new(stdin);
-    let mut output = std::io::BufWriter::new(stdout);
-    let mut batch = Vec::new();
-    let mut line = Vec::new();
-    let mut reader = protocol::Reader::default();
-    let mut closed = false;
-    while !closed {
-        // Take the next line, and every further line already waiting (up to a batch), so a piped
-        // file is decided in batches while a live agent gets each answer at once.
-        batch.clear();
-        loop {
-            match read_request_line(&mut input, &mut line, &mut reader) {
-                Ok(Some(line)) => batch.push(line),
-                Ok(None) => {
-                    closed = true;
-                    break;
-                }
-                Err(error) => {
-                    let _ = writeln!(stderr, "error: cannot read standard input: {error}");
-                    let _ = gate.close();
-                    return Exit::Usage;
-                }
-            }
-            if batch.len() >= BATCH || !input.buffer().contains(&b'\n') {
-                break;
-            }
+    let input = std::mem::replace(&mut io.stdin, Box::new(std::io::empty()));
+    let mut output = std::io::BufWriter::new(&mut *io.stdout);
+    let ended = stream::serve(&gate, input, &mut output);
+    let _ = output.flush();
+    drop(output);
+    let stderr = &mut *io.stderr;
+    match ended {
+        Ended::Closed => {}
+        Ended::Input(error) => {
+            let _ = writeln!(stderr, "error: cannot read standard input: {error}");
+            let _ = gate.close();
+            return Exit::Usage;
         }
-        if batch.is_empty() {
-            continue;
-        }
-        // Every decision's record is in the log before `decide_batch` returns any of them.
-        let decisions = gate.decide_batch(&batch);
-        let mut written = Ok(());
-        for decision in &decisions {
-            written = written
-                .and_then(|()| decision.write_json(&mut output))
-                .and_then(|()| output.write_all(b"\n"));
-        }
-        if written.and_then(|()| output.flush()).is_err() {
+        Ended::Output(_) => {
             let _ = gate.close();
             return Exit::Failure;
         }
-        if gate.failed() {
+        Ended::AuditFailed => {
             let _ = writeln!(
                 stderr,
                 "error: cannot write the audit log `{}` or the state `{}`: the gate allows nothing more and stops",
@@ -190,7 +132,6 @@ pub fn run(io: &mut Io<'_>, args: &GateArgs) -> Exit {
             return Exit::Failure;
         }
     }
-    let _ = output.flush();
     match gate.close() {
         Ok(note) => {
             if let Some(latest) = &args.latest {
