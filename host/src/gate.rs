@@ -126,6 +126,8 @@ pub struct Gate<'t, C, S, A> {
     origin: String,
     checkpoint_every: u64,
     snapshot_every: u64,
+    /// Whether the table declares any `path` argument (else nothing is ever normalized).
+    has_paths: bool,
     inner: Mutex<Inner<S, A>>,
     /// Credentials whose signature and policy checked, by bytes, with their agent (bounded like
     /// the session cache): a gateway asks for each request's agent before deciding it.
@@ -244,7 +246,22 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             }
         }
         let records = resumed.log.size();
+        // Whether any argument holds a `path` (itself, as a list's element, or as an element's
+        // field): a policy without paths normalizes nothing, so its calls skip the search.
+        let has_paths = (0..table.tool_count()).any(|tool| {
+            (0..table.arg_count(tool).unwrap_or(0)).any(|slot| {
+                table.arg_schema(tool, slot).is_some_and(|schema| {
+                    let element = schema.element();
+                    schema.kind == format::arg::PATH
+                        || element.as_ref().is_some_and(|e| {
+                            e.kind == format::arg::PATH
+                                || e.fields().any(|(_, f)| f.kind == format::arg::PATH)
+                        })
+                })
+            })
+        });
         let gate = Gate {
+            has_paths,
             origin: format!("tollgate/{}", hex::encode(&table.policy_hash()[..8])),
             table,
             clock,
@@ -522,6 +539,9 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
     /// be forwarded instead of what was sent.
     fn normalize_paths(&self, request: &RequestLine) -> Vec<(String, Arg)> {
         let mut normalized = Vec::new();
+        if !self.has_paths {
+            return normalized;
+        }
         let Some(tool) = self.table.find_tool(request.tool.as_bytes()) else {
             return normalized;
         };
