@@ -133,6 +133,28 @@ impl Ty {
     }
 }
 
+/// An object type to flatten (see `Checker::object_fields`).
+struct ObjectDecl<'a> {
+    /// The dotted path of the object ("" for a list element's object).
+    prefix: &'a str,
+    optional: bool,
+    fields: &'a [ast::ArgDecl],
+    open: bool,
+    span: Span,
+    in_list: bool,
+}
+
+/// Whether a type is an object whose every field is optional (or such an object in turn), so
+/// it may stand in an optional object without being marked optional itself.
+fn is_all_optional(ty: &ast::TypeExpr) -> bool {
+    match &ty.kind {
+        ast::TypeExprKind::Object { fields, .. } => fields
+            .iter()
+            .all(|field| field.optional || is_all_optional(&field.ty)),
+        _ => false,
+    }
+}
+
 fn value_ty(value: &Value) -> Ty {
     match value {
         Value::Int(_) => Ty::Int,
@@ -600,6 +622,25 @@ impl Checker {
                             continue;
                         }
                         declared.insert(&arg.name.name, arg.name.span);
+                        if let ast::TypeExprKind::Object { fields, open } = &arg.ty.kind {
+                            // An object argument is its fields: `a: { b: int }` declares
+                            // the argument `a.b` (read as `args.a.b`).
+                            let object = ObjectDecl {
+                                prefix: &arg.name.name,
+                                optional: arg.optional,
+                                fields,
+                                open: *open,
+                                span: arg.ty.span,
+                                in_list: false,
+                            };
+                            match self.object_fields(&object) {
+                                Some(leaves) => schema.extend(leaves),
+                                None => {
+                                    self.untyped_args.insert((id, arg.name.name.clone()));
+                                }
+                            }
+                            continue;
+                        }
                         match self.arg_type(&arg.ty) {
                             Some((ty, length)) => schema.push(ArgSchema {
                                 name: arg.name.name.clone(),
@@ -793,6 +834,109 @@ impl Checker {
         self.scalar_type(ty).map(|ty| (ty, None))
     }
 
+    /// The fields of an object type, flattened: a field holding an object is its own fields,
+    /// named by their dotted path from the object (`b.c`), after `prefix` (`a.b.c` for the
+    /// argument `a`). An object is closed and has at least one field; an optional object's fields
+    /// are all optional (a call gives any of them or none); a list element's fields are required
+    /// single values; lists elsewhere in an argument's object are lists of their own.
+    fn object_fields(&mut self, object: &ObjectDecl<'_>) -> Option<Vec<ArgSchema>> {
+        let what = if object.in_list {
+            "a list element's object"
+        } else {
+            "an object argument"
+        };
+        if object.open {
+            let d = diagnostic::invalid_type(
+                format!("{what} cannot be open (`..`)"),
+                object.span,
+                "list its fields; a call giving any other field is denied",
+            );
+            self.error(d);
+            return None;
+        }
+        if object.fields.is_empty() {
+            let d = diagnostic::invalid_type(
+                format!("{what} has no fields"),
+                object.span,
+                "declare its fields, as in `{ name: string }`",
+            );
+            self.error(d);
+            return None;
+        }
+        let mut schema: Vec<ArgSchema> = Vec::new();
+        let mut seen: Vec<(&str, Span)> = Vec::new();
+        let mut failed = false;
+        for field in object.fields {
+            let name = field.name.name.as_str();
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                let d = diagnostic::duplicate("field", name, field.name.span, *first);
+                self.error(d);
+                failed = true;
+                continue;
+            }
+            seen.push((name, field.name.span));
+            let path = match object.prefix {
+                "" => name.to_owned(),
+                prefix => format!("{prefix}.{name}"),
+            };
+            if object.in_list && field.optional {
+                let d = diagnostic::invalid_type(
+                    format!("field `{name}` of a list element cannot be optional"),
+                    field.span,
+                    "a list element's fields are required in this version: declare it without `?`",
+                );
+                self.error(d);
+                failed = true;
+                continue;
+            }
+            if object.optional && !field.optional && !is_all_optional(&field.ty) {
+                let d = diagnostic::invalid_type(
+                    format!("field `{name}` of an optional object is required"),
+                    field.span,
+                    &format!("an optional object's fields are optional: declare `{name}?: …`, or the object required"),
+                );
+                self.error(d);
+                failed = true;
+                continue;
+            }
+            if let ast::TypeExprKind::Object { fields, open } = &field.ty.kind {
+                let inner = ObjectDecl {
+                    prefix: &path,
+                    optional: object.optional || field.optional,
+                    fields,
+                    open: *open,
+                    span: field.ty.span,
+                    in_list: object.in_list,
+                };
+                match self.object_fields(&inner) {
+                    Some(leaves) => schema.extend(leaves),
+                    None => failed = true,
+                }
+                continue;
+            }
+            match self.arg_type(&field.ty) {
+                Some((ty, length)) if ty.is_scalar() || !object.in_list => schema.push(ArgSchema {
+                    name: path,
+                    ty,
+                    optional: object.optional || field.optional,
+                    length,
+                    span: field.name.span,
+                }),
+                Some(_) => {
+                    let d = diagnostic::invalid_type(
+                        format!("field `{name}` is not a single value"),
+                        field.ty.span,
+                        "a list element's fields are integers, booleans, strings, enums, paths, decimals or objects of those",
+                    );
+                    self.error(d);
+                    failed = true;
+                }
+                None => failed = true,
+            }
+        }
+        (!failed).then_some(schema)
+    }
+
     /// `list[T]` or `list[T][MIN..MAX]`: T a scalar type or an object of required scalar fields.
     fn list_type(
         &mut self,
@@ -839,62 +983,15 @@ impl Checker {
         };
         let element = match &element.kind {
             ast::TypeExprKind::Object { fields, open } => {
-                if *open {
-                    let d = diagnostic::invalid_type(
-                        "a list element's object cannot be open (`..`)".to_owned(),
-                        element.span,
-                        "list its fields; a call giving any other field is denied",
-                    );
-                    self.error(d);
-                    return None;
-                }
-                let mut schema: Vec<ArgSchema> = Vec::new();
-                let mut failed = false;
-                for field in fields {
-                    if let Some(first) = schema.iter().find(|f| f.name == field.name.name) {
-                        let d = diagnostic::duplicate(
-                            "field",
-                            &field.name.name,
-                            field.name.span,
-                            first.span,
-                        );
-                        self.error(d);
-                        failed = true;
-                        continue;
-                    }
-                    if field.optional {
-                        let d = diagnostic::invalid_type(
-                            format!("field `{}` of a list element cannot be optional", field.name.name),
-                            field.span,
-                            "a list element's fields are required in this version: declare it without `?`",
-                        );
-                        self.error(d);
-                        failed = true;
-                        continue;
-                    }
-                    match self.arg_type(&field.ty) {
-                        Some((ty, length)) if ty.is_scalar() => schema.push(ArgSchema {
-                            name: field.name.name.clone(),
-                            ty,
-                            optional: false,
-                            length,
-                            span: field.name.span,
-                        }),
-                        Some(_) => {
-                            let d = diagnostic::invalid_type(
-                                format!("field `{}` is not a single value", field.name.name),
-                                field.ty.span,
-                                "a list element's fields are integers, booleans, strings, enums, paths or decimals",
-                            );
-                            self.error(d);
-                            failed = true;
-                        }
-                        None => failed = true,
-                    }
-                }
-                if failed {
-                    return None;
-                }
+                let object = ObjectDecl {
+                    prefix: "",
+                    optional: false,
+                    fields,
+                    open: *open,
+                    span: element.span,
+                    in_list: true,
+                };
+                let schema = self.object_fields(&object)?;
                 ArgSchema {
                     name: String::new(),
                     ty: ArgType::Object(schema),
@@ -2295,9 +2392,22 @@ impl Checker {
         let mut untyped = false;
         for &id in &scope.tools {
             let tool = &self.policy.tools[id];
-            if self.untyped_args.contains(&(id, field.to_owned())) {
+            let root = field.split('.').next().unwrap_or(field);
+            if self.untyped_args.contains(&(id, root.to_owned())) {
                 untyped = true;
                 continue;
+            }
+            let object = format!("{field}.");
+            if tool.arg(field).is_none() {
+                if let Some(leaf) = tool.args.iter().find(|a| a.name.starts_with(&object)) {
+                    problem = Some(diagnostic::list_use(
+                        format!("argument `{field}` of tool `{}` is an object", tool.name),
+                        span,
+                        "an object, not a value",
+                        &format!("name one of its fields, as in `args.{}`", leaf.name),
+                    ));
+                    break;
+                }
             }
             let Some(arg) = tool.arg(field) else {
                 let known: Vec<&str> = tool.args.iter().map(|a| a.name.as_str()).collect();

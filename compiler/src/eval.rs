@@ -380,11 +380,62 @@ fn count_denial(policy: &Policy, request: &Request, agent: AgentId, state: &mut 
     revoked
 }
 
-/// Checks the arguments against the tool's schema; enum values become symbols.
+/// An object argument is its fields: `{"a": {"b": 1, "c": {"d": true}}}` gives the arguments
+/// `a.b` and `a.c.d`, and a list element's object holding an object gives its fields the same
+/// way (`x.c.d`). Anything given twice (`"a.b"` beside `"a": {"b": …}`) is refused.
+pub fn flatten_args(given: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Value>, Error> {
+    let mut flat = BTreeMap::new();
+    for (name, value) in given {
+        flatten_into(name.clone(), value, &mut flat)?;
+    }
+    Ok(flat)
+}
+
+fn flatten_into(
+    path: String,
+    value: &Value,
+    flat: &mut BTreeMap<String, Value>,
+) -> Result<(), Error> {
+    let value = match value {
+        Value::Object(fields) => {
+            for (field, value) in fields {
+                flatten_into(format!("{path}.{field}"), value, flat)?;
+            }
+            return Ok(());
+        }
+        Value::List(items) => Value::List(
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::Object(fields) => {
+                        let mut element = BTreeMap::new();
+                        for (field, value) in fields {
+                            flatten_into(field.clone(), value, &mut element)?;
+                        }
+                        Ok(Value::Object(element))
+                    }
+                    other => Ok(other.clone()),
+                })
+                .collect::<Result<_, Error>>()?,
+        ),
+        other => other.clone(),
+    };
+    if flat.contains_key(&path) {
+        return Err(Error::MalformedRequest(format!(
+            "argument `{path}` is given twice"
+        )));
+    }
+    flat.insert(path, value);
+    Ok(())
+}
+
+/// Checks the arguments against the tool's schema; enum values become symbols. Object
+/// arguments are read as their fields ([`flatten_args`]).
 pub fn validate_args(
     tool: &Tool,
     given: &BTreeMap<String, Value>,
 ) -> Result<BTreeMap<String, Value>, Error> {
+    let given = &flatten_args(given)?;
     if let Some(extra) = given
         .keys()
         .find(|name| !tool.open_args && tool.arg(name).is_none())

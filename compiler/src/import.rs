@@ -15,7 +15,8 @@
 //! | `boolean` | `bool` |
 //! | an optional property of those types | `name?: type` (a call may leave it out) |
 //! | `array` of those (`minItems`/`maxItems`) | `list[T]` (`list[T][MIN..MAX]`) |
-//! | `array` of objects whose properties are all required single values | `list[{ a: T, b: T }]` |
+//! | `array` of objects whose properties are all required single values (or objects of those) | `list[{ a: T, b: T }]` |
+//! | `object` with `properties` | `{ a: T, b?: T }` (an optional object's fields all optional, noted) |
 //! | any other `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
 //! | `additionalProperties: true` | an open argument list, `args { …, .. }` |
 //!
@@ -162,6 +163,7 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
         Some("number") => Ok(number(schema)),
         Some("boolean") => Ok(("bool".to_owned(), None)),
         Some("array") => list_type(schema),
+        Some("object") => object_type(schema, false, false),
         Some(other) => Err(format!(
             "is of type `{other}`, which the language cannot express yet"
         )),
@@ -172,6 +174,67 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
     }
 }
 
+/// A JSON Schema `object`: `{ a: T, b?: T }`, its properties declared as an argument's are (an
+/// object in it as an object in turn). An optional object's fields are optional in the language
+/// (one it requires is declared optional, noted); a list element's object has required fields of
+/// single values or objects of those; extra properties (`additionalProperties: true`) are noted,
+/// since a call that passes one is denied.
+fn object_type(
+    schema: &Value,
+    optional: bool,
+    in_list: bool,
+) -> Result<(String, Option<String>), String> {
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let Some(properties) = properties.filter(|p| !p.is_empty()) else {
+        return Err(
+            "is an object without declared properties, which the language cannot express"
+                .to_owned(),
+        );
+    };
+    let mut fields = Vec::new();
+    let mut notes = Vec::new();
+    for (field, field_schema) in properties {
+        let field_optional = !required.contains(&field.as_str());
+        if !is_identifier(field) {
+            return Err(format!("has a field `{field}` that is not a plain name"));
+        }
+        if in_list && field_optional {
+            return Err(format!(
+                "is a list of objects with an optional field `{field}`, which the language cannot express yet"
+            ));
+        }
+        let kind = field_schema.get("type").and_then(Value::as_str);
+        if in_list && kind == Some("array") {
+            return Err(format!(
+                "is a list of objects whose field `{field}` is a list, which the language cannot express yet"
+            ));
+        }
+        let (declared, note) = match kind {
+            Some("object") => object_type(field_schema, optional || field_optional, in_list),
+            _ => declared_type(field_schema),
+        }
+        .map_err(|why| format!("has a field `{field}` that {why}"))?;
+        let mark = if optional || field_optional { "?" } else { "" };
+        if optional && !field_optional && kind != Some("object") {
+            notes.push(format!(
+                "field `{field}` is required when the object is given: declared optional (the language has no such rule)"
+            ));
+        }
+        fields.push(format!("{field}{mark}: {declared}"));
+        notes.extend(note.map(|n| format!("field `{field}`: {n}")));
+    }
+    if schema.get("additionalProperties").and_then(Value::as_bool) == Some(true) {
+        notes.push("it allows more properties than it declares: a call that passes one is an invalid argument".to_owned());
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    Ok((format!("{{ {} }}", fields.join(", ")), note))
+}
+
 /// A JSON Schema `array`: `list[T]` of a single-value type, or of objects whose properties are
 /// all required single values; `minItems`/`maxItems` become the count.
 fn list_type(schema: &Value) -> Result<(String, Option<String>), String> {
@@ -180,38 +243,10 @@ fn list_type(schema: &Value) -> Result<(String, Option<String>), String> {
         .ok_or("is an array without `items`, which the language cannot express")?;
     let (element, note) = match items.get("type").and_then(Value::as_str) {
         Some("object") => {
-            let required: Vec<&str> = items
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let mut fields = Vec::new();
-            let mut notes = Vec::new();
-            let properties = items.get("properties").and_then(Value::as_object);
-            for (field, field_schema) in properties.into_iter().flatten() {
-                if !required.contains(&field.as_str()) {
-                    return Err(format!(
-                        "is a list of objects with an optional field `{field}`, which the language cannot express yet"
-                    ));
-                }
-                if !is_identifier(field) || is_keyword(field) {
-                    return Err(format!(
-                        "is a list of objects with a field `{field}` that is not a plain name"
-                    ));
-                }
-                if matches!(
-                    field_schema.get("type").and_then(Value::as_str),
-                    Some("array" | "object")
-                ) {
-                    return Err(format!("is a list of objects whose field `{field}` is not a single value, which the language cannot express yet"));
-                }
-                let (declared, note) = declared_type(field_schema)
-                    .map_err(|why| format!("is a list of objects whose field `{field}` {why}"))?;
-                fields.push(format!("{field}: {declared}"));
-                notes.extend(note.map(|n| format!("field `{field}`: {n}")));
-            }
-            let note = (!notes.is_empty()).then(|| notes.join("; "));
-            (format!("{{ {} }}", fields.join(", ")), note)
+            object_type(items, false, true).map_err(|why| match why.starts_with("is a list") {
+                true => why,
+                false => format!("is a list of objects that {why}"),
+            })?
         }
         Some("array") => {
             return Err("is a list of lists, which the language cannot express yet".to_owned())
@@ -322,13 +357,17 @@ pub fn import(input: &Value, source: Source, options: &Options) -> Result<Import
                     "every call needs it, so every call is denied"
                 };
                 let kind = if optional { "optional" } else { "required" };
-                if !is_identifier(property) || is_keyword(property) {
+                if !is_identifier(property) {
                     tool_notes.push(format!(
                         "{kind} argument `{property}` left out: not a name the language can declare; {consequence}"
                     ));
                     continue;
                 }
-                match declared_type(property_schema) {
+                let declared = match property_schema.get("type").and_then(Value::as_str) {
+                    Some("object") => object_type(property_schema, optional, false),
+                    _ => declared_type(property_schema),
+                };
+                match declared {
                     Ok((declared, note)) => {
                         let mark = if optional { "?" } else { "" };
                         args.push(format!("{property}{mark}: {declared}"));

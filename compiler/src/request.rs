@@ -59,7 +59,11 @@ fn read_value(name: &str, value: serde_json::Value) -> Result<Value, Error> {
         serde_json::Value::Object(fields) => Value::Object(
             fields
                 .into_iter()
-                .map(|(field, value)| Ok((field, read_value(name, value)?)))
+                .map(|(field, value)| {
+                    let path = format!("{name}.{field}");
+                    undotted(&field, &path)?;
+                    Ok((field, read_value(&path, value)?))
+                })
                 .collect::<Result<_, Error>>()?,
         ),
         other => {
@@ -71,7 +75,39 @@ fn read_value(name: &str, value: serde_json::Value) -> Result<Value, Error> {
     })
 }
 
-/// A value as JSON (see [`to_json`]).
+/// A name in a request holds no `.`: `a.b` names the field `b` of the object argument `a`, so a
+/// name of its own with a dot in it could not be told from it.
+fn undotted(name: &str, path: &str) -> Result<(), Error> {
+    if name.contains('.') {
+        return Err(Error::MalformedRequest(format!(
+            "`{path}`: a name with `.` cannot be decided (`a.b` is the field `b` of the object `a`)"
+        )));
+    }
+    Ok(())
+}
+
+/// Puts `value` at the dotted `path` of `object`: `a.b` as `{"a": {"b": value}}`.
+fn insert_path(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    path: &str,
+    value: serde_json::Value,
+) {
+    match path.split_once('.') {
+        None => {
+            object.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let inner = object
+                .entry(head.to_owned())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(inner) = inner {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// A value as JSON (see [`to_json`]); an object's dotted field names are nested again.
 fn write_value(value: &Value) -> serde_json::Value {
     match value {
         Value::Int(i) => serde_json::Value::from(*i),
@@ -91,12 +127,13 @@ fn write_value(value: &Value) -> serde_json::Value {
                 )
         }
         Value::List(items) => serde_json::Value::Array(items.iter().map(write_value).collect()),
-        Value::Object(fields) => serde_json::Value::Object(
-            fields
-                .iter()
-                .map(|(name, value)| (name.clone(), write_value(value)))
-                .collect(),
-        ),
+        Value::Object(fields) => {
+            let mut object = serde_json::Map::new();
+            for (name, value) in fields {
+                insert_path(&mut object, name, write_value(value));
+            }
+            serde_json::Value::Object(object)
+        }
     }
 }
 
@@ -106,6 +143,7 @@ pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request,
         serde_json::from_value(value).map_err(|e| Error::MalformedRequest(e.to_string()))?;
     let mut args = BTreeMap::new();
     for (name, value) in parsed.args {
+        undotted(&name, &name)?;
         let value = read_value(&name, value)?;
         args.insert(name, value);
     }
@@ -122,11 +160,11 @@ pub fn from_json(value: serde_json::Value, default_time: u64) -> Result<Request,
 /// The JSON form of a request; `from_json(to_json(r)) == r` up to enum values, which are
 /// written as strings.
 pub fn to_json(request: &Request) -> serde_json::Value {
-    let args: serde_json::Map<String, serde_json::Value> = request
-        .args
-        .iter()
-        .map(|(name, value)| (name.clone(), write_value(value)))
-        .collect();
+    // The arguments of an object argument (`a.b`) are written as the object (`{"a": {"b": …}}`).
+    let mut args = serde_json::Map::new();
+    for (name, value) in &request.args {
+        insert_path(&mut args, name, write_value(value));
+    }
     let json = JsonRequest {
         agent: request.agent.clone(),
         tool: request.tool.clone(),

@@ -321,7 +321,7 @@ where
             // The server gets the paths the gate decided: their normal form (a list whole).
             if let Some(Value::Object(arguments)) = params.get_mut("arguments") {
                 for (name, decided) in &decision.normalized {
-                    arguments.insert(name.clone(), decided.clone());
+                    tollgate_host::protocol::set_argument(arguments, name, decided.clone());
                 }
             }
             let failed = |why: String| {

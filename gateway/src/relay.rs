@@ -197,7 +197,7 @@ fn holds_decimal(arg: &Arg) -> bool {
     }
 }
 
-/// An argument as the gate reads it (scalars, lists of scalars, lists of objects of scalars:
+/// An argument as the gate reads it (scalars, lists, objects; no list inside a list:
 /// the host's one nesting rule), or why the language cannot decide it.
 fn argument(value: &Value) -> Result<Arg, String> {
     tollgate_host::protocol::arg_from_json(value)
@@ -421,7 +421,7 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
                 // A path as a string; a list whole, its paths (and its objects' path fields)
                 // in normal form.
                 for (name, decided) in &decision.normalized {
-                    arguments.insert(name.clone(), decided.clone());
+                    tollgate_host::protocol::set_argument(arguments, name, decided.clone());
                 }
             }
             let text = Value::Object(rewritten).to_string();
@@ -814,6 +814,13 @@ pub(crate) fn request_line(
         (Some(_), None | Some(Value::Null)) => {}
         (Some(_), Some(Value::Object(arguments))) => {
             for (name, value) in arguments {
+                if name.contains('.') {
+                    request.refused = Some((
+                        Reason::Malformed,
+                        format!("argument `{name}` has a `.` in its name, which cannot be decided (`a.b` is the field `b` of the object `a`)"),
+                    ));
+                    break;
+                }
                 match argument(value) {
                     Ok(arg) => request.args.push((name.clone(), arg)),
                     Err(why) => {
@@ -823,6 +830,7 @@ pub(crate) fn request_line(
                     }
                 }
             }
+            request.args = tollgate_host::protocol::flatten_args(std::mem::take(&mut request.args));
         }
         (Some(_), Some(_)) => {
             request.refused = Some((

@@ -138,9 +138,11 @@ pub enum Arg {
     /// number to) or an integer past `i64`. A decimal argument reads it exactly; an integer
     /// argument refuses it.
     Decimal(String),
-    /// A JSON array: of scalars, or of objects of scalars (never deeper).
+    /// A JSON array: of scalars, or of objects (never of lists).
     List(Vec<Arg>),
-    /// A JSON object of scalars, each name once: only as a list's element.
+    /// A JSON object, each name once. As read; [`flatten_args`] makes an argument's object its
+    /// dotted fields, so a call in a [`RequestLine`] holds objects only as a list's elements,
+    /// and those of scalars only.
     Object(Vec<(String, Arg)>),
 }
 
@@ -185,14 +187,42 @@ impl Arg {
     }
 }
 
-/// Where an argument value sits: the nesting the gate decides is an argument that is a scalar
-/// or a list, a list's element that is a scalar or an object, an object's field that is a
-/// scalar. Anything deeper, an object outside a list and `null` anywhere are malformed.
+/// Where an argument value sits. The nesting the gate decides: an argument is a scalar, a list or
+/// an object; an argument's object holds scalars, lists and objects; a list's element is a scalar
+/// or an object; an element's object holds scalars and objects. An object is read as its fields
+/// ([`flatten_args`]), so a list inside a list is the one shape that cannot be decided; it and
+/// `null` anywhere are malformed, as is a name with a `.` in it (`a.b` names the field `b` of
+/// the object `a`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Level {
     Argument,
+    /// A field of an argument's object (at any depth outside a list).
+    Member,
     Element,
+    /// A field of a list element's object (at any depth).
     Field,
+}
+
+impl Level {
+    /// Where a list's elements sit, when a list may stand here.
+    fn list(self) -> Option<Level> {
+        matches!(self, Level::Argument | Level::Member).then_some(Level::Element)
+    }
+
+    /// Where an object's fields sit.
+    fn object(self) -> Level {
+        match self {
+            Level::Argument | Level::Member => Level::Member,
+            Level::Element | Level::Field => Level::Field,
+        }
+    }
+}
+
+/// Why a name cannot be decided, when it holds a `.`.
+fn dotted(name: &str) -> Option<String> {
+    name.contains('.').then(|| {
+        format!("`{name}` has a `.` in its name, which cannot be decided (`a.b` is the field `b` of the object `a`)")
+    })
 }
 
 /// A JSON value as an argument, under the nesting rule of [`Level`]; the error completes
@@ -203,43 +233,103 @@ pub fn arg_from_json(value: &serde_json::Value) -> Result<Arg, String> {
 
 fn arg_at(value: &serde_json::Value, level: Level) -> Result<Arg, String> {
     use serde_json::Value;
-    match (value, level) {
-        (Value::Bool(b), _) => Ok(Arg::Bool(*b)),
-        (Value::String(s), _) => Ok(Arg::Str(s.clone())),
-        (Value::Number(n), _) => Ok(Arg::number(n)),
-        (Value::Null, Level::Argument) => {
-            Err("is `null`, but arguments are numbers, strings, booleans or lists".to_owned())
+    match value {
+        Value::Bool(b) => Ok(Arg::Bool(*b)),
+        Value::String(s) => Ok(Arg::Str(s.clone())),
+        Value::Number(n) => Ok(Arg::number(n)),
+        Value::Null => {
+            Err("is `null`, but values are numbers, strings, booleans, lists or objects".to_owned())
         }
-        (Value::Array(items), Level::Argument) => {
+        Value::Array(items) => {
+            let Some(element) = level.list() else {
+                return Err("is a list inside a list, which cannot be decided".to_owned());
+            };
             let mut list = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
-                list.push(
-                    arg_at(item, Level::Element).map_err(|why| format!("element {index} {why}"))?,
-                );
+                list.push(arg_at(item, element).map_err(|why| format!("element {index} {why}"))?);
             }
             Ok(Arg::List(list))
         }
-        (Value::Object(_), Level::Argument) => {
-            Err("is an object, but only a list's elements may be objects".to_owned())
-        }
-        (Value::Object(object), Level::Element) => {
+        Value::Object(object) => {
             let mut fields = Vec::with_capacity(object.len());
             for (name, field) in object {
+                if let Some(why) = dotted(name) {
+                    return Err(format!("has a field {why}"));
+                }
                 let field =
-                    arg_at(field, Level::Field).map_err(|why| format!("field `{name}` {why}"))?;
+                    arg_at(field, level.object()).map_err(|why| format!("field `{name}` {why}"))?;
                 fields.push((name.clone(), field));
             }
             Ok(Arg::Object(fields))
         }
-        (Value::Null, _) => Err(
-            "is `null`, but elements and fields are numbers, strings, booleans or objects of those"
-                .to_owned(),
-        ),
-        (Value::Array(_), _) => {
-            Err("is a list, but a list's elements are scalars or objects of scalars".to_owned())
+    }
+}
+
+/// An object argument is its fields: `"a": {"b": 1, "c": {"d": true}}` is read as the arguments
+/// `a.b` and `a.c.d` (what `args.a.b` names in a policy), and a list element's object holding an
+/// object as its fields the same way (`c.d`). Nothing is built for arguments without objects.
+pub fn flatten_args(args: Vec<(String, Arg)>) -> Vec<(String, Arg)> {
+    let nested = |arg: &Arg| {
+        match arg {
+        Arg::Object(_) => true,
+        Arg::List(items) => items.iter().any(|item| {
+            matches!(item, Arg::Object(fields) if fields.iter().any(|(_, f)| matches!(f, Arg::Object(_))))
+        }),
+        _ => false,
+    }
+    };
+    if !args.iter().any(|(_, arg)| nested(arg)) {
+        return args;
+    }
+    let mut flat = Vec::with_capacity(args.len());
+    for (name, value) in args {
+        flatten_into(name, value, &mut flat);
+    }
+    flat
+}
+
+fn flatten_into(path: String, value: Arg, flat: &mut Vec<(String, Arg)>) {
+    match value {
+        Arg::Object(fields) => {
+            for (field, value) in fields {
+                flatten_into(format!("{path}.{field}"), value, flat);
+            }
         }
-        (Value::Object(_), Level::Field) => {
-            Err("is an object, but an object's fields are numbers, strings or booleans".to_owned())
+        Arg::List(items) => {
+            let items = items
+                .into_iter()
+                .map(|item| match item {
+                    Arg::Object(fields) => {
+                        let mut element = Vec::with_capacity(fields.len());
+                        for (field, value) in fields {
+                            flatten_into(field, value, &mut element);
+                        }
+                        Arg::Object(element)
+                    }
+                    other => other,
+                })
+                .collect();
+            flat.push((path, Arg::List(items)));
+        }
+        scalar => flat.push((path, scalar)),
+    }
+}
+
+/// Sets the argument `name` (dotted for an object's field: `a.b`) in a call's JSON arguments:
+/// how a gateway forwards the value the gate decided in place of the one sent.
+pub fn set_argument(
+    arguments: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    value: serde_json::Value,
+) {
+    match name.split_once('.') {
+        None => {
+            arguments.insert(name.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            if let Some(serde_json::Value::Object(inner)) = arguments.get_mut(head) {
+                set_argument(inner, rest, value);
+            }
         }
     }
 }
@@ -396,13 +486,14 @@ impl<'de> serde::Deserialize<'de> for WireArgs {
             ) -> Result<WireArgs, A::Error> {
                 let mut args: Vec<(String, Arg)> = Vec::new();
                 while let Some(name) = map.next_key::<String>()? {
-                    if args.iter().any(|(n, _)| *n == name) {
-                        return Err(serde::de::Error::custom(format!("duplicate key `{name}`")));
+                    if args.iter().any(|(n, _)| *n == name) || name.contains('.') {
+                        // Refused; the slow path words why.
+                        return Err(serde::de::Error::custom(format!("bad key `{name}`")));
                     }
                     let value = map.next_value_seed(WireArg(Level::Argument))?;
                     args.push((name, value));
                 }
-                Ok(WireArgs(args))
+                Ok(WireArgs(flatten_args(args)))
             }
         }
         deserializer.deserialize_map(Visitor)
@@ -448,25 +539,22 @@ impl<'de> serde::de::Visitor<'de> for WireArg {
         Ok(Arg::Str(v))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Arg, A::Error> {
-        if self.0 != Level::Argument {
-            return Err(serde::de::Error::custom("a list below an argument"));
-        }
+        let Some(element) = self.0.list() else {
+            return Err(serde::de::Error::custom("a list inside a list"));
+        };
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(WireArg(Level::Element))? {
+        while let Some(item) = seq.next_element_seed(WireArg(element))? {
             items.push(item);
         }
         Ok(Arg::List(items))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Arg, A::Error> {
-        if self.0 != Level::Element {
-            return Err(serde::de::Error::custom("an object outside a list"));
-        }
         let mut fields: Vec<(String, Arg)> = Vec::new();
         while let Some(name) = map.next_key::<String>()? {
-            if fields.iter().any(|(n, _)| *n == name) {
-                return Err(serde::de::Error::custom(format!("duplicate key `{name}`")));
+            if fields.iter().any(|(n, _)| *n == name) || name.contains('.') {
+                return Err(serde::de::Error::custom(format!("bad key `{name}`")));
             }
-            let value = map.next_value_seed(WireArg(Level::Field))?;
+            let value = map.next_value_seed(WireArg(self.0.object()))?;
             fields.push((name, value));
         }
         Ok(Arg::Object(fields))
@@ -609,6 +697,9 @@ fn read_request_slowly(bytes: &[u8]) -> RequestLine {
         None => {}
         Some(serde_json::Value::Object(given)) => {
             for (name, value) in given {
+                if let Some(why) = dotted(&name) {
+                    return refuse(line, Reason::Malformed, format!("argument {why}"));
+                }
                 match arg_from_json(&value) {
                     Ok(arg) => line.args.push((name, arg)),
                     Err(why) => {
@@ -617,6 +708,7 @@ fn read_request_slowly(bytes: &[u8]) -> RequestLine {
                     }
                 }
             }
+            line.args = flatten_args(std::mem::take(&mut line.args));
         }
         Some(_) => {
             return refuse(

@@ -148,20 +148,35 @@ fn lists_are_decided_and_reported_in_normal_form() {
 }
 
 #[test]
-fn nesting_past_a_list_of_objects_of_scalars_is_malformed() {
+fn a_list_inside_a_list_null_and_dotted_names_are_malformed() {
     with_gate(|gate, credential| {
+        // Objects are read as their fields: one where the table declares a list or a path is an
+        // argument (or field) it does not declare, decided and denied as invalid.
+        for args in [
+            json!({"paths": {"a": "/ws/a"}}),
+            json!({"paths": [], "edits": [{"path": {"p": 1}, "text": ""}]}),
+        ] {
+            let decision = gate.decide_line(&line(credential, args.clone()));
+            assert_eq!(decision.reason, Some(Reason::InvalidArgument), "{args}");
+        }
         for (args, says) in [
-            (json!({"paths": [["/ws/a"]]}), "element 0 is a list"),
-            (json!({"paths": {"a": "/ws/a"}}), "is an object"),
+            (
+                json!({"paths": [["/ws/a"]]}),
+                "element 0 is a list inside a list",
+            ),
             (json!({"paths": ["/ws/a", null]}), "element 1 is `null`"),
             (json!({"paths": null}), "is `null`"),
             (
-                json!({"paths": [], "edits": [{"path": {"p": 1}, "text": ""}]}),
-                "field `path` is an object",
+                json!({"paths": [], "edits": [{"path": ["/ws"], "text": ""}]}),
+                "field `path` is a list inside a list",
             ),
             (
-                json!({"paths": [], "edits": [{"path": ["/ws"], "text": ""}]}),
-                "field `path` is a list",
+                json!({"paths": [], "a.b": 1}),
+                "`a.b` has a `.` in its name",
+            ),
+            (
+                json!({"paths": [], "edits": [{"path": "/ws/a", "text": "", "x.y": 1}]}),
+                "`x.y` has a `.` in its name",
             ),
         ] {
             let decision = gate.decide_line(&line(credential, args.clone()));
