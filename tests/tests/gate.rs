@@ -17,6 +17,7 @@ use tollgate_compiler::codegen;
 use tollgate_compiler::eval::{self, State, Verdict};
 use tollgate_compiler::model::{Policy, Request, Value};
 use tollgate_compiler::source::SourceSet;
+use tollgate_host::protocol;
 use tollgate_runtime::gate::State as GateState;
 use tollgate_runtime::gate::{self, ArgValue, Call, Slot};
 use tollgate_runtime::table::{LoadError, Table};
@@ -85,6 +86,14 @@ fn atom() -> impl Strategy<Value = String> {
             proptest::sample::select(vec!["0.5", "1", "-0.5", "2.5", "0", "1.0"])
         )
             .prop_map(|(op, k)| format!("(has args.m and args.m {op} {k})")),
+        // An object argument, read by its fields (optional, so behind `has`).
+        proptest::sample::select(vec![
+            "(has args.ob.k and args.ob.k == y)",
+            "(not has args.ob.w.z or args.ob.w.z > 1)",
+            "(has args.ob.w.z and args.ob.w.z == args.n)",
+            "has args.ob.k",
+        ])
+        .prop_map(str::to_owned),
         proptest::sample::select(vec![
             "(has args.q and args.q starts_with \"a\")",
             "not has args.q",
@@ -181,7 +190,7 @@ fn policy() -> impl Strategy<Value = String> {
                 let open = if *name == "u.c" { ", .." } else { "" };
                 let per = if *name == "t.b" { " * args.n" } else { "" };
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path, ls?: list[path[0..4]][0..3], es?: list[{{ k: enum[x, y], v: int[0..3] }}][0..2]{open} }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path, ls?: list[path[0..4]][0..3], es?: list[{{ k: enum[x, y], v: int[0..3] }}][0..2], ob?: {{ k?: enum[x, y], w?: {{ z?: int[0..3] }} }}{open} }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -278,6 +287,30 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
                     )
                     .prop_map(Value::List),
                 ),
+                // An object: its fields or some of them, a bad variant, an undeclared field,
+                // a field of the wrong shape.
+                proptest::option::of((
+                    proptest::option::of(proptest::sample::select(vec!["x", "y", "w"])),
+                    proptest::option::of(proptest::option::of(-1..5i64)),
+                    0..8u8,
+                ).prop_map(|(k, w, shape)| {
+                    let mut fields = BTreeMap::new();
+                    fields.extend(k.map(|k| ("k".to_owned(), Value::Str(k.into()))));
+                    if let Some(z) = w {
+                        let inner = z.map(|z| ("z".to_owned(), Value::Int(z)));
+                        fields.insert("w".to_owned(), Value::Object(inner.into_iter().collect()));
+                    }
+                    match shape {
+                        0 => {
+                            fields.insert("u".to_owned(), Value::Int(0));
+                        }
+                        1 => {
+                            fields.insert("w".to_owned(), Value::Int(1));
+                        }
+                        _ => {}
+                    }
+                    Value::Object(fields)
+                })),
             ),
         ),
         proptest::collection::vec(proptest::sample::select(AGENTS.to_vec()), 0..3),
@@ -286,7 +319,7 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
         prop_oneof![6 => 0..5_000i64, 1 => -8_000..0i64],
     )
         .prop_map(
-            |(agent, tool, n, c, b, s, shape, (p, o, q, m, (ls, es)), via, env, step)| {
+            |(agent, tool, n, c, b, s, shape, (p, o, q, m, (ls, es, ob)), via, env, step)| {
                 let mut args = BTreeMap::from([
                     ("n".to_owned(), n),
                     ("c".to_owned(), c),
@@ -299,6 +332,7 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
                 args.extend(m.map(|m| ("m".to_owned(), m)));
                 args.extend(ls.map(|ls| ("ls".to_owned(), ls)));
                 args.extend(es.map(|es| ("es".to_owned(), es)));
+                args.extend(ob.map(|ob| ("ob".to_owned(), ob)));
                 match shape {
                     0 => {
                         args.remove("b");
@@ -368,6 +402,32 @@ fn to_gate<'a>(
 fn as_hosted(table: &Table<'_>, request: &Request) -> Request {
     use tollgate_runtime::format::arg;
     let mut hosted = request.clone();
+    // Objects as the host reads them: the request's JSON through `protocol::arg_from_json` and
+    // `protocol::flatten_args` (the evaluator flattens with its own `eval::flatten_args`).
+    let objects: Vec<String> = request
+        .args
+        .iter()
+        .filter(|(_, value)| matches!(value, Value::Object(_)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !objects.is_empty() {
+        let json = tollgate_compiler::request::to_json(request);
+        let read: Vec<(String, protocol::Arg)> = objects
+            .iter()
+            .map(|name| {
+                let value = protocol::arg_from_json(&json["args"][name]).unwrap();
+                (
+                    hosted.args.remove(name).map(|_| name.clone()).unwrap(),
+                    value,
+                )
+            })
+            .collect();
+        hosted.args.extend(
+            protocol::flatten_args(read)
+                .into_iter()
+                .map(|(name, arg)| (name, from_host(&arg))),
+        );
+    }
     let Some(tool) = table.find_tool(request.tool.as_bytes()) else {
         return hosted;
     };
@@ -414,6 +474,23 @@ fn as_hosted(table: &Table<'_>, request: &Request) -> Request {
         }
     }
     hosted
+}
+
+/// A host argument as a request value (for the gate's borrowed form, [`arg_value`]).
+fn from_host(arg: &protocol::Arg) -> Value {
+    match arg {
+        protocol::Arg::Int(v) => Value::Int(*v),
+        protocol::Arg::Bool(v) => Value::Bool(*v),
+        protocol::Arg::Str(v) => Value::Str(v.clone()),
+        protocol::Arg::Decimal(v) => Value::Decimal(v.clone()),
+        protocol::Arg::List(items) => Value::List(items.iter().map(from_host).collect()),
+        protocol::Arg::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| (name.clone(), from_host(value)))
+                .collect(),
+        ),
+    }
 }
 
 /// Runs a history through both; returns the first disagreement.

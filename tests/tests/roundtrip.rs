@@ -34,6 +34,18 @@ fn field_name() -> impl Strategy<Value = Ident> {
     })
 }
 
+/// A field name, or a dotted path into an object's fields (`options.meta.team`): one `Ident`.
+fn field_path() -> impl Strategy<Value = Ident> {
+    proptest::collection::vec(field_name(), 1..4).prop_map(|parts| Ident {
+        name: parts
+            .iter()
+            .map(|part| part.name.as_str())
+            .collect::<Vec<_>>()
+            .join("."),
+        span: span(),
+    })
+}
+
 fn dotted() -> impl Strategy<Value = DottedName> {
     proptest::collection::vec(ident(), 1..4).prop_map(|segments| DottedName {
         segments,
@@ -95,14 +107,14 @@ fn operand() -> impl Strategy<Value = Operand> {
         FieldRoot::Tool,
     ]);
     prop_oneof![
-        (root, field_name()).prop_map(|(root, name)| Operand::Field {
+        (root, field_path()).prop_map(|(root, name)| Operand::Field {
             root,
             name,
             span: span()
         }),
         literal().prop_map(Operand::Literal),
         // A bare variable prints as a name; a variable's field stays one.
-        (ident(), field_name()).prop_map(|(name, field)| Operand::Var {
+        (ident(), field_path()).prop_map(|(name, field)| Operand::Var {
             name,
             field: Some(field),
             span: span()
