@@ -849,6 +849,7 @@ mod tests {
         tool t.scale { domain d effect write cost 20 * args.k args { k: int[0..100] } }
         tool t.pay { domain d effect write args { amount: decimal(2)[0.01..500.00] } }
         tool t.many { domain d effect read args { ps: list[path][0..3], es?: list[{ k: enum[x, y], v: int[0..9] }] } }
+        tool t.obj { domain d effect read args { r: { o: string, m?: { t?: int[0..9] } }, l?: list[{ e: { s: enum[x, y] } }] } }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
         agent b { roles [q] attrs { level: 1 } }
@@ -967,6 +968,62 @@ mod tests {
                 "deny invalid_argument",
                 "deny invalid_argument",
                 "allow by rule #1",
+            ],
+        );
+    }
+
+    fn object(fields: &[(&str, Value)]) -> Value {
+        Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn v_args_an_object_argument_is_its_fields() {
+        let owner = |o: &str| ("o", Value::Str(o.to_owned()));
+        let call = |fields: &[(&str, Value)]| with(call("a", "t.obj"), "r", object(fields));
+        let team = |t: i64| ("m", object(&[("t", Value::Int(t))]));
+        let steps = |s: &str| {
+            Value::List(vec![object(&[(
+                "e",
+                object(&[("s", Value::Str(s.to_owned()))]),
+            )])])
+        };
+        check(
+            "permit any to call t.obj when args.r.o == \"acme\" and (not has args.r.m.t or args.r.m.t < 5)\n\
+             and (not has args.l or all st in args.l { st.e.s == x });",
+            &[
+                call(&[owner("acme")]),
+                call(&[owner("evil")]),
+                call(&[owner("acme"), team(3)]),
+                call(&[owner("acme"), team(7)]),
+                call(&[owner("acme"), ("m", object(&[]))]),
+                with(call(&[owner("acme")]), "l", steps("x")),
+                with(call(&[owner("acme")]), "l", steps("y")),
+                // Exactly the declared fields, each of its type.
+                call(&[]),
+                call(&[owner("acme"), ("z", Value::Int(1))]),
+                call(&[owner("acme"), ("m", Value::Int(1))]),
+                with(call(&[owner("acme")]), "l", Value::List(vec![object(&[("e", Value::Int(1))])])),
+                // Given twice: as its field and as the dotted name.
+                with(call(&[owner("acme")]), "r.o", Value::Str("acme".to_owned())),
+            ],
+            &[
+                "allow by rule #1",
+                "deny not_permitted",
+                "allow by rule #1",
+                "deny not_permitted",
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny not_permitted",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
+                "deny invalid_argument",
             ],
         );
     }
