@@ -495,15 +495,21 @@ pub fn record_json(record: &[u8; RECORD_SIZE]) -> serde_json::Value {
 pub enum SyncPolicy {
     /// `fsync` after every decision: survives a power loss without losing a released decision.
     Every,
-    /// `fsync` every `BATCH` decisions and on close: survives a crash or `kill -9` of the gate
-    /// (the operating system holds the writes); a power loss can lose the last batch.
+    /// `fsync` once every `BATCH` records' worth of log has been written since the last one,
+    /// on a thread of its own so deciding never waits for the disk, and on close: survives a
+    /// crash or `kill -9` of the gate (the operating system holds the writes); a power loss can
+    /// lose what was written since the last `fsync` finished (about a batch, plus what was
+    /// written while it ran). A failed `fsync` fails the next append, so the gate stops allowing.
     Batch,
     /// Never `fsync` (the operating system decides): survives a crash of the gate only.
     None,
 }
 
-/// Decisions between two `fsync`s under [`SyncPolicy::Batch`].
+/// Records between two `fsync`s under [`SyncPolicy::Batch`].
 pub const BATCH: u32 = 256;
+
+/// The bytes of log that [`BATCH`] decision records take.
+const BATCH_BYTES: u64 = BATCH as u64 * (RECORD_SIZE as u64 + 1);
 
 /// Where a gate's log entries go: a file, or memory in tests and benchmarks.
 pub trait AuditStore: Send {
@@ -545,8 +551,61 @@ pub struct AuditFile {
     file: std::fs::File,
     path: PathBuf,
     sync: SyncPolicy,
-    unsynced: u32,
+    /// Bytes appended since the last `fsync` was asked for.
+    unsynced: u64,
     len: u64,
+    /// Under [`SyncPolicy::Batch`], the thread that runs the `fsync`s.
+    syncer: Option<Syncer>,
+}
+
+/// A thread that makes the log durable when asked, so the gate does not wait for the disk.
+#[derive(Debug)]
+struct Syncer {
+    /// One request waits at most: a request made while another waits is covered by it (an
+    /// `fsync` makes durable everything written before it starts).
+    requests: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Set when an `fsync` failed; the next append fails.
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Joined on drop: its handle on the file shares the log's lock, which must be released
+    /// when the log is closed.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Syncer {
+    fn start(file: &std::fs::File) -> Option<Syncer> {
+        let file = file.try_clone().ok()?;
+        let (requests, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&failed);
+        let thread = std::thread::Builder::new()
+            .name("tollgate-fsync".to_owned())
+            .spawn(move || {
+                for () in asked {
+                    if file.sync_data().is_err() {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            })
+            .ok()?;
+        Some(Syncer {
+            requests: Some(requests),
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl AuditFile {
@@ -588,6 +647,11 @@ impl AuditFile {
             Vec::new()
         };
         let len = bytes.len() as u64;
+        // Where no thread can be started, batches are made durable in line, as before.
+        let syncer = match sync {
+            SyncPolicy::Batch => Syncer::start(&file),
+            SyncPolicy::Every | SyncPolicy::None => None,
+        };
         Ok((
             AuditFile {
                 file,
@@ -595,6 +659,7 @@ impl AuditFile {
                 sync,
                 unsynced: 0,
                 len,
+                syncer,
             },
             bytes,
         ))
@@ -613,17 +678,35 @@ fn holder_path(path: &Path) -> PathBuf {
 
 impl AuditStore for AuditFile {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.syncer.as_ref().is_some_and(Syncer::failed) {
+            return Err(std::io::Error::other("an earlier fsync of the log failed"));
+        }
         self.file.write_all(bytes)?;
         self.len += bytes.len() as u64;
-        self.unsynced += 1;
+        self.unsynced += bytes.len() as u64;
         match self.sync {
             SyncPolicy::Every => self.sync(),
-            SyncPolicy::Batch if self.unsynced >= BATCH => self.sync(),
+            SyncPolicy::Batch if self.unsynced >= BATCH_BYTES => match &self.syncer {
+                Some(syncer) => {
+                    // Asked, or already asked and waiting (which covers these bytes too).
+                    if let Some(requests) = &syncer.requests {
+                        let _ = requests.try_send(());
+                    }
+                    self.unsynced = 0;
+                    Ok(())
+                }
+                None => self.sync(),
+            },
             _ => Ok(()),
         }
     }
 
+    /// Makes everything appended durable before it returns (on close and before a snapshot),
+    /// whatever the policy's batching.
     fn sync(&mut self) -> std::io::Result<()> {
+        if self.syncer.as_ref().is_some_and(Syncer::failed) {
+            return Err(std::io::Error::other("an earlier fsync of the log failed"));
+        }
         if self.sync != SyncPolicy::None {
             self.file.sync_data()?;
         }
@@ -709,6 +792,41 @@ pub fn recover(path: &Path, now: u64) -> Result<Option<Recovered>, HostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_fsyncs_run_off_the_caller_and_a_failed_one_fails_the_next_append() {
+        let dir = std::env::temp_dir().join(format!("tollgate-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let path = dir.join("audit.log");
+        let (mut log, existing) = AuditFile::open(&path, SyncPolicy::Batch).expect("opens");
+        assert!(existing.is_empty());
+        assert!(
+            log.syncer.is_some(),
+            "batch mode syncs on a thread of its own"
+        );
+        // Past a batch's worth of bytes: an fsync is asked for, not waited for.
+        let chunk = vec![0u8; 10_000];
+        for _ in 0..20 {
+            assert!(log.append(&chunk).is_ok());
+        }
+        assert!(log.unsynced < BATCH_BYTES);
+        assert!(log.sync().is_ok());
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.len()).ok(),
+            Some(200_000)
+        );
+        // An fsync that failed on the thread: the next append (and sync) fails.
+        if let Some(syncer) = &log.syncer {
+            syncer
+                .failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        assert!(log.append(&chunk).is_err());
+        assert!(log.sync().is_err());
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_state_entry_staged_in_place_is_the_entry_encoded() {

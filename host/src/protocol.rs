@@ -957,7 +957,7 @@ mod tests {
     }
 
     #[test]
-    fn lists_of_scalars_and_of_objects_of_scalars_are_read_and_nothing_deeper() {
+    fn lists_objects_and_objects_in_lists_are_read_and_a_list_in_a_list_is_not() {
         let read = read_request(br#"{"tool":"t","args":{"l":[1,"a",{"k":"v","n":2.5}],"e":[]}}"#);
         assert_eq!(read.refused, None);
         assert_eq!(
@@ -983,8 +983,12 @@ mod tests {
                 "argument `l` element 0 is a list",
             ),
             (
-                r#"{"tool":"t","args":{"o":{"k":1}}}"#,
-                "argument `o` is an object",
+                r#"{"tool":"t","args":{"o":{"k":{"l":[[1]]}}}}"#,
+                "argument `o` field `k` field `l` element 0 is a list inside a list",
+            ),
+            (
+                r#"{"tool":"t","args":{"o":{"k.j":1}}}"#,
+                "argument `o` has a field `k.j` has a `.` in its name",
             ),
             (
                 r#"{"tool":"t","args":{"l":[1,null]}}"#,
@@ -1003,6 +1007,48 @@ mod tests {
             assert_eq!(reason, Reason::Malformed, "{line}");
             assert!(detail.contains(says), "{line}: {detail}");
         }
+        // An object argument is read as its dotted fields; so is an object inside an element's.
+        let read = read_request(
+            br#"{"tool":"t","args":{"o":{"k":1,"m":{"n":true,"l":["x"]}},"l":[{"e":{"s":"sh"}}]}}"#,
+        );
+        assert_eq!(read.refused, None);
+        assert_eq!(
+            read.args,
+            vec![
+                ("o.k".to_owned(), Arg::Int(1)),
+                ("o.m.n".to_owned(), Arg::Bool(true)),
+                (
+                    "o.m.l".to_owned(),
+                    Arg::List(vec![Arg::Str("x".to_owned())])
+                ),
+                (
+                    "l".to_owned(),
+                    Arg::List(vec![Arg::Object(vec![(
+                        "e.s".to_owned(),
+                        Arg::Str("sh".to_owned())
+                    )])])
+                ),
+            ]
+        );
+        // The slow path reads it the same way.
+        assert_eq!(read_request_slowly(
+            br#"{"tool":"t","args":{"o":{"k":1,"m":{"n":true,"l":["x"]}},"l":[{"e":{"s":"sh"}}]}}"#,
+        ).args.len(), 4);
+    }
+
+    #[test]
+    fn a_gateway_sets_a_decided_value_where_it_came_from() {
+        let mut arguments = serde_json::Map::new();
+        arguments.insert("p".to_owned(), json!("a/./b"));
+        arguments.insert("o".to_owned(), json!({"d": {"p": "x//y"}, "k": 1}));
+        set_argument(&mut arguments, "p", json!("a/b"));
+        set_argument(&mut arguments, "o.d.p", json!("x/y"));
+        // A path the call does not hold is not invented.
+        set_argument(&mut arguments, "q.r", json!("z"));
+        assert_eq!(
+            serde_json::Value::Object(arguments),
+            json!({"p": "a/b", "o": {"d": {"p": "x/y"}, "k": 1}})
+        );
     }
 
     #[test]
