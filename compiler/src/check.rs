@@ -229,6 +229,8 @@ impl Scope {
 fn present_when_true(condition: &Condition) -> Vec<String> {
     match &condition.kind {
         ConditionKind::Has(name) => vec![name.clone()],
+        // The current element's field: `.FIELD` (no argument's name starts with a dot).
+        ConditionKind::HasField(field) => vec![format!(".{field}")],
         ConditionKind::And(a, b) => {
             let mut both = present_when_true(a);
             both.extend(present_when_true(b));
@@ -879,16 +881,6 @@ impl Checker {
                 "" => name.to_owned(),
                 prefix => format!("{prefix}.{name}"),
             };
-            if object.in_list && field.optional {
-                let d = diagnostic::invalid_type(
-                    format!("field `{name}` of a list element cannot be optional"),
-                    field.span,
-                    "a list element's fields are required in this version: declare it without `?`",
-                );
-                self.error(d);
-                failed = true;
-                continue;
-            }
             if object.optional && !field.optional && !is_all_optional(&field.ty) {
                 let d = diagnostic::invalid_type(
                     format!("field `{name}` of an optional object is required"),
@@ -1703,6 +1695,20 @@ impl Checker {
                     body: Box::new(body),
                 }
             }
+            ast::ExprKind::Has(ast::Operand::Var {
+                name,
+                field: Some(field),
+                ..
+            }) if scope
+                .var
+                .as_ref()
+                .is_some_and(|(var, _, _)| *var == name.name) =>
+            {
+                // `has x.FIELD`: the field is known (its type is not read).
+                let inner = scope.knowing(vec![format!(".{}", field.name)]);
+                self.var_field(name, Some(field), expr.span, &inner)?;
+                ConditionKind::HasField(field.name.clone())
+            }
             ast::ExprKind::Has(operand) => {
                 let ast::Operand::Field {
                     root: ast::FieldRoot::Args,
@@ -2297,12 +2303,48 @@ impl Checker {
             self.error(d);
             return None;
         };
+        let ty = ty.clone();
+        let list = scope
+            .var
+            .as_ref()
+            .map(|(_, _, list)| list.clone())
+            .unwrap_or_default();
+        if !scope.present.contains(&format!(".{}", field.name)) {
+            if let Some((tool, declared)) = self.optional_field(scope, &list, &field.name) {
+                let d = diagnostic::unguarded_field(
+                    &text,
+                    &name.name,
+                    &field.name,
+                    span,
+                    &tool,
+                    declared,
+                );
+                self.error(d);
+                return None;
+            }
+        }
         Some(Typed {
             term: Term::VarField(field.name.clone()),
-            ty: Some(ty.clone()),
+            ty: Some(ty),
             bare_name: None,
             text,
             span,
+        })
+    }
+
+    /// The first tool in scope whose list `list` has elements with the optional field `field`,
+    /// and where that field is declared.
+    fn optional_field(&self, scope: &Scope, list: &str, field: &str) -> Option<(String, Span)> {
+        scope.tools.iter().find_map(|&id| {
+            let tool = &self.policy.tools[id];
+            let ArgType::List { element, .. } = &tool.arg(list)?.ty else {
+                return None;
+            };
+            let ArgType::Object(fields) = &element.ty else {
+                return None;
+            };
+            let declared = fields.iter().find(|f| f.name == field && f.optional)?;
+            Some((tool.name.clone(), declared.span))
         })
     }
 

@@ -609,6 +609,23 @@ impl Generator<'_> {
         }
     }
 
+    /// The index of the current element's field `field` among its fields in name order, as
+    /// `FIELD` and `HAS_FIELD` take it. A field a checked policy always has; the impossible miss
+    /// is an index the loader refuses.
+    fn field_index(&self, field: &str) -> u8 {
+        let index = match self.element.as_ref().map(|e| &e.ty) {
+            Some(ArgType::Object(fields)) => {
+                let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                names.iter().position(|n| *n == field)
+            }
+            _ => None,
+        };
+        index
+            .unwrap_or(usize::from(u8::MAX))
+            .min(usize::from(u8::MAX)) as u8
+    }
+
     fn term(&mut self, code: &mut Vec<u8>, term: &Term, agent: AgentId, tool: ToolId) {
         let policy = self.policy;
         match term {
@@ -646,20 +663,8 @@ impl Generator<'_> {
             Term::Const(value) => self.constant(code, value),
             Term::Var => code.push(op::VAR),
             Term::VarField(field) => {
-                let index = match self.element.as_ref().map(|e| &e.ty) {
-                    Some(ArgType::Object(fields)) => {
-                        let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-                        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-                        names.iter().position(|n| n == field)
-                    }
-                    _ => None,
-                };
-                // A field a checked policy always has; the impossible miss is an index the
-                // loader refuses.
-                let index = index
-                    .unwrap_or(usize::from(u8::MAX))
-                    .min(usize::from(u8::MAX));
-                code.extend_from_slice(&[op::VAR, op::FIELD, index as u8]);
+                let index = self.field_index(field);
+                code.extend_from_slice(&[op::VAR, op::FIELD, index]);
             }
             Term::Len(name) => {
                 self.term(code, &Term::Arg(name.clone()), agent, tool);
@@ -726,6 +731,21 @@ impl Generator<'_> {
                     Ok(())
                 }
             },
+            ConditionKind::HasField(field) => {
+                let optional = match self.element.as_ref().map(|e| &e.ty) {
+                    Some(ArgType::Object(fields)) => {
+                        fields.iter().any(|f| f.name == *field && f.optional)
+                    }
+                    _ => false,
+                };
+                // A required field is always given (validation denies an element without it).
+                if !optional {
+                    return Err(true);
+                }
+                let index = self.field_index(field);
+                code.extend_from_slice(&[op::VAR, op::HAS_FIELD, index]);
+                Ok(())
+            }
             ConditionKind::Has(name) => {
                 let declared = &self.policy.tools[tool];
                 match declared.arg(name) {
@@ -874,7 +894,7 @@ fn depth(condition: &Condition) -> usize {
         ConditionKind::Not(inner) => depth(inner),
         // The list on the stack, then its result; the body runs on a stack of its own.
         ConditionKind::Quantified { body, .. } => depth(body).max(1),
-        ConditionKind::Bool(_) | ConditionKind::Has(_) => 1,
+        ConditionKind::Bool(_) | ConditionKind::Has(_) | ConditionKind::HasField(_) => 1,
         ConditionKind::Compare { .. } | ConditionKind::Str { .. } | ConditionKind::In { .. } => 3,
     }
 }

@@ -586,6 +586,27 @@ pub fn unguarded_optional(name: &str, span: Span, tool: &str, declared: Span) ->
     ))
 }
 
+/// An optional field of a list's elements read without `has` (TG0307, as for arguments).
+pub fn unguarded_field(
+    text: &str,
+    var: &str,
+    field: &str,
+    span: Span,
+    tool: &str,
+    declared: Span,
+) -> Diagnostic {
+    Diagnostic::error(
+        Code::UnguardedOptional,
+        format!("`{text}` is optional in `{tool}` and may be absent here"),
+        span,
+        "read without a presence test",
+    )
+    .related(declared, format!("declared optional here (`{field}?`)"))
+    .help(format!(
+        "test it first: `has {var}.{field} and ...`, or `not has {var}.{field} or ...`"
+    ))
+}
+
 pub fn under_needs_path(
     message: String,
     (span, label): (Span, &str),

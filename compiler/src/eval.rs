@@ -491,6 +491,10 @@ fn validate_value(schema: &ArgSchema, name: &str, value: &Value) -> Result<Value
             let mut valid = BTreeMap::new();
             for field in fields {
                 let Some(value) = given.get(&field.name) else {
+                    // An optional field may be left out (`has x.FIELD` tells).
+                    if field.optional {
+                        continue;
+                    }
                     return Err(Error::ObjectField {
                         argument: name.to_owned(),
                         field: field.name.clone(),
@@ -747,6 +751,10 @@ fn evaluate(context: &Context<'_>, agent: AgentId, condition: &Condition) -> Opt
         // An absent optional argument is a missing term: `has` guards every read of it (checking
         // enforces that), so a condition never depends on a value the call did not give.
         ConditionKind::Has(name) => Some(context.args.contains_key(name)),
+        ConditionKind::HasField(field) => match context.var? {
+            Value::Object(fields) => Some(fields.contains_key(field)),
+            _ => None,
+        },
         // (C-All), (C-Any): the body at each element, in order; `all` of none holds, `any` of
         // none does not.
         ConditionKind::Quantified { all, list, body } => {
@@ -848,7 +856,7 @@ mod tests {
         tool t.open { domain d effect read args { n: int[0..9], .. } }
         tool t.scale { domain d effect write cost 20 * args.k args { k: int[0..100] } }
         tool t.pay { domain d effect write args { amount: decimal(2)[0.01..500.00] } }
-        tool t.many { domain d effect read args { ps: list[path][0..3], es?: list[{ k: enum[x, y], v: int[0..9] }] } }
+        tool t.many { domain d effect read args { ps: list[path][0..3], es?: list[{ k: enum[x, y], v: int[0..9], u?: int[0..9] }] } }
         tool t.obj { domain d effect read args { r: { o: string, m?: { t?: int[0..9] } }, l?: list[{ e: { s: enum[x, y] } }] } }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
@@ -1115,6 +1123,29 @@ mod tests {
             request.args.insert("es".to_owned(), Value::List(items));
         }
         request
+    }
+
+    #[test]
+    fn v_args_an_element_may_leave_out_an_optional_field_and_has_tests_it() {
+        let with_u = |u: Option<i64>| {
+            let mut request = many(&["docs/a"], Some(&[("x", 1)]));
+            if let (Some(u), Some(Value::List(items))) = (u, request.args.get_mut("es")) {
+                if let Some(Value::Object(fields)) = items.first_mut() {
+                    fields.insert("u".to_owned(), Value::Int(u));
+                }
+            }
+            request
+        };
+        check(
+            "permit any to call t.many when has args.es and any e in args.es { has e.u and e.u > 2 };",
+            &[with_u(None), with_u(Some(5)), with_u(Some(1)), with_u(Some(10))],
+            &[
+                "deny not_permitted",
+                "allow by rule #1",
+                "deny not_permitted",
+                "deny invalid_argument",
+            ],
+        );
     }
 
     #[test]

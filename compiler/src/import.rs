@@ -15,7 +15,7 @@
 //! | `boolean` | `bool` |
 //! | an optional property of those types | `name?: type` (a call may leave it out) |
 //! | `array` of those (`minItems`/`maxItems`) | `list[T]` (`list[T][MIN..MAX]`) |
-//! | `array` of objects whose properties are all required single values (or objects of those) | `list[{ a: T, b: T }]` |
+//! | `array` of objects whose properties are single values (or objects of those) | `list[{ a: T, b?: T }]` |
 //! | `object` with `properties` | `{ a: T, b?: T }` (an optional object's fields all optional, noted) |
 //! | any other `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
 //! | `additionalProperties: true` | an open argument list, `args { …, .. }` |
@@ -202,11 +202,6 @@ fn object_type(
         let field_optional = !required.contains(&field.as_str());
         if !is_identifier(field) {
             return Err(format!("has a field `{field}` that is not a plain name"));
-        }
-        if in_list && field_optional {
-            return Err(format!(
-                "is a list of objects with an optional field `{field}`, which the language cannot express yet"
-            ));
         }
         let kind = field_schema.get("type").and_then(Value::as_str);
         if in_list && kind == Some("array") {
@@ -449,7 +444,7 @@ mod tests {
         let imported = import(&list, Source::Mcp, &options()).unwrap();
         assert!(
             imported.text.contains(
-                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, tags: list[string], head?: int, title?: string[0..40], exclude?: list[string][0..3] }"
+                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, tags: list[string], head?: int, title?: string[0..40], exclude?: list[string][0..3], edits?: list[{ a: string, b?: string }] }"
             ),
             "{}",
             imported.text
@@ -467,10 +462,7 @@ mod tests {
             notes.contains("optional argument `nested` left out: it is a list of lists"),
             "{notes}"
         );
-        assert!(
-            notes.contains("optional argument `edits` left out: it is a list of objects with an optional field `b`"),
-            "{notes}"
-        );
+        assert!(!notes.contains("`edits`"), "{notes}");
         assert!(!notes.contains("`head`"), "{notes}");
         assert!(!notes.contains("`exclude`"), "{notes}");
         assert!(

@@ -390,6 +390,8 @@ pub enum ConditionKind {
     Bool(Term),
     /// `has args.NAME`: the call gives this argument.
     Has(String),
+    /// `has x.FIELD` in a quantifier's body: the current element (an object) gives this field.
+    HasField(String),
     /// `all x in args.LIST { body }` (`all`) or `any …`: the body holds for every element (true
     /// for none), or for some. In the body, `Term::Var` and `Term::VarField` read the element;
     /// bodies do not nest. `v in args.LIST` is `any x in args.LIST { x == v }`.

@@ -428,21 +428,25 @@ fn value_from_model(model: &Model, space: &Space, var: &Zv, arg: &ArgSchema) -> 
                 .collect::<Option<Vec<_>>>()
                 .map(Value::List)
         }
-        Zv::Object(fields) => {
+        // The fields the model gives: every required one, an optional one when present.
+        Zv::Object(object) => {
             let ArgType::Object(schema) = &arg.ty else {
                 return None;
             };
-            schema
-                .iter()
-                .map(|field| {
-                    let var = fields.get(&field.name)?;
-                    Some((
-                        field.name.clone(),
-                        value_from_model(model, space, var, field)?,
-                    ))
-                })
-                .collect::<Option<BTreeMap<_, _>>>()
-                .map(Value::Object)
+            let mut fields = BTreeMap::new();
+            for field in schema {
+                if let Some(given) = object.present.get(&field.name) {
+                    if !model.eval(given, true).and_then(|v| v.as_bool())? {
+                        continue;
+                    }
+                }
+                let var = object.fields.get(&field.name)?;
+                fields.insert(
+                    field.name.clone(),
+                    value_from_model(model, space, var, field)?,
+                );
+            }
+            Some(Value::Object(fields))
         }
     }
 }

@@ -160,7 +160,9 @@ impl Arg {
         }
     }
 
-    /// The JSON value this argument reads as (a decimal as the number its text spells).
+    /// The JSON value this argument reads as (a decimal as the number its text spells; an
+    /// object's dotted field names, from [`flatten_args`], nested again as the objects they came
+    /// from).
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Arg::Int(v) => (*v).into(),
@@ -170,11 +172,13 @@ impl Arg {
                 .parse::<serde_json::Number>()
                 .map_or(serde_json::Value::Null, serde_json::Value::Number),
             Arg::List(items) => items.iter().map(Arg::to_json).collect(),
-            Arg::Object(fields) => fields
-                .iter()
-                .map(|(name, value)| (name.clone(), value.to_json()))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
+            Arg::Object(fields) => {
+                let mut object = serde_json::Map::new();
+                for (name, value) in fields {
+                    insert_nested(&mut object, name, value.to_json());
+                }
+                object.into()
+            }
         }
     }
 
@@ -312,6 +316,27 @@ fn flatten_into(path: String, value: Arg, flat: &mut Vec<(String, Arg)>) {
             flat.push((path, Arg::List(items)));
         }
         scalar => flat.push((path, scalar)),
+    }
+}
+
+/// Puts `value` at the dotted `path` of `object`, making the objects on the way.
+fn insert_nested(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    path: &str,
+    value: serde_json::Value,
+) {
+    match path.split_once('.') {
+        None => {
+            object.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let inner = object
+                .entry(head.to_owned())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(inner) = inner {
+                insert_nested(inner, rest, value);
+            }
+        }
     }
 }
 
@@ -1049,6 +1074,12 @@ mod tests {
             serde_json::Value::Object(arguments),
             json!({"p": "a/b", "o": {"d": {"p": "x/y"}, "k": 1}})
         );
+        // A list reported whole: its elements' flattened fields nested again.
+        let list = Arg::List(vec![Arg::Object(vec![
+            ("meta.size".to_owned(), Arg::Int(6)),
+            ("path".to_owned(), Arg::Str("a".to_owned())),
+        ])]);
+        assert_eq!(list.to_json(), json!([{"meta": {"size": 6}, "path": "a"}]));
     }
 
     #[test]

@@ -497,6 +497,9 @@ pub mod op {
     pub const FIELD: u8 = 0x09;
     /// No operand: pop a list, push its number of elements.
     pub const LEN: u8 = 0x0A;
+    /// `u8` field index (as `FIELD`): pop an object, push whether it gives that (optional)
+    /// field.
+    pub const HAS_FIELD: u8 = 0x0B;
     pub const EQ: u8 = 0x10;
     pub const NE: u8 = 0x11;
     pub const LT: u8 = 0x12;

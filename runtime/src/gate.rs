@@ -960,7 +960,12 @@ fn call_digest(table: &Table<'_>, tool: usize, args: &Args<'_>) -> [u8; 16] {
                     hasher.update([8]);
                     hasher.update((count as u64).to_le_bytes());
                     for index in 0..count {
-                        match field_value(table, record, fields, index) {
+                        // An absent optional field hashes as a marker, never as a value.
+                        let field = match field_given(table, record, fields, index) {
+                            Some((at, Some(value))) => scalar(table, at, value),
+                            _ => None,
+                        };
+                        match field {
                             Some(field) => hash_scalar(&mut hasher, &field),
                             None => hasher.update([0xFF]),
                         }
@@ -1102,23 +1107,31 @@ fn object_fits(table: &Table<'_>, record: usize, value: &ArgValue<'_>) -> bool {
         return false;
     };
     let (start, count) = (start as usize, count as usize);
-    // With as many fields as declared and each declared name given once, none is unknown.
-    if fields.len() != count {
+    if fields.len() > count {
         return false;
     }
-    (start..start.saturating_add(count)).all(|index| {
+    // Every declared field given at most once and valid, a required one given; counting the
+    // given ones, none is unknown when the count is every field given.
+    let mut given = 0usize;
+    let declared = (start..start.saturating_add(count)).all(|index| {
         let Some(at) = table.record(section::ARGS, index) else {
             return false;
         };
-        let Some(name) = table.ref_at(at) else {
+        let (Some(name), Some(flags)) = (table.ref_at(at), table.bytes.u8(at + field::arg::FLAGS))
+        else {
             return false;
         };
         let mut named = fields.iter().filter(|(n, _)| n.as_bytes() == name);
         match (named.next(), named.next()) {
-            (Some((_, value)), None) => scalar(table, at, value).is_some(),
+            (Some((_, value)), None) => {
+                given += 1;
+                scalar(table, at, value).is_some()
+            }
+            (None, _) => flags & format::arg_flag::OPTIONAL != 0,
             _ => false,
         }
-    })
+    });
+    declared && given == fields.len()
 }
 
 /// A scalar value checked against its ARGS record (at byte offset `record`) and converted as a
@@ -1212,14 +1225,14 @@ fn field_count(table: &Table<'_>, record: u32) -> Option<usize> {
     Some(table.bytes.u32(at + field::arg::VARIANTS_COUNT)? as usize)
 }
 
-/// Field `index` (in name order) of an object value whose record is ARGS index `record`, as a
-/// program reads it (`FIELD`).
-fn field_value<'a>(
+/// Field `index` (in name order) of an object value whose record is ARGS index `record`: its
+/// record's offset and the value given, if any.
+fn field_given<'a>(
     table: &Table<'a>,
     record: u32,
     fields: &'a [(&'a str, ArgValue<'a>)],
     index: usize,
-) -> Option<Value<'a>> {
+) -> Option<(usize, Option<&'a ArgValue<'a>>)> {
     let at = table.record(section::ARGS, record as usize)?;
     let start = table.bytes.u32(at + field::arg::VARIANTS_START)? as usize;
     if index >= field_count(table, record)? {
@@ -1227,8 +1240,26 @@ fn field_value<'a>(
     }
     let field_record = table.record(section::ARGS, start.checked_add(index)?)?;
     let name = table.ref_at(field_record)?;
-    let (_, value) = fields.iter().find(|(n, _)| n.as_bytes() == name)?;
-    scalar(table, field_record, value)
+    let value = fields
+        .iter()
+        .find(|(n, _)| n.as_bytes() == name)
+        .map(|(_, v)| v);
+    Some((field_record, value))
+}
+
+/// Field `index` (in name order) of an object value, as a program reads it (`FIELD`): an absent
+/// optional field holds its placeholder (see [`absent_value`]; programs read it only behind
+/// `HAS_FIELD`).
+fn field_value<'a>(
+    table: &Table<'a>,
+    record: u32,
+    fields: &'a [(&'a str, ArgValue<'a>)],
+    index: usize,
+) -> Option<Value<'a>> {
+    match field_given(table, record, fields, index)? {
+        (at, Some(value)) => scalar(table, at, value),
+        (at, None) => Some(absent_value(table, at)),
+    }
 }
 
 /// The value an absent optional argument holds: of its type and within its bounds (the smallest
@@ -1404,6 +1435,15 @@ fn exec<'a>(
                     return None;
                 };
                 field_value(table, record, fields, index)?
+            }
+            op::HAS_FIELD => {
+                let index = usize::from(bytes.u8(at)?);
+                at += 1;
+                depth = depth.checked_sub(1)?;
+                let Value::Object(fields, record) = *stack.get(depth)? else {
+                    return None;
+                };
+                Value::Bool(field_given(table, record, fields, index)?.1.is_some())
             }
             op::LEN => {
                 depth = depth.checked_sub(1)?;

@@ -900,8 +900,9 @@ impl<'a> Table<'a> {
 
     /// Argument shapes nest no deeper than list → object → scalar: a tool's argument is a
     /// scalar or a list (never an object); a list's element is a required scalar or object
-    /// stored after every tool's range; an object's fields are required scalars stored there
-    /// too, strictly sorted by name. Every record's own fields were checked before.
+    /// stored after every tool's range; an object's fields are scalars (each required or
+    /// optional) stored there too, strictly sorted by name. Every record's own fields were
+    /// checked before.
     fn validate_shapes(&self, tools: usize) -> Result<(), LoadError> {
         let bounds = LoadError::OutOfBounds;
         let invalid = LoadError::Invalid;
@@ -910,12 +911,13 @@ impl<'a> Table<'a> {
             let (start, count) = self.tool_args(tool).ok_or(bounds)?;
             top_end = top_end.max(start + count);
         }
-        let below = |index: usize| -> Result<(u8, u8, usize, usize), LoadError> {
+        // A record below a tool's arguments; only an object's field may be optional.
+        let below = |index: usize, field: bool| -> Result<(u8, u8, usize, usize), LoadError> {
             if index < top_end {
                 return Err(invalid); // inside some tool's own arguments
             }
             let (kind, flags, start, count) = self.arg_shape(index).ok_or(bounds)?;
-            if flags & format::arg_flag::OPTIONAL != 0 {
+            if flags & format::arg_flag::OPTIONAL != 0 && !field {
                 return Err(invalid);
             }
             Ok((kind, flags, start, count))
@@ -929,11 +931,11 @@ impl<'a> Table<'a> {
                     format::arg::OBJECT => return Err(invalid),
                     _ => continue,
                 }
-                let (kind, _, fields, count) = below(element)?;
+                let (kind, _, fields, count) = below(element, false)?;
                 if kind == format::arg::OBJECT {
                     self.sorted_names(section::ARGS, fields, count)?;
                     for field in fields..fields + count {
-                        if !format::arg::is_scalar(below(field)?.0) {
+                        if !format::arg::is_scalar(below(field, true)?.0) {
                             return Err(invalid);
                         }
                     }
@@ -1027,7 +1029,7 @@ impl<'a> Table<'a> {
                     (1, 1, 0)
                 }
                 op::VAR if in_body => (0, 1, 0),
-                op::FIELD => {
+                op::FIELD | op::HAS_FIELD => {
                     if usize::from(self.bytes.u8(at + 1).ok_or(bad)?) >= format::MAX_FIELDS {
                         return Err(bad);
                     }

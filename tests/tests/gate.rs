@@ -31,6 +31,20 @@ fn key() -> SigningKey {
 }
 
 fn atom() -> impl Strategy<Value = String> {
+    // Lists: quantifiers, membership and length, behind `has`.
+    let lists = proptest::sample::select(vec![
+        "(has args.ls and all p in args.ls { p under \"a\" })",
+        "(has args.ls and any p in args.ls { p == \"a/b\" or p starts_with \"/\" })",
+        "(has args.ls and len(args.ls) >= 2)",
+        "(has args.ls and \"a\" in args.ls)",
+        "(not has args.es or all e in args.es { e.v < 3 })",
+        "(has args.es and any e in args.es { e.k == y and e.v > args.n })",
+        "(has args.es and any e in args.es { has e.u and e.u > e.v })",
+        "(not has args.es or all e in args.es { not has e.u or e.u != 2 })",
+        "(has args.es and any e in args.es { has e.u })",
+        "(has args.es and all e in args.es { has e.u or e.v == 0 })",
+    ])
+    .prop_map(str::to_owned);
     prop_oneof![
         (
             proptest::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]),
@@ -70,16 +84,11 @@ fn atom() -> impl Strategy<Value = String> {
         Just("has args.o".to_owned()),
         (0..4i64).prop_map(|k| format!("(has args.o and args.o >= {k})")),
         (0..4i64).prop_map(|k| format!("(not has args.o or args.o < {k})")),
-        // Lists: quantifiers, membership and length, behind `has`.
-        proptest::sample::select(vec![
-            "(has args.ls and all p in args.ls { p under \"a\" })",
-            "(has args.ls and any p in args.ls { p == \"a/b\" or p starts_with \"/\" })",
-            "(has args.ls and len(args.ls) >= 2)",
-            "(has args.ls and \"a\" in args.ls)",
-            "(not has args.es or all e in args.es { e.v < 3 })",
-            "(has args.es and any e in args.es { e.k == y and e.v > args.n })",
-        ])
-        .prop_map(str::to_owned),
+        // Lists (more often than other atoms: they are many, and valid lists are rare in
+        // random calls).
+        lists.clone(),
+        lists.clone(),
+        lists,
         // A decimal, compared in units of its scale.
         (
             proptest::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]),
@@ -104,7 +113,12 @@ fn atom() -> impl Strategy<Value = String> {
 }
 
 fn condition() -> impl Strategy<Value = String> {
-    atom().prop_recursive(3, 8, 2, |inner| {
+    conditions(atom())
+}
+
+/// Conditions of `and`, `or` and `not` over atoms.
+fn conditions(atom: impl Strategy<Value = String> + 'static) -> impl Strategy<Value = String> {
+    atom.prop_recursive(3, 8, 2, |inner| {
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
@@ -137,11 +151,15 @@ fn tools() -> impl Strategy<Value = String> {
 }
 
 fn policy() -> impl Strategy<Value = String> {
+    policy_of(condition().boxed())
+}
+
+fn policy_of(condition: BoxedStrategy<String>) -> impl Strategy<Value = String> {
     let rule = (
         any::<bool>(),
         principal(),
         tools(),
-        proptest::option::weighted(0.8, condition()),
+        proptest::option::weighted(0.8, condition),
     )
         .prop_map(|(permit, p, t, c)| {
             let effect = if permit { "permit" } else { "forbid" };
@@ -190,7 +208,7 @@ fn policy() -> impl Strategy<Value = String> {
                 let open = if *name == "u.c" { ", .." } else { "" };
                 let per = if *name == "t.b" { " * args.n" } else { "" };
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path, ls?: list[path[0..4]][0..3], es?: list[{{ k: enum[x, y], v: int[0..3] }}][0..2], ob?: {{ k?: enum[x, y], w?: {{ z?: int[0..3] }} }}{open} }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path, ls?: list[path[0..4]][0..3], es?: list[{{ k: enum[x, y], v: int[0..3], u?: int[0..3] }}][0..2], ob?: {{ k?: enum[x, y], w?: {{ z?: int[0..3] }} }}{open} }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -265,13 +283,15 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
                         (
                             proptest::sample::select(vec!["x", "y", "w"]),
                             -1..5i64,
-                            0..8u8
+                            0..8u8,
+                            proptest::option::of(prop_oneof![6 => 0..4i64, 1 => Just(9i64)]),
                         )
-                            .prop_map(|(k, v, shape)| {
+                            .prop_map(|(k, v, shape, u)| {
                                 let mut fields = BTreeMap::from([
                                     ("k".to_owned(), Value::Str(k.into())),
                                     ("v".to_owned(), Value::Int(v)),
                                 ]);
+                                fields.extend(u.map(|u| ("u".to_owned(), Value::Int(u))));
                                 match shape {
                                     0 => {
                                         fields.remove("v");
@@ -292,7 +312,7 @@ fn request() -> impl Strategy<Value = (Request, i64)> {
                 proptest::option::of((
                     proptest::option::of(proptest::sample::select(vec!["x", "y", "w"])),
                     proptest::option::of(proptest::option::of(-1..5i64)),
-                    0..8u8,
+                    0..16u8,
                 ).prop_map(|(k, w, shape)| {
                     let mut fields = BTreeMap::new();
                     fields.extend(k.map(|k| ("k".to_owned(), Value::Str(k.into()))));
@@ -578,6 +598,119 @@ fn the_gate_decides_as_the_evaluator() {
     );
     assert!(decided.get() >= 100_000);
     assert!(validated.get() >= 100);
+}
+
+/// Lists of objects with an optional field, and objects, on their own: every call valid but
+/// for the list's elements, every condition over them, so that a gate that read a missing
+/// field as given (or an object's field wrongly) would soon disagree.
+#[test]
+fn element_fields_and_objects_decide_as_the_evaluator() {
+    let atom = proptest::sample::select(vec![
+        "(has args.es and any e in args.es { has e.u })",
+        "(has args.es and all e in args.es { has e.u or e.v == 0 })",
+        "(has args.es and any e in args.es { has e.u and e.u > e.v })",
+        "(not has args.es or all e in args.es { not has e.u or e.u != 2 })",
+        "(has args.es and any e in args.es { e.k == y })",
+        "(has args.es and len(args.es) >= 2)",
+        "(has args.ob.k and args.ob.k == y)",
+        "(not has args.ob.w.z or args.ob.w.z > 1)",
+        "has args.ob.w.z",
+    ])
+    .prop_map(str::to_owned);
+    let element = (
+        proptest::sample::select(vec!["x", "y"]),
+        0..4i64,
+        proptest::option::of(0..4i64),
+    )
+        .prop_map(|(k, v, u)| {
+            let mut fields = BTreeMap::from([
+                ("k".to_owned(), Value::Str(k.into())),
+                ("v".to_owned(), Value::Int(v)),
+            ]);
+            fields.extend(u.map(|u| ("u".to_owned(), Value::Int(u))));
+            Value::Object(fields)
+        });
+    let object = (
+        proptest::option::of(proptest::sample::select(vec!["x", "y"])),
+        proptest::option::of(proptest::option::of(0..4i64)),
+    )
+        .prop_map(|(k, w)| {
+            let mut fields = BTreeMap::new();
+            fields.extend(k.map(|k| ("k".to_owned(), Value::Str(k.into()))));
+            if let Some(z) = w {
+                let inner = z.map(|z| ("z".to_owned(), Value::Int(z)));
+                fields.insert("w".to_owned(), Value::Object(inner.into_iter().collect()));
+            }
+            Value::Object(fields)
+        });
+    let request = (
+        proptest::sample::select(AGENTS.to_vec()),
+        proptest::option::of(proptest::collection::vec(element, 0..3).prop_map(Value::List)),
+        proptest::option::of(object),
+    )
+        .prop_map(|(agent, es, ob)| {
+            let mut args = BTreeMap::from([
+                ("n".to_owned(), Value::Int(1)),
+                ("c".to_owned(), Value::Str("x".into())),
+                ("b".to_owned(), Value::Bool(true)),
+                ("s".to_owned(), Value::Str("x".into())),
+                ("p".to_owned(), Value::Str("a".into())),
+            ]);
+            args.extend(es.map(|es| ("es".to_owned(), es)));
+            args.extend(ob.map(|ob| ("ob".to_owned(), ob)));
+            let request = Request {
+                agent: agent.into(),
+                tool: "t.a".into(),
+                args,
+                via: Vec::new(),
+                env: Some("prod".into()),
+                time: 0,
+            };
+            (request, 1i64)
+        });
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&20_261_128u64.to_le_bytes());
+    let config = Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+    let allowed = std::cell::Cell::new(0usize);
+    let validated = std::cell::Cell::new(0usize);
+    let strategy = (
+        policy_of(conditions(atom).boxed()),
+        proptest::collection::vec(request, 50),
+    );
+    let result = runner.run(&strategy, |(text, history)| {
+        let policy = tollgate_compiler::load(&SourceSet::single("generated.toll", &text))
+            .map_err(|d| TestCaseError::fail(format!("does not check: {}", d[0].message)))?;
+        let compiled =
+            codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let table = Table::load(&compiled.bytes, &key().verifying_key())
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        differ(&policy, &table, &history)
+            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
+        // And the table's programs are proved to be the source's (`HAS_FIELD` against `has`).
+        if validated.get() < 40 {
+            tollgate_compiler::verify::translation::validate(&policy, &table, &Default::default())
+                .map_err(|m| TestCaseError::fail(format!("{m}\nin policy:\n{text}")))?;
+            validated.set(validated.get() + 1);
+        }
+        let mut state = State::new();
+        let allows = history
+            .iter()
+            .filter(|(request, _)| eval::decide(&policy, request, &mut state).is_allow())
+            .count();
+        allowed.set(allowed.get() + allows);
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    // Both verdicts occur often enough to tell.
+    assert!(allowed.get() >= 500, "{} allowed", allowed.get());
 }
 
 #[test]

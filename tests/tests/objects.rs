@@ -43,7 +43,7 @@ fn the_fixture_passes_its_tests_and_proves_its_assertions() {
         assert!(outcome.steps.iter().all(|s| s.passed), "{}", outcome.name);
     }
     let report = verify::verify(&policy, &verify::Options::default());
-    assert_eq!(report.proved.len(), 3, "{:?}", report.findings);
+    assert_eq!(report.proved.len(), 4, "{:?}", report.findings);
 }
 
 /// Calls of `repo.create_issue`, each as a tool call's `arguments`.
@@ -61,6 +61,11 @@ fn calls() -> Vec<Value> {
         json!({"repo": repo, "title": "bug", "steps": [{"run": "curl x", "env": {"shell": "sh"}}]}),
         json!({"repo": repo, "title": "bug", "steps": [{"run": "make", "env": {"shell": "bash"}}]}),
         json!({"repo": repo, "title": "bug", "steps": [{"run": "make", "env": {}}]}),
+        // An optional field of a list's elements: given, left out, too large, of the wrong type.
+        json!({"repo": repo, "title": "bug", "steps": [{"run": "make", "env": {"shell": "sh"}, "timeout": 60}]}),
+        json!({"repo": repo, "title": "bug", "steps": [{"run": "a", "env": {"shell": "sh"}}, {"run": "b", "env": {"shell": "sh"}, "timeout": 61}]}),
+        json!({"repo": repo, "title": "bug", "steps": [{"run": "a", "env": {"shell": "sh"}, "timeout": 601}]}),
+        json!({"repo": repo, "title": "bug", "steps": [{"run": "a", "env": {"shell": "sh"}, "timeout": "1"}]}),
         json!({"repo": repo, "title": "bug", "attach": {"dir": "docs/./a//b"}}),
         json!({"repo": repo, "title": "bug", "attach": {"dir": "docs/../etc"}}),
         json!({"repo": repo, "title": "bug", "attach": {"dir": "../x"}}),

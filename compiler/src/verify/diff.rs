@@ -533,6 +533,7 @@ fn condition_key(condition: &Condition) -> String {
         ConditionKind::Str { op, lhs, rhs } => format!("{lhs:?} {op:?} {rhs:?}"),
         ConditionKind::Bool(term) => format!("{term:?}"),
         ConditionKind::Has(name) => format!("has {name}"),
+        ConditionKind::HasField(field) => format!("has x.{field}"),
         ConditionKind::Quantified { all, list, body } => format!(
             "{} in {list} {{ {} }}",
             if *all { "all" } else { "any" },

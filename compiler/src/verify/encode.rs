@@ -29,7 +29,16 @@ pub enum Zv {
     /// A list argument: its length and its first elements (see [`ListAtoms`] for how many).
     List(Rc<ZList>),
     /// A list element's fields.
-    Object(Rc<BTreeMap<String, Zv>>),
+    Object(Rc<ZObject>),
+}
+
+/// A list element's object in the encoding: a value per field (in name order, as the table's
+/// field indexes count them) and, per optional field, whether the element gives it (an absent
+/// field's value is free: programs read it only behind `has`).
+#[derive(Debug)]
+pub struct ZObject {
+    pub fields: BTreeMap<String, Zv>,
+    pub present: BTreeMap<String, Bool>,
 }
 
 /// A list in the encoding: its length, and values for elements `0..elements.len()`; the length
@@ -490,7 +499,7 @@ fn collect(
             collect(policy, b, list, constants, excluded);
         }
         ConditionKind::Not(inner) => collect(policy, inner, list, constants, excluded),
-        ConditionKind::Bool(_) | ConditionKind::Has(_) => {}
+        ConditionKind::Bool(_) | ConditionKind::Has(_) | ConditionKind::HasField(_) => {}
         ConditionKind::Quantified { list, body, .. } => {
             collect(policy, body, Some(list), constants, excluded)
         }
@@ -801,7 +810,7 @@ fn strings_in<'v>(value: &'v Zv, out: &mut Vec<&'v ZString>) {
     match value {
         Zv::Str(v) => out.push(v),
         Zv::List(list) => list.elements.iter().for_each(|e| strings_in(e, out)),
-        Zv::Object(fields) => fields.values().for_each(|f| strings_in(f, out)),
+        Zv::Object(object) => object.fields.values().for_each(|f| strings_in(f, out)),
         _ => {}
     }
 }
@@ -904,16 +913,30 @@ impl Space {
                         .map(|i| {
                             let at = format!("{name}[{i}]");
                             match &element.ty {
-                                ArgType::Object(fields) => Zv::Object(Rc::new(
-                                    fields
-                                        .iter()
-                                        .map(|f| {
-                                            let key = format!("{}[].{}", arg.name, f.name);
-                                            let at = format!("{at}.{}", f.name);
-                                            (f.name.clone(), value(&at, key, f, &mut range))
-                                        })
-                                        .collect(),
-                                )),
+                                ArgType::Object(fields) => {
+                                    let mut object = ZObject {
+                                        fields: BTreeMap::new(),
+                                        present: BTreeMap::new(),
+                                    };
+                                    for f in fields {
+                                        let key = format!("{}[].{}", arg.name, f.name);
+                                        let at = format!("{at}.{}", f.name);
+                                        // An optional field's range holds only when given.
+                                        let mut own = Vec::new();
+                                        let v = value(&at, key, f, &mut own);
+                                        if f.optional {
+                                            let given = Bool::new_const(format!("{at}?"));
+                                            if !own.is_empty() {
+                                                range.push(given.implies(Bool::and(&own)));
+                                            }
+                                            object.present.insert(f.name.clone(), given);
+                                        } else {
+                                            range.extend(own);
+                                        }
+                                        object.fields.insert(f.name.clone(), v);
+                                    }
+                                    Zv::Object(Rc::new(object))
+                                }
                                 _ => value(&at, format!("{}[]", arg.name), element, &mut range),
                             }
                         })
@@ -1060,7 +1083,7 @@ impl Encoder<'_> {
             Term::Const(value) => self.constant(value),
             Term::Var => self.element.clone()?,
             Term::VarField(field) => match self.element.as_ref()? {
-                Zv::Object(fields) => fields.get(field)?.clone(),
+                Zv::Object(object) => object.fields.get(field)?.clone(),
                 _ => return None,
             },
             Term::Len(name) => match self.space.args.get(name)? {
@@ -1164,6 +1187,15 @@ impl Encoder<'_> {
                 .get(name)
                 .cloned()
                 .unwrap_or_else(|| Bool::from_bool(true)),
+            // A required field is always given.
+            ConditionKind::HasField(field) => match self.element.as_ref()? {
+                Zv::Object(object) => object
+                    .present
+                    .get(field)
+                    .cloned()
+                    .unwrap_or_else(|| Bool::from_bool(true)),
+                _ => return None,
+            },
             ConditionKind::Bool(term) => match self.term(agent, chain, term)? {
                 Zv::Bool(b) => b,
                 _ => return None,

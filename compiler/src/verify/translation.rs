@@ -435,10 +435,25 @@ impl Decompiler<'_, '_> {
                 op::FIELD => {
                     let index = usize::from(*code.get(at)?);
                     at += 1;
-                    let Zv::Object(fields) = stack.pop()? else {
+                    let Zv::Object(object) = stack.pop()? else {
                         return None;
                     };
-                    stack.push(fields.values().nth(index)?.clone());
+                    stack.push(object.fields.values().nth(index)?.clone());
+                }
+                op::HAS_FIELD => {
+                    let index = usize::from(*code.get(at)?);
+                    at += 1;
+                    let Zv::Object(object) = stack.pop()? else {
+                        return None;
+                    };
+                    let name = object.fields.keys().nth(index)?;
+                    stack.push(Zv::Bool(
+                        object
+                            .present
+                            .get(name)
+                            .cloned()
+                            .unwrap_or_else(|| Bool::from_bool(true)),
+                    ));
                 }
                 op::LEN => {
                     let Zv::List(list) = stack.pop()? else {
