@@ -1,9 +1,10 @@
 //! The Streamable HTTP gateway: one gateway, several upstream MCP servers, many agents.
 //!
 //! Built on `rmcp`: its Streamable HTTP server transport (stateless, JSON answers; origin and
-//! host checks) faces the agents, and its client — over a child process's stdio, or over plain
-//! HTTP to an upstream's URL — faces each upstream. The gateway is an MCP server of its own whose
-//! tools are the upstreams' tools, named `NAME.tool`.
+//! host checks) faces the agents, and clients of the upstreams (see `upstream`: lines over a
+//! child process's stdio, or `rmcp`'s client over plain HTTP to an upstream's URL) face each
+//! upstream. The gateway is an MCP server of its own whose tools are the upstreams' tools, named
+//! `NAME.tool`.
 //! Every HTTP request carries the agent's credential as `Authorization: Bearer <credential>`
 //! (the base64 text `tollgate issue` writes); the credential of the request is the identity each
 //! decision is made for:
@@ -21,6 +22,14 @@
 //! Resources, prompts and completion are refused (`-32601`, with the flag that passes them)
 //! unless `--allow-method` passes them; sampling and elicitation are not offered. Protocol
 //! versions: 2025-11-25 and 2025-06-18.
+//!
+//! What an upstream says on its own reaches the agents in two cases. An allowed `tools/call`
+//! that carries `params._meta.progressToken` is answered with an SSE stream: the upstream's
+//! progress for that call (routed by a token the upstream was given, never the client's: see
+//! `upstream`), then the response. And an upstream's `tools/list_changed` goes to the GET
+//! stream of every session whose agent can see one of that upstream's tools: sessions (see
+//! `http/sessions.rs`) are issued with the answer to `initialize`, bound to the agent of its
+//! credential, and optional (a request without one is served statelessly).
 
 use crate::relay::{
     decision_meta, explanation, family_allowed, is_revocation, method_allowed, method_refused,
