@@ -807,22 +807,52 @@ fn http_tools_list_changed_reaches_the_sessions_that_can_see_the_upstream() {
             .join("tests/mcp/node_modules/.bin/mcp-server-everything")
             .display()
     );
-    let changing = format!(
-        "changing={} {}",
-        python.display(),
-        root().join("tests/mcp/changing_server.py").display()
-    );
-    let (gateway, url) = serve_with(
-        &dir,
-        &[
-            "--upstream".to_owned(),
-            everything,
-            "--upstream".to_owned(),
-            changing,
-        ],
-    );
-    let report = notify_session(&url, "tools_changed", &dir);
-    stop(gateway);
+    let server = root().join("tests/mcp/changing_server.py");
+    let command = format!("{} {}", python.display(), server.display());
+    // The same server by URL: its own Streamable HTTP transport, reached with `rmcp`'s client.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut listening = Command::new(&python)
+        .arg(&server)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut reports = Vec::new();
+    for changing in [command, format!("http://127.0.0.1:{port}/mcp")] {
+        let (gateway, url) = serve_with(
+            &dir,
+            &[
+                "--upstream".to_owned(),
+                everything.clone(),
+                "--upstream".to_owned(),
+                format!("changing={changing}"),
+            ],
+        );
+        reports.push(notify_session(&url, "tools_changed", &dir));
+        stop(gateway);
+    }
+    let _ = listening.kill();
+    let _ = listening.wait();
+    for report in &reports {
+        check_tools_changed(report);
+    }
+}
+
+fn check_tools_changed(report: &Value) {
     let alice = &report["alice"];
     let long = "everything.trigger-long-running-operation";
     assert_eq!(
