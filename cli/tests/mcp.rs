@@ -752,19 +752,19 @@ fn http_progress_reaches_only_the_agent_that_asked() {
     let (mut server, url) = everything_over_http();
     // The same server as a command (lines over stdio) and by its URL (`rmcp`'s client).
     let mut reports = Vec::new();
-    for upstream in [command, url] {
+    for (upstream, exact) in [(command, true), (url, false)] {
         let (gateway, url) = serve_with(
             &dir,
             &["--upstream".to_owned(), format!("everything={upstream}")],
         );
-        reports.push(notify_session(&url, "progress", &dir));
+        reports.push((notify_session(&url, "progress", &dir), exact));
         stop(gateway);
     }
     let _ = server.kill();
     let _ = server.wait();
-    for (report, agent, steps) in reports
+    for (report, exact, agent, steps) in reports
         .iter()
-        .flat_map(|report| [(report, "alice", 3), (report, "bob", 5)])
+        .flat_map(|(report, exact)| [(report, *exact, "alice", 3), (report, *exact, "bob", 5)])
     {
         let seen = &report[agent];
         assert_eq!(seen["is_error"], false, "{report}");
@@ -783,7 +783,20 @@ fn http_progress_reaches_only_the_agent_that_asked() {
             .map(|p| p["progress"].as_f64().unwrap())
             .collect();
         let expected: Vec<f64> = (1..=steps).map(f64::from).collect();
-        assert_eq!(steps_seen, expected, "{agent}: {report}");
+        if exact {
+            assert_eq!(steps_seen, expected, "{agent}: {report}");
+        } else {
+            // By URL, `rmcp`'s client may let the result overtake the last progress (see the
+            // book): what arrives is in order, and all but the last step at least.
+            assert!(
+                steps_seen.len() + 1 >= expected.len()
+                    && steps_seen
+                        .iter()
+                        .zip(&expected)
+                        .all(|(seen, step)| seen == step),
+                "{agent}: {report}"
+            );
+        }
         assert!(
             progress.iter().all(|p| p["total"] == f64::from(steps)),
             "{agent}: {report}"

@@ -557,7 +557,7 @@ where
     }
 
     /// The GET stream of a session: what the gateway sends the client on its own.
-    fn listen(&self, headers: &HeaderMap, session: Option<&str>) -> Response {
+    fn listen(&self, headers: &HeaderMap, agent: &str, session: Option<&str>) -> Response {
         if !loopback_host(headers) {
             return refuse(
                 StatusCode::FORBIDDEN,
@@ -576,10 +576,7 @@ where
                 "a GET stream belongs to a session: send the `Mcp-Session-Id` that `initialize` answered with",
             );
         };
-        let Some(agent) = self.agent(headers) else {
-            return refuse(StatusCode::UNAUTHORIZED, "the credential is refused");
-        };
-        match self.shared.sessions.listen(session, &agent) {
+        match self.shared.sessions.listen(session, agent) {
             Ok(receiver) => sse_response(receiver),
             Err(Refused::Unknown) => unknown_session(),
             Err(Refused::Busy) => refuse(
@@ -589,15 +586,9 @@ where
         }
     }
 
-    /// The agent of the request's credential (the `admit` layer has already refused any other).
-    fn agent(&self, headers: &HeaderMap) -> Option<String> {
-        let credential = bearer(headers)?;
-        self.shared.gate.credential_agent(&credential).ok()
-    }
-
-    /// An answer to a successful `initialize`, with a new session for the request's agent in
+    /// An answer to a successful `initialize`, with a new session for `agent` in
     /// `Mcp-Session-Id`. Any other answer passes unchanged.
-    async fn with_session(&self, headers: &HeaderMap, response: Response) -> Response {
+    async fn with_session(&self, agent: &str, response: Response) -> Response {
         let json = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -616,10 +607,9 @@ where
         let initialized = serde_json::from_slice::<Value>(&body)
             .ok()
             .is_some_and(|answer| answer.get("result").is_some_and(Value::is_object));
-        let session = self
-            .agent(headers)
-            .filter(|_| initialized)
-            .and_then(|agent| self.shared.sessions.open(&agent));
+        let session = initialized
+            .then(|| self.shared.sessions.open(agent))
+            .flatten();
         if let Some(session) = session {
             if let Ok(value) = header::HeaderValue::from_str(&session) {
                 parts.headers.insert(SESSION_HEADER, value);
@@ -911,16 +901,19 @@ where
     if request.uri().path() != "/mcp" {
         return next.run(request).await;
     }
+    // The agent `admit` read from the credential (one signature check a request).
+    let Some(Admitted(agent)) = request.extensions().get::<Admitted>().cloned() else {
+        return next.run(request).await;
+    };
     let session = match request.headers().get(SESSION_HEADER).map(|v| v.to_str()) {
         None => None,
         Some(Ok(session)) => Some(session.to_owned()),
         Some(Err(_)) => return unknown_session(),
     };
     if request.method() == Method::GET {
-        return handler.listen(request.headers(), session.as_deref());
+        return handler.listen(request.headers(), &agent, session.as_deref());
     }
     if let Some(session) = &session {
-        let agent = handler.agent(request.headers()).unwrap_or_default();
         if request.method() == Method::DELETE {
             return if handler.shared.sessions.close(session, &agent) {
                 StatusCode::OK.into_response()
@@ -948,16 +941,19 @@ where
         }
     }
     let initialize = session.is_none() && is_initialize(&body);
-    let headers = parts.headers.clone();
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     if initialize {
-        return handler.with_session(&headers, response).await;
+        return handler.with_session(&agent, response).await;
     }
     response
 }
 
+/// The agent of a request's credential, as `admit` read it.
+#[derive(Clone)]
+struct Admitted(String);
+
 /// Refuses, before any MCP handling, a request without a usable credential (`401`) or from a
-/// revoked agent (`403`).
+/// revoked agent (`403`); hands the others on with their agent ([`Admitted`]).
 async fn admit<C, S, A>(
     State(gate): State<&'static Gate<'static, C, S, A>>,
     request: Request,
@@ -988,7 +984,11 @@ where
         Ok(agent) if gate.is_revoked(&agent) => {
             refuse(StatusCode::FORBIDDEN, format!("agent `{agent}` is revoked"))
         }
-        Ok(_) => next.run(request).await,
+        Ok(agent) => {
+            let mut request = request;
+            request.extensions_mut().insert(Admitted(agent));
+            next.run(request).await
+        }
         Err(reason) => refuse(
             StatusCode::UNAUTHORIZED,
             format!("the credential is refused: {}", reason.as_str()),

@@ -57,6 +57,10 @@ pub(crate) struct ProgressRoutes {
     routes: Mutex<HashMap<String, Progress>>,
 }
 
+/// How often a call through `rmcp`'s client yields, after its response, to the tasks that
+/// deliver the notifications sent before it.
+const RMCP_NOTIFICATION_YIELDS: usize = 8;
+
 /// The gateway's progress tokens: unique in the process, so no two calls share one.
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(0);
 
@@ -261,6 +265,16 @@ impl Client {
                     _ => None,
                 };
                 let answer = handle.await_response().await;
+                if route.is_some() {
+                    // `rmcp`'s client hands each notification to a task of its own, spawned
+                    // before the response that followed it on the wire is delivered: let those
+                    // tasks run before the route closes, or the last progress is overtaken by
+                    // the result. Not a guarantee under load (the result is never lost; a
+                    // progress notification may be).
+                    for _ in 0..RMCP_NOTIFICATION_YIELDS {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 drop(route);
                 match answer {
                     // A tool's result, or what else the server answered, as it did.
