@@ -1061,9 +1061,9 @@ where
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
-        // Stateless, JSON answers: each POST is answered in its own HTTP response, without a
-        // session to keep or an SSE stream to open (the gateway sends no request of its own to
-        // the client, and each request names its agent anyway).
+        // Stateless, JSON answers (an SSE stream only when a call's progress is relayed): each
+        // POST is answered in its own HTTP response, and each request names its agent anyway.
+        // The sessions that carry `tools/list_changed` are the `relay` layer's own.
         {
             let mut config = StreamableHttpServerConfig::default();
             config.legacy_session_mode = false;
