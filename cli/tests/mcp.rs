@@ -661,7 +661,7 @@ fn import_from_a_live_server_matches_its_saved_tool_list() {
 
 /// The policy of the notification tests: `alice` and `bob` may both run server-everything's long
 /// operation; only `alice` sees the tools of `changing` (a server whose tool list changes), and
-/// `bob` sees server-everything's echo.
+/// `bob` sees server-everything's echo; two denials revoke `bob`.
 const NOTIFY_POLICY: &str = r#"
 domain demo { public }
 
@@ -681,6 +681,8 @@ long: permit any to call everything."trigger-long-running-operation";
 grow: permit agent alice to call changing.grow;
 sprout: permit agent alice to call changing.sprout;
 echo: permit agent bob to call everything.echo;
+
+on agent bob deny 2 within 10m revoke;
 "#;
 
 /// Keys, the notification policy compiled and credentials for `alice` and `bob`.
@@ -1071,5 +1073,43 @@ fn http_sessions_are_their_agents_alone_and_progress_streams() {
     assert_eq!(status, 200);
     assert_eq!(post(&alice, Some(session), &[], &list).0, 404);
     drop(open);
+
+    // Bob is revoked (two calls of a tool he cannot see): his session's stream ends with him.
+    let (_, head, _) = post(&bob, None, &[], &init);
+    let session = head
+        .lines()
+        .find_map(|line| line.strip_prefix("mcp-session-id: "))
+        .unwrap_or_else(|| panic!("no session: {head}"))
+        .trim()
+        .to_owned();
+    let (status, _, _, mut stream) = listen(&bob, Some(&session));
+    assert_eq!(status, 200);
+    let hidden = serde_json::json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+        "name":"changing.grow","arguments":{"name":"x"}}});
+    let (_, _, first) = post(&bob, Some(&session), &[], &hidden);
+    assert!(first.contains("-32602"), "{first}");
+    let (_, _, second) = post(&bob, Some(&session), &[], &hidden);
+    assert!(second.contains("-32002"), "{second}");
+    // The chunked stream's last chunk, or the connection's end.
+    use std::io::Read as _;
+    let mut rest = Vec::new();
+    let mut buffer = [0u8; 1024];
+    // Keep-alive comments come every 15 s: a deadline, not the read timeout, says it stayed open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&rest).contains("0\r\n\r\n") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's stream stayed open after his revocation"
+        );
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => rest.extend_from_slice(&buffer[..n]),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(listen(&bob, Some(&session)).0, 403);
     stop(gateway);
 }
