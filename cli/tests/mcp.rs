@@ -351,6 +351,33 @@ fn http_session(python: &Path, url: &str, phase: &str, dir: &Path) -> Value {
     })
 }
 
+/// Starts server-everything over its own Streamable HTTP transport on a free port; the child and
+/// its URL.
+fn everything_over_http() -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let everything = Command::new(root().join("tests/mcp/node_modules/.bin/mcp-server-everything"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server-everything did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (everything, format!("http://127.0.0.1:{port}/mcp"))
+}
+
 /// Two agents through one HTTP gateway to two real servers: server-everything reached by its URL
 /// (Streamable HTTP) and server-memory started as a command (stdio).
 #[test]
@@ -388,28 +415,7 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
     }
 
     // server-everything over its own Streamable HTTP transport: an upstream reached by URL.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let everything = Command::new(root().join("tests/mcp/node_modules/.bin/mcp-server-everything"))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server-everything did not listen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let everything_url = format!("http://127.0.0.1:{port}/mcp");
+    let (everything, everything_url) = everything_over_http();
 
     let (gateway, url) = serve(&dir, &everything_url);
     let report = http_session(&python, &url, "first", &dir);
@@ -651,4 +657,459 @@ fn import_from_a_live_server_matches_its_saved_tool_list() {
     let body = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
     assert!(live.contains("tool fs.read_text_file"), "{live}");
     assert_eq!(body(&live), body(&saved));
+}
+
+/// The policy of the notification tests: `alice` and `bob` may both run server-everything's long
+/// operation; only `alice` sees the tools of `changing` (a server whose tool list changes), and
+/// `bob` sees server-everything's echo; two denials revoke `bob`.
+const NOTIFY_POLICY: &str = r#"
+domain demo { public }
+
+tool everything."trigger-long-running-operation" {
+    domain demo
+    effect read
+    args { duration: int, steps: int }
+}
+tool everything.echo { domain demo  effect read  args { message: string } }
+tool changing.grow { domain demo  effect write  args { name: string } }
+tool changing.sprout { domain demo  effect read  args { } }
+
+agent alice { roles [a]  credential_ttl 1h }
+agent bob { roles [b]  credential_ttl 1h }
+
+long: permit any to call everything."trigger-long-running-operation";
+grow: permit agent alice to call changing.grow;
+sprout: permit agent alice to call changing.sprout;
+echo: permit agent bob to call everything.echo;
+
+on agent bob deny 2 within 10m revoke;
+"#;
+
+/// Keys, the notification policy compiled and credentials for `alice` and `bob`.
+fn notify_setup(name: &str) -> PathBuf {
+    let _ = peers();
+    let dir = std::env::temp_dir().join(format!("tollgate-mcp-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policy")).unwrap();
+    std::fs::write(dir.join("policy/policy.toll"), NOTIFY_POLICY).unwrap();
+    let path = |file: &str| dir.join(file).display().to_string();
+    for key in ["compiler", "issuer", "gate"] {
+        ok(tollgate(&["keygen", &path(key)]));
+    }
+    ok(tollgate(&[
+        "compile",
+        &path("policy"),
+        "-o",
+        &path("policy.tgt"),
+        "--key",
+        &path("compiler.key"),
+    ]));
+    for agent in ["alice", "bob"] {
+        ok(tollgate(&[
+            "issue",
+            "--table",
+            &path("policy.tgt"),
+            "--agent",
+            agent,
+            "--ttl",
+            "10m",
+            "--key",
+            &path("issuer.key"),
+            "-o",
+            &path(&format!("{agent}.cred")),
+        ]));
+    }
+    dir
+}
+
+fn notify_session(url: &str, phase: &str, dir: &Path) -> Value {
+    let (python, _) = peers();
+    let output = Command::new(python)
+        .arg(root().join("tests/mcp/notify_session.py"))
+        .args([url, phase])
+        .arg(dir.join("alice.cred"))
+        .arg(dir.join("bob.cred"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// Two agents run a long operation at the same time through one HTTP gateway, each asking for
+/// progress with the same token (the Python client's token is its request id): each gets its
+/// own progress, on the SSE stream of its call, then its result; none of the other's.
+#[test]
+fn http_progress_reaches_only_the_agent_that_asked() {
+    let dir = notify_setup("progress");
+    let command = root()
+        .join("tests/mcp/node_modules/.bin/mcp-server-everything")
+        .display()
+        .to_string();
+    let (mut server, url) = everything_over_http();
+    // The same server as a command (lines over stdio) and by its URL (`rmcp`'s client).
+    let mut reports = Vec::new();
+    for (upstream, exact) in [(command, true), (url, false)] {
+        let (gateway, url) = serve_with(
+            &dir,
+            &["--upstream".to_owned(), format!("everything={upstream}")],
+        );
+        reports.push((notify_session(&url, "progress", &dir), exact));
+        stop(gateway);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    for (report, exact, agent, steps) in reports
+        .iter()
+        .flat_map(|(report, exact)| [(report, *exact, "alice", 3), (report, *exact, "bob", 5)])
+    {
+        let seen = &report[agent];
+        assert_eq!(seen["is_error"], false, "{report}");
+        assert!(
+            seen["result"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("Steps: {steps}")),
+            "{report}"
+        );
+        let progress = seen["progress"].as_array().unwrap();
+        // Every step's progress, in order, each with this call's own total: none of the
+        // other agent's (whose total differs) slipped in.
+        let steps_seen: Vec<f64> = progress
+            .iter()
+            .map(|p| p["progress"].as_f64().unwrap())
+            .collect();
+        let expected: Vec<f64> = (1..=steps).map(f64::from).collect();
+        if exact {
+            assert_eq!(steps_seen, expected, "{agent}: {report}");
+        } else {
+            // By URL, `rmcp`'s client may let the result overtake the last progress (see the
+            // book): what arrives is in order, and all but the last step at least.
+            assert!(
+                steps_seen.len() + 1 >= expected.len()
+                    && steps_seen
+                        .iter()
+                        .zip(&expected)
+                        .all(|(seen, step)| seen == step),
+                "{agent}: {report}"
+            );
+        }
+        assert!(
+            progress.iter().all(|p| p["total"] == f64::from(steps)),
+            "{agent}: {report}"
+        );
+        // Relayed while the call ran, not all at its end.
+        let first = progress[0]["at"].as_f64().unwrap();
+        let done = seen["done_at"].as_f64().unwrap();
+        assert!(done - first > 0.4, "{agent}: {report}");
+    }
+}
+
+/// An upstream's tool list changes: the session of the agent that can see its tools is told on
+/// its GET stream and lists the new tool; the other agent's session is not told.
+#[test]
+fn http_tools_list_changed_reaches_the_sessions_that_can_see_the_upstream() {
+    let dir = notify_setup("changed");
+    let (python, _) = peers();
+    let everything = format!(
+        "everything={}",
+        root()
+            .join("tests/mcp/node_modules/.bin/mcp-server-everything")
+            .display()
+    );
+    let server = root().join("tests/mcp/changing_server.py");
+    let command = format!("{} {}", python.display(), server.display());
+    // The same server by URL: its own Streamable HTTP transport, reached with `rmcp`'s client.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut listening = Command::new(&python)
+        .arg(&server)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut reports = Vec::new();
+    for changing in [command, format!("http://127.0.0.1:{port}/mcp")] {
+        let (gateway, url) = serve_with(
+            &dir,
+            &[
+                "--upstream".to_owned(),
+                everything.clone(),
+                "--upstream".to_owned(),
+                format!("changing={changing}"),
+            ],
+        );
+        reports.push(notify_session(&url, "tools_changed", &dir));
+        stop(gateway);
+    }
+    let _ = listening.kill();
+    let _ = listening.wait();
+    for report in &reports {
+        check_tools_changed(report);
+    }
+}
+
+fn check_tools_changed(report: &Value) {
+    let alice = &report["alice"];
+    let long = "everything.trigger-long-running-operation";
+    assert_eq!(
+        alice["before"],
+        serde_json::json!(["changing.grow", long]),
+        "{report}"
+    );
+    assert_eq!(alice["changed"], 1, "{report}");
+    // The list is filtered again: the new tool is one the policy lets alice see.
+    assert_eq!(
+        alice["after"],
+        serde_json::json!(["changing.grow", "changing.sprout", long]),
+        "{report}"
+    );
+    // Bob sees no tool of `changing`: no change of its list can change his.
+    let bob = &report["bob"];
+    assert_eq!(
+        bob["tools"],
+        serde_json::json!(["everything.echo", long]),
+        "{report}"
+    );
+    assert_eq!(bob["changed"], 0, "{report}");
+}
+
+/// One raw HTTP/1.1 exchange with the gateway at `url`: the status, the head, and the body as
+/// far as it has come when it holds `until` (a stream is not read to its end) or the
+/// connection closes. The stream stays open while the returned connection lives.
+fn exchange(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    until: &str,
+) -> (u16, String, String, std::net::TcpStream) {
+    use std::io::{Read as _, Write as _};
+    let address = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut request = format!("{method} /mcp HTTP/1.1\r\nHost: {address}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((_, rest)) = text.split_once("\r\n\r\n") {
+            if rest.contains(until) {
+                break;
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned(), stream)
+}
+
+/// A session is issued at `initialize` and is its agent's alone: another agent can neither
+/// open its GET stream, nor use it, nor end it. A call that asks for progress is answered with
+/// an SSE stream (also on the `rmcp` path, taken by a request with an `Origin`); a denied one,
+/// with JSON.
+#[test]
+fn http_sessions_are_their_agents_alone_and_progress_streams() {
+    let dir = notify_setup("sessions");
+    let credential = |agent: &str| {
+        let text = std::fs::read_to_string(dir.join(format!("{agent}.cred"))).unwrap();
+        format!("Bearer {}", text.trim())
+    };
+    let (alice, bob) = (credential("alice"), credential("bob"));
+    let everything = format!(
+        "everything={}",
+        root()
+            .join("tests/mcp/node_modules/.bin/mcp-server-everything")
+            .display()
+    );
+    let (gateway, url) = serve_with(&dir, &["--upstream".to_owned(), everything]);
+    let post = |who: &str, session: Option<&str>, extra: &[(&str, &str)], message: &Value| {
+        let mut headers = vec![
+            ("Connection", "close"),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2025-11-25"),
+            ("Authorization", who),
+        ];
+        if let Some(session) = session {
+            headers.push(("Mcp-Session-Id", session));
+        }
+        headers.extend_from_slice(extra);
+        let (status, head, body, _) =
+            exchange(&url, "POST", &headers, &message.to_string(), "\u{0}");
+        (status, head, body)
+    };
+    let listen = |who: &str, session: Option<&str>| {
+        let mut headers = vec![("Accept", "text/event-stream"), ("Authorization", who)];
+        if let Some(session) = session {
+            headers.push(("Mcp-Session-Id", session));
+        }
+        exchange(&url, "GET", &headers, "", "")
+    };
+    let init = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let list = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+
+    let (status, head, body) = post(&alice, None, &[], &init);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""listChanged":true"#), "{body}");
+    let session = head
+        .lines()
+        .find_map(|line| line.strip_prefix("mcp-session-id: "))
+        .unwrap_or_else(|| panic!("no session: {head}"))
+        .trim()
+        .to_owned();
+    let session = session.as_str();
+
+    // Alice's stream opens; one stream a session.
+    let (status, head, _, open) = listen(&alice, Some(session));
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert_eq!(listen(&alice, Some(session)).0, 409);
+    // Bob cannot listen on it, use it, or end it; a GET without a session is refused.
+    assert_eq!(listen(&bob, Some(session)).0, 404);
+    assert_eq!(post(&bob, Some(session), &[], &list).0, 404);
+    let (status, _, _, _) = exchange(
+        &url,
+        "DELETE",
+        &[("Authorization", &bob), ("Mcp-Session-Id", session)],
+        "",
+        "",
+    );
+    assert_eq!(status, 404);
+    assert_eq!(listen(&bob, None).0, 400);
+    assert_eq!(post(&alice, Some(session), &[], &list).0, 200);
+    assert_eq!(post(&alice, Some("not-a-session"), &[], &list).0, 404);
+
+    // Progress on the SSE stream of the call, the gateway's own token never shown.
+    let long = |token: &str| {
+        serde_json::json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{
+            "name":"everything.trigger-long-running-operation",
+            "arguments":{"duration":1,"steps":2},"_meta":{"progressToken":token}}})
+    };
+    for (token, extra) in [
+        ("fast", &[][..]),
+        ("rmcp", &[("Origin", "http://localhost")][..]),
+    ] {
+        let (status, head, body) = post(&alice, Some(session), extra, &long(token));
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            head.contains("content-type: text/event-stream"),
+            "{token}: {head}{body}"
+        );
+        let messages: Vec<Value> = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str(data.trim()).ok())
+            .collect();
+        let progress: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .collect();
+        assert_eq!(progress.len(), 2, "{token}: {body}");
+        assert!(
+            progress
+                .iter()
+                .all(|p| p["params"]["progressToken"] == token),
+            "{body}"
+        );
+        assert!(!body.contains("tollgate-"), "{body}");
+        let last = messages.last().unwrap();
+        assert_eq!(last["id"], 5, "{body}");
+        assert!(last["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Steps: 2"));
+    }
+    // A call the agent may not make is answered with JSON, as without progress.
+    let denied = serde_json::json!({"jsonrpc":"2.0","id":6,"method":"tools/call","params":{
+        "name":"everything.echo","arguments":{"message":"hi"},"_meta":{"progressToken":"x"}}});
+    let (status, head, body) = post(&alice, Some(session), &[], &denied);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(body.contains("-32602"), "{body}");
+
+    // Alice ends her session: it is gone, and so is its stream.
+    let (status, _, _, _) = exchange(
+        &url,
+        "DELETE",
+        &[("Authorization", &alice), ("Mcp-Session-Id", session)],
+        "",
+        "",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(post(&alice, Some(session), &[], &list).0, 404);
+    drop(open);
+
+    // Bob is revoked (two calls of a tool he cannot see): his session's stream ends with him.
+    let (_, head, _) = post(&bob, None, &[], &init);
+    let session = head
+        .lines()
+        .find_map(|line| line.strip_prefix("mcp-session-id: "))
+        .unwrap_or_else(|| panic!("no session: {head}"))
+        .trim()
+        .to_owned();
+    let (status, _, _, mut stream) = listen(&bob, Some(&session));
+    assert_eq!(status, 200);
+    let hidden = serde_json::json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+        "name":"changing.grow","arguments":{"name":"x"}}});
+    let (_, _, first) = post(&bob, Some(&session), &[], &hidden);
+    assert!(first.contains("-32602"), "{first}");
+    let (_, _, second) = post(&bob, Some(&session), &[], &hidden);
+    assert!(second.contains("-32002"), "{second}");
+    // The chunked stream's last chunk, or the connection's end.
+    use std::io::Read as _;
+    let mut rest = Vec::new();
+    let mut buffer = [0u8; 1024];
+    // Keep-alive comments come every 15 s: a deadline, not the read timeout, says it stayed open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&rest).contains("0\r\n\r\n") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's stream stayed open after his revocation"
+        );
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => rest.extend_from_slice(&buffer[..n]),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(listen(&bob, Some(&session)).0, 403);
+    stop(gateway);
 }

@@ -1,9 +1,10 @@
 //! The Streamable HTTP gateway: one gateway, several upstream MCP servers, many agents.
 //!
 //! Built on `rmcp`: its Streamable HTTP server transport (stateless, JSON answers; origin and
-//! host checks) faces the agents, and its client — over a child process's stdio, or over plain
-//! HTTP to an upstream's URL — faces each upstream. The gateway is an MCP server of its own whose
-//! tools are the upstreams' tools, named `NAME.tool`.
+//! host checks) faces the agents, and clients of the upstreams (see `upstream`: lines over a
+//! child process's stdio, or `rmcp`'s client over plain HTTP to an upstream's URL) face each
+//! upstream. The gateway is an MCP server of its own whose tools are the upstreams' tools, named
+//! `NAME.tool`.
 //! Every HTTP request carries the agent's credential as `Authorization: Bearer <credential>`
 //! (the base64 text `tollgate issue` writes); the credential of the request is the identity each
 //! decision is made for:
@@ -21,12 +22,20 @@
 //! Resources, prompts and completion are refused (`-32601`, with the flag that passes them)
 //! unless `--allow-method` passes them; sampling and elicitation are not offered. Protocol
 //! versions: 2025-11-25 and 2025-06-18.
+//!
+//! What an upstream says on its own reaches the agents in two cases. An allowed `tools/call`
+//! that carries `params._meta.progressToken` is answered with an SSE stream: the upstream's
+//! progress for that call (routed by a token the upstream was given, never the client's: see
+//! `upstream`), then the response. And an upstream's `tools/list_changed` goes to the GET
+//! stream of every session whose agent can see one of that upstream's tools: sessions (see
+//! `http/sessions.rs`) are issued with the answer to `initialize`, bound to the agent of its
+//! credential, and optional (a request without one is served statelessly).
 
 use crate::relay::{
     decision_meta, explanation, family_allowed, is_revocation, method_allowed, method_refused,
     request_line, DenyAs, SESSION_ENDED,
 };
-use crate::upstream::{Answer, Client};
+use crate::upstream::{Answer, Client, Progress};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -44,6 +53,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use sessions::{Refused, Sessions, SESSION_HEADER};
 use std::borrow::Cow;
 use std::sync::Arc;
 use tollgate_host::audit_log::AuditStore;
@@ -51,6 +61,8 @@ use tollgate_host::clock::Clock;
 use tollgate_host::gate::Gate;
 use tollgate_host::protocol::parse_strict;
 use tollgate_host::store::StateStore;
+
+mod sessions;
 
 /// The protocol versions the HTTP gateway speaks, newest first.
 const VERSIONS: [ProtocolVersion; 2] =
@@ -122,9 +134,30 @@ where
 {
     gate: &'static Gate<'static, C, S, A>,
     upstreams: Vec<Upstream>,
+    sessions: Arc<Sessions>,
     deny_as: DenyAs,
     allow_methods: Vec<String>,
 }
+
+/// An allowed `tools/call`, ready for its upstream.
+struct Forward {
+    /// The upstream's index in [`Shared::upstreams`].
+    upstream: usize,
+    /// The call's params as the upstream gets them: its own tool name, paths in normal form.
+    params: Map<String, Value>,
+}
+
+/// A `tools/call` after the gate: forwarded, or answered by the gateway.
+enum Decided {
+    Forward(Forward),
+    Answer(Result<Box<RawValue>, ErrorData>),
+}
+
+/// The most progress notifications held for a client that reads slowly; more are dropped.
+const PROGRESS_BUFFER: usize = 64;
+
+/// What the gateway sends a session's GET stream when an upstream's tool list changes.
+const TOOLS_CHANGED: &str = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
 
 /// The gateway's MCP server: one per request (stateless), all sharing the gate and the upstreams.
 pub struct Handler<C: 'static, S: 'static, A: 'static> {
@@ -184,9 +217,16 @@ where
     A: AuditStore + Send + 'static,
 {
     fn upstream(&self, tool: &str) -> Option<(&Upstream, String)> {
+        let (index, rest) = self.upstream_index(tool)?;
+        Some((self.shared.upstreams.get(index)?, rest))
+    }
+
+    /// The upstream a policy tool name (`NAME.tool`) names, by its index, and the tool's name
+    /// there.
+    fn upstream_index(&self, tool: &str) -> Option<(usize, String)> {
         let (name, rest) = tool.split_once('.')?;
-        let upstream = self.shared.upstreams.iter().find(|u| u.name == name)?;
-        Some((upstream, rest.to_owned()))
+        let index = self.shared.upstreams.iter().position(|u| u.name == name)?;
+        Some((index, rest.to_owned()))
     }
 
     async fn tools(&self, agent: &str) -> Result<Vec<Tool>, ErrorData> {
@@ -225,7 +265,11 @@ where
             .map(|u| u.name.as_str())
             .collect();
         let allowed = |family| family_allowed(&self.shared.allow_methods, family);
-        let mut capabilities = ServerCapabilities::builder().enable_tools().build();
+        // A session's GET stream carries `tools/list_changed` (see `sessions`).
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
         if allowed("resources") {
             capabilities.resources = Some(Default::default());
         }
@@ -276,7 +320,43 @@ where
             Ok(Value::Object(params)) => params,
             _ => return Err(ErrorData::invalid_params("unreadable `tools/call`", None)),
         };
-        let result = self.call(&credential, params).await?;
+        // `rmcp` reads the request's `_meta` into the context.
+        let token = progress_token(&params).or_else(|| {
+            context
+                .meta
+                .get_progress_token()
+                .and_then(|token| serde_json::to_value(token).ok())
+        });
+        let result = match self.decide_call(&credential, params) {
+            Decided::Answer(answer) => answer,
+            Decided::Forward(forward) => match token {
+                None => self.forward(forward, None).await,
+                Some(token) => {
+                    // The upstream's progress goes out through `rmcp`'s service, which answers
+                    // with an SSE stream once a notification is sent before the response.
+                    let (sender, mut receiver) =
+                        tokio::sync::mpsc::channel::<String>(PROGRESS_BUFFER);
+                    let peer = context.peer.clone();
+                    let relayed = tokio::spawn(async move {
+                        while let Some(message) = receiver.recv().await {
+                            let params = serde_json::from_str::<Value>(&message)
+                                .ok()
+                                .and_then(|mut message| message.get_mut("params").map(Value::take))
+                                .and_then(|params| serde_json::from_value(params).ok());
+                            if let Some(params) = params {
+                                let _ = peer.notify_progress(params).await;
+                            }
+                        }
+                    });
+                    let answer = self
+                        .forward(forward, Some(Progress { token, sender }))
+                        .await;
+                    // Its route is closed: every progress notification is out before the result.
+                    let _ = relayed.await;
+                    answer
+                }
+            },
+        }?;
         serde_json::from_str::<CallToolResult>(result.get())
             .map(CallToolResponse::Complete)
             .map_err(|e| ErrorData::internal_error(format!("an unreadable tool result: {e}"), None))
@@ -289,14 +369,34 @@ where
     S: StateStore + Send + 'static,
     A: AuditStore + Send + 'static,
 {
-    /// A `tools/call` with these params, for the agent of this credential: decided and audited,
-    /// and only when allowed forwarded. The result as JSON (the upstream's as it sent it), or the
-    /// JSON-RPC error to answer with.
-    async fn call(
+    /// Forwards an allowed call to its upstream; with `progress`, the upstream's progress for it
+    /// goes there while it runs.
+    async fn forward(
         &self,
-        credential: &[u8],
-        mut params: Map<String, Value>,
+        forward: Forward,
+        progress: Option<Progress>,
     ) -> Result<Box<RawValue>, ErrorData> {
+        let Some(upstream) = self.shared.upstreams.get(forward.upstream) else {
+            return Err(ErrorData::internal_error("no such upstream", None));
+        };
+        let failed = |why: String| {
+            ErrorData::internal_error(format!("upstream `{}` failed: {why}", upstream.name), None)
+        };
+        match upstream
+            .client
+            .call_tool(&forward.params, progress)
+            .await
+            .map_err(failed)?
+        {
+            Answer::Result(result) => Ok(result),
+            Answer::Error(error) => Err(serde_json::from_str::<ErrorData>(error.get())
+                .unwrap_or_else(|e| failed(format!("an unreadable error: {e}")))),
+        }
+    }
+
+    /// A `tools/call` decided and audited: the call to forward when it is allowed, else the
+    /// answer (a denial, an unknown tool, the end of a revoked agent).
+    fn decide_call(&self, credential: &[u8], mut params: Map<String, Value>) -> Decided {
         let name = params
             .get("name")
             .and_then(Value::as_str)
@@ -309,13 +409,13 @@ where
         // `--sync every` the worker waits for the log's fsync.
         let gate = self.shared.gate;
         let decision = gate.decide_request(&line);
-        let target = self.upstream(&name);
+        let target = self.upstream_index(&name);
         if decision.allowed {
             let Some((upstream, tool)) = target else {
-                return Err(ErrorData::invalid_params(
+                return Decided::Answer(Err(ErrorData::invalid_params(
                     format!("unknown tool: `{name}`"),
                     None,
-                ));
+                )));
             };
             params.insert("name".to_owned(), Value::String(tool));
             // The server gets the paths the gate decided: their normal form (a list whole).
@@ -324,39 +424,42 @@ where
                     tollgate_host::protocol::set_argument(arguments, name, decided.clone());
                 }
             }
-            let failed = |why: String| {
-                ErrorData::internal_error(
-                    format!("upstream `{}` failed: {why}", upstream.name),
-                    None,
-                )
-            };
-            return match upstream.client.call_tool(&params).await.map_err(failed)? {
-                Answer::Result(result) => Ok(result),
-                Answer::Error(error) => Err(serde_json::from_str::<ErrorData>(error.get())
-                    .unwrap_or_else(|e| failed(format!("an unreadable error: {e}")))),
-            };
+            return Decided::Forward(Forward { upstream, params });
         }
-        let meta = decision_meta(&decision);
-        if is_revocation(&decision) {
+        Decided::Answer(self.refusal(&decision, &line, &name))
+    }
+
+    /// The answer to a call the gate did not allow.
+    fn refusal(
+        &self,
+        decision: &tollgate_host::protocol::DecisionLine,
+        line: &tollgate_host::protocol::RequestLine,
+        name: &str,
+    ) -> Result<Box<RawValue>, ErrorData> {
+        let gate = self.shared.gate;
+        let meta = decision_meta(decision);
+        if is_revocation(decision) {
+            // Its GET streams close with it.
+            self.shared.sessions.end_agent(&decision.agent);
             return Err(ErrorData::new(
                 ErrorCode(SESSION_ENDED as i32),
                 format!(
                     "agent `{}` is revoked: the tollgate gateway refuses it from now on ({})",
                     decision.agent,
-                    explanation(&decision)
+                    explanation(decision)
                 ),
                 Some(meta),
             ));
         }
         let visible =
-            decision.agent_verified && gate.visible_tools(&decision.agent).contains(&name.as_str());
+            decision.agent_verified && gate.visible_tools(&decision.agent).contains(&name);
         if !visible && line.refused.is_none() && decision.agent_verified {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool: `{name}`"),
                 Some(serde_json::json!({ "tollgate/seq": decision.seq })),
             ));
         }
-        let text = explanation(&decision);
+        let text = explanation(decision);
         match self.shared.deny_as {
             DenyAs::Result => {
                 let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
@@ -409,7 +512,16 @@ where
             return None;
         }
         let answer = match method.as_str() {
-            "tools/call" => self.call(&bearer(headers)?, params).await,
+            "tools/call" => {
+                let token = progress_token(&params);
+                match self.decide_call(&bearer(headers)?, params) {
+                    Decided::Answer(answer) => answer,
+                    Decided::Forward(forward) => match token {
+                        Some(token) => return Some(self.stream_call(id, forward, token)),
+                        None => self.forward(forward, None).await,
+                    },
+                }
+            }
             // The gateway's own MCP handling: `rmcp`'s service.
             "initialize" | "ping" | "tools/list" | "logging/setLevel" => return None,
             _ if method_allowed(&self.shared.allow_methods, &method) => {
@@ -417,20 +529,93 @@ where
             }
             _ => return Some(json_response(method_refused(&id, &method).into_bytes())),
         };
-        let mut body = br#"{"jsonrpc":"2.0","id":"#.to_vec();
-        serde_json::to_writer(&mut body, &id).ok()?;
-        match answer {
-            Ok(result) => {
-                body.extend_from_slice(br#","result":"#);
-                body.extend_from_slice(result.get().as_bytes());
+        Some(json_response(response_message(&id, answer)?))
+    }
+
+    /// Answers an allowed call that asked for progress with an SSE stream: each of the
+    /// upstream's progress notifications for it (with the client's token), then the response,
+    /// then the end of the stream. The call runs on a task of its own: a client that goes away
+    /// does not cancel it (the transport says so; a client cancels with
+    /// `notifications/cancelled`).
+    fn stream_call(&self, id: Value, forward: Forward, token: Value) -> Response {
+        let (sender, receiver) = tokio::sync::mpsc::channel(PROGRESS_BUFFER);
+        let progress = Progress {
+            token,
+            sender: sender.clone(),
+        };
+        let handler = self.clone();
+        tokio::spawn(async move {
+            let answer = handler.forward(forward, Some(progress)).await;
+            if let Some(message) = response_message(&id, answer) {
+                // Waits for room: the response is never dropped, progress may be.
+                let _ = sender
+                    .send(String::from_utf8_lossy(&message).into_owned())
+                    .await;
             }
-            Err(error) => {
-                body.extend_from_slice(br#","error":"#);
-                serde_json::to_writer(&mut body, &error).ok()?;
+        });
+        sse_response(receiver)
+    }
+
+    /// The GET stream of a session: what the gateway sends the client on its own.
+    fn listen(&self, headers: &HeaderMap, agent: &str, session: Option<&str>) -> Response {
+        if !loopback_host(headers) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "the `Host` of the request is not a loopback name: the gateway answers `localhost`, `127.0.0.1` and `::1` only (put a proxy of your own in front to expose it)",
+            );
+        }
+        if !accepts(headers, "text/event-stream") {
+            return refuse(
+                StatusCode::NOT_ACCEPTABLE,
+                "a GET opens an SSE stream: send `Accept: text/event-stream`",
+            );
+        }
+        let Some(session) = session else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "a GET stream belongs to a session: send the `Mcp-Session-Id` that `initialize` answered with",
+            );
+        };
+        match self.shared.sessions.listen(session, agent) {
+            Ok(receiver) => sse_response(receiver),
+            Err(Refused::Unknown) => unknown_session(),
+            Err(Refused::Busy) => refuse(
+                StatusCode::CONFLICT,
+                "this session has a GET stream open already: one stream a session (close it, or use another session)",
+            ),
+        }
+    }
+
+    /// An answer to a successful `initialize`, with a new session for `agent` in
+    /// `Mcp-Session-Id`. Any other answer passes unchanged.
+    async fn with_session(&self, agent: &str, response: Response) -> Response {
+        let json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json"));
+        if response.status() != StatusCode::OK || !json {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the answer to `initialize` could not be read",
+            );
+        };
+        let initialized = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .is_some_and(|answer| answer.get("result").is_some_and(Value::is_object));
+        let session = initialized
+            .then(|| self.shared.sessions.open(agent))
+            .flatten();
+        if let Some(session) = session {
+            if let Ok(value) = header::HeaderValue::from_str(&session) {
+                parts.headers.insert(SESSION_HEADER, value);
             }
         }
-        body.push(b'}');
-        Some(json_response(body))
+        Response::from_parts(parts, Body::from(body))
     }
 
     /// A request of a method `--allow-method` lets pass, relayed to the upstream it names: a
@@ -553,21 +738,13 @@ fn json_response(body: Vec<u8>) -> Response {
 /// service makes before handling a `tools/call` passes on its face (a loopback `Host`, no
 /// `Origin`, both media types accepted, a JSON body, a protocol version the gateway speaks).
 /// Anything less plain goes to the service, which answers it as it would have.
-fn plain(request: &Request) -> bool {
-    let headers = request.headers();
+fn plain(request: &axum::http::request::Parts) -> bool {
+    let headers = &request.headers;
     let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
     let host = text(header::HOST)
         .and_then(|host| host.parse::<axum::http::uri::Authority>().ok())
         .is_some_and(|host| matches!(host.host(), "localhost" | "127.0.0.1"));
-    let accepts = |wanted: &str| {
-        headers.get_all(header::ACCEPT).iter().any(|value| {
-            value.to_str().is_ok_and(|value| {
-                value
-                    .split(',')
-                    .any(|entry| entry.trim().eq_ignore_ascii_case(wanted))
-            })
-        })
-    };
+    let accepts = |wanted: &str| accepts(headers, wanted);
     let json_body = text(header::CONTENT_TYPE).is_some_and(|value| {
         value
             .split(';')
@@ -576,8 +753,8 @@ fn plain(request: &Request) -> bool {
     });
     let version = text(header::HeaderName::from_static("mcp-protocol-version"))
         .is_none_or(|version| VERSIONS.iter().any(|known| known.as_str() == version));
-    request.method() == Method::POST
-        && request.uri().path() == "/mcp"
+    request.method == Method::POST
+        && request.uri.path() == "/mcp"
         && host
         && !headers.contains_key(header::ORIGIN)
         && accepts("application/json")
@@ -589,8 +766,128 @@ fn plain(request: &Request) -> bool {
 /// The largest request body the gateway reads (as `rmcp`'s service).
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// Answers a plain `tools/call` without `rmcp`'s service (see [`Handler::relay`]); hands
-/// everything else on.
+/// Whether an `Accept` header of the request lists this media type.
+fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value.split(',').any(|entry| {
+                entry
+                    .split(';')
+                    .next()
+                    .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(wanted))
+            })
+        })
+    })
+}
+
+/// Whether the request's `Host` is a loopback name (as `rmcp`'s service requires of the
+/// requests it handles: DNS-rebinding protection).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|host| host.parse::<axum::http::uri::Authority>().ok())
+        .is_some_and(|host| matches!(host.host(), "localhost" | "127.0.0.1" | "[::1]"))
+}
+
+/// A refusal before any MCP handling: a status and a line saying why.
+fn refuse(status: StatusCode, why: &str) -> Response {
+    (status, format!("{why}\n")).into_response()
+}
+
+fn unknown_session() -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        "unknown session: it ended (deleted, the agent revoked, the gateway restarted) or is not this agent's; start a new one with `initialize`",
+    )
+}
+
+/// The client's `params._meta.progressToken` (a string or an integer, as the protocol says).
+fn progress_token(params: &Map<String, Value>) -> Option<Value> {
+    params
+        .get("_meta")?
+        .get("progressToken")
+        .filter(|token| token.is_string() || token.is_i64() || token.is_u64())
+        .cloned()
+}
+
+/// A JSON-RPC response to request `id`.
+fn response_message(id: &Value, answer: Result<Box<RawValue>, ErrorData>) -> Option<Vec<u8>> {
+    let mut body = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+    serde_json::to_writer(&mut body, id).ok()?;
+    match answer {
+        Ok(result) => {
+            body.extend_from_slice(br#","result":"#);
+            body.extend_from_slice(result.get().as_bytes());
+        }
+        Err(error) => {
+            body.extend_from_slice(br#","error":"#);
+            serde_json::to_writer(&mut body, &error).ok()?;
+        }
+    }
+    body.push(b'}');
+    Some(body)
+}
+
+/// One SSE event carrying one JSON-RPC message. A message is one line as the gateway relays
+/// it; should it hold a line break, each line is a `data:` field of its own (the client joins
+/// them with the line break, which JSON reads as whitespace).
+fn sse_event(message: &str) -> Vec<u8> {
+    let mut event = b"event: message\n".to_vec();
+    for line in message.split('\n') {
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(line.trim_end_matches('\r').as_bytes());
+        event.push(b'\n');
+    }
+    event.push(b'\n');
+    event
+}
+
+/// How often an SSE stream with nothing to say sends a comment, so that a client that went
+/// away is noticed (the write fails) and proxies keep the connection.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// An SSE response whose events are the messages `receiver` gets; it ends when every sender is
+/// gone. Events carry no `id`: the gateway keeps no messages to replay, so a client has no
+/// `Last-Event-ID` to resume from.
+fn sse_response(receiver: tokio::sync::mpsc::Receiver<String>) -> Response {
+    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let event = match tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await {
+            Ok(Some(message)) => sse_event(&message),
+            Ok(None) => return None,
+            Err(_) => b": keep-alive\n\n".to_vec(),
+        };
+        Some((
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(event)),
+            receiver,
+        ))
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// Whether a body is an `initialize` request (read no further than its method).
+fn is_initialize(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(default, borrow)]
+        method: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Method<'_>>(body)
+        .is_ok_and(|message| message.method.as_deref() == Some("initialize"))
+}
+
+/// The gateway's own handling of HTTP before `rmcp`'s service: sessions (a request that names
+/// one must be its agent's; `GET` opens a session's stream, `DELETE` ends it; the answer to
+/// `initialize` issues one) and a plain `tools/call`, answered without `rmcp`'s service (see
+/// [`Handler::relay`]). Everything else is handed on.
 async fn relay<C, S, A>(
     State(handler): State<Handler<C, S, A>>,
     request: Request,
@@ -601,25 +898,62 @@ where
     S: StateStore + Send + 'static,
     A: AuditStore + Send + 'static,
 {
-    if !plain(&request) {
+    if request.uri().path() != "/mcp" {
+        return next.run(request).await;
+    }
+    // The agent `admit` read from the credential (one signature check a request).
+    let Some(Admitted(agent)) = request.extensions().get::<Admitted>().cloned() else {
+        return next.run(request).await;
+    };
+    let session = match request.headers().get(SESSION_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(session)) => Some(session.to_owned()),
+        Some(Err(_)) => return unknown_session(),
+    };
+    if request.method() == Method::GET {
+        return handler.listen(request.headers(), &agent, session.as_deref());
+    }
+    if let Some(session) = &session {
+        if request.method() == Method::DELETE {
+            return if handler.shared.sessions.close(session, &agent) {
+                StatusCode::OK.into_response()
+            } else {
+                unknown_session()
+            };
+        }
+        if !handler.shared.sessions.holds(session, &agent) {
+            return unknown_session();
+        }
+    }
+    if request.method() != Method::POST {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return (
+        return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a request body of more than {MAX_BODY} bytes\n"),
-        )
-            .into_response();
+            &format!("a request body of more than {MAX_BODY} bytes"),
+        );
     };
-    match handler.relay(&parts.headers, &body).await {
-        Some(response) => response,
-        None => next.run(Request::from_parts(parts, Body::from(body))).await,
+    if plain(&parts) {
+        if let Some(response) = handler.relay(&parts.headers, &body).await {
+            return response;
+        }
     }
+    let initialize = session.is_none() && is_initialize(&body);
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if initialize {
+        return handler.with_session(&agent, response).await;
+    }
+    response
 }
 
+/// The agent of a request's credential, as `admit` read it.
+#[derive(Clone)]
+struct Admitted(String);
+
 /// Refuses, before any MCP handling, a request without a usable credential (`401`) or from a
-/// revoked agent (`403`).
+/// revoked agent (`403`); hands the others on with their agent ([`Admitted`]).
 async fn admit<C, S, A>(
     State(gate): State<&'static Gate<'static, C, S, A>>,
     request: Request,
@@ -650,7 +984,11 @@ where
         Ok(agent) if gate.is_revoked(&agent) => {
             refuse(StatusCode::FORBIDDEN, format!("agent `{agent}` is revoked"))
         }
-        Ok(_) => next.run(request).await,
+        Ok(agent) => {
+            let mut request = request;
+            request.extensions_mut().insert(Admitted(agent));
+            next.run(request).await
+        }
         Err(reason) => refuse(
             StatusCode::UNAUTHORIZED,
             format!("the credential is refused: {}", reason.as_str()),
@@ -682,11 +1020,28 @@ where
     S: StateStore + Send + 'static,
     A: AuditStore + Send + 'static,
 {
+    let sessions = Arc::new(Sessions::default());
     let mut upstreams = Vec::new();
     for spec in &options.upstreams {
+        // An upstream's tool list changed: every session whose agent could see one of its
+        // tools lists again (and the list is filtered again). Other agents' lists cannot
+        // change, so they are not told.
+        let tools_changed: crate::upstream::ToolsChanged = {
+            let sessions = Arc::clone(&sessions);
+            let prefix = format!("{}.", spec.name);
+            Arc::new(move || {
+                sessions.notify(TOOLS_CHANGED, |agent| {
+                    !gate.is_revoked(agent)
+                        && gate
+                            .visible_tools(agent)
+                            .iter()
+                            .any(|tool| tool.starts_with(&prefix))
+                });
+            })
+        };
         let client = match &spec.target {
-            Target::Command(command) => Client::command(&spec.name, command).await?,
-            Target::Url(url) => Client::url(&spec.name, url).await?,
+            Target::Command(command) => Client::command(&spec.name, command, tools_changed).await?,
+            Target::Url(url) => Client::url(&spec.name, url, tools_changed).await?,
         };
         upstreams.push(Upstream {
             name: spec.name.clone(),
@@ -696,6 +1051,7 @@ where
     let shared = Arc::new(Shared {
         gate,
         upstreams,
+        sessions,
         deny_as: options.deny_as,
         allow_methods: options.allow_methods,
     });
@@ -705,9 +1061,9 @@ where
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
-        // Stateless, JSON answers: each POST is answered in its own HTTP response, without a
-        // session to keep or an SSE stream to open (the gateway sends no request of its own to
-        // the client, and each request names its agent anyway).
+        // Stateless, JSON answers (an SSE stream only when a call's progress is relayed): each
+        // POST is answered in its own HTTP response, and each request names its agent anyway.
+        // The sessions that carry `tools/list_changed` are the `relay` layer's own.
         {
             let mut config = StreamableHttpServerConfig::default();
             config.legacy_session_mode = false;
@@ -779,7 +1135,40 @@ where
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test should fail loudly")]
-    use super::{Target, UpstreamSpec};
+    use super::{progress_token, sse_event, Target, UpstreamSpec};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn an_sse_event_is_one_message_whatever_its_lines() {
+        assert_eq!(
+            sse_event(r#"{"a":1}"#),
+            b"event: message\ndata: {\"a\":1}\n\n".to_vec()
+        );
+        // A line break inside a message cannot end the event early.
+        assert_eq!(
+            sse_event("{\"a\":\r\n1}"),
+            b"event: message\ndata: {\"a\":\ndata: 1}\n\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn a_progress_token_is_a_string_or_an_integer() {
+        let token = |meta: Value| match json!({ "name": "t", "_meta": meta }) {
+            Value::Object(params) => progress_token(&params),
+            _ => None,
+        };
+        assert_eq!(token(json!({"progressToken": "a"})), Some(json!("a")));
+        assert_eq!(token(json!({"progressToken": 7})), Some(json!(7)));
+        for refused in [
+            json!({"progressToken": true}),
+            json!({"progressToken": 1.5}),
+            json!({"progressToken": null}),
+            json!({}),
+            json!(3),
+        ] {
+            assert_eq!(token(refused.clone()), None, "{refused}");
+        }
+    }
 
     #[test]
     fn upstreams_are_commands_or_plain_http_urls() {

@@ -6,7 +6,10 @@
 //! ends.
 //!
 //! [`relay`] is the protocol logic, message by message; [`stdio`] runs it between a client on
-//! standard input and output and a server started as a child process. Messages are relayed as
+//! standard input and output and a server started as a child process; [`http`] is the Streamable
+//! HTTP gateway (several upstreams, many agents, each request decided for the agent of its own
+//! credential; progress relayed on a call's SSE stream, `tools/list_changed` on a session's GET
+//! stream). Messages are relayed as
 //! lines of JSON and forwarded unchanged when passed (unknown fields of newer protocol
 //! revisions survive); see `ARCHITECTURE.md` for why this is not built on `rmcp`'s typed model.
 
