@@ -918,6 +918,107 @@ fn string_list_verdicts_agree_with_enumeration() {
     println!("string list soundness: {verdicts} verdicts over every list, 0 disagreements");
 }
 
+/// Lists of objects with an optional field, and an optional object argument: `has x.u` and
+/// `has args.o.k` are decided by presence variables in the encoding, checked here against every
+/// call of the domain.
+fn field_policy() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        proptest::sample::select(vec![
+            "any x in args.l { has x.u }",
+            "all x in args.l { has x.u }",
+            "all x in args.l { not has x.u or x.u == x.v }",
+            "any x in args.l { has x.u and x.u > x.v }",
+            "any x in args.l { x.v == 1 }",
+            "has args.o.k",
+            "(has args.o.k and args.o.k == 1)",
+            "(not has args.o.k or args.o.k == 0)",
+        ])
+        .prop_map(str::to_owned),
+        (0..4i64).prop_map(|k| format!("len(args.l) >= {k}")),
+    ];
+    let condition = atom.prop_recursive(2, 6, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    });
+    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
+        let effect = if permit { "permit" } else { "forbid" };
+        format!("{effect} any to call t.a when {c};")
+    });
+    let assertion = (any::<bool>(), condition).prop_map(|(never, c)| {
+        let kind = if never { "never" } else { "always" };
+        format!("assert {kind} any calls t.a when {c};")
+    });
+    (
+        proptest::collection::vec(rule, 1..4),
+        proptest::collection::vec(assertion, 0..3),
+    )
+        .prop_map(|(rules, assertions)| {
+            let mut text = String::from(
+                "domain dp { private }\ntool t.a { domain dp effect read args { l: list[{ v: int[0..1], u?: int[0..1] }][0..3], o?: { k?: int[0..1] } } }\nagent a0 { roles [r0] }\n",
+            );
+            for line in rules.iter().chain(&assertions) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text
+        })
+}
+
+/// Every list of up to three elements, each one of the six objects the element type allows
+/// (259 lists), with the object argument left out, empty, or with either value (1,036 calls).
+fn field_domain() -> Requests {
+    let mut elements = Vec::new();
+    for v in 0..2 {
+        for u in [None, Some(0), Some(1)] {
+            let mut fields = BTreeMap::from([("v".to_owned(), Value::Int(v))]);
+            fields.extend(u.map(|u| ("u".to_owned(), Value::Int(u))));
+            elements.push(Value::Object(fields));
+        }
+    }
+    let mut lists: Vec<Vec<Value>> = vec![Vec::new()];
+    let mut frontier = lists.clone();
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for list in &frontier {
+            for element in &elements {
+                let mut longer = list.clone();
+                longer.push(element.clone());
+                next.push(longer);
+            }
+        }
+        lists.extend(next.iter().cloned());
+        frontier = next;
+    }
+    let objects = [
+        None,
+        Some(BTreeMap::new()),
+        Some(BTreeMap::from([("k".to_owned(), Value::Int(0))])),
+        Some(BTreeMap::from([("k".to_owned(), Value::Int(1))])),
+    ];
+    let mut args = Vec::new();
+    for list in lists {
+        for object in &objects {
+            let mut call = BTreeMap::from([("l".to_owned(), Value::List(list.clone()))]);
+            call.extend(object.clone().map(|o| ("o".to_owned(), Value::Object(o))));
+            args.push(call);
+        }
+    }
+    Requests {
+        args,
+        envs: vec![None],
+        hours: vec![0],
+    }
+}
+
+#[test]
+fn optional_element_fields_and_objects_agree_with_enumeration() {
+    let verdicts = agree_over(field_policy(), &field_domain(), 20_261_128, 40);
+    println!("element field soundness: {verdicts} verdicts over every call, 0 disagreements");
+}
+
 /// Runs `cases` (or `TOLLGATE_SOUNDNESS_CASES`) random policies of `policies` from `seed`, each
 /// compared with brute force over `domain`; panics at the first disagreement. The verdicts
 /// compared, at least five per policy.
