@@ -99,7 +99,7 @@ struct GateFlags {
     /// Sign a checkpoint every N records (and always at the end)
     #[arg(long, default_value_t = 100)]
     checkpoint_every: u64,
-    /// When the audit log is fsynced: after every decision, every 256 decisions, or never
+    /// When the audit log is fsynced: after every decision, once 256 records' worth is written (on a thread of its own), or never
     #[arg(long, value_enum, default_value = "batch")]
     sync: Sync,
     /// Use this fixed time (Unix seconds) instead of the system clock: for tests and demos.
