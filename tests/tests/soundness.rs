@@ -72,13 +72,59 @@ fn atom() -> impl Strategy<Value = String> {
 }
 
 fn condition() -> impl Strategy<Value = String> {
-    atom().prop_recursive(2, 6, 2, |inner| {
+    conditions_over(atom())
+}
+
+/// Conditions of `and`, `or` and `not` over `atom`, at most two levels deep.
+fn conditions_over(atom: impl Strategy<Value = String> + 'static) -> BoxedStrategy<String> {
+    atom.prop_recursive(2, 6, 2, |inner| {
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
             inner.prop_map(|a| format!("not ({a})")),
         ]
     })
+    .boxed()
+}
+
+/// Policies of one tool `t.a`: `header` declares it and its agents, then 1 to `rules - 1`
+/// permit-or-forbid-any rules and up to `assertions - 1` assertions over `condition`
+/// (`never` or `always` when `always`, else `never`).
+fn one_tool_policies(
+    header: String,
+    condition: BoxedStrategy<String>,
+    rules: usize,
+    assertions: usize,
+    always: bool,
+) -> impl Strategy<Value = String> {
+    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
+        let effect = if permit { "permit" } else { "forbid" };
+        format!("{effect} any to call t.a when {c};")
+    });
+    let assertion = if always {
+        (any::<bool>(), condition)
+            .prop_map(|(never, c)| {
+                let kind = if never { "never" } else { "always" };
+                format!("assert {kind} any calls t.a when {c};")
+            })
+            .boxed()
+    } else {
+        condition
+            .prop_map(|c| format!("assert never any calls t.a when {c};"))
+            .boxed()
+    };
+    (
+        proptest::collection::vec(rule, 1..rules),
+        proptest::collection::vec(assertion, 0..assertions),
+    )
+        .prop_map(move |(rules, assertions)| {
+            let mut text = header.clone();
+            for line in rules.iter().chain(&assertions) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text
+        })
 }
 
 fn principal() -> impl Strategy<Value = String> {
@@ -751,40 +797,20 @@ fn list_atom() -> impl Strategy<Value = String> {
 }
 
 fn list_policy() -> impl Strategy<Value = String> {
-    let condition = list_atom().prop_recursive(2, 6, 2, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
-            inner.prop_map(|a| format!("not ({a})")),
-        ]
-    });
-    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
-        let effect = if permit { "permit" } else { "forbid" };
-        format!("{effect} any to call t.a when {c};")
-    });
-    let assertion = (any::<bool>(), condition).prop_map(|(never, c)| {
-        let kind = if never { "never" } else { "always" };
-        format!("assert {kind} any calls t.a when {c};")
-    });
-    (
-        proptest::collection::vec(rule, 1..4),
-        proptest::collection::vec(assertion, 0..3),
-    )
-        .prop_map(|(rules, assertions)| {
-            let mut text = format!(
-                "domain dp {{ private }}
+    one_tool_policies(
+        format!(
+            "domain dp {{ private }}
 tool t.a {{ domain dp effect read args {{ l: list[int[0..2]][0..{LIST_MAX}], b: bool }} }}
 agent a0 {{ roles [r0] attrs {{ level: 1 }} }}
 agent a1 {{ roles [r1] attrs {{ level: 2 }} }}
 delegate a0 -> a1;
 "
-            );
-            for line in rules.iter().chain(&assertions) {
-                text.push_str(line);
-                text.push('\n');
-            }
-            text
-        })
+        ),
+        conditions_over(list_atom()),
+        4,
+        3,
+        true,
+    )
 }
 
 /// The longest list the list property declares, and enumerates.
@@ -848,32 +874,15 @@ fn string_list_policy() -> impl Strategy<Value = String> {
         (0..4i64).prop_map(|k| format!("len(args.l) >= {k}")),
         Just("any x in args.l { x starts_with \"a\" and not (x ends_with \"b\") }".to_owned()),
     ];
-    let condition = atom.prop_recursive(2, 6, 2, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
-            inner.prop_map(|a| format!("not ({a})")),
-        ]
-    });
-    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
-        let effect = if permit { "permit" } else { "forbid" };
-        format!("{effect} any to call t.a when {c};")
-    });
-    let assertion = condition.prop_map(|c| format!("assert never any calls t.a when {c};"));
-    (
-        proptest::collection::vec(rule, 1..4),
-        proptest::collection::vec(assertion, 0..2),
-    )
-        .prop_map(|(rules, assertions)| {
-            let mut text = String::from(
+    one_tool_policies(
+        String::from(
                 "domain dp { private }\ntool t.a { domain dp effect read args { l: list[string][0..3] } }\nagent a0 { roles [r0] }\n",
-            );
-            for line in rules.iter().chain(&assertions) {
-                text.push_str(line);
-                text.push('\n');
-            }
-            text
-        })
+            ),
+        conditions_over(atom),
+        4,
+        2,
+        false,
+    )
 }
 
 /// Every list of up to three of these strings (1,885 lists): the constants, and each joined to a
@@ -936,35 +945,15 @@ fn field_policy() -> impl Strategy<Value = String> {
         .prop_map(str::to_owned),
         (0..4i64).prop_map(|k| format!("len(args.l) >= {k}")),
     ];
-    let condition = atom.prop_recursive(2, 6, 2, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
-            inner.prop_map(|a| format!("not ({a})")),
-        ]
-    });
-    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
-        let effect = if permit { "permit" } else { "forbid" };
-        format!("{effect} any to call t.a when {c};")
-    });
-    let assertion = (any::<bool>(), condition).prop_map(|(never, c)| {
-        let kind = if never { "never" } else { "always" };
-        format!("assert {kind} any calls t.a when {c};")
-    });
-    (
-        proptest::collection::vec(rule, 1..4),
-        proptest::collection::vec(assertion, 0..3),
-    )
-        .prop_map(|(rules, assertions)| {
-            let mut text = String::from(
+    one_tool_policies(
+        String::from(
                 "domain dp { private }\ntool t.a { domain dp effect read args { l: list[{ v: int[0..1], u?: int[0..1] }][0..3], o?: { k?: int[0..1] } } }\nagent a0 { roles [r0] }\n",
-            );
-            for line in rules.iter().chain(&assertions) {
-                text.push_str(line);
-                text.push('\n');
-            }
-            text
-        })
+            ),
+        conditions_over(atom),
+        4,
+        3,
+        true,
+    )
 }
 
 /// Every list of up to three elements, each one of the six objects the element type allows
@@ -1061,38 +1050,18 @@ fn path_atom() -> impl Strategy<Value = String> {
 }
 
 fn path_policy() -> impl Strategy<Value = String> {
-    let condition = path_atom().prop_recursive(2, 6, 2, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
-            inner.prop_map(|a| format!("not ({a})")),
-        ]
-    });
-    let rule = (any::<bool>(), condition.clone()).prop_map(|(permit, c)| {
-        let effect = if permit { "permit" } else { "forbid" };
-        format!("{effect} any to call t.a when {c};")
-    });
-    let assertion = (any::<bool>(), condition).prop_map(|(never, c)| {
-        let kind = if never { "never" } else { "always" };
-        format!("assert {kind} any calls t.a when {c};")
-    });
-    (
-        proptest::collection::vec(rule, 1..5),
-        proptest::collection::vec(assertion, 0..3),
-    )
-        .prop_map(|(rules, assertions)| {
-            let mut text = String::from(
-                "domain dp { private }
+    one_tool_policies(
+        String::from(
+            "domain dp { private }
 tool t.a { domain dp effect read args { p: path[0..6] } }
 agent a0 { roles [r0] }
 ",
-            );
-            for line in rules.iter().chain(&assertions) {
-                text.push_str(line);
-                text.push('\n');
-            }
-            text
-        })
+        ),
+        conditions_over(path_atom()),
+        5,
+        3,
+        true,
+    )
 }
 
 /// Raw paths as agents send them: up to three segments (names, `.`, `..`, empty) with and
