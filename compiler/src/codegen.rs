@@ -503,6 +503,29 @@ pub fn compile_stamped(
         );
     }
     body_sections.push((section::RULES, rules, policy.rules.len()));
+    // The name indexes: symbols, agents, tools, each in its section's record order.
+    let mut name_index = Vec::new();
+    let mut name_slots = 0usize;
+    for names in [
+        names.iter().map(String::as_bytes).collect::<Vec<_>>(),
+        agent_order
+            .iter()
+            .map(|&a| policy.agents[a].name.as_bytes())
+            .collect(),
+        tool_order
+            .iter()
+            .map(|&t| policy.tools[t].name.as_bytes())
+            .collect(),
+    ] {
+        let too_large = || Error::TableTooLarge { what: "names" };
+        let mut slots = vec![0u16; format::index::slots(names.len()).ok_or_else(too_large)?];
+        if !format::index::build(names.into_iter(), &mut slots) {
+            return Err(too_large());
+        }
+        name_slots += slots.len();
+        name_index.extend(slots.iter().flat_map(|slot| slot.to_le_bytes()));
+    }
+    body_sections.push((section::NAME_INDEX, name_index, name_slots));
     let strings = std::mem::take(&mut generator.strings.bytes);
     let strings_len = strings.len();
     body_sections.push((section::STRINGS, strings, strings_len));

@@ -1,4 +1,4 @@
-//! The decision table format, version 2: defined here, once. The compiler writes it
+//! The decision table format, version 3: defined here, once. The compiler writes it
 //! (`tollgate-compiler`'s `codegen`), the gate reads it in place. The book's "Decision table"
 //! chapter describes the same layout byte by byte.
 //!
@@ -8,7 +8,7 @@
 
 /// `b"TGTB"`.
 pub const MAGIC: [u8; 4] = *b"TGTB";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 /// Sections, in header order.
 pub mod section {
@@ -47,7 +47,10 @@ pub mod section {
     /// Rule labels, by rule id: `Ref` (8 bytes) each (the label, or `rule #N` for an unlabelled
     /// rule), so a decision names its rule in words.
     pub const RULES: usize = 16;
-    pub const COUNT: usize = 17;
+    /// Hash indexes of the symbol, agent and tool names, in that order: `u16` slots, each 0
+    /// (empty) or 1 + a record index; see [`super::index`].
+    pub const NAME_INDEX: usize = 17;
+    pub const COUNT: usize = 18;
     /// Each section's name in words, by index (a refused table names the section at fault).
     pub const NAMES: [&str; COUNT] = [
         "strings",
@@ -67,6 +70,7 @@ pub mod section {
         "failure response references",
         "programs",
         "rule labels",
+        "name index",
     ];
 }
 
@@ -526,9 +530,165 @@ pub mod op {
     pub const CTX_ORIGIN: u8 = 3;
 }
 
+/// The name indexes: open addressing with linear probing, one index per named section (symbols,
+/// agents, tools). An index of `count` names has [`index::slots`]`(count)` slots, so at least
+/// half of them are empty and every probe ends; a name is placed at its hash's slot (the hash
+/// masked to the slot count) or the first empty slot after it, wrapping, in record order. The
+/// compiler fills an index with [`index::build`]; the loader checks that every name is found at
+/// its own record through it, so a lookup through a loaded table's index finds exactly the names
+/// the section holds.
+pub mod index {
+    /// Slots of the index of `count` names: the smallest power of two at least twice `count`
+    /// (none for no names); `None` when that overflows.
+    pub const fn slots(count: usize) -> Option<usize> {
+        if count == 0 {
+            return Some(0);
+        }
+        match count.checked_mul(2) {
+            Some(twice) => twice.checked_next_power_of_two(),
+            None => None,
+        }
+    }
+
+    /// The hash a name is placed by: eight bytes at a time (little-endian; the last 1 to 7 as
+    /// one word), each word mixed in by a folded multiply (the 128-bit product's halves
+    /// xor-ed), the length mixed in first, then MurmurHash3's 64-bit finalizer so every input
+    /// bit reaches the low bits an index keeps. Not a cryptographic hash: the compiler fixes
+    /// where every name sits, so a caller's chosen name can at worst walk the longest run of
+    /// full slots, which the signed table bounds.
+    pub fn hash(name: &[u8]) -> u64 {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mix = |h: u64, word: u64| {
+            let product = u128::from(h ^ word) * u128::from(K);
+            (product as u64) ^ ((product >> 64) as u64)
+        };
+        let mut h = (name.len() as u64).wrapping_mul(K) ^ 0x2545_F491_4F6C_DD1D;
+        let mut rest = name;
+        while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+            h = mix(h, u64::from_le_bytes(*word));
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            h = mix(
+                h,
+                rest.iter()
+                    .rev()
+                    .fold(0, |word, &b| (word << 8) | u64::from(b)),
+            );
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        h ^ (h >> 33)
+    }
+
+    /// Places `names` (in record order) into `out`, which must have [`slots`] of their count:
+    /// `false` when it does not or when there are more than `u16::MAX - 1` names.
+    pub fn build<'n>(names: impl ExactSizeIterator<Item = &'n [u8]>, out: &mut [u16]) -> bool {
+        let count = names.len();
+        if slots(count) != Some(out.len()) || count >= usize::from(u16::MAX) {
+            return false;
+        }
+        out.fill(0);
+        let mask = out.len().wrapping_sub(1);
+        for (record, name) in names.enumerate() {
+            let mut at = (hash(name) as usize) & mask;
+            // Fewer names than slots: an empty slot is always reached.
+            while out.get(at).is_some_and(|slot| *slot != 0) {
+                at = (at + 1) & mask;
+            }
+            if let Some(slot) = out.get_mut(at) {
+                *slot = record as u16 + 1;
+            }
+        }
+        true
+    }
+}
+
 /// The deepest value stack a program may need; the loader rejects deeper programs.
 pub const MAX_STACK: usize = 16;
 /// The most arguments a tool may declare.
 pub const MAX_ARGS: usize = 32;
 /// The longest delegation chain a request may carry.
 pub const MAX_CHAIN: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::index;
+
+    #[test]
+    fn an_index_has_twice_its_names_in_a_power_of_two_and_places_each_name_once() {
+        assert_eq!(index::slots(0), Some(0));
+        assert_eq!(index::slots(1), Some(2));
+        assert_eq!(index::slots(3), Some(8));
+        assert_eq!(index::slots(4), Some(8));
+        assert_eq!(index::slots(usize::MAX), None);
+        let names: [&[u8]; 6] = [
+            b"a",
+            b"a\0",
+            b"ab",
+            b"refunds.issue",
+            b"refunds.issue2",
+            b"",
+        ];
+        let mut out = [0u16; 16];
+        assert!(index::build(names.iter().copied(), &mut out));
+        let mut seen = [0usize; 6];
+        for slot in out.iter().filter(|s| **s != 0) {
+            seen[usize::from(*slot) - 1] += 1;
+        }
+        assert_eq!(seen, [1; 6]);
+        // The wrong slot count is refused.
+        assert!(!index::build(names.iter().copied(), &mut [0u16; 8]));
+    }
+
+    /// Names that differ only in their high bytes once spread over every slot: a hash that
+    /// kept only the low bits of a product placed 1,000 names `tool_N` about 400 probes deep.
+    #[test]
+    fn similar_names_spread_over_the_index() {
+        for make in [
+            |i: usize| -> [u8; 8] { (i as u64).to_be_bytes() },
+            |i: usize| -> [u8; 8] { (i as u64).to_le_bytes() },
+            |i: usize| -> [u8; 8] { (i as u64 * 0x1_0000_0000).to_le_bytes() },
+        ] {
+            let names: [[u8; 8]; 4096] = core::array::from_fn(make);
+            let mut out = [0u16; 8192];
+            assert!(index::build(names.iter().map(|n| n.as_slice()), &mut out));
+            let mask = out.len() - 1;
+            let mut probes = 0usize;
+            for (record, name) in names.iter().enumerate() {
+                let mut at = index::hash(name) as usize & mask;
+                probes += 1;
+                while usize::from(out[at]) != record + 1 {
+                    at = (at + 1) & mask;
+                    probes += 1;
+                }
+            }
+            // Linear probing at half load averages 1.5 probes per name found.
+            assert!(
+                probes < 2 * names.len(),
+                "{probes} probes for {} names",
+                names.len()
+            );
+        }
+    }
+
+    #[test]
+    fn the_hash_reads_every_byte_and_the_length() {
+        let names: [&[u8]; 7] = [
+            b"",
+            b"\0",
+            b"\0\0",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefgi",
+            b"bbcdefgh",
+        ];
+        for (i, a) in names.iter().enumerate() {
+            for b in names.iter().skip(i + 1) {
+                assert_ne!(index::hash(a), index::hash(b), "{a:?} {b:?}");
+            }
+        }
+    }
+}

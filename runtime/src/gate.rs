@@ -1215,6 +1215,19 @@ fn element_value<'a>(table: &Table<'a>, element: u32, value: &ArgValue<'a>) -> O
     match (table.bytes.u8(record + field::arg::KIND)?, value) {
         (format::arg::OBJECT, ArgValue::Object(fields)) => Some(Value::Object(fields, element)),
         (format::arg::OBJECT, _) => None,
+        _ => accepted(table, record, value),
+    }
+}
+
+/// A scalar that validation has already accepted against its record, converted as [`scalar`]
+/// converts it: integers, booleans, strings and paths as they are, without checking their bounds
+/// or normal form again (a body reads an element once per element, so this is its hot path);
+/// decimals and enum values through [`scalar`].
+fn accepted<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<Value<'a>> {
+    match (table.bytes.u8(record + field::arg::KIND)?, value) {
+        (format::arg::INT, ArgValue::Int(v)) => Some(Value::Int(*v)),
+        (format::arg::BOOL, ArgValue::Bool(v)) => Some(Value::Bool(*v)),
+        (format::arg::STR | format::arg::PATH, ArgValue::Str(v)) => Some(Value::Str(v.as_bytes())),
         _ => scalar(table, record, value),
     }
 }
@@ -1257,7 +1270,7 @@ fn field_value<'a>(
     index: usize,
 ) -> Option<Value<'a>> {
     match field_given(table, record, fields, index)? {
-        (at, Some(value)) => scalar(table, at, value),
+        (at, Some(value)) => accepted(table, at, value),
         (at, None) => Some(absent_value(table, at)),
     }
 }

@@ -131,6 +131,9 @@ pub(crate) struct Section {
 pub struct Table<'a> {
     pub(crate) bytes: Bytes<'a>,
     pub(crate) sections: [Section; section::COUNT],
+    /// The name indexes of SYMBOLS, AGENTS and TOOLS: absolute byte offset of the first slot and
+    /// the slot count, fixed at load (see [`format::index`]).
+    indexes: [(usize, usize); 3],
     policy_hash: [u8; 32],
     policy_version: u64,
     flags: u16,
@@ -154,6 +157,7 @@ const SIZES: [usize; section::COUNT] = [
     2,
     1,
     format::REF_SIZE,
+    2,
 ];
 
 /// One argument's schema as a table holds it (see [`Table::arg_schema`]).
@@ -273,9 +277,28 @@ impl<'a> Table<'a> {
             }
             *entry = Section { offset, count };
         }
+        // Each index's slots, one after another in NAME_INDEX (the loader checks the total).
+        let mut indexes = [(0usize, 0usize); 3];
+        let mut next = sections[section::NAME_INDEX].offset;
+        for (index, id) in
+            indexes
+                .iter_mut()
+                .zip([section::SYMBOLS, section::AGENTS, section::TOOLS])
+        {
+            let slots = sections
+                .get(id)
+                .and_then(|s| format::index::slots(s.count))
+                .ok_or(LoadError::Invalid.in_section(section::NAME_INDEX))?;
+            *index = (next, slots);
+            next = slots
+                .checked_mul(2)
+                .and_then(|bytes| next.checked_add(bytes))
+                .ok_or(LoadError::Invalid.in_section(section::NAME_INDEX))?;
+        }
         let table = Table {
             bytes: data,
             sections,
+            indexes,
             policy_hash,
             policy_version,
             flags,
@@ -560,8 +583,12 @@ impl<'a> Table<'a> {
         self.count(section::ENVS) > 0
     }
 
-    /// Binary search over a section of named records sorted by name.
+    /// The record of `name` in a named section: through its hash index (symbols, agents, tools),
+    /// or by binary search over records sorted by name.
     pub(crate) fn find(&self, id: usize, name: &[u8]) -> Option<usize> {
+        if let Some((start, slots)) = self.name_index(id) {
+            return self.find_hashed(id, start, slots, name);
+        }
         let (mut low, mut high) = (0usize, self.count(id));
         while low < high {
             let middle = low + (high - low) / 2;
@@ -573,6 +600,71 @@ impl<'a> Table<'a> {
             }
         }
         None
+    }
+
+    /// A named section's hash index: the byte offset of its first slot and its slot count;
+    /// `None` for a section without one.
+    fn name_index(&self, id: usize) -> Option<(usize, usize)> {
+        match id {
+            section::SYMBOLS => self.indexes.first().copied(),
+            section::AGENTS => self.indexes.get(1).copied(),
+            section::TOOLS => self.indexes.get(2).copied(),
+            _ => None,
+        }
+    }
+
+    /// A lookup through the index at byte `start` of `slots` slots (see [`format::index`]):
+    /// probes from the name's hash to the first empty slot, at most `slots` of them, comparing
+    /// lengths before bytes.
+    fn find_hashed(&self, id: usize, start: usize, slots: usize, name: &[u8]) -> Option<usize> {
+        let mask = slots.checked_sub(1)?;
+        let records = self.sections.get(id)?;
+        let size = *SIZES.get(id)?;
+        let mut at = (format::index::hash(name) as usize) & mask;
+        for _ in 0..slots {
+            let record = usize::from(self.bytes.u16(start + 2 * at)?).checked_sub(1)?;
+            if record >= records.count {
+                return None;
+            }
+            let name_at = records.offset + record * size;
+            if self.bytes.u32(name_at + 4)? as usize == name.len() && self.ref_at(name_at)? == name
+            {
+                return Some(record);
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+
+    /// Each name index holds `slots(count)` slots of its section (the starts are fixed at
+    /// load), every slot empty or naming a record of its section, and finds every name of its
+    /// section at its own record.
+    fn validate_name_indexes(&self) -> Result<(), LoadError> {
+        let total = self.indexes.iter().map(|(_, slots)| slots).sum::<usize>();
+        if total != self.count(section::NAME_INDEX) {
+            return Err(LoadError::Invalid);
+        }
+        for id in [section::SYMBOLS, section::AGENTS, section::TOOLS] {
+            let (start, slots) = self.name_index(id).ok_or(LoadError::Invalid)?;
+            for slot in 0..slots {
+                let entry = self
+                    .bytes
+                    .u16(start + 2 * slot)
+                    .ok_or(LoadError::OutOfBounds)?;
+                if usize::from(entry) > self.count(id) {
+                    return Err(LoadError::OutOfBounds);
+                }
+            }
+            for record in 0..self.count(id) {
+                let name = self
+                    .ref_at(self.record(id, record).ok_or(LoadError::OutOfBounds)?)
+                    .ok_or(LoadError::OutOfBounds)?;
+                if self.find_hashed(id, start, slots, name) != Some(record) {
+                    return Err(LoadError::Invalid);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks every section; `current` says which section is being checked, so that a refusal
@@ -593,6 +685,8 @@ impl<'a> Table<'a> {
         {
             return Err(LoadError::Invalid);
         }
+        current.set(section::NAME_INDEX);
+        self.validate_name_indexes()?;
         current.set(section::ENVS);
         for index in 0..self.count(section::ENVS) {
             let symbol = self.u16_item(section::ENVS, index).ok_or(bounds)?;

@@ -162,6 +162,23 @@ impl TableBuilder {
         );
         sections[section::PROGRAMS] = (programs.clone(), programs.len());
         sections[section::RULES] = (labels.iter().flat_map(Ref::encode).collect(), rules);
+        let mut index = Vec::new();
+        for names in [
+            self.symbols
+                .iter()
+                .map(|s| s.as_bytes())
+                .collect::<Vec<_>>(),
+            vec![b"a".as_slice()],
+            vec![b"t".as_slice()],
+        ] {
+            let mut slots = vec![0u16; format::index::slots(names.len()).unwrap_or(0)];
+            assert!(format::index::build(names.into_iter(), &mut slots));
+            index.extend(slots);
+        }
+        sections[section::NAME_INDEX] = (
+            index.iter().flat_map(|slot| slot.to_le_bytes()).collect(),
+            index.len(),
+        );
 
         let mut header = vec![0u8; format::HEADER_SIZE];
         let mut body = Vec::new();

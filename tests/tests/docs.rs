@@ -93,7 +93,7 @@ fn the_table_format_chapter_matches_the_layout_constants() {
         (header::FLAGS, "2", "flags"),
         (header::POLICY_HASH, "32", "policy hash"),
         (header::POLICY_VERSION, "8", "policy version"),
-        (header::SECTIONS, "17 × 8", "for each section"),
+        (header::SECTIONS, "18 × 8", "for each section"),
     ] {
         let row = format!("| {offset} | {size} | {name}");
         assert!(

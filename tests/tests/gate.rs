@@ -776,6 +776,74 @@ fn tables_are_signed_and_every_bit_flip_is_rejected() {
 }
 
 #[test]
+fn every_name_is_found_through_the_index_and_a_misplaced_entry_is_refused() {
+    use sha2::{Digest, Sha256};
+    use tollgate_runtime::format::{self, section};
+    use tollgate_runtime::table::Fault;
+    for dir in all_policy_dirs() {
+        let (_, policy) = load_dir(&dir);
+        let bytes = codegen::compile(&policy, &key()).unwrap().bytes;
+        let table = Table::parse(&bytes).unwrap();
+        for (position, agent) in policy.agents.iter().enumerate() {
+            let found = table.find_agent(agent.name.as_bytes()).unwrap();
+            assert_eq!(
+                table.agent_name(found),
+                Some(agent.name.as_bytes()),
+                "{position}"
+            );
+        }
+        for tool in &policy.tools {
+            let found = table.find_tool(tool.name.as_bytes()).unwrap();
+            assert_eq!(table.tool_name(found), Some(tool.name.as_bytes()));
+        }
+        for absent in ["", "nobody", "a-name-no-policy-declares-at-all", "\u{0}"] {
+            assert_eq!(table.find_agent(absent.as_bytes()), None);
+            assert_eq!(table.find_tool(absent.as_bytes()), None);
+        }
+    }
+    // Every way of corrupting the index is refused, naming the section: each non-empty slot
+    // emptied, or pointed at another record or past the section.
+    let (_, policy) = load_dir(&tollgate_tests::root().join("examples/support-desk"));
+    let bytes = codegen::compile(&policy, &key()).unwrap().bytes;
+    let entry = format::header::SECTIONS + section::NAME_INDEX * 8;
+    let offset = u32::from_le_bytes(bytes[entry..entry + 4].try_into().unwrap()) as usize;
+    let slots = u32::from_le_bytes(bytes[entry + 4..entry + 8].try_into().unwrap()) as usize;
+    assert!(slots >= 2 * (policy.agents.len() + policy.tools.len()));
+    let rehashed = |mut bytes: Vec<u8>| {
+        let body_end = bytes.len() - format::SIGNATURE_SIZE;
+        let hash: [u8; 32] = Sha256::digest(&bytes[format::HEADER_SIZE..body_end]).into();
+        bytes[format::header::POLICY_HASH..][..32].copy_from_slice(&hash);
+        bytes
+    };
+    let mut corrupted = 0;
+    for slot in 0..slots {
+        let at = offset + slot * 2;
+        let value = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        if value == 0 {
+            continue;
+        }
+        for replacement in [0, if value == 1 { 2 } else { 1 }, u16::MAX] {
+            if replacement == value {
+                continue;
+            }
+            let mut changed = bytes.clone();
+            changed[at..at + 2].copy_from_slice(&replacement.to_le_bytes());
+            let error = Table::parse(&rehashed(changed)).unwrap_err();
+            assert!(
+                matches!(error, LoadError::InSection { section, fault: Fault::Invalid | Fault::OutOfBounds }
+                    if usize::from(section) == section::NAME_INDEX),
+                "slot {slot}: {value} → {replacement}: {error:?}"
+            );
+            corrupted += 1;
+        }
+    }
+    assert!(
+        corrupted >= 3 * (policy.agents.len() + policy.tools.len()),
+        "{corrupted}"
+    );
+}
+
+#[test]
 fn translation_validation_proves_every_example() {
     for dir in all_policy_dirs() {
         let (_, policy) = load_dir(&dir);
