@@ -402,13 +402,13 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         let mut used = 0usize;
         // The arguments in the runtime's form, on the stack for any call the gate can allow.
         let mut on_stack = [("", ArgValue::Bool(false)); ARGS_ON_STACK];
-        let spilled: Vec<(&str, ArgValue<'_>)>;
-        let args: &[(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
+        let mut spilled: Vec<(&str, ArgValue<'_>)>;
+        let args: &mut [(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
             for (slot, arg) in on_stack.iter_mut().zip(&request.args) {
                 let value = protocol::argument_value(decided(arg), &elements, &mut used);
                 *slot = (arg.0.as_str(), value);
             }
-            on_stack.get(..request.args.len()).unwrap_or(&[])
+            on_stack.get_mut(..request.args.len()).unwrap_or(&mut [])
         } else {
             spilled = request
                 .args
@@ -418,8 +418,12 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                     (arg.0.as_str(), value)
                 })
                 .collect();
-            &spilled
+            &mut spilled
         };
+        // In name order, as the audit digest reads them (it then reads them in one pass; the
+        // gate's decision does not depend on the order).
+        args.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let args: &[(&str, ArgValue<'_>)] = args;
         let decision = match (&request.refused, admitted) {
             // A line the agent had no right to send: denied, and counted against an admitted agent.
             (Some((reason, _)), Ok(session)) => {

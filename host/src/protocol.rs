@@ -511,12 +511,15 @@ impl<'de> serde::Deserialize<'de> for WireArgs {
             ) -> Result<WireArgs, A::Error> {
                 let mut args: Vec<(String, Arg)> = Vec::new();
                 while let Some(name) = map.next_key::<String>()? {
-                    if args.iter().any(|(n, _)| *n == name) || name.contains('.') {
+                    if name.contains('.') {
                         // Refused; the slow path words why.
                         return Err(serde::de::Error::custom(format!("bad key `{name}`")));
                     }
                     let value = map.next_value_seed(WireArg(Level::Argument))?;
                     args.push((name, value));
+                }
+                if let Some(name) = repeated_name(&args) {
+                    return Err(serde::de::Error::custom(format!("bad key `{name}`")));
                 }
                 Ok(WireArgs(flatten_args(args)))
             }
@@ -576,14 +579,31 @@ impl<'de> serde::de::Visitor<'de> for WireArg {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Arg, A::Error> {
         let mut fields: Vec<(String, Arg)> = Vec::new();
         while let Some(name) = map.next_key::<String>()? {
-            if fields.iter().any(|(n, _)| *n == name) || name.contains('.') {
+            if name.contains('.') {
                 return Err(serde::de::Error::custom(format!("bad key `{name}`")));
             }
             let value = map.next_value_seed(WireArg(self.0.object()))?;
             fields.push((name, value));
         }
+        if let Some(name) = repeated_name(&fields) {
+            return Err(serde::de::Error::custom(format!("bad key `{name}`")));
+        }
         Ok(Arg::Object(fields))
     }
+}
+
+/// A name given twice among `named`, found by sorting the names: a line can carry tens of
+/// thousands of them, so comparing each with every other is not an option.
+fn repeated_name(named: &[(String, Arg)]) -> Option<&str> {
+    if named.len() < 2 {
+        return None;
+    }
+    let mut names: Vec<&str> = named.iter().map(|(name, _)| name.as_str()).collect();
+    names.sort_unstable();
+    names.windows(2).find_map(|pair| match pair {
+        [a, b] if a == b => Some(*a),
+        _ => None,
+    })
 }
 
 /// A request id: any JSON value, read strictly.

@@ -237,8 +237,29 @@ pub fn chain_digest(chain: &[&str]) -> Hash {
 /// tag, its length and its elements; an object a tag, its field count and its fields (name
 /// length, name, value) in the order given. The arguments are unvalidated input, so nesting is
 /// hashed to [`MAX_DIGEST_DEPTH`] levels and deeper values as a marker (the stack stays bounded).
+///
+/// Arguments already in strictly ascending name order (as hosts pass them) are read in one
+/// pass. Others are put in name order by selection, which compares every argument with every
+/// other; past [`MAX_SELECTED_ARGS`] of them that would let one call hold the gate for seconds,
+/// so they are hashed in the order given instead, behind a marker of their own (the digest then
+/// names the call as sent, and never equals a name-ordered one).
 pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
     let mut hasher = Sha256::new();
+    let ascending = args
+        .windows(2)
+        .all(|pair| matches!(pair, [a, b] if a.0 < b.0));
+    if ascending || args.len() > MAX_SELECTED_ARGS {
+        if !ascending {
+            hasher.update([0xFD]);
+            hasher.update((args.len() as u64).to_le_bytes());
+        }
+        for (name, value) in args {
+            hasher.update((name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+            hash_value(&mut hasher, value, 0);
+        }
+        return hasher.finalize().into();
+    }
     let mut last: Option<&str> = None;
     // Selection in name order without allocating: repeatedly take the smallest name above the last.
     for _ in 0..args.len() {
@@ -254,6 +275,9 @@ pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
     }
     hasher.finalize().into()
 }
+
+/// The most arguments not in name order that [`args_digest`] sorts (by selection, quadratic).
+pub const MAX_SELECTED_ARGS: usize = 64;
 
 /// How deep [`args_digest`] hashes nested lists and objects (a top-level argument is level 0).
 pub const MAX_DIGEST_DEPTH: usize = 4;
@@ -547,6 +571,35 @@ mod tests {
 
     fn digest(value: ArgValue<'_>) -> Hash {
         args_digest(&[("a", value)])
+    }
+
+    #[test]
+    fn arguments_hash_in_name_order_and_many_unordered_ones_as_given() {
+        let sorted = [
+            ("a", ArgValue::Int(1)),
+            ("b", ArgValue::Str("x")),
+            ("c", ArgValue::Bool(true)),
+        ];
+        let shuffled = [sorted[2], sorted[0], sorted[1]];
+        // Few arguments in any order: the same digest (name order).
+        assert_eq!(args_digest(&sorted), args_digest(&shuffled));
+        let mut many = [("", ArgValue::Int(0)); MAX_SELECTED_ARGS + 1];
+        let labels: [[u8; 3]; MAX_SELECTED_ARGS + 1] =
+            core::array::from_fn(|i| [b'a' + (i / 26) as u8, b'a' + (i % 26) as u8, b'_']);
+        for (slot, label) in many.iter_mut().zip(labels.iter()) {
+            *slot = (core::str::from_utf8(label).unwrap(), ArgValue::Int(1));
+        }
+        let ascending = many;
+        many.reverse();
+        // Many arguments out of order: hashed as given, never as the name-ordered call.
+        assert_ne!(args_digest(&many), args_digest(&ascending));
+        assert_eq!(args_digest(&many), args_digest(&many));
+        // Up to the bound, out of order still means name order.
+        let (head, _) = many.split_at(MAX_SELECTED_ARGS);
+        let mut ordered = [("", ArgValue::Int(0)); MAX_SELECTED_ARGS];
+        ordered.copy_from_slice(head);
+        ordered.reverse();
+        assert_eq!(args_digest(head), args_digest(&ordered));
     }
 
     #[test]

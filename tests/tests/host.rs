@@ -464,3 +464,51 @@ fn forged_credentials_leave_no_trace_in_memory() {
     }
     assert_eq!(gate.cached_sessions(), 0);
 }
+
+/// A line near the size limit with tens of thousands of arguments is decided (denied: the tool
+/// declares one) and recorded like any other. Reading and recording its arguments is linear in
+/// their number (sorted once): before, a duplicate check and the audit digest's name-order
+/// selection compared every argument with every other, about 10⁹ name comparisons for this line.
+#[test]
+fn a_line_of_many_arguments_is_denied_and_recorded() {
+    let bytes = table_bytes("examples/support-desk");
+    let bot = credential(&bytes, "support_bot", 600);
+    let args: Vec<String> = (0..60_000)
+        .rev()
+        .map(|i| format!(r#""a{i}":{i}"#))
+        .collect();
+    let line = format!(
+        r#"{{"credential":"{bot}","tool":"crm.read_customer","args":{{"customer_id":"c-1",{}}}}}"#,
+        args.join(",")
+    );
+    assert!(line.len() < tollgate_host::protocol::MAX_LINE);
+    let dir = temp("many-arguments");
+    let (decision, reordered) = with_gate(&bytes, &dir, NOW, false, |g| {
+        let decision = g.decide_line(line.as_bytes());
+        // The same arguments in another order are the same call: the same argument digest.
+        let mut shuffled = args.clone();
+        shuffled.reverse();
+        let other = format!(
+            r#"{{"credential":"{bot}","tool":"crm.read_customer","args":{{{},"customer_id":"c-1"}}}}"#,
+            shuffled.join(",")
+        );
+        (decision, g.decide_line(other.as_bytes()))
+    });
+    assert!(!decision.allowed);
+    assert!(!reordered.allowed);
+    assert_eq!(decision.reason, Some(Reason::InvalidArgument));
+    let log = std::fs::read(dir.join("audit.log")).unwrap();
+    let records: Vec<_> = tollgate_host::audit_log::parse(&log)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, entry)| match entry {
+            tollgate_host::audit_log::Entry::Record(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 2);
+    let digest = |r: &[u8; tollgate_runtime::audit::RECORD_SIZE]| {
+        r[tollgate_runtime::audit::field::ARGS..][..32].to_vec()
+    };
+    assert_eq!(digest(&records[0]), digest(&records[1]));
+}
