@@ -592,11 +592,19 @@ impl<'de> serde::de::Visitor<'de> for WireArg {
     }
 }
 
-/// A name given twice among `named`, found by sorting the names: a line can carry tens of
-/// thousands of them, so comparing each with every other is not an option.
+/// A name given twice among `named`: a few are compared pairwise (no allocation on the common
+/// path), more are sorted first, since a line can carry tens of thousands and comparing each
+/// with every other would hold the gate for seconds.
 fn repeated_name(named: &[(String, Arg)]) -> Option<&str> {
-    if named.len() < 2 {
-        return None;
+    const PAIRWISE: usize = 16;
+    if named.len() <= PAIRWISE {
+        return named.iter().enumerate().find_map(|(at, (name, _))| {
+            named
+                .iter()
+                .take(at)
+                .any(|(earlier, _)| earlier == name)
+                .then_some(name.as_str())
+        });
     }
     let mut names: Vec<&str> = named.iter().map(|(name, _)| name.as_str()).collect();
     names.sort_unstable();
@@ -895,6 +903,29 @@ mod tests {
         assert!(parse_strict(r#"{"a":1} trailing"#).is_err());
         let value = parse_strict(r#"{"a":[1,-2,1.5,"s",true,null,{"b":{}}]}"#).unwrap();
         assert_eq!(value, json!({"a":[1,-2,1.5,"s",true,null,{"b":{}}]}));
+    }
+
+    #[test]
+    fn a_repeated_name_is_found_among_few_and_many() {
+        let named = |names: &[String]| -> Vec<(String, Arg)> {
+            names.iter().map(|n| (n.clone(), Arg::Int(1))).collect()
+        };
+        for count in [2, 3, 16, 17, 1_000] {
+            let mut names: Vec<String> = (0..count).map(|i| format!("a{i}")).collect();
+            assert_eq!(repeated_name(&named(&names)), None, "{count}");
+            names.push(format!("a{}", count / 2));
+            assert_eq!(
+                repeated_name(&named(&names)),
+                Some(format!("a{}", count / 2).as_str()),
+                "{count}"
+            );
+        }
+        // Through the typed reader: the line is refused (the slow path words it).
+        let line = read_request(br#"{"tool":"t","args":{"a":1,"b":2,"a":3}}"#);
+        assert_eq!(
+            line.refused.map(|(reason, _)| reason),
+            Some(Reason::Malformed)
+        );
     }
 
     #[test]

@@ -583,23 +583,11 @@ impl<'a> Table<'a> {
         self.count(section::ENVS) > 0
     }
 
-    /// The record of `name` in a named section: through its hash index (symbols, agents, tools),
-    /// or by binary search over records sorted by name.
+    /// The record of `name` in a named section (symbols, agents or tools), through the
+    /// section's hash index; `None` for a name it does not hold, or another section.
     pub(crate) fn find(&self, id: usize, name: &[u8]) -> Option<usize> {
-        if let Some((start, slots)) = self.name_index(id) {
-            return self.find_hashed(id, start, slots, name);
-        }
-        let (mut low, mut high) = (0usize, self.count(id));
-        while low < high {
-            let middle = low + (high - low) / 2;
-            let candidate = self.ref_at(self.record(id, middle)?)?;
-            match candidate.cmp(name) {
-                core::cmp::Ordering::Equal => return Some(middle),
-                core::cmp::Ordering::Less => low = middle + 1,
-                core::cmp::Ordering::Greater => high = middle,
-            }
-        }
-        None
+        let (start, slots) = self.name_index(id)?;
+        self.find_hashed(id, start, slots, name)
     }
 
     /// A named section's hash index: the byte offset of its first slot and its slot count;
