@@ -229,14 +229,17 @@ struct Req {
     env: &'static str,
 }
 
+/// The next number of a xorshift64 sequence (the workloads' fixed pseudo-random choices).
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
 fn requests(w: &Workload) -> Vec<Req> {
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = move || xorshift(&mut seed);
     (0..REQUESTS)
         .map(|_| {
             let (a, t, cap) = w.permits[next() as usize % w.permits.len()];
@@ -875,9 +878,7 @@ fn sparse_table(key: &SigningKey) -> (usize, usize) {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut pairs = HashSet::new();
     while pairs.len() < RULES {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         pairs.insert((
             (seed % AGENTS as u64) as usize,
             ((seed >> 32) % TOOLS as u64) as usize,

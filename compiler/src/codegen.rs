@@ -215,24 +215,26 @@ impl Applying {
     fn of(policy: &Policy) -> Applying {
         let mut at: std::collections::HashMap<(AgentId, ToolId), PairRules> =
             std::collections::HashMap::new();
+        // Every (agent, tool) pair a principal and tool pattern cover.
+        let pairs = |principal: &PrincipalPattern, tools: &ToolPattern| {
+            let tools = policy.tools_matching(tools);
+            policy
+                .agents_matching(principal)
+                .into_iter()
+                .flat_map(move |agent| tools.clone().into_iter().map(move |tool| (agent, tool)))
+        };
         for (rule, found) in policy.rules.iter().enumerate() {
-            let tools = policy.tools_matching(&found.tools);
-            for agent in policy.agents_matching(&found.principal) {
-                for &tool in &tools {
-                    let pair = at.entry((agent, tool)).or_default();
-                    match found.effect {
-                        RuleEffect::Forbid => pair.forbids.push(rule),
-                        RuleEffect::Permit => pair.permits.push(rule),
-                    }
+            for pair in pairs(&found.principal, &found.tools) {
+                let applying = at.entry(pair).or_default();
+                match found.effect {
+                    RuleEffect::Forbid => applying.forbids.push(rule),
+                    RuleEffect::Permit => applying.permits.push(rule),
                 }
             }
         }
         for (limit, found) in policy.limits.iter().enumerate() {
-            let tools = policy.tools_matching(&found.tools);
-            for agent in policy.agents_matching(&found.principal) {
-                for &tool in &tools {
-                    at.entry((agent, tool)).or_default().limits.push(limit);
-                }
+            for pair in pairs(&found.principal, &found.tools) {
+                at.entry(pair).or_default().limits.push(limit);
             }
         }
         Applying { at }
