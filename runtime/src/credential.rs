@@ -544,12 +544,13 @@ pub fn decide(
 ) -> Decision {
     let now = state.observe(now);
     let agent = session.agent;
+    let tool_index = table.find(section::TOOLS, call.tool.as_bytes());
     let early = if let Err(reason) = check_window(session, now) {
         Some(reason)
     } else if state.is_revoked(agent) {
         return Decision::deny(Reason::CredentialRevoked);
     } else {
-        match table.find(section::TOOLS, call.tool.as_bytes()) {
+        match tool_index {
             Some(tool) if !session.allows_tool(tool as u16) => Some(Reason::CredentialOutOfScope),
             _ => None,
         }
@@ -562,7 +563,7 @@ pub fn decide(
         state,
         &Resolved {
             agent,
-            tool: call.tool,
+            tool_index,
             args: call.args,
             chain: session.chain(),
             env: session.env,

@@ -536,7 +536,9 @@ impl Env {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Resolved<'c, 'a> {
     pub(crate) agent: u16,
-    pub(crate) tool: &'a str,
+    /// The tool's TOOLS index (`table.find` of the name called; `None` for an unknown tool),
+    /// looked up once by whoever resolved the call.
+    pub(crate) tool_index: Option<usize>,
     pub(crate) args: &'a [(&'a str, ArgValue<'a>)],
     /// Delegators, origin first.
     pub(crate) chain: &'c [u16],
@@ -558,16 +560,17 @@ pub fn decide(table: &Table<'_>, state: &mut State<'_>, call: &Call<'_>) -> Deci
             None => valid = false,
         }
     }
+    let tool_index = table.find(section::TOOLS, call.tool.as_bytes());
     let resolved = Resolved {
         agent,
-        tool: call.tool,
+        tool_index,
         args: call.args,
         chain: chain.get(..call.via.len()).unwrap_or(&[]),
         env: Env::resolve(table, call.env),
     };
     if !valid {
         // (V-Chain) after (V-Tool): an unknown tool is reported first.
-        let reason = if table.find(section::TOOLS, call.tool.as_bytes()).is_none() {
+        let reason = if tool_index.is_none() {
             Reason::UnknownTool
         } else {
             Reason::InvalidRequest
@@ -620,7 +623,7 @@ fn decide_known(
 ) -> Decision {
     let agent = call.agent;
     // (1) Validation.
-    let Some(tool) = table.find(section::TOOLS, call.tool.as_bytes()) else {
+    let Some(tool) = call.tool_index else {
         return Decision::deny(Reason::UnknownTool);
     };
     if call.chain.len() > format::MAX_CHAIN {
