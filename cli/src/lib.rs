@@ -96,10 +96,10 @@ struct GateFlags {
     /// Accept only the table with this policy hash (hex)
     #[arg(long)]
     pin_policy: Option<String>,
-    /// Sign a checkpoint every N records (and always at the end)
+    /// Sign a checkpoint once N records are not covered by one (at the end of the batch that reaches N) and always at the end
     #[arg(long, default_value_t = 100)]
     checkpoint_every: u64,
-    /// When the audit log is fsynced: after every decision, once 256 records' worth is written (on a thread of its own), or never
+    /// When the audit log is fsynced: after every decision, within 10 ms of each write (on a thread of its own), or never
     #[arg(long, value_enum, default_value = "batch")]
     sync: Sync,
     /// Use this fixed time (Unix seconds) instead of the system clock: for tests and demos.

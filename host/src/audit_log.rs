@@ -495,21 +495,26 @@ pub fn record_json(record: &[u8; RECORD_SIZE]) -> serde_json::Value {
 pub enum SyncPolicy {
     /// `fsync` after every decision: survives a power loss without losing a released decision.
     Every,
-    /// `fsync` once every `BATCH` records' worth of log has been written since the last one,
-    /// on a thread of its own so deciding never waits for the disk, and on close: survives a
-    /// crash or `kill -9` of the gate (the operating system holds the writes); a power loss can
-    /// lose what was written since the last `fsync` finished (about a batch, plus what was
-    /// written while it ran). A failed `fsync` fails the next append, so the gate stops allowing.
+    /// `fsync` on a thread of its own, so deciding never waits for the disk: each append asks
+    /// for one, and the thread runs one whenever appended bytes are not yet durable, at most
+    /// once every [`SYNC_INTERVAL`] (requests made meanwhile are covered by the next), and on
+    /// close. Survives a crash or `kill -9` of the gate (the operating system holds the writes);
+    /// a power loss can lose what was appended since the last `fsync` started: at most about
+    /// [`SYNC_INTERVAL`] plus one `fsync`'s duration of traffic, however slow or fast the
+    /// traffic is. A failed `fsync` fails the next append, so the gate stops allowing.
     Batch,
     /// Never `fsync` (the operating system decides): survives a crash of the gate only.
     None,
 }
 
-/// Records between two `fsync`s under [`SyncPolicy::Batch`].
-pub const BATCH: u32 = 256;
+/// Under [`SyncPolicy::Batch`], the shortest time from the start of one `fsync` to the start of
+/// the next: a busy gate runs at most 100 a second (each costs the disk a cache flush), a quiet
+/// one has each record durable within about this time.
+pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// The bytes of log that [`BATCH`] decision records take.
-const BATCH_BYTES: u64 = BATCH as u64 * (RECORD_SIZE as u64 + 1);
+/// Under [`SyncPolicy::Batch`] where no thread can be started: the bytes appended between two
+/// `fsync`s run in line (256 decision records' worth).
+const INLINE_SYNC_BYTES: u64 = 256 * (RECORD_SIZE as u64 + 1);
 
 /// Where a gate's log entries go: a file, or memory in tests and benchmarks.
 pub trait AuditStore: Send {
@@ -551,7 +556,7 @@ pub struct AuditFile {
     file: std::fs::File,
     path: PathBuf,
     sync: SyncPolicy,
-    /// Bytes appended since the last `fsync` was asked for.
+    /// Bytes appended since the last `fsync` was asked for (or, with no thread to ask, run).
     unsynced: u64,
     len: u64,
     /// Under [`SyncPolicy::Batch`], the thread that runs the `fsync`s.
@@ -566,6 +571,8 @@ struct Syncer {
     requests: Option<std::sync::mpsc::SyncSender<()>>,
     /// Set when an `fsync` failed; the next append fails.
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many `fsync`s the thread has run.
+    runs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Joined on drop: its handle on the file shares the log's lock, which must be released
     /// when the log is closed.
     thread: Option<std::thread::JoinHandle<()>>,
@@ -586,12 +593,21 @@ impl Syncer {
         let (requests, asked) = std::sync::mpsc::sync_channel::<()>(1);
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&failed);
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ran = std::sync::Arc::clone(&runs);
         let thread = std::thread::Builder::new()
             .name("tollgate-fsync".to_owned())
             .spawn(move || {
+                // A request that arrives during an `fsync` or the wait after it stays in the
+                // channel, so the bytes it covers get the next `fsync`.
                 for () in asked {
+                    let started = std::time::Instant::now();
                     if file.sync_data().is_err() {
                         flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if let Some(rest) = SYNC_INTERVAL.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest);
                     }
                 }
             })
@@ -599,6 +615,7 @@ impl Syncer {
         Some(Syncer {
             requests: Some(requests),
             failed,
+            runs,
             thread: Some(thread),
         })
     }
@@ -668,6 +685,13 @@ impl AuditFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// How many `fsync`s the `--sync batch` thread has run (0 for the other policies).
+    pub fn background_fsyncs(&self) -> u64 {
+        self.syncer
+            .as_ref()
+            .map_or(0, |s| s.runs.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 fn holder_path(path: &Path) -> PathBuf {
@@ -686,7 +710,7 @@ impl AuditStore for AuditFile {
         self.unsynced += bytes.len() as u64;
         match self.sync {
             SyncPolicy::Every => self.sync(),
-            SyncPolicy::Batch if self.unsynced >= BATCH_BYTES => match &self.syncer {
+            SyncPolicy::Batch => match &self.syncer {
                 Some(syncer) => {
                     // Asked, or already asked and waiting (which covers these bytes too).
                     if let Some(requests) = &syncer.requests {
@@ -695,7 +719,9 @@ impl AuditStore for AuditFile {
                     self.unsynced = 0;
                     Ok(())
                 }
-                None => self.sync(),
+                // No thread: made durable in line, once a batch's worth is written.
+                None if self.unsynced >= INLINE_SYNC_BYTES => self.sync(),
+                None => Ok(()),
             },
             _ => Ok(()),
         }
@@ -794,7 +820,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batch_fsyncs_run_off_the_caller_and_a_failed_one_fails_the_next_append() {
+    fn batch_fsyncs_run_off_the_caller_soon_and_seldom_and_a_failed_one_fails_the_next_append() {
         let dir = std::env::temp_dir().join(format!("tollgate-sync-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_default();
@@ -805,16 +831,49 @@ mod tests {
             log.syncer.is_some(),
             "batch mode syncs on a thread of its own"
         );
-        // Past a batch's worth of bytes: an fsync is asked for, not waited for.
+        // Each append asks for an fsync and does not wait for it; a burst of appends gets few
+        // (one every `SYNC_INTERVAL` at most), and the last bytes are made durable soon after.
+        // The thread's count, shared (the log itself is borrowed by each append).
+        let counter = log
+            .syncer
+            .as_ref()
+            .map(|s| std::sync::Arc::clone(&s.runs))
+            .unwrap_or_default();
+        let runs = || counter.load(std::sync::atomic::Ordering::SeqCst);
+        let settle = |at_least: u64| {
+            let waited = std::time::Instant::now();
+            while runs() < at_least && waited.elapsed() < std::time::Duration::from_secs(10) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            runs()
+        };
+        // One record on a quiet gate is made durable soon, not once a batch's worth follows.
+        assert!(log.append(&[0u8; RECORD_SIZE + 1]).is_ok());
+        assert!(settle(1) >= 1, "a lone record was never made durable");
+        std::thread::sleep(SYNC_INTERVAL * 2);
+        let before = runs();
         let chunk = vec![0u8; 10_000];
+        let started = std::time::Instant::now();
         for _ in 0..20 {
             assert!(log.append(&chunk).is_ok());
         }
-        assert!(log.unsynced < BATCH_BYTES);
+        let burst = started.elapsed();
+        assert_eq!(log.unsynced, 0, "asked, not waited for");
+        let bound = burst.as_millis() / SYNC_INTERVAL.as_millis() + 2;
+        let during = runs() - before;
+        assert!(
+            u128::from(during) <= bound,
+            "{during} fsyncs for 20 appends in {burst:?}"
+        );
+        assert!(
+            settle(before + 1) > before,
+            "the burst was never made durable"
+        );
+        assert_eq!(log.background_fsyncs(), runs());
         assert!(log.sync().is_ok());
         assert_eq!(
             std::fs::metadata(&path).map(|m| m.len()).ok(),
-            Some(200_000)
+            Some(200_000 + RECORD_SIZE as u64 + 1)
         );
         // An fsync that failed on the thread: the next append (and sync) fails.
         if let Some(syncer) = &log.syncer {

@@ -364,7 +364,13 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             return refusal(request, Reason::AuditUnavailable);
         }
         let cached = match &inner.last {
-            Some((bytes, session)) if **bytes == *request.credential => Some(*session),
+            // The reader hands a repeated credential out as one shared copy: the pointers
+            // usually say it is the same before any byte is compared.
+            Some((bytes, session))
+                if Arc::ptr_eq(bytes, &request.credential) || **bytes == *request.credential =>
+            {
+                Some(*session)
+            }
             _ => inner
                 .sessions
                 .by_credential
@@ -443,11 +449,9 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             ),
         };
         if let Ok(session) = admitted {
-            if inner
-                .last
-                .as_ref()
-                .is_none_or(|(bytes, _)| **bytes != *request.credential)
-            {
+            if inner.last.as_ref().is_none_or(|(bytes, _)| {
+                !Arc::ptr_eq(bytes, &request.credential) && **bytes != *request.credential
+            }) {
                 inner.last = Some((Arc::clone(&request.credential), session));
             }
         }
@@ -613,8 +617,8 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         changed.then_some(Arg::List(decided))
     }
 
-    /// Stages a decision's entries (its state changes, record(s) and a due checkpoint) for the
-    /// next commit; returns its record's sequence number.
+    /// Stages a decision's entries (its state changes and record(s)) for the next commit, which
+    /// adds a due checkpoint; returns its record's sequence number.
     fn stage(
         &self,
         inner: &mut Inner<S, A>,
@@ -632,6 +636,14 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             inner.pending.extend_from_slice(&sealed);
             inner.since_checkpoint += 1;
         }
+        inner.since_snapshot += 1;
+        seq
+    }
+
+    /// Stages a signed checkpoint once `checkpoint_every` records are not covered by one: at the
+    /// end of the batch that reaches the count, so a batch of piped lines pays one signature (a
+    /// record waits for its checkpoint no longer than its batch takes to decide).
+    fn checkpoint_if_due(&self, inner: &mut Inner<S, A>) {
         if self.checkpoint_every > 0 && inner.since_checkpoint >= self.checkpoint_every {
             if let Some(note) = self.note(&inner.log) {
                 inner
@@ -641,8 +653,6 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                 inner.since_checkpoint = 0;
             }
         }
-        inner.since_snapshot += 1;
-        seq
     }
 
     /// Appends everything staged in one write; on failure the gate allows nothing more.
@@ -651,6 +661,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             inner.pending.clear();
             return Err(());
         }
+        self.checkpoint_if_due(inner);
         if inner.pending.is_empty() {
             return Ok(());
         }

@@ -512,3 +512,35 @@ fn a_line_of_many_arguments_is_denied_and_recorded() {
     };
     assert_eq!(digest(&records[0]), digest(&records[1]));
 }
+
+#[test]
+fn a_checkpoint_follows_every_n_records_one_at_a_time_and_once_per_batch() {
+    // `options()` signs a checkpoint once 50 records are not covered by one.
+    let bytes = table_bytes("examples/support-desk");
+    let credential = credential(&bytes, "support_bot", 600);
+    let read = format!(
+        r#"{{"credential":"{credential}","tool":"crm.read_customer","args":{{"customer_id":"c-1"}}}}"#
+    );
+    let checkpoints = |name: &str, batch: usize| {
+        let dir = temp(name);
+        with_gate(&bytes, &dir, NOW, false, |gate| {
+            let requests: Vec<_> = (0..120)
+                .map(|_| tollgate_host::protocol::read_request(read.as_bytes()))
+                .collect();
+            for chunk in requests.chunks(batch) {
+                assert!(gate.decide_batch(chunk).iter().all(|d| d.allowed));
+            }
+        });
+        let log = std::fs::read(dir.join("audit.log")).unwrap();
+        let verified = audit_log::verify(&log, &gate_key().verifying_key(), GATE_KEY_NAME).unwrap();
+        assert_eq!(verified.records, 120);
+        verified.checkpoints
+    };
+    // One line at a time (a live agent): at 50 and 100 records, and on close.
+    assert_eq!(checkpoints("checkpoints-one", 1), 3);
+    // Batches of 40: the batch that reaches 50 unsigned records ends with one (at 80 records;
+    // the last 40 are covered by the close's), so a batch pays one signature at most.
+    assert_eq!(checkpoints("checkpoints-batch", 40), 2);
+    // One batch of 120: one at its end, and the close's.
+    assert_eq!(checkpoints("checkpoints-whole", 120), 2);
+}
