@@ -465,8 +465,8 @@ pub fn compile_stamped(
         });
     }
 
-    // Buckets: per (agent, tool) in table order, the rules that can apply (forbids first) and
-    // the limits that apply.
+    // Buckets: per (agent, tool) in table order that something applies to, the rules that can
+    // apply (forbids first) and the limits that apply; DISPATCH says where each agent's start.
     let mut dispatch = Vec::new();
     let mut buckets = Vec::new();
     let mut bucket_count = 0u32;
@@ -476,13 +476,12 @@ pub fn compile_stamped(
     let mut limit_ref_count = 0u32;
     let applying = Applying::of(policy);
     for &agent in &agent_order {
-        for &tool in &tool_order {
+        dispatch.extend_from_slice(&bucket_count.to_le_bytes());
+        for (tool_index, &tool) in tool_order.iter().enumerate() {
             let (forbids, permits, applying) = applying.at(agent, tool);
             if forbids.is_empty() && permits.is_empty() && applying.is_empty() {
-                dispatch.extend_from_slice(&format::NO_BUCKET.to_le_bytes());
                 continue;
             }
-            dispatch.extend_from_slice(&bucket_count.to_le_bytes());
             bucket_count += 1;
             let record = format::BucketRecord {
                 entries_start: entry_count,
@@ -490,6 +489,7 @@ pub fn compile_stamped(
                 permits: permits.len() as u16,
                 limits_start: limit_ref_count,
                 limits_count: applying.len() as u16,
+                tool: tool_index as u16,
             };
             buckets.extend_from_slice(&record.encode());
             for &rule in forbids.iter().chain(permits) {
@@ -532,7 +532,8 @@ pub fn compile_stamped(
     body_sections.push((section::TOOLS, tools, tool_total));
     body_sections.push((section::ARGS, args, arg_count));
     body_sections.push((section::VARIANTS, variants, variant_count as usize));
-    body_sections.push((section::DISPATCH, dispatch, agent_total * tool_total));
+    dispatch.extend_from_slice(&bucket_count.to_le_bytes());
+    body_sections.push((section::DISPATCH, dispatch, agent_total + 1));
     body_sections.push((section::BUCKETS, buckets, bucket_count as usize));
     body_sections.push((section::ENTRIES, entries, entry_count as usize));
     body_sections.push((section::LIMIT_REFS, limit_refs, limit_ref_count as usize));

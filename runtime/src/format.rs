@@ -1,4 +1,4 @@
-//! The decision table format, version 3: defined here, once. The compiler writes it
+//! The decision table format, version 4: defined here, once. The compiler writes it
 //! (`tollgate-compiler`'s `codegen`), the gate reads it in place. The book's "Decision table"
 //! chapter describes the same layout byte by byte.
 //!
@@ -8,7 +8,7 @@
 
 /// `b"TGTB"`.
 pub const MAGIC: [u8; 4] = *b"TGTB";
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// Sections, in header order.
 pub mod section {
@@ -26,9 +26,13 @@ pub mod section {
     pub const ARGS: usize = 5;
     /// Enum variant lists: `u16` symbol ids.
     pub const VARIANTS: usize = 6;
-    /// agents × tools `u32` bucket indexes (`NO_BUCKET` where nothing applies).
+    /// Where each agent's buckets start: agents + 1 `u32` bucket indexes, the first 0, never
+    /// decreasing, the last the bucket count. Agent `a`'s buckets are `DISPATCH[a]..DISPATCH[a +
+    /// 1]`, one per tool something applies to, in ascending tool order; a pair without a bucket
+    /// has nothing that applies (sparse: the table grows with the pairs rules reach, not with
+    /// agents × tools).
     pub const DISPATCH: usize = 7;
-    /// Buckets: `BUCKET_SIZE` bytes each.
+    /// Buckets, grouped by agent (see `DISPATCH`): `BUCKET_SIZE` bytes each.
     pub const BUCKETS: usize = 8;
     /// Bucket rule entries, forbids then permits, each by rule id: `ENTRY_SIZE` bytes each.
     pub const ENTRIES: usize = 9;
@@ -113,7 +117,7 @@ pub const AGENT_SIZE: usize = 20;
 pub const TOOL_SIZE: usize = 24;
 /// name `Ref`, kind `u8`, reserved 3, variants start `u32`, variants count `u32`, min `i64`, max `i64`.
 pub const ARG_SIZE: usize = 36;
-/// entries start `u32`, forbid count `u16`, permit count `u16`, limit refs start `u32`, limit count `u16`, reserved `u16`.
+/// entries start `u32`, forbid count `u16`, permit count `u16`, limit refs start `u32`, limit count `u16`, tool `u16`.
 pub const BUCKET_SIZE: usize = 16;
 /// rule id `u16`, reserved `u16`, program offset `u32`.
 pub const ENTRY_SIZE: usize = 8;
@@ -123,8 +127,6 @@ pub const LIMIT_SIZE: usize = 24;
 pub const DELEGATION_SIZE: usize = 8;
 /// count `u32`, reserved `u32`, window `u64`.
 pub const RESPONSE_SIZE: usize = 16;
-
-pub const NO_BUCKET: u32 = u32::MAX;
 
 /// Writes `bytes` at `at` of a fixed record (the record sizes above make every write fit).
 fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
@@ -197,7 +199,9 @@ pub mod field {
         pub const PERMITS: usize = 6;
         pub const LIMITS_START: usize = 8;
         pub const LIMITS_COUNT: usize = 12;
-        pub const RESERVED: usize = 14;
+        /// The tool (TOOLS index) the bucket is for; its agent is the one whose `DISPATCH`
+        /// range holds it.
+        pub const TOOL: usize = 14;
     }
     /// ENTRIES records.
     pub mod entry {
@@ -327,6 +331,8 @@ pub struct BucketRecord {
     pub permits: u16,
     pub limits_start: u32,
     pub limits_count: u16,
+    /// The tool's TOOLS index.
+    pub tool: u16,
 }
 
 impl BucketRecord {
@@ -338,6 +344,7 @@ impl BucketRecord {
         put(&mut out, PERMITS, &self.permits.to_le_bytes());
         put(&mut out, LIMITS_START, &self.limits_start.to_le_bytes());
         put(&mut out, LIMITS_COUNT, &self.limits_count.to_le_bytes());
+        put(&mut out, TOOL, &self.tool.to_le_bytes());
         out
     }
 }

@@ -886,11 +886,7 @@ pub(crate) fn delegation(table: &Table<'_>, from: u16, to: u16) -> Option<bool> 
 }
 
 fn dispatch(table: &Table<'_>, agent: u16, tool: usize) -> Option<usize> {
-    let index = usize::from(agent)
-        .checked_mul(table.tool_count())?
-        .checked_add(tool)?;
-    let bucket = table.bytes.u32(table.record(section::DISPATCH, index)?)?;
-    (bucket != format::NO_BUCKET).then_some(bucket as usize)
+    table.bucket_index(usize::from(agent), tool)
 }
 
 /// The limit ids of a bucket, in order.

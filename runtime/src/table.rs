@@ -381,14 +381,34 @@ impl<'a> Table<'a> {
         self.ref_at(self.record(section::TOOLS, index)?)
     }
 
+    /// The BUCKETS index for (agent, tool), if anything applies to that pair: the bucket of that
+    /// tool among the agent's (`DISPATCH`), which the loader has checked are in ascending tool
+    /// order. A few are scanned, more are halved.
+    pub(crate) fn bucket_index(&self, agent: usize, tool: usize) -> Option<usize> {
+        let start = self.bytes.u32(self.record(section::DISPATCH, agent)?)? as usize;
+        let end =
+            self.bytes
+                .u32(self.record(section::DISPATCH, agent.checked_add(1)?)?)? as usize;
+        let tool = u16::try_from(tool).ok()?;
+        let tool_of = |bucket: usize| {
+            self.bytes
+                .u16(self.record(section::BUCKETS, bucket)? + format::field::bucket::TOOL)
+        };
+        let (mut low, mut high) = (start, end);
+        while high - low > 8 {
+            let middle = low + (high - low) / 2;
+            match tool_of(middle)?.cmp(&tool) {
+                core::cmp::Ordering::Equal => return Some(middle),
+                core::cmp::Ordering::Less => low = middle + 1,
+                core::cmp::Ordering::Greater => high = middle,
+            }
+        }
+        (low..high).find(|&bucket| tool_of(bucket) == Some(tool))
+    }
+
     /// Where the bucket record for (agent, tool) starts, if anything applies to that pair.
     fn bucket_record(&self, agent: usize, tool: usize) -> Option<usize> {
-        let index = agent.checked_mul(self.tool_count())?.checked_add(tool)?;
-        let bucket = self.bytes.u32(self.record(section::DISPATCH, index)?)?;
-        if bucket == crate::format::NO_BUCKET {
-            return None;
-        }
-        self.record(section::BUCKETS, bucket as usize)
+        self.record(section::BUCKETS, self.bucket_index(agent, tool)?)
     }
 
     /// The rule entries of the bucket for (agent, tool), by table indexes: `(rule id, is_forbid,
@@ -829,15 +849,38 @@ impl<'a> Table<'a> {
         }
         self.validate_shapes(tools)?;
         current.set(section::DISPATCH);
-        if self.count(section::DISPATCH) != agents.checked_mul(tools).ok_or(bounds)? {
+        // Agents + 1 starts, from 0 to the bucket count, never decreasing; within each agent's
+        // range, tools strictly ascending and declared. So every bucket is one agent's, and a
+        // lookup's search meets each pair's bucket, if any, exactly once.
+        if self.count(section::DISPATCH) != agents.checked_add(1).ok_or(bounds)? {
             return Err(bounds);
         }
         let buckets = self.count(section::BUCKETS);
-        for index in 0..self.count(section::DISPATCH) {
-            let at = self.record(section::DISPATCH, index).ok_or(bounds)?;
-            let bucket = self.bytes.u32(at).ok_or(bounds)?;
-            if bucket != format::NO_BUCKET && bucket as usize >= buckets {
+        let start_of = |agent: usize| {
+            self.record(section::DISPATCH, agent)
+                .and_then(|at| self.bytes.u32(at))
+                .map(|start| start as usize)
+                .ok_or(bounds)
+        };
+        if start_of(0)? != 0 || start_of(agents)? != buckets {
+            return Err(bounds);
+        }
+        for agent in 0..agents {
+            let (start, end) = (start_of(agent)?, start_of(agent + 1)?);
+            if start > end {
                 return Err(bounds);
+            }
+            let mut previous: Option<u16> = None;
+            for bucket in start..end {
+                let at = self.record(section::BUCKETS, bucket).ok_or(bounds)?;
+                let tool = self
+                    .bytes
+                    .u16(at + format::field::bucket::TOOL)
+                    .ok_or(bounds)?;
+                if usize::from(tool) >= tools || previous.is_some_and(|p| p >= tool) {
+                    return Err(LoadError::Invalid);
+                }
+                previous = Some(tool);
             }
         }
         current.set(section::RULES);

@@ -136,7 +136,8 @@ impl TableBuilder {
             self.variants.iter().flat_map(|v| v.to_le_bytes()).collect(),
             self.variants.len(),
         );
-        sections[section::DISPATCH] = (0u32.to_le_bytes().to_vec(), 1);
+        // One agent, whose one bucket (for the one tool) is bucket 0.
+        sections[section::DISPATCH] = ([0u32, 1].iter().flat_map(|s| s.to_le_bytes()).collect(), 2);
         sections[section::BUCKETS] = (
             BucketRecord {
                 entries_start: 0,
@@ -144,6 +145,7 @@ impl TableBuilder {
                 permits: self.permits.len() as u16,
                 limits_start: 0,
                 limits_count: self.limits.len() as u16,
+                tool: 0,
             }
             .encode()
             .to_vec(),

@@ -989,7 +989,7 @@ fn a_refused_table_names_the_section_at_fault() {
         error,
         "its `limits` section is damaged: names are unsorted or a value is not one the format allows"
     );
-    // A dispatch entry pointing at a bucket that does not exist.
+    // The first agent's buckets starting past the buckets that exist.
     let error = damaged(
         section::DISPATCH,
         0,
@@ -999,6 +999,35 @@ fn a_refused_table_names_the_section_at_fault() {
         error.starts_with("its `dispatch` section is damaged"),
         "{error}"
     );
+    // An agent's buckets out of tool order (the search would miss a pair), or a bucket for a
+    // tool that does not exist.
+    let table = Table::parse(&compiled.bytes).unwrap();
+    let tools = table.tool_count() as u16;
+    let bucket_tool = |bucket: usize| {
+        let entry = header::SECTIONS + section::BUCKETS * 8;
+        let offset = u32::from_le_bytes(compiled.bytes[entry..entry + 4].try_into().unwrap());
+        let at = offset as usize + bucket * format::BUCKET_SIZE + field::bucket::TOOL;
+        u16::from_le_bytes(compiled.bytes[at..at + 2].try_into().unwrap())
+    };
+    let first_agent_buckets = (0..table.tool_count())
+        .filter(|&tool| table.bucket_entries(0, tool).next().is_some())
+        .count();
+    assert!(
+        first_agent_buckets >= 2,
+        "the fixture's first agent reaches two tools"
+    );
+    let swapped = [bucket_tool(1), bucket_tool(0)];
+    for (bucket, tool) in [(0, swapped[0]), (1, swapped[1]), (0, tools)] {
+        let error = damaged(
+            section::BUCKETS,
+            bucket * format::BUCKET_SIZE + field::bucket::TOOL,
+            &tool.to_le_bytes(),
+        );
+        assert!(
+            error.starts_with("its `dispatch` section is damaged"),
+            "{error}"
+        );
+    }
     // A program with an unknown opcode.
     let error = damaged(section::PROGRAMS, 0, &[0xEE]);
     assert!(
