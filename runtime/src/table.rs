@@ -446,6 +446,23 @@ impl<'a> Table<'a> {
         })
     }
 
+    /// The tools (TOOLS indexes, ascending) that agent `agent` has a bucket for: the only pairs
+    /// anything applies to.
+    pub fn bucket_tools(&self, agent: usize) -> impl Iterator<Item = usize> + '_ {
+        let start_of = |agent: usize| {
+            self.record(section::DISPATCH, agent)
+                .and_then(|at| self.bytes.u32(at))
+                .map_or(0, |start| start as usize)
+        };
+        let (start, end) = (start_of(agent), start_of(agent.saturating_add(1)));
+        (start..end.max(start)).filter_map(move |bucket| {
+            let at = self.record(section::BUCKETS, bucket)?;
+            self.bytes
+                .u16(at + format::field::bucket::TOOL)
+                .map(usize::from)
+        })
+    }
+
     /// The limit ids of the bucket for (agent, tool), in order.
     pub fn bucket_limits(&self, agent: usize, tool: usize) -> impl Iterator<Item = u16> + '_ {
         let bucket = self.bucket_record(agent, tool);

@@ -1035,3 +1035,54 @@ fn a_refused_table_names_the_section_at_fault() {
         "{error}"
     );
 }
+
+/// Translation validation reads only the pairs the table has buckets for; a rule or limit the
+/// source applies to a pair without one is found by counting each one's pairs.
+#[test]
+fn translation_validation_finds_a_pair_the_table_has_no_bucket_for() {
+    use tollgate_compiler::source::SourceSet;
+    use tollgate_compiler::verify::translation::validate;
+    use tollgate_compiler::Error;
+    let base = "domain d { private }\n\
+        tool t.one { domain d effect read }\n\
+        tool t.two { domain d effect read }\n\
+        agent a { }\n\
+        agent b { }\n\
+        permit agent a to call t.one;\n\
+        permit agent b to call t.two;\n";
+    let load = |text: &str| tollgate_compiler::load(&SourceSet::single("p.toll", text)).unwrap();
+    let policy = load(base);
+    let bytes = codegen::compile(&policy, &key()).unwrap().bytes;
+    let table = Table::load(&bytes, &key().verifying_key()).unwrap();
+    assert!(validate(&policy, &table, &Default::default()).is_ok());
+    // The same table judged against a source with one more rule, for a pair it has no bucket for.
+    let more = load(&format!("{base}forbid agent a to call t.two;\n"));
+    match validate(&more, &table, &Default::default()) {
+        Err(Error::BucketRules {
+            agent,
+            tool,
+            listed,
+            expected,
+        }) => {
+            assert_eq!((agent.as_str(), tool.as_str()), ("a", "t.two"));
+            assert!(listed.is_empty());
+            assert_eq!(expected, vec![(2, true)]);
+        }
+        other => panic!("expected a missing bucket, got {other:?}"),
+    }
+    // And with one more limit there.
+    let limited = load(&format!("{base}limit agent b on t.one rate 5 per 1h;\n"));
+    match validate(&limited, &table, &Default::default()) {
+        Err(Error::BucketLimits {
+            agent,
+            tool,
+            listed,
+            expected,
+        }) => {
+            assert_eq!((agent.as_str(), tool.as_str()), ("b", "t.one"));
+            assert!(listed.is_empty());
+            assert_eq!(expected, vec![0]);
+        }
+        other => panic!("expected a missing bucket, got {other:?}"),
+    }
+}

@@ -74,34 +74,59 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
             });
         }
     }
-    for agent in 0..policy.agents.len() {
-        let agent_name = &policy.agents[agent].name;
-        let Some(table_agent) = table.find_agent(agent_name.as_bytes()) else {
+    // Every agent and tool of the source is in the table.
+    let mut table_agents = Vec::with_capacity(policy.agents.len());
+    for agent in &policy.agents {
+        let Some(found) = table.find_agent(agent.name.as_bytes()) else {
             return Err(Error::AgentNotInTable {
-                agent: agent_name.clone(),
+                agent: agent.name.clone(),
             });
         };
+        table_agents.push(found);
+    }
+    let mut table_tools = Vec::with_capacity(policy.tools.len());
+    for tool in &policy.tools {
+        let Some(found) = table.find_tool(tool.name.as_bytes()) else {
+            return Err(Error::ToolNotInTable {
+                agent: policy
+                    .agents
+                    .first()
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default(),
+                tool: tool.name.clone(),
+            });
+        };
+        table_tools.push(found);
+    }
+    let source_tool: std::collections::HashMap<usize, ToolId> = table_tools
+        .iter()
+        .enumerate()
+        .map(|(tool, &found)| (found, tool))
+        .collect();
+    let expect = Expected::of(policy);
+    // How often each rule and limit appears in the table's buckets.
+    let mut rule_seen = vec![0u64; policy.rules.len()];
+    let mut limit_seen = vec![0u64; policy.limits.len()];
+    // Only the pairs the table has a bucket for: each must hold exactly what the source says
+    // applies there. That every pair something applies to has one follows from the counts
+    // checked after the loop.
+    for (agent, &table_agent) in table_agents.iter().enumerate() {
+        let agent_name = &policy.agents[agent].name;
         let (chains, _) = chains_to(policy, agent, options.max_chains);
-        for tool in 0..policy.tools.len() {
-            let tool_name = &policy.tools[tool].name;
-            let Some(table_tool) = table.find_tool(tool_name.as_bytes()) else {
-                return Err(Error::ToolNotInTable {
-                    agent: agent_name.clone(),
-                    tool: tool_name.clone(),
-                });
+        let bucket_tools: Vec<usize> = table.bucket_tools(table_agent).collect();
+        for table_tool in bucket_tools {
+            // A tool the source does not declare is not the source's to judge (as before).
+            let Some(&tool) = source_tool.get(&table_tool) else {
+                continue;
             };
-            let matching = |effect: RuleEffect| policy.rules_matching(agent, tool, effect);
-            let expected: Vec<(RuleId, bool)> = matching(RuleEffect::Forbid)
-                .into_iter()
-                .map(|r| (r, true))
-                .chain(matching(RuleEffect::Permit).into_iter().map(|r| (r, false)))
-                .collect();
+            let tool_name = &policy.tools[tool].name;
             let found: Vec<(u16, bool, usize)> =
                 table.bucket_entries(table_agent, table_tool).collect();
             let listed: Vec<(RuleId, bool)> = found
                 .iter()
                 .map(|(r, f, _)| (usize::from(*r), *f))
                 .collect();
+            let expected = expect.rules(policy, agent, tool);
             if listed != expected {
                 return Err(Error::BucketRules {
                     agent: agent_name.clone(),
@@ -114,7 +139,7 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                 .bucket_limits(table_agent, table_tool)
                 .map(usize::from)
                 .collect();
-            let applying: Vec<usize> = policy.limits_matching(agent, tool).into_iter().collect();
+            let applying = expect.limits(agent, tool);
             if limits != applying {
                 return Err(Error::BucketLimits {
                     agent: agent_name.clone(),
@@ -122,6 +147,12 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                     listed: limits,
                     expected: applying,
                 });
+            }
+            for &(rule, _) in &listed {
+                rule_seen[rule] += 1;
+            }
+            for &limit in &limits {
+                limit_seen[limit] += 1;
             }
             if found.is_empty() {
                 continue;
@@ -202,7 +233,182 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
             }
         }
     }
+    // Every bucket holds exactly its pair's rules and limits, and no pair has two buckets (the
+    // loader refuses that), so each rule appears at most once per pair it matches; appearing as
+    // often as it matches pairs, it appears at every one of them.
+    for (rule, &seen) in rule_seen.iter().enumerate() {
+        if seen != expect.rule_pairs(rule) {
+            let (agent, tool) = expect.missing(
+                &table_agents,
+                &table_tools,
+                |a, t| {
+                    table
+                        .bucket_entries(a, t)
+                        .any(|(r, _, _)| usize::from(r) == rule)
+                },
+                &expect.rule_agents[rule],
+                &expect.rule_tools[rule],
+            );
+            return Err(Error::BucketRules {
+                agent: policy.agents[agent].name.clone(),
+                tool: policy.tools[tool].name.clone(),
+                listed: table
+                    .bucket_entries(table_agents[agent], table_tools[tool])
+                    .map(|(r, f, _)| (usize::from(r), f))
+                    .collect(),
+                expected: expect.rules(policy, agent, tool),
+            });
+        }
+    }
+    for (limit, &seen) in limit_seen.iter().enumerate() {
+        if seen != expect.limit_pairs(limit) {
+            let (agent, tool) = expect.missing(
+                &table_agents,
+                &table_tools,
+                |a, t| table.bucket_limits(a, t).any(|l| usize::from(l) == limit),
+                &expect.limit_agents[limit],
+                &expect.limit_tools[limit],
+            );
+            return Err(Error::BucketLimits {
+                agent: policy.agents[agent].name.clone(),
+                tool: policy.tools[tool].name.clone(),
+                listed: table
+                    .bucket_limits(table_agents[agent], table_tools[tool])
+                    .map(usize::from)
+                    .collect(),
+                expected: expect.limits(agent, tool),
+            });
+        }
+    }
     Ok(proved)
+}
+
+/// What the source says applies to each (agent, tool) pair, by the model's definition — a rule
+/// or limit applies where its principal pattern matches the agent and its tool pattern the tool
+/// (`Policy::rules_matching`) — computed once per agent and once per tool rather than once per
+/// pair, so checking a table costs (agents + tools) × (rules + limits) plus its buckets, not
+/// agents × tools × rules. (Codegen gathers pairs rule by rule instead: the two are different
+/// computations of the same definition, so one's bug is not the other's.)
+struct Expected {
+    /// Per agent, the rules (and limits) whose principal matches it, ascending.
+    agent_rules: Vec<Vec<RuleId>>,
+    agent_limits: Vec<Vec<LimitId>>,
+    /// Per tool, the rules (and limits) whose tool pattern matches it, ascending.
+    tool_rules: Vec<Vec<RuleId>>,
+    tool_limits: Vec<Vec<LimitId>>,
+    /// Per rule (and limit), the agents and tools it matches.
+    rule_agents: Vec<Vec<AgentId>>,
+    rule_tools: Vec<Vec<ToolId>>,
+    limit_agents: Vec<Vec<AgentId>>,
+    limit_tools: Vec<Vec<ToolId>>,
+}
+
+impl Expected {
+    fn of(policy: &Policy) -> Expected {
+        let rule_agents: Vec<Vec<AgentId>> = policy
+            .rules
+            .iter()
+            .map(|rule| policy.agents_matching(&rule.principal))
+            .collect();
+        let rule_tools: Vec<Vec<ToolId>> = policy
+            .rules
+            .iter()
+            .map(|rule| policy.tools_matching(&rule.tools))
+            .collect();
+        let limit_agents: Vec<Vec<AgentId>> = policy
+            .limits
+            .iter()
+            .map(|limit| policy.agents_matching(&limit.principal))
+            .collect();
+        let limit_tools: Vec<Vec<ToolId>> = policy
+            .limits
+            .iter()
+            .map(|limit| policy.tools_matching(&limit.tools))
+            .collect();
+        let invert = |by_item: &[Vec<usize>], count: usize| {
+            let mut out = vec![Vec::new(); count];
+            for (item, matched) in by_item.iter().enumerate() {
+                for &at in matched {
+                    out[at].push(item);
+                }
+            }
+            out
+        };
+        Expected {
+            agent_rules: invert(&rule_agents, policy.agents.len()),
+            agent_limits: invert(&limit_agents, policy.agents.len()),
+            tool_rules: invert(&rule_tools, policy.tools.len()),
+            tool_limits: invert(&limit_tools, policy.tools.len()),
+            rule_agents,
+            rule_tools,
+            limit_agents,
+            limit_tools,
+        }
+    }
+
+    /// The rules that apply to (agent, tool): forbids then permits, each in rule order.
+    fn rules(&self, policy: &Policy, agent: AgentId, tool: ToolId) -> Vec<(RuleId, bool)> {
+        let both = intersect(&self.agent_rules[agent], &self.tool_rules[tool]);
+        let of = |effect: RuleEffect| {
+            both.iter()
+                .copied()
+                .filter(move |&rule| policy.rules[rule].effect == effect)
+        };
+        of(RuleEffect::Forbid)
+            .map(|rule| (rule, true))
+            .chain(of(RuleEffect::Permit).map(|rule| (rule, false)))
+            .collect()
+    }
+
+    /// The limits that apply to (agent, tool), in limit order.
+    fn limits(&self, agent: AgentId, tool: ToolId) -> Vec<LimitId> {
+        intersect(&self.agent_limits[agent], &self.tool_limits[tool])
+    }
+
+    /// How many (agent, tool) pairs a rule (or limit) applies to.
+    fn rule_pairs(&self, rule: RuleId) -> u64 {
+        (self.rule_agents[rule].len() as u64) * (self.rule_tools[rule].len() as u64)
+    }
+
+    fn limit_pairs(&self, limit: LimitId) -> u64 {
+        (self.limit_agents[limit].len() as u64) * (self.limit_tools[limit].len() as u64)
+    }
+
+    /// A pair among `agents` × `tools` where the table lacks what applies (`holds` is false).
+    fn missing(
+        &self,
+        table_agents: &[usize],
+        table_tools: &[usize],
+        holds: impl Fn(usize, usize) -> bool,
+        agents: &[AgentId],
+        tools: &[ToolId],
+    ) -> (AgentId, ToolId) {
+        agents
+            .iter()
+            .flat_map(|&agent| tools.iter().map(move |&tool| (agent, tool)))
+            .find(|&(agent, tool)| !holds(table_agents[agent], table_tools[tool]))
+            .unwrap_or((
+                agents.first().copied().unwrap_or(0),
+                tools.first().copied().unwrap_or(0),
+            ))
+    }
+}
+
+/// The ids in both ascending lists, ascending.
+fn intersect(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        match x.cmp(&y) {
+            std::cmp::Ordering::Equal => {
+                out.push(x);
+                i += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+        }
+    }
+    out
 }
 
 /// Reads a program back into a formula over the space, for one agent and chain.
@@ -523,6 +729,87 @@ impl Decompiler<'_, '_> {
                     };
                     stack.push(Zv::Bool(value));
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example's and valid fixture's policy, loaded from its `.toll` files.
+    fn policies() -> Vec<Policy> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("examples"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir())
+            .collect();
+        dirs.push(root.join("tests/fixtures/valid"));
+        let mut out = Vec::new();
+        for dir in dirs {
+            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|e| e == "toll"))
+                .collect();
+            files.sort();
+            // An example is one policy over its files; a fixture is one policy per file.
+            let groups: Vec<Vec<std::path::PathBuf>> = if dir.ends_with("valid") {
+                files.into_iter().map(|f| vec![f]).collect()
+            } else {
+                vec![files]
+            };
+            for group in groups {
+                let mut sources = crate::source::SourceSet::new();
+                for file in &group {
+                    let text = std::fs::read_to_string(file).unwrap_or_default();
+                    sources.add(&file.display().to_string(), &text);
+                }
+                if let Ok(policy) = crate::load(&sources) {
+                    out.push(policy);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_expected_rules_and_limits_of_each_pair_are_the_models() {
+        let policies = policies();
+        assert!(policies.len() >= 10, "{} policies loaded", policies.len());
+        for policy in &policies {
+            let expect = Expected::of(policy);
+            for agent in 0..policy.agents.len() {
+                for tool in 0..policy.tools.len() {
+                    let matching = |effect| policy.rules_matching(agent, tool, effect);
+                    let model: Vec<(RuleId, bool)> = matching(RuleEffect::Forbid)
+                        .into_iter()
+                        .map(|r| (r, true))
+                        .chain(matching(RuleEffect::Permit).into_iter().map(|r| (r, false)))
+                        .collect();
+                    assert_eq!(expect.rules(policy, agent, tool), model);
+                    assert_eq!(
+                        expect.limits(agent, tool),
+                        policy.limits_matching(agent, tool)
+                    );
+                }
+            }
+            for rule in 0..policy.rules.len() {
+                let pairs = (0..policy.agents.len())
+                    .flat_map(|a| (0..policy.tools.len()).map(move |t| (a, t)))
+                    .filter(|&(a, t)| {
+                        policy
+                            .rules_matching(a, t, policy.rules[rule].effect)
+                            .contains(&rule)
+                    })
+                    .count() as u64;
+                assert_eq!(expect.rule_pairs(rule), pairs);
             }
         }
     }
