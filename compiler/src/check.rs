@@ -935,7 +935,7 @@ impl Checker {
         span: Span,
         base: &ast::Ident,
         elements: &[ast::TypeExpr],
-        length: Option<&(ast::IntLit, ast::IntLit)>,
+        length: Option<&(ast::IntLit, Option<ast::IntLit>)>,
     ) -> Option<ArgType> {
         if base.name != "list" {
             let d = diagnostic::invalid_type(
@@ -957,21 +957,29 @@ impl Checker {
         };
         let count = match length {
             None => (0, i64::MAX as u64),
-            Some((min, max)) => match (u64::try_from(min.value), u64::try_from(max.value)) {
-                (Ok(low), Ok(high)) if low <= high => (low, high),
-                _ => {
-                    let d = diagnostic::invalid_type(
-                        format!(
-                            "`{}..{}` is not a range of element counts",
-                            min.value, max.value
-                        ),
-                        span,
-                        "bound the number of elements, as in `list[path][1..16]`",
-                    );
-                    self.error(d);
-                    return None;
+            // `MIN..`: at least MIN, no maximum (as with no count at all).
+            Some((min, max)) => {
+                let high = match max {
+                    Some(max) => u64::try_from(max.value).ok(),
+                    None => Some(i64::MAX as u64),
+                };
+                match (u64::try_from(min.value), high) {
+                    (Ok(low), Some(high)) if low <= high => (low, high),
+                    _ => {
+                        let range = match max {
+                            Some(max) => format!("{}..{}", min.value, max.value),
+                            None => format!("{}..", min.value),
+                        };
+                        let d = diagnostic::invalid_type(
+                            format!("`{range}` is not a range of element counts"),
+                            span,
+                            "bound the number of elements, as in `list[path][1..16]` or `list[path][1..]`",
+                        );
+                        self.error(d);
+                        return None;
+                    }
                 }
-            },
+            }
         };
         let element = match &element.kind {
             ast::TypeExprKind::Object { fields, open } => {

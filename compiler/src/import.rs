@@ -251,7 +251,9 @@ fn list_type(schema: &Value) -> Result<(String, Option<String>), String> {
     let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
     let count = match (bound("minItems"), bound("maxItems")) {
         (None, None) => String::new(),
-        (min, max) => format!("[{}..{}]", min.unwrap_or(0), max.unwrap_or(i64::MAX as u64)),
+        (min, Some(max)) => format!("[{}..{max}]", min.unwrap_or(0)),
+        // At least `minItems`, no maximum.
+        (Some(min), None) => format!("[{min}..]"),
     };
     Ok((format!("list[{element}]{count}"), note))
 }

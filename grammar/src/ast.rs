@@ -185,12 +185,12 @@ pub enum TypeExprKind {
     },
     /// `enum[usd, eur]`
     Enum { base: Ident, variants: Vec<Ident> },
-    /// `list[T]` or `list[T][MIN..MAX]` (MIN to MAX elements); a base other than `list`, or
-    /// other than one element type, is the checker's to report.
+    /// `list[T]`, `list[T][MIN..MAX]` (MIN to MAX elements) or `list[T][MIN..]` (at least MIN);
+    /// a base other than `list`, or other than one element type, is the checker's to report.
     List {
         base: Ident,
         elements: Vec<TypeExpr>,
-        length: Option<(IntLit, IntLit)>,
+        length: Option<(IntLit, Option<IntLit>)>,
     },
     /// `{ oldText: string, newText: string }`: an object's named fields (`..`: more allowed).
     Object { fields: Vec<ArgDecl>, open: bool },

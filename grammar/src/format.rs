@@ -381,7 +381,10 @@ fn type_expr(ty: &TypeExpr) -> String {
             let elements: Vec<String> = elements.iter().map(type_expr).collect();
             let length = length
                 .as_ref()
-                .map(|(min, max)| format!("[{}..{}]", min.value, max.value))
+                .map(|(min, max)| match max {
+                    Some(max) => format!("[{}..{}]", min.value, max.value),
+                    None => format!("[{}..]", min.value),
+                })
                 .unwrap_or_default();
             format!("{}[{}]{length}", base.name, elements.join(", "))
         }

@@ -247,3 +247,59 @@ fn an_object_is_read_as_its_dotted_fields_and_written_back_as_an_object() {
     names.sort_unstable();
     assert_eq!(names, ["repo.meta.team", "repo.owner"]);
 }
+
+/// `list[T][MIN..]`: at least MIN elements and no maximum, read, formatted back as written, and
+/// decided alike by the evaluator and the gate.
+#[test]
+fn a_list_count_with_a_minimum_and_no_maximum() {
+    let path = tollgate_tests::root().join("tests/fixtures/valid/open_count.toll");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let policy = tollgate_compiler::load(&tollgate_tests::source_set(&path)).unwrap();
+    let paths = &policy.tools[0].args[0];
+    let model::ArgType::List { count, .. } = &paths.ty else {
+        panic!("{paths:?}");
+    };
+    assert_eq!(*count, (1, i64::MAX as u64));
+    let outcomes = testing::run_all(&policy);
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].steps.iter().all(|s| s.passed));
+    // The formatter writes the open count back as written.
+    let parsed = tollgate_grammar::parse(&text, tollgate_grammar::span::FileId(0));
+    assert!(parsed.errors.is_empty());
+    let formatted = tollgate_grammar::format::format(&parsed.file, &parsed.comments, &text);
+    assert!(
+        formatted.contains("paths: list[path][1..] }"),
+        "{formatted}"
+    );
+    // The gate: an empty list is refused, any number above the minimum accepted.
+    let compiler = SigningKey::from_bytes(&[1; 32]);
+    let bytes = codegen::compile(&policy, &compiler).unwrap().bytes;
+    let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+    let mut slots =
+        vec![tollgate_runtime::gate::Slot::EMPTY; tollgate_runtime::gate::slots_needed(&table, 8)];
+    let mut state = tollgate_runtime::gate::State::new(&table, &mut slots).unwrap();
+    let many: Vec<tollgate_runtime::gate::ArgValue<'_>> = (0..1_000)
+        .map(|_| tollgate_runtime::gate::ArgValue::Str("a.md"))
+        .collect();
+    for (items, allowed) in [(&many[..0], false), (&many[..1], true), (&many[..], true)] {
+        let args = [("paths", tollgate_runtime::gate::ArgValue::List(items))];
+        let decision = tollgate_runtime::gate::decide(
+            &table,
+            &mut state,
+            &tollgate_runtime::gate::Call {
+                agent: "reader",
+                tool: "fs.read_multiple_files",
+                args: &args,
+                via: &[],
+                env: None,
+                time: NOW,
+            },
+        );
+        assert_eq!(
+            decision.verdict == tollgate_runtime::gate::Verdict::Allow,
+            allowed,
+            "{} paths: {decision:?}",
+            items.len()
+        );
+    }
+}

@@ -240,7 +240,7 @@ fn type_expr() -> BoxedStrategy<TypeExpr> {
         prop_oneof![
             (
                 proptest::collection::vec(inner.clone(), 1..3),
-                proptest::option::of((int(), int()))
+                proptest::option::of((int(), proptest::option::of(int())))
             )
                 .prop_map(|(elements, length)| TypeExprKind::List {
                     base: Ident {
