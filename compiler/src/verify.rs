@@ -200,16 +200,27 @@ enum Answer {
 
 /// One bucket's request space, queried on the solver all buckets share (creating a Z3 solver
 /// costs more than most queries, so each query works in its own push/pop scope instead).
+///
+/// The Z3 space is built the first time a query needs it: a policy has a bucket per (agent,
+/// tool) pair, a million at 1,000 × 1,000, and most are never asked anything (no rule or
+/// assertion reaches them, and a pair whose acting agent has no permit is unreachable without
+/// a query). What every bucket holds is its chains and which agents decide them.
 struct Bucket<'p> {
     policy: &'p Policy,
     index: &'p RuleIndex,
     agent: AgentId,
     tool: ToolId,
-    space: Space,
+    /// The delegation chains of the space (the direct call first), and whether more were cut.
+    chains: Vec<Chain>,
+    truncated: bool,
+    /// The agents whose rules a query of this bucket can conjoin (for its lists' bounds).
+    conjoined: Vec<AgentId>,
+    symbols: Rc<Symbols>,
+    space: std::cell::OnceCell<Box<Space>>,
     /// For each chain of the space, the agents whose rules decide it (acting agent first).
     required: Vec<Vec<AgentId>>,
-    /// By agent: whether its rules decide some request of this bucket.
-    members: Vec<bool>,
+    /// The agents whose rules decide some request of this bucket, ascending.
+    members: Vec<AgentId>,
     solver: Rc<Solver>,
     unknown_every: usize,
 }
@@ -218,14 +229,32 @@ impl<'p> Bucket<'p> {
     fn new(
         policy: &'p Policy,
         index: &'p RuleIndex,
-        symbols: &Symbols,
+        symbols: &Rc<Symbols>,
         agent: AgentId,
         tool: ToolId,
         options: &Options,
         solver: &Rc<Solver>,
     ) -> Bucket<'p> {
-        let (chains, truncated) =
-            encode::chains_within(policy, agent, options.max_chains, index.horizon);
+        let chains = encode::chains_within(policy, agent, options.max_chains, index.horizon);
+        Bucket::with_chains(policy, index, symbols, agent, tool, chains, options, solver)
+    }
+
+    /// As [`Bucket::new`], with the agent's chains (`chains_within`) computed once for all its
+    /// tools.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the bucket's parts, each named once"
+    )]
+    fn with_chains(
+        policy: &'p Policy,
+        index: &'p RuleIndex,
+        symbols: &Rc<Symbols>,
+        agent: AgentId,
+        tool: ToolId,
+        (chains, truncated): (Vec<Chain>, bool),
+        options: &Options,
+        solver: &Rc<Solver>,
+    ) -> Bucket<'p> {
         // Chains a depth limit refuses never reach the rules (D-Depth).
         let (chains, required): (Vec<Chain>, Vec<Vec<AgentId>>) = chains
             .into_iter()
@@ -240,6 +269,7 @@ impl<'p> Bucket<'p> {
         let mut conjoined: Vec<AgentId> = required.iter().flatten().copied().collect();
         conjoined.sort_unstable();
         conjoined.dedup();
+        let mut members = conjoined.clone();
         let mut origins: Vec<AgentId> = chains
             .iter()
             .filter_map(|c| c.via.first())
@@ -248,28 +278,17 @@ impl<'p> Bucket<'p> {
         origins.sort_unstable();
         origins.dedup();
         conjoined.extend(origins);
-        let mut finite = index.finite.clone();
-        finite.lists = encode::ListAtoms::for_bucket(&[policy], tool, &conjoined, 1);
-        let space = Space::with_finite_strings(
-            symbols.clone(),
-            &policy.tools[tool].args,
-            &policy.environments,
-            chains,
-            truncated,
-            &finite,
-        );
-        let mut members = vec![false; policy.agents.len()];
-        for member in required.iter().flatten() {
-            if let Some(flag) = members.get_mut(*member) {
-                *flag = true;
-            }
-        }
+        members.shrink_to_fit();
         Bucket {
             policy,
             index,
             agent,
             tool,
-            space,
+            chains,
+            truncated,
+            conjoined,
+            symbols: Rc::clone(symbols),
+            space: std::cell::OnceCell::new(),
             required,
             members,
             solver: Rc::clone(solver),
@@ -277,11 +296,28 @@ impl<'p> Bucket<'p> {
         }
     }
 
+    /// The bucket's Z3 space, built on first use.
+    fn space(&self) -> &Space {
+        self.space.get_or_init(|| {
+            let mut finite = self.index.finite.clone();
+            finite.lists =
+                encode::ListAtoms::for_bucket(&[self.policy], self.tool, &self.conjoined, 1);
+            Box::new(Space::with_finite_strings(
+                (*self.symbols).clone(),
+                &self.policy.tools[self.tool].args,
+                &self.policy.environments,
+                self.chains.clone(),
+                self.truncated,
+                &finite,
+            ))
+        })
+    }
+
     fn encoder(&self) -> Encoder<'_> {
         Encoder {
             policy: self.policy,
             index: self.index,
-            space: &self.space,
+            space: self.space(),
             tool: self.tool,
             element: None,
         }
@@ -297,7 +333,7 @@ impl<'p> Bucket<'p> {
 
     /// Whether `member`'s rules decide some request of this bucket.
     fn has_member(&self, member: AgentId) -> bool {
-        self.members.get(member).copied().unwrap_or(false)
+        self.members.binary_search(&member).is_ok()
     }
 
     /// Rule `rule` applies to `member`, which decides the request on whichever chain it comes
@@ -306,14 +342,13 @@ impl<'p> Bucket<'p> {
     fn applies(&self, member: AgentId, rule: RuleId) -> Bool {
         let encoder = self.encoder();
         let options: Vec<Bool> = self
-            .space
             .chains
             .iter()
             .enumerate()
             .filter(|(index, _)| self.decides(member, *index))
             .map(|(index, chain)| {
                 Bool::and(&[
-                    self.space.is_chain(index),
+                    self.space().is_chain(index),
                     encoder.applies(rule, member, chain),
                 ])
             })
@@ -328,7 +363,8 @@ impl<'p> Bucket<'p> {
 
     /// The rules of `effect` whose patterns match `member` and this bucket's tool.
     fn candidates(&self, member: AgentId, effect: RuleEffect) -> Vec<RuleId> {
-        self.encoder().candidates(member, effect)
+        self.index
+            .candidates(self.policy, member, self.tool, effect)
     }
 
     fn ask(&self, stats: &mut Stats, formulas: &[Bool]) -> Answer {
@@ -343,14 +379,14 @@ impl<'p> Bucket<'p> {
             return Answer::Unknown("forced by the test options".to_owned());
         }
         self.solver.push();
-        self.solver.assert(&self.space.domain);
+        self.solver.assert(&self.space().domain);
         for formula in formulas {
             self.solver.assert(formula);
         }
         let mut result = self.solver.check_assumptions(tracked);
         if result == SatResult::Sat && !self.model_is_receivable() {
             // Z3's strings hold any characters; ask again for one whose strings are UTF-8 bytes.
-            self.space.assert_receivable(&self.solver);
+            self.space().assert_receivable(&self.solver);
             result = self.solver.check_assumptions(tracked);
         }
         let answer = match result {
@@ -376,12 +412,12 @@ impl<'p> Bucket<'p> {
     fn model_is_receivable(&self) -> bool {
         self.solver
             .get_model()
-            .is_some_and(|model| self.space.receivable(&model))
+            .is_some_and(|model| self.space().receivable(&model))
     }
 
     /// The request a model describes.
     fn request(&self, model: &Model) -> Request {
-        request_from_model(self.policy, self.agent, self.tool, &self.space, model)
+        request_from_model(self.policy, self.agent, self.tool, self.space(), model)
     }
 
     fn agent_name(&self) -> &str {
@@ -550,13 +586,25 @@ enum Search {
 impl<'p> Verifier<'p> {
     fn new(policy: &'p Policy, index: &'p RuleIndex, options: Options) -> Self {
         let symbols = Symbols::of(&[policy]);
+        let shared = Rc::new(symbols.clone());
         let mut buckets = BTreeMap::new();
         let solver = new_solver(&options);
         for agent in 0..policy.agents.len() {
+            // An agent's chains are the same for every tool; each tool keeps those it reaches.
+            let chains = encode::chains_within(policy, agent, options.max_chains, index.horizon);
             for tool in 0..policy.tools.len() {
                 buckets.insert(
                     (agent, tool),
-                    Bucket::new(policy, index, &symbols, agent, tool, &options, &solver),
+                    Bucket::with_chains(
+                        policy,
+                        index,
+                        &shared,
+                        agent,
+                        tool,
+                        chains.clone(),
+                        &options,
+                        &solver,
+                    ),
                 );
             }
         }
@@ -660,7 +708,7 @@ impl<'p> Verifier<'p> {
             match bucket.ask(&mut self.report.stats, &query) {
                 Answer::Sat(model) => return Search::Found(bucket.request(&model), *member),
                 Answer::Unsat(_) => {
-                    if bucket.space.truncated {
+                    if bucket.truncated {
                         unknown =
                             Some("too many delegation chains to consider them all".to_owned());
                     }
@@ -1150,9 +1198,9 @@ impl<'p> Verifier<'p> {
                     let condition = condition.clone();
                     let found = self.search(&keys, |b, _| {
                         let encoder = b.encoder();
-                        let direct = &b.space.chains[0];
+                        let direct = &b.chains[0];
                         let mut query = vec![
-                            b.space.is_chain(0),
+                            b.space().is_chain(0),
                             encoder.authorized(b.agent, direct).not(),
                         ];
                         if let Some(condition) = &condition {
@@ -1292,8 +1340,13 @@ impl<'p> Verifier<'p> {
                 let Some(bucket) = self.buckets.get(&(agent, tool)) else {
                     continue;
                 };
+                // The acting agent's own rules decide every chain (D-Chain): without a permit
+                // among them, no chain is allowed, and no query is needed to say so.
+                if bucket.candidates(agent, RuleEffect::Permit).is_empty() {
+                    continue;
+                }
                 let encoder = bucket.encoder();
-                for (index, chain) in bucket.space.chains.iter().enumerate() {
+                for (index, chain) in bucket.chains.iter().enumerate() {
                     let origin = chain
                         .via
                         .first()
@@ -1303,7 +1356,7 @@ impl<'p> Verifier<'p> {
                         continue;
                     }
                     let query = vec![
-                        bucket.space.is_chain(index),
+                        bucket.space().is_chain(index),
                         encoder.allowed_on(agent, index),
                     ];
                     match bucket.ask(&mut self.report.stats, &query) {
@@ -1384,13 +1437,12 @@ fn via_text(chain: &Chain) -> String {
 fn condition_on_chains(bucket: &Bucket<'_>, condition: &Condition) -> Bool {
     let encoder = bucket.encoder();
     let options: Vec<Bool> = bucket
-        .space
         .chains
         .iter()
         .enumerate()
         .map(|(index, chain)| {
             Bool::and(&[
-                bucket.space.is_chain(index),
+                bucket.space().is_chain(index),
                 encoder
                     .condition(bucket.agent, chain, condition)
                     .unwrap_or_else(|| Bool::from_bool(false)),

@@ -1030,6 +1030,27 @@ impl RuleIndex {
             horizon: depth_horizon(policy),
         }
     }
+
+    /// The rules of `effect` whose patterns match `agent` and `tool`, in rule order.
+    pub fn candidates(
+        &self,
+        policy: &Policy,
+        agent: AgentId,
+        tool: ToolId,
+        effect: RuleEffect,
+    ) -> Vec<RuleId> {
+        let Some(rules) = self.by_agent.get(agent) else {
+            return Vec::new();
+        };
+        rules
+            .iter()
+            .copied()
+            .filter(|&r| {
+                let rule = &policy.rules[r];
+                rule.effect == effect && policy.tool_matches(&rule.tools, tool)
+            })
+            .collect()
+    }
 }
 
 /// Evaluates conditions of one policy for one agent and tool over a space, with the chain's
@@ -1297,17 +1318,7 @@ impl Encoder<'_> {
 
     /// The rules whose patterns match `agent` and this tool, by effect.
     pub fn candidates(&self, agent: AgentId, effect: RuleEffect) -> Vec<RuleId> {
-        let Some(rules) = self.index.by_agent.get(agent) else {
-            return Vec::new();
-        };
-        rules
-            .iter()
-            .copied()
-            .filter(|&r| {
-                let rule = &self.policy.rules[r];
-                rule.effect == effect && self.policy.tool_matches(&rule.tools, self.tool)
-            })
-            .collect()
+        self.index.candidates(self.policy, agent, self.tool, effect)
     }
 
     /// (A-Permit) for one agent on one chain: some permit applies and no forbid does.

@@ -156,9 +156,10 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
     // Through delegation chains the agent starts: a request allowed through such a chain that
     // the origin may not make itself, with the same arguments, environment and time — whether
     // or not it may call the tool with other arguments.
+    let starts = Starts::of(verifier);
     for origin in 0..policy.agents.len() {
         for tool in 0..policy.tools.len() {
-            let request = match beyond_direct(verifier, origin, tool) {
+            let request = match beyond_direct(verifier, &starts, origin, tool) {
                 Search::Found(request, _) => request,
                 Search::NotFound => continue,
                 Search::Unknown(why) => {
@@ -454,23 +455,18 @@ fn build(verifier: &mut Verifier<'_>, reach: &Reach) -> (Graph, Vec<Finding>) {
 /// not make directly, with the same arguments, environment and time. Both requests are encoded
 /// over the acting bucket's space (its lists are bounded for the origin's rules too), so one
 /// query compares them.
-fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> Search {
+fn beyond_direct(
+    verifier: &mut Verifier<'_>,
+    starts: &Starts,
+    origin: AgentId,
+    tool: ToolId,
+) -> Search {
     let policy = verifier.policy;
     if !verifier.buckets.contains_key(&(origin, tool)) {
         return Search::NotFound;
     }
     let origin_name = policy.agents[origin].name.as_str();
-    let starts_here = |bucket: &Bucket<'_>| {
-        bucket
-            .space
-            .chains
-            .iter()
-            .any(|chain| chain.via.first().map(String::as_str) == Some(origin_name))
-    };
-    let relevant = |bucket: &Bucket<'_>| {
-        bucket.tool == tool && (bucket.space.truncated || starts_here(bucket))
-    };
-    if !verifier.buckets.values().any(relevant) {
+    if !starts.relevant(origin_name, tool) {
         // No chain starts here and none was cut short: nothing to ask (most agents start none).
         return Search::NotFound;
     }
@@ -481,12 +477,12 @@ fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> 
         };
         let encoder = bucket.encoder();
         let denied_directly = encoder.allowed_directly(origin).not();
-        for (index, chain) in bucket.space.chains.iter().enumerate() {
+        for (index, chain) in bucket.chains.iter().enumerate() {
             if chain.via.first().map(String::as_str) != Some(origin_name) {
                 continue;
             }
             let query = vec![
-                bucket.space.is_chain(index),
+                bucket.space().is_chain(index),
                 encoder.allowed_on(acting, index),
                 denied_directly.clone(),
             ];
@@ -496,7 +492,7 @@ fn beyond_direct(verifier: &mut Verifier<'_>, origin: AgentId, tool: ToolId) -> 
                 Answer::Unknown(why) => unknown = Some(why),
             }
         }
-        if bucket.space.truncated {
+        if bucket.truncated {
             unknown = Some("too many delegation chains to consider them all".to_owned());
         }
     }
@@ -524,6 +520,38 @@ fn mark(graph: &mut Graph, agent: AgentId, tool: ToolId) {
     graph.graph.add_edge(a, t, Edge::Escalates);
 }
 
+/// Where delegation chains start, per tool, read once from every bucket (asking every bucket
+/// for each (origin, tool) pair would cost pairs × pairs).
+struct Starts {
+    /// (origin, tool): some bucket of the tool has a chain that starts at the origin.
+    origins: BTreeSet<(String, ToolId)>,
+    /// Tools some bucket of which had more chains than it could consider.
+    truncated: BTreeSet<ToolId>,
+}
+
+impl Starts {
+    fn of(verifier: &Verifier<'_>) -> Starts {
+        let mut starts = Starts {
+            origins: BTreeSet::new(),
+            truncated: BTreeSet::new(),
+        };
+        for bucket in verifier.buckets.values() {
+            if bucket.truncated {
+                starts.truncated.insert(bucket.tool);
+            }
+            for origin in bucket.chains.iter().filter_map(|chain| chain.via.first()) {
+                starts.origins.insert((origin.clone(), bucket.tool));
+            }
+        }
+        starts
+    }
+
+    /// Whether some bucket of `tool` has a chain starting at `origin`, or was cut short.
+    fn relevant(&self, origin: &str, tool: ToolId) -> bool {
+        self.truncated.contains(&tool) || self.origins.contains(&(origin.to_owned(), tool))
+    }
+}
+
 /// The tools `agent` may call directly in a policy where it holds a granted role, each with a
 /// witness request, or with the solver's reason when the query was undecided.
 fn granted_reach(
@@ -536,10 +564,11 @@ fn granted_reach(
     let mut out = Vec::new();
     let index = RuleIndex::new(policy);
     let solver = new_solver(options);
+    let symbols = std::rc::Rc::new(symbols.clone());
     for tool in 0..policy.tools.len() {
-        let bucket = Bucket::new(policy, &index, symbols, agent, tool, options, &solver);
+        let bucket = Bucket::new(policy, &index, &symbols, agent, tool, options, &solver);
         let query = vec![
-            bucket.space.is_chain(0),
+            bucket.space().is_chain(0),
             bucket.encoder().allowed_on(agent, 0),
         ];
         match bucket.ask(stats, &query) {
