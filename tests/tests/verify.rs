@@ -734,3 +734,43 @@ fn a_budget_bounds_a_cost_charged_per_argument() {
     };
     assert!((11..=20).contains(&instances), "{instances}");
 }
+
+/// Many agents and tools, few rules: the verifier asks about the pairs rules reach, not about
+/// every pair (a pair whose agent has no permit there is unreachable without a query), so its
+/// work follows the rules, not agents × tools.
+#[test]
+fn the_verifier_asks_about_the_pairs_rules_reach() {
+    use std::fmt::Write as _;
+    let (agents, tools) = (300, 300);
+    let mut text = String::from("domain d { private }\n");
+    for t in 0..tools {
+        let _ = writeln!(
+            text,
+            "tool t{t}.op {{ domain d effect read args {{ n: int[0..100] }} }}"
+        );
+    }
+    for a in 0..agents {
+        let _ = writeln!(text, "agent a{a} {{ }}");
+    }
+    for r in 0..agents {
+        let _ = writeln!(
+            text,
+            "permit agent a{r} to call t{}.op when args.n <= {};",
+            (r * 7) % tools,
+            r % 100
+        );
+    }
+    let sources = tollgate_compiler::source::SourceSet::single("p.toll", &text);
+    let policy = tollgate_compiler::load(&sources).unwrap();
+    let report = verify::verify(&policy, &Options::default());
+    assert_eq!(report.errors(), 0, "{:?}", report.findings);
+    assert_eq!(report.stats.buckets, agents * tools);
+    // A handful of queries per rule (applies, overridden, redundant, reach), not one per pair.
+    assert!(
+        report.stats.queries <= 5 * agents,
+        "{} queries for {} rules over {} pairs",
+        report.stats.queries,
+        agents,
+        agents * tools
+    );
+}
