@@ -574,18 +574,21 @@ fn pieces(constants: &Constants) -> Option<Pieces> {
 }
 
 /// Every name that can be a value (environments, enum variants, agents), numbered once, so that
-/// values of different policies and enum types compare by name.
+/// values of different policies and enum types compare by name. Shared, not copied, by every
+/// space that holds it (a policy of 1,000 agents has a thousand names, and a verifier builds a
+/// space per bucket it asks about); adding a name copies it first if it is shared.
 #[derive(Clone, Debug, Default)]
 pub struct Symbols {
-    index: BTreeMap<String, i64>,
-    names: Vec<String>,
+    index: Rc<BTreeMap<String, i64>>,
+    names: Rc<Vec<String>>,
 }
 
 impl Symbols {
     pub fn add(&mut self, name: &str) {
         if !self.index.contains_key(name) {
-            self.index.insert(name.to_owned(), self.names.len() as i64);
-            self.names.push(name.to_owned());
+            let next = self.names.len() as i64;
+            Rc::make_mut(&mut self.index).insert(name.to_owned(), next);
+            Rc::make_mut(&mut self.names).push(name.to_owned());
         }
     }
 
