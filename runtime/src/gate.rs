@@ -456,6 +456,10 @@ fn window_index(now: u64, window: u64) -> u64 {
 
 const NO_DIGEST: [u8; 16] = [0; 16];
 
+/// Up to this many enum values, a value is found by comparing names; more, through the symbol
+/// index.
+const FEW_VARIANTS: usize = 8;
+
 /// A value on the program stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Value<'a> {
@@ -518,16 +522,11 @@ impl Env {
         let Some(name) = name else {
             return Env::Unset;
         };
-        let declared = table.count(section::ENVS);
-        match table.find(section::SYMBOLS, name.as_bytes()) {
-            Some(symbol)
-                if (0..declared)
-                    .any(|i| table.u16_item(section::ENVS, i) == Some(symbol as u16)) =>
-            {
-                Env::Known(symbol as u16)
-            }
-            _ => Env::Invalid,
-        }
+        // A policy declares a few environments: comparing their names beats hashing the name.
+        (0..table.count(section::ENVS))
+            .filter_map(|i| table.u16_item(section::ENVS, i))
+            .find(|&symbol| table.symbol_name(usize::from(symbol)) == Some(name.as_bytes()))
+            .map_or(Env::Invalid, Env::Known)
     }
 }
 
@@ -706,7 +705,13 @@ fn decide_known(
             .map(|(_, &member)| member),
     );
     for member in required {
-        match authority(table, dispatch(table, member, tool), &args, &context) {
+        // The acting agent's bucket was found above; a delegator's is looked up here.
+        let member_bucket = if member == agent {
+            bucket
+        } else {
+            dispatch(table, member, tool)
+        };
+        match authority(table, member_bucket, &args, &context) {
             Authority::Forbidden(rule) => {
                 let mut decision = Decision::deny(Reason::Forbidden);
                 decision.rule = Some(rule);
@@ -1195,12 +1200,22 @@ fn scalar<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<
         (format::arg::ENUM, ArgValue::Str(v)) => {
             let variants_start = table.bytes.u32(record + field::arg::VARIANTS_START)? as usize;
             let variants = table.bytes.u32(record + field::arg::VARIANTS_COUNT)? as usize;
-            let symbol = table.find(section::SYMBOLS, v.as_bytes())? as u16;
-            let listed = (variants_start..variants_start.saturating_add(variants))
-                .any(|i| table.u16_item(section::VARIANTS, i) == Some(symbol));
-            if !listed {
-                return None;
-            }
+            let listed = variants_start..variants_start.saturating_add(variants);
+            let symbol = if variants <= FEW_VARIANTS {
+                // A few values: compare their names (lengths first) rather than hash the value.
+                listed
+                    .filter_map(|i| table.u16_item(section::VARIANTS, i))
+                    .find(|&symbol| table.symbol_name(usize::from(symbol)) == Some(v.as_bytes()))?
+            } else {
+                let symbol = table.find(section::SYMBOLS, v.as_bytes())? as u16;
+                if !listed
+                    .into_iter()
+                    .any(|i| table.u16_item(section::VARIANTS, i) == Some(symbol))
+                {
+                    return None;
+                }
+                symbol
+            };
             Value::Sym(symbol)
         }
         _ => return None,

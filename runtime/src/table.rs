@@ -96,27 +96,25 @@ impl<'a> Bytes<'a> {
         self.0.get(at).copied()
     }
 
+    /// `N` bytes from `at`, with one bounds check.
+    fn array<const N: usize>(self, at: usize) -> Option<[u8; N]> {
+        self.0.get(at..)?.first_chunk::<N>().copied()
+    }
+
     pub(crate) fn u16(self, at: usize) -> Option<u16> {
-        let b = self.slice(at, 2)?;
-        Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+        self.array(at).map(u16::from_le_bytes)
     }
 
     pub(crate) fn u32(self, at: usize) -> Option<u32> {
-        let mut out = [0u8; 4];
-        out.copy_from_slice(self.slice(at, 4)?);
-        Some(u32::from_le_bytes(out))
+        self.array(at).map(u32::from_le_bytes)
     }
 
     pub(crate) fn u64(self, at: usize) -> Option<u64> {
-        let mut out = [0u8; 8];
-        out.copy_from_slice(self.slice(at, 8)?);
-        Some(u64::from_le_bytes(out))
+        self.array(at).map(u64::from_le_bytes)
     }
 
     pub(crate) fn i64(self, at: usize) -> Option<i64> {
-        let mut out = [0u8; 8];
-        out.copy_from_slice(self.slice(at, 8)?);
-        Some(i64::from_le_bytes(out))
+        self.array(at).map(i64::from_le_bytes)
     }
 }
 

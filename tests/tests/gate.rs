@@ -843,6 +843,67 @@ fn every_name_is_found_through_the_index_and_a_misplaced_entry_is_refused() {
     );
 }
 
+/// Enum values and environments are found by name without the symbol index when there are a
+/// few (compared one by one), through it when there are many; either way only a declared value
+/// of that enum (or a declared environment) is accepted, never another symbol of the table (an
+/// agent's name, another enum's value, an environment).
+#[test]
+fn enum_values_and_environments_are_only_their_own_declared_names() {
+    let many: Vec<String> = (0..12).map(|i| format!("v{i}")).collect();
+    let source = format!(
+        "environments prod, dev;\n\
+         domain d {{ private }}\n\
+         tool t {{ domain d effect read args {{ few: enum[a, b], many: enum[{}] }} }}\n\
+         agent ops {{ roles [r] }}\n\
+         permit agent ops to call t;\n",
+        many.join(", ")
+    );
+    let policy = tollgate_compiler::load(&SourceSet::single("enums.toll", &source)).unwrap();
+    let bytes = codegen::compile(&policy, &key()).unwrap().bytes;
+    let table = Table::load(&bytes, &key().verifying_key()).unwrap();
+    let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, 16)];
+    let mut state = GateState::new(&table, &mut slots).unwrap();
+    let mut decide = |few: &str, many: &str, env: &str| {
+        let args = [("few", ArgValue::Str(few)), ("many", ArgValue::Str(many))];
+        let call = Call {
+            agent: "ops",
+            tool: "t",
+            args: &args,
+            via: &[],
+            env: Some(env),
+            time: 1_767_261_600,
+        };
+        let decision = gate::decide(&table, &mut state, &call);
+        decision.reason.map_or("allow", |r| r.as_str())
+    };
+    for value in &many {
+        assert_eq!(decide("a", value, "prod"), "allow", "{value}");
+    }
+    assert_eq!(decide("b", "v11", "dev"), "allow");
+    // Symbols of the table that are not values of this enum.
+    for (few, many) in [
+        ("ops", "v0"),
+        ("prod", "v0"),
+        ("v1", "v0"),
+        ("a", "a"),
+        ("a", "ops"),
+        ("a", "dev"),
+        ("a", "v12"),
+        ("", "v0"),
+        ("a", ""),
+    ] {
+        assert_eq!(
+            decide(few, many, "prod"),
+            "invalid_argument",
+            "{few} {many}"
+        );
+    }
+    // Symbols that are not environments.
+    for env in ["ops", "a", "v3", "", "production"] {
+        assert_eq!(decide("a", "v0", env), "invalid_request", "{env}");
+    }
+}
+
 #[test]
 fn translation_validation_proves_every_example() {
     for dir in all_policy_dirs() {
