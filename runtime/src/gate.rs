@@ -1528,6 +1528,17 @@ fn exec<'a>(
     }
 }
 
+/// Whether `needle` occurs in `haystack` (the empty string occurs in every string): windows are
+/// compared only where their first byte matches.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    haystack
+        .windows(needle.len())
+        .any(|window| window.split_first() == Some((&first, rest)))
+}
+
 fn apply(code: u8, lhs: Value<'_>, rhs: Value<'_>) -> Option<bool> {
     use Value::*;
     Some(match (code, lhs, rhs) {
@@ -1545,9 +1556,40 @@ fn apply(code: u8, lhs: Value<'_>, rhs: Value<'_>) -> Option<bool> {
         (op::GE, Int(a), Int(b)) => a >= b,
         (op::STARTS_WITH, Str(a), Str(b)) => a.starts_with(b),
         (op::ENDS_WITH, Str(a), Str(b)) => a.ends_with(b),
-        (op::CONTAINS, Str(a), Str(b)) => b.is_empty() || a.windows(b.len()).any(|w| w == b),
+        (op::CONTAINS, Str(a), Str(b)) => contains(a, b),
         (op::AND, Bool(a), Bool(b)) => a && b,
         (op::OR, Bool(a), Bool(b)) => a || b,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains;
+
+    #[test]
+    fn contains_is_a_byte_substring_test() {
+        let cases: [(&[u8], &[u8], bool); 11] = [
+            (b"override please", b"override", true),
+            (b"please override", b"override", true),
+            (b"overrid", b"override", false),
+            (b"oooverride", b"override", true),
+            (b"ovverride", b"override", false),
+            (b"ovrride", b"override", false),
+            (b"", b"", true),
+            (b"abc", b"", true),
+            (b"", b"a", false),
+            (b"abc", b"abc", true),
+            ("caf\u{e9}".as_bytes(), &[0xA9], true),
+        ];
+        for (haystack, needle, expected) in cases {
+            assert_eq!(
+                contains(haystack, needle),
+                expected,
+                "{haystack:?} {needle:?}"
+            );
+            let naive = needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle);
+            assert_eq!(naive, expected);
+        }
+    }
 }
