@@ -97,7 +97,7 @@ struct GateFlags {
     #[arg(long)]
     pin_policy: Option<String>,
     /// Sign a checkpoint once N records are not covered by one (at the end of the batch that reaches N) and always at the end
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = tollgate_host::gate::DEFAULT_CHECKPOINT_EVERY)]
     checkpoint_every: u64,
     /// When the audit log is fsynced: after every decision, within 10 ms of each write (on a thread of its own), or never
     #[arg(long, value_enum, default_value = "batch")]

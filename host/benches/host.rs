@@ -41,8 +41,6 @@ fn rss_kb() -> u64 {
 /// Rounds per arm: this machine's figures vary by tens of percent between runs, so each arm runs
 /// this many times and the median (with the fastest and slowest) is printed.
 const ROUNDS: usize = 5;
-/// `tollgate gate --checkpoint-every`'s default.
-const CLI_CHECKPOINT_EVERY: u64 = 100;
 
 /// Median, fastest and slowest of a round's per-item seconds.
 fn spread(mut rounds: Vec<f64>) -> (f64, f64, f64) {
@@ -269,8 +267,7 @@ fn main() {
                     &GateOptions {
                         env: Some("prod".to_owned()),
                         // As `tollgate gate` runs by default: a signed checkpoint every 100
-                        // records (the library's default is 1,000).
-                        checkpoint_every: CLI_CHECKPOINT_EVERY,
+                        // records (`DEFAULT_CHECKPOINT_EVERY`).
                         ..GateOptions::default()
                     },
                 )

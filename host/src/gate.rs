@@ -35,6 +35,10 @@ use tollgate_runtime::Reason;
 /// The name the gate's key signs checkpoints under.
 pub const GATE_KEY_NAME: &str = "tollgate-gate";
 
+/// How many records a signed checkpoint may leave uncovered, by default (`tollgate gate`'s and
+/// `tollgate mcp`'s `--checkpoint-every`, and [`GateOptions`]'s).
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100;
+
 /// Arguments a decision reads from the stack; a request with more takes a heap copy.
 const ARGS_ON_STACK: usize = 16;
 
@@ -65,7 +69,7 @@ impl Default for GateOptions {
             env: None,
             audience: None,
             pin_policy: None,
-            checkpoint_every: 1_000,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             repeat_room: 1_024,
             max_sessions: 10_000,
             snapshot_every: 100_000,
