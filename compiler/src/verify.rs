@@ -210,57 +210,40 @@ struct Bucket<'p> {
     index: &'p RuleIndex,
     agent: AgentId,
     tool: ToolId,
-    /// The delegation chains of the space (the direct call first), and whether more were cut.
-    chains: Vec<Chain>,
+    /// The delegation chains of the space and the agents deciding each; shared by the acting
+    /// agent's tools that its chains reach alike (at 1,000 agents × 1,000 tools, most pairs).
+    reach: Rc<ChainReach>,
+    /// Whether more chains were cut.
     truncated: bool,
-    /// The agents whose rules a query of this bucket can conjoin (for its lists' bounds).
-    conjoined: Vec<AgentId>,
     symbols: Rc<Symbols>,
     space: std::cell::OnceCell<Box<Space>>,
-    /// For each chain of the space, the agents whose rules decide it (acting agent first).
-    required: Vec<Vec<AgentId>>,
-    /// The agents whose rules decide some request of this bucket, ascending.
-    members: Vec<AgentId>,
     solver: Rc<Solver>,
     unknown_every: usize,
 }
 
-impl<'p> Bucket<'p> {
-    fn new(
-        policy: &'p Policy,
-        index: &'p RuleIndex,
-        symbols: &Rc<Symbols>,
-        agent: AgentId,
-        tool: ToolId,
-        options: &Options,
-        solver: &Rc<Solver>,
-    ) -> Bucket<'p> {
-        let chains = encode::chains_within(policy, agent, options.max_chains, index.horizon);
-        Bucket::with_chains(policy, index, symbols, agent, tool, chains, options, solver)
-    }
+/// Which delegation chains reach a tool's rules for an acting agent, and whose rules decide
+/// each.
+#[derive(Debug, PartialEq, Eq)]
+struct ChainReach {
+    /// The chains of the space (the direct call first).
+    chains: Vec<Chain>,
+    /// For each chain, the agents whose rules decide it (acting agent first).
+    required: Vec<Vec<AgentId>>,
+    /// The agents whose rules a query of this bucket can conjoin (for its lists' bounds).
+    conjoined: Vec<AgentId>,
+    /// The agents whose rules decide some request of this bucket, ascending.
+    members: Vec<AgentId>,
+}
 
-    /// As [`Bucket::new`], with the agent's chains (`chains_within`) computed once for all its
-    /// tools.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the bucket's parts, each named once"
-    )]
-    fn with_chains(
-        policy: &'p Policy,
-        index: &'p RuleIndex,
-        symbols: &Rc<Symbols>,
-        agent: AgentId,
-        tool: ToolId,
-        (chains, truncated): (Vec<Chain>, bool),
-        options: &Options,
-        solver: &Rc<Solver>,
-    ) -> Bucket<'p> {
+impl ChainReach {
+    /// Of the acting agent's `chains` (`chains_within`), those that reach `tool`'s rules.
+    fn new(policy: &Policy, agent: AgentId, tool: ToolId, chains: &[Chain]) -> ChainReach {
         // Chains a depth limit refuses never reach the rules (D-Depth).
         let (chains, required): (Vec<Chain>, Vec<Vec<AgentId>>) = chains
-            .into_iter()
+            .iter()
             .filter_map(|chain| {
-                let required = encode::required_agents(policy, agent, tool, &chain)?;
-                Some((chain, required))
+                let required = encode::required_agents(policy, agent, tool, chain)?;
+                Some((chain.clone(), required))
             })
             .unzip();
         // Lists are bounded by the atoms this bucket's queries can hold: the agents a chain
@@ -279,18 +262,59 @@ impl<'p> Bucket<'p> {
         origins.dedup();
         conjoined.extend(origins);
         members.shrink_to_fit();
+        ChainReach {
+            chains,
+            required,
+            conjoined,
+            members,
+        }
+    }
+}
+
+impl<'p> Bucket<'p> {
+    fn new(
+        policy: &'p Policy,
+        index: &'p RuleIndex,
+        symbols: &Rc<Symbols>,
+        agent: AgentId,
+        tool: ToolId,
+        options: &Options,
+        solver: &Rc<Solver>,
+    ) -> Bucket<'p> {
+        let (chains, truncated) =
+            encode::chains_within(policy, agent, options.max_chains, index.horizon);
+        let reach = Rc::new(ChainReach::new(policy, agent, tool, &chains));
+        Bucket::with_reach(
+            policy,
+            index,
+            symbols,
+            (agent, tool),
+            (reach, truncated),
+            options,
+            solver,
+        )
+    }
+
+    /// As [`Bucket::new`], with the reach of the agent's chains (`chains_within`) computed by
+    /// the caller, to be shared.
+    fn with_reach(
+        policy: &'p Policy,
+        index: &'p RuleIndex,
+        symbols: &Rc<Symbols>,
+        (agent, tool): (AgentId, ToolId),
+        (reach, truncated): (Rc<ChainReach>, bool),
+        options: &Options,
+        solver: &Rc<Solver>,
+    ) -> Bucket<'p> {
         Bucket {
             policy,
             index,
             agent,
             tool,
-            chains,
+            reach,
             truncated,
-            conjoined,
             symbols: Rc::clone(symbols),
             space: std::cell::OnceCell::new(),
-            required,
-            members,
             solver: Rc::clone(solver),
             unknown_every: options.unknown_every,
         }
@@ -301,12 +325,12 @@ impl<'p> Bucket<'p> {
         self.space.get_or_init(|| {
             let mut finite = self.index.finite.clone();
             finite.lists =
-                encode::ListAtoms::for_bucket(&[self.policy], self.tool, &self.conjoined, 1);
+                encode::ListAtoms::for_bucket(&[self.policy], self.tool, &self.reach.conjoined, 1);
             Box::new(Space::with_finite_strings(
                 (*self.symbols).clone(),
                 &self.policy.tools[self.tool].args,
                 &self.policy.environments,
-                self.chains.clone(),
+                self.reach.chains.clone(),
                 self.truncated,
                 &finite,
             ))
@@ -326,14 +350,15 @@ impl<'p> Bucket<'p> {
     /// Whether `member`'s rules decide a request through chain `index`: it is the acting agent
     /// or a delegator whose hop does not widen.
     fn decides(&self, member: AgentId, index: usize) -> bool {
-        self.required
+        self.reach
+            .required
             .get(index)
             .is_some_and(|required| required.contains(&member))
     }
 
     /// Whether `member`'s rules decide some request of this bucket.
     fn has_member(&self, member: AgentId) -> bool {
-        self.members.binary_search(&member).is_ok()
+        self.reach.members.binary_search(&member).is_ok()
     }
 
     /// Rule `rule` applies to `member`, which decides the request on whichever chain it comes
@@ -342,6 +367,7 @@ impl<'p> Bucket<'p> {
     fn applies(&self, member: AgentId, rule: RuleId) -> Bool {
         let encoder = self.encoder();
         let options: Vec<Bool> = self
+            .reach
             .chains
             .iter()
             .enumerate()
@@ -590,18 +616,29 @@ impl<'p> Verifier<'p> {
         let mut buckets = BTreeMap::new();
         let solver = new_solver(&options);
         for agent in 0..policy.agents.len() {
-            // An agent's chains are the same for every tool; each tool keeps those it reaches.
-            let chains = encode::chains_within(policy, agent, options.max_chains, index.horizon);
+            // An agent's chains are the same for every tool; each tool keeps those it reaches,
+            // and tools reached alike share one `ChainReach`.
+            let (chains, truncated) =
+                encode::chains_within(policy, agent, options.max_chains, index.horizon);
+            let mut distinct: Vec<Rc<ChainReach>> = Vec::new();
             for tool in 0..policy.tools.len() {
+                let reach = ChainReach::new(policy, agent, tool, &chains);
+                let reach = match distinct.iter().find(|known| ***known == reach) {
+                    Some(known) => Rc::clone(known),
+                    None => {
+                        let reach = Rc::new(reach);
+                        distinct.push(Rc::clone(&reach));
+                        reach
+                    }
+                };
                 buckets.insert(
                     (agent, tool),
-                    Bucket::with_chains(
+                    Bucket::with_reach(
                         policy,
                         index,
                         &shared,
-                        agent,
-                        tool,
-                        chains.clone(),
+                        (agent, tool),
+                        (reach, truncated),
                         &options,
                         &solver,
                     ),
@@ -1198,7 +1235,7 @@ impl<'p> Verifier<'p> {
                     let condition = condition.clone();
                     let found = self.search(&keys, |b, _| {
                         let encoder = b.encoder();
-                        let direct = &b.chains[0];
+                        let direct = &b.reach.chains[0];
                         let mut query = vec![
                             b.space().is_chain(0),
                             encoder.authorized(b.agent, direct).not(),
@@ -1346,7 +1383,7 @@ impl<'p> Verifier<'p> {
                     continue;
                 }
                 let encoder = bucket.encoder();
-                for (index, chain) in bucket.chains.iter().enumerate() {
+                for (index, chain) in bucket.reach.chains.iter().enumerate() {
                     let origin = chain
                         .via
                         .first()
@@ -1437,6 +1474,7 @@ fn via_text(chain: &Chain) -> String {
 fn condition_on_chains(bucket: &Bucket<'_>, condition: &Condition) -> Bool {
     let encoder = bucket.encoder();
     let options: Vec<Bool> = bucket
+        .reach
         .chains
         .iter()
         .enumerate()
@@ -1538,4 +1576,61 @@ fn trifecta_of(policy: &Policy, reach: &Reach, agent: AgentId) -> Option<Vec<(To
             .is_some_and(|t| t.effect == Effect::External)
     })?;
     Some(vec![private, untrusted, external])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An acting agent's tools that its chains reach alike share one `ChainReach` (so the
+    /// verifier holds one per agent, not one per pair), a tool whose depth limit cuts chains
+    /// gets its own, and every shared one is what the pair alone would have computed.
+    #[test]
+    fn an_agents_tools_reached_alike_share_one_chain_reach() {
+        use std::fmt::Write as _;
+        let mut text = String::from("domain d { private }\n");
+        for t in 0..20 {
+            let _ = writeln!(text, "tool s.t{t} {{ domain d effect read args {{ }} }}");
+        }
+        for a in ["boss", "lead", "worker"] {
+            let _ = writeln!(text, "agent {a} {{ }}");
+        }
+        text.push_str("delegate boss -> lead;\ndelegate lead -> worker;\n");
+        text.push_str("permit any to call s.*;\nlimit any on s.t7 depth 1;\n");
+        let policy = crate::load(&crate::source::SourceSet::single("p.toll", &text)).unwrap();
+        let index = RuleIndex::new(&policy);
+        let verifier = Verifier::new(&policy, &index, Options::default());
+        for agent in 0..policy.agents.len() {
+            let reaches: Vec<&Rc<ChainReach>> = (0..policy.tools.len())
+                .map(|tool| &verifier.buckets[&(agent, tool)].reach)
+                .collect();
+            let mut distinct: Vec<*const ChainReach> =
+                reaches.iter().map(|r| Rc::as_ptr(r)).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let (chains, _) = encode::chains_within(&policy, agent, 256, index.horizon);
+            let limited = policy.tool_id("s.t7").unwrap();
+            let cut = ChainReach::new(&policy, agent, limited, &chains)
+                .chains
+                .len()
+                < chains.len();
+            // The worker's two-hop chain (boss → lead → worker) is cut on s.t7 alone: its
+            // reach stands apart, every other tool shares one.
+            let expected = if cut { 2 } else { 1 };
+            assert_eq!(distinct.len(), expected, "agent {agent}");
+            for (tool, reach) in reaches.iter().enumerate() {
+                assert_eq!(***reach, ChainReach::new(&policy, agent, tool, &chains));
+            }
+        }
+        let worker = policy.agent_id("worker").unwrap();
+        let (chains, _) = encode::chains_within(&policy, worker, 256, index.horizon);
+        assert_eq!(chains.len(), 3);
+        let limited = policy.tool_id("s.t7").unwrap();
+        assert_eq!(
+            ChainReach::new(&policy, worker, limited, &chains)
+                .chains
+                .len(),
+            2
+        );
+    }
 }

@@ -477,7 +477,7 @@ fn beyond_direct(
         };
         let encoder = bucket.encoder();
         let denied_directly = encoder.allowed_directly(origin).not();
-        for (index, chain) in bucket.chains.iter().enumerate() {
+        for (index, chain) in bucket.reach.chains.iter().enumerate() {
             if chain.via.first().map(String::as_str) != Some(origin_name) {
                 continue;
             }
@@ -539,7 +539,12 @@ impl Starts {
             if bucket.truncated {
                 starts.truncated.insert(bucket.tool);
             }
-            for origin in bucket.chains.iter().filter_map(|chain| chain.via.first()) {
+            for origin in bucket
+                .reach
+                .chains
+                .iter()
+                .filter_map(|chain| chain.via.first())
+            {
                 starts.origins.insert((origin.clone(), bucket.tool));
             }
         }
