@@ -138,6 +138,38 @@ impl Report {
     }
 }
 
+/// A replaying witness with its list arguments as short as its claims allow: elements are
+/// dropped one at a time, down to the list's declared minimum, while the witness still replays
+/// (so a finding shows one element where one suffices; the solver's model may hold more). Only
+/// the reference evaluator is asked, not the solver.
+pub fn shorten_lists(policy: &Policy, witness: &Witness) -> Witness {
+    let mut shortest = witness.clone();
+    let Some(tool) = policy.tool_id(&witness.request.tool) else {
+        return shortest;
+    };
+    for arg in &policy.tools[tool].args {
+        let ArgType::List { count, .. } = &arg.ty else {
+            continue;
+        };
+        let mut at = 0;
+        while let Some(Value::List(items)) = shortest.request.args.get(&arg.name) {
+            if at >= items.len() || (items.len() as u64) <= count.0 {
+                break;
+            }
+            let mut candidate = shortest.clone();
+            if let Some(Value::List(items)) = candidate.request.args.get_mut(&arg.name) {
+                items.remove(at);
+            }
+            if replay(policy, &candidate) {
+                shortest = candidate;
+            } else {
+                at += 1;
+            }
+        }
+    }
+    shortest
+}
+
 /// Replays a witness through the reference evaluator from a fresh state; true when every claim
 /// holds.
 pub fn replay(policy: &Policy, witness: &Witness) -> bool {
@@ -683,6 +715,10 @@ impl<'p> Verifier<'p> {
             });
             return;
         }
+        let witnesses = witnesses
+            .iter()
+            .map(|witness| shorten_lists(self.policy, witness))
+            .collect();
         self.report.findings.push(Finding {
             diagnostic,
             witnesses,

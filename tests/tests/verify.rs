@@ -774,3 +774,34 @@ fn the_verifier_asks_about_the_pairs_rules_reach() {
         agents * tools
     );
 }
+
+/// A finding's witness shows a list with no more elements than its claims need: the solver's
+/// model for the private-key edit held two edits (one of them idle); the witness holds the one
+/// that matters, and still replays.
+#[test]
+fn witnesses_hold_the_fewest_list_elements_their_claims_need() {
+    use tollgate_compiler::model::Value;
+    let (_, policy) = load_dir(&root().join("examples/mcp-filesystem"));
+    let report = verify::verify(&policy, &Options::default());
+    let mut lists = 0;
+    for finding in &report.findings {
+        for witness in &finding.witnesses {
+            assert!(replay(&policy, witness), "{}", witness.label);
+            for value in witness.request.args.values() {
+                if let Value::List(items) = value {
+                    lists += 1;
+                    assert_eq!(items.len(), 1, "{}: {value}", finding.diagnostic.message);
+                    // One element fewer and the witness no longer shows what it claims.
+                    let mut shorter = witness.clone();
+                    for value in shorter.request.args.values_mut() {
+                        if let Value::List(items) = value {
+                            items.clear();
+                        }
+                    }
+                    assert!(!replay(&policy, &shorter), "{}", witness.label);
+                }
+            }
+        }
+    }
+    assert!(lists >= 1, "no witness of the example holds a list");
+}
