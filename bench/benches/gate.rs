@@ -358,6 +358,39 @@ impl Row {
     }
 }
 
+/// The gate's arguments for each request, in name order.
+fn gate_args(requests: &[Req]) -> Vec<[(&'static str, ArgValue<'_>); 3]> {
+    requests
+        .iter()
+        .map(|r| {
+            [
+                ("amount", ArgValue::Int(r.amount)),
+                ("note", ArgValue::Str(r.note)),
+                ("region", ArgValue::Str(r.region)),
+            ]
+        })
+        .collect()
+}
+
+/// The gate's calls for the requests, with their arguments from [`gate_args`].
+fn gate_calls<'a>(
+    requests: &'a [Req],
+    args: &'a [[(&'static str, ArgValue<'a>); 3]],
+) -> Vec<Call<'a>> {
+    requests
+        .iter()
+        .zip(args)
+        .map(|(r, args)| Call {
+            agent: &r.agent,
+            tool: &r.tool,
+            args,
+            via: &[],
+            env: Some(r.env),
+            time: TIME,
+        })
+        .collect()
+}
+
 fn measure_size(size: usize, settings: &Settings, key: &SigningKey) -> Row {
     let w = workload(size);
     assert_eq!(w.rules, w.permits.len() + w.tools);
@@ -369,28 +402,8 @@ fn measure_size(size: usize, settings: &Settings, key: &SigningKey) -> Row {
     let table = Table::load(&with_limits, &key.verifying_key()).unwrap();
     let bare_table = Table::load(&without_limits, &key.verifying_key()).unwrap();
     let limits = table.limit_count();
-    let args: Vec<[(&str, ArgValue<'_>); 3]> = requests
-        .iter()
-        .map(|r| {
-            [
-                ("amount", ArgValue::Int(r.amount)),
-                ("note", ArgValue::Str(r.note)),
-                ("region", ArgValue::Str(r.region)),
-            ]
-        })
-        .collect();
-    let calls: Vec<Call<'_>> = requests
-        .iter()
-        .zip(&args)
-        .map(|(r, args)| Call {
-            agent: &r.agent,
-            tool: &r.tool,
-            args,
-            via: &[],
-            env: Some(r.env),
-            time: TIME,
-        })
-        .collect();
+    let args = gate_args(&requests);
+    let calls = gate_calls(&requests, &args);
     // A repeat room at most half full, as a host would size it, keeps its probes short.
     let distinct_calls = requests
         .iter()
@@ -697,38 +710,12 @@ fn flatness(settings: &Settings, key: &SigningKey) -> Vec<(usize, f64)> {
         .iter()
         .map(|(_, s)| Table::load(&s.table, &key.verifying_key()).unwrap())
         .collect();
-    let args: Vec<Vec<[(&str, ArgValue<'_>); 3]>> = setups
-        .iter()
-        .map(|(_, s)| {
-            s.requests
-                .iter()
-                .map(|r| {
-                    [
-                        ("amount", ArgValue::Int(r.amount)),
-                        ("note", ArgValue::Str(r.note)),
-                        ("region", ArgValue::Str(r.region)),
-                    ]
-                })
-                .collect()
-        })
-        .collect();
+    let args: Vec<Vec<[(&str, ArgValue<'_>); 3]>> =
+        setups.iter().map(|(_, s)| gate_args(&s.requests)).collect();
     let calls: Vec<Vec<Call<'_>>> = setups
         .iter()
         .zip(&args)
-        .map(|((_, s), args)| {
-            s.requests
-                .iter()
-                .zip(args)
-                .map(|(r, args)| Call {
-                    agent: &r.agent,
-                    tool: &r.tool,
-                    args,
-                    via: &[],
-                    env: Some(r.env),
-                    time: TIME,
-                })
-                .collect()
-        })
+        .map(|((_, s), args)| gate_calls(&s.requests, args))
         .collect();
     let mut slots: Vec<Vec<Slot>> = tables.iter().map(fresh_slots).collect();
     let mut states: Vec<State<'_>> = tables
