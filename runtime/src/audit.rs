@@ -279,8 +279,13 @@ pub fn args_digest(args: &[(&str, ArgValue<'_>)]) -> Hash {
 /// The most arguments not in name order that [`args_digest`] sorts (by selection, quadratic).
 pub const MAX_SELECTED_ARGS: usize = 64;
 
-/// How deep [`args_digest`] hashes nested lists and objects (a top-level argument is level 0).
-pub const MAX_DIGEST_DEPTH: usize = 4;
+/// How deep [`args_digest`] hashes nested lists and objects (a top-level argument is level 0): a
+/// list or object at this level or deeper is one marker, a scalar at this level is hashed. The
+/// deepest shape a table declares, [`crate::format::MAX_NEST`] lists with an object as each one's
+/// element (`list[{f: list[{…}]}]`), has containers on levels `0..2 × MAX_NEST` and scalars on
+/// level `2 × MAX_NEST`, so every value of a valid call is hashed in full (this was 4 while
+/// lists did not nest; only values nested past what any table declares hash differently).
+pub const MAX_DIGEST_DEPTH: usize = 2 * crate::format::MAX_NEST;
 
 fn hash_value(hasher: &mut Sha256, value: &ArgValue<'_>, depth: usize) {
     match value {
@@ -631,13 +636,34 @@ mod tests {
 
     #[test]
     fn nesting_past_the_bound_hashes_as_a_marker() {
-        // Levels 0..=4 are hashed; what lies below level 4 is one marker, whatever it holds.
+        // Levels 0..=8 are hashed; what lies below level 8 is one marker, whatever it holds.
+        assert_eq!(MAX_DIGEST_DEPTH, 8);
         let (x, y) = ([ArgValue::Int(1)], [ArgValue::Int(2)]);
         let (x1, y1) = ([ArgValue::List(&x)], [ArgValue::List(&y)]);
         let (x2, y2) = ([ArgValue::List(&x1)], [ArgValue::List(&y1)]);
         let (x3, y3) = ([ArgValue::List(&x2)], [ArgValue::List(&y2)]);
         let (x4, y4) = ([ArgValue::List(&x3)], [ArgValue::List(&y3)]);
-        assert_ne!(digest(ArgValue::List(&x3)), digest(ArgValue::List(&y3)));
-        assert_eq!(digest(ArgValue::List(&x4)), digest(ArgValue::List(&y4)));
+        let (x5, y5) = ([ArgValue::List(&x4)], [ArgValue::List(&y4)]);
+        let (x6, y6) = ([ArgValue::List(&x5)], [ArgValue::List(&y5)]);
+        let (x7, y7) = ([ArgValue::List(&x6)], [ArgValue::List(&y6)]);
+        let (x8, y8) = ([ArgValue::List(&x7)], [ArgValue::List(&y7)]);
+        assert_ne!(digest(ArgValue::List(&x7)), digest(ArgValue::List(&y7)));
+        assert_eq!(digest(ArgValue::List(&x8)), digest(ArgValue::List(&y8)));
+    }
+
+    /// The deepest shape a table declares — four lists, each one's element an object — is hashed
+    /// to its scalars: two calls that differ only there never hash the same.
+    #[test]
+    fn the_deepest_declared_shape_hashes_in_full() {
+        // a: list[{b: list[{c: list[{d: list[{e: int}]}]}]}], levels 0 to 8.
+        let (e1, e2) = ([("e", ArgValue::Int(1))], [("e", ArgValue::Int(2))]);
+        let (o4a, o4b) = ([ArgValue::Object(&e1)], [ArgValue::Object(&e2)]);
+        let (d1, d2) = ([("d", ArgValue::List(&o4a))], [("d", ArgValue::List(&o4b))]);
+        let (o3a, o3b) = ([ArgValue::Object(&d1)], [ArgValue::Object(&d2)]);
+        let (c1, c2) = ([("c", ArgValue::List(&o3a))], [("c", ArgValue::List(&o3b))]);
+        let (o2a, o2b) = ([ArgValue::Object(&c1)], [ArgValue::Object(&c2)]);
+        let (b1, b2) = ([("b", ArgValue::List(&o2a))], [("b", ArgValue::List(&o2b))]);
+        let (o1a, o1b) = ([ArgValue::Object(&b1)], [ArgValue::Object(&b2)]);
+        assert_ne!(digest(ArgValue::List(&o1a)), digest(ArgValue::List(&o1b)));
     }
 }

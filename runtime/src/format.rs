@@ -8,6 +8,9 @@
 
 /// `b"TGTB"`.
 pub const MAGIC: [u8; 4] = *b"TGTB";
+/// The format version. Nested lists and `op::VAR_UP` kept it at 4: a table without them is
+/// byte-identical to before, and a loader that predates them refuses one with them anyway (it
+/// refuses a list element or object field that is a list, `VAR_UP`, and nested bodies).
 pub const VERSION: u16 = 4;
 
 /// Sections, in header order.
@@ -437,11 +440,15 @@ pub mod arg {
     pub const DECIMAL: u8 = 6;
     /// A list: `variants_start` is the absolute ARGS index of its element record,
     /// `variants_count` is 1, and `min..=max` bounds its number of elements. The element record
-    /// is a scalar kind (`INT`..=`DECIMAL`) or `OBJECT`, never `LIST`.
+    /// is a scalar kind (`INT`..=`DECIMAL`), `OBJECT` or `LIST` (a list of lists), never
+    /// optional; no path from a tool's argument down to a scalar passes more than
+    /// [`super::MAX_NEST`] lists.
     pub const LIST: u8 = 7;
     /// An object with named fields, only as a list's element: `variants_start` and
-    /// `variants_count` are the ARGS range of its field records, sorted by name, each a required
-    /// scalar. A value must give exactly those fields, each once.
+    /// `variants_count` are the ARGS range of its field records, strictly sorted by name, each a
+    /// scalar or a `LIST` (never an object), required or optional (`arg_flag::OPTIONAL`; an
+    /// absent list field reads as an empty list). A value must give every required field, may
+    /// give each optional one, and gives no other, each at most once.
     pub const OBJECT: u8 = 8;
 
     /// Whether `kind` is a scalar kind (one value, no records below it).
@@ -452,6 +459,13 @@ pub mod arg {
 
 /// The most fields an object may declare (a `FIELD` operand is below it).
 pub const MAX_FIELDS: usize = 32;
+
+/// How deep lists nest: at most this many `LIST` records on any path from a tool's argument down
+/// to a scalar (`list[list[list[list[int]]]]`, counting lists that are fields of a list's element
+/// objects), and at most this many `ALL`/`ANY` bodies nested in a program (a body inside a body
+/// inside …). The loader refuses deeper shapes and programs; the gate's validation, reading and
+/// hashing of arguments and its bodies recurse at most this deep and fail closed past it.
+pub const MAX_NEST: usize = 4;
 
 /// The largest scale a decimal argument may have (`10^18` fits an `i64`).
 pub const MAX_SCALE: u8 = 18;
@@ -499,9 +513,10 @@ pub mod op {
     pub const CTX: u8 = 0x06;
     /// `u8` argument slot: whether the call gives that (optional) argument.
     pub const HAS: u8 = 0x07;
-    /// No operand: push the current element of the innermost `ALL`/`ANY` (only inside a body),
-    /// converted by its element record as `ARG` converts an argument (an object element is an
-    /// object value).
+    /// No operand: push the current element of the innermost `ALL`/`ANY` body around it (only
+    /// inside a body), converted by its element record as `ARG` converts an argument (an object
+    /// element is an object value, a list element a list value). `VAR_UP` with `up` 0, encoded
+    /// on its own.
     pub const VAR: u8 = 0x08;
     /// `u8` field index (position among the object's fields, sorted by name): pop an object,
     /// push that field's value.
@@ -511,6 +526,10 @@ pub mod op {
     /// `u8` field index (as `FIELD`): pop an object, push whether it gives that (optional)
     /// field.
     pub const HAS_FIELD: u8 = 0x0B;
+    /// `u8` operand `up`, at least 1: push the current element of the body `up` levels out from
+    /// the innermost `ALL`/`ANY` body around it (`VAR` is level 0), converted as `VAR` converts
+    /// it. Only where at least `up + 1` bodies enclose it.
+    pub const VAR_UP: u8 = 0x0C;
     pub const EQ: u8 = 0x10;
     pub const NE: u8 = 0x11;
     pub const LT: u8 = 0x12;
@@ -524,8 +543,9 @@ pub mod op {
     pub const AND: u8 = 0x21;
     pub const OR: u8 = 0x22;
     /// `u16` body length in bytes: pop a list; the body (the next `length` bytes, a fragment
-    /// without `END` leaving one boolean, run once per element with that element current) must
-    /// be true for every element (true for an empty list). Bodies never nest.
+    /// without `END` leaving one boolean, run once per element with that element current, on a
+    /// stack of its own) must be true for every element (true for an empty list). A body may
+    /// hold `ALL`/`ANY` of its own, lying inside it, at most [`super::MAX_NEST`] bodies deep.
     pub const ALL: u8 = 0x30;
     /// As `ALL`, true when the body is true for some element (false for an empty list).
     pub const ANY: u8 = 0x31;

@@ -20,7 +20,8 @@ pub enum ArgValue<'a> {
     Decimal(&'a str),
     /// A list (a JSON array), its elements as sent.
     List(&'a [ArgValue<'a>]),
-    /// An object (a JSON object), its fields as sent; only a list's element in this format.
+    /// An object (a JSON object), its fields as sent; only a list's element in this format (its
+    /// fields scalars or lists).
     Object(&'a [(&'a str, ArgValue<'a>)]),
 }
 
@@ -467,8 +468,9 @@ enum Value<'a> {
     Bool(bool),
     Str(&'a [u8]),
     Sym(u16),
-    /// A list argument: its validated elements as sent, and the ARGS index of its element
-    /// record, which converts each element when a body reads it.
+    /// A list (an argument, a list's element or an object's field): its validated elements as
+    /// sent, and the ARGS index of its element record, which converts each element when a body
+    /// reads it.
     List(&'a [ArgValue<'a>], u32),
     /// An object element: its validated fields as sent, and the ARGS index of its record.
     Object(&'a [(&'a str, ArgValue<'a>)], u32),
@@ -940,7 +942,8 @@ fn tool_cost(table: &Table<'_>, tool: usize, args: &Args<'_>) -> Option<i64> {
 
 /// Identifies a call for repeat guards: SHA-256 of the tool and its validated arguments. A list
 /// is hashed as a tag, its length and each element's validated value (an object's fields in
-/// schema order), so two different lists never hash the same input.
+/// schema order, a list element or field as a list again, see [`hash_list`]), so two different
+/// lists never hash the same input.
 fn call_digest(table: &Table<'_>, tool: usize, args: &Args<'_>) -> [u8; 16] {
     let mut hasher = Sha256::new();
     hasher.update((tool as u32).to_le_bytes());
@@ -951,33 +954,9 @@ fn call_digest(table: &Table<'_>, tool: usize, args: &Args<'_>) -> [u8; 16] {
         hasher.update(args.absent.to_le_bytes());
     }
     for value in args.values.iter().flatten() {
-        let Value::List(items, element) = value else {
-            hash_scalar(&mut hasher, value);
-            continue;
-        };
-        hasher.update([7]);
-        hasher.update((items.len() as u64).to_le_bytes());
-        for item in items.iter() {
-            match element_value(table, *element, item) {
-                Some(Value::Object(fields, record)) => {
-                    let count = field_count(table, record).unwrap_or(0);
-                    hasher.update([8]);
-                    hasher.update((count as u64).to_le_bytes());
-                    for index in 0..count {
-                        // An absent optional field hashes as a marker, never as a value.
-                        let field = match field_given(table, record, fields, index) {
-                            Some((at, Some(value))) => scalar(table, at, value),
-                            _ => None,
-                        };
-                        match field {
-                            Some(field) => hash_scalar(&mut hasher, &field),
-                            None => hasher.update([0xFF]),
-                        }
-                    }
-                }
-                Some(scalar) => hash_scalar(&mut hasher, &scalar),
-                None => hasher.update([0xFF]),
-            }
+        match value {
+            Value::List(items, element) => hash_list(&mut hasher, table, items, *element, 1),
+            _ => hash_scalar(&mut hasher, value),
         }
     }
     let digest = hasher.finalize();
@@ -986,6 +965,61 @@ fn call_digest(table: &Table<'_>, tool: usize, args: &Args<'_>) -> [u8; 16] {
         *o = *d;
     }
     out
+}
+
+/// Hashes a validated list, the `lists`-th on its path from a tool's argument (1 for the
+/// argument itself), whose element record is ARGS index `element`: tag 7, its length, then each
+/// element — a scalar with its tag, an object as tag 8, its field count and its fields in schema
+/// order (an absent optional field as the marker 0xFF, a list field as a list), a list as a list
+/// — and 0xFF for an element that does not convert. A list past [`format::MAX_NEST`] (which
+/// validation never leaves) hashes as the marker 0xFE, so the recursion stays bounded. A call
+/// without lists inside lists hashes as it did before they existed.
+fn hash_list(
+    hasher: &mut Sha256,
+    table: &Table<'_>,
+    items: &[ArgValue<'_>],
+    element: u32,
+    lists: usize,
+) {
+    if lists > format::MAX_NEST {
+        hasher.update([0xFE]);
+        return;
+    }
+    hasher.update([7]);
+    hasher.update((items.len() as u64).to_le_bytes());
+    for item in items.iter() {
+        match element_value(table, element, item) {
+            Some(Value::Object(fields, record)) => {
+                let count = field_count(table, record).unwrap_or(0);
+                hasher.update([8]);
+                hasher.update((count as u64).to_le_bytes());
+                for index in 0..count {
+                    // An absent optional field hashes as a marker, never as a value (an absent
+                    // list field too, unlike an empty one).
+                    let Some((at, Some(value))) = field_given(table, record, fields, index) else {
+                        hasher.update([0xFF]);
+                        continue;
+                    };
+                    let field = match table.bytes.u8(at + field::arg::KIND) {
+                        Some(format::arg::LIST) => accepted(table, at, value),
+                        _ => scalar(table, at, value),
+                    };
+                    match field {
+                        Some(Value::List(items, element)) => {
+                            hash_list(hasher, table, items, element, lists + 1);
+                        }
+                        Some(field) => hash_scalar(hasher, &field),
+                        None => hasher.update([0xFF]),
+                    }
+                }
+            }
+            Some(Value::List(items, element)) => {
+                hash_list(hasher, table, items, element, lists + 1);
+            }
+            Some(scalar) => hash_scalar(hasher, &scalar),
+            None => hasher.update([0xFF]),
+        }
+    }
 }
 
 /// Hashes a scalar value with its type tag (a list or object here, which validation never
@@ -1055,7 +1089,7 @@ fn validate_args<'a>(
         };
         matched += 1;
         let checked = if table.bytes.u8(record + field::arg::KIND) == Some(format::arg::LIST) {
-            list(table, record, value)
+            list(table, record, value, 1)
         } else {
             scalar(table, record, value)
         };
@@ -1068,9 +1102,21 @@ fn validate_args<'a>(
     open || matched == given.len()
 }
 
-/// A list argument checked against its record (at byte offset `record`): its length within
-/// `min..=max` and every element against the element record, as a top-level argument is.
-fn list<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<Value<'a>> {
+/// A list checked against its record (at byte offset `record`), the `lists`-th list on its path
+/// from a tool's argument (1 for the argument itself): its length within `min..=max` and every
+/// element against the element record — a scalar as a top-level argument is, an object by
+/// [`object_fits`], a list (a list of lists) by this, one list deeper. Past
+/// [`format::MAX_NEST`] lists it fails (the loader refuses such shapes; this keeps the
+/// recursion bounded whatever the records say).
+fn list<'a>(
+    table: &Table<'a>,
+    record: usize,
+    value: &ArgValue<'a>,
+    lists: usize,
+) -> Option<Value<'a>> {
+    if lists > format::MAX_NEST {
+        return None;
+    }
     let ArgValue::List(items) = value else {
         return None;
     };
@@ -1084,12 +1130,12 @@ fn list<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<Va
     }
     let element = table.bytes.u32(record + field::arg::VARIANTS_START)?;
     let element_record = table.record(section::ARGS, element as usize)?;
-    let is_object = table.bytes.u8(element_record + field::arg::KIND)? == format::arg::OBJECT;
+    let kind = table.bytes.u8(element_record + field::arg::KIND)?;
     for item in items.iter() {
-        let fits = if is_object {
-            object_fits(table, element_record, item)
-        } else {
-            scalar(table, element_record, item).is_some()
+        let fits = match kind {
+            format::arg::OBJECT => object_fits(table, element_record, item, lists),
+            format::arg::LIST => list(table, element_record, item, lists + 1).is_some(),
+            _ => scalar(table, element_record, item).is_some(),
         };
         if !fits {
             return None;
@@ -1099,8 +1145,10 @@ fn list<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<Va
 }
 
 /// Whether an object value gives exactly the fields of the object record at byte offset
-/// `record`, each once and each fitting its field record (no field missing, none unknown).
-fn object_fits(table: &Table<'_>, record: usize, value: &ArgValue<'_>) -> bool {
+/// `record` (the element of the `lists`-th list on its path), each once and each fitting its
+/// field record: a scalar as a top-level argument does, a list field by [`list`], one list
+/// deeper (no field missing but optional ones, none unknown).
+fn object_fits(table: &Table<'_>, record: usize, value: &ArgValue<'_>, lists: usize) -> bool {
     let ArgValue::Object(fields) = value else {
         return false;
     };
@@ -1121,15 +1169,22 @@ fn object_fits(table: &Table<'_>, record: usize, value: &ArgValue<'_>) -> bool {
         let Some(at) = table.record(section::ARGS, index) else {
             return false;
         };
-        let (Some(name), Some(flags)) = (table.ref_at(at), table.bytes.u8(at + field::arg::FLAGS))
-        else {
+        let (Some(name), Some(flags), Some(kind)) = (
+            table.ref_at(at),
+            table.bytes.u8(at + field::arg::FLAGS),
+            table.bytes.u8(at + field::arg::KIND),
+        ) else {
             return false;
         };
         let mut named = fields.iter().filter(|(n, _)| n.as_bytes() == name);
         match (named.next(), named.next()) {
             (Some((_, value)), None) => {
                 given += 1;
-                scalar(table, at, value).is_some()
+                if kind == format::arg::LIST {
+                    list(table, at, value, lists.saturating_add(1)).is_some()
+                } else {
+                    scalar(table, at, value).is_some()
+                }
             }
             (None, _) => flags & format::arg_flag::OPTIONAL != 0,
             _ => false,
@@ -1222,8 +1277,9 @@ fn scalar<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<
     })
 }
 
-/// A list element as a program reads it (`VAR`), by its element record (ARGS index
-/// `element`): a scalar as [`scalar`] converts it, an object as an object value.
+/// A list element as a program reads it (`VAR`, `VAR_UP`), by its element record (ARGS index
+/// `element`): a scalar as [`scalar`] converts it, an object as an object value, a list (an
+/// element of a list of lists) as a list value, as [`accepted`] converts it.
 fn element_value<'a>(table: &Table<'a>, element: u32, value: &ArgValue<'a>) -> Option<Value<'a>> {
     let record = table.record(section::ARGS, element as usize)?;
     match (table.bytes.u8(record + field::arg::KIND)?, value) {
@@ -1233,12 +1289,18 @@ fn element_value<'a>(table: &Table<'a>, element: u32, value: &ArgValue<'a>) -> O
     }
 }
 
-/// A scalar that validation has already accepted against its record, converted as [`scalar`]
-/// converts it: integers, booleans, strings and paths as they are, without checking their bounds
-/// or normal form again (a body reads an element once per element, so this is its hot path);
-/// decimals and enum values through [`scalar`].
+/// A scalar or list that validation has already accepted against its record, converted as
+/// [`scalar`] converts it: integers, booleans, strings and paths as they are, without checking
+/// their bounds or normal form again (a body reads an element once per element, so this is its
+/// hot path); a list (an element or object field of kind `LIST`) as a list value of its
+/// elements with its record's element index, as [`list`] gives it; decimals and enum values
+/// through [`scalar`].
 fn accepted<'a>(table: &Table<'a>, record: usize, value: &ArgValue<'a>) -> Option<Value<'a>> {
     match (table.bytes.u8(record + field::arg::KIND)?, value) {
+        (format::arg::LIST, ArgValue::List(items)) => Some(Value::List(
+            items,
+            table.bytes.u32(record + field::arg::VARIANTS_START)?,
+        )),
         (format::arg::INT, ArgValue::Int(v)) => Some(Value::Int(*v)),
         (format::arg::BOOL, ArgValue::Bool(v)) => Some(Value::Bool(*v)),
         (format::arg::STR | format::arg::PATH, ArgValue::Str(v)) => Some(Value::Str(v.as_bytes())),
@@ -1274,9 +1336,10 @@ fn field_given<'a>(
     Some((field_record, value))
 }
 
-/// Field `index` (in name order) of an object value, as a program reads it (`FIELD`): an absent
-/// optional field holds its placeholder (see [`absent_value`]; programs read it only behind
-/// `HAS_FIELD`).
+/// Field `index` (in name order) of an object value, as a program reads it (`FIELD`): a scalar
+/// or a list value as [`accepted`] converts it; an absent optional field holds its placeholder
+/// (see [`absent_value`]; programs read it only behind `HAS_FIELD`, except a list field's, an
+/// empty list, which they may read as it is).
 fn field_value<'a>(
     table: &Table<'a>,
     record: u32,
@@ -1376,24 +1439,29 @@ fn run(table: &Table<'_>, program: usize, args: &Args<'_>, context: &Context) ->
     )
 }
 
-/// The body an `ALL`/`ANY` runs: where it ends, the current element as sent and the ARGS index
-/// of its element record.
+/// The body an `ALL`/`ANY` runs: where it ends, the current element as sent, the ARGS index of
+/// its element record, and the body around it (`VAR_UP` reads that one's element) with how many
+/// bodies enclose this one's code, itself included.
 #[derive(Clone, Copy)]
-struct Body<'a> {
+struct Body<'a, 'b> {
     end: usize,
     element: &'a ArgValue<'a>,
     record: u32,
+    outer: Option<&'b Body<'a, 'b>>,
+    nest: usize,
 }
 
 /// Runs code from byte `at`: a program to its `END`, or (with `body`) one element's run of an
-/// `ALL`/`ANY` body to the body's end. Bodies run on a stack of their own and never nest (the
-/// loader refuses nesting; here it is `None`), so the recursion is one level deep.
+/// `ALL`/`ANY` body to the body's end. Bodies run on a stack of their own; an `ALL`/`ANY` inside
+/// a body runs its own body one call deeper, linked to the one around it. The loader bounds the
+/// nesting by `MAX_NEST`, and so does this (an `ALL`/`ANY` past it fails closed), so the
+/// recursion is at most `MAX_NEST` deep on any bytes.
 fn exec<'a>(
     table: &Table<'a>,
     args: &Args<'a>,
     context: &Context,
     mut at: usize,
-    body: Option<Body<'a>>,
+    body: Option<&Body<'a, '_>>,
 ) -> Option<bool> {
     let mut stack: [Value<'a>; format::MAX_STACK] = [Value::Bool(false); format::MAX_STACK];
     let mut depth = 0usize;
@@ -1454,6 +1522,18 @@ fn exec<'a>(
                 let body = body?;
                 element_value(table, body.record, body.element)?
             }
+            op::VAR_UP => {
+                let up = bytes.u8(at)?;
+                at += 1;
+                if up == 0 {
+                    return None; // level 0 is `VAR`; the loader refuses this
+                }
+                let mut target = body?;
+                for _ in 0..up {
+                    target = target.outer?;
+                }
+                element_value(table, target.record, target.element)?
+            }
             op::FIELD => {
                 let index = usize::from(bytes.u8(at)?);
                 at += 1;
@@ -1479,7 +1559,11 @@ fn exec<'a>(
                 };
                 Value::Int(i64::try_from(items.len()).ok()?)
             }
-            op::ALL | op::ANY if body.is_none() => {
+            op::ALL | op::ANY => {
+                let nest = body.map_or(0, |body| body.nest);
+                if nest >= format::MAX_NEST {
+                    return None; // nested deeper than the loader allows
+                }
                 let length = usize::from(bytes.u16(at)?);
                 let start = at.checked_add(2)?;
                 let end = start.checked_add(length)?;
@@ -1495,8 +1579,10 @@ fn exec<'a>(
                         end,
                         element,
                         record,
+                        outer: body,
+                        nest: nest + 1,
                     };
-                    if exec(table, args, context, start, Some(inner))? != every {
+                    if exec(table, args, context, start, Some(&inner))? != every {
                         result = !every;
                         break;
                     }
@@ -1565,7 +1651,337 @@ fn apply(code: u8, lhs: Value<'_>, rhs: Value<'_>) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::contains;
+    use super::{
+        call_digest, contains, decide, element_value, exec, field_count, field_given, hash_scalar,
+        list, scalar, validate_args, ArgValue, Args, Call, Context, Decision, Slot, State, Value,
+        Verdict,
+    };
+    use crate::format::{self, arg as kind, arg_flag, op, section};
+    use crate::table::testing::{arg, build, nested_args, Built, NO_NAME, OBS_NAMED, STRINGS};
+    use crate::table::Table;
+    use crate::Reason;
+    use sha2::{Digest, Sha256};
+
+    /// `all x in m { any y in x { y == "ok" } }`: a body inside a body, each reading its own
+    /// element.
+    #[rustfmt::skip]
+    const ALL_HAVE_OK: [u8; 21] = [
+        op::ARG, 0, op::ALL, 15, 0, // over m
+        op::VAR, op::ANY, 11, 0, // over x
+        op::VAR, op::PUSH_STR, 9, 0, 0, 0, 2, 0, 0, 0, op::EQ, // y == "ok"
+        op::END,
+    ];
+
+    /// `any e in n { len(e.obs) == 0 }`: an absent optional list field reads as empty.
+    #[rustfmt::skip]
+    const OBS_EMPTY: [u8; 20] = [
+        op::ARG, 1, op::ANY, 14, 0, // over n
+        op::VAR, op::FIELD, 1, op::LEN, // len(e.obs)
+        op::PUSH_INT, 0, 0, 0, 0, 0, 0, 0, 0, op::EQ, // == 0
+        op::END,
+    ];
+
+    /// The [`nested_args`] table running `program`.
+    fn nested_table(program: &[u8]) -> Built {
+        build(STRINGS, &nested_args(), 2, program)
+    }
+
+    /// Decides `a` calling `t` with `args` (`m` and `n`) under `program`.
+    fn decide_nested(program: &[u8], args: &[(&str, ArgValue<'_>)]) -> Decision {
+        let built = nested_table(program);
+        let table = built.table().unwrap();
+        let mut slots = [Slot::EMPTY; 8];
+        let mut state = State::new(&table, &mut slots).unwrap();
+        let call = Call {
+            agent: "a",
+            tool: "t",
+            args,
+            via: &[],
+            env: None,
+            time: 0,
+        };
+        decide(&table, &mut state, &call)
+    }
+
+    /// The verdict and reason of a decision.
+    fn outcome(decision: Decision) -> (Verdict, Option<Reason>) {
+        (decision.verdict, decision.reason)
+    }
+
+    const ALLOW: (Verdict, Option<Reason>) = (Verdict::Allow, None);
+    const NOT_PERMITTED: (Verdict, Option<Reason>) = (Verdict::Deny, Some(Reason::NotPermitted));
+    const INVALID: (Verdict, Option<Reason>) = (Verdict::Deny, Some(Reason::InvalidArgument));
+
+    #[test]
+    fn a_body_inside_a_body_reads_a_list_of_lists() {
+        let (ok, x, y) = (ArgValue::Str("ok"), ArgValue::Str("x"), ArgValue::Str("y"));
+        let (ok_x, y_ok, just_x) = ([ok, x], [y, ok], [x]);
+        let both = [ArgValue::List(&ok_x), ArgValue::List(&y_ok)];
+        let one_without = [ArgValue::List(&ok_x), ArgValue::List(&just_x)];
+        let empty_inner = [ArgValue::List(&[])];
+        let n = ("n", ArgValue::List(&[]));
+        let run = |m: &[ArgValue<'_>]| {
+            outcome(decide_nested(&ALL_HAVE_OK, &[("m", ArgValue::List(m)), n]))
+        };
+        assert_eq!(run(&both), ALLOW);
+        assert_eq!(run(&one_without), NOT_PERMITTED);
+        assert_eq!(run(&[]), ALLOW); // every element of none
+        assert_eq!(run(&empty_inner), NOT_PERMITTED); // some element of none
+    }
+
+    #[test]
+    fn var_up_reads_the_element_of_the_body_around() {
+        let (a, b) = (ArgValue::Str("a"), ArgValue::Str("b"));
+        let (b_a, just_b) = ([b, a], [b]);
+        let run = |fields: &[(&str, ArgValue<'_>)], program: &[u8]| {
+            let element = [ArgValue::Object(fields)];
+            let args = [("m", ArgValue::List(&[])), ("n", ArgValue::List(&element))];
+            outcome(decide_nested(program, &args))
+        };
+        let named = [("name", a), ("obs", ArgValue::List(&b_a))];
+        let unnamed = [("name", a), ("obs", ArgValue::List(&just_b))];
+        let absent = [("name", a)];
+        let empty = [("name", a), ("obs", ArgValue::List(&[]))];
+        assert_eq!(run(&named, &OBS_NAMED), ALLOW);
+        assert_eq!(run(&unnamed, &OBS_NAMED), NOT_PERMITTED);
+        assert_eq!(run(&absent, &OBS_NAMED), NOT_PERMITTED);
+        // A list field is a list value, and an absent optional one an empty list.
+        assert_eq!(run(&absent, &OBS_EMPTY), ALLOW);
+        assert_eq!(run(&empty, &OBS_EMPTY), ALLOW);
+        assert_eq!(run(&named, &OBS_EMPTY), NOT_PERMITTED);
+    }
+
+    #[test]
+    fn nested_lists_are_validated_at_every_level() {
+        let (s, i) = (ArgValue::Str("s"), ArgValue::Int(1));
+        let four = [s, s, s, s];
+        let run = |m: &[ArgValue<'_>], n: &[ArgValue<'_>]| {
+            let args = [("m", ArgValue::List(m)), ("n", ArgValue::List(n))];
+            outcome(decide_nested(&[op::PUSH_BOOL, 1, op::END], &args))
+        };
+        let (three, ints) = ([s, s, s], [s, i]);
+        assert_eq!(run(&[ArgValue::List(&three)], &[]), ALLOW);
+        // An inner list past its bounds, an element of the wrong type, a scalar for a list.
+        assert_eq!(run(&[ArgValue::List(&four)], &[]), INVALID);
+        assert_eq!(run(&[ArgValue::List(&ints)], &[]), INVALID);
+        assert_eq!(run(&[s], &[]), INVALID);
+        // A list field: its elements checked, a scalar refused, unknown fields refused.
+        let good = [("name", s), ("obs", ArgValue::List(&three))];
+        let bad_element = [("name", s), ("obs", ArgValue::List(&ints))];
+        let scalar_obs = [("name", s), ("obs", s)];
+        let unknown = [("name", s), ("other", ArgValue::List(&[]))];
+        let missing = [("obs", ArgValue::List(&three))];
+        let object = |fields| [ArgValue::Object(fields)];
+        assert_eq!(run(&[], &object(&good)), ALLOW);
+        assert_eq!(run(&[], &object(&bad_element)), INVALID);
+        assert_eq!(run(&[], &object(&scalar_obs)), INVALID);
+        assert_eq!(run(&[], &object(&unknown)), INVALID);
+        assert_eq!(run(&[], &object(&missing)), INVALID);
+    }
+
+    /// `list` stops past `MAX_NEST` lists whatever the records say.
+    #[test]
+    fn list_validation_fails_closed_past_max_nest() {
+        let built = nested_table(&[op::PUSH_BOOL, 1, op::END]);
+        let table = built.table().unwrap();
+        let m = table.record(section::ARGS, 0).unwrap();
+        let inner = [ArgValue::Str("s")];
+        let value = ArgValue::List(&[ArgValue::List(&inner)]);
+        // `m` is two lists deep: from the 1st or the (MAX_NEST - 1)th, within the bound.
+        assert!(list(&table, m, &value, 1).is_some());
+        assert!(list(&table, m, &value, format::MAX_NEST - 1).is_some());
+        assert!(list(&table, m, &value, format::MAX_NEST).is_none());
+    }
+
+    /// Runs the code at offset 1 of a table's strings (`b"m"` then `code`; never walked by the
+    /// loader) with argument `m: list[int]` holding one element.
+    fn exec_unchecked(code: &[u8]) -> Option<bool> {
+        let mut strings = [0u8; 256];
+        strings[0] = b'm';
+        strings[1..=code.len()].copy_from_slice(code);
+        let records = [
+            arg((0, 1), kind::LIST, 0, 1, 1, (0, 5)),
+            arg(NO_NAME, kind::INT, 0, 0, 0, (0, 9)),
+        ];
+        let built = build(
+            &strings[..=code.len()],
+            &records,
+            1,
+            &[op::PUSH_BOOL, 1, op::END],
+        );
+        let table = built.table().unwrap();
+        let items = [ArgValue::Int(1)];
+        let mut args = Args::new();
+        args.values[0] = Some(Value::List(&items, 1));
+        let context = Context {
+            env: None,
+            hour: 0,
+            depth: 0,
+            origin: 0,
+        };
+        let at = table.sections[section::STRINGS].offset + 1;
+        exec(&table, &args, &context, at, None)
+    }
+
+    /// `levels` bodies, each over argument `m` (so every level type-checks), the innermost
+    /// `innermost`.
+    fn bodies(levels: usize, innermost: &[u8], out: &mut [u8; 128]) -> usize {
+        let mut len = 0;
+        for level in 1..=levels {
+            let body = (levels - level) * 5 + innermost.len();
+            let header = [op::ARG, 0, op::ANY, body as u8, 0];
+            out[len..len + 5].copy_from_slice(&header);
+            len += 5;
+        }
+        out[len..len + innermost.len()].copy_from_slice(innermost);
+        len += innermost.len();
+        out[len] = op::END;
+        len + 1
+    }
+
+    /// Code the loader would refuse fails closed at run time: bodies past `MAX_NEST`, `VAR_UP`
+    /// past the outermost body or at level 0.
+    #[test]
+    fn exec_fails_closed_past_max_nest_and_the_outermost_body() {
+        let mut code = [0u8; 128];
+        let len = bodies(format::MAX_NEST, &[op::PUSH_BOOL, 1], &mut code);
+        assert_eq!(exec_unchecked(&code[..len]), Some(true));
+        let len = bodies(format::MAX_NEST + 1, &[op::PUSH_BOOL, 1], &mut code);
+        assert_eq!(exec_unchecked(&code[..len]), None);
+        // `VAR_UP`: the element `up` bodies out, compared with the innermost one.
+        let compare = |up: u8| [op::VAR, op::VAR_UP, up, op::EQ];
+        let len = bodies(3, &compare(2), &mut code);
+        assert_eq!(exec_unchecked(&code[..len]), Some(true));
+        let len = bodies(3, &compare(3), &mut code);
+        assert_eq!(exec_unchecked(&code[..len]), None);
+        let len = bodies(3, &compare(0), &mut code);
+        assert_eq!(exec_unchecked(&code[..len]), None);
+    }
+
+    /// The call's repeat digest under the [`nested_args`] table.
+    fn digest_of(table: &Table<'_>, given: &[(&str, ArgValue<'_>)]) -> [u8; 16] {
+        let mut args = Args::new();
+        assert!(validate_args(table, 0, given, &mut args), "{given:?}");
+        call_digest(table, 0, &args)
+    }
+
+    #[test]
+    fn different_nested_lists_never_hash_the_same() {
+        let built = nested_table(&[op::PUSH_BOOL, 1, op::END]);
+        let table = built.table().unwrap();
+        let (a, b, ab) = (ArgValue::Str("a"), ArgValue::Str("b"), ArgValue::Str("ab"));
+        let (l_ab, l_a, l_b, l_joined) = ([a, b], [a], [b], [ab]);
+        let ms: [&[ArgValue<'_>]; 5] = [
+            &[ArgValue::List(&l_ab)],
+            &[ArgValue::List(&l_a), ArgValue::List(&l_b)],
+            &[ArgValue::List(&l_joined)],
+            &[ArgValue::List(&[])],
+            &[],
+        ];
+        let obs: [Option<&[ArgValue<'_>]>; 4] = [None, Some(&[]), Some(&l_a), Some(&l_b)];
+        let mut digests = [[0u8; 16]; 20];
+        for (i, m) in ms.iter().enumerate() {
+            for (j, obs) in obs.iter().enumerate() {
+                let with = [("name", a), ("obs", ArgValue::List(obs.unwrap_or(&[])))];
+                let without = [("name", a)];
+                let fields: &[(&str, ArgValue<'_>)] = if obs.is_some() { &with } else { &without };
+                let element = [ArgValue::Object(fields)];
+                let args = [("m", ArgValue::List(m)), ("n", ArgValue::List(&element))];
+                digests[i * 4 + j] = digest_of(&table, &args);
+            }
+        }
+        for (i, x) in digests.iter().enumerate() {
+            for (j, y) in digests.iter().enumerate().skip(i + 1) {
+                assert_ne!(x, y, "{i} {j}");
+            }
+        }
+    }
+
+    /// `call_digest` as it was before lists nested, kept to check that a call without nested
+    /// lists hashes as it did.
+    fn digest_before_nesting(table: &Table<'_>, tool: usize, args: &Args<'_>) -> [u8; 16] {
+        let mut hasher = Sha256::new();
+        hasher.update((tool as u32).to_le_bytes());
+        if args.absent != 0 {
+            hasher.update([5]);
+            hasher.update(args.absent.to_le_bytes());
+        }
+        for value in args.values.iter().flatten() {
+            let Value::List(items, element) = value else {
+                hash_scalar(&mut hasher, value);
+                continue;
+            };
+            hasher.update([7]);
+            hasher.update((items.len() as u64).to_le_bytes());
+            for item in items.iter() {
+                match element_value(table, *element, item) {
+                    Some(Value::Object(fields, record)) => {
+                        let count = field_count(table, record).unwrap_or(0);
+                        hasher.update([8]);
+                        hasher.update((count as u64).to_le_bytes());
+                        for index in 0..count {
+                            let field = match field_given(table, record, fields, index) {
+                                Some((at, Some(value))) => scalar(table, at, value),
+                                _ => None,
+                            };
+                            match field {
+                                Some(field) => hash_scalar(&mut hasher, &field),
+                                None => hasher.update([0xFF]),
+                            }
+                        }
+                    }
+                    Some(scalar) => hash_scalar(&mut hasher, &scalar),
+                    None => hasher.update([0xFF]),
+                }
+            }
+        }
+        let digest = hasher.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
+
+    #[test]
+    fn calls_without_nested_lists_hash_as_before() {
+        // p: list[{k: string, v?: int}], q?: int, r: list[int].
+        let records = [
+            arg((0, 1), kind::LIST, 0, 3, 1, (0, 5)),
+            arg((1, 1), kind::INT, arg_flag::OPTIONAL, 0, 0, (0, 100)),
+            arg((2, 1), kind::LIST, 0, 6, 1, (0, 5)),
+            arg(NO_NAME, kind::OBJECT, 0, 4, 2, (0, 0)),
+            arg((3, 1), kind::STR, 0, 0, 0, (0, 0)),
+            arg((4, 1), kind::INT, arg_flag::OPTIONAL, 0, 0, (0, 100)),
+            arg(NO_NAME, kind::INT, 0, 0, 0, (0, 100)),
+        ];
+        let built = build(b"pqrkv", &records, 3, &[op::PUSH_BOOL, 1, op::END]);
+        let table = built.table().unwrap();
+        let (full, partial) = (
+            [("k", ArgValue::Str("x")), ("v", ArgValue::Int(1))],
+            [("k", ArgValue::Str(""))],
+        );
+        let elements = [ArgValue::Object(&full), ArgValue::Object(&partial)];
+        let ints = [ArgValue::Int(3), ArgValue::Int(4)];
+        let calls: [&[(&str, ArgValue<'_>)]; 3] = [
+            &[
+                ("p", ArgValue::List(&elements)),
+                ("q", ArgValue::Int(5)),
+                ("r", ArgValue::List(&ints)),
+            ],
+            &[("p", ArgValue::List(&[])), ("r", ArgValue::List(&[]))],
+            &[
+                ("p", ArgValue::List(&elements[1..])),
+                ("r", ArgValue::List(&ints[..1])),
+            ],
+        ];
+        for given in calls {
+            let mut args = Args::new();
+            assert!(validate_args(&table, 0, given, &mut args));
+            assert_eq!(
+                call_digest(&table, 0, &args),
+                digest_before_nesting(&table, 0, &args)
+            );
+        }
+    }
 
     #[test]
     fn contains_is_a_byte_substring_test() {

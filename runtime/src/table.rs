@@ -124,6 +124,17 @@ pub(crate) struct Section {
     pub(crate) count: usize,
 }
 
+/// What [`Table::validate_shapes`] carries down the shapes: where the records below the tools'
+/// own arguments start, and how many records inside nested lists (the second list on a path and
+/// below) may still be checked. The compiler writes every element and field record for one list
+/// or object alone, so a table it wrote checks each of those at most once and never runs out;
+/// one whose records are shared to multiply the work (up to `MAX_FIELDS` per level) is refused
+/// instead of walked.
+struct Shapes {
+    top_end: usize,
+    budget: usize,
+}
+
 /// A loaded, validated table, read in place.
 #[derive(Clone, Copy, Debug)]
 pub struct Table<'a> {
@@ -178,7 +189,9 @@ impl<'a, 't> ArgSchema<'a, 't> {
         self.variants_start..self.variants_start.saturating_add(self.variants_count)
     }
 
-    /// A list argument's element schema (`None` for every other kind).
+    /// A list's element schema — a scalar, an object or (a list of lists) a list — (`None` for
+    /// every other kind). Shapes nest at most [`format::MAX_NEST`] lists deep, so following
+    /// `element` and [`ArgSchema::fields`] down from a loaded table's argument always ends.
     pub fn element(&self) -> Option<ArgSchema<'a, 't>> {
         if self.kind != format::arg::LIST {
             return None;
@@ -186,7 +199,8 @@ impl<'a, 't> ArgSchema<'a, 't> {
         self.table.schema_at(self.variants_start)
     }
 
-    /// An object's fields, by name (sorted), with their schemas (none for every other kind).
+    /// An object's fields, by name (sorted), with their schemas, each a scalar or a list (none for
+    /// every other kind).
     pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], ArgSchema<'a, 't>)> + 't {
         let count = if self.kind == format::arg::OBJECT {
             self.variants_count
@@ -1038,53 +1052,95 @@ impl<'a> Table<'a> {
         ))
     }
 
-    /// Argument shapes nest no deeper than list → object → scalar: a tool's argument is a
-    /// scalar or a list (never an object); a list's element is a required scalar or object
-    /// stored after every tool's range; an object's fields are scalars (each required or
+    /// Argument shapes nest at most [`format::MAX_NEST`] lists deep: a tool's argument is a
+    /// scalar or a list (never an object); a list's element is a required scalar, list or object
+    /// stored after every tool's range; an object's fields are scalars or lists (each required or
     /// optional) stored there too, strictly sorted by name. Every record's own fields were
-    /// checked before.
+    /// checked before. The recursion follows lists, so it is at most `MAX_NEST` calls deep
+    /// whatever the records point to (a list that is its own element included).
     fn validate_shapes(&self, tools: usize) -> Result<(), LoadError> {
         let bounds = LoadError::OutOfBounds;
-        let invalid = LoadError::Invalid;
         let mut top_end = 0usize;
         for tool in 0..tools {
             let (start, count) = self.tool_args(tool).ok_or(bounds)?;
             top_end = top_end.max(start + count);
         }
-        // A record below a tool's arguments; only an object's field may be optional.
-        let below = |index: usize, field: bool| -> Result<(u8, u8, usize, usize), LoadError> {
-            if index < top_end {
-                return Err(invalid); // inside some tool's own arguments
-            }
-            let (kind, flags, start, count) = self.arg_shape(index).ok_or(bounds)?;
-            if flags & format::arg_flag::OPTIONAL != 0 && !field {
-                return Err(invalid);
-            }
-            Ok((kind, flags, start, count))
+        let mut shapes = Shapes {
+            top_end,
+            budget: self.count(section::ARGS).saturating_sub(top_end),
         };
         for tool in 0..tools {
             let (start, count) = self.tool_args(tool).ok_or(bounds)?;
             for index in start..start + count {
                 let (kind, _, element, _) = self.arg_shape(index).ok_or(bounds)?;
                 match kind {
-                    format::arg::LIST => {}
-                    format::arg::OBJECT => return Err(invalid),
-                    _ => continue,
-                }
-                let (kind, _, fields, count) = below(element, false)?;
-                if kind == format::arg::OBJECT {
-                    self.sorted_names(section::ARGS, fields, count)?;
-                    for field in fields..fields + count {
-                        if !format::arg::is_scalar(below(field, true)?.0) {
-                            return Err(invalid);
-                        }
-                    }
-                } else if !format::arg::is_scalar(kind) {
-                    return Err(invalid);
+                    format::arg::LIST => self.validate_list(element, 1, &mut shapes)?,
+                    format::arg::OBJECT => return Err(LoadError::Invalid),
+                    _ => {}
                 }
             }
         }
         Ok(())
+    }
+
+    /// The element record `element` of a list that is the `lists`-th on its path from a tool's
+    /// argument (1 for the argument itself), with everything below it: a scalar, a list (the
+    /// next on the path) or an object whose fields are scalars or lists. Past
+    /// [`format::MAX_NEST`] lists the shape is refused, so this recurses at most that deep.
+    fn validate_list(
+        &self,
+        element: usize,
+        lists: usize,
+        shapes: &mut Shapes,
+    ) -> Result<(), LoadError> {
+        let invalid = LoadError::Invalid;
+        if lists > format::MAX_NEST {
+            return Err(invalid);
+        }
+        let (kind, start, count) = self.below(element, false, lists, shapes)?;
+        match kind {
+            format::arg::LIST => self.validate_list(start, lists + 1, shapes),
+            format::arg::OBJECT => {
+                self.sorted_names(section::ARGS, start, count)?;
+                for field in start..start.checked_add(count).ok_or(invalid)? {
+                    match self.below(field, true, lists, shapes)? {
+                        (format::arg::LIST, element, _) => {
+                            self.validate_list(element, lists + 1, shapes)?;
+                        }
+                        (kind, _, _) if format::arg::is_scalar(kind) => {}
+                        _ => return Err(invalid),
+                    }
+                }
+                Ok(())
+            }
+            kind if format::arg::is_scalar(kind) => Ok(()),
+            _ => Err(invalid),
+        }
+    }
+
+    /// Record `index`, the element or (`field`) an object field inside the `lists`-th list on
+    /// its path: stored after every tool's own arguments, optional only as a field. Its kind,
+    /// `variants_start` and `variants_count`. Inside a nested list (`lists` ≥ 2) it spends one
+    /// of the shapes' budget.
+    fn below(
+        &self,
+        index: usize,
+        field: bool,
+        lists: usize,
+        shapes: &mut Shapes,
+    ) -> Result<(u8, usize, usize), LoadError> {
+        let invalid = LoadError::Invalid;
+        if index < shapes.top_end {
+            return Err(invalid); // inside some tool's own arguments
+        }
+        if lists >= 2 {
+            shapes.budget = shapes.budget.checked_sub(1).ok_or(invalid)?;
+        }
+        let (kind, flags, start, count) = self.arg_shape(index).ok_or(LoadError::OutOfBounds)?;
+        if flags & format::arg_flag::OPTIONAL != 0 && !field {
+            return Err(invalid);
+        }
+        Ok((kind, start, count))
     }
 
     /// Tool `tool`'s argument range in ARGS: start and count.
@@ -1112,19 +1168,31 @@ impl<'a> Table<'a> {
     }
 
     /// Walks a program: every opcode known, every operand in bounds, the stack within
-    /// `MAX_STACK`, exactly one value left at `END`; every `ALL`/`ANY` body inside the program,
-    /// free of `END`, `ALL` and `ANY`, within `MAX_STACK` from an empty stack and leaving exactly
-    /// one value; `VAR` only inside a body.
+    /// `MAX_STACK`, exactly one value left at `END`; every `ALL`/`ANY` body inside the program
+    /// (a nested one inside the body around it), free of `END`, within `MAX_STACK` from an empty
+    /// stack and leaving exactly one value, at most `MAX_NEST` bodies deep; `VAR` only inside a
+    /// body, `VAR_UP up` only inside more than `up` bodies.
     fn validate_program(&self, start: usize) -> Result<(), LoadError> {
         let end = self.sections[section::PROGRAMS].offset + self.sections[section::PROGRAMS].count;
-        self.walk(start, end, None).map(|_| ())
+        self.walk(start, end, None, 0).map(|_| ())
     }
 
-    /// Walks code from `start`: to its `END` (`body_end` `None`), or a body to exactly
-    /// `body_end`. `end` is the end of the program section.
-    fn walk(&self, start: usize, end: usize, body_end: Option<usize>) -> Result<(), LoadError> {
+    /// Walks code from `start`: to its `END` (`body_end` `None`, `bodies` 0), or a body to
+    /// exactly `body_end`, inside `bodies` bodies (itself included). `end` is the end of the
+    /// program section. Each nested body is walked by one call more, so the recursion is at most
+    /// `MAX_NEST` deep, and every byte is walked once.
+    fn walk(
+        &self,
+        start: usize,
+        end: usize,
+        body_end: Option<usize>,
+        bodies: usize,
+    ) -> Result<(), LoadError> {
         let bad = LoadError::BadProgram;
         let in_body = body_end.is_some();
+        if in_body != (bodies > 0) || bodies > format::MAX_NEST {
+            return Err(bad);
+        }
         let mut at = start;
         let mut depth: usize = 0;
         loop {
@@ -1169,6 +1237,14 @@ impl<'a> Table<'a> {
                     (1, 1, 0)
                 }
                 op::VAR if in_body => (0, 1, 0),
+                op::VAR_UP => {
+                    // Level 0 is `VAR`; level `up` needs `up + 1` bodies around it.
+                    let up = usize::from(self.bytes.u8(at + 1).ok_or(bad)?);
+                    if up == 0 || up >= bodies {
+                        return Err(bad);
+                    }
+                    (1, 1, 0)
+                }
                 op::FIELD | op::HAS_FIELD => {
                     if usize::from(self.bytes.u8(at + 1).ok_or(bad)?) >= format::MAX_FIELDS {
                         return Err(bad);
@@ -1176,14 +1252,15 @@ impl<'a> Table<'a> {
                     (1, 1, 1)
                 }
                 op::LEN | op::NOT => (0, 1, 1),
-                op::ALL | op::ANY if !in_body => {
+                op::ALL | op::ANY if bodies < format::MAX_NEST => {
                     let length = usize::from(self.bytes.u16(at + 1).ok_or(bad)?);
                     let body = at + 3;
                     let stop = body.checked_add(length).ok_or(bad)?;
-                    if stop > end {
+                    // Inside the program section, and a nested body inside the body around it.
+                    if stop > end || body_end.is_some_and(|outer| stop > outer) {
                         return Err(bad);
                     }
-                    self.walk(body, end, Some(stop))?;
+                    self.walk(body, end, Some(stop), bodies + 1)?;
                     (2 + length, 1, 1)
                 }
                 op::EQ
@@ -1208,5 +1285,444 @@ impl<'a> Table<'a> {
             }
             at = at + 1 + operand;
         }
+    }
+}
+
+/// A table built by hand for unit tests (no compiler, no `std`): one agent `a`, one tool `t`
+/// whose arguments are the first ARGS records given, one permit rule `r` whose program is given,
+/// nothing else; unsigned, so it is read with [`Table::parse`].
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{LoadError, Table};
+    use crate::format::{self, arg as kind, arg_flag, header, op, section, ArgRecord, Ref};
+    use sha2::{Digest, Sha256};
+
+    /// An unnamed record's name (an element's).
+    pub(crate) const NO_NAME: (u32, u32) = (0, 0);
+
+    /// The most bytes a built table has.
+    pub(crate) const SIZE: usize = 4096;
+
+    /// A built table's bytes.
+    pub(crate) struct Built {
+        bytes: [u8; SIZE],
+        len: usize,
+    }
+
+    impl Built {
+        /// The table, as the loader reads it (signature aside).
+        pub(crate) fn table(&self) -> Result<Table<'_>, LoadError> {
+            Table::parse(&self.bytes[..self.len])
+        }
+    }
+
+    /// An ARGS record named by `name` (offset and length into the caller's strings).
+    pub(crate) fn arg(
+        name: (u32, u32),
+        kind: u8,
+        flags: u8,
+        start: u32,
+        count: u32,
+        (min, max): (i64, i64),
+    ) -> ArgRecord {
+        ArgRecord {
+            name: Ref {
+                offset: name.0,
+                len: name.1,
+            },
+            kind,
+            flags,
+            scale: 0,
+            variants_start: start,
+            variants_count: count,
+            min,
+            max,
+        }
+    }
+
+    /// A table whose STRINGS start with `strings` (the records' names and the program's string
+    /// constants point into them), whose ARGS are `args` (tool `t`'s own the first `tool_args`)
+    /// and whose one rule, a permit of `a` calling `t`, runs `program`. STRINGS lie right after
+    /// the header.
+    pub(crate) fn build(
+        strings: &[u8],
+        args: &[ArgRecord],
+        tool_args: u16,
+        program: &[u8],
+    ) -> Built {
+        let mut out = Built {
+            bytes: [0; SIZE],
+            len: format::HEADER_SIZE,
+        };
+        let mut sections = [(format::HEADER_SIZE, 0usize); section::COUNT];
+        let own = strings.len() as u32;
+        let name = |at: u32| Ref {
+            offset: own + at,
+            len: 1,
+        };
+        let mut section = |out: &mut Built, id: usize, count: usize, parts: &[&[u8]]| {
+            sections[id] = (out.len, count);
+            for part in parts {
+                put(out, part);
+            }
+        };
+        section(
+            &mut out,
+            section::STRINGS,
+            strings.len() + 3,
+            &[strings, b"atr"],
+        );
+        section(&mut out, section::SYMBOLS, 1, &[&name(0).encode()]);
+        let agent = format::AgentRecord {
+            name: name(0),
+            ..Default::default()
+        };
+        section(&mut out, section::AGENTS, 1, &[&agent.encode()]);
+        let tool = format::ToolRecord {
+            name: name(1),
+            args_count: tool_args,
+            ..Default::default()
+        };
+        section(&mut out, section::TOOLS, 1, &[&tool.encode()]);
+        let start = out.len;
+        for record in args {
+            put(&mut out, &record.encode());
+        }
+        let args_at = (start, args.len());
+        section(
+            &mut out,
+            section::DISPATCH,
+            2,
+            &[&0u32.to_le_bytes(), &1u32.to_le_bytes()],
+        );
+        let bucket = format::BucketRecord {
+            permits: 1,
+            ..Default::default()
+        };
+        section(&mut out, section::BUCKETS, 1, &[&bucket.encode()]);
+        let entry = format::EntryRecord::default();
+        section(&mut out, section::ENTRIES, 1, &[&entry.encode()]);
+        section(&mut out, section::PROGRAMS, program.len(), &[program]);
+        section(&mut out, section::RULES, 1, &[&name(2).encode()]);
+        // Symbols, agents, tools: one name each, two slots each.
+        let mut index = [0u8; 12];
+        for (at, single) in [b"a", b"a", b"t"].into_iter().enumerate() {
+            let mut slots = [0u16; 2];
+            assert!(format::index::build([&single[..]].into_iter(), &mut slots));
+            for (i, slot) in slots.into_iter().enumerate() {
+                let at = 4 * at + 2 * i;
+                index[at..at + 2].copy_from_slice(&slot.to_le_bytes());
+            }
+        }
+        section(&mut out, section::NAME_INDEX, 6, &[&index]);
+        sections[section::ARGS] = args_at;
+        let body_end = out.len;
+        out.len += format::SIGNATURE_SIZE;
+        let hash = Sha256::digest(&out.bytes[format::HEADER_SIZE..body_end]);
+        let mut head = [0u8; format::HEADER_SIZE];
+        head[header::MAGIC..header::MAGIC + 4].copy_from_slice(&format::MAGIC);
+        head[header::FORMAT_VERSION..header::FORMAT_VERSION + 2]
+            .copy_from_slice(&format::VERSION.to_le_bytes());
+        head[header::POLICY_HASH..header::POLICY_HASH + 32].copy_from_slice(&hash);
+        for (id, (offset, count)) in sections.iter().enumerate() {
+            let at = header::SECTIONS + id * 8;
+            head[at..at + 4].copy_from_slice(&(*offset as u32).to_le_bytes());
+            head[at + 4..at + 8].copy_from_slice(&(*count as u32).to_le_bytes());
+        }
+        out.bytes[..format::HEADER_SIZE].copy_from_slice(&head);
+        out
+    }
+
+    /// The strings [`nested_args`] and the programs over them point into: `m`, `n`, `name`,
+    /// `obs`, `ok` (at 9).
+    pub(crate) const STRINGS: &[u8] = b"mnnameobsok";
+
+    /// A tool with `m: list[list[string][..3]][..10]` (slot 0) and
+    /// `n: list[{name: string, obs?: list[string][..50]}][..10]` (slot 1).
+    pub(crate) fn nested_args() -> [ArgRecord; 8] {
+        [
+            arg((0, 1), kind::LIST, 0, 2, 1, (0, 10)),
+            arg((1, 1), kind::LIST, 0, 4, 1, (0, 10)),
+            arg(NO_NAME, kind::LIST, 0, 3, 1, (0, 3)),
+            arg(NO_NAME, kind::STR, 0, 0, 0, (0, 0)),
+            arg(NO_NAME, kind::OBJECT, 0, 5, 2, (0, 0)),
+            arg((2, 4), kind::STR, 0, 0, 0, (0, 0)),
+            arg((6, 3), kind::LIST, arg_flag::OPTIONAL, 7, 1, (0, 50)),
+            arg(NO_NAME, kind::STR, 0, 0, 0, (0, 0)),
+        ]
+    }
+
+    /// `any e in n { any o in e.obs { o == e.name } }`: a nested body and `VAR_UP`.
+    #[rustfmt::skip]
+    pub(crate) const OBS_NAMED: [u8; 18] = [
+        op::ARG, 1, op::ANY, 12, 0, // over n
+        op::VAR, op::FIELD, 1, op::ANY, 6, 0, // over e.obs
+        op::VAR, op::VAR_UP, 1, op::FIELD, 0, op::EQ, // o == e.name
+        op::END,
+    ];
+
+    /// Appends `bytes` to a table being built.
+    fn put(out: &mut Built, bytes: &[u8]) {
+        out.bytes[out.len..out.len + bytes.len()].copy_from_slice(bytes);
+        out.len += bytes.len();
+    }
+
+    /// A program over list argument 0 with `levels` `ANY` bodies nested (each but the outermost
+    /// over the current element, `VAR`), the innermost body `innermost`; its length.
+    pub(crate) fn nested(levels: usize, innermost: &[u8], out: &mut [u8; 256]) -> usize {
+        use format::op;
+        let mut len = 0;
+        let mut push = |bytes: &[u8]| {
+            out[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        push(&[op::ARG, 0]);
+        for level in 1..=levels {
+            if level > 1 {
+                push(&[op::VAR]);
+            }
+            let body = (levels - level) * 4 + innermost.len();
+            push(&[op::ANY]);
+            push(&(body as u16).to_le_bytes());
+        }
+        push(innermost);
+        push(&[op::END]);
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{arg, build, nested, nested_args, NO_NAME, OBS_NAMED, STRINGS};
+    use super::{Fault, LoadError};
+    use crate::format::{self, arg as kind, arg_flag, op, section, ArgRecord};
+
+    const PERMIT_ALL: [u8; 3] = [op::PUSH_BOOL, 1, op::END];
+    const REFUSED_SHAPE: LoadError = LoadError::InSection {
+        section: section::ARGS as u8,
+        fault: Fault::Invalid,
+    };
+    const REFUSED_PROGRAM: LoadError = LoadError::InSection {
+        section: section::PROGRAMS as u8,
+        fault: Fault::BadProgram,
+    };
+
+    #[test]
+    fn nested_lists_var_up_and_nested_bodies_load() {
+        let built = build(STRINGS, &nested_args(), 2, &OBS_NAMED);
+        let table = built.table().unwrap();
+        // m: a list whose element is a list of strings.
+        let m = table.arg_schema(0, 0).unwrap();
+        let inner = m.element().unwrap();
+        assert_eq!((inner.kind, inner.max), (kind::LIST, 3));
+        assert_eq!(inner.element().unwrap().kind, kind::STR);
+        // n: a list of objects with an optional list field.
+        let n = table.arg_schema(0, 1).unwrap().element().unwrap();
+        let mut fields = n.fields();
+        let (name, schema) = fields.next().unwrap();
+        assert_eq!((name, schema.kind), (&b"name"[..], kind::STR));
+        let (name, schema) = fields.next().unwrap();
+        assert_eq!((name, schema.kind), (&b"obs"[..], kind::LIST));
+        assert_eq!(schema.flags, arg_flag::OPTIONAL);
+        assert_eq!(schema.element().unwrap().kind, kind::STR);
+        assert!(fields.next().is_none());
+    }
+
+    /// Records for a tool with one argument: `lists` lists, each one's element the next list,
+    /// or (`objects`) an object whose one field `f` is the next list; an integer at the bottom.
+    fn chain(lists: usize, objects: bool, out: &mut [ArgRecord; 16]) -> usize {
+        let mut len = 0;
+        for list in 0..lists {
+            let last = list + 1 == lists;
+            let name = if list == 0 || objects {
+                (0, 1)
+            } else {
+                NO_NAME
+            };
+            // Its element: the record after it (the next list, an object, or the integer).
+            out[len] = arg(name, kind::LIST, 0, (len + 1) as u32, 1, (0, 5));
+            len += 1;
+            if objects && !last {
+                out[len] = arg(NO_NAME, kind::OBJECT, 0, (len + 1) as u32, 1, (0, 0));
+                len += 1;
+            }
+        }
+        out[len] = arg(NO_NAME, kind::INT, 0, 0, 0, (0, 9));
+        len + 1
+    }
+
+    #[test]
+    fn shapes_nest_at_most_max_nest_lists_deep() {
+        for objects in [false, true] {
+            let mut records = [ArgRecord::default(); 16];
+            let len = chain(format::MAX_NEST, objects, &mut records);
+            let built = build(b"f", &records[..len], 1, &PERMIT_ALL);
+            assert!(built.table().is_ok(), "{objects}");
+            let len = chain(format::MAX_NEST + 1, objects, &mut records);
+            let built = build(b"f", &records[..len], 1, &PERMIT_ALL);
+            assert_eq!(built.table().err(), Some(REFUSED_SHAPE), "{objects}");
+        }
+    }
+
+    #[test]
+    fn a_list_that_is_its_own_element_is_refused() {
+        let records = [
+            arg((0, 1), kind::LIST, 0, 1, 1, (0, 5)),
+            arg(NO_NAME, kind::LIST, 0, 1, 1, (0, 5)),
+        ];
+        let built = build(b"f", &records, 1, &PERMIT_ALL);
+        assert_eq!(built.table().err(), Some(REFUSED_SHAPE));
+        // An object whose field is the list around it.
+        let records = [
+            arg((0, 1), kind::LIST, 0, 1, 1, (0, 5)),
+            arg(NO_NAME, kind::OBJECT, 0, 2, 1, (0, 0)),
+            arg((0, 1), kind::LIST, 0, 1, 1, (0, 5)),
+        ];
+        let built = build(b"f", &records, 1, &PERMIT_ALL);
+        assert_eq!(built.table().err(), Some(REFUSED_SHAPE));
+    }
+
+    #[test]
+    fn malformed_nested_shapes_are_refused() {
+        let refused = |records: &[ArgRecord]| build(b"fg", records, 1, &PERMIT_ALL).table().err();
+        let int = arg(NO_NAME, kind::INT, 0, 0, 0, (0, 9));
+        // The shape that loads: list[{f: list[int]}].
+        let good = [
+            arg((0, 1), kind::LIST, 0, 1, 1, (0, 5)),
+            arg(NO_NAME, kind::OBJECT, 0, 2, 1, (0, 0)),
+            arg((0, 1), kind::LIST, arg_flag::OPTIONAL, 3, 1, (0, 5)),
+            int,
+        ];
+        assert_eq!(refused(&good), None);
+        // An object as an object's field.
+        let mut bad = good;
+        bad[2].kind = kind::OBJECT;
+        assert_eq!(refused(&bad), Some(REFUSED_SHAPE));
+        // A nested list's element optional.
+        let mut bad = good;
+        bad[3].flags = arg_flag::OPTIONAL;
+        assert_eq!(refused(&bad), Some(REFUSED_SHAPE));
+        // A nested list's element inside the tool's own arguments.
+        let mut bad = good;
+        bad[2].variants_start = 0;
+        assert_eq!(refused(&bad), Some(REFUSED_SHAPE));
+        // A nested list's element out of range.
+        let mut bad = good;
+        bad[2].variants_start = 9;
+        assert!(refused(&bad).is_some());
+        // A nested list's element an object whose fields are not sorted.
+        let unsorted = [
+            arg((0, 1), kind::LIST, 0, 1, 1, (0, 5)),
+            arg(NO_NAME, kind::LIST, 0, 2, 1, (0, 5)),
+            arg(NO_NAME, kind::OBJECT, 0, 3, 2, (0, 0)),
+            arg((1, 1), kind::INT, 0, 0, 0, (0, 9)),
+            arg((0, 1), kind::INT, 0, 0, 0, (0, 9)),
+        ];
+        assert_eq!(refused(&unsorted), Some(REFUSED_SHAPE));
+        let mut sorted = unsorted;
+        sorted.swap(3, 4);
+        assert_eq!(refused(&sorted), None);
+    }
+
+    /// Records shared between nested lists would multiply the loader's work; the compiler writes
+    /// a tree, which loads, and the same shape sharing its records is refused.
+    #[test]
+    fn records_shared_inside_nested_lists_are_refused() {
+        let (f, g, h, i) = ((0, 1), (1, 1), (2, 1), (3, 1));
+        let str = arg(NO_NAME, kind::STR, 0, 0, 0, (0, 0));
+        let list = |name, element| arg(name, kind::LIST, 0, element, 1, (0, 5));
+        let object = |start| arg(NO_NAME, kind::OBJECT, 0, start, 2, (0, 0));
+        // f: list[{f: list[{h: list[string], i: list[string]}], g: (the same)}], as a tree.
+        let tree = [
+            list(f, 1),
+            object(2),
+            list(f, 4),
+            list(g, 9),
+            object(5),
+            list(h, 7),
+            list(i, 8),
+            str,
+            str,
+            object(10),
+            list(h, 12),
+            list(i, 13),
+            str,
+            str,
+        ];
+        assert!(build(b"fghi", &tree, 1, &PERMIT_ALL).table().is_ok());
+        // The same shape, `g` sharing `f`'s element and `i` sharing `h`'s.
+        let shared = [
+            list(f, 1),
+            object(2),
+            list(f, 4),
+            list(g, 4),
+            object(5),
+            list(h, 7),
+            list(i, 7),
+            str,
+        ];
+        let built = build(b"fghi", &shared, 1, &PERMIT_ALL);
+        assert_eq!(built.table().err(), Some(REFUSED_SHAPE));
+    }
+
+    /// A table over `nested_args` running `program`.
+    fn load(program: &[u8]) -> Result<(), LoadError> {
+        build(STRINGS, &nested_args(), 2, program)
+            .table()
+            .map(|_| ())
+    }
+
+    #[test]
+    fn bodies_nest_at_most_max_nest_deep() {
+        let mut program = [0u8; 256];
+        for levels in 1..=format::MAX_NEST {
+            let len = nested(levels, &[op::PUSH_BOOL, 1], &mut program);
+            assert_eq!(load(&program[..len]), Ok(()), "{levels}");
+        }
+        let len = nested(format::MAX_NEST + 1, &[op::PUSH_BOOL, 1], &mut program);
+        assert_eq!(load(&program[..len]), Err(REFUSED_PROGRAM));
+    }
+
+    #[test]
+    fn var_up_needs_more_bodies_around_it_than_its_level() {
+        let mut program = [0u8; 256];
+        // `VAR_UP up` inside `levels` bodies.
+        for levels in 1..=format::MAX_NEST {
+            for up in 0..=format::MAX_NEST as u8 {
+                let len = nested(levels, &[op::VAR_UP, up], &mut program);
+                let expected = if up >= 1 && usize::from(up) < levels {
+                    Ok(())
+                } else {
+                    Err(REFUSED_PROGRAM)
+                };
+                assert_eq!(load(&program[..len]), expected, "{levels} {up}");
+            }
+        }
+        // Outside any body.
+        assert_eq!(load(&[op::VAR_UP, 1, op::END]), Err(REFUSED_PROGRAM));
+        assert_eq!(load(&[op::VAR_UP, 0, op::END]), Err(REFUSED_PROGRAM));
+        // `VAR` as before: inside a body, not outside.
+        let len = nested(1, &[op::VAR], &mut program);
+        assert_eq!(load(&program[..len]), Ok(()));
+        assert_eq!(load(&[op::VAR, op::END]), Err(REFUSED_PROGRAM));
+    }
+
+    #[test]
+    fn a_nested_body_lies_inside_the_body_around_it() {
+        // The outer body claims 8 bytes, one short of the inner body it holds (whose last byte
+        // would lie outside it).
+        #[rustfmt::skip]
+        let program = [
+            op::ARG, 1, op::ANY, 8, 0, // 8 bytes of body
+            op::VAR, op::FIELD, 1, op::ANY, 3, 0, // the inner body: 3 bytes claimed
+            op::VAR, op::NOT, op::NOT, // …inside the outer one
+            op::END,
+        ];
+        assert_eq!(load(&program), Err(REFUSED_PROGRAM));
+        let mut program = program;
+        program[3] = 9; // the outer body holds the inner one
+        assert_eq!(load(&program), Ok(()));
+        program[9] = 4; // the inner body runs past the outer one's end
+        assert_eq!(load(&program), Err(REFUSED_PROGRAM));
     }
 }

@@ -534,12 +534,29 @@ fn the_loader_refuses_malformed_bodies() {
     };
     // Well formed first, so each refusal below is about its one fault.
     Table::parse(&with_permit(schema(), body(&[op::PUSH_BOOL, 1])).build()).unwrap();
-    // A nested quantifier.
-    let mut nested = Vec::new();
-    quantifier(&mut nested, op::ANY, PATHS, &[op::PUSH_BOOL, 1]);
-    bad_program(schema(), body(&nested));
-    // VAR outside a body.
+    // Quantifiers nested up to `MAX_NEST` deep load (each over `paths` here: the loader checks
+    // code, and a list value's type only shows when it runs); one deeper does not.
+    let nested = |depth: usize, inner: &[u8]| {
+        let mut code = inner.to_vec();
+        for _ in 1..depth {
+            let mut around = Vec::new();
+            quantifier(&mut around, op::ANY, PATHS, &code);
+            code = around;
+        }
+        body(&code)
+    };
+    Table::parse(&with_permit(schema(), nested(format::MAX_NEST, &[op::PUSH_BOOL, 1])).build())
+        .unwrap();
+    bad_program(schema(), nested(format::MAX_NEST + 1, &[op::PUSH_BOOL, 1]));
+    // VAR outside a body, and VAR_UP past the bodies around it (or at level 0, which is VAR).
     bad_program(schema(), vec![op::VAR, op::END]);
+    let up = |level: u8| [op::VAR_UP, level, op::VAR, op::EQ];
+    Table::parse(&with_permit(schema(), nested(2, &up(1))).build()).unwrap();
+    Table::parse(&with_permit(schema(), nested(3, &up(2))).build()).unwrap();
+    bad_program(schema(), nested(2, &up(2)));
+    bad_program(schema(), nested(1, &up(1)));
+    bad_program(schema(), nested(2, &up(0)));
+    bad_program(schema(), vec![op::VAR_UP, 1, op::END]);
     // A body past the end of the program section.
     let mut past = vec![op::ARG, PATHS, op::ALL];
     past.extend_from_slice(&200u16.to_le_bytes());
@@ -575,7 +592,7 @@ fn the_loader_refuses_malformed_bodies() {
 }
 
 #[test]
-fn the_loader_refuses_shapes_past_list_of_objects_of_scalars() {
+fn the_loader_refuses_shapes_the_language_cannot_declare() {
     // An object as a tool's own argument.
     let mut t = schema();
     t.args[3] = ArgRecord {
@@ -585,7 +602,8 @@ fn the_loader_refuses_shapes_past_list_of_objects_of_scalars() {
     };
     t.args[3].name = t.string("paths");
     invalid_args(t);
-    // A list of lists.
+    // A list of lists, and an object with a list field, load (`ns` becomes a list of lists of
+    // paths; an edit's `newText` a list of ints).
     let mut t = schema();
     t.args[9] = ArgRecord {
         variants_start: 10,
@@ -594,19 +612,56 @@ fn the_loader_refuses_shapes_past_list_of_objects_of_scalars() {
         max: 4,
         ..t.arg("", arg::LIST)
     };
+    assert!(Table::parse(&t.build()).is_ok());
+    let list_field = |t: &mut TableBuilder, kind: u8, element: u32| ArgRecord {
+        variants_start: element,
+        variants_count: 1,
+        min: 0,
+        max: 1,
+        ..t.arg("newText", kind)
+    };
+    let mut t = schema();
+    t.args[6] = list_field(&mut t, arg::LIST, 9);
+    assert!(Table::parse(&t.build()).is_ok());
+    // An object with an object field (the compiler flattens those into dotted fields).
+    let mut t = schema();
+    t.args[6] = list_field(&mut t, arg::OBJECT, 9);
     invalid_args(t);
-    // An object with an object field, and with a list field.
-    for kind in [arg::OBJECT, arg::LIST] {
-        let mut t = schema();
-        t.args[6] = ArgRecord {
-            variants_start: 9,
+    // A list that holds itself: an element record pointing back at its own list.
+    let mut t = schema();
+    t.args[9] = ArgRecord {
+        variants_start: 9,
+        variants_count: 1,
+        min: 0,
+        max: 4,
+        ..t.arg("", arg::LIST)
+    };
+    invalid_args(t);
+    // Lists nested past `MAX_NEST`: `ns` made a chain of list records, one deeper than allowed.
+    let mut t = schema();
+    let first = t.args.len() as u32;
+    t.args[2].variants_start = first;
+    for depth in 0..format::MAX_NEST as u32 {
+        let record = ArgRecord {
+            variants_start: first + depth + 1,
             variants_count: 1,
             min: 0,
-            max: 1,
-            ..t.arg("newText", kind)
+            max: 4,
+            ..t.arg("", arg::LIST)
         };
-        invalid_args(t);
+        t.args.push(record);
     }
+    let leaf = ArgRecord {
+        min: 0,
+        max: 100,
+        ..t.arg("", arg::INT)
+    };
+    t.args.push(leaf);
+    invalid_args(t.clone());
+    // One list fewer loads.
+    let last = t.args.len() - 2;
+    t.args[last] = leaf;
+    assert!(Table::parse(&t.build()).is_ok());
     // Unsorted and duplicate field names.
     let mut t = schema();
     t.args.swap(5, 6);
