@@ -197,8 +197,9 @@ fn holds_decimal(arg: &Arg) -> bool {
     }
 }
 
-/// An argument as the gate reads it (scalars, lists, objects; no list inside a list:
-/// the host's one nesting rule), or why the language cannot decide it.
+/// An argument as the gate reads it (scalars, lists and objects at any depth; never `null`, no
+/// dotted name: the host's rule, [`tollgate_host::protocol::arg_from_json`]), or why the
+/// language cannot decide it.
 fn argument(value: &Value) -> Result<Arg, String> {
     tollgate_host::protocol::arg_from_json(value)
 }
@@ -418,8 +419,8 @@ impl<'g, 't, C: Clock, S: StateStore, A: AuditStore> Relay<'g, 't, C, S, A> {
                 .and_then(|p| p.get_mut("arguments"))
                 .and_then(Value::as_object_mut)
             {
-                // A path as a string; a list whole, its paths (and its objects' path fields)
-                // in normal form.
+                // A path as a string; a list whole, its paths (elements, its objects' path
+                // fields, at any depth of lists inside lists) in normal form.
                 for (name, decided) in &decision.normalized {
                     tollgate_host::protocol::set_argument(arguments, name, decided.clone());
                 }

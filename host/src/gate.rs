@@ -29,7 +29,7 @@ use tollgate_runtime::audit::{self, Log, Subject, MAX_NOTE};
 use tollgate_runtime::credential::{self, Host, Session, SessionCall};
 use tollgate_runtime::format;
 use tollgate_runtime::gate::{self, ArgValue, Call, Decision, Slot, State, Verdict};
-use tollgate_runtime::table::Table;
+use tollgate_runtime::table::{ArgSchema, Table};
 use tollgate_runtime::Reason;
 
 /// The name the gate's key signs checkpoints under.
@@ -250,18 +250,14 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             }
         }
         let records = resumed.log.size();
-        // Whether any argument holds a `path` (itself, as a list's element, or as an element's
-        // field): a policy without paths normalizes nothing, so its calls skip the search.
+        // Whether any argument holds a `path` (itself, or anywhere in its lists: an element, an
+        // element's field, at any depth): a policy without paths normalizes nothing, so its calls
+        // skip the search.
         let has_paths = (0..table.tool_count()).any(|tool| {
             (0..table.arg_count(tool).unwrap_or(0)).any(|slot| {
-                table.arg_schema(tool, slot).is_some_and(|schema| {
-                    let element = schema.element();
-                    schema.kind == format::arg::PATH
-                        || element.as_ref().is_some_and(|e| {
-                            e.kind == format::arg::PATH
-                                || e.fields().any(|(_, f)| f.kind == format::arg::PATH)
-                        })
-                })
+                table
+                    .arg_schema(tool, slot)
+                    .is_some_and(|schema| Paths::of(&schema, SHAPE_DEPTH).is_some())
             })
         });
         let gate = Gate {
@@ -355,7 +351,57 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         lines
     }
 
+    /// Decides one request: its arguments in the runtime's form (paths in normal form), then
+    /// [`Gate::decide_args`] with them.
     fn decide_one(&self, inner: &mut Inner<S, A>, request: &RequestLine, now: u64) -> DecisionLine {
+        // Path arguments are decided, and forwarded, in normal form (one that climbs above its
+        // root has none: it reaches the gate as sent, which refuses it).
+        let normalized = self.normalize_paths(request);
+        let decided = |arg| decided_arg(arg, &normalized);
+        // Lists and objects, at any depth: their elements and fields built bottom-up before the
+        // arguments borrow them.
+        let nested = request
+            .args
+            .iter()
+            .any(|(_, a)| matches!(a, Arg::List(_) | Arg::Object(_)));
+        if nested {
+            let args = request
+                .args
+                .iter()
+                .map(|arg| (arg.0.as_str(), decided(arg)));
+            return protocol::with_arg_values(args, |args| {
+                self.decide_args(inner, request, now, args, &normalized)
+            });
+        }
+        // Scalars only: the arguments on the stack for any call the gate can allow.
+        let mut on_stack = [("", ArgValue::Bool(false)); ARGS_ON_STACK];
+        let mut spilled: Vec<(&str, ArgValue<'_>)>;
+        let args: &mut [(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
+            for (slot, arg) in on_stack.iter_mut().zip(&request.args) {
+                *slot = (arg.0.as_str(), decided(arg).as_value());
+            }
+            on_stack.get_mut(..request.args.len()).unwrap_or(&mut [])
+        } else {
+            spilled = request
+                .args
+                .iter()
+                .map(|arg| (arg.0.as_str(), decided(arg).as_value()))
+                .collect();
+            &mut spilled
+        };
+        self.decide_args(inner, request, now, args, &normalized)
+    }
+
+    /// Decides a request whose arguments `args` are in the runtime's form (each as decided:
+    /// `normalized`'s value where it has one), audits it, and reports it.
+    fn decide_args(
+        &self,
+        inner: &mut Inner<S, A>,
+        request: &RequestLine,
+        now: u64,
+        args: &mut [(&str, ArgValue<'_>)],
+        normalized: &[(String, Arg)],
+    ) -> DecisionLine {
         let host = Host {
             env: self.env.as_deref(),
             audience: self.audience.as_deref(),
@@ -393,42 +439,6 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                 now,
             )
             .inspect(|session| inner.sessions.insert(&request.credential, *session, now)),
-        };
-        // Path arguments are decided, and forwarded, in normal form (one that climbs above its
-        // root has none: it reaches the gate as sent, which refuses it).
-        let normalized = self.normalize_paths(request);
-        let decided = |arg| decided_arg(arg, &normalized);
-        // Lists and objects: their elements and fields, built bottom-up before the arguments
-        // borrow them (nothing is built for a call without lists).
-        let nested = request.args.iter().any(|(_, a)| matches!(a, Arg::List(_)));
-        let fields = match nested {
-            true => protocol::object_fields(request.args.iter().map(decided)),
-            false => Vec::new(),
-        };
-        let elements = match nested {
-            true => protocol::list_elements(request.args.iter().map(decided), &fields),
-            false => Vec::new(),
-        };
-        let mut used = 0usize;
-        // The arguments in the runtime's form, on the stack for any call the gate can allow.
-        let mut on_stack = [("", ArgValue::Bool(false)); ARGS_ON_STACK];
-        let mut spilled: Vec<(&str, ArgValue<'_>)>;
-        let args: &mut [(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
-            for (slot, arg) in on_stack.iter_mut().zip(&request.args) {
-                let value = protocol::argument_value(decided(arg), &elements, &mut used);
-                *slot = (arg.0.as_str(), value);
-            }
-            on_stack.get_mut(..request.args.len()).unwrap_or(&mut [])
-        } else {
-            spilled = request
-                .args
-                .iter()
-                .map(|arg| {
-                    let value = protocol::argument_value(decided(arg), &elements, &mut used);
-                    (arg.0.as_str(), value)
-                })
-                .collect();
-            &mut spilled
         };
         // In name order, as the audit digest reads them (it then reads them in one pass; the
         // gate's decision does not depend on the order).
@@ -546,9 +556,10 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
     }
 
     /// The decided form of each argument of the request that holds a `path` not in normal form
-    /// (and has one): a path argument's normal form; a list of paths, or of objects with path
-    /// fields, whole, with each such path in normal form. What the gate decides, and what must
-    /// be forwarded instead of what was sent.
+    /// (and has one): a path argument's normal form; a list holding paths — as elements, as
+    /// fields of its objects, at any depth of lists inside lists and list fields — whole, with
+    /// each such path in normal form. What the gate decides, and what must be forwarded instead
+    /// of what was sent.
     fn normalize_paths(&self, request: &RequestLine) -> Vec<(String, Arg)> {
         let mut normalized = Vec::new();
         if !self.has_paths {
@@ -567,7 +578,9 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                     }
                     normal_path(text).map(Arg::Str)
                 }
-                Arg::List(items) => self.normalize_list(tool, name, items),
+                Arg::List(_) => self
+                    .paths_of(tool, name)
+                    .and_then(|paths| paths.normalize(value)),
                 _ => None,
             };
             if let Some(decided) = decided {
@@ -577,48 +590,12 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         normalized
     }
 
-    /// A list argument with its `path` elements, or its objects' `path` fields, in normal form;
-    /// `None` when every one already is (or the argument is no such list).
-    fn normalize_list(&self, tool: usize, name: &str, items: &[Arg]) -> Option<Arg> {
+    /// Where tool `tool`'s argument `name` holds paths, by its schema; `None` when it holds none
+    /// (or the tool declares no such argument).
+    fn paths_of(&self, tool: usize, name: &str) -> Option<Paths<'t>> {
         let slot = (0..self.table.arg_count(tool)?)
             .find(|&slot| self.table.arg_name(tool, slot) == Some(name.as_bytes()))?;
-        let element = self.table.arg_schema(tool, slot)?.element()?;
-        let path_fields: Vec<&[u8]> = element
-            .fields()
-            .filter(|(_, field)| field.kind == format::arg::PATH)
-            .map(|(field_name, _)| field_name)
-            .collect();
-        let is_path = element.kind == format::arg::PATH;
-        if !is_path && path_fields.is_empty() {
-            return None;
-        }
-        let mut changed = false;
-        let mut decide = |value: &Arg, path: bool| match value {
-            Arg::Str(text) if path => match normal_path(text) {
-                Some(normal) => {
-                    changed = true;
-                    Arg::Str(normal)
-                }
-                None => value.clone(),
-            },
-            other => other.clone(),
-        };
-        let decided: Vec<Arg> = items
-            .iter()
-            .map(|item| match item {
-                Arg::Object(fields) => Arg::Object(
-                    fields
-                        .iter()
-                        .map(|(field, value)| {
-                            let path = path_fields.contains(&field.as_bytes());
-                            (field.clone(), decide(value, path))
-                        })
-                        .collect(),
-                ),
-                scalar => decide(scalar, is_path),
-            })
-            .collect();
-        changed.then_some(Arg::List(decided))
+        Paths::of(&self.table.arg_schema(tool, slot)?, SHAPE_DEPTH)
     }
 
     /// Stages a decision's entries (its state changes and record(s)) for the next commit, which
@@ -897,6 +874,84 @@ fn decided_arg<'a>((name, value): &'a (String, Arg), normalized: &'a [(String, A
         .map_or(value, |(_, decided)| decided)
 }
 
+/// How deep [`Paths::of`] follows a schema: a loaded table's shapes nest at most
+/// `format::MAX_NEST` lists deep (a list's element, an element's field, …), far less than this;
+/// the bound only keeps the walk finite whatever a table says. A path deeper than it is not
+/// normalized, and the gate refuses it as sent.
+const SHAPE_DEPTH: usize = 64;
+
+/// Where a value of a declared shape holds `path`s: only the parts of the schema that lead to
+/// one, read from the table once per argument and then followed through the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Paths<'t> {
+    /// The value is a path.
+    Here,
+    /// The value is a list whose elements hold paths thus.
+    Elements(Box<Paths<'t>>),
+    /// The value is an object whose fields, by name, hold paths thus (the others hold none).
+    Fields(Vec<(&'t [u8], Paths<'t>)>),
+}
+
+impl<'t> Paths<'t> {
+    /// Where a value of `schema` holds paths; `None` when it holds none (or only past `depth`
+    /// more steps down).
+    fn of(schema: &ArgSchema<'t, '_>, depth: usize) -> Option<Paths<'t>> {
+        let depth = depth.checked_sub(1)?;
+        match schema.kind {
+            format::arg::PATH => Some(Paths::Here),
+            format::arg::LIST => {
+                let element = Paths::of(&schema.element()?, depth)?;
+                Some(Paths::Elements(Box::new(element)))
+            }
+            format::arg::OBJECT => {
+                let fields: Vec<_> = schema
+                    .fields()
+                    .filter_map(|(name, field)| Some((name, Paths::of(&field, depth)?)))
+                    .collect();
+                (!fields.is_empty()).then_some(Paths::Fields(fields))
+            }
+            _ => None,
+        }
+    }
+
+    /// `value` with every path it holds here in normal form; `None` when every one already is
+    /// (or has none), or the value is not of this shape (the gate refuses it as sent).
+    fn normalize(&self, value: &Arg) -> Option<Arg> {
+        match (self, value) {
+            (Paths::Here, Arg::Str(text)) => normal_path(text).map(Arg::Str),
+            (Paths::Elements(element), Arg::List(items)) => {
+                changed(items, |item| element.normalize(item)).map(Arg::List)
+            }
+            (Paths::Fields(paths), Arg::Object(fields)) => changed(fields, |(name, field)| {
+                let (_, paths) = paths.iter().find(|(n, _)| *n == name.as_bytes())?;
+                Some((name.clone(), paths.normalize(field)?))
+            })
+            .map(Arg::Object),
+            _ => None,
+        }
+    }
+}
+
+/// `items` with each one `change` changes replaced, copied only when one changes; `None` when
+/// none does.
+fn changed<T: Clone>(items: &[T], mut change: impl FnMut(&T) -> Option<T>) -> Option<Vec<T>> {
+    let mut copy: Option<Vec<T>> = None;
+    for (at, item) in items.iter().enumerate() {
+        match (change(item), &mut copy) {
+            (Some(new), Some(copy)) => copy.push(new),
+            (Some(new), None) => {
+                let mut started = Vec::with_capacity(items.len());
+                started.extend(items.iter().take(at).cloned());
+                started.push(new);
+                copy = Some(started);
+            }
+            (None, Some(copy)) => copy.push(item.clone()),
+            (None, None) => {}
+        }
+    }
+    copy
+}
+
 /// The normal form of a path that is not in it; `None` when it already is, or has none (it
 /// climbs above its root: the gate refuses it as sent).
 fn normal_path(text: &str) -> Option<String> {
@@ -933,5 +988,145 @@ fn refusal(request: &RequestLine, reason: Reason) -> DecisionLine {
         seq: None,
         detail: None,
         normalized: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(text: &str) -> Arg {
+        Arg::Str(text.to_owned())
+    }
+
+    fn list(items: impl IntoIterator<Item = Arg>) -> Arg {
+        Arg::List(items.into_iter().collect())
+    }
+
+    fn object<const N: usize>(fields: [(&str, Arg); N]) -> Arg {
+        Arg::Object(fields.map(|(n, v)| (n.to_owned(), v)).into())
+    }
+
+    #[test]
+    fn a_path_two_lists_deep_is_normalized() {
+        // `list[list[path]]`
+        let paths = Paths::Elements(Box::new(Paths::Elements(Box::new(Paths::Here))));
+        let sent = list([list([s("a/./b"), s("c")]), list([]), list([s("d//e/")])]);
+        assert_eq!(
+            paths.normalize(&sent),
+            Some(list([list([s("a/b"), s("c")]), list([]), list([s("d/e")])]))
+        );
+        // Already normal (or without a normal form: the gate refuses it as sent): nothing.
+        let normal = list([list([s("a/b"), s("../up")]), list([s("/")])]);
+        assert_eq!(paths.normalize(&normal), None);
+        // A value not of the shape is left to the gate.
+        assert_eq!(paths.normalize(&list([s("a/./b")])), None);
+        assert_eq!(paths.normalize(&s("a/./b")), None);
+    }
+
+    #[test]
+    fn a_path_field_inside_a_list_field_of_an_element_is_normalized() {
+        // `list[{ name: string, items: list[{ n: int, path: path }] }]`: only the parts that
+        // lead to a path are kept.
+        let paths = Paths::Elements(Box::new(Paths::Fields(vec![(
+            &b"items"[..],
+            Paths::Elements(Box::new(Paths::Fields(vec![(&b"path"[..], Paths::Here)]))),
+        )])));
+        let sent = list([
+            object([("name", s("./x")), ("items", list([]))]),
+            object([
+                ("name", s("y")),
+                (
+                    "items",
+                    list([
+                        object([("n", Arg::Int(1)), ("path", s("p"))]),
+                        object([("n", Arg::Int(2)), ("path", s("p/../q//r"))]),
+                    ]),
+                ),
+            ]),
+        ]);
+        assert_eq!(
+            paths.normalize(&sent),
+            Some(list([
+                object([("name", s("./x")), ("items", list([]))]),
+                object([
+                    ("name", s("y")),
+                    (
+                        "items",
+                        list([
+                            object([("n", Arg::Int(1)), ("path", s("p"))]),
+                            object([("n", Arg::Int(2)), ("path", s("q/r"))]),
+                        ]),
+                    ),
+                ]),
+            ]))
+        );
+        // A path-typed name elsewhere is no path: `name` is a string.
+        let only_name = list([object([("name", s("./x")), ("items", list([]))])]);
+        assert_eq!(paths.normalize(&only_name), None);
+    }
+
+    #[test]
+    fn the_schema_says_where_paths_are() {
+        let text = r#"
+            domain files { private }
+            tool fs.put {
+                domain files
+                effect write
+                args {
+                    one: path,
+                    many: list[path][0..8],
+                    files: list[{ at: path, meta: { dir: path }, n: int }][0..8],
+                    names: list[string][0..8],
+                    rows: list[{ n: int }][0..8],
+                }
+            }
+            agent bot { roles [writer] }
+            permit role writer to call fs.put;
+        "#;
+        let sources = tollgate_compiler::source::SourceSet::single("policy.toll", text);
+        let policy = tollgate_compiler::load(&sources).expect("the policy checks");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let bytes = tollgate_compiler::codegen::compile(&policy, &key)
+            .unwrap()
+            .bytes;
+        let table = Table::parse(&bytes).unwrap();
+        let tool = table.find_tool(b"fs.put").unwrap();
+        let paths = |name: &str| {
+            let slot = (0..table.arg_count(tool).unwrap())
+                .find(|&slot| table.arg_name(tool, slot) == Some(name.as_bytes()))
+                .unwrap();
+            Paths::of(&table.arg_schema(tool, slot).unwrap(), SHAPE_DEPTH)
+        };
+        assert_eq!(paths("one"), Some(Paths::Here));
+        assert_eq!(paths("many"), Some(Paths::Elements(Box::new(Paths::Here))));
+        assert_eq!(
+            paths("files"),
+            Some(Paths::Elements(Box::new(Paths::Fields(vec![
+                (&b"at"[..], Paths::Here),
+                (&b"meta.dir"[..], Paths::Here),
+            ]))))
+        );
+        assert_eq!(paths("names"), None);
+        assert_eq!(paths("rows"), None);
+        // Past the depth bound, nothing (the gate refuses a path not in normal form).
+        let slot = (0..table.arg_count(tool).unwrap())
+            .find(|&slot| table.arg_name(tool, slot) == Some(&b"many"[..]))
+            .unwrap();
+        let many = table.arg_schema(tool, slot).unwrap();
+        assert_eq!(Paths::of(&many, 1), None);
+        assert_eq!(
+            Paths::of(&many, 2),
+            Some(Paths::Elements(Box::new(Paths::Here)))
+        );
+    }
+
+    #[test]
+    fn only_what_changes_is_copied() {
+        let double = |n: &i64| (*n % 2 == 0).then_some(n * 10);
+        assert_eq!(changed(&[1, 3, 5], double), None);
+        assert_eq!(changed(&[1, 2, 3, 4], double), Some(vec![1, 20, 3, 40]));
+        assert_eq!(changed(&[2], double), Some(vec![20]));
+        assert_eq!(changed(&[], double), None);
     }
 }

@@ -1,8 +1,8 @@
 //! The JSON-lines protocol, defined once.
 //!
 //! A request line is a JSON object: `credential` (base64), `tool`, `args` (an object of numbers,
-//! strings, booleans and lists of those or of objects of those; see [`arg_from_json`]) and an
-//! optional `id`, echoed in the decision line. That is the agent's
+//! strings, booleans, lists and objects, nested as deep as the JSON gives them; see
+//! [`arg_from_json`]) and an optional `id`, echoed in the decision line. That is the agent's
 //! intent and nothing else: a line that carries `agent`, `via`, `context`, `env` or `time` is
 //! refused ([`Reason::UntrustedField`]), because identity and chain come from the credential and
 //! time and environment from the host. Duplicate keys at any depth, a line that is not UTF-8 or
@@ -14,9 +14,9 @@
 //! sequence number), and `id`, `via` (the attested chain), `agent_verified: false` (a refused
 //! credential's claim), `detail`, and `normalized` where they apply. `normalized` maps each
 //! argument that held a `path` not in normal form to the value the gate decided: a path argument
-//! to its normal form (a string), a list argument to the whole list with every `path` element
-//! (and every `path` field of its objects) in normal form. Whoever forwards an allowed call
-//! forwards those values, never the ones sent.
+//! to its normal form (a string), a list argument to the whole list with every `path` in it — an
+//! element, a field of an element's object, at any depth of lists inside lists — in normal form.
+//! Whoever forwards an allowed call forwards those values, never the ones sent.
 
 use base64::Engine as _;
 use serde::de::DeserializeSeed as _;
@@ -138,17 +138,19 @@ pub enum Arg {
     /// number to) or an integer past `i64`. A decimal argument reads it exactly; an integer
     /// argument refuses it.
     Decimal(String),
-    /// A JSON array: of scalars, or of objects (never of lists).
+    /// A JSON array: of scalars, lists and objects, in any mix (the gate refuses a shape the
+    /// tool does not declare).
     List(Vec<Arg>),
     /// A JSON object, each name once. As read; [`flatten_args`] makes an argument's object its
-    /// dotted fields, so a call in a [`RequestLine`] holds objects only as a list's elements,
-    /// and those of scalars only.
+    /// dotted fields, and an object inside an element's object the element's dotted fields, so
+    /// a call in a [`RequestLine`] holds objects only as lists' elements (at any depth), and
+    /// those of scalars and lists only.
     Object(Vec<(String, Arg)>),
 }
 
 impl Arg {
     /// A scalar in the runtime's form. A list or an object needs slices built for it (see
-    /// [`object_fields`]); here it is an empty one.
+    /// [`with_arg_values`]); here it is an empty one.
     pub fn as_value(&self) -> ArgValue<'_> {
         match self {
             Arg::Int(v) => ArgValue::Int(*v),
@@ -191,37 +193,6 @@ impl Arg {
     }
 }
 
-/// Where an argument value sits. The nesting the gate decides: an argument is a scalar, a list or
-/// an object; an argument's object holds scalars, lists and objects; a list's element is a scalar
-/// or an object; an element's object holds scalars and objects. An object is read as its fields
-/// ([`flatten_args`]), so a list inside a list is the one shape that cannot be decided; it and
-/// `null` anywhere are malformed, as is a name with a `.` in it (`a.b` names the field `b` of
-/// the object `a`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Level {
-    Argument,
-    /// A field of an argument's object (at any depth outside a list).
-    Member,
-    Element,
-    /// A field of a list element's object (at any depth).
-    Field,
-}
-
-impl Level {
-    /// Where a list's elements sit, when a list may stand here.
-    fn list(self) -> Option<Level> {
-        matches!(self, Level::Argument | Level::Member).then_some(Level::Element)
-    }
-
-    /// Where an object's fields sit.
-    fn object(self) -> Level {
-        match self {
-            Level::Argument | Level::Member => Level::Member,
-            Level::Element | Level::Field => Level::Field,
-        }
-    }
-}
-
 /// Why a name cannot be decided, when it holds a `.`.
 fn dotted(name: &str) -> Option<String> {
     name.contains('.').then(|| {
@@ -229,13 +200,18 @@ fn dotted(name: &str) -> Option<String> {
     })
 }
 
-/// A JSON value as an argument, under the nesting rule of [`Level`]; the error completes
-/// "argument `name` …" (one rule for the host's lines and the gateway's `tools/call`s).
+/// A JSON value as an argument; the error completes "argument `name` …" (one rule for the host's
+/// lines and the gateway's `tools/call`s).
+///
+/// The nesting read: an argument, a list's element and an object's field are each a number, a
+/// string, a boolean, a list or an object, at any depth the JSON gives (the gate refuses a shape
+/// the tool does not declare). `null` anywhere is malformed, as is a name with a `.` in it
+/// (`a.b` names the field `b` of the object `a`: [`flatten_args`] reads objects as their dotted
+/// fields). JSON text read by serde_json nests fewer than 128 arrays and objects (its recursion
+/// limit; a line nested deeper is malformed), so an [`Arg`] read from it is as shallow, and the
+/// host's recursive walks of one (reading, flattening, building, normalizing, writing it back
+/// as JSON) are bounded.
 pub fn arg_from_json(value: &serde_json::Value) -> Result<Arg, String> {
-    arg_at(value, Level::Argument)
-}
-
-fn arg_at(value: &serde_json::Value, level: Level) -> Result<Arg, String> {
     use serde_json::Value;
     match value {
         Value::Bool(b) => Ok(Arg::Bool(*b)),
@@ -245,12 +221,9 @@ fn arg_at(value: &serde_json::Value, level: Level) -> Result<Arg, String> {
             Err("is `null`, but values are numbers, strings, booleans, lists or objects".to_owned())
         }
         Value::Array(items) => {
-            let Some(element) = level.list() else {
-                return Err("is a list inside a list, which cannot be decided".to_owned());
-            };
             let mut list = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
-                list.push(arg_at(item, element).map_err(|why| format!("element {index} {why}"))?);
+                list.push(arg_from_json(item).map_err(|why| format!("element {index} {why}"))?);
             }
             Ok(Arg::List(list))
         }
@@ -260,8 +233,7 @@ fn arg_at(value: &serde_json::Value, level: Level) -> Result<Arg, String> {
                 if let Some(why) = dotted(name) {
                     return Err(format!("has a field {why}"));
                 }
-                let field =
-                    arg_at(field, level.object()).map_err(|why| format!("field `{name}` {why}"))?;
+                let field = arg_from_json(field).map_err(|why| format!("field `{name}` {why}"))?;
                 fields.push((name.clone(), field));
             }
             Ok(Arg::Object(fields))
@@ -270,19 +242,13 @@ fn arg_at(value: &serde_json::Value, level: Level) -> Result<Arg, String> {
 }
 
 /// An object argument is its fields: `"a": {"b": 1, "c": {"d": true}}` is read as the arguments
-/// `a.b` and `a.c.d` (what `args.a.b` names in a policy), and a list element's object holding an
-/// object as its fields the same way (`c.d`). Nothing is built for arguments without objects.
+/// `a.b` and `a.c.d` (what `args.a.b` names in a policy). An object inside a list stays an
+/// object — a list's element, at any depth of lists inside lists — and an object inside such an
+/// element's object is read as its fields the same way (`{"c": {"d": 1}}` as the element's
+/// field `c.d`), as is one inside a list field of it, at any depth. Nothing is built for
+/// arguments that hold no object to flatten.
 pub fn flatten_args(args: Vec<(String, Arg)>) -> Vec<(String, Arg)> {
-    let nested = |arg: &Arg| {
-        match arg {
-        Arg::Object(_) => true,
-        Arg::List(items) => items.iter().any(|item| {
-            matches!(item, Arg::Object(fields) if fields.iter().any(|(_, f)| matches!(f, Arg::Object(_))))
-        }),
-        _ => false,
-    }
-    };
-    if !args.iter().any(|(_, arg)| nested(arg)) {
+    if args.iter().all(|(_, arg)| is_flat(arg, false)) {
         return args;
     }
     let mut flat = Vec::with_capacity(args.len());
@@ -292,6 +258,21 @@ pub fn flatten_args(args: Vec<(String, Arg)>) -> Vec<(String, Arg)> {
     flat
 }
 
+/// Whether `arg` holds no object to flatten: none at all outside a list (`in_list` false), and
+/// none as a field of an element's object.
+fn is_flat(arg: &Arg, in_list: bool) -> bool {
+    match arg {
+        Arg::Object(fields) => {
+            // An element's field is read as an argument is: an object in it is flattened.
+            in_list && fields.iter().all(|(_, field)| is_flat(field, false))
+        }
+        Arg::List(items) => items.iter().all(|item| is_flat(item, true)),
+        _ => true,
+    }
+}
+
+/// Adds `value`, named `path`, to `flat`: an object as its fields (`path.field`), a list with
+/// its elements flattened ([`flatten_element`]), a scalar as it is.
 fn flatten_into(path: String, value: Arg, flat: &mut Vec<(String, Arg)>) {
     match value {
         Arg::Object(fields) => {
@@ -300,22 +281,27 @@ fn flatten_into(path: String, value: Arg, flat: &mut Vec<(String, Arg)>) {
             }
         }
         Arg::List(items) => {
-            let items = items
-                .into_iter()
-                .map(|item| match item {
-                    Arg::Object(fields) => {
-                        let mut element = Vec::with_capacity(fields.len());
-                        for (field, value) in fields {
-                            flatten_into(field, value, &mut element);
-                        }
-                        Arg::Object(element)
-                    }
-                    other => other,
-                })
-                .collect();
+            let items = items.into_iter().map(flatten_element).collect();
             flat.push((path, Arg::List(items)));
         }
         scalar => flat.push((path, scalar)),
+    }
+}
+
+/// A list's element as the gate reads it: an object with its fields flattened ([`flatten_into`]:
+/// nested objects as dotted fields, lists with their elements flattened), a list with its
+/// elements flattened, a scalar as it is.
+fn flatten_element(item: Arg) -> Arg {
+    match item {
+        Arg::Object(fields) => {
+            let mut element = Vec::with_capacity(fields.len());
+            for (field, value) in fields {
+                flatten_into(field, value, &mut element);
+            }
+            Arg::Object(element)
+        }
+        Arg::List(items) => Arg::List(items.into_iter().map(flatten_element).collect()),
+        scalar => scalar,
     }
 }
 
@@ -359,68 +345,107 @@ pub fn set_argument(
     }
 }
 
-/// The fields of every object element of every list among `args`, in order: the first of the
-/// three levels of a call's arguments in the runtime's form. Each level is built in full before
-/// the next borrows it ([`list_elements`], then [`argument_value`]), so no slice moves and
-/// nothing outlives the call.
-pub fn object_fields<'a>(args: impl Iterator<Item = &'a Arg>) -> Vec<(&'a str, ArgValue<'a>)> {
-    let mut fields = Vec::new();
-    for arg in args {
-        let Arg::List(items) = arg else { continue };
-        for item in items {
-            if let Arg::Object(object) = item {
-                fields.extend(
-                    object
-                        .iter()
-                        .map(|(name, value)| (name.as_str(), value.as_value())),
-                );
+/// Calls `then` with a call's arguments in the runtime's form, lists and objects at any depth:
+/// each list borrows its elements, and each object its fields, from arenas built before it.
+///
+/// The values are collected depth by depth, without recursion (depth 0 is the arguments; the
+/// nodes one depth down are every list's elements and every object's fields, in order), then
+/// built from the deepest depth up: each depth's values borrow the arenas of the depth below,
+/// which a stack frame owns while the depths above it are built and `then` runs. So no slice
+/// moves, nothing outlives the call, and no `unsafe` is needed. One frame per depth: as deep as
+/// the arguments nest, which JSON text bounds (see [`arg_from_json`]).
+pub fn with_arg_values<'a, R, F>(args: impl IntoIterator<Item = (&'a str, &'a Arg)>, then: F) -> R
+where
+    F: for<'x> FnOnce(&mut [(&'x str, ArgValue<'x>)]) -> R,
+{
+    let mut depths = vec![Depth {
+        elements: Vec::new(),
+        fields: args.into_iter().collect(),
+    }];
+    while let Some(below) = depths.last().map(Depth::below).filter(|d| !d.is_empty()) {
+        depths.push(below);
+    }
+    build_up(&depths, &[], &[], then)
+}
+
+/// The nodes at one depth of a call's arguments, in the order the depth below them is collected
+/// ([`Depth::below`]) and in which they take their slices of it ([`build_up`]): elements first,
+/// then fields.
+#[derive(Debug)]
+struct Depth<'a> {
+    /// Nodes that are a list's elements.
+    elements: Vec<&'a Arg>,
+    /// Nodes that are an object's fields, with their names (at depth 0, the call's arguments).
+    fields: Vec<(&'a str, &'a Arg)>,
+}
+
+impl<'a> Depth<'a> {
+    /// The nodes one depth down: every list's elements, and every object's fields, in order.
+    fn below(&self) -> Depth<'a> {
+        let mut below = Depth {
+            elements: Vec::new(),
+            fields: Vec::new(),
+        };
+        let nodes = self.elements.iter().copied();
+        for node in nodes.chain(self.fields.iter().map(|&(_, arg)| arg)) {
+            match node {
+                Arg::List(items) => below.elements.extend(items),
+                Arg::Object(fields) => below
+                    .fields
+                    .extend(fields.iter().map(|(name, value)| (name.as_str(), value))),
+                _ => {}
             }
         }
+        below
     }
-    fields
+
+    fn is_empty(&self) -> bool {
+        self.elements.is_empty() && self.fields.is_empty()
+    }
 }
 
-/// The elements of every list among `args`, in order, objects borrowing `fields` (from
-/// [`object_fields`] over the same arguments).
-pub fn list_elements<'a>(
-    args: impl Iterator<Item = &'a Arg>,
-    fields: &'a [(&'a str, ArgValue<'a>)],
-) -> Vec<ArgValue<'a>> {
-    let mut elements = Vec::new();
-    let mut used = 0usize;
-    for arg in args {
-        let Arg::List(items) = arg else { continue };
-        for item in items {
-            elements.push(match item {
-                Arg::Object(object) => {
-                    let end = used + object.len();
-                    let value = ArgValue::Object(fields.get(used..end).unwrap_or(&[]));
-                    used = end;
-                    value
-                }
-                scalar => scalar.as_value(),
-            });
-        }
-    }
-    elements
-}
-
-/// An argument in the runtime's form; a list borrows its elements from `elements` (from
-/// [`list_elements`] over the same arguments, in the same order), starting at `*used`.
-pub fn argument_value<'a>(
-    arg: &'a Arg,
-    elements: &'a [ArgValue<'a>],
-    used: &mut usize,
-) -> ArgValue<'a> {
-    match arg {
+/// Builds the last of `depths` from the arenas of the depth below it (`elements`, `fields`),
+/// then the depths above it from its own; calls `then` with the first (the arguments).
+fn build_up<'b, R, F>(
+    depths: &'b [Depth<'b>],
+    elements: &'b [ArgValue<'b>],
+    fields: &'b [(&'b str, ArgValue<'b>)],
+    then: F,
+) -> R
+where
+    F: for<'x> FnOnce(&mut [(&'x str, ArgValue<'x>)]) -> R,
+{
+    let Some((depth, above)) = depths.split_last() else {
+        return then(&mut []);
+    };
+    // Each list and object takes the next run of the arenas below, in the order they were
+    // collected in.
+    let (mut next_element, mut next_field) = (0usize, 0usize);
+    let mut value = |arg: &'b Arg| match arg {
         Arg::List(items) => {
-            let end = *used + items.len();
-            let value = ArgValue::List(elements.get(*used..end).unwrap_or(&[]));
-            *used = end;
-            value
+            let end = next_element.saturating_add(items.len());
+            let slice = elements.get(next_element..end).unwrap_or(&[]);
+            next_element = end;
+            ArgValue::List(slice)
+        }
+        Arg::Object(object) => {
+            let end = next_field.saturating_add(object.len());
+            let slice = fields.get(next_field..end).unwrap_or(&[]);
+            next_field = end;
+            ArgValue::Object(slice)
         }
         scalar => scalar.as_value(),
+    };
+    let built_elements: Vec<ArgValue<'b>> = depth.elements.iter().map(|arg| value(arg)).collect();
+    let mut built_fields: Vec<(&'b str, ArgValue<'b>)> = depth
+        .fields
+        .iter()
+        .map(|&(name, arg)| (name, value(arg)))
+        .collect();
+    if above.is_empty() {
+        return then(&mut built_fields);
     }
+    build_up(above, &built_elements, &built_fields, then)
 }
 
 /// A request line as read: what the agent asked for, and — when the line itself is refused —
@@ -494,7 +519,8 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for WireBytes<'a> {
     }
 }
 
-/// Arguments: integers, strings and booleans, each name once.
+/// Arguments, each name once (none dotted), as [`WireArg`] reads each; objects flattened
+/// ([`flatten_args`]).
 struct WireArgs(Vec<(String, Arg)>);
 
 impl<'de> serde::Deserialize<'de> for WireArgs {
@@ -515,7 +541,7 @@ impl<'de> serde::Deserialize<'de> for WireArgs {
                         // Refused; the slow path words why.
                         return Err(serde::de::Error::custom(format!("bad key `{name}`")));
                     }
-                    let value = map.next_value_seed(WireArg(Level::Argument))?;
+                    let value = map.next_value_seed(WireArg)?;
                     args.push((name, value));
                 }
                 if let Some(name) = repeated_name(&args) {
@@ -528,10 +554,11 @@ impl<'de> serde::Deserialize<'de> for WireArgs {
     }
 }
 
-/// One value at a [`Level`], read straight into an [`Arg`]: lists only as arguments, objects
-/// only as elements (each field name once), never `null`. Anything else fails, and the slow path
-/// then words the refusal.
-struct WireArg(Level);
+/// One value read straight into an [`Arg`], as [`arg_from_json`] reads it: lists and objects at
+/// any depth (each field name once, none dotted), never `null`. Anything else fails, and the slow
+/// path then words the refusal. serde_json's recursion limit bounds how deep this reads, as it
+/// bounds the slow path's value tree.
+struct WireArg;
 
 impl<'de> serde::de::DeserializeSeed<'de> for WireArg {
     type Value = Arg;
@@ -544,7 +571,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for WireArg {
 impl<'de> serde::de::Visitor<'de> for WireArg {
     type Value = Arg;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a number, a string, a boolean, or a list of those or of objects of those")
+        f.write_str("a number, a string, a boolean, a list or an object")
     }
     fn visit_bool<E>(self, v: bool) -> Result<Arg, E> {
         Ok(Arg::Bool(v))
@@ -567,11 +594,8 @@ impl<'de> serde::de::Visitor<'de> for WireArg {
         Ok(Arg::Str(v))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Arg, A::Error> {
-        let Some(element) = self.0.list() else {
-            return Err(serde::de::Error::custom("a list inside a list"));
-        };
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(WireArg(element))? {
+        while let Some(item) = seq.next_element_seed(WireArg)? {
             items.push(item);
         }
         Ok(Arg::List(items))
@@ -582,7 +606,7 @@ impl<'de> serde::de::Visitor<'de> for WireArg {
             if name.contains('.') {
                 return Err(serde::de::Error::custom(format!("bad key `{name}`")));
             }
-            let value = map.next_value_seed(WireArg(self.0.object()))?;
+            let value = map.next_value_seed(WireArg)?;
             fields.push((name, value));
         }
         if let Some(name) = repeated_name(&fields) {
@@ -1033,7 +1057,7 @@ mod tests {
     }
 
     #[test]
-    fn lists_objects_and_objects_in_lists_are_read_and_a_list_in_a_list_is_not() {
+    fn lists_objects_and_objects_in_lists_are_read_and_null_and_dotted_names_are_not() {
         let read = read_request(br#"{"tool":"t","args":{"l":[1,"a",{"k":"v","n":2.5}],"e":[]}}"#);
         assert_eq!(read.refused, None);
         assert_eq!(
@@ -1055,14 +1079,6 @@ mod tests {
         );
         for (line, says) in [
             (
-                r#"{"tool":"t","args":{"l":[[1]]}}"#,
-                "argument `l` element 0 is a list",
-            ),
-            (
-                r#"{"tool":"t","args":{"o":{"k":{"l":[[1]]}}}}"#,
-                "argument `o` field `k` field `l` element 0 is a list inside a list",
-            ),
-            (
                 r#"{"tool":"t","args":{"o":{"k.j":1}}}"#,
                 "argument `o` has a field `k.j` has a `.` in its name",
             ),
@@ -1071,8 +1087,16 @@ mod tests {
                 "argument `l` element 1 is `null`",
             ),
             (
-                r#"{"tool":"t","args":{"l":[{"k":[]}]}}"#,
-                "argument `l` element 0 field `k` is a list",
+                r#"{"tool":"t","args":{"l":[[1],[2,null]]}}"#,
+                "argument `l` element 1 element 1 is `null`",
+            ),
+            (
+                r#"{"tool":"t","args":{"l":[{"k":[{"m":{"n.o":1}}]}]}}"#,
+                "argument `l` element 0 field `k` element 0 field `m` has a field `n.o` has a `.`",
+            ),
+            (
+                r#"{"tool":"t","args":{"l":[[{"k":1,"k":1}]]}}"#,
+                "duplicate key `k`",
             ),
             (
                 r#"{"tool":"t","args":{"l":[{"k":1,"k":1}]}}"#,
@@ -1110,6 +1134,231 @@ mod tests {
         assert_eq!(read_request_slowly(
             br#"{"tool":"t","args":{"o":{"k":1,"m":{"n":true,"l":["x"]}},"l":[{"e":{"s":"sh"}}]}}"#,
         ).args.len(), 4);
+    }
+
+    /// Reads `line` on the fast path, which must read it, and checks the slow path and the reader
+    /// read it the same.
+    fn read_both_ways(line: &str) -> RequestLine {
+        let fast = read_typed(line.as_bytes(), &mut Reader::default())
+            .unwrap_or_else(|()| panic!("the fast path refused {line}"));
+        assert_eq!(fast, read_request_slowly(line.as_bytes()), "{line}");
+        assert_eq!(fast, read_request(line.as_bytes()), "{line}");
+        assert_eq!(fast.refused, None, "{line}");
+        fast
+    }
+
+    fn s(text: &str) -> Arg {
+        Arg::Str(text.to_owned())
+    }
+
+    #[test]
+    fn a_list_of_lists_and_a_list_field_in_elements_read_the_same_on_both_paths() {
+        let read = read_both_ways(r#"{"tool":"t","args":{"rows":[[1,2],[],[3]]}}"#);
+        assert_eq!(
+            read.args,
+            vec![(
+                "rows".to_owned(),
+                Arg::List(vec![
+                    Arg::List(vec![Arg::Int(1), Arg::Int(2)]),
+                    Arg::List(Vec::new()),
+                    Arg::List(vec![Arg::Int(3)]),
+                ])
+            )]
+        );
+        // The memory server's entities: a list field in each element's object.
+        let read = read_both_ways(
+            r#"{"tool":"t","args":{"entities":[{"name":"Ada","observations":["a","b"]},{"name":"Bob","observations":[]}]}}"#,
+        );
+        assert_eq!(
+            read.args,
+            vec![(
+                "entities".to_owned(),
+                Arg::List(vec![
+                    Arg::Object(vec![
+                        ("name".to_owned(), s("Ada")),
+                        ("observations".to_owned(), Arg::List(vec![s("a"), s("b")])),
+                    ]),
+                    Arg::Object(vec![
+                        ("name".to_owned(), s("Bob")),
+                        ("observations".to_owned(), Arg::List(Vec::new())),
+                    ]),
+                ])
+            )]
+        );
+        // Deeper, mixed: lists of lists of objects with list fields of lists; and an object
+        // argument holding a list of lists.
+        let read = read_both_ways(
+            r#"{"tool":"t","args":{"x":[[{"k":[[1.5],["s",true]]}]],"o":{"l":[[1]]}}}"#,
+        );
+        assert_eq!(
+            read.args,
+            vec![
+                (
+                    "x".to_owned(),
+                    Arg::List(vec![Arg::List(vec![Arg::Object(vec![(
+                        "k".to_owned(),
+                        Arg::List(vec![
+                            Arg::List(vec![Arg::Decimal("1.5".to_owned())]),
+                            Arg::List(vec![s("s"), Arg::Bool(true)]),
+                        ])
+                    )])])])
+                ),
+                (
+                    "o.l".to_owned(),
+                    Arg::List(vec![Arg::List(vec![Arg::Int(1)])])
+                ),
+            ]
+        );
+        // Read back as the JSON they came from.
+        for value in [
+            json!([[1, 2], [], [3]]),
+            json!([{"name": "Ada", "observations": ["a", {"m": {"n": 1}}]}]),
+            json!([[[{"k": [[1.5], ["s", true]]}]]]),
+        ] {
+            let arg = flatten_args(vec![("a".to_owned(), arg_from_json(&value).unwrap())]);
+            assert_eq!(arg.len(), 1);
+            assert_eq!(arg[0].1.to_json(), value);
+        }
+    }
+
+    #[test]
+    fn objects_inside_nested_list_elements_are_flattened_to_dotted_fields() {
+        let line = r#"{"tool":"t","args":{"l":[[{"a":{"b":1,"c":{"d":"x"}},"e":2}]],"m":[{"f":[{"g":{"h":true}}],"i":{"j":[[{"k":{"n":3}}]]}}]}}"#;
+        let read = read_both_ways(line);
+        assert_eq!(
+            read.args,
+            vec![
+                (
+                    "l".to_owned(),
+                    Arg::List(vec![Arg::List(vec![Arg::Object(vec![
+                        ("a.b".to_owned(), Arg::Int(1)),
+                        ("a.c.d".to_owned(), s("x")),
+                        ("e".to_owned(), Arg::Int(2)),
+                    ])])])
+                ),
+                (
+                    "m".to_owned(),
+                    Arg::List(vec![Arg::Object(vec![
+                        (
+                            "f".to_owned(),
+                            Arg::List(vec![Arg::Object(vec![("g.h".to_owned(), Arg::Bool(true))])])
+                        ),
+                        (
+                            "i.j".to_owned(),
+                            Arg::List(vec![Arg::List(vec![Arg::Object(vec![(
+                                "k.n".to_owned(),
+                                Arg::Int(3)
+                            )])])])
+                        ),
+                    ])])
+                ),
+            ]
+        );
+        // Already flat: given back as it is.
+        let flat = vec![(
+            "l".to_owned(),
+            Arg::List(vec![Arg::List(vec![Arg::Object(vec![(
+                "a.b".to_owned(),
+                Arg::List(vec![Arg::Int(1)]),
+            )])])]),
+        )];
+        assert_eq!(flatten_args(flat.clone()), flat);
+    }
+
+    #[test]
+    fn nesting_is_read_up_to_json_s_recursion_limit_and_refused_past_it() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"tool":"t","args":{{"l":{}1{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // serde_json reads at most 127 arrays and objects inside each other, the line's object and
+        // `args` among them: 125 lists fit.
+        let read = read_both_ways(&nested(125));
+        let mut arg = &read.args[0].1;
+        let mut depth = 0;
+        while let Arg::List(items) = arg {
+            assert_eq!(items.len(), 1);
+            arg = &items[0];
+            depth += 1;
+        }
+        assert_eq!((depth, arg), (125, &Arg::Int(1)));
+        with_arg_values(read.args.iter().map(|(n, a)| (n.as_str(), a)), |args| {
+            let mut value = args[0].1;
+            for _ in 0..125 {
+                let ArgValue::List([inner]) = value else {
+                    panic!("{value:?}")
+                };
+                value = *inner;
+            }
+            assert_eq!(value, ArgValue::Int(1));
+        });
+        for depth in [126, 200, 100_000] {
+            let line = nested(depth);
+            assert!(read_typed(line.as_bytes(), &mut Reader::default()).is_err());
+            let (reason, detail) = read_request(line.as_bytes()).refused.unwrap();
+            assert_eq!(reason, Reason::Malformed);
+            assert!(detail.contains("recursion limit exceeded"), "{detail}");
+        }
+    }
+
+    #[test]
+    fn the_builder_borrows_each_depth_from_the_one_below() {
+        // `m` and `n` in name order, as a call's arguments; `n` three lists deep, with objects
+        // and their list fields at every depth.
+        let args = [
+            ("s".to_owned(), Arg::Int(7)),
+            (
+                "n".to_owned(),
+                Arg::List(vec![
+                    Arg::List(vec![
+                        Arg::Object(vec![
+                            ("k".to_owned(), Arg::List(vec![s("a"), s("b")])),
+                            ("v".to_owned(), Arg::Bool(true)),
+                        ]),
+                        Arg::List(vec![Arg::Int(1), Arg::Decimal("2.5".to_owned())]),
+                    ]),
+                    Arg::List(Vec::new()),
+                    Arg::Object(vec![("e".to_owned(), Arg::List(Vec::new()))]),
+                    Arg::Int(3),
+                ]),
+            ),
+            (
+                "m".to_owned(),
+                Arg::List(vec![Arg::Object(vec![(
+                    "f".to_owned(),
+                    Arg::List(vec![Arg::List(vec![s("x")])]),
+                )])]),
+            ),
+            ("o".to_owned(), Arg::Object(vec![("p".to_owned(), s("q"))])),
+        ];
+        let built = with_arg_values(args.iter().map(|(n, a)| (n.as_str(), a)), |args| {
+            use ArgValue::{Bool, Decimal, Int, List, Object, Str};
+            let n = List(&[
+                List(&[
+                    Object(&[("k", List(&[Str("a"), Str("b")])), ("v", Bool(true))]),
+                    List(&[Int(1), Decimal("2.5")]),
+                ]),
+                List(&[]),
+                Object(&[("e", List(&[]))]),
+                Int(3),
+            ]);
+            let m = List(&[Object(&[("f", List(&[List(&[Str("x")])]))])]);
+            let o = Object(&[("p", Str("q"))]);
+            assert_eq!(args, &[("s", Int(7)), ("n", n), ("m", m), ("o", o)][..]);
+            // The callback may reorder them (the gate sorts them by name).
+            args.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            args.iter().map(|(name, _)| *name).collect::<String>()
+        });
+        assert_eq!(built, "mnos");
+        // No arguments, and scalars only: one depth, nothing below it.
+        assert_eq!(with_arg_values([], |args| args.len()), 0);
+        let one = Arg::Bool(false);
+        with_arg_values([("b", &one)], |args| {
+            assert_eq!(args, &[("b", ArgValue::Bool(false))][..])
+        });
     }
 
     #[test]

@@ -418,12 +418,12 @@ fn bad_input_from_either_side_never_crosses() {
         let stray = br#"{"jsonrpc":"2.0","id":99,"result":{}}"#;
         assert!(matches!(relay.from_server(stray)[..], [Action::Log(_)]));
         assert!(matches!(relay.from_client(stray)[..], [Action::Log(_)]));
-        // Arguments nested past a list of objects of scalars are denied as malformed, and
+        // Arguments holding `null`, at any depth of lists, are denied as malformed, and
         // audited.
         let list = relay.from_client(&call(
             4,
             "read_text_file",
-            json!({"path": "docs/a", "head": [[1]]}),
+            json!({"path": "docs/a", "head": [[1, null]]}),
         ));
         let answer = &to_client(&list)[0];
         assert_eq!(
@@ -433,7 +433,7 @@ fn bad_input_from_either_side_never_crosses() {
         assert!(answer["result"]["content"][0]["text"]
             .as_str()
             .unwrap()
-            .contains("argument `head` element 0 is a list"));
+            .contains("argument `head` element 0 element 1 is `null`"));
         assert_eq!(gate.records(), 1);
         assert_eq!(relay.client_oversize(20, 10).len(), 2);
         assert!(to_client(&relay.server_oversize(20, 10)).is_empty());

@@ -1,5 +1,5 @@
 //! Lists at the host and the gateway: request lines and `tools/call`s with lists of paths and of
-//! objects are read under the one nesting rule, decided on their paths' normal forms, and the
+//! objects are read under the host's nesting rule, decided on their paths' normal forms, and the
 //! decided list is reported (`normalized`) and forwarded. The table is assembled by hand and
 //! signed, since the compiler writes lists only once the language has them.
 
@@ -148,28 +148,24 @@ fn lists_are_decided_and_reported_in_normal_form() {
 }
 
 #[test]
-fn a_list_inside_a_list_null_and_dotted_names_are_malformed() {
+fn null_and_dotted_names_are_malformed_and_undeclared_nesting_is_invalid() {
     with_gate(|gate, credential| {
         // Objects are read as their fields: one where the table declares a list or a path is an
-        // argument (or field) it does not declare, decided and denied as invalid.
+        // argument (or field) it does not declare, decided and denied as invalid. A list inside a
+        // list is read at any depth, and where the tool declares none the gate refuses it.
         for args in [
             json!({"paths": {"a": "/ws/a"}}),
             json!({"paths": [], "edits": [{"path": {"p": 1}, "text": ""}]}),
+            json!({"paths": [["/ws/a"]]}),
+            json!({"paths": [], "edits": [{"path": ["/ws"], "text": ""}]}),
         ] {
             let decision = gate.decide_line(&line(credential, args.clone()));
             assert_eq!(decision.reason, Some(Reason::InvalidArgument), "{args}");
         }
         for (args, says) in [
-            (
-                json!({"paths": [["/ws/a"]]}),
-                "element 0 is a list inside a list",
-            ),
             (json!({"paths": ["/ws/a", null]}), "element 1 is `null`"),
+            (json!({"paths": [[null]]}), "element 0 element 0 is `null`"),
             (json!({"paths": null}), "is `null`"),
-            (
-                json!({"paths": [], "edits": [{"path": ["/ws"], "text": ""}]}),
-                "field `path` is a list inside a list",
-            ),
             (
                 json!({"paths": [], "a.b": 1}),
                 "`a.b` has a `.` in its name",
@@ -235,11 +231,93 @@ fn the_gateway_forwards_the_list_it_decided() {
         sent[0]["params"]["arguments"],
         json!({"paths": ["/ws/b"], "edits": [{"path": "/ws/e", "text": "x"}]})
     );
-    // Denied on the normal form, and nested too deep: neither reaches the server.
+    // Denied on the normal form, and nested where the tool declares no list inside a list:
+    // neither reaches the server.
     for arguments in [
         json!({"paths": ["/ws/../etc"]}),
         json!({"paths": [["/ws/a"]]}),
     ] {
         assert!(forwarded(&relay.from_client(&call(2, arguments))).is_empty());
     }
+}
+
+/// Tool `t`: `docs: list[{files: list[{n: int, path: path}], name: string}]`,
+/// `grid: list[list[path]]`; always permitted (the gate still refuses a path not in normal form).
+fn nested_table() -> Vec<u8> {
+    let mut t = TableBuilder::new(&["a"]);
+    let list = |t: &mut TableBuilder, name: &str, element: u32| ArgRecord {
+        variants_start: element,
+        variants_count: 1,
+        ..t.arg(name, arg::LIST)
+    };
+    let object = |t: &mut TableBuilder, start: u32, count: u32| ArgRecord {
+        variants_start: start,
+        variants_count: count,
+        ..t.arg("", arg::OBJECT)
+    };
+    t.args = vec![
+        list(&mut t, "docs", 2),
+        list(&mut t, "grid", 5),
+        object(&mut t, 3, 2),
+        list(&mut t, "files", 6),
+        t.arg("name", arg::STR),
+        list(&mut t, "", 9),
+        object(&mut t, 7, 2),
+        t.arg("n", arg::INT),
+        t.arg("path", arg::PATH),
+        t.arg("", arg::PATH),
+    ];
+    t.tool_args = 2;
+    t.permits.push(vec![op::PUSH_BOOL, 1, op::END]);
+    signed(t.build(), &compiler())
+}
+
+#[test]
+fn paths_two_lists_deep_are_decided_reported_and_forwarded_in_normal_form() {
+    let bytes = nested_table();
+    let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
+    let (gate, _) = Gate::start(
+        table,
+        issuer().verifying_key(),
+        SigningKey::from_bytes(&[3; 32]),
+        FixedClock::new(NOW + 5),
+        MemoryStore::default(),
+        MemoryAudit::default(),
+        &[],
+        &GateOptions::default(),
+    )
+    .unwrap();
+    let credential = credential(&bytes);
+    let sent = json!({
+        "grid": [["/ws/./a", "b//c"], [], ["d"]],
+        "docs": [{"name": "./x", "files": [{"n": 1, "path": "p/../q"}, {"n": 2, "path": "r"}]}],
+    });
+    let decided = json!({
+        "grid": [["/ws/a", "b/c"], [], ["d"]],
+        "docs": [{"name": "./x", "files": [{"n": 1, "path": "q"}, {"n": 2, "path": "r"}]}],
+    });
+    let decision = gate.decide_line(&line(&credential, sent.clone()));
+    assert!(decision.allowed, "{decision:?}");
+    let reported: Value = serde_json::from_str(&decision.to_json()).unwrap();
+    assert_eq!(reported["normalized"], decided);
+    // Normal already: allowed, nothing reported; a climb above the root has no normal form,
+    // and the gate refuses it as sent.
+    let decision = gate.decide_line(&line(&credential, decided.clone()));
+    assert!(decision.allowed, "{decision:?}");
+    assert!(decision.normalized.is_empty());
+    let decision = gate.decide_line(&line(&credential, json!({"grid": [["../up"]], "docs": []})));
+    assert_eq!(decision.reason, Some(Reason::InvalidArgument));
+    // The gateway forwards what the gate decided.
+    let mut relay = Relay::new(&gate, credential, Options::default()).unwrap();
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": sent}});
+    let actions = relay.from_client(call.to_string().as_bytes());
+    let forwarded: Vec<Value> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ToServer(m) => Some(serde_json::from_str(m).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{actions:?}");
+    assert_eq!(forwarded[0]["params"]["arguments"], decided);
 }
