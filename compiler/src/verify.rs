@@ -70,6 +70,9 @@ pub enum Claim {
     DeniedByRules,
     /// For this agent of the chain, no forbid applies and a permit other than `rule` does.
     OtherPermitDecides { agent: String, rule: RuleId },
+    /// An assertion's condition holds for the acting agent (what a witness of a broken
+    /// assertion must also show; shortening a witness must keep it).
+    Meets(Condition),
 }
 
 #[derive(Clone, Debug)]
@@ -138,36 +141,98 @@ impl Report {
     }
 }
 
-/// A replaying witness with its list arguments as short as its claims allow: elements are
-/// dropped one at a time, down to the list's declared minimum, while the witness still replays
-/// (so a finding shows one element where one suffices; the solver's model may hold more). Only
-/// the reference evaluator is asked, not the solver.
+/// A replaying witness with its lists as short as its claims allow: elements are dropped one at a
+/// time, down to each list's declared minimum, while the witness still replays (so a finding
+/// shows one element where one suffices; the solver's model may hold more) — outer lists first,
+/// then the lists inside each remaining element. Only the reference evaluator is asked, not the
+/// solver.
 pub fn shorten_lists(policy: &Policy, witness: &Witness) -> Witness {
     let mut shortest = witness.clone();
     let Some(tool) = policy.tool_id(&witness.request.tool) else {
         return shortest;
     };
     for arg in &policy.tools[tool].args {
-        let ArgType::List { count, .. } = &arg.ty else {
-            continue;
-        };
-        let mut at = 0;
-        while let Some(Value::List(items)) = shortest.request.args.get(&arg.name) {
-            if at >= items.len() || (items.len() as u64) <= count.0 {
-                break;
-            }
-            let mut candidate = shortest.clone();
-            if let Some(Value::List(items)) = candidate.request.args.get_mut(&arg.name) {
-                items.remove(at);
-            }
-            if replay(policy, &candidate) {
-                shortest = candidate;
-            } else {
-                at += 1;
-            }
-        }
+        shorten_list(policy, &mut shortest, &arg.name, &mut Vec::new(), arg);
     }
     shortest
+}
+
+/// A step from an argument's value to a list inside it.
+#[derive(Clone)]
+enum Step {
+    Element(usize),
+    Field(String),
+}
+
+/// The value at `path` inside `value`.
+fn value_at<'v>(value: &'v mut Value, path: &[Step]) -> Option<&'v mut Value> {
+    let Some((step, rest)) = path.split_first() else {
+        return Some(value);
+    };
+    let inner = match (step, value) {
+        (Step::Element(index), Value::List(items)) => items.get_mut(*index)?,
+        (Step::Field(field), Value::Object(fields)) => fields.get_mut(field)?,
+        _ => return None,
+    };
+    value_at(inner, rest)
+}
+
+/// Shortens the list at `path` in argument `arg` (of schema `schema`), then the lists inside its
+/// remaining elements.
+fn shorten_list(
+    policy: &Policy,
+    shortest: &mut Witness,
+    arg: &str,
+    path: &mut Vec<Step>,
+    schema: &ArgSchema,
+) {
+    let ArgType::List { element, count } = &schema.ty else {
+        return;
+    };
+    let length = |witness: &mut Witness, path: &[Step]| match witness
+        .request
+        .args
+        .get_mut(arg)
+        .and_then(|v| value_at(v, path))
+    {
+        Some(Value::List(items)) => Some(items.len()),
+        _ => None,
+    };
+    let mut at = 0;
+    while let Some(len) = length(shortest, path) {
+        if at >= len || (len as u64) <= count.0 {
+            break;
+        }
+        let mut candidate = shortest.clone();
+        if let Some(Value::List(items)) = candidate
+            .request
+            .args
+            .get_mut(arg)
+            .and_then(|v| value_at(v, path))
+        {
+            items.remove(at);
+        }
+        if replay(policy, &candidate) {
+            *shortest = candidate;
+        } else {
+            at += 1;
+        }
+    }
+    for index in 0..length(shortest, path).unwrap_or(0) {
+        path.push(Step::Element(index));
+        match &element.ty {
+            ArgType::List { .. } => shorten_list(policy, shortest, arg, path, element),
+            ArgType::Object(fields) => {
+                for field in fields {
+                    path.push(Step::Field(field.name.clone()));
+                    shorten_list(policy, shortest, arg, path, field);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+        path.pop();
+    }
 }
 
 /// Replays a witness through the reference evaluator from a fresh state; true when every claim
@@ -206,6 +271,19 @@ pub fn replay(policy: &Policy, witness: &Witness) -> bool {
                 }
             }
             other_permit
+        }
+        Claim::Meets(condition) => {
+            let request = &witness.request;
+            let (Some(agent), Some(tool)) = (
+                policy.agent_id(&request.agent),
+                policy.tool_id(&request.tool),
+            ) else {
+                return false;
+            };
+            let Ok(args) = eval::validate_args(&policy.tools[tool], &request.args) else {
+                return false;
+            };
+            eval::evaluate_condition(policy, request, &args, agent, tool, condition) == Some(true)
         }
         Claim::Applies {
             agent,
@@ -375,7 +453,7 @@ impl<'p> Bucket<'p> {
             index: self.index,
             space: self.space(),
             tool: self.tool,
-            element: None,
+            elements: Vec::new(),
         }
     }
 
@@ -1246,9 +1324,11 @@ impl<'p> Verifier<'p> {
                             let decision = eval::decide(policy, &request, &mut State::new());
                             let rule = decision.rule.map(|r| self.rule_ref(r));
                             let detail = format!("`{}` may call `{}`", request.agent, request.tool);
+                            let mut claims = vec![Claim::Verdict(Verdict::Allow)];
+                            claims.extend(condition.map(Claim::Meets));
                             let witness = Witness {
                                 label: "allowed, though the assertion says never".to_owned(),
-                                claims: vec![Claim::Verdict(Verdict::Allow)],
+                                claims,
                                 request,
                                 granted_role: None,
                             };
@@ -1295,10 +1375,13 @@ impl<'p> Verifier<'p> {
                         Search::Found(request, _) => {
                             let detail =
                                 format!("`{}` is denied `{}` here", request.agent, request.tool);
+                            let mut claims =
+                                vec![Claim::Verdict(Verdict::Deny), Claim::DeniedByRules];
+                            claims.extend(condition.map(Claim::Meets));
                             let witness = Witness {
                                 label: "denied by the rules, though the assertion says always"
                                     .to_owned(),
-                                claims: vec![Claim::Verdict(Verdict::Deny), Claim::DeniedByRules],
+                                claims,
                                 request,
                                 granted_role: None,
                             };
