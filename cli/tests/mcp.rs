@@ -300,6 +300,8 @@ fn serve_with(dir: &Path, flags: &[String]) -> (std::process::Child, String) {
         ])
         .args(flags)
         .current_dir(dir)
+        // server-memory keeps its graph in this file: one per test directory.
+        .env("MEMORY_FILE_PATH", dir.join("memory.jsonl"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -435,7 +437,11 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
     );
     assert_eq!(
         curator["tools"],
-        serde_json::json!(["memory.read_graph", "memory.search_nodes"])
+        serde_json::json!([
+            "memory.create_entities",
+            "memory.read_graph",
+            "memory.search_nodes"
+        ])
     );
     // Allowed calls reach the real servers and come back.
     assert_eq!(researcher["echo"]["is_error"], false, "{report}");
@@ -450,7 +456,16 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
         researcher["sum"]["text"].as_str().unwrap().contains('5'),
         "{report}"
     );
+    // Entities with their lists of observations reach the real server, which keeps them.
+    assert_eq!(curator["create"]["is_error"], false, "{report}");
     assert_eq!(curator["graph"]["is_error"], false, "{report}");
+    assert!(
+        curator["graph"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("wrote the first program"),
+        "{report}"
+    );
     // A denial says why, with the rule and the audit sequence.
     assert_eq!(researcher["secret"]["is_error"], true);
     assert_eq!(
@@ -491,8 +506,8 @@ fn two_agents_through_one_http_gateway_to_two_servers() {
         &path("gate.pub"),
         &path("audit.log"),
     ]));
-    // researcher: 5 + 2 decisions; curator: 4 decisions and a revocation record.
-    assert!(verified.contains("ok: 12 records"), "{verified}");
+    // researcher: 5 + 2 decisions; curator: 5 decisions and a revocation record.
+    assert!(verified.contains("ok: 13 records"), "{verified}");
 }
 
 /// One JSON-RPC request POSTed to a Streamable HTTP endpoint (`http://HOST:PORT/mcp`) with a

@@ -201,14 +201,52 @@ fn constant_units(value: &Value, scale: u8) -> Option<i64> {
     }
 }
 
+/// How many lists deep a type is: 0 for a scalar, one more than its element for a list, the
+/// deepest field for an object.
+fn list_depth(ty: &ArgType) -> usize {
+    match ty {
+        ArgType::List { element, .. } => 1 + list_depth(&element.ty),
+        ArgType::Object(fields) => fields.iter().map(|f| list_depth(&f.ty)).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The agents and tools a condition may be evaluated for.
 struct Scope {
     agents: Vec<AgentId>,
     tools: Vec<ToolId>,
     /// Optional arguments a condition here may read: an earlier `has` guarantees them.
     present: Vec<String>,
-    /// Inside a quantifier's body: its variable's name, the element's type and the list's name.
-    var: Option<(String, Ty, String)>,
+    /// Inside quantifiers' bodies: each one's variable, innermost last.
+    vars: Vec<Bound>,
+}
+
+/// A quantifier's variable: its name, its element's type, and the key of the list it ranges
+/// over (`model::list_key`).
+#[derive(Clone)]
+struct Bound {
+    name: String,
+    ty: Ty,
+    key: String,
+}
+
+/// What a `has x.FIELD` makes known, `up` counted as `Term::Var` counts (an argument's name
+/// never starts with a dot).
+fn field_known(up: u8, field: &str) -> String {
+    format!(".{up}.{field}")
+}
+
+/// A term as the body of a quantifier around it reads it: its element references one further
+/// out.
+fn shifted(term: Term) -> Term {
+    let out = |up: u8| up.saturating_add(1);
+    match term {
+        Term::Var(up) => Term::Var(out(up)),
+        Term::VarField(up, field) => Term::VarField(out(up), field),
+        Term::Len(ListRef::Var(up)) => Term::Len(ListRef::Var(out(up))),
+        Term::Len(ListRef::VarField(up, field)) => Term::Len(ListRef::VarField(out(up), field)),
+        other => other,
+    }
 }
 
 impl Scope {
@@ -220,8 +258,56 @@ impl Scope {
             agents: self.agents.clone(),
             tools: self.tools.clone(),
             present: known,
-            var: self.var.clone(),
+            vars: self.vars.clone(),
         }
+    }
+
+    /// The scope of a quantifier's body over `key`, its variable `name` at elements of `ty`:
+    /// what is known of the enclosing elements' fields, one further out.
+    fn inside(&self, name: &str, ty: Ty, key: String) -> Scope {
+        let present = self
+            .present
+            .iter()
+            .map(|known| {
+                let Some((up, field)) = known
+                    .strip_prefix('.')
+                    .and_then(|rest| rest.split_once('.'))
+                else {
+                    return known.clone();
+                };
+                match up.parse::<u8>() {
+                    Ok(up) => field_known(up.saturating_add(1), field),
+                    Err(_) => known.clone(),
+                }
+            })
+            .collect();
+        let mut vars = self.vars.clone();
+        vars.push(Bound {
+            name: name.to_owned(),
+            ty,
+            key,
+        });
+        Scope {
+            agents: self.agents.clone(),
+            tools: self.tools.clone(),
+            present,
+            vars,
+        }
+    }
+
+    /// The variable `name`, innermost first: how far out it is, and it.
+    fn bound(&self, name: &str) -> Option<(u8, &Bound)> {
+        self.vars
+            .iter()
+            .rev()
+            .enumerate()
+            .find(|(_, bound)| bound.name == name)
+            .and_then(|(up, bound)| Some((u8::try_from(up).ok()?, bound)))
+    }
+
+    /// The keys of the lists the enclosing quantifiers range over, innermost last.
+    fn keys(&self) -> Vec<String> {
+        self.vars.iter().map(|bound| bound.key.clone()).collect()
     }
 }
 
@@ -230,7 +316,7 @@ fn present_when_true(condition: &Condition) -> Vec<String> {
     match &condition.kind {
         ConditionKind::Has(name) => vec![name.clone()],
         // The current element's field: `.FIELD` (no argument's name starts with a dot).
-        ConditionKind::HasField(field) => vec![format!(".{field}")],
+        ConditionKind::HasField(up, field) => vec![field_known(*up, field)],
         ConditionKind::And(a, b) => {
             let mut both = present_when_true(a);
             both.extend(present_when_true(b));
@@ -839,8 +925,8 @@ impl Checker {
     /// The fields of an object type, flattened: a field holding an object is its own fields,
     /// named by their dotted path from the object (`b.c`), after `prefix` (`a.b.c` for the
     /// argument `a`). An object is closed and has at least one field; an optional object's fields
-    /// are all optional (a call gives any of them or none); a list element's fields are required
-    /// single values; lists elsewhere in an argument's object are lists of their own.
+    /// are all optional (a call gives any of them or none); a field holding a list is a list of
+    /// its own (in an argument's object, an argument; in a list element's object, a field).
     fn object_fields(&mut self, object: &ObjectDecl<'_>) -> Option<Vec<ArgSchema>> {
         let what = if object.in_list {
             "a list element's object"
@@ -907,29 +993,21 @@ impl Checker {
                 continue;
             }
             match self.arg_type(&field.ty) {
-                Some((ty, length)) if ty.is_scalar() || !object.in_list => schema.push(ArgSchema {
+                Some((ty, length)) => schema.push(ArgSchema {
                     name: path,
                     ty,
                     optional: object.optional || field.optional,
                     length,
                     span: field.name.span,
                 }),
-                Some(_) => {
-                    let d = diagnostic::invalid_type(
-                        format!("field `{name}` is not a single value"),
-                        field.ty.span,
-                        "a list element's fields are integers, booleans, strings, enums, paths, decimals or objects of those",
-                    );
-                    self.error(d);
-                    failed = true;
-                }
                 None => failed = true,
             }
         }
         (!failed).then_some(schema)
     }
 
-    /// `list[T]` or `list[T][MIN..MAX]`: T a scalar type or an object of required scalar fields.
+    /// `list[T]` or `list[T][MIN..MAX]`: T a scalar type, a list, or an object of scalars and
+    /// lists; at most [`MAX_NEST`] lists deep.
     fn list_type(
         &mut self,
         span: Span,
@@ -1000,29 +1078,31 @@ impl Checker {
                     span: element.span,
                 }
             }
-            _ => match self.arg_type(element)? {
-                (ty, length) if ty.is_scalar() => ArgSchema {
+            _ => {
+                let (ty, length) = self.arg_type(element)?;
+                ArgSchema {
                     name: String::new(),
                     ty,
                     optional: false,
                     length,
                     span: element.span,
-                },
-                _ => {
-                    let d = diagnostic::invalid_type(
-                        "a list's elements are not lists".to_owned(),
-                        element.span,
-                        "a list holds single values, or objects of single values",
-                    );
-                    self.error(d);
-                    return None;
                 }
-            },
+            }
         };
-        Some(ArgType::List {
+        let list = ArgType::List {
             element: Box::new(element),
             count,
-        })
+        };
+        if list_depth(&list) > MAX_NEST {
+            let d = diagnostic::invalid_type(
+                format!("lists nest {} deep here", list_depth(&list)),
+                span,
+                &format!("lists nest at most {MAX_NEST} deep, counting lists inside list elements' objects"),
+            );
+            self.error(d);
+            return None;
+        }
+        Some(list)
     }
 
     /// `decimal(SCALE)` with optional bounds, in units of `10^-SCALE`.
@@ -1404,7 +1484,7 @@ impl Checker {
             agents: self.policy.agents_matching(principal),
             tools: self.policy.tools_matching(tools),
             present: Vec::new(),
-            var: None,
+            vars: Vec::new(),
         };
         let before = self.diagnostics.len();
         let checked = self.condition(condition, &scope);
@@ -1649,8 +1729,8 @@ impl Checker {
             }
             ast::ExprKind::Under { lhs, root } => return self.under(expr, lhs, root, scope),
             ast::ExprKind::Member { lhs, list } => {
-                self.no_nesting(scope, expr.span)?;
-                let (name, element, list_span) = self.list_operand(list, scope)?;
+                let (list_ref, _, element, list_span) = self.list_operand(list, scope)?;
+                self.along_the_data(scope, &list_ref, list, list_span)?;
                 if let Ty::Object(_) = element {
                     let d = diagnostic::list_use(
                         format!(
@@ -1666,7 +1746,7 @@ impl Checker {
                 }
                 let value = self.operand(lhs, scope)?;
                 let each = Typed {
-                    term: Term::Var,
+                    term: Term::Var(0),
                     ty: Some(element),
                     bare_name: None,
                     text: format!("an element of `{}`", operand_text(list)),
@@ -1675,12 +1755,13 @@ impl Checker {
                 let (each, value) = self.unify(each, value)?;
                 ConditionKind::Quantified {
                     all: false,
-                    list: name,
+                    list: list_ref,
+                    // The value is read in the body: its elements one further out.
                     body: Box::new(Condition {
                         kind: ConditionKind::Compare {
                             op: tollgate_grammar::ast::CompareOp::Eq,
                             lhs: each.term,
-                            rhs: value.term,
+                            rhs: shifted(value.term),
                         },
                         span: expr.span,
                     }),
@@ -1692,14 +1773,23 @@ impl Checker {
                 list,
                 body,
             } => {
-                self.no_nesting(scope, expr.span)?;
-                let (name, element, _) = self.list_operand(list, scope)?;
-                let mut inner = scope.knowing(Vec::new());
-                inner.var = Some((var.name.clone(), element, name.clone()));
+                let (list_ref, key, element, list_span) = self.list_operand(list, scope)?;
+                self.along_the_data(scope, &list_ref, list, list_span)?;
+                if let Some((_, outer)) = scope.bound(&var.name) {
+                    let d = diagnostic::list_use(
+                        format!("`{}` is already the variable of a quantifier around this one", var.name),
+                        var.span,
+                        "already bound",
+                        &format!("give this quantifier's variable a name of its own: `{}` already names the element of a quantifier around it", outer.name),
+                    );
+                    self.error(d);
+                    return None;
+                }
+                let inner = scope.inside(&var.name, element, key);
                 let body = self.condition(body, &inner)?;
                 ConditionKind::Quantified {
                     all: *all,
-                    list: name,
+                    list: list_ref,
                     body: Box::new(body),
                 }
             }
@@ -1707,15 +1797,12 @@ impl Checker {
                 name,
                 field: Some(field),
                 ..
-            }) if scope
-                .var
-                .as_ref()
-                .is_some_and(|(var, _, _)| *var == name.name) =>
-            {
+            }) if scope.bound(&name.name).is_some() => {
                 // `has x.FIELD`: the field is known (its type is not read).
-                let inner = scope.knowing(vec![format!(".{}", field.name)]);
+                let up = scope.bound(&name.name).map_or(0, |(up, _)| up);
+                let inner = scope.knowing(vec![field_known(up, &field.name)]);
                 self.var_field(name, Some(field), expr.span, &inner)?;
-                ConditionKind::HasField(field.name.clone())
+                ConditionKind::HasField(up, field.name.clone())
             }
             ast::ExprKind::Has(operand) => {
                 let ast::Operand::Field {
@@ -1878,17 +1965,33 @@ impl Checker {
         })
     }
 
-    /// Quantifiers (and `in` over a list) do not nest: the verifier's bound on list lengths
-    /// (see the semantics chapter) holds for one level.
-    fn no_nesting(&mut self, scope: &Scope, span: Span) -> Option<()> {
-        if scope.var.is_none() {
+    /// Quantifiers (and `in` over a list) nest along the data: inside a body, they range over
+    /// the innermost element (a list of lists) or a list field of it, never over another list.
+    /// Each list is then read once per element of the lists around it, which keeps the
+    /// verifier's bound on list lengths exact (see the semantics chapter), and nesting is as
+    /// deep as the shapes, at most [`MAX_NEST`].
+    fn along_the_data(
+        &mut self,
+        scope: &Scope,
+        list: &ListRef,
+        operand: &ast::Operand,
+        span: Span,
+    ) -> Option<()> {
+        let Some(inner) = scope.vars.last() else {
+            return Some(());
+        };
+        if matches!(list, ListRef::Var(0) | ListRef::VarField(0, _)) {
             return Some(());
         }
         let d = diagnostic::list_use(
-            "a quantifier inside a quantifier".to_owned(),
+            format!(
+                "`{}` is not the element `{}` or a list inside it",
+                operand_text(operand),
+                inner.name
+            ),
             span,
-            "nested",
-            "quantifiers do not nest: test the other list in its own condition, joined with `and`",
+            "another list",
+            &format!("inside `… {0} in …`, a quantifier ranges over `{0}` (a list of lists) or a list field `{0}.FIELD`; test other lists in a condition of their own, joined with `and`", inner.name),
         );
         self.error(d);
         None
@@ -1907,25 +2010,16 @@ impl Checker {
     ) -> Option<Condition> {
         let typed = self.operand(lhs, scope)?;
         // A path argument, a list's path element, or a path field of a list's element.
-        let declared = |tool: &Tool| -> Option<ArgSchema> {
-            let list = || match scope.var.as_ref().and_then(|(_, _, list)| tool.arg(list)) {
-                Some(ArgSchema {
-                    ty: ArgType::List { element, .. },
-                    ..
-                }) => Some((**element).clone()),
-                _ => None,
-            };
-            match &typed.term {
-                Term::Arg(name) => tool.arg(name).cloned(),
-                Term::Var => list(),
-                Term::VarField(field) => match list()?.ty {
-                    ArgType::Object(fields) => fields.into_iter().find(|f| f.name == *field),
-                    _ => None,
-                },
-                _ => None,
-            }
+        let keys = scope.keys();
+        let key = match &typed.term {
+            Term::Arg(name) => ListRef::Arg(name.clone()).key(&keys),
+            Term::Var(up) => ListRef::Var(*up).key(&keys),
+            Term::VarField(up, field) => ListRef::VarField(*up, field.clone()).key(&keys),
+            _ => None,
         };
-        if !matches!(typed.term, Term::Arg(_) | Term::Var | Term::VarField(_)) {
+        let declared =
+            |tool: &Tool| -> Option<ArgSchema> { list_key(tool, key.as_deref()?).cloned() };
+        if key.is_none() {
             let d = diagnostic::under_needs_path(
                 format!("`{}` is not a path argument", typed.text),
                 (typed.span, "not an argument"),
@@ -2180,15 +2274,12 @@ impl Checker {
         match operand {
             // A quantifier's variable shadows any name of the same spelling.
             ast::Operand::Literal(ast::Literal::Name(name))
-                if scope
-                    .var
-                    .as_ref()
-                    .is_some_and(|(var, _, _)| *var == name.name) =>
+                if scope.bound(&name.name).is_some() =>
             {
-                let ty = scope.var.as_ref().map(|(_, ty, _)| ty.clone());
+                let (up, bound) = scope.bound(&name.name)?;
                 return Some(Typed {
-                    term: Term::Var,
-                    ty,
+                    term: Term::Var(up),
+                    ty: Some(bound.ty.clone()),
                     bare_name: None,
                     text: name.name.clone(),
                     span: name.span,
@@ -2266,7 +2357,12 @@ impl Checker {
             Some(field) => format!("{}.{}", name.name, field.name),
             None => name.name.clone(),
         };
-        let Some((_, element, _)) = scope.var.as_ref().filter(|(var, _, _)| *var == name.name)
+        let Some((
+            up,
+            Bound {
+                ty: element, key, ..
+            },
+        )) = scope.bound(&name.name)
         else {
             let d = diagnostic::list_use(
                 format!("`{}` is not a quantified variable", name.name),
@@ -2279,7 +2375,7 @@ impl Checker {
         };
         let Some(field) = field else {
             return Some(Typed {
-                term: Term::Var,
+                term: Term::Var(up),
                 ty: Some(element.clone()),
                 bare_name: None,
                 text,
@@ -2312,13 +2408,9 @@ impl Checker {
             return None;
         };
         let ty = ty.clone();
-        let list = scope
-            .var
-            .as_ref()
-            .map(|(_, _, list)| list.clone())
-            .unwrap_or_default();
-        if !scope.present.contains(&format!(".{}", field.name)) {
-            if let Some((tool, declared)) = self.optional_field(scope, &list, &field.name) {
+        let key = key.clone();
+        if !scope.present.contains(&field_known(up, &field.name)) {
+            if let Some((tool, declared)) = self.optional_field(scope, &key, &field.name) {
                 let d = diagnostic::unguarded_field(
                     &text,
                     &name.name,
@@ -2332,7 +2424,7 @@ impl Checker {
             }
         }
         Some(Typed {
-            term: Term::VarField(field.name.clone()),
+            term: Term::VarField(up, field.name.clone()),
             ty: Some(ty),
             bare_name: None,
             text,
@@ -2340,18 +2432,12 @@ impl Checker {
         })
     }
 
-    /// The first tool in scope whose list `list` has elements with the optional field `field`,
+    /// The first tool in scope whose list `key` has elements with the optional field `field`,
     /// and where that field is declared.
-    fn optional_field(&self, scope: &Scope, list: &str, field: &str) -> Option<(String, Span)> {
+    fn optional_field(&self, scope: &Scope, key: &str, field: &str) -> Option<(String, Span)> {
         scope.tools.iter().find_map(|&id| {
             let tool = &self.policy.tools[id];
-            let ArgType::List { element, .. } = &tool.arg(list)?.ty else {
-                return None;
-            };
-            let ArgType::Object(fields) = &element.ty else {
-                return None;
-            };
-            let declared = fields.iter().find(|f| f.name == field && f.optional)?;
+            let declared = list_key(tool, &format!("{key}[].{field}")).filter(|f| f.optional)?;
             Some((tool.name.clone(), declared.span))
         })
     }
@@ -2374,9 +2460,9 @@ impl Checker {
             self.error(d);
             return None;
         }
-        let (name, _, _) = self.list_operand(arg, scope)?;
+        let (list, _, _, _) = self.list_operand(arg, scope)?;
         Some(Typed {
-            term: Term::Len(name),
+            term: Term::Len(list),
             ty: Some(Ty::Int),
             bare_name: None,
             text: format!("len({})", operand_text(arg)),
@@ -2384,27 +2470,35 @@ impl Checker {
         })
     }
 
-    /// An operand that names a list argument: its name, element type and span.
+    /// An operand that names a list (an argument, or an element or element's field that is a
+    /// list): the list, its key, its element type and its span.
     fn list_operand(
         &mut self,
         operand: &ast::Operand,
         scope: &Scope,
-    ) -> Option<(String, Ty, Span)> {
+    ) -> Option<(ListRef, String, Ty, Span)> {
         let typed = self.operand(operand, scope)?;
-        match (&typed.term, typed.ty) {
-            (Term::Arg(name), Some(Ty::List(element))) => {
-                Some((name.clone(), *element, typed.span))
+        let list = match &typed.term {
+            Term::Arg(name) => Some(ListRef::Arg(name.clone())),
+            Term::Var(up) => Some(ListRef::Var(*up)),
+            Term::VarField(up, field) => Some(ListRef::VarField(*up, field.clone())),
+            _ => None,
+        };
+        let key = list.as_ref().and_then(|list| list.key(&scope.keys()));
+        match (list, key, typed.ty) {
+            (Some(list), Some(key), Some(Ty::List(element))) => {
+                Some((list, key, *element, typed.span))
             }
-            (_, ty) => {
+            (_, _, ty) => {
                 let d = diagnostic::list_use(
                     format!(
-                        "`{}` is {}, not a list argument",
+                        "`{}` is {}, not a list",
                         typed.text,
                         ty.as_ref().map_or("a name", Ty::describe)
                     ),
                     typed.span,
                     "not a list",
-                    "quantifiers, `in` and `len` read a list argument: `args.NAME` declared `list[T]`",
+                    "quantifiers, `in` and `len` read a list: an argument declared `list[T]`, or an element or field that is one",
                 );
                 self.error(d);
                 None

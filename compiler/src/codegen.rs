@@ -66,9 +66,9 @@ struct Generator<'p> {
     slots: Vec<Vec<String>>,
     programs: Vec<u8>,
     program_index: BTreeMap<Vec<u8>, u32>,
-    /// While a quantifier's body is emitted: the schema of the list's element (`FIELD` operands
-    /// are positions among its fields in name order).
-    element: Option<ArgSchema>,
+    /// While quantifiers' bodies are emitted: the schemas of their lists' elements, innermost
+    /// last (`FIELD` operands are positions among an element's fields in name order).
+    elements: Vec<ArgSchema>,
 }
 
 /// An argument's enum variants, with those of a list's element and its fields.
@@ -281,7 +281,7 @@ pub fn compile_stamped(
         slots: Vec::new(),
         programs: Vec::new(),
         program_index: BTreeMap::new(),
-        element: None,
+        elements: Vec::new(),
     };
 
     // Symbols: environments, enum variants and agents, sorted by bytes.
@@ -686,11 +686,17 @@ impl Generator<'_> {
         }
     }
 
-    /// The index of the current element's field `field` among its fields in name order, as
-    /// `FIELD` and `HAS_FIELD` take it. A field a checked policy always has; the impossible miss
-    /// is an index the loader refuses.
-    fn field_index(&self, field: &str) -> u8 {
-        let index = match self.element.as_ref().map(|e| &e.ty) {
+    /// The schema of the element `up` quantifiers out (0: the innermost).
+    fn element(&self, up: u8) -> Option<&ArgSchema> {
+        let index = self.elements.len().checked_sub(1 + usize::from(up))?;
+        self.elements.get(index)
+    }
+
+    /// The index of an element's field `field` among its fields in name order, as `FIELD` and
+    /// `HAS_FIELD` take it. A field a checked policy always has; the impossible miss is an index
+    /// the loader refuses.
+    fn field_index(&self, up: u8, field: &str) -> u8 {
+        let index = match self.element(up).map(|e| &e.ty) {
             Some(ArgType::Object(fields)) => {
                 let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
                 names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -738,15 +744,28 @@ impl Generator<'_> {
                 None => code.extend_from_slice(&[op::PUSH_BOOL, 0]),
             },
             Term::Const(value) => self.constant(code, value),
-            Term::Var => code.push(op::VAR),
-            Term::VarField(field) => {
-                let index = self.field_index(field);
-                code.extend_from_slice(&[op::VAR, op::FIELD, index]);
+            Term::Var(up) => var(code, *up),
+            Term::VarField(up, field) => {
+                let index = self.field_index(*up, field);
+                var(code, *up);
+                code.extend_from_slice(&[op::FIELD, index]);
             }
-            Term::Len(name) => {
-                self.term(code, &Term::Arg(name.clone()), agent, tool);
+            Term::Len(list) => {
+                self.term(code, &list.term(), agent, tool);
                 code.push(op::LEN);
             }
+        }
+    }
+
+    /// The schema of a list a condition reads, in `tool`.
+    fn list_schema(&self, list: &ListRef, tool: ToolId) -> Option<ArgSchema> {
+        match list {
+            ListRef::Arg(name) => self.policy.tools[tool].arg(name).cloned(),
+            ListRef::Var(up) => self.element(*up).cloned(),
+            ListRef::VarField(up, field) => match &self.element(*up)?.ty {
+                ArgType::Object(fields) => fields.iter().find(|f| f.name == *field).cloned(),
+                _ => None,
+            },
         }
     }
 
@@ -759,7 +778,9 @@ impl Generator<'_> {
             Term::ToolCost => Some(Value::Int(policy.tools[tool].cost)),
             Term::ToolEnv => policy.tools[tool].env.clone().map(Value::Sym),
             Term::Const(value) => Some(value.clone()),
-            Term::Arg(_) | Term::Context(_) | Term::Var | Term::VarField(_) | Term::Len(_) => None,
+            Term::Arg(_) | Term::Context(_) | Term::Var(_) | Term::VarField(..) | Term::Len(_) => {
+                None
+            }
         }
     }
 
@@ -808,8 +829,8 @@ impl Generator<'_> {
                     Ok(())
                 }
             },
-            ConditionKind::HasField(field) => {
-                let optional = match self.element.as_ref().map(|e| &e.ty) {
+            ConditionKind::HasField(up, field) => {
+                let optional = match self.element(*up).map(|e| &e.ty) {
                     Some(ArgType::Object(fields)) => {
                         fields.iter().any(|f| f.name == *field && f.optional)
                     }
@@ -819,8 +840,9 @@ impl Generator<'_> {
                 if !optional {
                     return Err(true);
                 }
-                let index = self.field_index(field);
-                code.extend_from_slice(&[op::VAR, op::HAS_FIELD, index]);
+                let index = self.field_index(*up, field);
+                var(code, *up);
+                code.extend_from_slice(&[op::HAS_FIELD, index]);
                 Ok(())
             }
             ConditionKind::Has(name) => {
@@ -839,14 +861,22 @@ impl Generator<'_> {
                 }
             }
             ConditionKind::Quantified { all, list, body } => {
-                let element = match self.policy.tools[tool].arg(list).map(|a| &a.ty) {
-                    Some(ArgType::List { element, .. }) => Some((**element).clone()),
-                    _ => None,
+                // A list a checked policy always has; the impossible miss reads as an element
+                // without fields (its programs fail closed at the loader or the gate).
+                let element = match self.list_schema(list, tool).map(|a| a.ty) {
+                    Some(ArgType::List { element, .. }) => *element,
+                    _ => ArgSchema {
+                        name: String::new(),
+                        ty: ArgType::Bool,
+                        optional: false,
+                        length: None,
+                        span: condition.span,
+                    },
                 };
-                let outer = std::mem::replace(&mut self.element, element);
+                self.elements.push(element);
                 let mut body_code = Vec::new();
                 let folded = self.condition(&mut body_code, body, agent, tool);
-                self.element = outer;
+                self.elements.pop();
                 match folded {
                     // Every element of any list satisfies a true body; none a false one.
                     Err(value) if value == *all => return Err(value),
@@ -858,7 +888,7 @@ impl Generator<'_> {
                     code.push(op::END);
                     return Ok(());
                 };
-                self.term(code, &Term::Arg(list.clone()), agent, tool);
+                self.term(code, &list.term(), agent, tool);
                 code.push(if *all { op::ALL } else { op::ANY });
                 code.extend_from_slice(&length.to_le_bytes());
                 code.extend_from_slice(&body_code);
@@ -957,6 +987,14 @@ fn fold_compare(op: CompareOp, a: &Value, b: &Value) -> Option<bool> {
     }
 }
 
+/// Pushes the element `up` quantifiers out: `VAR` for the innermost, `VAR_UP up` beyond it.
+fn var(code: &mut Vec<u8>, up: u8) {
+    match up {
+        0 => code.push(op::VAR),
+        up => code.extend_from_slice(&[op::VAR_UP, up]),
+    }
+}
+
 /// Stack slots a condition needs when compiled deeper-side-first.
 fn depth(condition: &Condition) -> usize {
     match &condition.kind {
@@ -971,7 +1009,7 @@ fn depth(condition: &Condition) -> usize {
         ConditionKind::Not(inner) => depth(inner),
         // The list on the stack, then its result; the body runs on a stack of its own.
         ConditionKind::Quantified { body, .. } => depth(body).max(1),
-        ConditionKind::Bool(_) | ConditionKind::Has(_) | ConditionKind::HasField(_) => 1,
+        ConditionKind::Bool(_) | ConditionKind::Has(_) | ConditionKind::HasField(..) => 1,
         ConditionKind::Compare { .. } | ConditionKind::Str { .. } | ConditionKind::In { .. } => 3,
     }
 }

@@ -403,21 +403,7 @@ fn flatten_into(
             }
             return Ok(());
         }
-        Value::List(items) => Value::List(
-            items
-                .iter()
-                .map(|item| match item {
-                    Value::Object(fields) => {
-                        let mut element = BTreeMap::new();
-                        for (field, value) in fields {
-                            flatten_into(field.clone(), value, &mut element)?;
-                        }
-                        Ok(Value::Object(element))
-                    }
-                    other => Ok(other.clone()),
-                })
-                .collect::<Result<_, Error>>()?,
-        ),
+        list @ Value::List(_) => flatten_element(list)?,
         other => other.clone(),
     };
     if flat.contains_key(&path) {
@@ -427,6 +413,27 @@ fn flatten_into(
     }
     flat.insert(path, value);
     Ok(())
+}
+
+/// A list element as [`flatten_args`] reads it: an object as its fields (an object inside it as
+/// its dotted fields), a list as its elements so read.
+fn flatten_element(value: &Value) -> Result<Value, Error> {
+    Ok(match value {
+        Value::Object(fields) => {
+            let mut element = BTreeMap::new();
+            for (field, value) in fields {
+                flatten_into(field.clone(), value, &mut element)?;
+            }
+            Value::Object(element)
+        }
+        Value::List(items) => Value::List(
+            items
+                .iter()
+                .map(flatten_element)
+                .collect::<Result<_, Error>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Checks the arguments against the tool's schema; enum values become symbols. Object
@@ -604,10 +611,27 @@ fn validate_value(schema: &ArgSchema, name: &str, value: &Value) -> Result<Value
     Ok(normalized)
 }
 
+/// The elements the quantifiers around a body are at, innermost first.
+struct Elements<'a> {
+    element: &'a Value,
+    outer: Option<&'a Elements<'a>>,
+}
+
+impl<'a> Elements<'a> {
+    /// The element `up` quantifiers out (0: the innermost).
+    fn at(&self, up: u8) -> Option<&'a Value> {
+        let mut elements = self;
+        for _ in 0..up {
+            elements = elements.outer?;
+        }
+        Some(elements.element)
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Context<'a> {
-    /// The element a quantifier's body is evaluated at.
-    var: Option<&'a Value>,
+    /// The elements the quantifiers around a body are at.
+    vars: Option<&'a Elements<'a>>,
     policy: &'a Policy,
     args: &'a BTreeMap<String, Value>,
     tool: ToolId,
@@ -626,7 +650,7 @@ impl<'a> Context<'a> {
         tool: ToolId,
     ) -> Self {
         Context {
-            var: None,
+            vars: None,
             policy,
             args,
             tool,
@@ -702,13 +726,25 @@ fn term(context: &Context<'_>, agent: AgentId, term: &Term) -> Option<Value> {
         Term::ToolCost => Some(Value::Int(tool.cost)),
         Term::ToolEnv => tool.env.clone().map(Value::Sym),
         Term::Const(value) => Some(value.clone()),
-        Term::Var => context.var.cloned(),
-        Term::VarField(field) => match context.var? {
+        Term::Var(up) => context.vars?.at(*up).cloned(),
+        Term::VarField(up, field) => match context.vars?.at(*up)? {
             Value::Object(fields) => fields.get(field).cloned(),
             _ => None,
         },
-        Term::Len(name) => match context.args.get(name)? {
+        Term::Len(list) => match list_value(context, list)? {
             Value::List(items) => Some(Value::Int(items.len() as i64)),
+            _ => None,
+        },
+    }
+}
+
+/// The list a condition reads (`None` for an absent one, which `has` guards).
+fn list_value<'a>(context: &Context<'a>, list: &ListRef) -> Option<&'a Value> {
+    match list {
+        ListRef::Arg(name) => context.args.get(name),
+        ListRef::Var(up) => context.vars?.at(*up),
+        ListRef::VarField(up, field) => match context.vars?.at(*up)? {
+            Value::Object(fields) => fields.get(field),
             _ => None,
         },
     }
@@ -751,20 +787,24 @@ fn evaluate(context: &Context<'_>, agent: AgentId, condition: &Condition) -> Opt
         // An absent optional argument is a missing term: `has` guards every read of it (checking
         // enforces that), so a condition never depends on a value the call did not give.
         ConditionKind::Has(name) => Some(context.args.contains_key(name)),
-        ConditionKind::HasField(field) => match context.var? {
+        ConditionKind::HasField(up, field) => match context.vars?.at(*up)? {
             Value::Object(fields) => Some(fields.contains_key(field)),
             _ => None,
         },
         // (C-All), (C-Any): the body at each element, in order; `all` of none holds, `any` of
         // none does not.
         ConditionKind::Quantified { all, list, body } => {
-            let Value::List(items) = context.args.get(list)? else {
+            let Value::List(items) = list_value(context, list)? else {
                 return None;
             };
             let mut unknown = false;
             for item in items {
+                let elements = Elements {
+                    element: item,
+                    outer: context.vars,
+                };
                 let at = Context {
-                    var: Some(item),
+                    vars: Some(&elements),
                     ..*context
                 };
                 match evaluate(&at, agent, body) {

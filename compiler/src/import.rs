@@ -14,8 +14,9 @@
 //! | `number` otherwise | `int`, noted: a call with a fraction is an invalid argument |
 //! | `boolean` | `bool` |
 //! | an optional property of those types | `name?: type` (a call may leave it out) |
-//! | `array` of those (`minItems`/`maxItems`) | `list[T]` (`list[T][MIN..MAX]`) |
-//! | `array` of objects whose properties are single values (or objects of those) | `list[{ a: T, b?: T }]` |
+//! | `array` of any of these (`minItems`/`maxItems`) | `list[T]` (`list[T][MIN..MAX]`) |
+//! | `array` of objects | `list[{ a: T, b?: T }]` |
+//! | arrays nested more than four deep | left out, noted (the language's limit) |
 //! | `object` with `properties` | `{ a: T, b?: T }` (an optional object's fields all optional, noted) |
 //! | any other `array`, `object`, `null`, anything else | left out, noted: a call that passes it is denied |
 //! | `additionalProperties: true` | an open argument list, `args { …, .. }` |
@@ -28,6 +29,7 @@
 //! domain is not in any schema: the caller names it, and the output leaves it undeclared, so the
 //! checker refuses the file until the author declares it with its labels.
 
+use crate::model::MAX_NEST;
 use crate::Error;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -163,7 +165,7 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
         Some("number") => Ok(number(schema)),
         Some("boolean") => Ok(("bool".to_owned(), None)),
         Some("array") => list_type(schema),
-        Some("object") => object_type(schema, false, false),
+        Some("object") => object_type(schema, false),
         Some(other) => Err(format!(
             "is of type `{other}`, which the language cannot express yet"
         )),
@@ -176,14 +178,9 @@ fn declared_type(schema: &Value) -> Result<(String, Option<String>), String> {
 
 /// A JSON Schema `object`: `{ a: T, b?: T }`, its properties declared as an argument's are (an
 /// object in it as an object in turn). An optional object's fields are optional in the language
-/// (one it requires is declared optional, noted); a list element's object has required fields of
-/// single values or objects of those; extra properties (`additionalProperties: true`) are noted,
-/// since a call that passes one is denied.
-fn object_type(
-    schema: &Value,
-    optional: bool,
-    in_list: bool,
-) -> Result<(String, Option<String>), String> {
+/// (one it requires is declared optional, noted); extra properties (`additionalProperties:
+/// true`) are noted, since a call that passes one is denied.
+fn object_type(schema: &Value, optional: bool) -> Result<(String, Option<String>), String> {
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
@@ -204,13 +201,8 @@ fn object_type(
             return Err(format!("has a field `{field}` that is not a plain name"));
         }
         let kind = field_schema.get("type").and_then(Value::as_str);
-        if in_list && kind == Some("array") {
-            return Err(format!(
-                "is a list of objects whose field `{field}` is a list, which the language cannot express yet"
-            ));
-        }
         let (declared, note) = match kind {
-            Some("object") => object_type(field_schema, optional || field_optional, in_list),
+            Some("object") => object_type(field_schema, optional || field_optional),
             _ => declared_type(field_schema),
         }
         .map_err(|why| format!("has a field `{field}` that {why}"))?;
@@ -230,21 +222,36 @@ fn object_type(
     Ok((format!("{{ {} }}", fields.join(", ")), note))
 }
 
-/// A JSON Schema `array`: `list[T]` of a single-value type, or of objects whose properties are
-/// all required single values; `minItems`/`maxItems` become the count.
+/// How many arrays deep a JSON Schema nests (through `items` and objects' `properties`).
+fn array_depth(schema: &Value) -> usize {
+    match schema.get("type").and_then(Value::as_str) {
+        Some("array") => 1 + schema.get("items").map_or(0, array_depth),
+        Some("object") => schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map_or(0, |p| p.values().map(array_depth).max().unwrap_or(0)),
+        _ => 0,
+    }
+}
+
+/// A JSON Schema `array`: `list[T]` of any type the language can declare (lists and objects
+/// included, at most [`MAX_NEST`] lists deep); `minItems`/`maxItems` become the count.
 fn list_type(schema: &Value) -> Result<(String, Option<String>), String> {
+    let depth = array_depth(schema);
+    if depth > MAX_NEST {
+        return Err(format!(
+            "is a list of lists nested {depth} deep, and the language nests lists at most {MAX_NEST} deep"
+        ));
+    }
     let items = schema
         .get("items")
         .ok_or("is an array without `items`, which the language cannot express")?;
     let (element, note) = match items.get("type").and_then(Value::as_str) {
         Some("object") => {
-            object_type(items, false, true).map_err(|why| match why.starts_with("is a list") {
+            object_type(items, false).map_err(|why| match why.starts_with("is a list") {
                 true => why,
                 false => format!("is a list of objects that {why}"),
             })?
-        }
-        Some("array") => {
-            return Err("is a list of lists, which the language cannot express yet".to_owned())
         }
         _ => declared_type(items).map_err(|why| format!("is a list whose elements {why}"))?,
     };
@@ -361,7 +368,7 @@ pub fn import(input: &Value, source: Source, options: &Options) -> Result<Import
                     continue;
                 }
                 let declared = match property_schema.get("type").and_then(Value::as_str) {
-                    Some("object") => object_type(property_schema, optional, false),
+                    Some("object") => object_type(property_schema, optional),
                     _ => declared_type(property_schema),
                 };
                 match declared {
@@ -434,6 +441,10 @@ mod tests {
                 "title": {"type": "string", "maxLength": 10},
                 "exclude": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
                 "nested": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+                "deep": {"type": "array", "items": {"type": "array", "items": {"type": "array",
+                         "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}}}},
+                "entities": {"type": "array", "items": {"type": "object", "required": ["name", "notes"],
+                             "properties": {"name": {"type": "string"}, "notes": {"type": "array", "items": {"type": "string"}}}}},
                 "edits": {"type": "array", "items": {"type": "object", "required": ["a"],
                           "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}
             }},
@@ -446,7 +457,7 @@ mod tests {
         let imported = import(&list, Source::Mcp, &options()).unwrap();
         assert!(
             imported.text.contains(
-                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, tags: list[string], head?: int, title?: string[0..40], exclude?: list[string][0..3], edits?: list[{ a: string, b?: string }] }"
+                "args { path: string, n: int[1..5], mode: enum[fast, slow], x: int, tags: list[string], head?: int, title?: string[0..40], exclude?: list[string][0..3], nested?: list[list[string]], entities?: list[{ name: string, notes: list[string] }], edits?: list[{ a: string, b?: string }] }"
             ),
             "{}",
             imported.text
@@ -461,9 +472,11 @@ mod tests {
         let notes = imported.notes.join("\n");
         assert!(notes.contains("`x`: a number"), "{notes}");
         assert!(
-            notes.contains("optional argument `nested` left out: it is a list of lists"),
+            notes
+                .contains("optional argument `deep` left out: it is a list of lists nested 5 deep"),
             "{notes}"
         );
+        assert!(!notes.contains("`nested`"), "{notes}");
         assert!(!notes.contains("`edits`"), "{notes}");
         assert!(!notes.contains("`head`"), "{notes}");
         assert!(!notes.contains("`exclude`"), "{notes}");

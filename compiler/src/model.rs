@@ -184,13 +184,15 @@ pub enum ArgType {
         min: i64,
         max: i64,
     },
-    /// `list[T][MIN..MAX]`: MIN to MAX elements, each valid for `element` (a scalar, or an
-    /// object of scalars). Conditions read a list through `all`, `any`, `in` and `len`.
+    /// `list[T][MIN..MAX]`: MIN to MAX elements, each valid for `element` (a scalar, a list, or
+    /// an object of scalars and lists), at most [`MAX_NEST`] lists deep. Conditions read a list
+    /// through `all`, `any`, `in` and `len`.
     List {
         element: Box<ArgSchema>,
         count: (u64, u64),
     },
-    /// `{ name: T, … }`, a list's element: exactly these (required, scalar) fields.
+    /// `{ name: T, … }`, a list's element: exactly these fields (scalars and lists, each
+    /// required or optional; an object inside is its dotted fields).
     Object(Vec<ArgSchema>),
 }
 
@@ -359,12 +361,73 @@ pub enum Term {
     ToolCost,
     ToolEnv,
     Const(Value),
-    /// The element a quantifier is at (`p` in `all p in args.paths { … }`).
-    Var,
-    /// A field of the element a quantifier is at (`e.newText`).
-    VarField(String),
-    /// `len(args.NAME)`: how many elements a list argument has.
-    Len(String),
+    /// The element a quantifier is at (`p` in `all p in args.paths { … }`): of the innermost
+    /// quantifier at 0, of the one around it at 1, and so on.
+    Var(u8),
+    /// A field of the element a quantifier is at (`e.newText`), counted as `Var` counts.
+    VarField(u8, String),
+    /// `len(LIST)`: how many elements a list has.
+    Len(ListRef),
+}
+
+/// How many lists deep an argument's shape, and quantifiers in a condition, may nest: the
+/// runtime's bound (`tollgate_runtime::format::MAX_NEST`).
+pub const MAX_NEST: usize = tollgate_runtime::format::MAX_NEST;
+
+/// A list a condition reads: an argument, or (inside a quantifier's body) an element that is
+/// itself a list or a list field of an element, counted as [`Term::Var`] counts.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListRef {
+    Arg(String),
+    Var(u8),
+    VarField(u8, String),
+}
+
+impl ListRef {
+    /// The list as a term (`len` and quantifiers read it through this).
+    pub fn term(&self) -> Term {
+        match self {
+            ListRef::Arg(name) => Term::Arg(name.clone()),
+            ListRef::Var(up) => Term::Var(*up),
+            ListRef::VarField(up, field) => Term::VarField(*up, field.clone()),
+        }
+    }
+
+    /// The key of this list among the lists of a tool's arguments, `keys` being those of the
+    /// lists the enclosing quantifiers range over, innermost last (see [`list_key`]).
+    pub fn key(&self, keys: &[String]) -> Option<String> {
+        let element = |up: u8| {
+            let index = keys.len().checked_sub(1 + usize::from(up))?;
+            keys.get(index).map(|key| format!("{key}[]"))
+        };
+        match self {
+            ListRef::Arg(name) => Some(name.clone()),
+            ListRef::Var(up) => element(*up),
+            ListRef::VarField(up, field) => element(*up).map(|e| format!("{e}.{field}")),
+        }
+    }
+}
+
+/// The schema a list key names in a tool's arguments: `NAME` an argument, `KEY[]` the element
+/// of the list `KEY`, `KEY[].FIELD` a field of that element (an object). Keys are how the
+/// verifier and the code generator tell nested lists apart.
+pub fn list_key<'t>(tool: &'t Tool, key: &str) -> Option<&'t ArgSchema> {
+    if let Some(element) = key.strip_suffix("[]") {
+        return match &list_key(tool, element)?.ty {
+            ArgType::List { element, .. } => Some(element),
+            _ => None,
+        };
+    }
+    match key.rfind("[].") {
+        Some(at) => {
+            let (element, field) = (key.get(..at + 2)?, key.get(at + 3..)?);
+            match &list_key(tool, element)?.ty {
+                ArgType::Object(fields) => fields.iter().find(|f| f.name == field),
+                _ => None,
+            }
+        }
+        None => tool.arg(key),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -390,14 +453,15 @@ pub enum ConditionKind {
     Bool(Term),
     /// `has args.NAME`: the call gives this argument.
     Has(String),
-    /// `has x.FIELD` in a quantifier's body: the current element (an object) gives this field.
-    HasField(String),
-    /// `all x in args.LIST { body }` (`all`) or `any …`: the body holds for every element (true
-    /// for none), or for some. In the body, `Term::Var` and `Term::VarField` read the element;
-    /// bodies do not nest. `v in args.LIST` is `any x in args.LIST { x == v }`.
+    /// `has x.FIELD` in a quantifier's body: the element (an object; counted as `Term::Var`
+    /// counts) gives this field.
+    HasField(u8, String),
+    /// `all x in LIST { body }` (`all`) or `any …`: the body holds for every element (true for
+    /// none), or for some. In the body, `Term::Var(0)` and `Term::VarField(0, _)` read the
+    /// element; bodies nest up to [`MAX_NEST`] deep. `v in LIST` is `any x in LIST { x == v }`.
     Quantified {
         all: bool,
-        list: String,
+        list: ListRef,
         body: Box<Condition>,
     },
 }

@@ -81,6 +81,12 @@ async def main(url, phase, researcher, curator):
             url,
             curator,
             [
+                # A list field inside each element of a list, through to the real server.
+                (
+                    "create",
+                    "memory.create_entities",
+                    {"entities": [{"name": "Ada", "entityType": "person", "observations": ["wrote the first program"]}]},
+                ),
                 ("graph", "memory.read_graph", {}),
                 ("hidden1", "everything.echo", {"message": "x"}),
                 ("hidden2", "everything.echo", {"message": "x"}),

@@ -208,7 +208,7 @@ fn policy_of(condition: BoxedStrategy<String>) -> impl Strategy<Value = String> 
                 let open = if *name == "u.c" { ", .." } else { "" };
                 let per = if *name == "t.b" { " * args.n" } else { "" };
                 text.push_str(&format!(
-                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path, ls?: list[path[0..4]][0..3], es?: list[{{ k: enum[x, y], v: int[0..3], u?: int[0..3] }}][0..2], ob?: {{ k?: enum[x, y], w?: {{ z?: int[0..3] }} }}{open} }} }}\n"
+                    "tool {name} {{ domain dp effect {effect} cost {cost}{per} args {{ n: int[0..3], c: enum[x, y, z], b: bool, s: string, o?: int[0..3], q?: string[0..2], m?: decimal(1)[-1..2.5], p: path, ls?: list[path[0..4]][0..3], es?: list[{{ k: enum[x, y], v: int[0..3], u?: int[0..3] }}][0..2], ob?: {{ k?: enum[x, y], w?: {{ z?: int[0..3] }} }}, nl?: list[list[int[0..3]][0..2]][0..3], ne?: list[{{ v: int[0..3], w?: list[path[0..4]][0..2] }}][0..2]{open} }} }}\n"
                 ));
             }
             text.push_str("agent a0 { roles [r0, r1] attrs { level: 1 } }\nagent a1 { roles [r0] attrs { level: 2 } }\nagent a2 { roles [r1] attrs { level: 0 } }\n");
@@ -420,7 +420,6 @@ fn to_gate<'a>(
 /// A request as a host hands it to the gate: every `path` argument, list element and element
 /// field in normal form, where it has one (`tollgate-host` does the same before deciding).
 fn as_hosted(table: &Table<'_>, request: &Request) -> Request {
-    use tollgate_runtime::format::arg;
     let mut hosted = request.clone();
     // Objects as the host reads them: the request's JSON through `protocol::arg_from_json` and
     // `protocol::flatten_args` (the evaluator flattens with its own `eval::flatten_args`).
@@ -451,14 +450,6 @@ fn as_hosted(table: &Table<'_>, request: &Request) -> Request {
     let Some(tool) = table.find_tool(request.tool.as_bytes()) else {
         return hosted;
     };
-    let normalize = |value: &mut Value| {
-        if let Value::Str(text) = value {
-            let mut buffer = vec![0u8; text.len().max(1)];
-            if let Some(normal) = tollgate_runtime::path::normalize(text, &mut buffer) {
-                *text = normal.to_owned();
-            }
-        }
-    };
     let slots = table.arg_count(tool).unwrap_or(0);
     for (name, value) in &mut hosted.args {
         let Some(schema) = (0..slots)
@@ -467,33 +458,38 @@ fn as_hosted(table: &Table<'_>, request: &Request) -> Request {
         else {
             continue;
         };
-        match (schema.kind, value) {
-            (arg::PATH, value) => normalize(value),
-            (arg::LIST, Value::List(items)) => {
-                let Some(element) = schema.element() else {
-                    continue;
-                };
-                for item in items {
-                    match (element.kind, item) {
-                        (arg::PATH, item) => normalize(item),
-                        (arg::OBJECT, Value::Object(fields)) => {
-                            for (field, field_schema) in element.fields() {
-                                let field = String::from_utf8_lossy(field);
-                                if field_schema.kind == arg::PATH {
-                                    if let Some(value) = fields.get_mut(field.as_ref()) {
-                                        normalize(value);
-                                    }
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
+        normalize_paths(&schema, value);
     }
     hosted
+}
+
+/// Every `path` in a value of this schema, at any depth, in normal form where it has one.
+fn normalize_paths(schema: &tollgate_runtime::table::ArgSchema<'_, '_>, value: &mut Value) {
+    use tollgate_runtime::format::arg;
+    match (schema.kind, value) {
+        (arg::PATH, Value::Str(text)) => {
+            let mut buffer = vec![0u8; text.len().max(1)];
+            if let Some(normal) = tollgate_runtime::path::normalize(text, &mut buffer) {
+                *text = normal.to_owned();
+            }
+        }
+        (arg::LIST, Value::List(items)) => {
+            if let Some(element) = schema.element() {
+                items
+                    .iter_mut()
+                    .for_each(|item| normalize_paths(&element, item));
+            }
+        }
+        (arg::OBJECT, Value::Object(fields)) => {
+            for (field, field_schema) in schema.fields() {
+                let field = String::from_utf8_lossy(field);
+                if let Some(value) = fields.get_mut(field.as_ref()) {
+                    normalize_paths(&field_schema, value);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A host argument as a request value (for the gate's borrowed form, [`arg_value`]).
@@ -711,6 +707,113 @@ fn element_fields_and_objects_decide_as_the_evaluator() {
     }
     // Both verdicts occur often enough to tell.
     assert!(allowed.get() >= 500, "{} allowed", allowed.get());
+}
+
+/// Lists of lists and list fields of list elements: inner quantifiers, `in` and `len` inside
+/// bodies, an inner body reading its outer element, and path lists inside elements (decided in
+/// normal form), against calls that are valid, too long at either depth, or of the wrong shape.
+#[test]
+fn nested_lists_decide_as_the_evaluator() {
+    let atom = proptest::sample::select(vec![
+        "(has args.nl and all x in args.nl { any y in x { y == 1 } })",
+        "(has args.nl and any x in args.nl { all y in x { y > args.n } })",
+        "(not has args.nl or all x in args.nl { 2 in x or len(x) == 0 })",
+        "(has args.nl and any x in args.nl { len(x) >= 2 })",
+        "(has args.ne and any e in args.ne { has e.w and any p in e.w { p under \"a\" } })",
+        "(has args.ne and all e in args.ne { not has e.w or all p in e.w { p != \"a/b\" or e.v > 1 } })",
+        "(has args.ne and any e in args.ne { has e.w and \"a\" in e.w })",
+        "(not has args.ne or all e in args.ne { has e.w and len(e.w) <= 1 })",
+    ])
+    .prop_map(str::to_owned);
+    let inner = prop_oneof![
+        8 => proptest::collection::vec((0..4i64).prop_map(Value::Int), 0..4).prop_map(Value::List),
+        1 => Just(Value::Int(1)),
+        1 => Just(Value::List(vec![Value::Str("1".into())])),
+    ];
+    let path =
+        proptest::sample::select(vec!["a", "a/b", "a/./b", "a/x/../b", "../x", "abcde", "b"])
+            .prop_map(|p| Value::Str(p.into()));
+    let element = (
+        0..5i64,
+        proptest::option::of(prop_oneof![
+            8 => proptest::collection::vec(path, 0..4).prop_map(Value::List),
+            1 => Just(Value::Str("a".into())),
+        ]),
+    )
+        .prop_map(|(v, w)| {
+            let mut fields = BTreeMap::from([("v".to_owned(), Value::Int(v))]);
+            fields.extend(w.map(|w| ("w".to_owned(), w)));
+            Value::Object(fields)
+        });
+    let request = (
+        proptest::sample::select(AGENTS.to_vec()),
+        0..4i64,
+        proptest::option::of(proptest::collection::vec(inner, 0..5).prop_map(Value::List)),
+        proptest::option::of(proptest::collection::vec(element, 0..3).prop_map(Value::List)),
+    )
+        .prop_map(|(agent, n, nl, ne)| {
+            let mut args = BTreeMap::from([
+                ("n".to_owned(), Value::Int(n)),
+                ("c".to_owned(), Value::Str("x".into())),
+                ("b".to_owned(), Value::Bool(true)),
+                ("s".to_owned(), Value::Str("x".into())),
+                ("p".to_owned(), Value::Str("a".into())),
+            ]);
+            args.extend(nl.map(|nl| ("nl".to_owned(), nl)));
+            args.extend(ne.map(|ne| ("ne".to_owned(), ne)));
+            let request = Request {
+                agent: agent.into(),
+                tool: "t.a".into(),
+                args,
+                via: Vec::new(),
+                env: Some("prod".into()),
+                time: 0,
+            };
+            (request, 1i64)
+        });
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&20_261_130u64.to_le_bytes());
+    let config = Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+    let allowed = std::cell::Cell::new(0usize);
+    let validated = std::cell::Cell::new(0usize);
+    let strategy = (
+        policy_of(conditions(atom).boxed()),
+        proptest::collection::vec(request, 50),
+    );
+    let result = runner.run(&strategy, |(text, history)| {
+        let policy = tollgate_compiler::load(&SourceSet::single("generated.toll", &text))
+            .map_err(|d| TestCaseError::fail(format!("does not check: {}", d[0].message)))?;
+        let compiled =
+            codegen::compile(&policy, &key()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let table = Table::load(&compiled.bytes, &key().verifying_key())
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        differ(&policy, &table, &history)
+            .map_err(|why| TestCaseError::fail(format!("{why}\nin policy:\n{text}")))?;
+        // And the table's programs (`VAR_UP`, nested bodies) are proved to be the source's.
+        if validated.get() < 40 {
+            tollgate_compiler::verify::translation::validate(&policy, &table, &Default::default())
+                .map_err(|m| TestCaseError::fail(format!("{m}\nin policy:\n{text}")))?;
+            validated.set(validated.get() + 1);
+        }
+        let mut state = State::new();
+        let allows = history
+            .iter()
+            .filter(|(request, _)| eval::decide(&policy, request, &mut state).is_allow())
+            .count();
+        allowed.set(allowed.get() + allows);
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    assert!(allowed.get() >= 500, "{} allowed", allowed.get());
+    assert_eq!(validated.get(), 40);
 }
 
 #[test]

@@ -1008,6 +1008,153 @@ fn optional_element_fields_and_objects_agree_with_enumeration() {
     println!("element field soundness: {verdicts} verdicts over every call, 0 disagreements");
 }
 
+/// Every list of up to `max` of `values`.
+fn lists_of(values: &[Value], max: usize) -> Vec<Value> {
+    let mut all: Vec<Vec<Value>> = vec![Vec::new()];
+    let mut frontier = all.clone();
+    for _ in 0..max {
+        let mut next = Vec::new();
+        for list in &frontier {
+            for v in values {
+                let mut longer = list.clone();
+                longer.push(v.clone());
+                next.push(longer);
+            }
+        }
+        all.extend(next.iter().cloned());
+        frontier = next;
+    }
+    all.into_iter().map(Value::List).collect()
+}
+
+/// Lists of lists: inner quantifiers over the element, reading the agent and another
+/// argument, `in` and `len` inside a body. Each inner list gets its own small-model bound in
+/// the encoding; this checks it against every call.
+fn list_of_lists_policy() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        proptest::sample::select(vec![
+            "all x in args.m { any y in x { y == 1 } }",
+            "any x in args.m { all y in x { y == 0 } }",
+            "all x in args.m { 1 in x }",
+            "any x in args.m { any y in x { y == 1 and args.b } }",
+            "any x in args.m { any y in x { y == agent.level } }",
+            "all x in args.m { all y in x { y != agent.level } or len(x) == 0 }",
+            "any x in args.m { not (0 in x) and len(x) > 1 }",
+        ])
+        .prop_map(str::to_owned),
+        (0..5i64).prop_map(|k| format!("any x in args.m {{ len(x) >= {k} }}")),
+        (0..3i64).prop_map(|k| format!("len(args.m) >= {k}")),
+        Just("args.b".to_owned()),
+    ];
+    one_tool_policies(
+        String::from(
+            "domain dp { private }\ntool t.a { domain dp effect read args { m: list[list[int[0..1]][0..4]][0..2], b: bool } }\nagent a0 { roles [r0] attrs { level: 0 } }\nagent a1 { roles [r1] attrs { level: 1 } }\ndelegate a0 -> a1;\n",
+        ),
+        conditions_over(atom),
+        4,
+        3,
+        true,
+    )
+}
+
+/// Every call of the list-of-lists tool: any list of up to two lists of up to four bits (993),
+/// with both booleans.
+fn list_of_lists_domain() -> Requests {
+    let bits = [Value::Int(0), Value::Int(1)];
+    let mut args = Vec::new();
+    for m in lists_of(&lists_of(&bits, 4), 2) {
+        for b in [false, true] {
+            args.push(BTreeMap::from([
+                ("m".to_owned(), m.clone()),
+                ("b".to_owned(), Value::Bool(b)),
+            ]));
+        }
+    }
+    Requests {
+        args,
+        envs: vec![None],
+        hours: vec![0],
+    }
+}
+
+#[test]
+fn lists_of_lists_agree_with_enumeration() {
+    let verdicts = agree_over(
+        list_of_lists_policy(),
+        &list_of_lists_domain(),
+        20_261_130,
+        40,
+    );
+    println!("list of lists soundness: {verdicts} verdicts over every call, 0 disagreements");
+}
+
+/// List fields of list elements, optional: `has x.w` guards, inner bodies reading the outer
+/// element's field.
+fn list_field_policy() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        proptest::sample::select(vec![
+            "any x in args.e { has x.w and any y in x.w { y == x.v } }",
+            "all x in args.e { not has x.w or len(x.w) == 0 }",
+            "any x in args.e { has x.w and 1 in x.w }",
+            "all x in args.e { has x.w and all y in x.w { y != x.v } }",
+            "any x in args.e { x.v == 1 and not has x.w }",
+            "any x in args.e { has x.w and any y in x.w { y == agent.level } }",
+        ])
+        .prop_map(str::to_owned),
+        (0..3i64).prop_map(|k| format!("any x in args.e {{ has x.w and len(x.w) >= {k} }}")),
+        (0..3i64).prop_map(|k| format!("len(args.e) == {k}")),
+        Just("args.b".to_owned()),
+    ];
+    one_tool_policies(
+        String::from(
+            "domain dp { private }\ntool t.a { domain dp effect read args { e: list[{ v: int[0..1], w?: list[int[0..1]][0..2] }][0..2], b: bool } }\nagent a0 { roles [r0] attrs { level: 0 } }\nagent a1 { roles [r1] attrs { level: 1 } }\ndelegate a0 -> a1;\n",
+        ),
+        conditions_over(atom),
+        4,
+        3,
+        true,
+    )
+}
+
+/// Every call of the list-field tool: any list of up to two elements, each a bit with its list
+/// field left out or any list of up to two bits (273 lists), with both booleans.
+fn list_field_domain() -> Requests {
+    let bits = [Value::Int(0), Value::Int(1)];
+    let mut elements = Vec::new();
+    for v in 0..2 {
+        elements.push(Value::Object(BTreeMap::from([(
+            "v".to_owned(),
+            Value::Int(v),
+        )])));
+        for w in lists_of(&bits, 2) {
+            elements.push(Value::Object(BTreeMap::from([
+                ("v".to_owned(), Value::Int(v)),
+                ("w".to_owned(), w),
+            ])));
+        }
+    }
+    let mut args = Vec::new();
+    for e in lists_of(&elements, 2) {
+        for b in [false, true] {
+            args.push(BTreeMap::from([
+                ("e".to_owned(), e.clone()),
+                ("b".to_owned(), Value::Bool(b)),
+            ]));
+        }
+    }
+    Requests {
+        args,
+        envs: vec![None],
+        hours: vec![0],
+    }
+}
+
+#[test]
+fn list_fields_of_elements_agree_with_enumeration() {
+    let verdicts = agree_over(list_field_policy(), &list_field_domain(), 20_261_131, 40);
+    println!("list field soundness: {verdicts} verdicts over every call, 0 disagreements");
+}
+
 /// Runs `cases` (or `TOLLGATE_SOUNDNESS_CASES`) random policies of `policies` from `seed`, each
 /// compared with brute force over `domain`; panics at the first disagreement. The verdicts
 /// compared, at least five per policy.

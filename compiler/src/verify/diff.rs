@@ -207,7 +207,7 @@ impl Side<'_> {
             index: self.index,
             space,
             tool: self.tool,
-            element: None,
+            elements: Vec::new(),
         };
         Bool::and(&[
             validity(space, self.policy, &self.policy.tools[self.tool]),
@@ -533,9 +533,9 @@ fn condition_key(condition: &Condition) -> String {
         ConditionKind::Str { op, lhs, rhs } => format!("{lhs:?} {op:?} {rhs:?}"),
         ConditionKind::Bool(term) => format!("{term:?}"),
         ConditionKind::Has(name) => format!("has {name}"),
-        ConditionKind::HasField(field) => format!("has x.{field}"),
+        ConditionKind::HasField(up, field) => format!("has x{up}.{field}"),
         ConditionKind::Quantified { all, list, body } => format!(
-            "{} in {list} {{ {} }}",
+            "{} in {list:?} {{ {} }}",
             if *all { "all" } else { "any" },
             condition_key(body)
         ),

@@ -79,7 +79,7 @@ impl ListAtoms {
         for policy in policies {
             for rule in &policy.rules {
                 if let Some(condition) = &rule.condition {
-                    atoms.count(condition);
+                    atoms.count(condition, &[]);
                 }
             }
             for assertion in &policy.assertions {
@@ -87,7 +87,7 @@ impl ListAtoms {
                 | AssertionKind::Always { condition, .. } = &assertion.kind
                 {
                     if let Some(condition) = condition {
-                        atoms.count(condition);
+                        atoms.count(condition, &[]);
                     }
                 }
             }
@@ -119,7 +119,7 @@ impl ListAtoms {
                 }
                 for &member in members {
                     if policy.principal_matches(&rule.principal, member) {
-                        atoms.count(condition);
+                        atoms.count(condition, &[]);
                     }
                 }
             }
@@ -128,7 +128,7 @@ impl ListAtoms {
                 | AssertionKind::Always { condition, .. } = &assertion.kind
                 {
                     if let Some(condition) = condition {
-                        atoms.count(condition);
+                        atoms.count(condition, &[]);
                     }
                 }
             }
@@ -136,21 +136,31 @@ impl ListAtoms {
         atoms
     }
 
-    fn count(&mut self, condition: &Condition) {
+    /// Counts a condition's atoms, `keys` the keys of the lists the quantifiers around it range
+    /// over (innermost last).
+    fn count(&mut self, condition: &Condition, keys: &[String]) {
         match &condition.kind {
             ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
-                self.count(a);
-                self.count(b);
+                self.count(a, keys);
+                self.count(b, keys);
             }
-            ConditionKind::Not(inner) => self.count(inner),
+            ConditionKind::Not(inner) => self.count(inner, keys),
             ConditionKind::Quantified { list, body, .. } => {
-                self.by_name.entry(list.clone()).or_default().0 += 1;
-                self.count(body);
+                let Some(key) = list.key(keys) else {
+                    return;
+                };
+                self.by_name.entry(key.clone()).or_default().0 += 1;
+                let mut inner = keys.to_vec();
+                inner.push(key);
+                self.count(body, &inner);
             }
             ConditionKind::Compare { lhs, rhs, .. } => {
                 for (side, other) in [(lhs, rhs), (rhs, lhs)] {
                     if let (Term::Len(list), Term::Const(Value::Int(c))) = (side, other) {
-                        let entry = self.by_name.entry(list.clone()).or_default();
+                        let Some(key) = list.key(keys) else {
+                            continue;
+                        };
+                        let entry = self.by_name.entry(key).or_default();
                         entry.1 = entry
                             .1
                             .max(u64::try_from(*c).unwrap_or(0).saturating_add(1));
@@ -377,30 +387,19 @@ impl FiniteStrings {
                 }
             }
             for condition in conditions {
-                collect(policy, condition, None, &mut constants, &mut excluded);
+                collect(policy, condition, &[], &mut constants, &mut excluded);
             }
         }
         let mut by_name = BTreeMap::new();
         for tool in policies.iter().flat_map(|p| &p.tools) {
             // A list's string elements, and its elements' string fields, are string variables
-            // too (keys `LIST[]` and `LIST[].FIELD`).
+            // too (keys `LIST[]` and `LIST[].FIELD`, and so on into lists inside).
             for arg in &tool.args {
                 let ArgType::List { element, .. } = &arg.ty else {
                     continue;
                 };
                 let mut keys = Vec::new();
-                match &element.ty {
-                    ArgType::Str if element.length.is_none() => {
-                        keys.push(format!("{}[]", arg.name))
-                    }
-                    ArgType::Object(fields) => keys.extend(
-                        fields
-                            .iter()
-                            .filter(|f| f.ty == ArgType::Str && f.length.is_none())
-                            .map(|f| format!("{}[].{}", arg.name, f.name)),
-                    ),
-                    _ => {}
-                }
+                element_string_keys(element, format!("{}[]", arg.name), &mut keys);
                 for key in keys {
                     if excluded.contains(&key) || by_name.contains_key(&key) {
                         continue;
@@ -438,6 +437,21 @@ impl FiniteStrings {
     }
 }
 
+/// The keys of the string variables in a list's element of key `key`: the element itself, its
+/// fields, and those of lists inside (strings without a declared length only).
+fn element_string_keys(element: &ArgSchema, key: String, out: &mut Vec<String>) {
+    match &element.ty {
+        ArgType::Str if element.length.is_none() => out.push(key),
+        ArgType::Object(fields) => {
+            for field in fields {
+                element_string_keys(field, format!("{key}.{}", field.name), out);
+            }
+        }
+        ArgType::List { element, .. } => element_string_keys(element, format!("{key}[]"), out),
+        _ => {}
+    }
+}
+
 /// Every string value a term can take in this policy, if it is a constant of the policy
 /// (a literal, an agent's or a tool's attribute); `None` for anything a request supplies.
 fn string_constants(policy: &Policy, term: &Term) -> Option<Vec<String>> {
@@ -462,18 +476,19 @@ fn string_constants(policy: &Policy, term: &Term) -> Option<Vec<String>> {
                 .collect(),
         ),
         Term::ToolCost | Term::ToolEnv => Some(Vec::new()),
-        Term::Arg(_) | Term::Context(_) | Term::Var | Term::VarField(_) | Term::Len(_) => None,
+        Term::Arg(_) | Term::Context(_) | Term::Var(_) | Term::VarField(..) | Term::Len(_) => None,
     }
 }
 
 /// The candidate key of a term read as a string variable: an argument's name, `LIST[]` for the
-/// element a quantifier over `LIST` is at, `LIST[].FIELD` for that element's field. Each is
-/// its own string variable (every element of a list gets candidates from the same constants).
-fn string_key(term: &Term, list: Option<&str>) -> Option<String> {
-    match (term, list) {
-        (Term::Arg(name), _) => Some(name.clone()),
-        (Term::Var, Some(list)) => Some(format!("{list}[]")),
-        (Term::VarField(field), Some(list)) => Some(format!("{list}[].{field}")),
+/// element a quantifier over `LIST` is at, `LIST[].FIELD` for that element's field (`keys`: the
+/// keys of the lists the enclosing quantifiers range over, innermost last). Each is its own
+/// string variable (every element of a list gets candidates from the same constants).
+fn string_key(term: &Term, keys: &[String]) -> Option<String> {
+    match term {
+        Term::Arg(name) => Some(name.clone()),
+        Term::Var(up) => ListRef::Var(*up).key(keys),
+        Term::VarField(up, field) => ListRef::VarField(*up, field.clone()).key(keys),
         _ => None,
     }
 }
@@ -481,27 +496,29 @@ fn string_key(term: &Term, list: Option<&str>) -> Option<String> {
 fn collect(
     policy: &Policy,
     condition: &Condition,
-    list: Option<&str>,
+    keys: &[String],
     constants: &mut BTreeMap<String, Constants>,
     excluded: &mut BTreeSet<String>,
 ) {
-    let key = |term: &Term| string_key(term, list);
+    let key = |term: &Term| string_key(term, keys);
     let mut exclude = |terms: &[&Term]| {
         for term in terms {
-            if let Some(name) = string_key(term, list) {
+            if let Some(name) = string_key(term, keys) {
                 excluded.insert(name);
             }
         }
     };
     match &condition.kind {
         ConditionKind::Or(a, b) | ConditionKind::And(a, b) => {
-            collect(policy, a, list, constants, excluded);
-            collect(policy, b, list, constants, excluded);
+            collect(policy, a, keys, constants, excluded);
+            collect(policy, b, keys, constants, excluded);
         }
-        ConditionKind::Not(inner) => collect(policy, inner, list, constants, excluded),
-        ConditionKind::Bool(_) | ConditionKind::Has(_) | ConditionKind::HasField(_) => {}
+        ConditionKind::Not(inner) => collect(policy, inner, keys, constants, excluded),
+        ConditionKind::Bool(_) | ConditionKind::Has(_) | ConditionKind::HasField(..) => {}
         ConditionKind::Quantified { list, body, .. } => {
-            collect(policy, body, Some(list), constants, excluded)
+            let mut inner = keys.to_vec();
+            inner.extend(list.key(keys));
+            collect(policy, body, &inner, constants, excluded)
         }
         ConditionKind::Compare { lhs, rhs, .. } => {
             let (name, other) = match (key(lhs), key(rhs)) {
@@ -808,6 +825,76 @@ fn scalar(name: &str, arg: &ArgSchema, symbols: &Symbols, range: &mut Vec<Bool>)
     }
 }
 
+/// Builds the encoding of list arguments: for each list, its length and its elements, each
+/// within its own schema (a list inside as a list of its own, with its own bound).
+struct Lists<'s> {
+    finite: &'s FiniteStrings,
+    symbols: &'s Symbols,
+    /// The most agents a query over this space conjoins conditions of.
+    members: usize,
+    /// Where candidate strings put their own constraints.
+    domain: &'s mut Vec<Bool>,
+}
+
+impl Lists<'_> {
+    /// The list named `at` in the model, of key `key` (`model::list_key`): its length within
+    /// `count` and the small-model bound, its elements within their schema.
+    fn list(
+        &mut self,
+        at: &str,
+        key: &str,
+        element: &ArgSchema,
+        count: (u64, u64),
+        range: &mut Vec<Bool>,
+    ) -> Zv {
+        let bound = self.finite.lists.bound(key, count, self.members);
+        let len = Int::new_const(format!("{at}#len"));
+        range.push(len.ge(Int::from_i64(i64::try_from(count.0).unwrap_or(i64::MAX))));
+        range.push(len.le(Int::from_i64(i64::try_from(bound).unwrap_or(i64::MAX))));
+        let element_key = format!("{key}[]");
+        let elements = (0..bound)
+            .map(|i| self.value(&format!("{at}[{i}]"), &element_key, element, range))
+            .collect();
+        Zv::List(Rc::new(ZList { len, elements }))
+    }
+
+    /// An element (or an element's field) named `at`, of key `key`: an object as its fields (an
+    /// optional field's range holding only when it is given), a list as a list, a string
+    /// compared only with constants over candidates, as a string argument is.
+    fn value(&mut self, at: &str, key: &str, schema: &ArgSchema, range: &mut Vec<Bool>) -> Zv {
+        match &schema.ty {
+            ArgType::Object(fields) => {
+                let mut object = ZObject {
+                    fields: BTreeMap::new(),
+                    present: BTreeMap::new(),
+                };
+                for f in fields {
+                    let at = format!("{at}.{}", f.name);
+                    let mut own = Vec::new();
+                    let v = self.value(&at, &format!("{key}.{}", f.name), f, &mut own);
+                    if f.optional {
+                        let given = Bool::new_const(format!("{at}?"));
+                        if !own.is_empty() {
+                            range.push(given.implies(Bool::and(&own)));
+                        }
+                        object.present.insert(f.name.clone(), given);
+                    } else {
+                        range.extend(own);
+                    }
+                    object.fields.insert(f.name.clone(), v);
+                }
+                Zv::Object(Rc::new(object))
+            }
+            ArgType::List { element, count } => self.list(at, key, element, *count, range),
+            ArgType::Str if schema.length.is_none() => match self.finite.get(key) {
+                Some(pieces) => Zv::Finite(Rc::new(FiniteString::new(at, pieces, self.domain))),
+                None => scalar(at, schema, self.symbols, range),
+            },
+            _ => scalar(at, schema, self.symbols, range),
+        }
+    }
+}
+
 /// Every string variable in a value, elements and fields included.
 fn strings_in<'v>(value: &'v Zv, out: &mut Vec<&'v ZString>) {
     match value {
@@ -894,57 +981,13 @@ impl Space {
                 // A list: its length within the declared count, capped at the small-model bound;
                 // each element (and each of its fields) within its own schema.
                 ArgType::List { element, count } => {
-                    let members = chains.iter().map(|c| c.via.len() + 1).max().unwrap_or(1);
-                    let bound = finite.lists.bound(&arg.name, *count, members);
-                    let len = Int::new_const(format!("{name}#len"));
-                    range.push(len.ge(Int::from_i64(i64::try_from(count.0).unwrap_or(i64::MAX))));
-                    range.push(len.le(Int::from_i64(i64::try_from(bound).unwrap_or(i64::MAX))));
-                    // A string element (or field) compared only with constants is decided over
-                    // candidates, as a string argument is.
-                    let mut value =
-                        |at: &str, key: String, schema: &ArgSchema, range: &mut Vec<Bool>| {
-                            match finite.get(&key) {
-                                Some(pieces)
-                                    if schema.ty == ArgType::Str && schema.length.is_none() =>
-                                {
-                                    Zv::Finite(Rc::new(FiniteString::new(at, pieces, &mut domain)))
-                                }
-                                _ => scalar(at, schema, &symbols, range),
-                            }
-                        };
-                    let elements = (0..bound)
-                        .map(|i| {
-                            let at = format!("{name}[{i}]");
-                            match &element.ty {
-                                ArgType::Object(fields) => {
-                                    let mut object = ZObject {
-                                        fields: BTreeMap::new(),
-                                        present: BTreeMap::new(),
-                                    };
-                                    for f in fields {
-                                        let key = format!("{}[].{}", arg.name, f.name);
-                                        let at = format!("{at}.{}", f.name);
-                                        // An optional field's range holds only when given.
-                                        let mut own = Vec::new();
-                                        let v = value(&at, key, f, &mut own);
-                                        if f.optional {
-                                            let given = Bool::new_const(format!("{at}?"));
-                                            if !own.is_empty() {
-                                                range.push(given.implies(Bool::and(&own)));
-                                            }
-                                            object.present.insert(f.name.clone(), given);
-                                        } else {
-                                            range.extend(own);
-                                        }
-                                        object.fields.insert(f.name.clone(), v);
-                                    }
-                                    Zv::Object(Rc::new(object))
-                                }
-                                _ => value(&at, format!("{}[]", arg.name), element, &mut range),
-                            }
-                        })
-                        .collect();
-                    Zv::List(Rc::new(ZList { len, elements }))
+                    let mut lists = Lists {
+                        finite,
+                        symbols: &symbols,
+                        members: chains.iter().map(|c| c.via.len() + 1).max().unwrap_or(1),
+                        domain: &mut domain,
+                    };
+                    lists.list(&name, &arg.name, element, *count, &mut range)
                 }
                 _ => scalar(&name, arg, &symbols, &mut range),
             };
@@ -1064,8 +1107,8 @@ pub struct Encoder<'a> {
     pub index: &'a RuleIndex,
     pub space: &'a Space,
     pub tool: ToolId,
-    /// In a quantifier's body: the element it is at.
-    pub element: Option<Zv>,
+    /// In quantifiers' bodies: the elements they are at, innermost last.
+    pub elements: Vec<Zv>,
 }
 
 impl Encoder<'_> {
@@ -1105,16 +1148,35 @@ impl Encoder<'_> {
                 self.space.symbols.index(tool.env.as_deref()?),
             )),
             Term::Const(value) => self.constant(value),
-            Term::Var => self.element.clone()?,
-            Term::VarField(field) => match self.element.as_ref()? {
+            Term::Var(up) => self.element(*up)?.clone(),
+            Term::VarField(up, field) => match self.element(*up)? {
                 Zv::Object(object) => object.fields.get(field)?.clone(),
                 _ => return None,
             },
-            Term::Len(name) => match self.space.args.get(name)? {
-                Zv::List(list) => Zv::Int(list.len.clone()),
+            Term::Len(list) => Zv::Int(self.list(list)?.len.clone()),
+        })
+    }
+
+    /// The element `up` quantifiers out (0: the innermost).
+    fn element(&self, up: u8) -> Option<&Zv> {
+        let index = self.elements.len().checked_sub(1 + usize::from(up))?;
+        self.elements.get(index)
+    }
+
+    /// The list a condition reads.
+    fn list(&self, list: &ListRef) -> Option<&Rc<ZList>> {
+        let value = match list {
+            ListRef::Arg(name) => self.space.args.get(name)?,
+            ListRef::Var(up) => self.element(*up)?,
+            ListRef::VarField(up, field) => match self.element(*up)? {
+                Zv::Object(object) => object.fields.get(field)?,
                 _ => return None,
             },
-        })
+        };
+        match value {
+            Zv::List(list) => Some(list),
+            _ => None,
+        }
     }
 
     /// The text of a string constant term for `agent` in this bucket.
@@ -1212,7 +1274,7 @@ impl Encoder<'_> {
                 .cloned()
                 .unwrap_or_else(|| Bool::from_bool(true)),
             // A required field is always given.
-            ConditionKind::HasField(field) => match self.element.as_ref()? {
+            ConditionKind::HasField(up, field) => match self.element(*up)? {
                 Zv::Object(object) => object
                     .present
                     .get(field)
@@ -1227,17 +1289,17 @@ impl Encoder<'_> {
             // Element i counts when the list is longer than i: `all` is ∧ (len > i → B(i)),
             // `any` is ∨ (len > i ∧ B(i)), over the elements the space gives the list.
             ConditionKind::Quantified { all, list, body } => {
-                let Zv::List(zlist) = self.space.args.get(list)? else {
-                    return None;
-                };
+                let zlist = self.list(list)?;
                 let mut parts = Vec::with_capacity(zlist.elements.len());
                 for (i, element) in zlist.elements.iter().enumerate() {
+                    let mut elements = self.elements.clone();
+                    elements.push(element.clone());
                     let at = Encoder {
                         policy: self.policy,
                         index: self.index,
                         space: self.space,
                         tool: self.tool,
-                        element: Some(element.clone()),
+                        elements,
                     };
                     let counts = zlist.len.gt(Int::from_i64(i as i64));
                     let holds = at.condition(agent, chain, body)?;
@@ -1490,8 +1552,10 @@ fn largest_value(policy: &Policy, term: &Term) -> Option<i64> {
             .max(),
         Term::Context(ContextField::Hour) => Some(23),
         Term::Context(ContextField::Depth) => Some(0),
-        Term::Context(_) | Term::ToolEnv | Term::Var | Term::VarField(_) => None,
-        Term::Len(name) => policy
+        Term::Context(_) | Term::ToolEnv | Term::Var(_) | Term::VarField(..) => None,
+        // A list inside an element: not bounded here.
+        Term::Len(ListRef::Var(_) | ListRef::VarField(..)) => None,
+        Term::Len(ListRef::Arg(name)) => policy
             .tools
             .iter()
             .filter_map(|tool| match tool.arg(name).map(|arg| &arg.ty) {

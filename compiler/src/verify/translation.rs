@@ -176,7 +176,7 @@ fn run(policy: &Policy, table: &Table<'_>, options: &Options) -> Result<Proved, 
                 index: &index,
                 space: &space,
                 tool,
-                element: None,
+                elements: Vec::new(),
             };
             for (rule, _, offset) in found {
                 let rule = usize::from(rule);
@@ -486,16 +486,18 @@ fn table_type(
             format!("enum[{}]", variants.join(", "))
         }
         // (Depth-bounded: a malformed table could point a record at itself.)
-        format::arg::LIST if depth < 4 => match table.arg_record(schema.children().start) {
-            Some((_, element)) => format!(
-                "list[{}][{}..{}]",
-                table_type(table, &element, depth + 1),
-                schema.min,
-                schema.max
-            ),
-            None => "list[(unreadable)]".to_owned(),
-        },
-        format::arg::OBJECT if depth < 4 => {
+        format::arg::LIST if depth <= 2 * format::MAX_NEST => {
+            match table.arg_record(schema.children().start) {
+                Some((_, element)) => format!(
+                    "list[{}][{}..{}]",
+                    table_type(table, &element, depth + 1),
+                    schema.min,
+                    schema.max
+                ),
+                None => "list[(unreadable)]".to_owned(),
+            }
+        }
+        format::arg::OBJECT if depth <= 2 * format::MAX_NEST => {
             let fields: Vec<String> = schema
                 .children()
                 .map(|index| match table.arg_record(index) {
@@ -538,11 +540,11 @@ fn decompile(
         agent,
         chain,
     };
-    reader.run(0, None, None)
+    reader.run(0, None, &[])
 }
 
 /// A program read back over a space: `run` from `at` to `END` (or, for a quantifier's body,
-/// to `end`), with `element` the element the body is at.
+/// to `end`), with `elements` the elements the bodies around it are at, innermost last.
 struct Decompiler<'t, 'a> {
     code: &'a [u8],
     table: &'t Table<'a>,
@@ -554,7 +556,7 @@ struct Decompiler<'t, 'a> {
 }
 
 impl Decompiler<'_, '_> {
-    fn run(&self, mut at: usize, end: Option<usize>, element: Option<&Zv>) -> Option<Bool> {
+    fn run(&self, mut at: usize, end: Option<usize>, elements: &[Zv]) -> Option<Bool> {
         let (code, table, tool, space, policy, agent, chain) = (
             self.code,
             self.table,
@@ -635,7 +637,13 @@ impl Decompiler<'_, '_> {
                         }
                     });
                 }
-                op::VAR => stack.push(element?.clone()),
+                op::VAR => stack.push(elements.last()?.clone()),
+                op::VAR_UP => {
+                    let up = usize::from(*code.get(at)?);
+                    at += 1;
+                    let index = elements.len().checked_sub(1 + up)?;
+                    stack.push(elements.get(index)?.clone());
+                }
                 // Fields in name order: the order of the space's map, which is the source's;
                 // the table's own field names are compared with the source's separately.
                 op::FIELD => {
@@ -676,7 +684,9 @@ impl Decompiler<'_, '_> {
                     let mut parts = Vec::with_capacity(list.elements.len());
                     for (i, item) in list.elements.iter().enumerate() {
                         let counts = list.len.gt(Int::from_i64(i as i64));
-                        let holds = self.run(start, Some(stop), Some(item))?;
+                        let mut inner = elements.to_vec();
+                        inner.push(item.clone());
+                        let holds = self.run(start, Some(stop), &inner)?;
                         parts.push(if opcode == op::ALL {
                             counts.implies(&holds)
                         } else {
