@@ -897,6 +897,7 @@ mod tests {
         tool t.scale { domain d effect write cost 20 * args.k args { k: int[0..100] } }
         tool t.pay { domain d effect write args { amount: decimal(2)[0.01..500.00] } }
         tool t.many { domain d effect read args { ps: list[path][0..3], es?: list[{ k: enum[x, y], v: int[0..9], u?: int[0..9] }] } }
+        tool t.nest { domain d effect read args { m: list[list[int[0..9]][0..3]][0..3], g?: list[{ n: string, w?: list[int[0..9]][0..3] }] } }
         tool t.obj { domain d effect read args { r: { o: string, m?: { t?: int[0..9] } }, l?: list[{ e: { s: enum[x, y] } }] } }
         tool w.get { domain w effect read env sandbox }
         agent a { roles [r] attrs { level: 2 } }
@@ -1210,6 +1211,59 @@ mod tests {
                 "allow by rule #1",
                 "deny forbidden by rule #2",
                 "allow by rule #1",
+            ],
+        );
+    }
+
+    /// A call of `t.nest` with `m` as lists of integers and `g` as `(n, w)` elements.
+    fn nest(m: &[&[i64]], g: &[(&str, Option<&[i64]>)]) -> Request {
+        let ints = |v: &[i64]| Value::List(v.iter().map(|i| Value::Int(*i)).collect());
+        let mut request = call("a", "t.nest");
+        request.args.insert(
+            "m".to_owned(),
+            Value::List(m.iter().map(|l| ints(l)).collect()),
+        );
+        let elements = g
+            .iter()
+            .map(|(n, w)| {
+                let mut fields = BTreeMap::from([("n".to_owned(), Value::Str((*n).to_owned()))]);
+                fields.extend(w.map(|w| ("w".to_owned(), ints(w))));
+                Value::Object(fields)
+            })
+            .collect();
+        request.args.insert("g".to_owned(), Value::List(elements));
+        request
+    }
+
+    /// (C-List): inside a body, a quantifier, `in` and `len` read the element itself (a list of
+    /// lists) or its list field, and an inner body reads the element around it.
+    #[test]
+    fn c_list_quantifiers_range_over_an_element_or_its_list_field() {
+        check(
+            "permit any to call t.nest when all x in args.m { any y in x { y == 1 } and len(x) <= 2 };\n\
+             forbid any to call t.nest when has args.g and any e in args.g { has e.w and 9 in e.w };\n\
+             forbid any to call t.nest when has args.g and any e in args.g { has e.w and any v in e.w { e.n == \"z\" and v > 0 } };",
+            &[
+                nest(&[&[1], &[0, 1]], &[]),
+                // `all` over no list, and `any` over an empty inner list.
+                nest(&[], &[]),
+                nest(&[&[1], &[]], &[]),
+                nest(&[&[1, 1, 1]], &[]),
+                // A list field: left out, holding 9, and read beside its element's `n`.
+                nest(&[&[1]], &[("a", None), ("b", Some(&[0, 2]))]),
+                nest(&[&[1]], &[("a", Some(&[9]))]),
+                nest(&[&[1]], &[("z", Some(&[0]))]),
+                nest(&[&[1]], &[("z", Some(&[0, 3]))]),
+            ],
+            &[
+                "allow by rule #1",
+                "allow by rule #1",
+                "deny not_permitted",
+                "deny not_permitted",
+                "allow by rule #1",
+                "deny forbidden by rule #2",
+                "allow by rule #1",
+                "deny forbidden by rule #3",
             ],
         );
     }
