@@ -1099,6 +1099,7 @@ fn list_field_policy() -> impl Strategy<Value = String> {
             "all x in args.e { has x.w and all y in x.w { y != x.v } }",
             "any x in args.e { x.v == 1 and not has x.w }",
             "any x in args.e { has x.w and any y in x.w { y == agent.level } }",
+            "all x in args.e { not has x.w or x.v in x.w }",
         ])
         .prop_map(str::to_owned),
         (0..3i64).prop_map(|k| format!("any x in args.e {{ has x.w and len(x.w) >= {k} }}")),
