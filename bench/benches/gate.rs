@@ -955,6 +955,100 @@ fn lists(settings: &Settings, key: &SigningKey) {
     );
 }
 
+/// The nested list workload: the memory server's `create_entities`, entities each with a list of
+/// observations, under `all e in args.entities { all o in e.observations { not o contains
+/// "password" } }`, decided for 1 entity of 1 observation, 4 of 4 and 16 of 1 and 1 of 16; the
+/// cost per observation is the slope from 1 × 1 to 4 × 4.
+fn nested_lists(settings: &Settings, key: &SigningKey) {
+    let source = "domain knowledge { private }\n\
+        tool memory.create_entities { domain knowledge effect write args { entities: list[{ name: string, observations: list[string][0..16] }][1..16] } }\n\
+        agent curator { roles [r] }\n\
+        permit agent curator to call memory.create_entities when all e in args.entities { all o in e.observations { not o contains \"password\" } };\n";
+    let bytes = compile(source, key);
+    let table = Table::load(&bytes, &key.verifying_key()).unwrap();
+    let observations: Vec<String> = (0..16)
+        .map(|i| format!("observation number {i} of the entity"))
+        .collect();
+    let shapes = [(1usize, 1usize), (4, 4), (16, 1), (1, 16)];
+    let inner: Vec<Vec<Vec<ArgValue<'_>>>> = shapes
+        .iter()
+        .map(|&(entities, each)| {
+            (0..entities)
+                .map(|_| {
+                    observations[..each]
+                        .iter()
+                        .map(|o| ArgValue::Str(o))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let fields: Vec<Vec<[(&str, ArgValue<'_>); 2]>> = inner
+        .iter()
+        .map(|entities| {
+            entities
+                .iter()
+                .map(|list| {
+                    [
+                        ("name", ArgValue::Str("Ada")),
+                        ("observations", ArgValue::List(list)),
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    let elements: Vec<Vec<ArgValue<'_>>> = fields
+        .iter()
+        .map(|entities| entities.iter().map(|f| ArgValue::Object(f)).collect())
+        .collect();
+    let args: Vec<[(&str, ArgValue<'_>); 1]> = elements
+        .iter()
+        .map(|list| [("entities", ArgValue::List(list))])
+        .collect();
+    let calls: Vec<Call<'_>> = args
+        .iter()
+        .map(|args| Call {
+            agent: "curator",
+            tool: "memory.create_entities",
+            args,
+            via: &[],
+            env: None,
+            time: TIME,
+        })
+        .collect();
+    let mut slots: Vec<Vec<Slot>> = calls.iter().map(|_| fresh_slots(&table)).collect();
+    let mut states: Vec<State<'_>> = slots
+        .iter_mut()
+        .map(|slots| State::new(&table, slots).unwrap())
+        .collect();
+    for (call, state) in calls.iter().zip(states.iter_mut()) {
+        assert_eq!(gate::decide(&table, state, call).verdict, Verdict::Allow);
+    }
+    let names = ["1 × 1", "4 × 4", "16 × 1", "1 × 16"];
+    let mut arms: Vec<Arm<'_>> = calls
+        .iter()
+        .zip(states.iter_mut())
+        .zip(names)
+        .map(|((call, state), name)| {
+            Arm::new(name, 1, move || {
+                black_box(gate::decide(&table, state, black_box(call)));
+            })
+        })
+        .collect();
+    run(&mut arms, settings);
+    let p50: Vec<f64> = arms.iter().map(|arm| arm.stats().p50).collect();
+    println!(
+        "\nnested lists: `all e in args.entities {{ all o in e.observations {{ not o contains \"password\" }} }}`, entities × observations each"
+    );
+    for (name, p50) in names.iter().zip(&p50) {
+        println!("  gate, {name:<9} decide p50 {}", time(*p50));
+    }
+    println!(
+        "  per observation: {} (the slope from 1 × 1 to 4 × 4)",
+        time((p50[1] - p50[0]) / 15.0)
+    );
+}
+
 /// The table-size target's shape: 10,000 permits, one per (agent, tool) pair chosen at random,
 /// over 1,000 agents and 1,000 tools. Prints the compile time and the table's bytes per rule;
 /// returns (bytes, rules). Only the size is measured here: the decide figures
@@ -1027,6 +1121,7 @@ fn main() {
     // alike, but the absolute figures should be read beside the load.
     let flat = flatness(&settings, &key);
     lists(&settings, &key);
+    nested_lists(&settings, &key);
     let sparse = sparse_table(&key);
     println!(
         "\nload average (1, 5, 15 min): {load_at_start} at the start, {} at the end",
