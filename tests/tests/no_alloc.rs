@@ -1,7 +1,8 @@
 //! The runtime allocates nothing: a counting global allocator watches `Table::load`,
 //! `credential::admit`, `credential::decide`, `gate::decide` and the audit log (records and
 //! checkpoints) and must see zero allocations, also for calls with lists and objects (`ALL`,
-//! `ANY`, `VAR`, `FIELD`, `LEN`) on a hand-assembled table. One test in this binary, so no other test thread
+//! `ANY`, `VAR`, `FIELD`, `LEN`) on a hand-assembled table, and with lists inside lists (nested
+//! bodies, `VAR_UP`, a repeat guard hashing them) on a compiled one. One test in this binary, so no other test thread
 //! allocates while it measures.
 
 // The only unsafe code in the workspace: a `GlobalAlloc` must be an `unsafe impl`. It forwards
@@ -128,7 +129,41 @@ fn load_admit_decide_and_audit_allocate_nothing() {
         ("paths", ArgValue::List(&paths)),
     ];
 
+    // Lists inside lists: entities with their observations, an inner body reading its entity.
+    let nested_source = "domain k { private }\n\
+        tool memory.create_entities { domain k effect write args { entities: list[{ name: string, observations: list[string][0..8] }][1..8] } }\n\
+        agent curator { roles [r] }\n\
+        permit agent curator to call memory.create_entities\n\
+            when all e in args.entities { all o in e.observations { not o contains \"password\" and o != e.name } };\n\
+        limit agent curator on memory.create_entities repeat 5 within 1h;\n";
+    let nested_policy = tollgate_compiler::load(&tollgate_compiler::source::SourceSet::single(
+        "nested.toll",
+        nested_source,
+    ))
+    .unwrap();
+    let nested_bytes = codegen::compile(&nested_policy, &compiler).unwrap().bytes;
+    let mut nested_slots = vec![Slot::EMPTY; 64];
+    let observations = [ArgValue::Str("wrote a program"), ArgValue::Str("born 1815")];
+    let entity = [
+        ("name", ArgValue::Str("Ada")),
+        ("observations", ArgValue::List(&observations)),
+    ];
+    let entities = [ArgValue::Object(&entity), ArgValue::Object(&entity)];
+    let nested_args = [("entities", ArgValue::List(&entities))];
+
     let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let nested_table = Table::load(&nested_bytes, &compiler.verifying_key()).unwrap();
+    let mut nested_state = gate::State::new(&nested_table, &mut nested_slots).unwrap();
+    let nested_call = Call {
+        agent: "curator",
+        tool: "memory.create_entities",
+        args: &nested_args,
+        via: &[],
+        env: None,
+        time: 1_000,
+    };
+    let nested_decision = gate::decide(&nested_table, &mut nested_state, &nested_call);
+    let nested_digest = tollgate_runtime::audit::args_digest(&nested_args);
     let list_table = Table::parse(&list_bytes).unwrap();
     let mut list_state = gate::State::new(&list_table, &mut list_slots).unwrap();
     let list_call = Call {
@@ -191,6 +226,8 @@ fn load_admit_decide_and_audit_allocate_nothing() {
     let after = ALLOCATIONS.load(Ordering::SeqCst);
 
     assert_eq!(list_decision.verdict, gate::Verdict::Allow);
+    assert_eq!(nested_decision.verdict, gate::Verdict::Allow);
+    assert_ne!(nested_digest, [0; 32]);
     assert_ne!(list_digest, [0; 32]);
     // 40 decisions; the rate limit (10 per hour) then five denials revoke the agent: one more record.
     assert_eq!(sink_auditor.sink.records, 41);
