@@ -1731,20 +1731,42 @@ impl Checker {
             ast::ExprKind::Member { lhs, list } => {
                 let (list_ref, _, element, list_span) = self.list_operand(list, scope)?;
                 self.along_the_data(scope, &list_ref, list, list_span)?;
-                if let Ty::Object(_) = element {
+                if let Ty::Object(_) | Ty::List(_) = element {
+                    let (holds, help) = match element {
+                        Ty::Object(_) => (
+                            "objects",
+                            "compare a field: `any e in LIST { e.FIELD == VALUE }`",
+                        ),
+                        _ => (
+                            "lists",
+                            "test the inner lists' elements: `any x in LIST { VALUE in x }`",
+                        ),
+                    };
                     let d = diagnostic::list_use(
                         format!(
-                            "`{}` holds objects: `in` compares single values",
+                            "`{}` holds {holds}: `in` compares single values",
                             operand_text(list)
                         ),
                         list_span,
-                        "a list of objects",
-                        "compare a field: `any e in LIST { e.FIELD == VALUE }`",
+                        &format!("a list of {holds}"),
+                        help,
                     );
                     self.error(d);
                     return None;
                 }
                 let value = self.operand(lhs, scope)?;
+                // `len(…)` meets number constants only: the verifier's bound on list lengths
+                // counts them.
+                if matches!(value.term, Term::Len(_)) {
+                    let d = diagnostic::list_use(
+                        format!("`{}` is compared with the elements of `{}`", value.text, operand_text(list)),
+                        value.span,
+                        "not against constants",
+                        "compare `len(…)` with numbers, as in `len(args.paths) in [1, 2]` or `len(args.paths) <= 16`",
+                    );
+                    self.error(d);
+                    return None;
+                }
                 let each = Typed {
                     term: Term::Var(0),
                     ty: Some(element),

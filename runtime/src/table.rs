@@ -1195,6 +1195,8 @@ impl<'a> Table<'a> {
         }
         let mut at = start;
         let mut depth: usize = 0;
+        // The last two opcodes walked, the latest first.
+        let mut previous = [op::END; 2];
         loop {
             if let Some(stop) = body_end {
                 if at == stop {
@@ -1253,6 +1255,14 @@ impl<'a> Table<'a> {
                 }
                 op::LEN | op::NOT => (0, 1, 1),
                 op::ALL | op::ANY if bodies < format::MAX_NEST => {
+                    // Inside a body, a quantifier ranges over the current element (`VAR`) or a
+                    // field of it (`VAR`, `FIELD`), as the compiler writes them: the work of a
+                    // call then grows with its size, never as a power of one list's length.
+                    let along = previous[0] == op::VAR
+                        || (previous[0] == op::FIELD && previous[1] == op::VAR);
+                    if in_body && !along {
+                        return Err(bad);
+                    }
                     let length = usize::from(self.bytes.u16(at + 1).ok_or(bad)?);
                     let body = at + 3;
                     let stop = body.checked_add(length).ok_or(bad)?;
@@ -1283,6 +1293,7 @@ impl<'a> Table<'a> {
             if depth > format::MAX_STACK {
                 return Err(bad);
             }
+            previous = [code, previous[0]];
             at = at + 1 + operand;
         }
     }
@@ -1681,6 +1692,52 @@ mod tests {
         }
         let len = nested(format::MAX_NEST + 1, &[op::PUSH_BOOL, 1], &mut program);
         assert_eq!(load(&program[..len]), Err(REFUSED_PROGRAM));
+    }
+
+    /// Inside a body, a quantifier ranges over the current element or a field of it, never over
+    /// an argument: nested over one argument, a call's work would grow as a power of its length.
+    #[test]
+    fn a_nested_quantifier_ranges_over_the_element_only() {
+        let around = |inner: &[u8]| {
+            let mut program = [0u8; 64];
+            let mut len = 0;
+            for part in [
+                &[op::ARG, 0, op::ANY][..],
+                &(inner.len() as u16).to_le_bytes(),
+                inner,
+                &[op::END],
+            ] {
+                program[len..len + part.len()].copy_from_slice(part);
+                len += part.len();
+            }
+            (program, len)
+        };
+        for (inner, loads) in [
+            (&[op::VAR, op::ANY, 2, 0, op::PUSH_BOOL, 1][..], true),
+            (
+                &[op::VAR, op::FIELD, 0, op::ANY, 2, 0, op::PUSH_BOOL, 1][..],
+                true,
+            ),
+            (&[op::ARG, 0, op::ANY, 2, 0, op::PUSH_BOOL, 1][..], false),
+            (
+                &[
+                    op::VAR,
+                    op::LEN,
+                    op::NOT,
+                    op::ANY,
+                    2,
+                    0,
+                    op::PUSH_BOOL,
+                    1,
+                    op::AND,
+                ][..],
+                false,
+            ),
+        ] {
+            let (program, len) = around(inner);
+            let expected = if loads { Ok(()) } else { Err(REFUSED_PROGRAM) };
+            assert_eq!(load(&program[..len]), expected, "{inner:?}");
+        }
     }
 
     #[test]

@@ -534,17 +534,22 @@ fn the_loader_refuses_malformed_bodies() {
     };
     // Well formed first, so each refusal below is about its one fault.
     Table::parse(&with_permit(schema(), body(&[op::PUSH_BOOL, 1])).build()).unwrap();
-    // Quantifiers nested up to `MAX_NEST` deep load (each over `paths` here: the loader checks
-    // code, and a list value's type only shows when it runs); one deeper does not.
+    // Quantifiers nested up to `MAX_NEST` deep load (each inner one over the element around it:
+    // the loader checks code, and a list value's type only shows when it runs); one deeper does
+    // not, nor one over an argument inside a body.
     let nested = |depth: usize, inner: &[u8]| {
         let mut code = inner.to_vec();
         for _ in 1..depth {
-            let mut around = Vec::new();
-            quantifier(&mut around, op::ANY, PATHS, &code);
+            let mut around = vec![op::VAR, op::ANY];
+            around.extend_from_slice(&(code.len() as u16).to_le_bytes());
+            around.extend_from_slice(&code);
             code = around;
         }
         body(&code)
     };
+    let mut over_an_argument = Vec::new();
+    quantifier(&mut over_an_argument, op::ANY, PATHS, &[op::PUSH_BOOL, 1]);
+    bad_program(schema(), body(&over_an_argument));
     Table::parse(&with_permit(schema(), nested(format::MAX_NEST, &[op::PUSH_BOOL, 1])).build())
         .unwrap();
     bad_program(schema(), nested(format::MAX_NEST + 1, &[op::PUSH_BOOL, 1]));

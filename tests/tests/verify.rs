@@ -296,6 +296,27 @@ fn a_backslash_before_u_braces_survives_the_solver() {
     );
 }
 
+#[test]
+fn a_length_in_a_set_of_numbers_is_reached() {
+    let report = check_fixture("length-in-a-set.toll", &["TG1006"], &[]);
+    let violated = &report.findings[0].witnesses[0].request.args["a"];
+    assert!(
+        matches!(violated, tollgate_compiler::model::Value::List(items) if items.len() == 5 || items.len() == 7),
+        "{violated:?}"
+    );
+}
+
+#[test]
+fn a_depth_compared_inside_a_body_is_reached() {
+    let report = check_fixture("depth-in-a-body.toll", &["TG1006"], &[]);
+    let violated = report
+        .findings
+        .iter()
+        .find(|f| f.diagnostic.code == Code::AssertionViolated)
+        .unwrap();
+    assert!(violated.witnesses[0].request.via.len() >= 9);
+}
+
 /// Every policy the verifier tests read: the examples and the regression fixtures.
 fn every_policy() -> Vec<std::path::PathBuf> {
     let mut all = all_policy_dirs();

@@ -154,6 +154,22 @@ impl ListAtoms {
                 inner.push(key);
                 self.count(body, &inner);
             }
+            // `len(L) in [a, b]` is `len(L) == a or len(L) == b`.
+            ConditionKind::In {
+                lhs: Term::Len(list),
+                set,
+            } => {
+                if let Some(key) = list.key(keys) {
+                    let entry = self.by_name.entry(key).or_default();
+                    for value in set {
+                        if let Value::Int(c) = value {
+                            entry.1 = entry
+                                .1
+                                .max(u64::try_from(*c).unwrap_or(0).saturating_add(1));
+                        }
+                    }
+                }
+            }
             ConditionKind::Compare { lhs, rhs, .. } => {
                 for (side, other) in [(lhs, rhs), (rhs, lhs)] {
                     if let (Term::Len(list), Term::Const(Value::Int(c))) = (side, other) {
@@ -1579,6 +1595,9 @@ pub fn depth_horizon(policy: &Policy) -> (u64, bool) {
                 walk(policy, b, out);
             }
             ConditionKind::Not(inner) => walk(policy, inner, out),
+            // A depth compared inside a body counts too (with an element, it is compared with
+            // anything: `largest_value` cannot bound an element).
+            ConditionKind::Quantified { body, .. } => walk(policy, body, out),
             ConditionKind::Compare { lhs, rhs, .. } if is_depth(lhs) || is_depth(rhs) => {
                 for term in [lhs, rhs] {
                     // A depth compared with a term this cannot bound is compared with anything.
