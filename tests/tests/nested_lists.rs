@@ -149,17 +149,26 @@ fn calls() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
-#[test]
-fn the_host_decides_nested_lists_as_the_evaluator_does() {
-    let policy = fixture();
+/// `policy`'s table, signed by the compiler key of [`gate_for`].
+fn compiled(policy: &Policy) -> Vec<u8> {
+    codegen::compile(policy, &SigningKey::from_bytes(&[1; 32]))
+        .unwrap()
+        .bytes
+}
+
+/// A host gate over the table `bytes` (from [`compiled`]) at `NOW`, and a credential of `agent`
+/// for it, in base64 as a request line carries it.
+fn gate_for<'t>(
+    bytes: &'t [u8],
+    agent: &str,
+) -> (Gate<'t, FixedClock, MemoryStore, MemoryAudit>, String) {
     let compiler = SigningKey::from_bytes(&[1; 32]);
     let issuer = SigningKey::from_bytes(&[2; 32]);
-    let bytes = codegen::compile(&policy, &compiler).unwrap().bytes;
-    let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+    let table = Table::load(bytes, &compiler.verifying_key()).unwrap();
     let credential = issue(
         &table,
         &Claims {
-            agent: "curator",
+            agent,
             via: &[],
             env: None,
             audience: None,
@@ -172,7 +181,6 @@ fn the_host_decides_nested_lists_as_the_evaluator_does() {
         &|_| false,
     )
     .unwrap();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&credential);
     let (gate, _) = Gate::start(
         table,
         issuer.verifying_key(),
@@ -184,6 +192,17 @@ fn the_host_decides_nested_lists_as_the_evaluator_does() {
         &GateOptions::default(),
     )
     .unwrap();
+    (
+        gate,
+        base64::engine::general_purpose::STANDARD.encode(&credential),
+    )
+}
+
+#[test]
+fn the_host_decides_nested_lists_as_the_evaluator_does() {
+    let policy = fixture();
+    let bytes = compiled(&policy);
+    let (gate, encoded) = gate_for(&bytes, "curator");
     let mut verdicts = (0, 0);
     for (tool, args) in calls() {
         let line = json!({"credential": encoded, "tool": tool, "args": args});
@@ -223,38 +242,8 @@ permit agent mover to call fs.copy
     when all b in args.batches { all c in b { c.from under "in" and c.to under "out" } };
 "#;
     let policy = tollgate_compiler::load(&SourceSet::single("copy.toll", text)).unwrap();
-    let compiler = SigningKey::from_bytes(&[1; 32]);
-    let issuer = SigningKey::from_bytes(&[2; 32]);
-    let bytes = codegen::compile(&policy, &compiler).unwrap().bytes;
-    let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
-    let credential = issue(
-        &table,
-        &Claims {
-            agent: "mover",
-            via: &[],
-            env: None,
-            audience: None,
-            scope: &[],
-            issued_at: NOW,
-            ttl: 600,
-            id: [8; 16],
-        },
-        &issuer,
-        &|_| false,
-    )
-    .unwrap();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&credential);
-    let (gate, _) = Gate::start(
-        table,
-        issuer.verifying_key(),
-        SigningKey::from_bytes(&[3; 32]),
-        FixedClock::new(NOW),
-        MemoryStore::default(),
-        MemoryAudit::default(),
-        &[],
-        &GateOptions::default(),
-    )
-    .unwrap();
+    let bytes = compiled(&policy);
+    let (gate, encoded) = gate_for(&bytes, "mover");
     let args = json!({"batches": [[{"from": "in/./a", "to": "out//a"}], [{"from": "in/b", "to": "out/b"}]]});
     let line = json!({"credential": encoded, "tool": "fs.copy", "args": args});
     let decision = gate.decide_line(line.to_string().as_bytes());
