@@ -332,12 +332,31 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
     /// before returning any decision (group commit: one write per batch instead of per
     /// decision). When the write fails, every decision of the batch is `audit_unavailable`.
     pub fn decide_batch(&self, requests: &[RequestLine]) -> Vec<DecisionLine> {
+        self.decide_read(requests.iter().map(|request| (request, None)))
+    }
+
+    /// [`Gate::decide_batch`] for requests whose argument digests the reader computed
+    /// ([`args_digest`]): `digests` holds one per request, in order.
+    pub(crate) fn decide_digested(
+        &self,
+        requests: &[RequestLine],
+        digests: &[audit::Hash],
+    ) -> Vec<DecisionLine> {
+        if digests.len() != requests.len() {
+            return self.decide_batch(requests);
+        }
+        self.decide_read(requests.iter().zip(digests.iter().map(Some)))
+    }
+
+    fn decide_read<'r>(
+        &self,
+        requests: impl ExactSizeIterator<Item = (&'r RequestLine, Option<&'r audit::Hash>)>,
+    ) -> Vec<DecisionLine> {
         let now = self.clock.now();
         let mut inner = self.lock();
         let inner = &mut *inner;
         let mut lines: Vec<DecisionLine> = requests
-            .iter()
-            .map(|request| self.decide_one(inner, request, now))
+            .map(|(request, digest)| self.decide_one(inner, request, now, digest))
             .collect();
         if self.commit(inner).is_err() {
             for line in &mut lines {
@@ -353,43 +372,22 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
 
     /// Decides one request: its arguments in the runtime's form (paths in normal form), then
     /// [`Gate::decide_args`] with them.
-    fn decide_one(&self, inner: &mut Inner<S, A>, request: &RequestLine, now: u64) -> DecisionLine {
+    /// `digest`, when the reader computed it, is [`args_digest`] of the request as sent: the
+    /// record takes it unless normalization changed an argument.
+    fn decide_one(
+        &self,
+        inner: &mut Inner<S, A>,
+        request: &RequestLine,
+        now: u64,
+        digest: Option<&audit::Hash>,
+    ) -> DecisionLine {
         // Path arguments are decided, and forwarded, in normal form (one that climbs above its
         // root has none: it reaches the gate as sent, which refuses it).
         let normalized = self.normalize_paths(request);
-        let decided = |arg| decided_arg(arg, &normalized);
-        // Lists and objects, at any depth: their elements and fields built bottom-up before the
-        // arguments borrow them.
-        let nested = request
-            .args
-            .iter()
-            .any(|(_, a)| matches!(a, Arg::List(_) | Arg::Object(_)));
-        if nested {
-            let args = request
-                .args
-                .iter()
-                .map(|arg| (arg.0.as_str(), decided(arg)));
-            return protocol::with_arg_values(args, |args| {
-                self.decide_args(inner, request, now, args, &normalized)
-            });
-        }
-        // Scalars only: the arguments on the stack for any call the gate can allow.
-        let mut on_stack = [("", ArgValue::Bool(false)); ARGS_ON_STACK];
-        let mut spilled: Vec<(&str, ArgValue<'_>)>;
-        let args: &mut [(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
-            for (slot, arg) in on_stack.iter_mut().zip(&request.args) {
-                *slot = (arg.0.as_str(), decided(arg).as_value());
-            }
-            on_stack.get_mut(..request.args.len()).unwrap_or(&mut [])
-        } else {
-            spilled = request
-                .args
-                .iter()
-                .map(|arg| (arg.0.as_str(), decided(arg).as_value()))
-                .collect();
-            &mut spilled
-        };
-        self.decide_args(inner, request, now, args, &normalized)
+        let digest = digest.filter(|_| normalized.is_empty());
+        with_decided_args(request, &normalized, |args| {
+            self.decide_args(inner, request, now, args, &normalized, digest)
+        })
     }
 
     /// Decides a request whose arguments `args` are in the runtime's form (each as decided:
@@ -401,6 +399,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         now: u64,
         args: &mut [(&str, ArgValue<'_>)],
         normalized: &[(String, Arg)],
+        digest: Option<&audit::Hash>,
     ) -> DecisionLine {
         let host = Host {
             env: self.env.as_deref(),
@@ -444,6 +443,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         // gate's decision does not depend on the order).
         args.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let args: &[(&str, ArgValue<'_>)] = args;
+        let digest = digest.copied().unwrap_or_else(|| audit::args_digest(args));
         let decision = match (&request.refused, admitted) {
             // A line the agent had no right to send: denied, and counted against an admitted agent.
             (Some((reason, _)), Ok(session)) => {
@@ -521,7 +521,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             env: host.env,
             time,
         };
-        let seq = Some(self.stage(inner, &call, &decision, &subject));
+        let seq = Some(self.stage(inner, &call, &decision, &subject, &digest));
         if decision.revoked_agent {
             let reason = decision.reason.map_or("", |r| r.as_str());
             if inner.store.record_revocation(agent, time, reason).is_err() {
@@ -606,12 +606,13 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         call: &Call<'_>,
         decision: &Decision,
         subject: &Subject,
+        digest: &audit::Hash,
     ) -> u64 {
         let policy_hash = self.table.policy_hash();
         let seq = inner.log.size();
         let revocation = decision.revoked_agent.then_some(audit::KIND_REVOCATION);
         for kind in std::iter::once(audit::KIND_DECISION).chain(revocation) {
-            let record = audit::subject_record(call, decision, policy_hash, kind, subject);
+            let record = audit::digested_record(call, decision, policy_hash, kind, subject, digest);
             let sealed = inner.log.append(record);
             inner.pending.push(audit_log::RECORD_TAG);
             inner.pending.extend_from_slice(&sealed);
@@ -863,6 +864,57 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         let mut inner = self.lock();
         State::new(&self.table, &mut inner.slots).is_ok_and(|state| state.is_revoked(index as u16))
     }
+}
+
+/// Runs `then` with the request's arguments in the runtime's form, each as decided
+/// (`normalized`'s value where it has one, see [`decided_arg`]), in the order sent.
+fn with_decided_args<R>(
+    request: &RequestLine,
+    normalized: &[(String, Arg)],
+    then: impl FnOnce(&mut [(&str, ArgValue<'_>)]) -> R,
+) -> R {
+    let decided = |arg| decided_arg(arg, normalized);
+    // Lists and objects, at any depth: their elements and fields built bottom-up before the
+    // arguments borrow them.
+    let nested = request
+        .args
+        .iter()
+        .any(|(_, a)| matches!(a, Arg::List(_) | Arg::Object(_)));
+    if nested {
+        let args = request
+            .args
+            .iter()
+            .map(|arg| (arg.0.as_str(), decided(arg)));
+        return protocol::with_arg_values(args, then);
+    }
+    // Scalars only: the arguments on the stack for any call the gate can allow.
+    let mut on_stack = [("", ArgValue::Bool(false)); ARGS_ON_STACK];
+    let mut spilled: Vec<(&str, ArgValue<'_>)>;
+    let args: &mut [(&str, ArgValue<'_>)] = if request.args.len() <= ARGS_ON_STACK {
+        for (slot, arg) in on_stack.iter_mut().zip(&request.args) {
+            *slot = (arg.0.as_str(), decided(arg).as_value());
+        }
+        on_stack.get_mut(..request.args.len()).unwrap_or(&mut [])
+    } else {
+        spilled = request
+            .args
+            .iter()
+            .map(|arg| (arg.0.as_str(), decided(arg).as_value()))
+            .collect();
+        &mut spilled
+    };
+    then(args)
+}
+
+/// The digest an audit record holds for the request's arguments as sent
+/// ([`audit::args_digest`], in name order). A reader thread computes it while the gate decides
+/// earlier lines; the gate uses it for a request whose arguments it decides as sent, and hashes
+/// again one whose paths it normalized.
+pub(crate) fn args_digest(request: &RequestLine) -> audit::Hash {
+    with_decided_args(request, &[], |args| {
+        args.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        audit::args_digest(args)
+    })
 }
 
 /// An argument as the gate decides it: the value normalized for it (a path argument, or a list

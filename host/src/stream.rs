@@ -1,8 +1,8 @@
 //! Serving a stream of request lines: what `tollgate gate` does between its standard input and
 //! its standard output.
 //!
-//! A reader thread splits the input into lines and reads each into a [`RequestLine`]; the calling
-//! thread decides them with [`Gate::decide_batch`] (every record appended before any decision is
+//! A reader thread splits the input into lines and reads each into a [`RequestLine`], with the
+//! digest of its arguments that its audit record holds; the calling thread decides them with [`Gate::decide_batch`] (every record appended before any decision is
 //! returned) and writes one decision line per request, flushing after each batch. The two run at
 //! once, so reading the next lines costs the gate no time, yet nothing is decided before it is
 //! read and nothing is answered before its record is in the log.
@@ -51,10 +51,10 @@ where
     R: Read + Send + 'static,
     W: Write,
 {
-    let (sender, batches) = mpsc::sync_channel::<std::io::Result<Vec<RequestLine>>>(1);
+    let (sender, batches) = mpsc::sync_channel::<std::io::Result<Batch>>(1);
     // Decided batches go back to the reader, which made them, to be freed there: memory freed
     // by the thread that did not allocate it costs the allocator more.
-    let (decided, to_free) = mpsc::channel::<Vec<RequestLine>>();
+    let (decided, to_free) = mpsc::channel::<Batch>();
     // The thread owns the input; should it fail to start, its closure (and the input) comes back.
     let input = std::sync::Arc::new(std::sync::Mutex::new(Some(input)));
     let shared = std::sync::Arc::clone(&input);
@@ -71,7 +71,7 @@ where
                     drop(old);
                 }
                 let batch = lines.next_batch(&mut input);
-                let done = !matches!(&batch, Ok(batch) if !batch.is_empty());
+                let done = !matches!(&batch, Ok(batch) if !batch.requests.is_empty());
                 if sender.send(batch).is_err() || done {
                     return;
                 }
@@ -94,8 +94,8 @@ where
 /// Decides and answers batches until an empty one (the end of input) or a failure.
 fn answer_all<C, S, A, W>(
     gate: &Gate<'_, C, S, A>,
-    mut next: impl FnMut() -> Option<std::io::Result<Vec<RequestLine>>>,
-    done: impl Fn(Vec<RequestLine>),
+    mut next: impl FnMut() -> Option<std::io::Result<Batch>>,
+    done: impl Fn(Batch),
     output: &mut W,
 ) -> Ended
 where
@@ -108,11 +108,11 @@ where
         let batch = match next() {
             None => return Ended::Closed,
             Some(Err(error)) => return Ended::Input(error),
-            Some(Ok(batch)) if batch.is_empty() => return Ended::Closed,
+            Some(Ok(batch)) if batch.requests.is_empty() => return Ended::Closed,
             Some(Ok(batch)) => batch,
         };
-        // Every decision's record is in the log before `decide_batch` returns any of them.
-        let decisions = gate.decide_batch(&batch);
+        // Every decision's record is in the log before `decide_digested` returns any of them.
+        let decisions = gate.decide_digested(&batch.requests, &batch.digests);
         done(batch);
         let mut written = Ok(());
         for decision in &decisions {
@@ -129,6 +129,15 @@ where
     }
 }
 
+/// Request lines read together, each with its arguments' digest
+/// ([`crate::gate::args_digest`]): hashing them on the reader's thread takes that work off the
+/// thread that decides, audits and answers, which a stream of lines keeps busy.
+#[derive(Default)]
+struct Batch {
+    requests: Vec<RequestLine>,
+    digests: Vec<tollgate_runtime::audit::Hash>,
+}
+
 /// The input's lines, read in batches.
 #[derive(Default)]
 struct Lines {
@@ -139,16 +148,17 @@ struct Lines {
 impl Lines {
     /// The next batch: the next request line and every further one already waiting (empty at
     /// the end of input).
-    fn next_batch<R: Read>(
-        &mut self,
-        input: &mut BufReader<R>,
-    ) -> std::io::Result<Vec<RequestLine>> {
-        let mut batch = Vec::new();
+    fn next_batch<R: Read>(&mut self, input: &mut BufReader<R>) -> std::io::Result<Batch> {
+        let mut batch = Batch::default();
         let mut bytes = 0usize;
         while let Some(request) = self.next_line(input)? {
-            batch.push(request);
+            batch.digests.push(crate::gate::args_digest(&request));
+            batch.requests.push(request);
             bytes = bytes.saturating_add(self.line.len());
-            if batch.len() >= BATCH || bytes >= BATCH_BYTES || !input.buffer().contains(&b'\n') {
+            if batch.requests.len() >= BATCH
+                || bytes >= BATCH_BYTES
+                || !input.buffer().contains(&b'\n')
+            {
                 break;
             }
         }
@@ -214,10 +224,11 @@ mod tests {
         let mut sizes = Vec::new();
         loop {
             let batch = lines.next_batch(&mut input).unwrap_or_default();
-            if batch.is_empty() {
+            if batch.requests.is_empty() {
                 return sizes;
             }
-            sizes.push(batch.len());
+            assert_eq!(batch.digests.len(), batch.requests.len());
+            sizes.push(batch.requests.len());
         }
     }
 

@@ -356,6 +356,28 @@ pub fn subject_record(
     kind: u8,
     subject: &Subject,
 ) -> [u8; RECORD_SIZE] {
+    digested_record(
+        call,
+        decision,
+        policy_hash,
+        kind,
+        subject,
+        &args_digest(call.args),
+    )
+}
+
+/// [`subject_record`] with the call's argument digest already computed: `args` must be
+/// [`args_digest`]`(call.args)`. A host that reads requests on one thread and decides them on
+/// another computes the digest where it reads (the digest depends on the arguments alone), so
+/// the deciding thread does not hash them again.
+pub fn digested_record(
+    call: &Call<'_>,
+    decision: &Decision,
+    policy_hash: &Hash,
+    kind: u8,
+    subject: &Subject,
+    args: &Hash,
+) -> [u8; RECORD_SIZE] {
     let mut record = [0u8; RECORD_SIZE];
     let mut put = |at: usize, bytes: &[u8]| {
         if let Some(target) = record.get_mut(at..at + bytes.len()) {
@@ -382,7 +404,7 @@ pub fn subject_record(
     put(field::CREDENTIAL_ID, &subject.credential_id);
     put(field::CHAIN_LENGTH, &[call.via.len().min(255) as u8]);
     put(field::CHAIN, &chain_digest(call.via));
-    put(field::ARGS, &args_digest(call.args));
+    put(field::ARGS, args);
     let mut flags = if subject.unverified {
         flag::UNVERIFIED
     } else {

@@ -544,3 +544,87 @@ fn a_checkpoint_follows_every_n_records_one_at_a_time_and_once_per_batch() {
     // One batch of 120: one at its end, and the close's.
     assert_eq!(checkpoints("checkpoints-whole", 120), 2);
 }
+
+/// The stream's reader hashes each request's arguments while the gate decides earlier lines; the
+/// records must be those the gate writes when it hashes them itself, also for paths it decides
+/// in normal form (whose digest the reader, which has no table, computed as sent), arguments
+/// sent out of name order, lists of paths, and refused lines.
+#[test]
+fn a_stream_records_the_arguments_the_gate_decided() {
+    let bytes = table_bytes("examples/mcp-filesystem");
+    let writer = credential(&bytes, "writer", 600);
+    let lines = [
+        r#""tool":"fs.read_text_file","args":{"path":"docs/a.md"}"#,
+        r#""tool":"fs.read_text_file","args":{"path":"docs/x/../a.md"}"#,
+        r#""tool":"fs.read_text_file","args":{"tail":3,"path":"./docs//b.md"}"#,
+        r#""tool":"fs.read_multiple_files","args":{"paths":["docs/a.md","docs/./c.md"]}"#,
+        r#""tool":"fs.read_multiple_files","args":{"paths":["docs/a.md"]}"#,
+        r#""tool":"fs.move_file","args":{"source":"docs/a.md","destination":"docs/b.md"}"#,
+        r#""tool":"fs.read_text_file","args":{"path":"../etc/passwd"}"#,
+        r#""tool":"fs.read_text_file","args":{"path":"docs/a.md","path":"docs/b.md"}"#,
+        r#""tool":"fs.no_such_tool","args":{"path":"docs/a.md"}"#,
+    ]
+    .map(|rest| format!(r#"{{"credential":"{writer}",{rest}}}"#));
+    let records = |streamed: bool| {
+        let dir = temp(if streamed {
+            "digest-stream"
+        } else {
+            "digest-lines"
+        });
+        let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
+        let (audit, existing) = AuditFile::open(&dir.join("audit.log"), SyncPolicy::Batch).unwrap();
+        let (gate, _) = Gate::start(
+            table,
+            issuer().verifying_key(),
+            gate_key(),
+            FixedClock::new(NOW),
+            MemoryStore::default(),
+            audit,
+            &existing,
+            &GateOptions::default(),
+        )
+        .unwrap();
+        let normalized = if streamed {
+            let input: String = lines.iter().map(|line| line.clone() + "\n").collect();
+            let mut output = Vec::new();
+            let ended =
+                tollgate_host::stream::serve(&gate, std::io::Cursor::new(input), &mut output);
+            assert!(matches!(ended, tollgate_host::stream::Ended::Closed));
+            String::from_utf8(output)
+                .unwrap()
+                .lines()
+                .filter(|line| line.contains("\"normalized\""))
+                .count()
+        } else {
+            lines
+                .iter()
+                .filter(|line| !gate.decide_line(line.as_bytes()).normalized.is_empty())
+                .count()
+        };
+        gate.close().unwrap();
+        let log = std::fs::read(dir.join("audit.log")).unwrap();
+        let records: Vec<[u8; tollgate_runtime::audit::RECORD_SIZE]> = audit_log::parse(&log)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, entry)| match entry {
+                audit_log::Entry::Record(record) => Some(*record),
+                _ => None,
+            })
+            .collect();
+        (normalized, records)
+    };
+    let (streamed_normalized, streamed) = records(true);
+    let (decided_normalized, decided) = records(false);
+    assert_eq!(
+        streamed_normalized, 3,
+        "three lines have paths the gate normalizes"
+    );
+    assert_eq!(decided_normalized, 3);
+    assert_eq!(streamed.len(), lines.len());
+    for (i, (a, b)) in streamed.iter().zip(&decided).enumerate() {
+        assert!(
+            a == b,
+            "line {i}: the stream recorded another record than the gate"
+        );
+    }
+}
