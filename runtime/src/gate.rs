@@ -673,16 +673,20 @@ fn decide_known(
     }
 
     let bucket = dispatch(table, agent, tool);
-    // (4) Depth limits.
+    let limits = limit_refs(table, bucket);
+    // (4) Depth limits: a call without a chain (depth 0) exceeds none, so only a chained call
+    // reads them here.
     let depth = call.chain.len() as u64;
-    for limit in limits_of(table, bucket) {
-        let Some((kind, value, _)) = limit_record(table, limit) else {
-            return Decision::deny(Reason::Malformed);
-        };
-        if kind == format::limit::DEPTH && depth > value as u64 {
-            let mut decision = Decision::deny(Reason::DelegationDepth);
-            decision.limit = Some(limit);
-            return decision;
+    if depth > 0 {
+        for (limit, record) in bucket_limits(table, limits) {
+            let Some((kind, value, _)) = record else {
+                return Decision::deny(Reason::Malformed);
+            };
+            if kind == format::limit::DEPTH && depth > value as u64 {
+                let mut decision = Decision::deny(Reason::DelegationDepth);
+                decision.limit = Some(limit);
+                return decision;
+            }
         }
     }
 
@@ -731,16 +735,11 @@ fn decide_known(
 
     // (6) Limits, in order. Sums are exact: a total past `i64::MAX` exceeds every limit.
     let cost = tool_cost(table, tool, &args);
-    // Only repeat guards need the call's digest; most buckets have none, so compute it lazily.
-    let has_repeat = limits_of(table, bucket)
-        .any(|l| limit_record(table, l).is_some_and(|(kind, _, _)| kind == format::limit::REPEAT));
-    let digest = if has_repeat {
-        call_digest(table, tool, &args)
-    } else {
-        NO_DIGEST
-    };
-    for limit in limits_of(table, bucket) {
-        let Some((kind, value, window)) = limit_record(table, limit) else {
+    // Only repeat guards need the call's digest; most buckets have none, so it is computed at
+    // the first one.
+    let mut digest = None;
+    for (limit, record) in bucket_limits(table, limits) {
+        let Some((kind, value, window)) = record else {
             return Decision::deny(Reason::Malformed);
         };
         let Some((slot_kind, amount, reason)) = counter(kind, cost) else {
@@ -748,8 +747,9 @@ fn decide_known(
         };
         let window = window_index(now, window);
         let used = if slot_kind == SlotKind::Repeat {
-            match state.repeat_slot(table, limit, agent, &digest, now) {
-                Some(index) => state.repeat_read(index, limit, &digest, window),
+            let digest = digest.get_or_insert_with(|| call_digest(table, tool, &args));
+            match state.repeat_slot(table, limit, agent, digest, now) {
+                Some(index) => state.repeat_read(index, limit, digest, window),
                 // The agent's repeat room is full of live entries: deny this agent alone.
                 None => return Decision::deny(Reason::StateFull),
             }
@@ -770,8 +770,8 @@ fn decide_known(
     }
 
     // (7) Allow, and charge every limit that applies.
-    for limit in limits_of(table, bucket) {
-        let Some((kind, _, window)) = limit_record(table, limit) else {
+    for (limit, record) in bucket_limits(table, limits) {
+        let Some((kind, _, window)) = record else {
             continue;
         };
         // (A cost past i64::MAX was denied in (6) by every budget; nothing else charges it.)
@@ -780,6 +780,8 @@ fn decide_known(
         };
         let window = window_index(now, window);
         if slot_kind == SlotKind::Repeat {
+            // (Computed in (6), which met this limit.)
+            let digest = *digest.get_or_insert_with(|| call_digest(table, tool, &args));
             let Some(index) = state.repeat_slot(table, limit, agent, &digest, now) else {
                 // Fail closed: a limit that cannot be counted is not enforced by allowing.
                 return Decision::deny(Reason::StateFull);
@@ -896,9 +898,21 @@ fn dispatch(table: &Table<'_>, agent: u16, tool: usize) -> Option<usize> {
     table.bucket_index(usize::from(agent), tool)
 }
 
-/// The limit ids of a bucket, in order.
-fn limits_of<'t>(table: &'t Table<'_>, bucket: Option<usize>) -> impl Iterator<Item = u16> + 't {
-    let (start, count) = bucket
+/// A bucket's limits, in order, from its refs (see [`limit_refs`]): each one's id and record
+/// (kind, value, window; `None` when the table cannot say, which the loader refuses).
+fn bucket_limits<'t>(
+    table: &'t Table<'_>,
+    (start, count): (usize, usize),
+) -> impl Iterator<Item = (u16, Option<(u8, i64, u64)>)> + 't {
+    (start..start.saturating_add(count)).filter_map(move |index| {
+        let limit = table.u16_item(section::LIMIT_REFS, index)?;
+        Some((limit, limit_record(table, limit)))
+    })
+}
+
+/// Where a bucket's limit refs start in LIMIT_REFS, and how many it has.
+fn limit_refs(table: &Table<'_>, bucket: Option<usize>) -> (usize, usize) {
+    bucket
         .and_then(|b| table.record(section::BUCKETS, b))
         .map_or((0, 0), |at| {
             (
@@ -913,9 +927,7 @@ fn limits_of<'t>(table: &'t Table<'_>, bucket: Option<usize>) -> impl Iterator<I
                         .unwrap_or(0),
                 ),
             )
-        });
-    (start..start.saturating_add(count))
-        .filter_map(move |index| table.u16_item(section::LIMIT_REFS, index))
+        })
 }
 
 fn limit_record(table: &Table<'_>, limit: u16) -> Option<(u8, i64, u64)> {
