@@ -1621,9 +1621,50 @@ fn exec<'a>(
                 Value::Bool(apply(binary, lhs, rhs)?)
             }
         };
+        // A value followed by a constant and a comparison (`args.amount > 50000`, the commonest
+        // shape of a condition) is compared at once: what pushing both and comparing them
+        // computes, in one step instead of three.
+        let pushed = match fused(table, at, body) {
+            Some((code, constant, next)) => {
+                at = next;
+                Value::Bool(apply(code, pushed, constant)?)
+            }
+            None => pushed,
+        };
         *stack.get_mut(depth)? = pushed;
         depth += 1;
     }
+}
+
+/// A constant and a comparison at `at` (`PUSH_INT`, `PUSH_BOOL`, `PUSH_STR` or `PUSH_SYM`, then
+/// one of `EQ` to `CONTAINS`), both inside the running body if any: the comparison's code, the
+/// constant, and where the next op starts.
+fn fused<'a>(
+    table: &Table<'a>,
+    at: usize,
+    body: Option<&Body<'a, '_>>,
+) -> Option<(u8, Value<'a>, usize)> {
+    let bytes = table.bytes;
+    let operand = at.checked_add(1)?;
+    let (constant, next) = match bytes.u8(at)? {
+        op::PUSH_INT => (Value::Int(bytes.i64(operand)?), operand.checked_add(8)?),
+        op::PUSH_SYM => (Value::Sym(bytes.u16(operand)?), operand.checked_add(2)?),
+        op::PUSH_STR => (
+            Value::Str(table.string(bytes.u32(operand)?, bytes.u32(operand.checked_add(4)?)?)?),
+            operand.checked_add(8)?,
+        ),
+        op::PUSH_BOOL => (
+            Value::Bool(bytes.u8(operand)? == 1),
+            operand.checked_add(1)?,
+        ),
+        _ => return None,
+    };
+    let code = bytes.u8(next)?;
+    let end = next.checked_add(1)?;
+    if !(op::EQ..=op::CONTAINS).contains(&code) || body.is_some_and(|body| end > body.end) {
+        return None;
+    }
+    Some((code, constant, end))
 }
 
 /// Whether `needle` occurs in `haystack` (the empty string occurs in every string): windows are
@@ -1639,24 +1680,38 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn apply(code: u8, lhs: Value<'_>, rhs: Value<'_>) -> Option<bool> {
     use Value::*;
-    Some(match (code, lhs, rhs) {
-        (op::EQ, Int(a), Int(b)) => a == b,
-        (op::EQ, Bool(a), Bool(b)) => a == b,
-        (op::EQ, Str(a), Str(b)) => a == b,
-        (op::EQ, Sym(a), Sym(b)) => a == b,
-        (op::NE, Int(a), Int(b)) => a != b,
-        (op::NE, Bool(a), Bool(b)) => a != b,
-        (op::NE, Str(a), Str(b)) => a != b,
-        (op::NE, Sym(a), Sym(b)) => a != b,
-        (op::LT, Int(a), Int(b)) => a < b,
-        (op::LE, Int(a), Int(b)) => a <= b,
-        (op::GT, Int(a), Int(b)) => a > b,
-        (op::GE, Int(a), Int(b)) => a >= b,
-        (op::STARTS_WITH, Str(a), Str(b)) => a.starts_with(b),
-        (op::ENDS_WITH, Str(a), Str(b)) => a.ends_with(b),
-        (op::CONTAINS, Str(a), Str(b)) => contains(a, b),
-        (op::AND, Bool(a), Bool(b)) => a && b,
-        (op::OR, Bool(a), Bool(b)) => a || b,
+    // By the operands' types first, then the operator: one test of each instead of a walk
+    // through every (operator, type, type) case.
+    Some(match (lhs, rhs) {
+        (Int(a), Int(b)) => match code {
+            op::EQ => a == b,
+            op::NE => a != b,
+            op::LT => a < b,
+            op::LE => a <= b,
+            op::GT => a > b,
+            op::GE => a >= b,
+            _ => return None,
+        },
+        (Bool(a), Bool(b)) => match code {
+            op::EQ => a == b,
+            op::NE => a != b,
+            op::AND => a && b,
+            op::OR => a || b,
+            _ => return None,
+        },
+        (Str(a), Str(b)) => match code {
+            op::EQ => a == b,
+            op::NE => a != b,
+            op::STARTS_WITH => a.starts_with(b),
+            op::ENDS_WITH => a.ends_with(b),
+            op::CONTAINS => contains(a, b),
+            _ => return None,
+        },
+        (Sym(a), Sym(b)) => match code {
+            op::EQ => a == b,
+            op::NE => a != b,
+            _ => return None,
+        },
         _ => return None,
     })
 }
@@ -1868,6 +1923,42 @@ mod tests {
         assert_eq!(exec_unchecked(&code[..len]), None);
         let len = bodies(3, &compare(0), &mut code);
         assert_eq!(exec_unchecked(&code[..len]), None);
+    }
+
+    /// A value, a constant and a comparison run as one step, but never across a body's end: a
+    /// body that ends with a value, followed outside it by a constant and a comparison, returns
+    /// its value, and the comparison applies to the `ANY`'s result.
+    #[test]
+    fn a_fused_comparison_stays_inside_its_body() {
+        // `(any x in m { true }) == true`, then `== false`.
+        for (constant, expected) in [(1, Some(true)), (0, Some(false))] {
+            let code = [
+                op::ARG,
+                0,
+                op::ANY,
+                2,
+                0,
+                op::PUSH_BOOL,
+                1, // the body: `true`
+                op::PUSH_BOOL,
+                constant,
+                op::EQ,
+                op::END,
+            ];
+            assert_eq!(exec_unchecked(&code), expected, "{constant}");
+        }
+        // Inside the body, up to its last byte: `any x in m { x == 1 }`.
+        #[rustfmt::skip]
+        let code = [
+            op::ARG, 0, op::ANY, 11, 0,
+            op::VAR, op::PUSH_INT, 1, 0, 0, 0, 0, 0, 0, 0, op::EQ,
+            op::END,
+        ];
+        assert_eq!(exec_unchecked(&code), Some(true));
+        // A type mismatch fails closed, fused or not: `m == 1`, and `m` pushed on its own.
+        #[rustfmt::skip]
+        let code = [op::ARG, 0, op::PUSH_INT, 1, 0, 0, 0, 0, 0, 0, 0, op::EQ, op::END];
+        assert_eq!(exec_unchecked(&code), None);
     }
 
     /// The call's repeat digest under the [`nested_args`] table.
