@@ -26,7 +26,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tollgate_runtime::audit::{self, Log, Subject, MAX_NOTE};
-use tollgate_runtime::credential::{self, Host, Session, SessionCall};
+use tollgate_runtime::credential::{self, Host, Session};
 use tollgate_runtime::format;
 use tollgate_runtime::gate::{self, ArgValue, Call, Decision, Slot, State, Verdict};
 use tollgate_runtime::table::{ArgSchema, Table};
@@ -132,6 +132,8 @@ pub struct Gate<'t, C, S, A> {
     snapshot_every: u64,
     /// Whether the table declares any `path` argument (else nothing is ever normalized).
     has_paths: bool,
+    /// The table's names, shared by every decision line that reports them.
+    names: Names,
     inner: Mutex<Inner<S, A>>,
     /// Credentials whose signature and policy checked, by bytes, with their agent (bounded like
     /// the session cache): a gateway asks for each request's agent before deciding it.
@@ -262,6 +264,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         });
         let gate = Gate {
             has_paths,
+            names: Names::of(&table),
             origin: format!("tollgate/{}", hex::encode(&table.policy_hash()[..8])),
             table,
             clock,
@@ -405,6 +408,8 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             env: self.env.as_deref(),
             audience: self.audience.as_deref(),
         };
+        // Looked up once: to decide, and to report the tool by its shared name.
+        let tool = self.table.find_tool(request.tool.as_bytes());
         let Ok(mut state) = State::new(&self.table, &mut inner.slots) else {
             return refusal(request, Reason::Malformed);
         };
@@ -451,16 +456,9 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             }
             (Some((reason, _)), Err(_)) => denial(*reason),
             (None, Err(reason)) => denial(reason),
-            (None, Ok(session)) => credential::decide(
-                &self.table,
-                &mut state,
-                &session,
-                &SessionCall {
-                    tool: &request.tool,
-                    args,
-                },
-                now,
-            ),
+            (None, Ok(session)) => {
+                credential::decide_tool(&self.table, &mut state, &session, tool, args, now)
+            }
         };
         if let Ok(session) = admitted {
             if inner.last.as_ref().is_none_or(|(bytes, _)| {
@@ -488,6 +486,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         inner.snapshot_due |= overflowed;
         inner.latest = time;
         let session = admitted.ok();
+        let agent_name = session.and_then(|session| self.names.agent(session.agent_index()));
         let mut chain_names = [""; credential::MAX_CHAIN];
         let (agent, chain, subject) = match &session {
             Some(session) => (
@@ -530,9 +529,11 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         }
         DecisionLine {
             id: request.id.clone(),
-            agent: agent.to_owned(),
+            agent: agent_name.unwrap_or_else(|| Arc::from(agent)),
             agent_verified: session.is_some(),
-            tool: request.tool.clone(),
+            tool: tool
+                .and_then(|tool| self.names.tools.get(tool).cloned())
+                .unwrap_or_else(|| Arc::from(request.tool.as_str())),
             via: chain.iter().map(|s| (*s).to_owned()).collect(),
             allowed: decision.verdict == Verdict::Allow && !inner.failed,
             reason: if inner.failed && decision.verdict == Verdict::Allow {
@@ -543,8 +544,7 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
             rule: decision.rule,
             rule_label: decision
                 .rule
-                .and_then(|rule| self.table.rule_label(rule))
-                .map(str::to_owned),
+                .and_then(|rule| self.names.rules.get(usize::from(rule)).cloned().flatten()),
             revoked_agent: decision.revoked_agent,
             seq,
             detail: request.refused.as_ref().map(|(_, detail)| detail.clone()),
@@ -866,6 +866,47 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
     }
 }
 
+/// The table's agent and tool names and rule labels, each allocated once when the gate starts:
+/// a decision line reports them by sharing these, not by copying them (a stream of lines used to
+/// allocate and free three strings per decision on its busiest thread).
+struct Names {
+    agents: Vec<Arc<str>>,
+    tools: Vec<Arc<str>>,
+    /// By rule id: its label, if the table has one ([`Table::rule_label`]).
+    rules: Vec<Option<Arc<str>>>,
+}
+
+impl Names {
+    fn of(table: &Table<'_>) -> Names {
+        let text = |name: Option<&[u8]>| -> Arc<str> {
+            Arc::from(name.and_then(|n| std::str::from_utf8(n).ok()).unwrap_or(""))
+        };
+        Names {
+            agents: (0..table.agent_count())
+                .map(|agent| text(table.agent_name(agent)))
+                .collect(),
+            tools: (0..table.tool_count())
+                .map(|tool| text(table.tool_name(tool)))
+                .collect(),
+            rules: (0..table.rule_count())
+                .map(|rule| {
+                    let label = u16::try_from(rule).ok().and_then(|r| table.rule_label(r));
+                    label.map(Arc::from)
+                })
+                .collect(),
+        }
+    }
+
+    /// Agent `index`'s name, when the table has it as UTF-8 (else `None`: reported as the
+    /// runtime names it).
+    fn agent(&self, index: u16) -> Option<Arc<str>> {
+        self.agents
+            .get(usize::from(index))
+            .filter(|name| !name.is_empty())
+            .cloned()
+    }
+}
+
 /// Runs `then` with the request's arguments in the runtime's form, each as decided
 /// (`normalized`'s value where it has one, see [`decided_arg`]), in the order sent.
 fn with_decided_args<R>(
@@ -1028,9 +1069,9 @@ fn denial(reason: Reason) -> Decision {
 fn refusal(request: &RequestLine, reason: Reason) -> DecisionLine {
     DecisionLine {
         id: request.id.clone(),
-        agent: String::new(),
+        agent: Arc::from(""),
         agent_verified: false,
-        tool: request.tool.clone(),
+        tool: Arc::from(request.tool.as_str()),
         via: Vec::new(),
         allowed: false,
         reason: Some(reason),

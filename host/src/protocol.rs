@@ -802,16 +802,17 @@ fn read_request_slowly(bytes: &[u8]) -> RequestLine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionLine {
     pub id: Option<serde_json::Value>,
-    /// The acting agent; for a refused credential, the name it claims (unverified).
-    pub agent: String,
+    /// The acting agent; for a refused credential, the name it claims (unverified). Names are
+    /// shared (`Arc<str>`): a gate reports the table's names without copying them per decision.
+    pub agent: Arc<str>,
     pub agent_verified: bool,
-    pub tool: String,
+    pub tool: Arc<str>,
     pub via: Vec<String>,
     pub allowed: bool,
     pub reason: Option<Reason>,
     pub rule: Option<u16>,
     /// The rule's label in words (its source label, or `rule #N`).
-    pub rule_label: Option<String>,
+    pub rule_label: Option<Arc<str>>,
     pub revoked_agent: bool,
     /// The decision's audit record sequence number.
     pub seq: Option<u64>,
@@ -1386,14 +1387,14 @@ mod tests {
     fn a_decision_line_is_written_field_by_field_and_escaped() {
         let mut line = DecisionLine {
             id: Some(json!({"n": [1, "x"]})),
-            agent: "bot \"q\"\n".to_owned(),
+            agent: "bot \"q\"\n".into(),
             agent_verified: false,
-            tool: "crm.read".to_owned(),
+            tool: "crm.read".into(),
             via: vec!["lead".to_owned(), "a\\b".to_owned()],
             allowed: false,
             reason: Some(Reason::NotPermitted),
             rule: Some(7),
-            rule_label: Some("no \u{1} secrets".to_owned()),
+            rule_label: Some("no \u{1} secrets".into()),
             revoked_agent: true,
             seq: Some(42),
             detail: Some("é".to_owned()),
@@ -1408,9 +1409,9 @@ mod tests {
         );
         line = DecisionLine {
             id: None,
-            agent: String::new(),
+            agent: "".into(),
             agent_verified: false,
-            tool: String::new(),
+            tool: "".into(),
             via: Vec::new(),
             allowed: true,
             reason: None,

@@ -542,9 +542,22 @@ pub fn decide(
     call: &SessionCall<'_>,
     now: u64,
 ) -> Decision {
+    let tool_index = table.find(section::TOOLS, call.tool.as_bytes());
+    decide_tool(table, state, session, tool_index, call.args, now)
+}
+
+/// [`decide`] for a host that has looked the tool up already: `tool` is
+/// [`Table::find_tool`] of the name called (`None` for a tool the policy does not declare).
+pub fn decide_tool(
+    table: &Table<'_>,
+    state: &mut State<'_>,
+    session: &Session,
+    tool_index: Option<usize>,
+    args: &[(&str, ArgValue<'_>)],
+    now: u64,
+) -> Decision {
     let now = state.observe(now);
     let agent = session.agent;
-    let tool_index = table.find(section::TOOLS, call.tool.as_bytes());
     let early = if let Err(reason) = check_window(session, now) {
         Some(reason)
     } else if state.is_revoked(agent) {
@@ -564,7 +577,7 @@ pub fn decide(
         &Resolved {
             agent,
             tool_index,
-            args: call.args,
+            args,
             chain: session.chain(),
             env: session.env,
         },

@@ -380,6 +380,11 @@ impl<'a> Table<'a> {
         self.count(section::LIMITS)
     }
 
+    /// The rules (permits and forbids) the table labels: ids `0..rule_count()`.
+    pub fn rule_count(&self) -> usize {
+        self.count(section::RULES)
+    }
+
     pub fn response_count(&self) -> usize {
         self.count(section::RESPONSES)
     }
