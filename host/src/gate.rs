@@ -612,10 +612,11 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         let seq = inner.log.size();
         let revocation = decision.revoked_agent.then_some(audit::KIND_REVOCATION);
         for kind in std::iter::once(audit::KIND_DECISION).chain(revocation) {
-            let record = audit::digested_record(call, decision, policy_hash, kind, subject, digest);
-            let sealed = inner.log.append(record);
+            let mut record =
+                audit::digested_record(call, decision, policy_hash, kind, subject, digest);
+            inner.log.seal(&mut record);
             inner.pending.push(audit_log::RECORD_TAG);
-            inner.pending.extend_from_slice(&sealed);
+            inner.pending.extend_from_slice(&record);
             inner.since_checkpoint += 1;
         }
         inner.since_snapshot += 1;

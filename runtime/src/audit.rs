@@ -154,13 +154,20 @@ impl Log {
     /// Seals a record: sets its sequence number and previous-record hash, adds it to the tree, and
     /// returns its bytes.
     pub fn append(&mut self, mut record: [u8; RECORD_SIZE]) -> [u8; RECORD_SIZE] {
+        self.seal(&mut record);
+        record
+    }
+
+    /// [`Log::append`] in place: seals `record` where it is (a host staging records in a buffer
+    /// copies each once).
+    pub fn seal(&mut self, record: &mut [u8; RECORD_SIZE]) {
         if let Some(seq) = record.get_mut(field::SEQ..field::SEQ + 8) {
             seq.copy_from_slice(&self.size.to_le_bytes());
         }
         if let Some(previous) = record.get_mut(field::PREVIOUS..field::PREVIOUS + 32) {
             previous.copy_from_slice(&self.previous);
         }
-        let mut hash = leaf_hash(&record);
+        let mut hash = leaf_hash(record);
         self.previous = hash;
         let mut level = 0usize;
         while self.size >> level & 1 == 1 {
@@ -174,7 +181,6 @@ impl Log {
             *slot = hash;
         }
         self.size = self.size.saturating_add(1);
-        record
     }
 
     /// The RFC 6962 tree head (the hash of the empty string for an empty log).
