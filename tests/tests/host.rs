@@ -78,6 +78,28 @@ fn temp(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// A gate on `bytes`' table at `NOW`, with its state in memory and its records in `audit`
+/// (`existing`: the bytes that log already holds).
+fn start_on<'t, A: AuditStore>(
+    bytes: &'t [u8],
+    audit: A,
+    existing: &[u8],
+    options: &GateOptions,
+) -> Result<Gate<'t, FixedClock, MemoryStore, A>, tollgate_host::HostError> {
+    let table = Table::load(bytes, &compiler().verifying_key()).unwrap();
+    Gate::start(
+        table,
+        issuer().verifying_key(),
+        gate_key(),
+        FixedClock::new(NOW),
+        MemoryStore::default(),
+        audit,
+        existing,
+        options,
+    )
+    .map(|(gate, _)| gate)
+}
+
 /// Starts a gate on files in `dir`, runs `f`, and closes it unless `crash` (then the gate is
 /// dropped without a final checkpoint or snapshot, as a `kill -9` would leave it).
 fn with_gate<T>(
@@ -201,19 +223,8 @@ fn a_torn_tail_stops_the_start_until_recovered() {
     let intact = log.len();
     log.extend_from_slice(b"R\x02\x01");
     std::fs::write(&path, &log).unwrap();
-    let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
     let (audit, existing) = AuditFile::open(&path, SyncPolicy::Batch).unwrap();
-    let error = Gate::start(
-        table,
-        issuer().verifying_key(),
-        gate_key(),
-        FixedClock::new(NOW),
-        MemoryStore::default(),
-        audit,
-        &existing,
-        &options(),
-    )
-    .unwrap_err();
+    let error = start_on(&bytes, audit, &existing, &options()).unwrap_err();
     assert!(
         error
             .to_string()
@@ -251,18 +262,7 @@ impl AuditStore for Full {
 fn a_log_that_cannot_be_written_allows_nothing() {
     let bytes = table_bytes("examples/support-desk");
     let bot = credential(&bytes, "support_bot", 600);
-    let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
-    let (gate, _) = Gate::start(
-        table,
-        issuer().verifying_key(),
-        gate_key(),
-        FixedClock::new(NOW),
-        MemoryStore::default(),
-        Full,
-        &[],
-        &options(),
-    )
-    .unwrap();
+    let gate = start_on(&bytes, Full, &[], &options()).unwrap();
     for i in 0..3 {
         let decision = gate.decide_line(&refund(&bot, i));
         assert!(!decision.allowed);
@@ -315,18 +315,7 @@ fn a_stream_answers_every_line_in_order_once_its_record_is_in_the_log() {
 fn a_stream_whose_log_fails_answers_no_allow_and_stops() {
     let bytes = table_bytes("examples/support-desk");
     let bot = credential(&bytes, "support_bot", 600);
-    let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
-    let (gate, _) = Gate::start(
-        table,
-        issuer().verifying_key(),
-        gate_key(),
-        FixedClock::new(NOW),
-        MemoryStore::default(),
-        Full,
-        &[],
-        &options(),
-    )
-    .unwrap();
+    let gate = start_on(&bytes, Full, &[], &options()).unwrap();
     let input: String = (0..1_000).map(|i| read(&bot, i) + "\n").collect();
     let mut output = Vec::new();
     let ended = tollgate_host::stream::serve(&gate, std::io::Cursor::new(input), &mut output);
@@ -368,13 +357,8 @@ fn threads_sharing_one_gate_keep_limits_exact() {
     let (_, policy) = load_dir(&root().join("tests/fixtures/trust"));
     let bytes = codegen::compile(&policy, &compiler()).unwrap().bytes;
     let refunder = credential(&bytes, "refunder", 600);
-    let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
-    let (gate, _) = Gate::start(
-        table,
-        issuer().verifying_key(),
-        gate_key(),
-        FixedClock::new(NOW),
-        MemoryStore::default(),
+    let gate = start_on(
+        &bytes,
         Counting::default(),
         &[],
         &GateOptions {
@@ -415,13 +399,8 @@ fn threads_sharing_one_gate_keep_limits_exact() {
 #[test]
 fn forged_credentials_leave_no_trace_in_memory() {
     let bytes = table_bytes("examples/support-desk");
-    let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
-    let (gate, _) = Gate::start(
-        table,
-        issuer().verifying_key(),
-        gate_key(),
-        FixedClock::new(NOW),
-        MemoryStore::default(),
+    let gate = start_on(
+        &bytes,
         MemoryAudit::default(),
         &[],
         &GateOptions {
@@ -571,19 +550,8 @@ fn a_stream_records_the_arguments_the_gate_decided() {
         } else {
             "digest-lines"
         });
-        let table = Table::load(&bytes, &compiler().verifying_key()).unwrap();
         let (audit, existing) = AuditFile::open(&dir.join("audit.log"), SyncPolicy::Batch).unwrap();
-        let (gate, _) = Gate::start(
-            table,
-            issuer().verifying_key(),
-            gate_key(),
-            FixedClock::new(NOW),
-            MemoryStore::default(),
-            audit,
-            &existing,
-            &GateOptions::default(),
-        )
-        .unwrap();
+        let gate = start_on(&bytes, audit, &existing, &GateOptions::default()).unwrap();
         let normalized = if streamed {
             let input: String = lines.iter().map(|line| line.clone() + "\n").collect();
             let mut output = Vec::new();
