@@ -907,42 +907,14 @@ fn lists(settings: &Settings, key: &SigningKey) {
         .iter()
         .map(|&n| paths[..n].iter().map(|p| ArgValue::Str(p)).collect())
         .collect();
-    let args: Vec<[(&str, ArgValue<'_>); 1]> = items
-        .iter()
-        .map(|list| [("paths", ArgValue::List(list))])
-        .collect();
-    let calls: Vec<Call<'_>> = args
-        .iter()
-        .map(|args| Call {
-            agent: "reader",
-            tool: "fs.read_many",
-            args,
-            via: &[],
-            env: None,
-            time: TIME,
-        })
-        .collect();
-    let mut slots: Vec<Vec<Slot>> = calls.iter().map(|_| fresh_slots(&table)).collect();
-    let mut states: Vec<State<'_>> = slots
-        .iter_mut()
-        .map(|slots| State::new(&table, slots).unwrap())
-        .collect();
-    for (call, state) in calls.iter().zip(states.iter_mut()) {
-        assert_eq!(gate::decide(&table, state, call).verdict, Verdict::Allow);
-    }
     let names = ["gate, 1 path", "gate, 4 paths", "gate, 16 paths"];
-    let mut arms: Vec<Arm<'_>> = calls
-        .iter()
-        .zip(states.iter_mut())
-        .zip(names)
-        .map(|((call, state), name)| {
-            Arm::new(name, 1, move || {
-                black_box(gate::decide(&table, state, black_box(call)));
-            })
-        })
-        .collect();
-    run(&mut arms, settings);
-    let p50: Vec<f64> = arms.iter().map(|arm| arm.stats().p50).collect();
+    let p50 = list_calls_p50(
+        &table,
+        ("reader", "fs.read_many", "paths"),
+        &items,
+        &names,
+        settings,
+    );
     println!(
         "\nlists: `all p in args.paths {{ p starts_with \"/workspace/\" }}` over list[path][1..16]"
     );
@@ -1001,42 +973,14 @@ fn nested_lists(settings: &Settings, key: &SigningKey) {
         .iter()
         .map(|entities| entities.iter().map(|f| ArgValue::Object(f)).collect())
         .collect();
-    let args: Vec<[(&str, ArgValue<'_>); 1]> = elements
-        .iter()
-        .map(|list| [("entities", ArgValue::List(list))])
-        .collect();
-    let calls: Vec<Call<'_>> = args
-        .iter()
-        .map(|args| Call {
-            agent: "curator",
-            tool: "memory.create_entities",
-            args,
-            via: &[],
-            env: None,
-            time: TIME,
-        })
-        .collect();
-    let mut slots: Vec<Vec<Slot>> = calls.iter().map(|_| fresh_slots(&table)).collect();
-    let mut states: Vec<State<'_>> = slots
-        .iter_mut()
-        .map(|slots| State::new(&table, slots).unwrap())
-        .collect();
-    for (call, state) in calls.iter().zip(states.iter_mut()) {
-        assert_eq!(gate::decide(&table, state, call).verdict, Verdict::Allow);
-    }
     let names = ["1 × 1", "4 × 4", "16 × 1", "1 × 16"];
-    let mut arms: Vec<Arm<'_>> = calls
-        .iter()
-        .zip(states.iter_mut())
-        .zip(names)
-        .map(|((call, state), name)| {
-            Arm::new(name, 1, move || {
-                black_box(gate::decide(&table, state, black_box(call)));
-            })
-        })
-        .collect();
-    run(&mut arms, settings);
-    let p50: Vec<f64> = arms.iter().map(|arm| arm.stats().p50).collect();
+    let p50 = list_calls_p50(
+        &table,
+        ("curator", "memory.create_entities", "entities"),
+        &elements,
+        &names,
+        settings,
+    );
     println!(
         "\nnested lists: `all e in args.entities {{ all o in e.observations {{ not o contains \"password\" }} }}`, entities × observations each"
     );
@@ -1047,6 +991,52 @@ fn nested_lists(settings: &Settings, key: &SigningKey) {
         "  per observation: {} (the slope from 1 × 1 to 4 × 4)",
         time((p50[1] - p50[0]) / 15.0)
     );
+}
+
+/// Times `agent` calling `tool` with one list argument `arg` holding each of `lists` (every call
+/// allowed, each with a state of its own), the arms named `names`: their p50s, in order.
+fn list_calls_p50(
+    table: &Table<'_>,
+    (agent, tool, arg): (&str, &str, &str),
+    lists: &[Vec<ArgValue<'_>>],
+    names: &[&'static str],
+    settings: &Settings,
+) -> Vec<f64> {
+    let args: Vec<[(&str, ArgValue<'_>); 1]> = lists
+        .iter()
+        .map(|list| [(arg, ArgValue::List(list))])
+        .collect();
+    let calls: Vec<Call<'_>> = args
+        .iter()
+        .map(|args| Call {
+            agent,
+            tool,
+            args,
+            via: &[],
+            env: None,
+            time: TIME,
+        })
+        .collect();
+    let mut slots: Vec<Vec<Slot>> = calls.iter().map(|_| fresh_slots(table)).collect();
+    let mut states: Vec<State<'_>> = slots
+        .iter_mut()
+        .map(|slots| State::new(table, slots).unwrap())
+        .collect();
+    for (call, state) in calls.iter().zip(states.iter_mut()) {
+        assert_eq!(gate::decide(table, state, call).verdict, Verdict::Allow);
+    }
+    let mut arms: Vec<Arm<'_>> = calls
+        .iter()
+        .zip(states.iter_mut())
+        .zip(names)
+        .map(|((call, state), name)| {
+            Arm::new(name, 1, move || {
+                black_box(gate::decide(table, state, black_box(call)));
+            })
+        })
+        .collect();
+    run(&mut arms, settings);
+    arms.iter().map(|arm| arm.stats().p50).collect()
 }
 
 /// The table-size target's shape: 10,000 permits, one per (agent, tool) pair chosen at random,
