@@ -20,11 +20,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 
 /// The most request lines decided (and appended to the log) together.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 1024;
 /// A batch ends once this many bytes of input are in it (so waiting batches hold little memory).
 pub const BATCH_BYTES: usize = 1 << 20;
 /// The input buffer: a batch is what it holds, so it holds a full batch of typical lines.
-const BUFFER: usize = 1 << 18;
+const BUFFER: usize = 1 << 20;
 
 /// How a stream ended.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ where
     W: Write,
 {
     let (sender, batches) = mpsc::sync_channel::<std::io::Result<Batch>>(1);
-    // Decided batches go back to the reader, which made them, to be freed there: memory freed
+    // Decided batches go back to the reader, which made them, to be reused there: memory freed
     // by the thread that did not allocate it costs the allocator more.
     let (decided, to_free) = mpsc::channel::<Batch>();
     // The thread owns the input; should it fail to start, its closure (and the input) comes back.
@@ -68,7 +68,7 @@ where
             let mut lines = Lines::default();
             loop {
                 while let Ok(old) = to_free.try_recv() {
-                    drop(old);
+                    lines.spare = Some(old);
                 }
                 let batch = lines.next_batch(&mut input);
                 let done = !matches!(&batch, Ok(batch) if !batch.requests.is_empty());
@@ -143,21 +143,25 @@ struct Batch {
 struct Lines {
     line: Vec<u8>,
     reader: protocol::Reader,
+    /// A decided batch, back from the gate: the next batch reuses its memory.
+    spare: Option<Batch>,
 }
 
 impl Lines {
     /// The next batch: the next request line and every further one already waiting (empty at
     /// the end of input).
     fn next_batch<R: Read>(&mut self, input: &mut BufReader<R>) -> std::io::Result<Batch> {
-        let mut batch = Batch::default();
+        let mut batch = self.spare.take().unwrap_or_default();
+        batch.requests.clear();
+        batch.digests.clear();
         let mut bytes = 0usize;
-        while let Some(request) = self.next_line(input)? {
+        while let Some((request, len)) = self.next_line(input)? {
             batch.digests.push(crate::gate::args_digest(&request));
             batch.requests.push(request);
-            bytes = bytes.saturating_add(self.line.len());
+            bytes = bytes.saturating_add(len);
             if batch.requests.len() >= BATCH
                 || bytes >= BATCH_BYTES
-                || !input.buffer().contains(&b'\n')
+                || memchr::memchr(b'\n', input.buffer()).is_none()
             {
                 break;
             }
@@ -165,10 +169,33 @@ impl Lines {
         Ok(batch)
     }
 
-    /// Reads the next non-blank request line; `None` at the end of input. A line over
-    /// `MAX_LINE` bytes is read up to one byte past the limit (so it is refused as oversize) and
-    /// the rest of it skipped.
+    /// Reads the next non-blank request line, with the bytes it took; `None` at the end of
+    /// input. A line whole in the input's buffer is read where it is; one that runs past the
+    /// buffer's end is gathered first ([`Lines::gather_line`]).
     fn next_line<R: Read>(
+        &mut self,
+        input: &mut BufReader<R>,
+    ) -> std::io::Result<Option<(RequestLine, usize)>> {
+        loop {
+            let buffer = input.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(None);
+            }
+            let Some(end) = memchr::memchr(b'\n', buffer).filter(|&end| end <= MAX_LINE) else {
+                return Ok(self.gather_line(input)?.map(|read| (read, self.line.len())));
+            };
+            let read = buffer.get(..end).and_then(|line| self.read_line(line));
+            input.consume(end + 1);
+            if let Some(read) = read {
+                return Ok(Some((read, end + 1)));
+            }
+        }
+    }
+
+    /// [`Lines::next_line`] for a line not whole in the buffer: read into a line of its own, up
+    /// to one byte past `MAX_LINE` (so an oversize line is refused as such) with the rest of it
+    /// skipped.
+    fn gather_line<R: Read>(
         &mut self,
         input: &mut BufReader<R>,
     ) -> std::io::Result<Option<RequestLine>> {
@@ -184,13 +211,21 @@ impl Lines {
             if self.line.len() > MAX_LINE && self.line.last() != Some(&b'\n') {
                 skip_line(input)?;
             }
-            while matches!(self.line.last(), Some(b'\n' | b'\r')) {
-                self.line.pop();
-            }
-            if !self.line.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Some(self.reader.read(&self.line)));
+            let line = std::mem::take(&mut self.line);
+            let read = self.read_line(&line);
+            self.line = line;
+            if read.is_some() {
+                return Ok(read);
             }
         }
+    }
+
+    /// The request a line (without its newline) holds; `None` for a blank line.
+    fn read_line(&mut self, mut line: &[u8]) -> Option<RequestLine> {
+        while let [rest @ .., b'\n' | b'\r'] = line {
+            line = rest;
+        }
+        (!line.iter().all(u8::is_ascii_whitespace)).then(|| self.reader.read(line))
     }
 }
 
@@ -217,6 +252,7 @@ fn skip_line(input: &mut impl BufRead) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tollgate_runtime::Reason;
 
     fn batches(text: &'static [u8], capacity: usize) -> Vec<usize> {
         let mut input = std::io::BufReader::with_capacity(capacity, text);
@@ -243,13 +279,77 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_ends_once_it_holds_batch_bytes_of_input() {
+        // Twenty lines of 100,000 bytes, all in the buffer at once: a batch takes lines until it
+        // holds `BATCH_BYTES` (1 MiB), so the first holds 11 and the second the other 9.
+        let mut line = b"{\"tool\":\"t\"}".to_vec();
+        line.resize(100_000 - 1, b' ');
+        line.push(b'\n');
+        let text: Vec<u8> = line.repeat(20);
+        let text: &'static [u8] = Vec::leak(text);
+        assert_eq!(batches(text, 4 << 20), vec![11, 9]);
+    }
+
+    /// Every line as read, whatever the buffer: lines found whole in it are read in place,
+    /// lines across its end are gathered, and both read alike.
+    fn tools(text: &[u8], capacity: usize) -> Vec<(String, Option<Reason>)> {
+        let mut input = std::io::BufReader::with_capacity(capacity, text);
+        let mut lines = Lines::default();
+        let mut read = Vec::new();
+        while let Ok(Some((line, _))) = lines.next_line(&mut input) {
+            read.push((line.tool, line.refused.map(|(reason, _)| reason)));
+        }
+        read
+    }
+
+    #[test]
+    fn lines_read_in_place_and_lines_gathered_read_alike() {
+        let mut text = b"{\"tool\":\"a\"}\r\n\n \t\r\n{\"tool\":\"bb\"}\n\r\r\n".to_vec();
+        text.extend_from_slice(b"not json\n{\"tool\":\"c\",\"args\":{\"x\":\"\xff\"}}\n");
+        text.extend_from_slice(b"{\"tool\":\"last, without a newline\"}");
+        let expected = vec![
+            ("a".to_owned(), None),
+            ("bb".to_owned(), None),
+            (String::new(), Some(Reason::Malformed)),
+            (String::new(), Some(Reason::Malformed)),
+            ("last, without a newline".to_owned(), None),
+        ];
+        for capacity in (1..=text.len() + 1).chain([1 << 16]) {
+            assert_eq!(
+                tools(&text, capacity),
+                expected,
+                "buffer of {capacity} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_of_the_longest_length_is_read_and_one_byte_more_is_refused() {
+        for (extra, refused) in [(0, None), (1, Some(Reason::Malformed))] {
+            let mut line = b"{\"tool\":\"t\"}".to_vec();
+            line.resize(MAX_LINE + extra, b' ');
+            line.extend_from_slice(b"\n{\"tool\":\"next\"}\n");
+            // In place (the buffer holds the whole line) and gathered.
+            for capacity in [MAX_LINE + 64, 1 << 16] {
+                let read = tools(&line, capacity);
+                let tool = if refused.is_some() { "" } else { "t" };
+                assert_eq!(
+                    read,
+                    vec![(tool.to_owned(), refused), ("next".to_owned(), None)],
+                    "{extra} byte(s) over, buffer of {capacity}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn an_oversize_line_is_one_refused_request_and_the_next_line_is_read() {
         let mut text = vec![b'x'; MAX_LINE + 10];
         text.extend_from_slice(b"\n{\"tool\":\"t\"}\n");
         let mut input = std::io::BufReader::new(&text[..]);
         let mut lines = Lines::default();
-        let first = lines.next_line(&mut input).ok().flatten();
-        let second = lines.next_line(&mut input).ok().flatten();
+        let first = lines.next_line(&mut input).ok().flatten().map(|(line, _)| line);
+        let second = lines.next_line(&mut input).ok().flatten().map(|(line, _)| line);
         assert_eq!(
             first
                 .and_then(|line| line.refused)
