@@ -23,6 +23,11 @@ use tollgate_runtime::credential::{self, Host, SessionCall};
 use tollgate_runtime::gate::{self, ArgValue, Slot, State};
 use tollgate_runtime::table::Table;
 
+/// The allocator the `tollgate` binary is built with (`cli/src/main.rs`), so the figures are the
+/// binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NOW: u64 = 1_767_261_600;
 
 /// Resident memory of this process, from `/proc/self/status` (kB; 0 where there is no /proc).
@@ -138,7 +143,8 @@ fn main() {
         slowest * 1e6
     );
 
-    // `HOST_BENCH_ONLY=batch` (or `none`, `every`, `memory`) runs only that arm (for a profiler).
+    // `HOST_BENCH_ONLY=batch` (or `none`, `every`, `memory`, `parts`, `live`) runs only that arm (for
+    // a profiler).
     let only = std::env::var("HOST_BENCH_ONLY").ok();
     // The host with its log in memory: the protocol, sessions, state and records, without IO.
     if only.as_deref().is_none_or(|only| only == "memory") {
@@ -206,7 +212,7 @@ fn main() {
             read.push(started.elapsed().as_secs_f64() / lines.len() as f64);
             let started = Instant::now();
             let decisions: Vec<_> = requests
-                .chunks(256)
+                .chunks(tollgate_host::stream::BATCH)
                 .flat_map(|chunk| gate.decide_batch(chunk))
                 .collect();
             decide.push(started.elapsed().as_secs_f64() / lines.len() as f64);
@@ -276,14 +282,14 @@ fn main() {
             };
             // In one thread, as `tollgate gate` did before it read on a thread of its own: lines
             // that are already waiting are read and decided together and their records appended
-            // in one write (at most 256 at a time), and the decision lines written to a buffered
+            // in one write (at most `stream::BATCH` at a time), and the decision lines written to a buffered
             // output.
             let gate = open("one-thread");
             let mut output = std::io::BufWriter::new(std::io::sink());
             let mut reader = tollgate_host::protocol::Reader::default();
             allowed.0 = 0;
             let started = Instant::now();
-            for chunk in lines[..count].chunks(256) {
+            for chunk in lines[..count].chunks(tollgate_host::stream::BATCH) {
                 let requests: Vec<_> = chunk.iter().map(|line| reader.read(line)).collect();
                 for decision in gate.decide_batch(&requests) {
                     allowed.0 += usize::from(decision.allowed);
@@ -319,7 +325,7 @@ fn main() {
             let _ = std::fs::remove_dir_all(&dir);
         }
         for (arm, rounds, allowed) in [
-            ("decide_batch(256), one thread", rounds.0, allowed.0),
+            ("decide_batch(BATCH), one thread", rounds.0, allowed.0),
             ("stream::serve, reader thread ", rounds.1, allowed.1),
         ] {
             let (per, fastest, slowest) = spread(rounds);
@@ -330,6 +336,51 @@ fn main() {
                 per / runtime,
                 fastest * 1e6,
                 slowest * 1e6
+            );
+        }
+    }
+
+    // A live agent: each line decided alone (`decide_line`), as `tollgate gate` decides a line
+    // that arrives with nothing behind it: one write of its entries and, under `--sync every`,
+    // one `fsync` before its answer. 1,000 lines, so this is the cost of a decision that waits
+    // for the disk, where the piped arms above share each write and `fsync` among a batch.
+    if only.as_deref().is_none_or(|only| only == "live") {
+        for (name, sync) in [("batch", SyncPolicy::Batch), ("every", SyncPolicy::Every)] {
+            let dir = std::env::temp_dir()
+                .join(format!("tollgate-bench-{}-live-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+            let store = FileStore::open(&dir.join("state")).unwrap();
+            let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
+            let (gate, _) = Gate::start(
+                table,
+                issuer.verifying_key(),
+                SigningKey::from_bytes(&[3; 32]),
+                FixedClock::new(NOW),
+                store,
+                audit,
+                &existing,
+                &GateOptions {
+                    env: Some("prod".to_owned()),
+                    ..GateOptions::default()
+                },
+            )
+            .unwrap();
+            let mut each = Vec::with_capacity(1_000);
+            for line in &lines[..1_000] {
+                let started = Instant::now();
+                let decision = gate.decide_line(line);
+                each.push(started.elapsed().as_secs_f64());
+                assert!(decision.allowed);
+            }
+            gate.close().unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            each.sort_by(f64::total_cmp);
+            println!(
+                "host decide_line, one line at a time (a live agent), --sync {name:<5}: p50 {:>8.3} µs, p99 {:>8.3} µs per decision (1000 lines)",
+                each[each.len() / 2] * 1e6,
+                each[each.len() * 99 / 100] * 1e6
             );
         }
     }
