@@ -637,6 +637,27 @@ fn measure_size(size: usize, settings: &Settings, key: &SigningKey) -> Row {
                 black_box(decision);
             }
         }));
+        // The least SHA-256 work a record can take with the fields DESIGN.md gives it, a per-record
+        // chain and an RFC 6962 tree (whose checkpoints C2SP tooling checks): a leaf of at most
+        // 119 bytes (0x00, sequence, time, verdict, rule and reason, one digest of what is
+        // constant for a session, one of the tool and arguments, the previous leaf's hash: two
+        // compressions), an interior node per record on average (0x01 ‖ left ‖ right, 65 bytes:
+        // two) and the arguments' digest (one at the least). Five compressions, nothing else.
+        arms.push(Arm::new("sha-256 floor (5 blocks)", REQUESTS, || {
+            let mut leaf = [0u8; 118];
+            let mut args = [0u8; 54];
+            for i in 0..REQUESTS {
+                leaf[0] = i as u8;
+                args[0] = i as u8;
+                let digest = tollgate_runtime::audit::leaf_hash(black_box(&args));
+                leaf[86..118].copy_from_slice(&digest);
+                let hash = tollgate_runtime::audit::leaf_hash(black_box(&leaf));
+                black_box(tollgate_runtime::audit::node_hash(
+                    &hash,
+                    black_box(&digest),
+                ));
+            }
+        }));
         arms.push(Arm::new("gate+audit+sign-each", REQUESTS, || {
             for call in &calls {
                 let decision = gate::decide(&table, &mut sign_state, black_box(call));
@@ -883,6 +904,17 @@ fn report(rows: &[Row], flat: &[(usize, f64)], sparse: Option<(usize, usize)>) {
         audited / gate,
         time(row.p50("gate+audit+sign-each")),
         ratio(row.p50("gate+audit+sign-each") / gate)
+    );
+    let floor = row.p50("sha-256 floor (5 blocks)");
+    println!(
+        "  SHA-256 here: {} per 64-byte block; the least a record can hash with DESIGN.md's fields, a per-record chain and an RFC 6962 tree is five blocks: {} (the 300 ns target {})",
+        time(floor / 5.0),
+        time(floor),
+        if floor > 300.0 {
+            "is below that floor on this machine"
+        } else {
+            "is above that floor"
+        }
     );
     println!("summary: decide p50 {gate:.0} ns at 1000 rules (with limits); cedar-indexed/gate {cedar:.1}×; regorus/gate {regorus:.1}×; audit {audit:.0} ns");
 }
