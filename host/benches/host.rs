@@ -255,31 +255,7 @@ fn main() {
                 "tollgate-bench-{}-{name}-{round}",
                 std::process::id()
             ));
-            let open = |arm: &str| {
-                let dir = dir.join(arm);
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir).unwrap();
-                let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
-                let store = FileStore::open(&dir.join("state")).unwrap();
-                let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
-                Gate::start(
-                    table,
-                    issuer.verifying_key(),
-                    SigningKey::from_bytes(&[3; 32]),
-                    FixedClock::new(NOW),
-                    store,
-                    audit,
-                    &existing,
-                    &GateOptions {
-                        env: Some("prod".to_owned()),
-                        // As `tollgate gate` runs by default: a signed checkpoint every 100
-                        // records (`DEFAULT_CHECKPOINT_EVERY`).
-                        ..GateOptions::default()
-                    },
-                )
-                .unwrap()
-                .0
-            };
+            let open = |arm: &str| file_gate(&bytes, &compiler, &issuer, &dir.join(arm), sync);
             // In one thread, as `tollgate gate` did before it read on a thread of its own: lines
             // that are already waiting are read and decided together and their records appended
             // in one write (at most `stream::BATCH` at a time), and the decision lines written to a buffered
@@ -348,25 +324,7 @@ fn main() {
         for (name, sync) in [("batch", SyncPolicy::Batch), ("every", SyncPolicy::Every)] {
             let dir = std::env::temp_dir()
                 .join(format!("tollgate-bench-{}-live-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
-            let store = FileStore::open(&dir.join("state")).unwrap();
-            let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
-            let (gate, _) = Gate::start(
-                table,
-                issuer.verifying_key(),
-                SigningKey::from_bytes(&[3; 32]),
-                FixedClock::new(NOW),
-                store,
-                audit,
-                &existing,
-                &GateOptions {
-                    env: Some("prod".to_owned()),
-                    ..GateOptions::default()
-                },
-            )
-            .unwrap();
+            let gate = file_gate(&bytes, &compiler, &issuer, &dir, sync);
             let mut each = Vec::with_capacity(1_000);
             for line in &lines[..1_000] {
                 let started = Instant::now();
@@ -433,6 +391,38 @@ fn main() {
         rss_kb(),
         gate.cached_sessions()
     );
+}
+
+/// A gate on a fresh directory `dir` (emptied first): its state and its audit log there, with
+/// `sync`, as `tollgate gate` runs by default (a signed checkpoint every 100 records,
+/// `DEFAULT_CHECKPOINT_EVERY`).
+fn file_gate<'t>(
+    bytes: &'t [u8],
+    compiler: &SigningKey,
+    issuer: &SigningKey,
+    dir: &std::path::Path,
+    sync: SyncPolicy,
+) -> Gate<'t, FixedClock, FileStore, AuditFile> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let table = Table::load(bytes, &compiler.verifying_key()).unwrap();
+    let store = FileStore::open(&dir.join("state")).unwrap();
+    let (audit, existing) = AuditFile::open(&dir.join("audit.log"), sync).unwrap();
+    Gate::start(
+        table,
+        issuer.verifying_key(),
+        SigningKey::from_bytes(&[3; 32]),
+        FixedClock::new(NOW),
+        store,
+        audit,
+        &existing,
+        &GateOptions {
+            env: Some("prod".to_owned()),
+            ..GateOptions::default()
+        },
+    )
+    .unwrap()
+    .0
 }
 
 /// An output that keeps nothing but counts decision lines and allows. It sits behind a

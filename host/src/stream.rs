@@ -54,7 +54,7 @@ where
     let (sender, batches) = mpsc::sync_channel::<std::io::Result<Batch>>(1);
     // Decided batches go back to the reader, which made them, to be reused there: memory freed
     // by the thread that did not allocate it costs the allocator more.
-    let (decided, to_free) = mpsc::channel::<Batch>();
+    let (decided, returned) = mpsc::channel::<Batch>();
     // The thread owns the input; should it fail to start, its closure (and the input) comes back.
     let input = std::sync::Arc::new(std::sync::Mutex::new(Some(input)));
     let shared = std::sync::Arc::clone(&input);
@@ -67,7 +67,7 @@ where
             let mut input = BufReader::with_capacity(BUFFER, input);
             let mut lines = Lines::default();
             loop {
-                while let Ok(old) = to_free.try_recv() {
+                while let Ok(old) = returned.try_recv() {
                     lines.spare = Some(old);
                 }
                 let batch = lines.next_batch(&mut input);
@@ -348,8 +348,16 @@ mod tests {
         text.extend_from_slice(b"\n{\"tool\":\"t\"}\n");
         let mut input = std::io::BufReader::new(&text[..]);
         let mut lines = Lines::default();
-        let first = lines.next_line(&mut input).ok().flatten().map(|(line, _)| line);
-        let second = lines.next_line(&mut input).ok().flatten().map(|(line, _)| line);
+        let first = lines
+            .next_line(&mut input)
+            .ok()
+            .flatten()
+            .map(|(line, _)| line);
+        let second = lines
+            .next_line(&mut input)
+            .ok()
+            .flatten()
+            .map(|(line, _)| line);
         assert_eq!(
             first
                 .and_then(|line| line.refused)
