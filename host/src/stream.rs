@@ -323,6 +323,57 @@ mod tests {
         }
     }
 
+    /// What the input's lines hold, read one at a time with [`protocol::read_request`]: split at
+    /// each newline, trailing carriage returns dropped, blank lines skipped.
+    fn each_line(text: &[u8]) -> Vec<RequestLine> {
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        if text.last() == Some(&b'\n') || text.is_empty() {
+            lines.pop();
+        }
+        lines
+            .into_iter()
+            .map(|mut line| {
+                while let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                line
+            })
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(protocol::read_request)
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Any input, any buffer: the stream reads exactly the requests its lines hold, alike
+        /// whether a line was read in place or gathered across the buffer's end.
+        #[test]
+        fn the_stream_reads_what_each_line_holds(
+            fragments in proptest::collection::vec(0usize..10, 0..40),
+            capacity in 1usize..200,
+        ) {
+            const PIECES: [&[u8]; 10] = [
+                b"{\"tool\":\"crm.read\",\"args\":{\"id\":\"c-1\"},\"id\":7}",
+                b"{\"credential\":\"AAEC\",\"tool\":\"t\"}",
+                b"{\"tool\":\"t\",\"time\":5}",
+                b"\n",
+                b"\r\n",
+                b" \t",
+                b"not json",
+                b"{\"tool\":\"\xff\"}",
+                b"\r",
+                b"{\"tool\":\"a\",\"args\":{\"xs\":[1,2,{\"k\":true}]}}",
+            ];
+            let text: Vec<u8> = fragments.iter().flat_map(|&i| PIECES[i].iter().copied()).collect();
+            let mut input = std::io::BufReader::with_capacity(capacity, &text[..]);
+            let mut lines = Lines::default();
+            let mut read = Vec::new();
+            while let Ok(Some((line, _))) = lines.next_line(&mut input) {
+                read.push(line);
+            }
+            proptest::prop_assert_eq!(read, each_line(&text));
+        }
+    }
+
     #[test]
     fn a_line_of_the_longest_length_is_read_and_one_byte_more_is_refused() {
         for (extra, refused) in [(0, None), (1, Some(Reason::Malformed))] {
