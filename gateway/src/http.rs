@@ -17,8 +17,9 @@
 //!   upstream; a denial is an `isError` result with the reason (or a `-32001` error), a tool
 //!   the agent cannot see is `-32602`, and the call that revokes the agent gets `-32002`.
 //!
-//! A plain `tools/call` is answered without `rmcp`'s typed model (see [`relay`]): decided on the
-//! request's task and relayed to a command upstream as lines, its result as the server wrote it.
+//! A plain `tools/call` is answered without `rmcp`'s typed model (see [`crate::relay`]): decided on
+//! the request's task and relayed to a command upstream as lines, its result as the server wrote
+//! it.
 //! Resources, prompts and completion are refused (`-32601`, with the flag that passes them)
 //! unless `--allow-method` passes them; sampling and elicitation are not offered. Protocol
 //! versions: 2025-11-25 and 2025-06-18.

@@ -88,7 +88,7 @@ pub mod header {
     pub const MAGIC: usize = 0;
     /// `VERSION`, `u16`.
     pub const FORMAT_VERSION: usize = 4;
-    /// Flags, `u16`: see [`flags`].
+    /// Flags, `u16`: see [`super::flags`].
     pub const FLAGS: usize = 6;
     /// SHA-256 of the body (the bytes between the header and the signature), 32 bytes.
     pub const POLICY_HASH: usize = 8;

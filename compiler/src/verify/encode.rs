@@ -1584,7 +1584,7 @@ fn largest_value(policy: &Policy, term: &Term) -> Option<i64> {
 
 /// The largest depth any condition or depth limit can tell apart, plus one — deeper chains are
 /// indistinguishable from each other — and whether that bound is exact (false when a depth is
-/// compared with a value above [`DEPTH_CAP`]). Every value a depth is compared with counts:
+/// compared with a value above `DEPTH_CAP` (64)). Every value a depth is compared with counts:
 /// literals, attributes, costs, declared argument bounds, even another depth.
 pub fn depth_horizon(policy: &Policy) -> (u64, bool) {
     fn walk(policy: &Policy, condition: &Condition, out: &mut i64) {
