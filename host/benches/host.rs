@@ -143,8 +143,8 @@ fn main() {
         slowest * 1e6
     );
 
-    // `HOST_BENCH_ONLY=batch` (or `none`, `every`, `memory`, `parts`, `live`) runs only that arm (for
-    // a profiler).
+    // `HOST_BENCH_ONLY=batch` (or `none`, `every`, `memory`, `parts`, `live`, `restart`) runs only
+    // that arm (for a profiler).
     let only = std::env::var("HOST_BENCH_ONLY").ok();
     // The host with its log in memory: the protocol, sessions, state and records, without IO.
     if only.as_deref().is_none_or(|only| only == "memory") {
@@ -341,6 +341,90 @@ fn main() {
                 each[each.len() * 99 / 100] * 1e6
             );
         }
+    }
+
+    // A restart on a long log: 1,000,000 records written through the stream, then the gate
+    // started on it again — reading the log one entry at a time (`AuditFile::open_reading` and
+    // `Gate::start_reading`, as `tollgate gate` starts), and, for comparison, read whole into
+    // memory first (`AuditFile::open` and `Gate::start`, as it started until 2026-11-28).
+    if only.as_deref().is_none_or(|only| only == "restart") {
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-bench-{}-restart", std::process::id()));
+        let gate = file_gate(&bytes, &compiler, &issuer, &dir, SyncPolicy::None);
+        let input: Vec<u8> = lines
+            .iter()
+            .flat_map(|line| line.iter().copied().chain([b'\n']))
+            .collect();
+        for _ in 0..10 {
+            let mut output = std::io::BufWriter::new(std::io::sink());
+            let ended = tollgate_host::stream::serve(
+                &gate,
+                std::io::Cursor::new(input.clone()),
+                &mut output,
+            );
+            assert!(matches!(ended, tollgate_host::stream::Ended::Closed));
+        }
+        gate.close().unwrap();
+        // Dropped, so the log's lock is released for the restarts.
+        drop(gate);
+        drop(input);
+        let log = dir.join("audit.log");
+        let size = std::fs::metadata(&log).unwrap().len();
+        for whole in [false, true] {
+            let table = Table::load(&bytes, &compiler.verifying_key()).unwrap();
+            let store = FileStore::open(&dir.join("state")).unwrap();
+            let before = rss_kb();
+            let started = Instant::now();
+            let key = SigningKey::from_bytes(&[3; 32]);
+            let options = GateOptions {
+                env: Some("prod".to_owned()),
+                ..GateOptions::default()
+            };
+            let clock = FixedClock::new(NOW);
+            let (gate, resident) = if whole {
+                let (audit, existing) = AuditFile::open(&log, SyncPolicy::None).unwrap();
+                let (gate, _) = Gate::start(
+                    table,
+                    issuer.verifying_key(),
+                    key,
+                    clock,
+                    store,
+                    audit,
+                    &existing,
+                    &options,
+                )
+                .unwrap();
+                (gate, rss_kb())
+            } else {
+                let (audit, existing) = AuditFile::open_reading(&log, SyncPolicy::None).unwrap();
+                let (gate, _) = Gate::start_reading(
+                    table,
+                    issuer.verifying_key(),
+                    key,
+                    clock,
+                    store,
+                    audit,
+                    existing,
+                    &options,
+                )
+                .unwrap();
+                (gate, rss_kb())
+            };
+            let took = started.elapsed().as_secs_f64();
+            println!(
+                "host restart on a log of {} records ({} MB), {}: {took:.2} s, resident memory {} MB more after the start",
+                gate.records(),
+                size >> 20,
+                if whole {
+                    "the log read whole first"
+                } else {
+                    "the log read one entry at a time"
+                },
+                resident.saturating_sub(before) >> 10
+            );
+            gate.close().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     if only.is_some() {

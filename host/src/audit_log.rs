@@ -21,7 +21,7 @@
 use crate::HostError;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, VerifyingKey};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use tollgate_runtime::audit::{self, field, flag, Log, RECORD_SIZE};
 use tollgate_runtime::gate::{Slot, SLOT_SIZE};
@@ -140,58 +140,114 @@ pub struct Problem {
 /// well-formed entry.
 pub fn parse(bytes: &[u8]) -> Result<Vec<(u64, Entry)>, Problem> {
     let mut entries = Vec::new();
-    let mut at = 0usize;
-    let mut records = 0u64;
-    while let Some(&tag) = bytes.get(at) {
+    let mut reading = Entries::new(bytes);
+    while let Some(entry) = reading.next_entry()? {
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// A log's entries read one at a time from `input`, with their byte offsets: [`parse`] without
+/// holding the file, so a gate that restarts on a log of any size holds one entry at a time.
+#[derive(Debug)]
+pub struct Entries<R> {
+    input: R,
+    at: u64,
+    records: u64,
+}
+
+impl<R: std::io::Read> Entries<R> {
+    pub fn new(input: R) -> Entries<R> {
+        Entries {
+            input,
+            at: 0,
+            records: 0,
+        }
+    }
+
+    /// The next entry; `None` at the end of the log, `Err` at the first byte that is not a
+    /// well-formed entry (as [`parse`] reports it) or where the input cannot be read.
+    pub fn next_entry(&mut self) -> Result<Option<(u64, Entry)>, Problem> {
+        let at = self.at;
+        let records = self.records;
         let torn = |message: String| Problem {
             record: Some(records),
-            offset: at as u64,
+            offset: at,
             torn: true,
             message,
         };
-        match tag {
+        let mut tag = [0u8; 1];
+        if self.fill(&mut tag)? == 0 {
+            return Ok(None);
+        }
+        let (entry, len) = match tag[0] {
             RECORD_TAG => {
-                let Some(body) = bytes.get(at + 1..at + 1 + RECORD_SIZE) else {
+                let mut record = Box::new([0u8; RECORD_SIZE]);
+                if self.fill(&mut record[..])? < RECORD_SIZE {
                     return Err(torn(format!(
                         "record {records} is cut short at byte {at} (a torn write, or a truncated file)"
                     )));
-                };
-                let mut record = Box::new([0u8; RECORD_SIZE]);
-                record.copy_from_slice(body);
-                entries.push((at as u64, Entry::Record(record)));
-                records += 1;
-                at += 1 + RECORD_SIZE;
+                }
+                self.records += 1;
+                (Entry::Record(record), 1 + RECORD_SIZE)
             }
-            b'C' | b'S' => {
-                let len = bytes
-                    .get(at + 1..at + 3)
-                    .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
-                let Some(body) = len.and_then(|len| bytes.get(at + 3..at + 3 + len)) else {
-                    return Err(torn(format!(
+            tag @ (b'C' | b'S') => {
+                let cut = || {
+                    torn(format!(
                         "the entry at byte {at} is cut short (a torn write, or a truncated file)"
-                    )));
+                    ))
                 };
+                let mut len = [0u8; 2];
+                if self.fill(&mut len)? < 2 {
+                    return Err(cut());
+                }
+                let mut body = vec![0u8; usize::from(u16::from_le_bytes(len))];
+                if self.fill(&mut body)? < body.len() {
+                    return Err(cut());
+                }
+                let len = 3 + body.len();
                 let entry = if tag == b'C' {
-                    Entry::Checkpoint(body.to_vec())
+                    Entry::Checkpoint(body)
                 } else {
-                    Entry::State(body.to_vec())
+                    Entry::State(body)
                 };
-                entries.push((at as u64, entry));
-                at += 3 + body.len();
+                (entry, len)
             }
             other => {
                 return Err(Problem {
                     record: Some(records),
-                    offset: at as u64,
+                    offset: at,
                     torn: false,
                     message: format!(
                         "byte {at} starts no entry (0x{other:02x}): the file is damaged"
                     ),
                 });
             }
-        }
+        };
+        self.at = at.saturating_add(len as u64);
+        Ok(Some((at, entry)))
     }
-    Ok(entries)
+
+    /// Reads into `buffer` until it is full or the input ends; how many bytes it read.
+    fn fill(&mut self, buffer: &mut [u8]) -> Result<usize, Problem> {
+        let mut read = 0;
+        while let Some(rest) = buffer.get_mut(read..).filter(|rest| !rest.is_empty()) {
+            match self.input.read(rest) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    return Err(Problem {
+                        record: Some(self.records),
+                        offset: self.at,
+                        torn: false,
+                        message: format!("the log cannot be read at byte {}: {error}", self.at),
+                    })
+                }
+            }
+        }
+        Ok(read)
+    }
 }
 
 /// What a verified log holds.
@@ -201,13 +257,12 @@ pub struct Verified {
     pub checkpoints: u64,
 }
 
-/// A log replayed for a gate that continues it.
+/// A log replayed for a gate that continues it (its state entries went to the replay's
+/// `on_state`, in order).
 #[derive(Clone, Debug)]
 pub struct Resumed {
     pub log: Log,
     pub checkpoints: u64,
-    /// The state entries, with their byte offsets, in order.
-    pub state: Vec<(u64, StateEntry)>,
     /// The last checkpoint note, if any.
     pub last_note: Option<Vec<u8>>,
 }
@@ -223,6 +278,17 @@ pub fn verify(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Verifi
 /// exactly after an earlier checkpoint, which is otherwise a well-formed shorter log.
 pub fn verify_against(
     bytes: &[u8],
+    key: &VerifyingKey,
+    key_name: &str,
+    latest: Option<&[u8]>,
+) -> Result<Verified, Problem> {
+    verify_reading(bytes, key, key_name, latest)
+}
+
+/// [`verify_against`] reading the log from `input` one entry at a time (a log of any size is
+/// verified in bounded memory).
+pub fn verify_reading(
+    input: impl std::io::Read,
     key: &VerifyingKey,
     key_name: &str,
     latest: Option<&[u8]>,
@@ -255,19 +321,19 @@ pub fn verify_against(
         }
         Ok(())
     };
-    let entries = parse(bytes)?;
+    let mut entries = Entries::new(input);
     let mut log = Log::new();
     let mut checkpoints = 0u64;
     let mut covered = 0u64;
     check_anchor(&log, &mut anchored)?;
-    for (_, entry) in &entries {
+    while let Some((_, entry)) = entries.next_entry()? {
         match entry {
             Entry::Record(record) => {
-                append_checked(&mut log, record)?;
+                append_checked(&mut log, &record)?;
                 check_anchor(&log, &mut anchored)?;
             }
             Entry::Checkpoint(note) => {
-                check_note(note, &log, key, key_name).map_err(|why| {
+                check_note(&note, &log, key, key_name).map_err(|why| {
                     problem(
                         log.size().checked_sub(1),
                         &format!("checkpoint at size {}: {why}", log.size()),
@@ -304,16 +370,23 @@ pub fn verify_against(
     })
 }
 
-/// Replays a log for a gate that continues it: the chain and every checkpoint must verify; records
-/// after the last checkpoint are accepted (a gate that crashed had not closed its log yet).
-pub fn resume(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Resumed, Problem> {
+/// Replays a log for a gate that continues it, reading it from `input` one entry at a time: the
+/// chain and every checkpoint must verify; records after the last checkpoint are accepted (a gate
+/// that crashed had not closed its log yet). Each state entry goes to `on_state` with its byte
+/// offset, in order, as it is read: a log of any size is replayed in bounded memory.
+pub fn resume(
+    input: impl std::io::Read,
+    key: &VerifyingKey,
+    key_name: &str,
+    mut on_state: impl FnMut(u64, StateEntry),
+) -> Result<Resumed, Problem> {
     let mut resumed = Resumed {
         log: Log::new(),
         checkpoints: 0,
-        state: Vec::new(),
         last_note: None,
     };
-    for (offset, entry) in parse(bytes)? {
+    let mut entries = Entries::new(input);
+    while let Some((offset, entry)) = entries.next_entry()? {
         match entry {
             Entry::Record(record) => append_checked(&mut resumed.log, &record)?,
             Entry::Checkpoint(note) => {
@@ -333,7 +406,7 @@ pub fn resume(bytes: &[u8], key: &VerifyingKey, key_name: &str) -> Result<Resume
                     torn: false,
                     message: format!("the state entry at byte {offset} is malformed"),
                 })?;
-                resumed.state.push((offset, entry));
+                on_state(offset, entry);
             }
         }
     }
@@ -629,6 +702,21 @@ impl AuditFile {
     /// Opens (creating) the log for append, takes its exclusive lock, and returns it with the
     /// bytes it already holds. A log another gate holds is refused, naming the holder.
     pub fn open(path: &Path, sync: SyncPolicy) -> Result<(AuditFile, Vec<u8>), HostError> {
+        let (file, mut existing) = AuditFile::open_reading(path, sync)?;
+        let mut bytes = Vec::new();
+        existing
+            .read_to_end(&mut bytes)
+            .map_err(|e| HostError::io("read", path, e))?;
+        Ok((file, bytes))
+    }
+
+    /// [`AuditFile::open`], with the bytes already in the log returned as a reader instead of
+    /// read into memory: what a gate starts from ([`crate::gate::Gate::start`] reads it one
+    /// entry at a time), so a restart on a log of any size holds little of it.
+    pub fn open_reading(
+        path: &Path,
+        sync: SyncPolicy,
+    ) -> Result<(AuditFile, ExistingLog), HostError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -658,12 +746,21 @@ impl AuditFile {
             // Tell a refused second gate who holds the log; advisory, so a failure is not fatal.
             let _ = std::fs::write(&holder_path, format!("{}\n", std::process::id()));
         }
-        let bytes = if regular {
-            std::fs::read(path).map_err(|e| HostError::io("read", path, e))?
+        let len = if regular {
+            file.metadata()
+                .map_err(|e| HostError::io("inspect", path, e))?
+                .len()
         } else {
-            Vec::new()
+            0
         };
-        let len = bytes.len() as u64;
+        // The bytes already there, read through a handle of their own: exactly `len` of them,
+        // whatever this log appends later.
+        let existing = ExistingLog(if regular {
+            let reader = std::fs::File::open(path).map_err(|e| HostError::io("read", path, e))?;
+            Some(std::io::BufReader::with_capacity(1 << 16, reader).take(len))
+        } else {
+            None
+        });
         // Where no thread can be started, batches are made durable in line, as before.
         let syncer = match sync {
             SyncPolicy::Batch => Syncer::start(&file),
@@ -678,7 +775,7 @@ impl AuditFile {
                 len,
                 syncer,
             },
-            bytes,
+            existing,
         ))
     }
 
@@ -691,6 +788,20 @@ impl AuditFile {
         self.syncer
             .as_ref()
             .map_or(0, |s| s.runs.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// The bytes a log held when it was opened ([`AuditFile::open_reading`]), read from the file as
+/// they are asked for (nothing for a log that is not a regular file).
+#[derive(Debug)]
+pub struct ExistingLog(Option<std::io::Take<std::io::BufReader<std::fs::File>>>);
+
+impl std::io::Read for ExistingLog {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(file) => file.read(buffer),
+            None => Ok(0),
+        }
     }
 }
 
@@ -818,6 +929,114 @@ pub fn recover(path: &Path, now: u64) -> Result<Option<Recovered>, HostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that hands out at most `step` bytes a call (a file read in small pieces).
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buffer.len()).min(self.bytes.len());
+            let (now, rest) = self.bytes.split_at(n);
+            buffer[..n].copy_from_slice(now);
+            self.bytes = rest;
+            Ok(n)
+        }
+    }
+
+    fn read_all(input: impl std::io::Read) -> Result<Vec<(u64, Entry)>, Problem> {
+        let mut entries = Entries::new(input);
+        let mut read = Vec::new();
+        while let Some(entry) = entries.next_entry()? {
+            read.push(entry);
+        }
+        Ok(read)
+    }
+
+    #[test]
+    fn entries_read_in_any_pieces_are_the_file_cut_anywhere() {
+        let mut log = Log::new();
+        let mut record = [0u8; RECORD_SIZE];
+        record[field::VERSION] = audit::VERSION;
+        record[field::KIND] = audit::KIND_DECISION;
+        let first = log.append(record);
+        let second = log.append(record);
+        let entries = [
+            Entry::Record(Box::new(first)),
+            Entry::State(vec![7; 40]),
+            Entry::Checkpoint(b"a note".to_vec()),
+            Entry::Record(Box::new(second)),
+        ];
+        let bytes: Vec<u8> = entries.iter().flat_map(encode).collect();
+        let starts = [0u64, 311, 354, 363];
+        let whole = parse(&bytes).unwrap_or_default();
+        assert_eq!(
+            whole,
+            starts
+                .iter()
+                .copied()
+                .zip(entries.iter().cloned())
+                .collect::<Vec<_>>()
+        );
+        for cut in 0..=bytes.len() {
+            let file = &bytes[..cut];
+            let expected = parse(file);
+            // A cut inside an entry is a torn tail at that entry; at a boundary, a shorter log.
+            match &expected {
+                Ok(read) => assert!(
+                    starts.iter().any(|&at| at as usize == cut) || cut == bytes.len(),
+                    "{cut}: {read:?}"
+                ),
+                Err(problem) => {
+                    assert!(problem.torn, "{cut}: {problem:?}");
+                    assert_eq!(
+                        problem.offset,
+                        starts
+                            .iter()
+                            .copied()
+                            .filter(|&at| at as usize <= cut)
+                            .max()
+                            .unwrap_or(0),
+                        "{cut}"
+                    );
+                }
+            }
+            for step in [1, 2, 3, 7, 64, 1 << 16] {
+                assert_eq!(
+                    read_all(Trickle { bytes: file, step }),
+                    expected,
+                    "{cut} bytes in pieces of {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_read_is_a_problem_where_it_stopped() {
+        struct Failing(usize);
+        impl std::io::Read for Failing {
+            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                let n = self.0.min(buffer.len());
+                buffer[..n].fill(b'C');
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        // `C` and a length of 0x4343 bytes, then the failure.
+        let problem = read_all(Failing(3)).unwrap_err();
+        assert!(!problem.torn);
+        assert_eq!(problem.offset, 0);
+        assert!(
+            problem.message.contains("disk on fire"),
+            "{}",
+            problem.message
+        );
+    }
 
     #[test]
     fn batch_fsyncs_run_off_the_caller_soon_and_seldom_and_a_failed_one_fails_the_next_append() {

@@ -171,9 +171,32 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         issuer_key: VerifyingKey,
         gate_key: SigningKey,
         clock: C,
-        mut store: S,
+        store: S,
         audit: A,
         existing: &[u8],
+        options: &GateOptions,
+    ) -> Result<(Gate<'t, C, S, A>, Started), HostError> {
+        Gate::start_reading(
+            table, issuer_key, gate_key, clock, store, audit, existing, options,
+        )
+    }
+
+    /// [`Gate::start`] on a log read from `existing` (the reader
+    /// [`crate::audit_log::AuditFile::open_reading`] returns beside the log): the log is verified
+    /// and replayed one entry at a time, so a restart holds no more of it than that, whatever its
+    /// size.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one owned part of the gate"
+    )]
+    pub fn start_reading(
+        table: Table<'t>,
+        issuer_key: VerifyingKey,
+        gate_key: SigningKey,
+        clock: C,
+        mut store: S,
+        audit: A,
+        existing: impl std::io::Read,
         options: &GateOptions,
     ) -> Result<(Gate<'t, C, S, A>, Started), HostError> {
         if let Some(pin) = &options.pin_policy {
@@ -198,31 +221,18 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
         }
         store.accept_policy(table.policy_version(), table.policy_hash())?;
         let log_path = || std::path::PathBuf::from("the audit log");
-        let resumed = audit_log::resume(existing, &gate_key.verifying_key(), GATE_KEY_NAME)
-            .map_err(|problem| {
-                if problem.torn {
-                    HostError::TornTail {
-                        path: log_path(),
-                        offset: problem.offset,
-                    }
-                } else {
-                    HostError::LogInvalid {
-                        path: log_path(),
-                        why: problem.message,
-                    }
-                }
-            })?;
         let mut slots = vec![Slot::EMPTY; gate::slots_needed(&table, options.repeat_room)];
         let policy: [u8; 8] = table.policy_hash()[..8].try_into().unwrap_or([0; 8]);
         let mut latest = 0;
         let mut replayed = 0;
         let mut revoked = 0;
-        {
+        let resumed = {
             let mut state = State::new(&table, &mut slots).map_err(|_| HostError::Damaged {
                 path: "the table".into(),
                 why: "it needs more state than a host can hold".to_owned(),
             })?;
-            // Counters: the snapshot (if it is of this policy), then the log tail after it.
+            // Counters: the snapshot (if it is of this policy), then the log's state entries
+            // after it, replayed as the log is read and verified.
             let snapshot = store.load_snapshot()?.filter(|s| {
                 s.policy_hash == *table.policy_hash() && s.slots.len() == state.slots().len()
             });
@@ -233,16 +243,31 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                 }
                 latest = snapshot.latest;
             }
-            for (offset, entry) in &resumed.state {
-                if *offset < from || entry.policy != policy {
-                    continue;
+            let replay = |offset: u64, entry: audit_log::StateEntry| {
+                if offset < from || entry.policy != policy {
+                    return;
                 }
                 for (index, slot) in &entry.slots {
                     state.restore_slot(*index as usize, *slot);
                 }
                 latest = latest.max(entry.latest);
                 replayed += 1;
-            }
+            };
+            let resumed =
+                audit_log::resume(existing, &gate_key.verifying_key(), GATE_KEY_NAME, replay)
+                    .map_err(|problem| {
+                        if problem.torn {
+                            HostError::TornTail {
+                                path: log_path(),
+                                offset: problem.offset,
+                            }
+                        } else {
+                            HostError::LogInvalid {
+                                path: log_path(),
+                                why: problem.message,
+                            }
+                        }
+                    })?;
             // Revocations, by name, whatever policy revoked them.
             for name in store.revocations()? {
                 if let Some(agent) = table.find_agent(name.as_bytes()) {
@@ -250,7 +275,8 @@ impl<'t, C: Clock, S: StateStore, A: AuditStore> Gate<'t, C, S, A> {
                     revoked += 1;
                 }
             }
-        }
+            resumed
+        };
         let records = resumed.log.size();
         // Whether any argument holds a `path` (itself, or anywhere in its lists: an element, an
         // element's field, at any depth): a policy without paths normalizes nothing, so its calls

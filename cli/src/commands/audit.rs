@@ -16,11 +16,19 @@ pub fn verify(
         Ok(key) => key,
         Err(message) => return io.usage(&message),
     };
-    let bytes = match std::fs::read(log) {
-        Ok(bytes) => bytes,
+    // Read one entry at a time: a log of any size is verified in bounded memory.
+    let opened = std::fs::File::open(log).and_then(|file| {
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(std::io::Error::from(std::io::ErrorKind::IsADirectory));
+        }
+        Ok((file, meta.len() == 0))
+    });
+    let (file, empty) = match opened {
+        Ok(opened) => opened,
         Err(error) => return io.usage(&format!("cannot read `{}`: {error}", log.display())),
     };
-    if bytes.is_empty() && latest.is_none() {
+    if empty && latest.is_none() {
         io.out(&format!(
             "empty: `{}` holds no records (keep the gate's latest checkpoint to tell an empty log from an erased one)\n",
             log.display()
@@ -31,7 +39,8 @@ pub fn verify(
         Ok(latest) => latest,
         Err(error) => return io.usage(&format!("cannot read the latest checkpoint: {error}")),
     };
-    match audit::verify_against(&bytes, &key, key_name, latest.as_deref()) {
+    let input = std::io::BufReader::with_capacity(1 << 16, file);
+    match audit::verify_reading(input, &key, key_name, latest.as_deref()) {
         Ok(verified) => {
             io.out(&format!(
                 "ok: {} records, {} signed checkpoints, chain and tree intact\n",

@@ -66,7 +66,7 @@ pub fn start<'t>(
         })
     })?;
     let store = FileStore::open(&args.state).map_err(failure)?;
-    let (audit, existing) = AuditFile::open(&args.audit, args.sync).map_err(failure)?;
+    let (audit, existing) = AuditFile::open_reading(&args.audit, args.sync).map_err(failure)?;
     let clock = args.fixed_clock.map_or(HostClock::System, HostClock::Fixed);
     let options = GateOptions {
         env: args.env.clone(),
@@ -76,8 +76,8 @@ pub fn start<'t>(
         require_verified: args.require_verified,
         ..GateOptions::default()
     };
-    let (gate, _) = Gate::start(
-        table, issuer_key, gate_key, clock, store, audit, &existing, &options,
+    let (gate, _) = Gate::start_reading(
+        table, issuer_key, gate_key, clock, store, audit, existing, &options,
     )
     .map_err(|error| match error {
         HostError::TornTail { offset, .. } => failure(HostError::TornTail {
