@@ -345,8 +345,8 @@ fn main() {
 
     // A restart on a long log: 1,000,000 records written through the stream, then the gate
     // started on it again — reading the log one entry at a time (`AuditFile::open_reading` and
-    // `Gate::start_reading`, as `tollgate gate` starts), and, for comparison, read whole into
-    // memory first (`AuditFile::open` and `Gate::start`, as it started until 2026-11-28).
+    // `Gate::start_reading`, as `tollgate gate` starts), and, for comparison, with its bytes
+    // read into memory first (`AuditFile::open` and `Gate::start` on them).
     if only.as_deref().is_none_or(|only| only == "restart") {
         let dir =
             std::env::temp_dir().join(format!("tollgate-bench-{}-restart", std::process::id()));

@@ -703,7 +703,7 @@ impl AuditFile {
     /// bytes it already holds. A log another gate holds is refused, naming the holder.
     pub fn open(path: &Path, sync: SyncPolicy) -> Result<(AuditFile, Vec<u8>), HostError> {
         let (file, mut existing) = AuditFile::open_reading(path, sync)?;
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(usize::try_from(file.len).unwrap_or(0));
         existing
             .read_to_end(&mut bytes)
             .map_err(|e| HostError::io("read", path, e))?;
