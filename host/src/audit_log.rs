@@ -872,40 +872,46 @@ pub struct Recovered {
 /// the log is cut there, and a recovery record (chained like any other) says so. A log with no
 /// torn tail is left alone (`Ok(None)`); a log damaged elsewhere is refused.
 pub fn recover(path: &Path, now: u64) -> Result<Option<Recovered>, HostError> {
-    let (mut file, bytes) = AuditFile::open(path, SyncPolicy::Every)?;
-    let problem = match parse(&bytes) {
-        Ok(_) => return Ok(None),
-        Err(problem) if problem.torn => problem,
-        Err(problem) => {
-            return Err(HostError::LogInvalid {
-                path: path.to_owned(),
-                why: problem.message,
-            })
+    // Read one entry at a time, the chain continued over the intact prefix: a log of any size
+    // is recovered in bounded memory.
+    let (mut file, existing) = AuditFile::open_reading(path, SyncPolicy::Every)?;
+    let invalid = |problem: Problem| HostError::LogInvalid {
+        path: path.to_owned(),
+        why: problem.message,
+    };
+    let mut entries = Entries::new(existing);
+    let mut log = Log::new();
+    let offset = loop {
+        match entries.next_entry() {
+            Ok(None) => return Ok(None),
+            Ok(Some((_, Entry::Record(record)))) => {
+                log.append(*record);
+            }
+            Ok(Some(_)) => {}
+            Err(problem) if problem.torn => break problem.offset,
+            Err(problem) => return Err(invalid(problem)),
         }
     };
-    let offset = problem.offset;
-    let torn = bytes.get(offset as usize..).unwrap_or_default();
+    // The torn bytes: less than one entry (at most a checkpoint's 3 + 65,535 bytes).
+    let mut torn = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut reader| {
+            std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(offset))?;
+            reader
+                .take(file.len.saturating_sub(offset))
+                .read_to_end(&mut torn)
+        })
+        .map_err(|e| HostError::io("read", path, e))?;
     let mut saved_to = path.as_os_str().to_owned();
     saved_to.push(format!(".torn-{offset}"));
     let saved_to = PathBuf::from(saved_to);
-    std::fs::write(&saved_to, torn).map_err(|e| HostError::io("write", &saved_to, e))?;
+    std::fs::write(&saved_to, &torn).map_err(|e| HostError::io("write", &saved_to, e))?;
     file.file
         .set_len(offset)
         .and_then(|()| file.file.sync_all())
         .map_err(|e| HostError::io("truncate", path, e))?;
     file.len = offset;
-    // Continue the chain over the intact prefix and record the recovery.
-    let mut log = Log::new();
-    for (_, entry) in parse(bytes.get(..offset as usize).unwrap_or_default()).map_err(|p| {
-        HostError::LogInvalid {
-            path: path.to_owned(),
-            why: p.message,
-        }
-    })? {
-        if let Entry::Record(record) = entry {
-            log.append(*record);
-        }
-    }
+    // Record the recovery.
     let mut record = [0u8; RECORD_SIZE];
     record[field::VERSION] = audit::VERSION;
     record[field::KIND] = audit::KIND_RECOVERY;
